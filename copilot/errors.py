@@ -1,0 +1,18 @@
+"""Errors that carry a reason a person can read; the pipeline quarantines on UnreadableFrame."""
+
+
+class CopilotError(Exception):
+    """Base class of the co-pilot's own errors."""
+
+
+class UnreadableFrame(CopilotError):
+    """A file or message that cannot become a Frame (truncated, corrupt, unknown format, not an image)."""
+
+    def __init__(self, origin: str, reason: str):
+        super().__init__(f"{origin}: {reason}")
+        self.origin = origin
+        self.reason = reason
+
+
+class InvalidMessage(CopilotError):
+    """A socket message that fails validation (wrong buffer size, unknown dtype, too large)."""

@@ -1,0 +1,107 @@
+"""Model card: engines/<name>/card.json, validated on load."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+ENGINES_DIR = Path(__file__).resolve().parents[2] / "engines"
+
+
+class Normalization(BaseModel):
+    """How raw pixels become network input: per-frame percentile stretch to [0, 1], then (x - mean) / std."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Literal["percentile"] = "percentile"
+    low_percentile: float = 0.5
+    high_percentile: float = 99.5
+    mean: float = 0.5
+    std: float = 0.25
+
+
+class Tiling(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tile_px: int = Field(512, ge=64, description="tile edge in working-scale pixels")
+    overlap_px: int = Field(32, ge=0)
+    multiple_of: int = Field(8, ge=1, description="input height/width must be a multiple of this")
+
+    @model_validator(mode="after")
+    def _overlap_fits(self) -> "Tiling":
+        if 2 * self.overlap_px >= self.tile_px:
+            raise ValueError("tiling.overlap_px must be less than half of tiling.tile_px")
+        return self
+
+
+class Outputs(BaseModel):
+    """Names of the ONNX graph's input and outputs."""
+
+    model_config = ConfigDict(extra="forbid")
+    input: str = "image"
+    probabilities: str = "probabilities"
+    embedding: str = "embedding"
+    embedding_dim: int = Field(..., ge=1)
+
+
+class EmbeddingReference(BaseModel):
+    """Statistics of the training set's pooled embeddings, for domain-shift scoring."""
+
+    model_config = ConfigDict(extra="forbid")
+    mean: list[float]
+    std: list[float]
+    samples: list[list[float]] = Field(default_factory=list, description="a subsample for KID/MMD")
+
+
+class ModelCard(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    name: str
+    version: str
+    task: Literal["particles", "phases"]
+    class_names: list[str] = Field(..., min_length=2)
+    description: str = ""
+    working_nm_per_px: float = Field(..., gt=0, description="the scale the network sees; frames are resampled to it")
+    trained_nm_per_px_range: tuple[float, float]
+    normalization: Normalization = Normalization()
+    tiling: Tiling = Tiling()
+    outputs: Outputs
+    embedding_reference: EmbeddingReference | None = None
+    reliability_regressor: str | None = Field(None, description="ONNX file beside model.onnx, if any")
+    metrics: dict[str, float | dict[str, float]] = Field(default_factory=dict)
+    model_sha256: str
+    training_command: str
+
+    def model_path(self, engine_dir: Path) -> Path:
+        return engine_dir / "model.onnx"
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def engine_dir(name_or_path: str | Path) -> Path:
+    """Resolve a model name (``particles-stem``) or a folder path to the folder holding card.json + model.onnx."""
+    p = Path(name_or_path)
+    if (p / "card.json").is_file():
+        return p
+    candidate = ENGINES_DIR / str(name_or_path)
+    if (candidate / "card.json").is_file():
+        return candidate
+    known = sorted(d.name for d in ENGINES_DIR.iterdir() if (d / "card.json").is_file()) if ENGINES_DIR.is_dir() else []
+    raise FileNotFoundError(f"no model {name_or_path!r}: expected a folder with card.json; shipped models: {known}")
+
+
+def load_card(name_or_path: str | Path, verify_sha256: bool = True) -> tuple[ModelCard, Path]:
+    """Load and validate a card; return it with its folder. Refuses a model.onnx whose sha256 differs from the card."""
+    folder = engine_dir(name_or_path)
+    card = ModelCard.model_validate_json((folder / "card.json").read_text())
+    if verify_sha256:
+        actual = sha256_of(folder / "model.onnx")
+        if actual != card.model_sha256:
+            raise ValueError(f"{folder}/model.onnx sha256 {actual} does not match card.json ({card.model_sha256})")
+    return card, folder

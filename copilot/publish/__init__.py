@@ -1,0 +1,1 @@
+"""Result documents and their transport (ZeroMQ)."""
