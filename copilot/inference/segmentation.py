@@ -12,9 +12,12 @@ from copilot.frame import Frame
 
 @dataclass(frozen=True)
 class Segmentation:
-    """Per-pixel class probabilities at the frame's own resolution, plus the model's pooled embedding.
+    """Per-pixel class probabilities on the model's working grid, plus the model's pooled embedding.
 
-    ``probabilities`` has shape (n_classes, H, W), float32, summing to 1 over axis 0.
+    ``probabilities`` has shape (n_classes, h, w), float32, summing to 1 over axis 0. The working grid is the frame
+    resampled to the card's nm/px: one segmentation pixel spans ``frame_px_per_px`` frame pixels in each direction
+    and ``nm_per_px`` nanometres (``None`` for an uncalibrated frame, which is segmented at its own scale).
+    Measuring on this grid is what keeps a 2048² frame fast; it cannot resolve finer than the model does anyway.
     """
 
     frame: Frame
@@ -24,6 +27,11 @@ class Segmentation:
     model_name: str
     model_version: str
     engine: str
+    frame_px_per_px: float = 1.0
+
+    @property
+    def nm_per_px(self) -> float | None:
+        return None if self.frame.nm_per_px is None else self.frame.nm_per_px * self.frame_px_per_px
 
     @property
     def labels(self) -> np.ndarray:

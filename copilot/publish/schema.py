@@ -34,6 +34,9 @@ class ImageInfo(_Doc):
     dtype: str
     data_bar_rows: int = Field(0, description="rows of a burned-in data bar cropped before analysis")
     signal: str | None = Field(None, description="for multi-signal files, which signal was taken")
+    grid_frame_px: float = Field(
+        1.0, description="the analysis grid (and label mask) is the frame resampled so one grid pixel spans this many frame pixels"
+    )
 
 
 class ModelRef(_Doc):

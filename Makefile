@@ -1,0 +1,26 @@
+# Two entry points for a fresh machine: `make demo` and `make test`. Each creates .venv when missing.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+
+.PHONY: demo test clean
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(VENV)/.installed-run: pyproject.toml | $(PY)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(PY)
+	$(PIP) -e ".[test,train]"
+	touch $@ $(VENV)/.installed-run
+
+demo: $(VENV)/.installed-run
+	$(VENV)/bin/copilot demo --frames 40
+
+test: $(VENV)/.installed-test
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) .cache demo-data .pytest_cache

@@ -1,0 +1,1 @@
+"""Analysis: Segmentation → Measurements (particles, phases, series across frames)."""

@@ -1,0 +1,19 @@
+"""FrameMeasurements: the one type that leaves analysis and enters reliability."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from copilot.inference.segmentation import Segmentation
+from copilot.publish.schema import Measurements
+
+
+@dataclass(frozen=True)
+class FrameMeasurements:
+    """What analysis found in one frame: the instance labels on the segmentation grid and the summary document."""
+
+    segmentation: Segmentation
+    instances: np.ndarray
+    summary: Measurements

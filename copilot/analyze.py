@@ -1,0 +1,63 @@
+"""`copilot analyze`: the live pipeline, run offline over files and folders."""
+
+from __future__ import annotations
+
+import fnmatch
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from copilot.config import Settings
+from copilot.exports import ResultWriter
+from copilot.inference.select import load_engine
+from copilot.pipeline import Pipeline
+from copilot.sources.base import Arrival
+
+console = Console(stderr=True)
+
+
+def collect_files(paths: list[Path], include: list[str]) -> list[Path]:
+    """Files named directly, plus every matching file below named folders, in name order."""
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and any(fnmatch.fnmatch(f.name.lower(), g) for g in include))
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    return files
+
+
+def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_masks: bool = False) -> int:
+    files = collect_files(paths, settings.source.include)
+    if not files:
+        console.print("[yellow]no image files found[/yellow]")
+        return 1
+    engine = load_engine(settings.model.name, settings.model.engine, settings.model.threads, settings.model.max_whole_px)
+    writer = ResultWriter(out_dir, save_masks=save_masks)
+    with Progress(TextColumn("[bold]analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.description}"), console=console) as progress:
+        task = progress.add_task("", total=len(files))
+
+        def advance(result) -> None:
+            p = result.doc.measurements.particles
+            d50 = f"D50 {p.d50:.2f} {result.doc.measurements.length_unit}" if p and p.d50 else ""
+            progress.update(task, advance=1, description=f"{result.doc.frame_id}: {p.count if p else 0} particles {d50}")
+
+        pipeline = Pipeline(
+            engine, stream=settings.daemon.stream, sinks=[writer, advance], quarantine_dir=None,
+            min_area_nm2=settings.analysis.min_area_nm2, min_area_px=settings.analysis.min_area_px,
+            thresholds=settings.verdict, queue_size=settings.pipeline.queue_size,
+        ).start()
+        for f in files:
+            pipeline.submit(Arrival(origin=str(f), path=f))
+        pipeline.stop()
+        progress.update(task, completed=len(files))
+    writer.close()
+    st = pipeline.stats
+    console.print(f"{st.processed} analysed, {st.quarantined} unreadable, {st.failed} failed → {out_dir}")
+    if st.last_error:
+        console.print(f"[yellow]last problem:[/yellow] {st.last_error}")
+    return 0 if st.processed else 1

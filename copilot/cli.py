@@ -1,0 +1,147 @@
+"""copilot: run | demo | analyze | top | push | config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+console = Console(stderr=True)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
+    )
+
+
+def _settings(args, **overrides):
+    from copilot.config import ConfigError, load_settings
+
+    try:
+        return load_settings(Path(args.config) if getattr(args, "config", None) else None, overrides)
+    except ConfigError as exc:
+        console.print(f"[red]config error[/red] {exc}")
+        sys.exit(2)
+
+
+def cmd_run(args) -> int:
+    from copilot.daemon import Daemon
+
+    source = {"watch": args.watch, "poll": True if args.poll else None}
+    if args.watch:
+        source["kind"] = "directory"
+    settings = _settings(args, source=source, daemon={"state_dir": args.state_dir, "stream": args.stream})
+    try:
+        daemon = Daemon(settings)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]cannot start:[/red] {exc}")
+        return 2
+    daemon.run()
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from copilot.demo import run_demo
+
+    return run_demo(frames=args.frames, interval_s=args.interval, size_px=args.size, live=not args.no_live,
+                    state_dir=Path(args.state_dir))
+
+
+def cmd_analyze(args) -> int:
+    from copilot.analyze import analyze_paths
+
+    settings = _settings(args, model={"name": args.model, "threads": args.threads})
+    return analyze_paths([Path(p) for p in args.paths], Path(args.out), settings, save_masks=args.save_masks)
+
+
+def cmd_top(args) -> int:
+    from copilot.ui.top import run_top
+
+    return run_top(args.endpoint, args.snapshot, stream=args.stream, exit_after=args.exit_after)
+
+
+def cmd_push(args) -> int:
+    from copilot.sources.push import push_frames
+
+    sent = push_frames(args.endpoint, [Path(p) for p in args.files], stream=args.stream, interval_s=args.interval)
+    console.print(f"pushed {sent} frame(s) to {args.endpoint}")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from copilot.config import settings_schema
+
+    if args.schema:
+        print(settings_schema())
+        return 0
+    settings = _settings(args)
+    print(settings.model_dump_json(indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="copilot", description="Microscope co-pilot: live segmentation and measurement")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run the daemon on an acquisition folder or socket")
+    r.add_argument("--config", help="TOML config (configs/*.toml)")
+    r.add_argument("--watch", help="acquisition folder (overrides source.watch)")
+    r.add_argument("--poll", action="store_true", help="poll the folder (SMB/NFS shares)")
+    r.add_argument("--state-dir", help="overrides daemon.state_dir")
+    r.add_argument("--stream", help="overrides daemon.stream")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="simulated microscope + daemon + live view")
+    d.add_argument("--frames", type=int, default=40)
+    d.add_argument("--interval", type=float, default=0.5, help="seconds between simulated frames")
+    d.add_argument("--size", type=int, default=1024, help="frame edge in pixels")
+    d.add_argument("--state-dir", default="demo-data")
+    d.add_argument("--no-live", action="store_true", help="no live table, only the summary")
+    d.set_defaults(func=cmd_demo)
+
+    a = sub.add_parser("analyze", help="the same pipeline, offline, over files and folders")
+    a.add_argument("paths", nargs="+")
+    a.add_argument("--model", default=None)
+    a.add_argument("--out", required=True)
+    a.add_argument("--save-masks", action="store_true", help="write <name>.labels.tif uint16 instance masks")
+    a.add_argument("--threads", type=int, default=None)
+    a.add_argument("--config")
+    a.set_defaults(func=cmd_analyze)
+
+    t = sub.add_parser("top", help="live terminal view of a daemon's results")
+    t.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
+    t.add_argument("--snapshot", default="tcp://127.0.0.1:5556")
+    t.add_argument("--stream", default=None)
+    t.add_argument("--exit-after", type=int, default=None, help="exit after N results (scripts, tests)")
+    t.set_defaults(func=cmd_top)
+
+    u = sub.add_parser("push", help="send image files to a daemon's socket source")
+    u.add_argument("files", nargs="+")
+    u.add_argument("--endpoint", default="tcp://127.0.0.1:5557")
+    u.add_argument("--stream", default="socket")
+    u.add_argument("--interval", type=float, default=0.0)
+    u.set_defaults(func=cmd_push)
+
+    c = sub.add_parser("config", help="print the effective config, or its JSON schema")
+    c.add_argument("--config")
+    c.add_argument("--schema", action="store_true")
+    c.set_defaults(func=cmd_config)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    return args.func(args) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

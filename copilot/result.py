@@ -1,0 +1,61 @@
+"""Result: the one type that leaves reliability — the document plus its binary parts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+
+from copilot.analysis.measurements import FrameMeasurements
+from copilot.publish.schema import Calibration, ImageInfo, ModelRef, Reliability, ResultDocument, Verdict
+
+
+@dataclass
+class Result:
+    doc: ResultDocument
+    parts: dict[str, np.ndarray | bytes] = field(default_factory=dict)
+    arrived_at: float = 0.0
+
+
+def build_result(
+    fm: FrameMeasurements,
+    reliability: Reliability,
+    verdict: Verdict,
+    timings_ms: dict[str, float],
+    *,
+    send_labels: bool = True,
+) -> Result:
+    seg = fm.segmentation
+    frame = seg.frame
+    doc = ResultDocument(
+        stream=frame.stream,
+        frame_id=frame.frame_id,
+        origin=frame.origin,
+        acquired_at=frame.acquired_at,
+        processed_at=datetime.now(timezone.utc),
+        calibration=Calibration(
+            nm_per_px=frame.nm_per_px,
+            calibrated=frame.calibrated,
+            source=frame.calibration_source,
+            length_unit=fm.summary.length_unit,
+        ),
+        image=ImageInfo(
+            height_px=frame.shape[0],
+            width_px=frame.shape[1],
+            dtype=str(frame.pixels.dtype),
+            data_bar_rows=int(frame.meta.get("data_bar_rows", 0)),
+            signal=frame.meta.get("signal"),
+            grid_frame_px=seg.frame_px_per_px,
+        ),
+        model=ModelRef(name=seg.model_name, version=seg.model_version, engine=seg.engine),
+        timings_ms=timings_ms,
+        measurements=fm.summary,
+        reliability=reliability,
+        verdict=verdict,
+    )
+    parts: dict[str, np.ndarray | bytes] = {}
+    if send_labels:
+        dtype = np.uint16 if fm.instances.max(initial=0) < 65536 else np.uint32
+        parts["labels"] = np.ascontiguousarray(fm.instances.astype(dtype))
+    return Result(doc=doc, parts=parts)
