@@ -108,7 +108,8 @@ class Daemon:
             while not self._stop.wait(min(interval, 2.0)):
                 st = self.status()
                 self.publisher.publish_status(st)
-                self.notifier.watchdog()
+                if self.pipeline.healthy():
+                    self.notifier.watchdog()
                 self.notifier.status(f"{st['processed']} frames, {st['quarantined']} quarantined")
         finally:
             self.notifier.stopping()

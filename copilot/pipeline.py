@@ -127,6 +127,10 @@ class Pipeline:
                 t.join(timeout)
             self._started = False
 
+    def healthy(self) -> bool:
+        """Every stage thread is alive (the systemd watchdog is fed only while this holds)."""
+        return self._started and all(t.is_alive() for t in self._threads)
+
     def queue_depths(self) -> list[int]:
         return [q.qsize() for q in self._queues]
 

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+from skimage.segmentation import find_boundaries
+
+from copilot.analysis.particles import measure_particles, size_statistics
+from copilot.frame import Frame
+from copilot.inference.segmentation import Segmentation
+
+CLASSES = ("background", "particle", "boundary")
+
+
+def segmentation_from_instances(instances: np.ndarray, nm_per_px: float | None, scale: float = 1.0) -> Segmentation:
+    """Confident probabilities whose boundary class is a thin ring at each instance's edge."""
+    ring = find_boundaries(instances, mode="inner") & (instances > 0)
+    cls = np.where(instances > 0, 1, 0)
+    cls[ring] = 2
+    probs = np.full((3,) + instances.shape, 0.02, np.float32)
+    for c in range(3):
+        probs[c][cls == c] = 0.96
+    frame_shape = tuple(int(round(n * scale)) for n in instances.shape)
+    frame = Frame(np.zeros(frame_shape, np.uint16), nm_per_px=nm_per_px, stream="t", frame_id="f", origin="mem")
+    return Segmentation(frame, probs, np.zeros(2, np.float32), CLASSES, "m", "1", "test", frame_px_per_px=scale)
+
+
+def discs(shape, centres, radius):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    inst = np.zeros(shape, np.int32)
+    for i, (cy, cx) in enumerate(centres, 1):
+        inst[(yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2] = i
+    return inst
+
+
+@pytest.mark.parametrize("nm_per_px", [0.2, 0.5, 1.3])
+@pytest.mark.parametrize("radius", [6, 11, 20])
+def test_disc_ecd_in_nm(nm_per_px, radius):
+    inst = discs((200, 200), [(60, 60), (60, 140), (140, 100)], radius)
+    fm = measure_particles(segmentation_from_instances(inst, nm_per_px), min_area_nm2=0)
+    p = fm.summary.particles
+    assert fm.summary.length_unit == "nm"
+    assert p.count == 3 and p.count_sized == 3
+    assert p.d50 == pytest.approx(2 * radius * nm_per_px, abs=nm_per_px)
+
+
+def test_touching_particles_are_split():
+    inst = discs((120, 160), [(60, 50)], 22)
+    other = discs((120, 160), [(60, 93)], 22)  # overlaps the first by a sliver
+    inst[(other > 0) & (inst == 0)] = 2
+    fm = measure_particles(segmentation_from_instances(inst, 0.5), min_area_nm2=0)
+    assert fm.summary.particles.count == 2
+
+
+def test_edge_particles_counted_not_sized():
+    inst = discs((200, 200), [(100, 100), (100, 3)], 10)
+    p = measure_particles(segmentation_from_instances(inst, 0.5), min_area_nm2=0).summary.particles
+    assert p.count == 2 and p.count_edge == 1 and p.count_sized == 1
+    assert [q.touches_edge for q in sorted(p.particles, key=lambda q: q.centroid_x_px)] == [True, False]
+    assert p.d50 == pytest.approx(10.0, abs=0.5)
+
+
+def test_uncalibrated_frame_reports_pixels():
+    inst = discs((100, 100), [(50, 50)], 10)
+    fm = measure_particles(segmentation_from_instances(inst, None), min_area_nm2=0)
+    assert fm.summary.length_unit == "px"
+    assert fm.summary.particles.d50 == pytest.approx(20.0, abs=1.0)
+
+
+def test_centroids_are_in_frame_pixels_when_grid_is_coarser():
+    inst = discs((100, 100), [(30, 70)], 8)
+    p = measure_particles(segmentation_from_instances(inst, 0.5, scale=2.0), min_area_nm2=0).summary.particles
+    (q,) = p.particles
+    assert q.centroid_x_px == pytest.approx(140.5, abs=0.01) and q.centroid_y_px == pytest.approx(60.5, abs=0.01)
+    assert q.ecd == pytest.approx(16 * 1.0, abs=1.0)  # grid is 1 nm/px
+
+
+def test_min_area_removes_specks():
+    inst = discs((100, 100), [(50, 50)], 10)
+    inst[5:7, 5:7] = 2
+    p = measure_particles(segmentation_from_instances(inst, 0.5), min_area_nm2=2.0).summary.particles
+    assert p.count == 1
+
+
+def test_size_statistics_empty_and_known():
+    assert size_statistics(np.array([]))["d50"] is None
+    s = size_statistics(np.arange(1, 102, dtype=float))
+    assert s["d50"] == 51 and s["d10"] == 11 and s["d90"] == 91

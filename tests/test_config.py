@@ -1,0 +1,34 @@
+from pathlib import Path
+
+import pytest
+
+from copilot.config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_configs_validate():
+    for path in sorted((ROOT / "configs").glob("*.toml")):
+        s = load_settings(path)
+        assert s.publish.pub_endpoint.startswith("tcp://127.0.0.1"), "sockets bind to loopback by default"
+
+
+def test_bad_field_is_named(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[source]\nsettle_s = -1\n[model]\nthreds = 2\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    msg = str(err.value)
+    assert "source.settle_s" in msg and "model.threds" in msg and str(cfg) in msg
+
+
+def test_overrides_apply_and_none_is_ignored(tmp_path):
+    s = load_settings(None, {"source": {"watch": str(tmp_path), "poll": None}, "daemon": {"stream": "titan"}})
+    assert s.source.watch == tmp_path and s.source.poll is False and s.daemon.stream == "titan"
+
+
+def test_unparseable_toml_names_the_file(tmp_path):
+    cfg = tmp_path / "broken.toml"
+    cfg.write_text("[source\n")
+    with pytest.raises(ConfigError, match="broken.toml"):
+        load_settings(cfg)
