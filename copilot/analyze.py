@@ -48,7 +48,7 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
 
         pipeline = Pipeline(
             engine, stream=settings.daemon.stream, sinks=[writer, advance], quarantine_dir=None,
-            min_area_nm2=settings.analysis.min_area_nm2, min_area_px=settings.analysis.min_area_px,
+            analysis=settings.analysis,
             thresholds=settings.verdict, queue_size=settings.pipeline.queue_size,
         ).start()
         for f in files:

@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from copilot.analysis.settings import AnalysisSettings
 from copilot.errors import CopilotError
 from copilot.reliability.score import VerdictThresholds
 
@@ -44,11 +45,6 @@ class ModelSettings(_Section):
     engine: Literal["auto", "onnxruntime"] = "auto"
     threads: int = Field(2, ge=1, le=256)
     max_whole_px: int = Field(1536, ge=64, description="frames up to this size (working scale) run untiled")
-
-
-class AnalysisSettings(_Section):
-    min_area_nm2: float = Field(2.0, ge=0)
-    min_area_px: float = Field(4, ge=0, description="used when the frame is uncalibrated")
 
 
 class PublishSettings(_Section):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from copilot.analysis.particles import measure_particles
+from copilot.analysis.settings import AnalysisSettings
 from copilot.errors import UnreadableFrame
 from copilot.frame import Frame
 from copilot.inference.segmentation import Engine
@@ -73,8 +74,7 @@ class Pipeline:
         sinks: list[Callable[[Result], None]] | None = None,
         quarantine_dir: Path | None = None,
         quarantine_mode: str = "move",
-        min_area_nm2: float = 2.0,
-        min_area_px: float = 4,
+        analysis: AnalysisSettings | None = None,
         thresholds: VerdictThresholds | None = None,
         send_labels: bool = True,
         queue_size: int = 4,
@@ -85,8 +85,7 @@ class Pipeline:
         self.sinks = list(sinks or [])
         self.quarantine_dir = quarantine_dir
         self.quarantine_mode = quarantine_mode
-        self.min_area_nm2 = min_area_nm2
-        self.min_area_px = min_area_px
+        self.analysis = analysis or AnalysisSettings()
         self.thresholds = thresholds or VerdictThresholds()
         self.send_labels = send_labels
         self.stats = PipelineStats()
@@ -184,7 +183,7 @@ class Pipeline:
 
     def _measure(self, job: _Job) -> _Job:
         t0 = time.perf_counter()
-        fm = measure_particles(job.payload, self.min_area_nm2, self.min_area_px)
+        fm = measure_particles(job.payload, self.analysis)
         t1 = time.perf_counter()
         reliability, verdict = assess(fm, self.thresholds)
         job.timings_ms["assess"] = (time.perf_counter() - t1) * 1e3

@@ -47,11 +47,51 @@ class ModelRef(_Doc):
 
 class Particle(_Doc):
     id: int
-    centroid_x_px: float
-    centroid_y_px: float
+    centroid_x_px: float = Field(..., description="in frame pixels")
+    centroid_y_px: float = Field(..., description="in frame pixels")
+    centroid_x_nm: float | None = Field(None, description="None when uncalibrated")
+    centroid_y_nm: float | None = None
     area: float = Field(..., description="in length_unit²")
     ecd: float = Field(..., description="equivalent circular diameter, in length_unit")
+    feret_max: float = Field(..., description="maximum caliper diameter, in length_unit")
+    feret_min: float = Field(..., description="minimum caliper diameter, in length_unit")
+    aspect_ratio: float = Field(..., description="major / minor axis of the fitted ellipse (Fiji's AR)")
+    circularity: float = Field(..., description="4π·area / perimeter², 1 for a disc")
+    solidity: float = Field(..., description="area / convex area")
+    mean_intensity: float = Field(..., description="mean raw pixel value in the frame")
+    confidence: float = Field(..., description="mean model probability of the particle's own class")
     touches_edge: bool
+
+
+class Interval(_Doc):
+    low: float
+    high: float
+    level: float = 0.95
+    method: str = "bootstrap"
+
+
+class Histogram(_Doc):
+    edges: list[float] = Field(..., description="bin edges, in length_unit")
+    counts: list[int]
+    scale: Literal["log", "linear"]
+
+
+class LogNormalFit(_Doc):
+    geometric_mean: float = Field(..., description="exp(mean(ln ECD)), in length_unit")
+    sigma_g: float = Field(..., description="geometric standard deviation exp(sd(ln ECD)), dimensionless")
+
+
+class Sufficiency(_Doc):
+    """How precisely the headline number (D50, or a phase fraction) is known, and what it would take to know it."""
+
+    quantity: str
+    estimate: float | None
+    half_width_rel: float | None = Field(None, description="95 % half-width relative to the estimate")
+    target_rel: float
+    enough: bool
+    more_objects_needed: int | None = Field(None, description="about how many more particles (or points) are needed")
+    more_frames_needed: int | None = Field(None, description="at the current objects per frame")
+    scope: str = Field(..., description="'frame' or 'series' (pooled over the stream's recent frames)")
 
 
 class ParticleSummary(_Doc):
@@ -59,16 +99,32 @@ class ParticleSummary(_Doc):
     count_edge: int = Field(..., description="particles cut by the frame edge (counted, not sized)")
     count_sized: int = Field(..., description="particles in the size statistics")
     edge_policy: str = "particles touching the frame edge are counted but excluded from size statistics"
+    analysed_area_um2: float | None = Field(None, description="frame area analysed (data bar excluded), µm²")
+    density_per_um2: float | None = Field(None, description="count / analysed area")
     ecd_mean: float | None = None
     ecd_sd: float | None = None
     d10: float | None = None
     d50: float | None = None
     d90: float | None = None
+    ecd_mean_ci: Interval | None = None
+    d50_ci: Interval | None = None
+    lognormal: LogNormalFit | None = None
+    psd: Histogram | None = None
     particles: list[Particle] = Field(default_factory=list)
 
 
+class PhaseFraction(_Doc):
+    name: str
+    area_fraction: float = Field(..., description="pixel-counted area fraction of the analysed area")
+    ci: Interval | None = Field(None, description="block bootstrap over tiles: respects spatial correlation")
+    point_count: float = Field(..., description="ASTM E562 point-count estimate on a regular grid")
+    point_count_ci: Interval | None = None
+
+
 class PhaseSummary(_Doc):
-    fractions: dict[str, float]
+    phases: list[PhaseFraction]
+    grid_points: int = Field(..., description="points of the E562 grid")
+    block_px: int = Field(..., description="edge of the bootstrap blocks, grid pixels")
 
 
 class Measurements(_Doc):
@@ -76,6 +132,7 @@ class Measurements(_Doc):
     length_unit: Literal["nm", "px"]
     particles: ParticleSummary | None = None
     phases: PhaseSummary | None = None
+    sufficiency: list[Sufficiency] = Field(default_factory=list)
 
 
 class Reliability(_Doc):

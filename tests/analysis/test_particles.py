@@ -3,6 +3,7 @@ import pytest
 from skimage.segmentation import find_boundaries
 
 from copilot.analysis.particles import measure_particles, size_statistics
+from copilot.analysis.settings import AnalysisSettings
 from copilot.frame import Frame
 from copilot.inference.segmentation import Segmentation
 
@@ -34,7 +35,7 @@ def discs(shape, centres, radius):
 @pytest.mark.parametrize("radius", [6, 11, 20])
 def test_disc_ecd_in_nm(nm_per_px, radius):
     inst = discs((200, 200), [(60, 60), (60, 140), (140, 100)], radius)
-    fm = measure_particles(segmentation_from_instances(inst, nm_per_px), min_area_nm2=0)
+    fm = measure_particles(segmentation_from_instances(inst, nm_per_px), AnalysisSettings(min_area_nm2=0))
     p = fm.summary.particles
     assert fm.summary.length_unit == "nm"
     assert p.count == 3 and p.count_sized == 3
@@ -45,13 +46,13 @@ def test_touching_particles_are_split():
     inst = discs((120, 160), [(60, 50)], 22)
     other = discs((120, 160), [(60, 93)], 22)  # overlaps the first by a sliver
     inst[(other > 0) & (inst == 0)] = 2
-    fm = measure_particles(segmentation_from_instances(inst, 0.5), min_area_nm2=0)
+    fm = measure_particles(segmentation_from_instances(inst, 0.5), AnalysisSettings(min_area_nm2=0))
     assert fm.summary.particles.count == 2
 
 
 def test_edge_particles_counted_not_sized():
     inst = discs((200, 200), [(100, 100), (100, 3)], 10)
-    p = measure_particles(segmentation_from_instances(inst, 0.5), min_area_nm2=0).summary.particles
+    p = measure_particles(segmentation_from_instances(inst, 0.5), AnalysisSettings(min_area_nm2=0)).summary.particles
     assert p.count == 2 and p.count_edge == 1 and p.count_sized == 1
     assert [q.touches_edge for q in sorted(p.particles, key=lambda q: q.centroid_x_px)] == [True, False]
     assert p.d50 == pytest.approx(10.0, abs=0.5)
@@ -59,14 +60,14 @@ def test_edge_particles_counted_not_sized():
 
 def test_uncalibrated_frame_reports_pixels():
     inst = discs((100, 100), [(50, 50)], 10)
-    fm = measure_particles(segmentation_from_instances(inst, None), min_area_nm2=0)
+    fm = measure_particles(segmentation_from_instances(inst, None), AnalysisSettings(min_area_nm2=0))
     assert fm.summary.length_unit == "px"
     assert fm.summary.particles.d50 == pytest.approx(20.0, abs=1.0)
 
 
 def test_centroids_are_in_frame_pixels_when_grid_is_coarser():
     inst = discs((100, 100), [(30, 70)], 8)
-    p = measure_particles(segmentation_from_instances(inst, 0.5, scale=2.0), min_area_nm2=0).summary.particles
+    p = measure_particles(segmentation_from_instances(inst, 0.5, scale=2.0), AnalysisSettings(min_area_nm2=0)).summary.particles
     (q,) = p.particles
     assert q.centroid_x_px == pytest.approx(140.5, abs=0.01) and q.centroid_y_px == pytest.approx(60.5, abs=0.01)
     assert q.ecd == pytest.approx(16 * 1.0, abs=1.0)  # grid is 1 nm/px
@@ -75,7 +76,7 @@ def test_centroids_are_in_frame_pixels_when_grid_is_coarser():
 def test_min_area_removes_specks():
     inst = discs((100, 100), [(50, 50)], 10)
     inst[5:7, 5:7] = 2
-    p = measure_particles(segmentation_from_instances(inst, 0.5), min_area_nm2=2.0).summary.particles
+    p = measure_particles(segmentation_from_instances(inst, 0.5), AnalysisSettings(min_area_nm2=2.0)).summary.particles
     assert p.count == 1
 
 

@@ -1,0 +1,27 @@
+"""Analysis settings ([analysis] in the config)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class AnalysisSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    min_area_nm2: float = Field(2.0, ge=0, description="smaller particles are dropped (calibrated frames)")
+    min_area_px: float = Field(4, ge=0, description="smaller particles are dropped (uncalibrated frames)")
+    psd_min: float = Field(1.0, gt=0, description="lowest PSD bin edge, in the frame's length unit")
+    psd_max: float = Field(100.0, gt=0)
+    psd_bins: int = Field(30, ge=2, le=500)
+    psd_scale: Literal["log", "linear"] = "log"
+    bootstrap_resamples: int = Field(1000, ge=100, le=100000)
+    phase_block_px: int = Field(64, ge=8, description="block edge for the block bootstrap of phase fractions")
+    point_grid_spacing_px: int = Field(16, ge=2, description="spacing of the ASTM E562 point-count grid")
+    target_precision_rel: float = Field(0.02, gt=0, lt=1, description="'enough' when the 95 % half-width is within this")
+
+    @model_validator(mode="after")
+    def _psd_range(self) -> "AnalysisSettings":
+        if self.psd_max <= self.psd_min:
+            raise ValueError("psd_max must be greater than psd_min")
+        return self

@@ -1,0 +1,64 @@
+"""Statistics shared by particle and phase analysis: bootstrap intervals, PSD histograms, log-normal fits,
+and how many more objects a target precision needs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from copilot.publish.schema import Histogram, Interval, LogNormalFit, Sufficiency
+
+
+def bootstrap_interval(values: np.ndarray, statistic: str, resamples: int = 1000, level: float = 0.95,
+                       seed: int = 0) -> Interval | None:
+    """Percentile bootstrap interval of ``statistic`` ('mean' or 'median'); None for fewer than 2 values.
+
+    >>> iv = bootstrap_interval(np.arange(100.0), "mean")
+    >>> iv.low < 49.5 < iv.high
+    True
+    """
+    v = np.asarray(values, float)
+    if v.size < 2:
+        return None
+    rng = np.random.default_rng(seed)
+    samples = v[rng.integers(0, v.size, size=(resamples, v.size))]
+    stats = samples.mean(axis=1) if statistic == "mean" else np.median(samples, axis=1)
+    alpha = (1 - level) / 2
+    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
+    return Interval(low=float(lo), high=float(hi), level=level, method="bootstrap")
+
+
+def psd_histogram(ecd: np.ndarray, lo: float, hi: float, bins: int, scale: str) -> Histogram:
+    """Number-weighted size histogram on fixed edges (comparable across frames); values outside are clipped in."""
+    edges = np.geomspace(lo, hi, bins + 1) if scale == "log" else np.linspace(lo, hi, bins + 1)
+    counts, _ = np.histogram(np.clip(ecd, lo, hi), edges)
+    return Histogram(edges=[float(e) for e in edges], counts=[int(c) for c in counts], scale=scale)
+
+
+def lognormal_fit(ecd: np.ndarray) -> LogNormalFit | None:
+    """Maximum-likelihood log-normal: geometric mean and geometric standard deviation σg."""
+    v = np.asarray(ecd, float)
+    v = v[v > 0]
+    if v.size < 3:
+        return None
+    logs = np.log(v)
+    return LogNormalFit(geometric_mean=float(np.exp(logs.mean())), sigma_g=float(np.exp(logs.std(ddof=1))))
+
+
+def sufficiency(quantity: str, estimate: float | None, interval: Interval | None, n_objects: int,
+                target_rel: float, objects_per_frame: float | None, scope: str) -> Sufficiency:
+    """Is the 95 % half-width within ``target_rel`` of the estimate? If not, about how many more objects/frames.
+
+    The half-width shrinks as 1/√n, so n_needed ≈ n · (half_width / target)².
+    """
+    if estimate is None or interval is None or estimate == 0 or n_objects < 2:
+        return Sufficiency(quantity=quantity, estimate=estimate, target_rel=target_rel, enough=False, scope=scope)
+    half = (interval.high - interval.low) / 2 / abs(estimate)
+    enough = half <= target_rel
+    more = 0 if enough else max(1, math.ceil(n_objects * (half / target_rel) ** 2) - n_objects)
+    frames = None
+    if objects_per_frame and objects_per_frame > 0:
+        frames = 0 if enough else math.ceil(more / objects_per_frame)
+    return Sufficiency(quantity=quantity, estimate=estimate, half_width_rel=float(half), target_rel=target_rel,
+                       enough=enough, more_objects_needed=more, more_frames_needed=frames, scope=scope)
