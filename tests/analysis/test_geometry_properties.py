@@ -1,0 +1,108 @@
+"""Property tests: rasterized shapes of known size measure to within one pixel's worth, at several nm/px."""
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from skimage.draw import ellipse, rectangle
+from skimage.measure import regionprops
+
+from copilot.analysis.particles import measure_particles
+from copilot.analysis.settings import AnalysisSettings
+from tests.analysis.test_particles import segmentation_from_instances
+
+NO_MIN = AnalysisSettings(min_area_nm2=0, min_area_px=0)
+scales = st.sampled_from([0.1, 0.37, 1.0, 2.5])
+
+
+def one(inst, nm_per_px):
+    (p,) = measure_particles(segmentation_from_instances(inst, nm_per_px), NO_MIN).summary.particles.particles
+    return p
+
+
+@settings(max_examples=30, deadline=None)
+@given(r=st.floats(4, 30), nm=scales, dy=st.floats(-0.5, 0.5), dx=st.floats(-0.5, 0.5))
+def test_disc_ecd_within_one_pixel(r, nm, dy, dx):
+    inst = np.zeros((80, 80), np.int32)
+    rr, cc = ellipse(40 + dy, 40 + dx, r, r, shape=inst.shape)
+    inst[rr, cc] = 1
+    p = one(inst, nm)
+    assert abs(p.ecd - 2 * r * nm) <= nm
+    assert p.circularity > 0.8 and p.solidity > 0.9 and p.aspect_ratio < 1.15
+    # rasterization: the pixel outline of a disc of radius r spans up to 2·floor(r)+1 px plus corner effects
+    assert abs(p.feret_max - 2 * r * nm) <= 2 * nm and abs(p.feret_min - 2 * r * nm) <= 2 * nm
+
+
+@settings(max_examples=30, deadline=None)
+@given(a=st.floats(6, 30), b=st.floats(4, 30), angle=st.floats(0, math.pi), nm=scales)
+def test_ellipse_ecd_and_aspect_ratio(a, b, angle, nm):
+    inst = np.zeros((90, 90), np.int32)
+    rr, cc = ellipse(45, 45, a, b, rotation=angle, shape=inst.shape)
+    inst[rr, cc] = 1
+    p = one(inst, nm)
+    assert abs(p.ecd - 2 * math.sqrt(a * b) * nm) <= nm
+    assert p.aspect_ratio == pytest.approx(max(a, b) / min(a, b), rel=0.12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(h=st.integers(3, 40), w=st.integers(3, 40), nm=scales)
+def test_rectangle_feret(h, w, nm):
+    inst = np.zeros((60, 60), np.int32)
+    rr, cc = rectangle((10, 10), extent=(h, w))
+    inst[rr, cc] = 1
+    p = one(inst, nm)
+    assert p.feret_min == pytest.approx(min(h, w) * nm, abs=1e-6)
+    assert abs(p.feret_max - math.hypot(h, w) * nm) <= nm
+    assert p.area == pytest.approx(h * w * nm**2)
+    assert p.solidity == pytest.approx(1.0)
+
+
+def test_agrees_with_regionprops():
+    rng = np.random.default_rng(3)
+    inst = np.zeros((200, 200), np.int32)
+    for i in range(1, 12):
+        rr, cc = ellipse(*rng.integers(20, 180, 2), *rng.integers(4, 14, 2), rotation=rng.random() * 3, shape=inst.shape)
+        inst[rr, cc] = i
+    nm = 0.7
+    fm = measure_particles(segmentation_from_instances(inst, nm), NO_MIN)
+    ours = {round(p.centroid_x_px, 3): p for p in fm.summary.particles.particles}
+    for region in regionprops(fm.instances):
+        p = ours[round(region.centroid[1], 3)]
+        assert p.area == pytest.approx(region.area * nm**2)
+        assert p.ecd == pytest.approx(region.equivalent_diameter_area * nm)
+        assert p.solidity == pytest.approx(region.solidity)
+
+
+def test_psd_and_intervals_and_sufficiency():
+    rng = np.random.default_rng(0)
+    inst = np.zeros((600, 600), np.int32)
+    k = 0
+    for cy in range(20, 600, 40):
+        for cx in range(20, 600, 40):
+            k += 1
+            r = rng.uniform(5, 15)
+            rr, cc = ellipse(cy, cx, r, r, shape=inst.shape)
+            inst[rr, cc] = k
+    fm = measure_particles(segmentation_from_instances(inst, 0.5), NO_MIN)
+    p = fm.summary.particles
+    assert sum(p.psd.counts) == p.count_sized and p.psd.scale == "log"
+    assert p.d50_ci.low <= p.d50 <= p.d50_ci.high and p.ecd_mean_ci.low <= p.ecd_mean <= p.ecd_mean_ci.high
+    assert p.lognormal.sigma_g > 1 and p.d10 < p.lognormal.geometric_mean < p.d90
+    assert p.density_per_um2 == pytest.approx(p.count / (600 * 600 * 0.25 / 1e6))
+    (s,) = fm.summary.sufficiency
+    assert s.quantity == "d50" and s.scope == "frame"
+    assert s.enough == (s.half_width_rel <= 0.02)
+    if not s.enough:
+        assert s.more_objects_needed > 0 and s.more_frames_needed >= 1
+
+
+def test_uncalibrated_has_no_nm_fields():
+    inst = np.zeros((50, 50), np.int32)
+    inst[10:20, 10:20] = 1
+    fm = measure_particles(segmentation_from_instances(inst, None), NO_MIN)
+    p = fm.summary.particles
+    assert fm.summary.length_unit == "px"
+    assert p.density_per_um2 is None and p.analysed_area_um2 is None
+    assert p.particles[0].centroid_x_nm is None
