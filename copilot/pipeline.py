@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from copilot.analysis.particles import measure_particles
+from copilot.analysis import measure
 from copilot.analysis.settings import AnalysisSettings
 from copilot.errors import UnreadableFrame
 from copilot.frame import Frame
@@ -183,7 +183,7 @@ class Pipeline:
 
     def _measure(self, job: _Job) -> _Job:
         t0 = time.perf_counter()
-        fm = measure_particles(job.payload, self.analysis)
+        fm = measure(job.payload, self.analysis)
         t1 = time.perf_counter()
         reliability, verdict = assess(fm, self.thresholds)
         job.timings_ms["assess"] = (time.perf_counter() - t1) * 1e3

@@ -1,1 +1,18 @@
-"""Analysis: Segmentation → Measurements (particles, phases, series across frames)."""
+"""Analysis: Segmentation → FrameMeasurements (particles or phases), and series across frames."""
+
+from __future__ import annotations
+
+from copilot.analysis.measurements import FrameMeasurements
+from copilot.analysis.settings import AnalysisSettings
+from copilot.inference.segmentation import Segmentation
+
+
+def measure(seg: Segmentation, settings: AnalysisSettings | None = None) -> FrameMeasurements:
+    """Dispatch on the model's task: particle sizing or phase fractions."""
+    if seg.task == "phases":
+        from copilot.analysis.phases import measure_phases
+
+        return measure_phases(seg, settings)
+    from copilot.analysis.particles import measure_particles
+
+    return measure_particles(seg, settings)

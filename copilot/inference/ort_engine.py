@@ -74,6 +74,7 @@ class OrtEngine:
             model_version=self.card.version,
             engine=self.name,
             frame_px_per_px=scale,
+            task=self.card.task,
         )
 
     def _run_tiled(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -28,6 +28,7 @@ class Segmentation:
     model_version: str
     engine: str
     frame_px_per_px: float = 1.0
+    task: str = "particles"
 
     @property
     def nm_per_px(self) -> float | None:
