@@ -49,6 +49,7 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
         pipeline = Pipeline(
             engine, stream=settings.daemon.stream, sinks=[writer, advance], quarantine_dir=None,
             analysis=settings.analysis,
+            series=settings.series,
             thresholds=settings.verdict, queue_size=settings.pipeline.queue_size,
         ).start()
         for f in files:

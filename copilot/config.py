@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from copilot.analysis.settings import AnalysisSettings
+from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.errors import CopilotError
 from copilot.reliability.score import VerdictThresholds
 
@@ -69,6 +69,7 @@ class Settings(_Section):
     source: SourceSettings = SourceSettings()
     model: ModelSettings = ModelSettings()
     analysis: AnalysisSettings = AnalysisSettings()
+    series: SeriesSettings = SeriesSettings()
     verdict: VerdictThresholds = VerdictThresholds()
     publish: PublishSettings = PublishSettings()
     pipeline: PipelineSettings = PipelineSettings()

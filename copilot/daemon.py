@@ -69,6 +69,7 @@ class Daemon:
             quarantine_dir=state / "quarantine",
             quarantine_mode=settings.daemon.quarantine,
             analysis=settings.analysis,
+            series=settings.series,
             thresholds=settings.verdict,
             send_labels=settings.publish.send_labels,
             queue_size=settings.pipeline.queue_size,
@@ -79,6 +80,9 @@ class Daemon:
 
     def _publish(self, result) -> None:
         self.publisher.publish_result(result.doc, result.parts)
+        if result.doc.series is not None:
+            for alert in result.doc.series.alerts:
+                self.publisher.publish_alert(result.doc.stream, {"frame_id": result.doc.frame_id, **alert.model_dump()})
 
     def status(self) -> dict:
         return {

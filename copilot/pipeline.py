@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from copilot.analysis import measure
-from copilot.analysis.settings import AnalysisSettings
+from copilot.analysis.series import SeriesTracker
+from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.errors import UnreadableFrame
 from copilot.frame import Frame
 from copilot.inference.segmentation import Engine
@@ -75,6 +76,7 @@ class Pipeline:
         quarantine_dir: Path | None = None,
         quarantine_mode: str = "move",
         analysis: AnalysisSettings | None = None,
+        series: SeriesSettings | None = None,
         thresholds: VerdictThresholds | None = None,
         send_labels: bool = True,
         queue_size: int = 4,
@@ -86,6 +88,7 @@ class Pipeline:
         self.quarantine_dir = quarantine_dir
         self.quarantine_mode = quarantine_mode
         self.analysis = analysis or AnalysisSettings()
+        self.series = SeriesTracker(series, self.analysis)
         self.thresholds = thresholds or VerdictThresholds()
         self.send_labels = send_labels
         self.stats = PipelineStats()
@@ -184,19 +187,20 @@ class Pipeline:
     def _measure(self, job: _Job) -> _Job:
         t0 = time.perf_counter()
         fm = measure(job.payload, self.analysis)
+        series = self.series.update(fm)
         t1 = time.perf_counter()
         reliability, verdict = assess(fm, self.thresholds)
         job.timings_ms["assess"] = (time.perf_counter() - t1) * 1e3
         job.timings_ms["analyze"] = (t1 - t0) * 1e3
-        job.payload = (fm, reliability, verdict)
+        job.payload = (fm, series, reliability, verdict)
         return job
 
     def _sink(self, job: _Job) -> _Job:
-        fm, reliability, verdict = job.payload
+        fm, series, reliability, verdict = job.payload
         timings = dict(job.timings_ms)
         timings.pop("measure", None)
         timings["end_to_end"] = (time.time() - job.arrival.arrived_at) * 1e3
-        result = build_result(fm, reliability, verdict, timings, send_labels=self.send_labels)
+        result = build_result(fm, reliability, verdict, timings, series=series, send_labels=self.send_labels)
         result.arrived_at = job.arrival.arrived_at
         if self.store is not None:
             self.store.record_result(result.doc, job.fingerprint)

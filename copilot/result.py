@@ -8,7 +8,15 @@ from datetime import datetime, timezone
 import numpy as np
 
 from copilot.analysis.measurements import FrameMeasurements
-from copilot.publish.schema import Calibration, ImageInfo, ModelRef, Reliability, ResultDocument, Verdict
+from copilot.publish.schema import (
+    Calibration,
+    ImageInfo,
+    ModelRef,
+    Reliability,
+    ResultDocument,
+    SeriesSummary,
+    Verdict,
+)
 
 
 @dataclass
@@ -24,6 +32,7 @@ def build_result(
     verdict: Verdict,
     timings_ms: dict[str, float],
     *,
+    series: SeriesSummary | None = None,
     send_labels: bool = True,
 ) -> Result:
     seg = fm.segmentation
@@ -51,6 +60,7 @@ def build_result(
         model=ModelRef(name=seg.model_name, version=seg.model_version, engine=seg.engine),
         timings_ms=timings_ms,
         measurements=fm.summary,
+        series=series,
         reliability=reliability,
         verdict=verdict,
     )

@@ -25,3 +25,13 @@ class AnalysisSettings(BaseModel):
         if self.psd_max <= self.psd_min:
             raise ValueError("psd_max must be greater than psd_min")
         return self
+
+
+class SeriesSettings(BaseModel):
+    """[series]: trends and alerts across the frames of one stream."""
+
+    model_config = ConfigDict(extra="forbid")
+    window_frames: int = Field(20, ge=3, description="frames in the rolling window for trends and rolling PSD")
+    min_trend_frames: int = Field(6, ge=3, description="no trend is claimed from fewer frames")
+    jump_sigma: float = Field(4.0, gt=0, description="a jump: this many residual SDs off the window's trend line…")
+    jump_rel: float = Field(0.10, ge=0, description="…and at least this fraction of the predicted value")

@@ -135,6 +135,38 @@ class Measurements(_Doc):
     sufficiency: list[Sufficiency] = Field(default_factory=list)
 
 
+class Trend(_Doc):
+    """Least-squares slope of one quantity against acquisition time over the rolling window."""
+
+    quantity: str = Field(..., description="d50 | ecd_mean | density | fraction:<phase>")
+    unit: str = Field(..., description="unit of the slope, e.g. nm/min")
+    slope: float | None
+    slope_ci: Interval | None = None
+    n_frames: int
+    last_value: float | None = None
+    trending: bool = Field(False, description="the slope's 95 % interval excludes zero")
+
+
+class Alert(_Doc):
+    kind: Literal["trend-start", "trend-stop", "jump"]
+    quantity: str
+    message: str
+    value: float | None = None
+
+
+class SeriesSummary(_Doc):
+    """The stream so far: trends over a rolling window, rolling and cumulative PSD, pooled sufficiency."""
+
+    frames: int
+    window_frames: int
+    span_min: float = Field(..., description="acquisition time covered by the window, minutes")
+    trends: list[Trend] = Field(default_factory=list)
+    rolling_psd: Histogram | None = None
+    cumulative_psd: Histogram | None = None
+    sufficiency: Sufficiency | None = None
+    alerts: list[Alert] = Field(default_factory=list, description="raised by this frame (also on alert.<stream>)")
+
+
 class Reliability(_Doc):
     predicted_f1: float | None = None
     image_confidence: float | None = Field(None, description="mean max-probability over the frame")
@@ -167,6 +199,7 @@ class ResultDocument(_Doc):
     model: ModelRef
     timings_ms: dict[str, float] = Field(..., description="per stage: read, infer, measure, ..., and total")
     measurements: Measurements
+    series: SeriesSummary | None = None
     reliability: Reliability
     verdict: Verdict
     parts: list[BinaryPart] = Field(default_factory=list)
