@@ -132,7 +132,7 @@ class Publisher:
         self._last_lock = threading.Lock()
         self._last: dict[str, list[Any]] = {}  # stream -> full multipart result message
         self._closed = False
-        self.sent = 0
+        self.sent = 0  # messages handed to ZeroMQ (PUB may still drop them for a slow subscriber)
 
         self._pub = self._ctx.socket(zmq.PUB)
         try:
