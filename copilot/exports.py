@@ -17,7 +17,7 @@ from copilot.result import Result
 
 FRAME_COLUMNS = [
     "stream", "frame_id", "origin", "acquired_at", "nm_per_px", "length_unit", "count", "count_edge", "count_sized",
-    "density_per_um2", "ecd_mean", "ecd_sd", "d10", "d50", "d50_ci_low", "d50_ci_high", "geometric_mean", "sigma_g",
+    "density_per_um2", "ecd_mean", "ecd_sd", "d10", "d50", "d90", "d50_ci_low", "d50_ci_high", "geometric_mean", "sigma_g",
     "phase_fractions", "enough", "image_confidence", "predicted_f1", "verdict", "reasons", "end_to_end_ms",
 ]
 PARTICLE_COLUMNS = [
@@ -129,9 +129,9 @@ def plot_session(docs: list[ResultDocument], out_dir: Path) -> list[Path]:
         ax.step(edges[:-1], first.counts, where="post", label="first frame")
         ax.step(edges[:-1], last.measurements.particles.psd.counts, where="post", label="last frame")
         ecds = [q.ecd for d in particle_docs for q in d.measurements.particles.particles if not q.touches_edge]
-        if len(ecds) >= 3:
-            logs = np.log(ecds)
-            mu, sd = logs.mean(), logs.std(ddof=1)
+        logs = np.log(ecds) if len(ecds) >= 3 else np.zeros(0)
+        mu, sd = (logs.mean(), logs.std(ddof=1)) if logs.size else (0.0, 0.0)
+        if sd > 0:
             centres = np.sqrt(edges[:-1] * edges[1:]) if cum.scale == "log" else (edges[:-1] + edges[1:]) / 2
             pdf = np.exp(-((np.log(centres) - mu) ** 2) / (2 * sd**2)) / (centres * sd * np.sqrt(2 * np.pi))
             ax.plot(centres, pdf * widths * len(ecds), "k--",

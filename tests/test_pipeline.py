@@ -1,0 +1,172 @@
+"""The frame path end to end with real parts: files on disk, the reader, ONNX Runtime, SQLite, ZeroMQ."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from copilot.config import load_settings
+from copilot.daemon import Daemon
+from copilot.inference.ort_engine import OrtEngine
+from copilot.pipeline import Pipeline
+from copilot.publish.subscriber import Subscriber
+from copilot.sources.base import Arrival
+from copilot.store import ResultStore
+from tests.conftest import disc_image
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_frame(path: Path, nm_per_px: float = 0.5, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    centres = rng.integers(30, 226, size=(8, 2))
+    img = disc_image((256, 256), centres, 10)
+    tifffile.imwrite(path, img, imagej=True, resolution=(1 / nm_per_px, 1 / nm_per_px), metadata={"unit": "nm"})
+    return path
+
+
+def run_files(pipeline: Pipeline, files) -> Pipeline:
+    pipeline.start()
+    for f in files:
+        pipeline.submit(Arrival(origin=str(f), path=f))
+    pipeline.stop()
+    return pipeline
+
+
+def test_corrupt_tiff_is_quarantined_and_next_frame_processed(tmp_path, threshold_model_dir):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    good = write_frame(acq / "good.tif")
+    corrupt = acq / "corrupt.tif"
+    corrupt.write_bytes(good.read_bytes()[:300])
+    results = []
+    store = ResultStore(tmp_path / "results.sqlite")
+    p = Pipeline(OrtEngine.from_name(threshold_model_dir), store=store, sinks=[results.append],
+                 quarantine_dir=tmp_path / "quarantine")
+    run_files(p, [corrupt, good])
+    assert p.stats.quarantined == 1 and p.stats.processed == 1
+    assert [r.doc.frame_id for r in results] == ["good"]
+    assert not corrupt.exists()
+    assert (tmp_path / "quarantine" / "corrupt.tif").exists()
+    reason = (tmp_path / "quarantine" / "corrupt.tif.reason.txt").read_text()
+    assert str(corrupt) in reason and len(reason.splitlines()[1]) > 5
+    doc = results[0].doc
+    assert doc.calibration.nm_per_px == pytest.approx(0.5) and doc.measurements.length_unit == "nm"
+    assert doc.measurements.particles.count >= 6
+    assert {"read", "infer", "analyze", "assess", "end_to_end"} <= set(doc.timings_ms)
+    store.close()
+
+
+def test_restart_does_not_reprocess_stored_frames(tmp_path, threshold_model_dir):
+    files = [write_frame(tmp_path / f"f{i}.tif", seed=i) for i in range(3)]
+    engine = OrtEngine.from_name(threshold_model_dir)
+    store = ResultStore(tmp_path / "results.sqlite")
+    first = run_files(Pipeline(engine, store=store), files[:2])
+    assert first.stats.processed == 2
+    store.close()
+    store = ResultStore(tmp_path / "results.sqlite")  # the daemon restarted
+    second = run_files(Pipeline(engine, store=store), files)
+    assert second.stats.skipped == 2 and second.stats.processed == 1
+    write_frame(files[0], seed=99)  # rewritten with new content: a new frame
+    os.utime(files[0], ns=(time.time_ns(), time.time_ns() + 10**9))
+    third = run_files(Pipeline(engine, store=store), files)
+    assert third.stats.processed == 1 and third.stats.skipped == 2
+    store.close()
+
+
+def test_daemon_watches_folder_and_publishes(tmp_path, threshold_model_dir):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame(acq / "present.tif", seed=1)
+    pub, snap = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    settings = load_settings(None, {
+        "daemon": {"stream": "tst", "state_dir": str(tmp_path / "state")},
+        "source": {"watch": str(acq), "settle_s": 0.1},
+        "model": {"name": str(threshold_model_dir)},
+        "publish": {"pub_endpoint": pub, "snapshot_endpoint": snap},
+    })
+    daemon = Daemon(settings)
+    import threading
+
+    t = threading.Thread(target=daemon.run, kwargs={"install_signals": False})
+    t.start()
+    sub = Subscriber(pub, snap, topics=("result.",))
+    try:
+        got = {}
+        deadline = time.time() + 20
+        written = False
+        while time.time() < deadline and len(got) < 2:
+            if not written and got:
+                write_frame(acq / "new.tif", seed=2)
+                written = True
+            msg = sub.recv(timeout_s=0.5)
+            if msg is not None:
+                got[msg.doc.frame_id] = msg
+        assert set(got) == {"present", "new"}
+        msg = got["new"]
+        assert msg.topic == "result.tst"
+        labels = msg.parts["labels"]
+        assert labels.shape == (256, 256) and labels.max() == msg.doc.measurements.particles.count
+    finally:
+        sub.close()
+        daemon.request_stop()
+        t.join(30)
+    assert not t.is_alive()
+
+
+def test_service_signals_ready_and_drains_on_sigterm(tmp_path, threshold_model_dir):
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    notify_path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(notify_path)
+    server.settimeout(60)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(
+        f'[daemon]\nstream = "svc"\nstate_dir = "{tmp_path / "state"}"\n'
+        f'[source]\nwatch = "{acq}"\nsettle_s = 0.1\n[model]\nname = "{threshold_model_dir}"\n'
+        f'[publish]\npub_endpoint = "tcp://127.0.0.1:{free_port()}"\n'
+        f'snapshot_endpoint = "tcp://127.0.0.1:{free_port()}"\n'
+    )
+    env = {**os.environ, "NOTIFY_SOCKET": notify_path}
+    proc = subprocess.Popen([sys.executable, "-m", "copilot.cli", "run", "--config", str(cfg)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        assert b"READY=1" in server.recv(4096)
+        for i in range(3):
+            write_frame(acq / f"f{i}.tif", seed=i)
+        store_path = tmp_path / "state" / "results.sqlite"
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with ResultStore(store_path) as store:
+                if store.count() >= 1:
+                    break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out.decode()
+        messages = []
+        server.settimeout(1)
+        try:
+            while True:
+                messages.append(server.recv(4096))
+        except socket.timeout:
+            pass
+        assert any(b"STOPPING=1" in m for m in messages)
+        with ResultStore(store_path) as store:
+            assert store.count() >= 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.close()
