@@ -7,9 +7,11 @@ import signal
 import threading
 import time
 from dataclasses import asdict
+from datetime import datetime, timezone
 from pathlib import Path
 
 from copilot.config import Settings
+from copilot.exports import ResultWriter
 from copilot.inference.select import load_engine
 from copilot.pipeline import Pipeline, file_fingerprint
 from copilot.publish.publisher import Publisher
@@ -61,11 +63,14 @@ class Daemon:
         self.engine = load_engine(settings.model.name, settings.model.engine, settings.model.threads,
                                   settings.model.max_whole_px)
         self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint)
+        session = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        self.session_dir = state / "sessions" / f"{settings.daemon.stream}-{session}"
+        self.exports = ResultWriter(self.session_dir)
         self.pipeline = Pipeline(
             self.engine,
             stream=settings.daemon.stream,
             store=self.store,
-            sinks=[self._publish, *extra_sinks],
+            sinks=[self._publish, self.exports, *extra_sinks],
             quarantine_dir=state / "quarantine",
             quarantine_mode=settings.daemon.quarantine,
             analysis=settings.analysis,
@@ -118,6 +123,8 @@ class Daemon:
             self.notifier.stopping()
             log.info("stopping: finishing frames in flight")
             self.pipeline.stop()
+            self.exports.close()
+            log.info("session exports: %s", self.session_dir)
             self.publisher.publish_status({**self.status(), "state": "stopped"})
             self.publisher.close()
             self.store.close()

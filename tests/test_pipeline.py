@@ -123,6 +123,9 @@ def test_daemon_watches_folder_and_publishes(tmp_path, threshold_model_dir):
         daemon.request_stop()
         t.join(30)
     assert not t.is_alive()
+    summary = (daemon.session_dir / "summary.json").read_text()
+    assert '"frames": 2' in summary
+    assert len((daemon.session_dir / "results.jsonl").read_text().splitlines()) == 2
 
 
 def test_service_signals_ready_and_drains_on_sigterm(tmp_path, threshold_model_dir):
