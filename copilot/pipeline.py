@@ -25,7 +25,7 @@ from copilot.errors import UnreadableFrame
 from copilot.frame import Frame
 from copilot.inference.segmentation import Engine
 from copilot.readers import read_frame
-from copilot.reliability.score import VerdictThresholds, assess
+from copilot.reliability.score import Assessor, VerdictThresholds
 from copilot.result import Result, build_result
 from copilot.sources.base import Arrival, Source
 
@@ -89,7 +89,7 @@ class Pipeline:
         self.quarantine_mode = quarantine_mode
         self.analysis = analysis or AnalysisSettings()
         self.series = SeriesTracker(series, self.analysis)
-        self.thresholds = thresholds or VerdictThresholds()
+        self.assessor = Assessor(getattr(engine, "card", None), getattr(engine, "folder", None), thresholds)
         self.send_labels = send_labels
         self.stats = PipelineStats()
         self._lock = threading.Lock()
@@ -189,18 +189,19 @@ class Pipeline:
         fm = measure(job.payload, self.analysis)
         series = self.series.update(fm)
         t1 = time.perf_counter()
-        reliability, verdict = assess(fm, self.thresholds)
+        reliability, verdict, uncertainty = self.assessor.assess(fm)
         job.timings_ms["assess"] = (time.perf_counter() - t1) * 1e3
         job.timings_ms["analyze"] = (t1 - t0) * 1e3
-        job.payload = (fm, series, reliability, verdict)
+        job.payload = (fm, series, reliability, verdict, uncertainty)
         return job
 
     def _sink(self, job: _Job) -> _Job:
-        fm, series, reliability, verdict = job.payload
+        fm, series, reliability, verdict, uncertainty = job.payload
         timings = dict(job.timings_ms)
         timings.pop("measure", None)
         timings["end_to_end"] = (time.time() - job.arrival.arrived_at) * 1e3
-        result = build_result(fm, reliability, verdict, timings, series=series, send_labels=self.send_labels)
+        result = build_result(fm, reliability, verdict, timings, series=series, uncertainty=uncertainty,
+                              send_labels=self.send_labels)
         result.arrived_at = job.arrival.arrived_at
         if self.store is not None:
             self.store.record_result(result.doc, job.fingerprint)

@@ -33,6 +33,7 @@ def build_result(
     timings_ms: dict[str, float],
     *,
     series: SeriesSummary | None = None,
+    uncertainty: np.ndarray | None = None,
     send_labels: bool = True,
 ) -> Result:
     seg = fm.segmentation
@@ -68,4 +69,7 @@ def build_result(
     if send_labels:
         dtype = np.uint16 if fm.instances.max(initial=0) < 65536 else np.uint32
         parts["labels"] = np.ascontiguousarray(fm.instances.astype(dtype))
+    if uncertainty is not None:
+        # normalized entropy, 0 (certain) … 255 (uniform over the classes), on the analysis grid
+        parts["uncertainty"] = np.round(np.clip(uncertainty, 0, 1) * 255).astype(np.uint8)
     return Result(doc=doc, parts=parts)

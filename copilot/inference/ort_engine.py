@@ -36,6 +36,7 @@ class OrtEngine:
         providers: list[str] | None = None,
     ):
         self.card = card
+        self.folder = Path(folder)
         self.max_whole_px = max_whole_px
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
@@ -75,6 +76,7 @@ class OrtEngine:
             engine=self.name,
             frame_px_per_px=scale,
             task=self.card.task,
+            network_input=img,
         )
 
     def _run_tiled(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

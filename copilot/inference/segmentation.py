@@ -29,6 +29,7 @@ class Segmentation:
     engine: str
     frame_px_per_px: float = 1.0
     task: str = "particles"
+    network_input: np.ndarray | None = None  # the normalized image the network saw (working grid), for quality checks
 
     @property
     def nm_per_px(self) -> float | None:

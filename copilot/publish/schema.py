@@ -168,10 +168,14 @@ class SeriesSummary(_Doc):
 
 
 class Reliability(_Doc):
-    predicted_f1: float | None = None
+    predicted_f1: float | None = Field(None, description="regressor's estimate of the frame's object F1 (seed 002)")
+    predicted_precision: float | None = None
+    predicted_recall: float | None = None
     image_confidence: float | None = Field(None, description="mean max-probability over the frame")
-    shift_score: float | None = None
-    quality: dict[str, float] = Field(default_factory=dict)
+    shift_score: float | None = Field(None, description="RMS z-score of the embedding vs the training embeddings")
+    shift_window_mmd2: float | None = Field(None, description="MMD² of the recent frames vs the training embeddings")
+    quality: dict[str, float] = Field(default_factory=dict, description="focus, noise, saturation, dynamic range")
+    features: dict[str, float] = Field(default_factory=dict, description="the regressor's inputs")
 
 
 class Verdict(_Doc):

@@ -1,47 +1,137 @@
-"""Verdict from the model's own output: ok | warn | fail with reasons."""
+"""Verdict ``ok | warn | fail`` with reasons a person understands, and the predicted F1 behind it.
+
+Inputs: the model's own output (features.py), the pixels (quality.py) and the embedding (shift.py). A regressor
+shipped beside the model (ONNX, run by ONNX Runtime — no pickle) predicts the frame's object F1, precision and
+recall from them; its calibration file says what normal quality and shift looked like in training, so reasons can
+be concrete ("out of focus", "dose too low", "unlike the training data").
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import onnxruntime as ort
 from pydantic import BaseModel, ConfigDict, Field
 
 from copilot.analysis.measurements import FrameMeasurements
+from copilot.inference.card import ModelCard
 from copilot.publish.schema import Reliability, Verdict
+from copilot.reliability.calibration import ReliabilityCalibration
+from copilot.reliability.features import entropy_map, output_features
+from copilot.reliability.quality import image_quality
+from copilot.reliability.shift import ShiftMonitor
+
+LEVELS = ("ok", "warn", "fail")
 
 
 class VerdictThresholds(BaseModel):
+    """[verdict] in the config."""
+
     model_config = ConfigDict(extra="forbid")
     min_objects: int = Field(5, ge=0, description="fewer sized objects than this: 'too few objects to measure'")
+    warn_f1: float = Field(0.8, ge=0, le=1, description="predicted F1 below this: warn")
+    fail_f1: float = Field(0.5, ge=0, le=1, description="predicted F1 below this: fail")
     warn_image_confidence: float = Field(0.85, ge=0, le=1)
     fail_image_confidence: float = Field(0.6, ge=0, le=1)
+    shift_warn_factor: float = Field(1.0, gt=0, description="shift score above this × training p99: warn")
+    shift_fail_factor: float = Field(2.0, gt=0, description="shift score above this × training p99: fail")
+    saturated_fraction: float = Field(0.01, ge=0, le=1)
+    blank_dynamic_range: float = Field(1e-3, ge=0, description="below this fraction of the detector range: blank")
+    shift_window: int = Field(10, ge=3, description="frames in the rolling window for the shift MMD²")
 
 
-def image_confidence(probabilities: np.ndarray) -> float:
-    """Mean over pixels of the max class probability (seed 002's image-level confidence)."""
-    return float(probabilities.max(axis=0).mean())
+class Assessor:
+    """Computes the reliability block and the verdict for each frame (keeps a rolling shift window per stream)."""
 
+    def __init__(self, card: ModelCard | None = None, engine_dir: Path | None = None,
+                 thresholds: VerdictThresholds | None = None):
+        self.thresholds = thresholds or VerdictThresholds()
+        self.card = card
+        self.calibration: ReliabilityCalibration | None = None
+        self._session = None
+        if card is not None and engine_dir is not None and card.reliability_regressor:
+            onnx_path = Path(engine_dir) / card.reliability_regressor
+            self.calibration = ReliabilityCalibration.load(onnx_path.with_suffix(".json"))
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads = 1
+            self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+        self.shift = ShiftMonitor(card.embedding_reference if card else None, self.thresholds.shift_window)
 
-def assess(fm: FrameMeasurements, thresholds: VerdictThresholds) -> tuple[Reliability, Verdict]:
-    conf = image_confidence(fm.segmentation.probabilities)
-    reasons: list[str] = []
-    level = "ok"
+    def predict(self, features: dict[str, float]) -> dict[str, float]:
+        """Predicted targets (f1, precision, recall), clipped to [0, 1]; empty without a regressor."""
+        if self._session is None:
+            return {}
+        x = np.array([[features[name] for name in self.calibration.features]], np.float32)
+        y = self._session.run(None, {self.calibration.input_name: x})[0].reshape(-1)
+        return {t: float(np.clip(v, 0.0, 1.0)) for t, v in zip(self.calibration.targets, y)}
 
-    def raise_to(new: str) -> None:
-        nonlocal level
-        order = ["ok", "warn", "fail"]
-        level = max(level, new, key=order.index)
+    def assess(self, fm: FrameMeasurements) -> tuple[Reliability, Verdict, np.ndarray]:
+        """Reliability block, verdict, and the per-pixel uncertainty (normalized entropy, float32 on the grid)."""
+        seg = fm.segmentation
+        entropy = entropy_map(seg.probabilities)
+        features = output_features(fm, entropy)
+        quality = image_quality(seg.frame, seg.network_input)
+        distance, window_mmd = self.shift.update(seg.frame.stream, seg.embedding)
+        features.update(quality)
+        features["shift_distance"] = distance if distance is not None else 0.0
+        predicted = self.predict(features)
+        reliability = Reliability(
+            predicted_f1=predicted.get("f1"),
+            predicted_precision=predicted.get("precision"),
+            predicted_recall=predicted.get("recall"),
+            image_confidence=features["image_confidence"],
+            shift_score=distance,
+            shift_window_mmd2=window_mmd,
+            quality=quality,
+            features=features,
+        )
+        return reliability, self.verdict(fm, reliability), entropy
 
-    if conf < thresholds.fail_image_confidence:
-        raise_to("fail")
-        reasons.append(f"model unsure of this frame (confidence {conf:.2f})")
-    elif conf < thresholds.warn_image_confidence:
-        raise_to("warn")
-        reasons.append(f"model less sure than usual (confidence {conf:.2f})")
-    p = fm.summary.particles
-    if p is not None and p.count_sized < thresholds.min_objects:
-        raise_to("warn")
-        reasons.append(f"too few objects to measure ({p.count_sized} sized)")
-    if not fm.segmentation.frame.calibrated:
-        raise_to("warn")
-        reasons.append("no calibration in the file: sizes are in pixels")
-    return Reliability(image_confidence=conf), Verdict(level=level, reasons=reasons)
+    def verdict(self, fm: FrameMeasurements, r: Reliability) -> Verdict:
+        t = self.thresholds
+        found: list[tuple[str, str]] = []
+        q = r.quality
+        if q.get("dynamic_range", 1.0) < t.blank_dynamic_range:
+            found.append(("fail", "blank frame: no contrast to measure"))
+        if r.predicted_f1 is not None:
+            if r.predicted_f1 < t.fail_f1:
+                found.append(("fail", f"predicted F1 {r.predicted_f1:.2f}: measurements unreliable"))
+            elif r.predicted_f1 < t.warn_f1:
+                found.append(("warn", f"predicted F1 {r.predicted_f1:.2f}: measurements less reliable"))
+        cal = self.calibration
+        if r.shift_score is not None and cal is not None:
+            ratio = r.shift_score / cal.shift_distance_p99
+            if ratio > t.shift_fail_factor:
+                found.append(("fail", f"unlike the training data (shift {ratio:.1f}× the training range)"))
+            elif ratio > t.shift_warn_factor:
+                found.append(("warn", f"somewhat unlike the training data (shift {ratio:.1f}× the training range)"))
+            if r.shift_window_mmd2 is not None and cal.shift_mmd2_p99 and r.shift_window_mmd2 > cal.shift_mmd2_p99:
+                found.append(("warn", "recent frames are drifting away from the training data"))
+        if cal is not None:
+            ref = cal.quality_reference
+            if "sharpness" in ref and q.get("sharpness", np.inf) < ref["sharpness"].p01:
+                found.append(("warn", f"out of focus (sharpness {q['sharpness'] / ref['sharpness'].mean:.0%} of normal)"))
+            if "noise_sigma" in ref and q.get("noise_sigma", 0) > ref["noise_sigma"].p99:
+                found.append(("warn", f"dose too low (noise {q['noise_sigma'] / ref['noise_sigma'].mean:.1f}× normal)"))
+        if q.get("saturated_fraction", 0) > t.saturated_fraction:
+            found.append(("warn", f"detector saturated on {q['saturated_fraction']:.1%} of the frame"))
+        conf = r.image_confidence or 0.0
+        if conf < t.fail_image_confidence:
+            found.append(("fail", f"model unsure of this frame (confidence {conf:.2f})"))
+        elif conf < t.warn_image_confidence:
+            found.append(("warn", f"model less sure than usual (confidence {conf:.2f})"))
+        p = fm.summary.particles
+        if p is not None and p.count_sized < t.min_objects:
+            found.append(("warn", f"too few objects to measure ({p.count_sized} sized)"))
+        frame = fm.segmentation.frame
+        if not frame.calibrated:
+            found.append(("warn", "no calibration in the file: sizes are in pixels"))
+        elif self.card is not None:
+            lo, hi = self.card.trained_nm_per_px_range
+            if not lo <= frame.nm_per_px <= hi:
+                found.append(("warn", f"magnification outside the trained range ({frame.nm_per_px:.3g} nm/px; "
+                                      f"trained {lo:g}–{hi:g})"))
+        level = max((lvl for lvl, _ in found), key=LEVELS.index, default="ok")
+        order = sorted(found, key=lambda f: -LEVELS.index(f[0]))
+        return Verdict(level=level, reasons=[reason for _, reason in order])

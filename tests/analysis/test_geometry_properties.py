@@ -43,7 +43,8 @@ def test_ellipse_ecd_and_aspect_ratio(a, b, angle, nm):
     inst[rr, cc] = 1
     p = one(inst, nm)
     assert abs(p.ecd - 2 * math.sqrt(a * b) * nm) <= nm
-    assert p.aspect_ratio == pytest.approx(max(a, b) / min(a, b), rel=0.12)
+    big, small = max(a, b), min(a, b)  # rasterization moves each semi-axis by up to ~¾ px
+    assert (big - 0.75) / (small + 0.75) <= p.aspect_ratio <= (big + 0.75) / (small - 0.75)
 
 
 @settings(max_examples=30, deadline=None)
