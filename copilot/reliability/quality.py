@@ -29,8 +29,12 @@ def noise_sigma(img: np.ndarray) -> float:
 
 
 def sharpness(img: np.ndarray, sigma_px: float = 1.0) -> float:
-    """Mean gradient magnitude after light smoothing: falls when the probe is out of focus."""
-    return float(ndi.gaussian_gradient_magnitude(img.astype(np.float32, copy=False), sigma_px).mean())
+    """RMS gradient after light smoothing (Tenengrad): edge energy, which falls as the probe defocuses.
+
+    (The mean gradient would not do: blurring an edge spreads it but keeps its total variation.)
+    """
+    g = ndi.gaussian_gradient_magnitude(img.astype(np.float32, copy=False), sigma_px)
+    return float(np.sqrt(np.mean(g**2)))
 
 
 def image_quality(frame: Frame, network_input: np.ndarray | None) -> dict[str, float]:

@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from copilot.analysis.particles import measure_particles
+from copilot.frame import Frame
+from copilot.inference.card import EmbeddingReference
+from copilot.reliability.features import OUTPUT_FEATURES, entropy_map, output_features
+from copilot.reliability.quality import image_quality, noise_sigma, sharpness
+from copilot.reliability.shift import ShiftMonitor, embedding_distance, mmd2
+from tests.analysis.test_particles import discs, segmentation_from_instances
+
+
+def test_output_features_count_objects_by_confidence():
+    inst = discs((200, 200), [(50, 50), (50, 150), (150, 100)], 12)
+    fm = measure_particles(segmentation_from_instances(inst, 0.5))
+    f = output_features(fm)
+    assert set(OUTPUT_FEATURES) <= set(f)
+    assert f["n_objects"] == 3 and f["counts_0.9"] == 3 and sum(f[f"counts_{b / 10}"] for b in range(1, 9)) == 0
+    assert f["area_ratio"] == pytest.approx((inst > 0).mean())
+    assert 0.9 < f["image_confidence"] <= 1
+
+
+def test_entropy_is_zero_when_certain_and_one_when_uniform():
+    certain = np.zeros((3, 4, 4), np.float32)
+    certain[0] = 1
+    assert entropy_map(certain).max() == pytest.approx(0, abs=1e-4)
+    assert entropy_map(np.full((3, 4, 4), 1 / 3, np.float32)).min() == pytest.approx(1, abs=1e-4)
+
+
+def test_quality_sees_blur_noise_saturation_and_blank():
+    rng = np.random.default_rng(0)
+    sharp = np.kron(rng.random((32, 32)), np.ones((16, 16))).astype(np.float32)
+    blurred = ndi.gaussian_filter(sharp, 4)
+    assert sharpness(blurred) < 0.5 * sharpness(sharp)
+    noisy = sharp + rng.normal(0, 0.2, sharp.shape).astype(np.float32)
+    assert noise_sigma(noisy) == pytest.approx(0.2, rel=0.25)
+    assert noise_sigma(sharp) < 0.05
+    img = (sharp * 60000).astype(np.uint16)
+    img[:100] = 65535
+    q = image_quality(Frame(img, 1.0, "s", "f", "m"), None)
+    assert q["saturated_fraction"] > 0.1
+    blank = image_quality(Frame(np.full((64, 64), 500, np.uint16), 1.0, "s", "f", "m"), None)
+    assert blank["dynamic_range"] == 0
+
+
+def test_shift_distance_and_window_mmd():
+    rng = np.random.default_rng(1)
+    train = rng.normal(0, 1, (300, 8))
+    ref = EmbeddingReference(mean=train.mean(0).tolist(), std=train.std(0).tolist(), samples=train[:200].tolist())
+    assert embedding_distance(train.mean(0), ref) == pytest.approx(0, abs=1e-9)
+    assert embedding_distance(train.mean(0) + 3 * train.std(0), ref) == pytest.approx(3, rel=1e-6)
+    same, far = rng.normal(0, 1, (10, 8)), rng.normal(2.5, 1, (10, 8))
+    assert mmd2(far, train, 1 / 16) > 10 * abs(mmd2(same, train, 1 / 16))
+    mon = ShiftMonitor(ref, window=5)
+    out = [mon.update("s", e) for e in far[:5]]
+    assert out[0][1] is None and out[-1][1] > 0 and out[-1][0] > 2
+    assert ShiftMonitor(None).update("s", far[0]) == (None, None)
