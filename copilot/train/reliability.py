@@ -1,0 +1,163 @@
+"""Recipe: the reliability regressor of a shipped model (seed 002's method, adapted to segmentation).
+
+    python -m copilot.train.reliability particles-stem [--per-group 60] [--seed 0]
+
+Simulates frames in every domain group (copilot.sim.domains), runs the shipped model and the daemon's own analysis
+on them, and records the reliability features beside the true object F1 / precision / recall (IoU ≥ 0.5 matching
+against the simulator's exact masks). A random forest is fitted on all of it, converted to ONNX (skl2onnx) and
+written as engines/<name>/reliability.onnx with reliability.json (feature order, quality and shift references);
+the card is updated to name it. The feature table goes to bench/reliability/table.csv for the evaluation script.
+Needs the train extra (scikit-learn, skl2onnx); the daemon itself only needs onnxruntime.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.progress import Progress
+
+from copilot.analysis import measure
+from copilot.frame import Frame
+from copilot.inference.card import load_card
+from copilot.inference.ort_engine import OrtEngine
+from copilot.reliability.calibration import FeatureStats, ReliabilityCalibration
+from copilot.reliability.quality import QUALITY_FEATURES
+from copilot.reliability.score import Assessor
+from copilot.reliability.shift import mmd2
+from copilot.sim.domains import DOMAIN_GROUPS, sample_domain_frame
+
+ROOT = Path(__file__).resolve().parents[2]
+TABLE = ROOT / "bench" / "reliability" / "table.csv"
+TARGETS = ["f1", "precision", "recall"]
+console = Console()
+
+
+def nearest_to_grid(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(int), labels.shape[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(int), labels.shape[1] - 1)
+    return labels[np.ix_(rows, cols)]
+
+
+def object_scores(pred: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> dict[str, float]:
+    """Object precision, recall and F1 with IoU ≥ ``iou`` matching (unique for IoU > 0.5). Empty vs empty is 1."""
+    n_pred, n_truth = int(pred.max(initial=0)), int(truth.max(initial=0))
+    if n_pred == 0 and n_truth == 0:
+        return {"f1": 1.0, "precision": 1.0, "recall": 1.0}
+    both = (pred > 0) & (truth > 0)
+    pairs, inter = np.unique(np.stack([pred[both], truth[both]]), axis=1, return_counts=True)
+    area_p = np.bincount(pred.ravel(), minlength=n_pred + 1)
+    area_t = np.bincount(truth.ravel(), minlength=n_truth + 1)
+    ious = inter / (area_p[pairs[0]] + area_t[pairs[1]] - inter) if pairs.size else np.zeros(0)
+    tp = int((ious >= iou).sum())
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_truth if n_truth else 0.0
+    f1 = 2 * tp / (n_pred + n_truth)
+    return {"f1": f1, "precision": precision, "recall": recall}
+
+
+def collect(model: str, per_group: int, seed: int, size_px: int = 512, groups=DOMAIN_GROUPS):
+    """One row per simulated frame: group, features, truth scores; plus the in-domain embeddings."""
+    engine = OrtEngine.from_name(model, threads=2)
+    card = engine.card.model_copy(update={"reliability_regressor": None})
+    assessor = Assessor(card, engine.folder)
+    rng = np.random.default_rng(seed)
+    rows, embeddings = [], []
+    with Progress(console=console) as progress:
+        task = progress.add_task("simulate → segment → score", total=per_group * len(groups))
+        for group in groups:
+            for i in range(per_group):
+                sim = sample_domain_frame(group, rng, size_px)
+                frame = Frame(sim.image, sim.nm_per_px, stream=f"{group}-{i}", frame_id=str(i), origin="sim")
+                fm = measure(engine.segment(frame))
+                reliability, _, _ = assessor.assess(fm)
+                truth = nearest_to_grid(sim.instances, fm.instances.shape)
+                rows.append({"group": group, **reliability.features, **object_scores(fm.instances, truth)})
+                if group == "in-domain":
+                    embeddings.append(fm.segmentation.embedding)
+                progress.advance(task)
+    return rows, np.array(embeddings)
+
+
+def feature_names(rows) -> list[str]:
+    return [k for k in rows[0] if k not in ("group", *TARGETS)]
+
+
+def fit_regressor(x: np.ndarray, y: np.ndarray, seed: int = 0):
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(n_estimators=200, min_samples_leaf=2, max_features=0.5, random_state=seed,
+                                 n_jobs=2).fit(x, y)
+
+
+def to_onnx(regressor, n_features: int) -> bytes:
+    from skl2onnx import convert_sklearn
+    from skl2onnx.common.data_types import FloatTensorType
+
+    onx = convert_sklearn(regressor, initial_types=[("features", FloatTensorType([None, n_features]))],
+                          target_opset={"": 17, "ai.onnx.ml": 3})
+    return onx.SerializeToString()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m copilot.train.reliability")
+    ap.add_argument("model", nargs="?", default="particles-stem")
+    ap.add_argument("--per-group", type=int, default=60)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", type=int, default=512)
+    args = ap.parse_args(argv)
+    rows, embeddings = collect(args.model, args.per_group, args.seed, args.size)
+    TABLE.parent.mkdir(parents=True, exist_ok=True)
+    with open(TABLE, "w", newline="") as fh:
+        w = csv.DictWriter(fh, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    names = feature_names(rows)
+    x = np.array([[r[n] for n in names] for r in rows], np.float32)
+    y = np.array([[r[t] for t in TARGETS] for r in rows], np.float32)
+    regressor = fit_regressor(x, y, args.seed)
+    card, folder = load_card(args.model)
+    (folder / "reliability.onnx").write_bytes(to_onnx(regressor, len(names)))
+    in_domain = [r for r in rows if r["group"] == "in-domain"]
+
+    def stats(values) -> FeatureStats:
+        v = np.asarray(values, float)
+        return FeatureStats(mean=v.mean(), std=v.std(), p01=np.percentile(v, 1), p99=np.percentile(v, 99))
+
+    window_mmd = []
+    rng = np.random.default_rng(args.seed)
+    if card.embedding_reference is not None and len(embeddings) >= 10:
+        ref = card.embedding_reference
+        z = lambda e: (e - np.asarray(ref.mean)) / np.maximum(np.asarray(ref.std), 1e-6)  # noqa: E731
+        from copilot.reliability.shift import ShiftMonitor
+
+        gamma = ShiftMonitor(ref).gamma
+        ref_z = z(np.asarray(ref.samples, float))
+        for _ in range(100):
+            window_mmd.append(mmd2(z(embeddings[rng.choice(len(embeddings), 10, replace=False)]), ref_z, gamma))
+    calibration = ReliabilityCalibration(
+        features=names,
+        targets=TARGETS,
+        input_name="features",
+        output_name="variable",
+        quality_reference={q: stats([r[q] for r in in_domain]) for q in QUALITY_FEATURES},
+        shift_distance_p99=float(np.percentile([r["shift_distance"] for r in in_domain], 99)),
+        shift_mmd2_p99=float(np.percentile(window_mmd, 99)) if window_mmd else None,
+        metrics={"frames": float(len(rows)), "groups": float(len(set(r["group"] for r in rows)))},
+        training_command=f"python -m copilot.train.reliability {args.model} --per-group {args.per_group} "
+                         f"--seed {args.seed} --size {args.size}",
+    )
+    (folder / "reliability.json").write_text(calibration.model_dump_json(indent=2) + "\n")
+    card_data = json.loads((folder / "card.json").read_text())
+    card_data["reliability_regressor"] = "reliability.onnx"
+    (folder / "card.json").write_text(json.dumps(card_data, indent=2) + "\n")
+    console.print(f"wrote {folder}/reliability.onnx (+ .json) from {len(rows)} frames; table → {TABLE}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
