@@ -75,6 +75,16 @@ def cmd_push(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    if args.recipe == "reliability":
+        from copilot.train.reliability import main as train_reliability
+
+        return train_reliability(args.rest)
+    from copilot.train.__main__ import main as train_model
+
+    return train_model([args.recipe, *args.rest])
+
+
 def cmd_config(args) -> int:
     from copilot.config import settings_schema
 
@@ -129,6 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--stream", default="socket")
     u.add_argument("--interval", type=float, default=0.0)
     u.set_defaults(func=cmd_push)
+
+    tr = sub.add_parser("train", help="regenerate a shipped model from the simulator (needs the train extra)")
+    tr.add_argument("recipe", help="particles-stem | phases-sem | reliability")
+    tr.add_argument("rest", nargs=argparse.REMAINDER, help="options of the recipe (see `copilot train RECIPE -h`)")
+    tr.set_defaults(func=cmd_train)
 
     c = sub.add_parser("config", help="print the effective config, or its JSON schema")
     c.add_argument("--config")
