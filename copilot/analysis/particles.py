@@ -2,8 +2,8 @@
 
 A particle is a connected region of the model's ``particle`` class; pixels of its ``boundary`` class go to the
 nearest particle by a watershed on the particle probability, which is what splits touching particles. Models without
-a boundary class fall back to a distance-transform watershed. Geometry comes from scikit-image's regionprops; the
-minimum Feret diameter (which regionprops lacks) from rotating calipers over the convex hull of pixel corners.
+a boundary class fall back to a distance-transform watershed. Geometry: analysis/shape.py (regionprops' definitions,
+computed for all particles at once).
 
 Edge policy: particles cut by the frame edge are counted (count, density) but kept out of every size statistic.
 """
@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.spatial import ConvexHull, QhullError
 from skimage.feature import peak_local_max
-from skimage.measure import regionprops
 from skimage.segmentation import relabel_sequential, watershed
 
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.analysis.settings import AnalysisSettings
+from copilot.analysis.shape import shape_table
 from copilot.analysis.stats import bootstrap_interval, lognormal_fit, psd_histogram, sufficiency
 from copilot.inference.segmentation import Segmentation
 from copilot.publish.schema import Measurements, Particle, ParticleSummary
-
-_CORNERS = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
-
 
 def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min_area_px: float = 4) -> np.ndarray:
     """Instance labels (int32, 0 = background) from class probabilities (C, h, w)."""
@@ -48,24 +44,6 @@ def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min
     small[0] = False
     instances[small[instances]] = 0
     return relabel_sequential(instances)[0].astype(np.int32)
-
-
-def feret_min(coords: np.ndarray) -> float:
-    """Minimum caliper width (px) of a pixel set, measured on the outer corners of its pixels.
-
-    >>> feret_min(np.argwhere(np.ones((3, 7))))
-    3.0
-    """
-    pts = (coords[:, None, :] + _CORNERS[None]).reshape(-1, 2)
-    try:
-        hull = pts[ConvexHull(pts).vertices]
-    except QhullError:
-        return 1.0
-    edges = np.roll(hull, -1, axis=0) - hull
-    normals = np.stack([-edges[:, 1], edges[:, 0]], axis=1)
-    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
-    proj = hull @ normals.T
-    return float((proj.max(axis=0) - proj.min(axis=0)).min())
 
 
 def size_statistics(ecd: np.ndarray) -> dict[str, float | None]:
@@ -103,31 +81,29 @@ def measure_particles(seg: Segmentation, settings: AnalysisSettings | None = Non
     foreground_p = 1.0 - seg.probabilities[seg.class_names.index("background")]
     confidence = np.asarray(ndi.mean(foreground_p, instances, np.arange(1, n + 1))) if n else np.zeros(0)
     intensity = frame_intensity_means(seg, instances, n)
-    particles = []
-    for region in regionprops(instances):
-        r0, c0, r1, c1 = region.bbox
-        cy, cx = region.centroid
-        x_px, y_px = (cx + 0.5) * s - 0.5, (cy + 0.5) * s - 0.5
-        minor = region.axis_minor_length
-        perimeter = region.perimeter
-        i = region.label - 1
-        particles.append(Particle(
-            id=int(region.label),
-            centroid_x_px=float(x_px),
-            centroid_y_px=float(y_px),
-            centroid_x_nm=float(x_px * frame_nm) if frame_nm else None,
-            centroid_y_nm=float(y_px * frame_nm) if frame_nm else None,
-            area=float(region.area) * u**2,
-            ecd=float(region.equivalent_diameter_area) * u,
-            feret_max=float(region.feret_diameter_max) * u,
-            feret_min=feret_min(region.coords) * u,
-            aspect_ratio=float(region.axis_major_length / minor) if minor > 0 else float("inf"),
-            circularity=float(min(1.0, 4 * np.pi * region.area / perimeter**2)) if perimeter > 0 else 1.0,
-            solidity=float(region.solidity),
+    t = shape_table(instances)
+    xs, ys = (t.centroid_col + 0.5) * s - 0.5, (t.centroid_row + 0.5) * s - 0.5
+    ecd, aspect, circ, solid = t.ecd, t.aspect_ratio, t.circularity, t.solidity
+    particles = [
+        Particle(
+            id=int(t.label[i]),
+            centroid_x_px=float(xs[i]),
+            centroid_y_px=float(ys[i]),
+            centroid_x_nm=float(xs[i] * frame_nm) if frame_nm else None,
+            centroid_y_nm=float(ys[i] * frame_nm) if frame_nm else None,
+            area=float(t.area[i]) * u**2,
+            ecd=float(ecd[i]) * u,
+            feret_max=float(t.feret_max[i]) * u,
+            feret_min=float(t.feret_min[i]) * u,
+            aspect_ratio=float(aspect[i]),
+            circularity=float(circ[i]),
+            solidity=float(solid[i]),
             mean_intensity=float(intensity[i]),
             confidence=float(confidence[i]),
-            touches_edge=bool(r0 == 0 or c0 == 0 or r1 == h or c1 == w),
-        ))
+            touches_edge=bool(t.touches_edge[i]),
+        )
+        for i in range(n)
+    ]
     sized = np.array([p.ecd for p in particles if not p.touches_edge])
     area_um2 = h * w * nm**2 / 1e6 if nm is not None else None
     stats = size_statistics(sized)

@@ -74,6 +74,9 @@ def test_agrees_with_regionprops():
         assert p.area == pytest.approx(region.area * nm**2)
         assert p.ecd == pytest.approx(region.equivalent_diameter_area * nm)
         assert p.solidity == pytest.approx(region.solidity)
+        assert p.circularity == pytest.approx(min(1.0, 4 * math.pi * region.area / region.perimeter**2))
+        assert p.aspect_ratio == pytest.approx(region.axis_major_length / region.axis_minor_length)
+        assert abs(p.feret_max - region.feret_diameter_max * nm) <= nm  # regionprops traces a contour at 0.5
 
 
 def test_psd_and_intervals_and_sufficiency():
