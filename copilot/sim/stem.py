@@ -19,6 +19,7 @@ All geometry is in nanometres; ``nm_per_px`` only decides the pixel grid.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -156,9 +157,11 @@ def place_particles(params: SimParams, rng: np.random.Generator, extent_nm: tupl
     n_target = int(rng.poisson(max(params.area_fraction * H * W / mean_area, 0.0)))
     gap = params.min_gap_nm + extra_gap_nm
     parts: list[Particle] = []
-    cx_arr = np.empty(0)
-    cy_arr = np.empty(0)
-    r_arr = np.empty(0)
+    paired: set[int] = set()
+    # uniform grid over particle centres: overlap checks look only at neighbouring cells
+    cell = max(params.d50_nm + gap, 0.5)
+    grid: dict[tuple[int, int], list[int]] = {}
+    a_max = 0.0  # largest semi-axis placed so far: sets how many cells a check must reach
     tries = 0
     while len(parts) < n_target and tries < 30 * n_target + 50:
         tries += 1
@@ -170,7 +173,7 @@ def place_particles(params: SimParams, rng: np.random.Generator, extent_nm: tupl
         pair = -1
         if parts and rng.random() < params.touching_fraction:
             j = int(rng.integers(len(parts)))
-            if parts[j].pair >= 0 or any(q.pair == j for q in parts):
+            if j in paired:
                 continue
             phi = rng.uniform(0, 2 * np.pi)
             # distance so that the two ellipses just touch / overlap slightly along the line of centres
@@ -183,16 +186,29 @@ def place_particles(params: SimParams, rng: np.random.Generator, extent_nm: tupl
         else:
             cx = ox + rng.uniform(-a, W + a)
             cy = oy + rng.uniform(-a, H + a)
-        if len(parts):
-            dd = np.hypot(cx_arr - cx, cy_arr - cy) - r_arr - a - gap
-            if pair >= 0:
-                dd[pair] = 1.0
-            if np.any(dd < 0):
-                continue
+        gx, gy = math.floor(cx / cell), math.floor(cy / cell)
+        reach = math.ceil((a + a_max + gap) / cell)
+        clash = False
+        for ix in range(gx - reach, gx + reach + 1):
+            for iy in range(gy - reach, gy + reach + 1):
+                for k in grid.get((ix, iy), ()):
+                    if k == pair:
+                        continue
+                    q = parts[k]
+                    if math.hypot(q.cx_nm - cx, q.cy_nm - cy) < q.a_nm + a + gap:
+                        clash = True
+                        break
+                if clash:
+                    break
+            if clash:
+                break
+        if clash:
+            continue
+        if pair >= 0:
+            paired.update((pair, len(parts)))
+        grid.setdefault((gx, gy), []).append(len(parts))
+        a_max = max(a_max, a)
         parts.append(Particle(float(cx), float(cy), float(a), float(b), ang, pair))
-        cx_arr = np.append(cx_arr, cx)
-        cy_arr = np.append(cy_arr, cy)
-        r_arr = np.append(r_arr, a)
     return parts
 
 

@@ -1,0 +1,53 @@
+"""The U-Net learns on a tiny batch, and its ONNX export has dynamic H/W and both outputs."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+from copilot.train.data import make_dataset  # noqa: E402
+from copilot.train.particles_stem import train_steps  # noqa: E402
+from copilot.train.unet import TinyUNet  # noqa: E402
+
+
+def test_a_few_steps_reduce_the_loss():
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    xs, ys, _, _ = make_dataset(4, seed=5, patch_px=64)
+    net = TinyUNet(channels=(4, 8, 16))
+    hist = train_steps(net, xs, ys, steps=30, batch=4, lr=1e-2, seed=0)
+    first, last = np.mean([h[1] for h in hist[:5]]), np.mean([h[1] for h in hist[-5:]])
+    assert last < 0.8 * first
+
+
+def test_forward_shapes():
+    net = TinyUNet(channels=(4, 8, 16, 32)).eval()
+    logits, emb = net(torch.zeros(2, 1, 48, 64))
+    assert logits.shape == (2, 3, 48, 64) and emb.shape == (2, 32)
+    assert net.multiple_of == 8 and net.embedding_dim == 32
+
+
+def test_onnx_export_dynamic_hw(tmp_path):
+    import onnx
+
+    from copilot.train.export import export_onnx, ort_session
+
+    net = TinyUNet(channels=(4, 8, 16, 32)).eval()
+    path = export_onnx(net, tmp_path / "model.onnx")
+    m = onnx.load(str(path))
+    assert m.opset_import[0].version == 17
+    dims = [d.dim_param or d.dim_value for d in m.graph.input[0].type.tensor_type.shape.dim]
+    assert dims[1] == 1 and isinstance(dims[2], str) and isinstance(dims[3], str)
+    sess = ort_session(path, threads=1)
+    assert [i.name for i in sess.get_inputs()] == ["image"]
+    assert [o.name for o in sess.get_outputs()] == ["probabilities", "embedding"]
+    for h, w in [(64, 64), (96, 136)]:
+        x = np.random.default_rng(0).standard_normal((1, 1, h, w)).astype(np.float32)
+        probs, emb = sess.run(None, {"image": x})
+        assert probs.shape == (1, 3, h, w) and emb.shape == (1, 32)
+        assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+        with torch.no_grad():
+            ref = torch.softmax(net(torch.from_numpy(x))[0], dim=1).numpy()
+        assert np.allclose(probs, ref, atol=1e-4)
