@@ -10,6 +10,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
+from copilot.ui.overlay_cli import add_overlay_parser
+
 console = Console(stderr=True)
 
 
@@ -132,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--stream", default=None)
     t.add_argument("--exit-after", type=int, default=None, help="exit after N results (scripts, tests)")
     t.set_defaults(func=cmd_top)
+
+    add_overlay_parser(sub)
 
     u = sub.add_parser("push", help="send image files to a daemon's socket source")
     u.add_argument("files", nargs="+")

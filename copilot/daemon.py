@@ -88,6 +88,9 @@ class Daemon:
         if result.doc.series is not None:
             for alert in result.doc.series.alerts:
                 self.publisher.publish_alert(result.doc.stream, {"frame_id": result.doc.frame_id, **alert.model_dump()})
+        if getattr(result, "frame", None) is not None:  # preview.<stream>: subscribers need no access to the files
+            from copilot.publish.preview import make_preview
+            self.publisher.publish_preview(result.doc.stream, *make_preview(result.frame))
 
     def status(self) -> dict:
         return {

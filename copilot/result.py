@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from copilot.analysis.measurements import FrameMeasurements
+from copilot.frame import Frame
 from copilot.publish.schema import (
     Calibration,
     ImageInfo,
@@ -24,6 +25,7 @@ class Result:
     doc: ResultDocument
     parts: dict[str, np.ndarray | bytes] = field(default_factory=dict)
     arrived_at: float = 0.0
+    frame: Frame | None = field(default=None, repr=False)  # for the preview; never serialized
 
 
 def build_result(
@@ -72,4 +74,4 @@ def build_result(
     if uncertainty is not None:
         # normalized entropy, 0 (certain) … 255 (uniform over the classes), on the analysis grid
         parts["uncertainty"] = np.round(np.clip(uncertainty, 0, 1) * 255).astype(np.uint8)
-    return Result(doc=doc, parts=parts)
+    return Result(doc=doc, parts=parts, frame=frame)

@@ -56,6 +56,8 @@ def fit_slope(t: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float,
     if len(t) < 3 or np.ptp(t) <= 0:
         return None
     res = stats.linregress(t, y)
+    if not (np.isfinite(res.slope) and np.isfinite(res.stderr)):
+        return None
     dof = len(t) - 2
     half = stats.t.ppf(0.5 + level / 2, dof) * res.stderr
     resid = y - (res.intercept + res.slope * t)

@@ -50,8 +50,9 @@ class ShapeTable:
 
     @property
     def aspect_ratio(self) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            return np.where(self.axis_minor > 0, self.axis_major / np.maximum(self.axis_minor, 1e-12), np.inf)
+        """Major / minor ellipse axis; for a one-pixel-thin object (minor axis 0) Feret max / Feret min instead."""
+        ellipse = self.axis_major / np.maximum(self.axis_minor, 1e-12)
+        return np.where(self.axis_minor > 1e-9, ellipse, self.feret_max / np.maximum(self.feret_min, 1.0))
 
 
 def moments(instances: np.ndarray, n: int):

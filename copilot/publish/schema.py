@@ -18,7 +18,8 @@ SCHEMA_FILE = Path(__file__).with_name("copilot.result.1.schema.json")
 
 
 class _Doc(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    # NaN/inf would become JSON null and make subscribers reject the document: refuse them where they are made
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
 
 
 class Calibration(_Doc):
@@ -208,7 +209,7 @@ class ResultDocument(_Doc):
     verdict: Verdict
     parts: list[BinaryPart] = Field(default_factory=list)
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, protected_namespaces=(), allow_inf_nan=False)
 
     def to_json(self) -> str:
         return self.model_dump_json(by_alias=True)

@@ -11,6 +11,7 @@ from skimage.measure import regionprops
 
 from copilot.analysis.particles import measure_particles
 from copilot.analysis.settings import AnalysisSettings
+from copilot.analysis.shape import shape_table
 from tests.analysis.test_particles import segmentation_from_instances
 
 NO_MIN = AnalysisSettings(min_area_nm2=0, min_area_px=0)
@@ -110,3 +111,10 @@ def test_uncalibrated_has_no_nm_fields():
     assert fm.summary.length_unit == "px"
     assert p.density_per_um2 is None and p.analysed_area_um2 is None
     assert p.particles[0].centroid_x_nm is None
+
+
+def test_one_pixel_thin_object_has_a_finite_aspect_ratio():
+    inst = np.zeros((30, 30), np.int32)
+    inst[10, 5:20] = 1
+    t = shape_table(inst)
+    assert t.aspect_ratio[0] == pytest.approx(15.0) and math.isfinite(t.circularity[0])

@@ -81,3 +81,14 @@ def test_fit_slope_known_line():
     slope, ci, resid = fit_slope(t, 3 * t + 1)
     assert slope == pytest.approx(3) and ci.low == pytest.approx(3) and resid == pytest.approx(0, abs=1e-9)
     assert fit_slope(np.ones(5), np.arange(5.0)) is None
+
+
+def test_constant_values_give_a_finite_document():
+    tracker = SeriesTracker()
+    inst = np.zeros((100, 100), np.int32)
+    inst[40:60, 40:60] = 1
+    for i in range(4):
+        s = tracker.update(measure_particles(seg_at(inst, 0.5, T0 + timedelta(minutes=i))))
+    d50 = next(t for t in s.trends if t.quantity == "d50")
+    assert not d50.trending and (d50.slope_ci is None or np.isfinite(d50.slope_ci.low))
+    s.model_dump_json()  # no NaN or inf anywhere

@@ -1,0 +1,141 @@
+"""The views' plain-Python state: newest result per stream, texts, colours, outline images, previews (no Qt)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from copilot.frame import Frame
+from copilot.publish.preview import decode_preview, make_preview
+from copilot.publish.schema import (
+    Calibration, ImageInfo, Interval, Measurements, ModelRef, Particle, ParticleSummary, Reliability,
+    ResultDocument, Sufficiency, Trend, Verdict,
+)
+from copilot.publish.subscriber import Message
+from copilot.ui.client import parse_endpoint
+from copilot.ui.state import (
+    EDGE_RGB, ViewModel, label_colours, render_outlines, scale_bar, size_colour, sufficiency_text, trend_text,
+)
+
+T0 = datetime(2025, 1, 1, 12, tzinfo=timezone.utc)
+
+
+def particle(i: int, x: float, y: float, ecd: float, edge: bool = False) -> Particle:
+    return Particle(id=i, centroid_x_px=x, centroid_y_px=y, area=ecd**2, ecd=ecd, feret_max=ecd, feret_min=ecd,
+                    aspect_ratio=1, circularity=1, solidity=1, mean_intensity=1, confidence=0.9, touches_edge=edge)
+
+
+def doc(n: int = 0, stream: str = "s", particles=(), suff: Sufficiency | None = None, **kw) -> ResultDocument:
+    ps = list(particles)
+    return ResultDocument(
+        stream=stream, frame_id=f"f{n:03d}", origin="mem", acquired_at=T0 + timedelta(seconds=n),
+        processed_at=T0 + timedelta(seconds=n, milliseconds=300),
+        calibration=Calibration(nm_per_px=0.5, calibrated=True, source="test", length_unit="nm"),
+        image=ImageInfo(height_px=40, width_px=60, dtype="uint16", grid_frame_px=2.0),
+        model=ModelRef(name="m", version="1", engine="cpu"), timings_ms={"end_to_end": 420.0},
+        measurements=Measurements(task="particles", length_unit="nm", particles=ParticleSummary(
+            count=len(ps), count_edge=sum(p.touches_edge for p in ps), count_sized=len(ps), d50=10.0 + n,
+            d50_ci=Interval(low=9.5 + n, high=10.6 + n), particles=ps), sufficiency=[suff] if suff else []),
+        reliability=Reliability(), verdict=Verdict(level="warn", reasons=["model less sure than usual"]), **kw)
+
+
+def test_keeps_the_newest_result_and_drops_older_ones():
+    vm = ViewModel()
+    assert vm.add_result(doc(2)) == "s"
+    assert vm.add_result(doc(1)) is None  # older: counted, not shown
+    assert vm.add_result(doc(2)) is None  # the same frame again (snapshot + live)
+    assert vm.streams["s"].frame_id == "f002" and vm.streams["s"].stale == 2 and vm.streams["s"].results == 3
+    assert vm.add_result(doc(3)) == "s" and vm.streams["s"].frame_id == "f003"
+    assert [round(p.value) for p in vm.streams["s"].history] == [12, 13]
+
+
+def test_stream_filter_and_preview_matching():
+    vm = ViewModel(["s"])
+    assert vm.add_result(doc(1, stream="other")) == "other"  # add_result is unconditional; ingest filters
+    msg = Message("result.other", doc(2, stream="other"), {})
+    assert vm.ingest(msg) is None
+    vm.add_result(doc(1))
+    assert vm.add_preview("s", {"frame_id": "f000", "scale": 2.0}, b"\xff\xd8\xff") is None  # another frame's
+    assert vm.streams["s"].preview() is None  # never draw outlines on another frame's image
+    assert vm.add_preview("s", {"frame_id": "f001", "scale": 2.0}, b"\xff\xd8\xff") == "s"
+    assert vm.streams["s"].preview().scale == 2.0
+    vm.add_result(doc(2), now=100.0)  # previews flow: hold the paint until its own preview arrives…
+    assert not vm.streams["s"].ready(now=100.1)
+    assert vm.streams["s"].ready(now=101.0)  # …or for half a second at most
+    vm.add_preview("s", {"frame_id": "f002"}, b"\xff\xd8\xff")
+    assert vm.streams["s"].ready(now=100.1)
+
+
+def test_text_lines():
+    s_more = Sufficiency(quantity="d50", estimate=10, half_width_rel=0.08, target_rel=0.02, enough=False,
+                         more_objects_needed=240, more_frames_needed=3, scope="series")
+    vm = ViewModel()
+    vm.add_result(doc(0, particles=[particle(1, 5, 5, 10), particle(2, 50, 30, 12, edge=True)], suff=s_more))
+    lines = vm.lines("s")
+    assert lines["count"] == "2 particles, 1 cut by the edge (not sized)"
+    assert lines["headline"] == "D50 10.0 nm [9.50–10.6] (95 %)"
+    assert lines["sufficiency"] == "~240 more particles / ~3 frames (for ±2 %)"
+    assert lines["verdict"] == "WARN" and "less sure" in lines["reasons"]
+    assert lines["latency"].startswith("420 ms frame→result")
+    enough = s_more.model_copy(update={"enough": True, "half_width_rel": 0.015, "more_objects_needed": 0})
+    assert sufficiency_text(doc(0, suff=enough)) == "enough (±1.5 % ≤ 2 %)"
+    tr = Trend(quantity="d50", unit="nm/min", slope=0.42, n_frames=8, trending=True)
+    assert trend_text(tr) == "+0.42 nm/min ▲"
+    assert trend_text(tr.model_copy(update={"trending": False})) == "+0.42 nm/min (flat)"
+
+
+def test_scale_bar_is_round_and_says_uncalibrated():
+    assert scale_bar(0.2, 2048) == (50.0, 250.0, "50 nm")
+    assert scale_bar(5.0, 2048)[2] == "2 µm"
+    assert scale_bar(None, 1000)[2] == "200 px (uncalibrated)"
+
+
+def test_outlines_line_up_with_the_frame():
+    """A label mask on a grid of 2 frame px, drawn at 1 frame px per pixel: the outline sits on the particle edge."""
+    labels = np.zeros((20, 30), np.uint16)
+    labels[5:10, 5:10] = 1  # frame px 10..19
+    labels[12:16, 20:26] = 2  # cut by nothing, larger
+    d = doc(0, particles=[particle(1, 14.5, 14.5, 5.6), particle(2, 45.5, 27.5, 8.0)])
+    lut = label_colours(d, 2)
+    assert tuple(lut[0]) == (0, 0, 0, 0) and lut[1, 3] == lut[2, 3] == 255
+    assert tuple(lut[1, :3]) == tuple(size_colour(0.0)) and tuple(lut[2, :3]) == tuple(size_colour(1.0))
+    rgba, frame_px = render_outlines(labels, lut, 2.0, (40, 60), target_px=60)
+    assert rgba.shape == (40, 60, 4) and frame_px == 1.0
+    drawn = rgba[..., 3] > 0
+    assert drawn[10, 10:20].all() and drawn[19, 10:20].all()  # the particle's own border rows
+    assert drawn[9, 12] and not drawn[8, 12]  # plus one pixel outside: lines two pixels wide
+    assert not drawn[12:18, 12:18].any()  # the inside stays clear: the image shows through
+    assert (rgba[10, 12, :3] == lut[1, :3]).all() and (rgba[24, 45, :3] == lut[2, :3]).all()
+
+
+def test_edge_particles_have_their_own_colour():
+    d = doc(0, particles=[particle(1, 0, 0, 5, edge=True), particle(2, 10, 10, 6), particle(3, 20, 20, 7)])
+    lut = label_colours(d, 3)
+    assert tuple(lut[1, :3]) == EDGE_RGB
+    assert all(np.abs(lut[1, :3].astype(int) - size_colour(t)).max() > 60 for t in np.linspace(0, 1, 21))
+
+
+def test_preview_is_small_stretched_and_described():
+    rng = np.random.default_rng(0)
+    px = rng.normal(1000, 50, (1000, 600)).astype(np.float32)
+    px[0, 0] = 60000  # a hot pixel must not wash out the stretch
+    f = Frame(px, nm_per_px=0.3, stream="cam", frame_id="f7", origin="mem")
+    header, jpeg = make_preview(f, max_px=256, quality=80)
+    assert header["frame_id"] == "f7" and header["stream"] == "cam"
+    assert header["scale"] == 4.0 and header["shape"] == [250, 150] and header["frame_shape"] == [1000, 600]
+    assert header["nm_per_px"] == pytest.approx(1.2)
+    img = decode_preview(jpeg)
+    assert img.shape == (250, 150) and img.dtype == np.uint8
+    assert 100 < img.mean() < 160 and img.std() > 10  # stretched around the noise, not around the hot pixel
+    header, _ = make_preview(Frame(px[:100, :100], None, "cam", "u", "mem"))
+    assert header["scale"] == 1.0 and header["nm_per_px"] is None
+
+
+def test_endpoint_parsing():
+    assert parse_endpoint("tcp://h:5555").snapshot == "tcp://h:5556"
+    assert parse_endpoint("tcp://h:1,tcp://h:9").snapshot == "tcp://h:9"
+    assert parse_endpoint("tcp://h:1,none").snapshot is None
+    with pytest.raises(ValueError):
+        parse_endpoint(",tcp://h:2")
