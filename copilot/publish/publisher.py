@@ -20,7 +20,8 @@ Two sockets:
   block.
 - **ROUTER** (``snapshot_endpoint``): the zguide "clone" pattern, simplified. A client (a DEALER) sends
   ``[b"SNAPSHOT"]`` or ``[b"SNAPSHOT", b"<stream>"]`` and gets back, as separate multipart messages, the last
-  ``result.<stream>`` message of every stream (or of that stream), byte for byte as it was published, followed by
+  ``preview.<stream>`` and ``result.<stream>`` messages of every stream (or of that stream), byte for byte as they
+  were published, followed by
   ``[b"SNAPSHOT_END", b'{"count": n}']``. A background thread owns the ROUTER (ZeroMQ sockets are not thread-safe);
   it only reads the last-message table, which the publishing thread swaps under a lock.
 
@@ -131,6 +132,7 @@ class Publisher:
         self._send_lock = threading.Lock()
         self._last_lock = threading.Lock()
         self._last: dict[str, list[Any]] = {}  # stream -> full multipart result message
+        self._last_preview: dict[str, list[Any]] = {}  # stream -> full multipart preview message
         self._closed = False
         self.sent = 0  # messages handed to ZeroMQ (PUB may still drop them for a slow subscriber)
 
@@ -182,7 +184,10 @@ class Publisher:
         desc, buf = encode_part("preview", jpeg)
         doc = dict(header)
         doc["parts"] = [desc.model_dump()]
-        self._send([f"preview.{stream}".encode(), dumps(doc), buf])
+        msg = [f"preview.{stream}".encode(), dumps(doc), buf]
+        self._send(msg)
+        with self._last_lock:
+            self._last_preview[stream] = msg
 
     def last_results(self) -> dict[str, bytes]:
         """The JSON document of the last result per stream (what the snapshot serves), for inspection."""
@@ -266,11 +271,9 @@ class Publisher:
             router.send_multipart([ident, SNAPSHOT_END, dumps(end)], flags=zmq.NOBLOCK)
             return
         with self._last_lock:
-            if len(body) == 2:
-                wanted = body[1].decode(errors="replace")
-                messages = [self._last[wanted]] if wanted in self._last else []
-            else:
-                messages = [self._last[s] for s in sorted(self._last)]
+            streams = [body[1].decode(errors="replace")] if len(body) == 2 else sorted(self._last)
+            # per stream: the last preview (so a late joiner has a picture at once), then the last result
+            messages = [table[s] for s in streams for table in (self._last_preview, self._last) if s in table]
         sent = 0
         for msg in messages:
             try:

@@ -225,9 +225,9 @@ class Subscriber:
                     got.append(msg)
         finally:
             dealer.close(0)
-        for msg in got:
-            assert isinstance(msg.doc, ResultDocument)
-            self._snap_filter[msg.doc.stream] = msg.doc
+        for msg in got:  # the last preview and the last result of each stream
+            if isinstance(msg.doc, ResultDocument):
+                self._snap_filter[msg.doc.stream] = msg.doc
             self._pending.append(msg)
         if not ok:
             log.warning("no snapshot from %s within %.1f s; live messages only", self.snapshot_endpoint, timeout_s)

@@ -241,3 +241,15 @@ def test_inproc_with_a_shared_context(doc_factory):
                     msg.parts["labels"][0, 0] = 1
     finally:
         ctx.term()
+
+
+def test_late_joiner_gets_the_last_preview_and_result_from_the_snapshot(publisher, doc_factory):
+    publisher.publish_preview("cam1", {"frame_id": "cam1-00001"}, JPEG)
+    publisher.publish_preview("cam1", {"frame_id": "cam1-00002"}, JPEG)
+    publisher.publish_result(doc_factory("cam1", 2), {})
+    with Subscriber(publisher.pub_endpoint, publisher.snapshot_endpoint, topics=("result.", "preview.")) as sub:
+        msgs = [sub.recv(2.0), sub.recv(2.0)]
+    assert [m.topic for m in msgs] == ["preview.cam1", "result.cam1"]
+    assert all(m.from_snapshot for m in msgs)
+    assert msgs[0].doc["frame_id"] == "cam1-00002" and msgs[0].parts["preview"] == JPEG
+    assert msgs[1].doc.frame_id == "cam1-00002"
