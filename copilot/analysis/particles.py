@@ -56,15 +56,16 @@ def size_statistics(ecd: np.ndarray) -> dict[str, float | None]:
 
 
 def frame_intensity_means(seg: Segmentation, instances: np.ndarray, n: int) -> np.ndarray:
-    """Mean raw frame pixel value per instance (labels taken to the frame grid by nearest neighbour)."""
+    """Mean raw frame pixel value per instance, from the frame pixel at the centre of each grid pixel (when the
+    grid is coarser than the frame this samples the particle's pixels evenly instead of reading all of them)."""
     if n == 0:
         return np.zeros(0)
     pixels = seg.frame.pixels
     if instances.shape != pixels.shape:
-        rows = np.minimum(((np.arange(pixels.shape[0]) + 0.5) / seg.frame_px_per_px).astype(int), instances.shape[0] - 1)
-        cols = np.minimum(((np.arange(pixels.shape[1]) + 0.5) / seg.frame_px_per_px).astype(int), instances.shape[1] - 1)
-        instances = instances[np.ix_(rows, cols)]
-    return np.asarray(ndi.mean(pixels.astype(np.float64), instances, np.arange(1, n + 1)))
+        rows = np.minimum(((np.arange(instances.shape[0]) + 0.5) * seg.frame_px_per_px).astype(int), pixels.shape[0] - 1)
+        cols = np.minimum(((np.arange(instances.shape[1]) + 0.5) * seg.frame_px_per_px).astype(int), pixels.shape[1] - 1)
+        pixels = pixels[np.ix_(rows, cols)]
+    return np.asarray(ndi.mean(pixels, instances, np.arange(1, n + 1)))
 
 
 def measure_particles(seg: Segmentation, settings: AnalysisSettings | None = None) -> FrameMeasurements:
