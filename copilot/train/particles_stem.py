@@ -53,7 +53,7 @@ def augment(x, y, rng):
 
 
 def train_steps(net, xs, ys, steps: int | None = None, minutes: float | None = None, batch: int = 8,
-                lr: float = 3e-3, seed: int = 0, log=None, progress=None):
+                lr: float = 3e-3, seed: int = 0, log=None, progress=None, warmup_steps: int = 50):
     """Train in place; stops after ``steps`` or ``minutes`` (cosine learning rate over whichever applies).
     Returns the list of (step, loss)."""
     import torch
@@ -71,7 +71,7 @@ def train_steps(net, xs, ys, steps: int | None = None, minutes: float | None = N
         frac = (time.perf_counter() - t0) / budget if budget else step / max(steps or 1, 1)
         if frac >= 1 or (steps is not None and step >= steps):
             break
-        warm = min(1.0, (step + 1) / 50)
+        warm = min(1.0, (step + 1) / max(warmup_steps, 1))
         for g in opt.param_groups:
             g["lr"] = lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         idx = rng.choice(len(X), size=batch, replace=False)
