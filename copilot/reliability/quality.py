@@ -11,8 +11,8 @@ from scipy import ndimage as ndi
 
 from copilot.frame import Frame
 
-QUALITY_FEATURES = ["noise_sigma", "sharpness", "saturated_fraction", "clipped_low_fraction", "dynamic_range",
-                    "data_bar"]
+QUALITY_FEATURES = ["noise_sigma", "snr", "sharpness", "edge_blur_px", "saturated_fraction", "clipped_low_fraction",
+                    "dynamic_range", "data_bar"]
 _LAPLACE_NORM = np.sqrt(20.0)  # √(sum of squared 4-neighbour Laplacian weights)
 
 
@@ -37,6 +37,32 @@ def sharpness(img: np.ndarray, sigma_px: float = 1.0) -> float:
     return float(np.sqrt(np.mean(g**2)))
 
 
+def snr(img: np.ndarray) -> float:
+    """Contrast over noise: the 1–99 % range of the lightly smoothed image over the white-noise SD.
+
+    Falls with dose (shot noise) whatever the contrast stretch, because both terms are in the same units.
+    """
+    smooth = ndi.gaussian_filter(img.astype(np.float32, copy=False), 2.0)
+    lo, hi = np.percentile(smooth, [1, 99])
+    return float((hi - lo) / max(noise_sigma(img), 1e-6))
+
+
+def edge_blur_px(img: np.ndarray, s1: float = 1.0, s2: float = 2.5) -> float:
+    """Gaussian blur width (σ, px) of the image's strongest edges, from how their gradient falls between scales.
+
+    For a step edge blurred by σb, the gradient peak at scale σ is ∝ 1 / √(σb² + σ²); the ratio R of the peaks at
+    σ1 and σ2 gives σb² = (σ2² − R²·σ1²) / (R² − 1). Contrast-invariant: out of focus reads large, whatever the sample.
+    """
+    img = img.astype(np.float32, copy=False)
+    g1 = ndi.gaussian_gradient_magnitude(img, s1) * s1  # scale-normalized so an ideal edge gives R = σ2/σ1 … 1
+    g2 = ndi.gaussian_gradient_magnitude(img, s2) * s2
+    strong = g2 >= np.percentile(g2, 97)
+    r = float(np.median(g1[strong] / np.maximum(g2[strong], 1e-9))) * s2 / s1
+    if r <= 1.0 + 1e-3:
+        return 10.0
+    return float(np.sqrt(max((s2**2 - r**2 * s1**2) / (r**2 - 1), 0.0)))
+
+
 def image_quality(frame: Frame, network_input: np.ndarray | None) -> dict[str, float]:
     raw = frame.pixels
     if np.issubdtype(raw.dtype, np.integer):
@@ -55,5 +81,7 @@ def image_quality(frame: Frame, network_input: np.ndarray | None) -> dict[str, f
     img = network_input if network_input is not None else (sample - p_lo) / max(p_hi - p_lo, 1e-9)
     crop = _crop(img)
     q["noise_sigma"] = noise_sigma(crop)
+    q["snr"] = snr(crop)
     q["sharpness"] = sharpness(crop)
+    q["edge_blur_px"] = edge_blur_px(crop)
     return q

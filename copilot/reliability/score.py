@@ -110,10 +110,11 @@ class Assessor:
                 found.append(("warn", "recent frames are drifting away from the training data"))
         if cal is not None:
             ref = cal.quality_reference
-            if "sharpness" in ref and q.get("sharpness", np.inf) < ref["sharpness"].p01:
-                found.append(("warn", f"out of focus (sharpness {q['sharpness'] / ref['sharpness'].mean:.0%} of normal)"))
-            if "noise_sigma" in ref and q.get("noise_sigma", 0) > ref["noise_sigma"].p99:
-                found.append(("warn", f"dose too low (noise {q['noise_sigma'] / ref['noise_sigma'].mean:.1f}× normal)"))
+            if "edge_blur_px" in ref and q.get("edge_blur_px", 0) > ref["edge_blur_px"].p99:
+                found.append(("warn", f"out of focus (edges blurred {q['edge_blur_px'] / ref['edge_blur_px'].mean:.1f}× "
+                                      "more than in training)"))
+            if "snr" in ref and q.get("snr", np.inf) < ref["snr"].p01:
+                found.append(("warn", f"dose too low (signal-to-noise {q['snr']:.1f}, training ≥ {ref['snr'].p01:.1f})"))
         if q.get("saturated_fraction", 0) > t.saturated_fraction:
             found.append(("warn", f"detector saturated on {q['saturated_fraction']:.1%} of the frame"))
         conf = r.image_confidence or 0.0

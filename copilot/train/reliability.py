@@ -94,11 +94,12 @@ def fit_regressor(x: np.ndarray, y: np.ndarray, seed: int = 0):
                                  n_jobs=2).fit(x, y)
 
 
-def to_onnx(regressor, n_features: int) -> bytes:
+def to_onnx(regressor, n_features: int, n_targets: int = len(TARGETS)) -> bytes:
     from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType
 
     onx = convert_sklearn(regressor, initial_types=[("features", FloatTensorType([None, n_features]))],
+                          final_types=[("variable", FloatTensorType([None, n_targets]))],
                           target_opset={"": 17, "ai.onnx.ml": 3})
     return onx.SerializeToString()
 

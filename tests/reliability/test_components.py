@@ -56,3 +56,16 @@ def test_shift_distance_and_window_mmd():
     out = [mon.update("s", e) for e in far[:5]]
     assert out[0][1] is None and out[-1][1] > 0 and out[-1][0] > 2
     assert ShiftMonitor(None).update("s", far[0]) == (None, None)
+
+
+def test_edge_blur_estimate_tracks_the_true_blur_and_snr_tracks_dose():
+    from copilot.reliability.quality import edge_blur_px, snr
+
+    rng = np.random.default_rng(2)
+    steps = np.kron(rng.random((16, 16)) > 0.5, np.ones((32, 32))).astype(np.float32)
+    estimates = [edge_blur_px(ndi.gaussian_filter(steps, s)) for s in (0.5, 1.5, 3.0)]
+    assert estimates[0] < estimates[1] < estimates[2]
+    assert estimates[2] == pytest.approx(3.0, rel=0.25)
+    lo = snr(steps + rng.normal(0, 0.3, steps.shape).astype(np.float32))
+    hi = snr(steps + rng.normal(0, 0.03, steps.shape).astype(np.float32))
+    assert hi > 5 * lo
