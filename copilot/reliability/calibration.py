@@ -15,6 +15,8 @@ class FeatureStats(BaseModel):
     mean: float
     std: float
     p01: float
+    p05: float
+    p95: float
     p99: float
 
 

@@ -109,12 +109,16 @@ class Assessor:
             if r.shift_window_mmd2 is not None and cal.shift_mmd2_p99 and r.shift_window_mmd2 > cal.shift_mmd2_p99:
                 found.append(("warn", "recent frames are drifting away from the training data"))
         if cal is not None:
+            # beyond the training range's 1 %/99 % tails always; beyond 5 %/95 % when it explains a low predicted F1
             ref = cal.quality_reference
-            if "edge_blur_px" in ref and q.get("edge_blur_px", 0) > ref["edge_blur_px"].p99:
+            unsure = r.predicted_f1 is not None and r.predicted_f1 < t.warn_f1
+            blur_limit = ref["edge_blur_px"].p95 if unsure else ref["edge_blur_px"].p99
+            snr_limit = ref["snr"].p05 if unsure else ref["snr"].p01
+            if q.get("edge_blur_px", 0) > blur_limit:
                 found.append(("warn", f"out of focus (edges blurred {q['edge_blur_px'] / ref['edge_blur_px'].mean:.1f}× "
                                       "more than in training)"))
-            if "snr" in ref and q.get("snr", np.inf) < ref["snr"].p01:
-                found.append(("warn", f"dose too low (signal-to-noise {q['snr']:.1f}, training ≥ {ref['snr'].p01:.1f})"))
+            if q.get("snr", np.inf) < snr_limit:
+                found.append(("warn", f"dose too low (signal-to-noise {q['snr']:.1f}; training mostly ≥ {snr_limit:.1f})"))
         if q.get("saturated_fraction", 0) > t.saturated_fraction:
             found.append(("warn", f"detector saturated on {q['saturated_fraction']:.1%} of the frame"))
         conf = r.image_confidence or 0.0

@@ -104,59 +104,83 @@ def to_onnx(regressor, n_features: int, n_targets: int = len(TARGETS)) -> bytes:
     return onx.SerializeToString()
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m copilot.train.reliability")
-    ap.add_argument("model", nargs="?", default="particles-stem")
-    ap.add_argument("--per-group", type=int, default=60)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", type=int, default=512)
-    args = ap.parse_args(argv)
-    rows, embeddings = collect(args.model, args.per_group, args.seed, args.size)
-    TABLE.parent.mkdir(parents=True, exist_ok=True)
-    with open(TABLE, "w", newline="") as fh:
-        w = csv.DictWriter(fh, list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
+def window_mmd_p99(model: str, embeddings: np.ndarray, seed: int = 0, window: int = 10) -> float | None:
+    """99th percentile of the rolling-window MMD² over random windows of in-domain frames."""
+    card, _ = load_card(model)
+    ref = card.embedding_reference
+    if ref is None or len(embeddings) < window:
+        return None
+    from copilot.reliability.shift import ShiftMonitor
+
+    mon = ShiftMonitor(ref)
+    ref_z = mon._standardize(np.asarray(ref.samples, float))
+    rng = np.random.default_rng(seed)
+    values = [mmd2(mon._standardize(embeddings[rng.choice(len(embeddings), window, replace=False)]), ref_z, mon.gamma)
+              for _ in range(100)]
+    return float(np.percentile(values, 99))
+
+
+def read_table(path: Path = TABLE) -> list[dict]:
+    with open(path) as fh:
+        return [{k: (v if k == "group" else float(v)) for k, v in r.items()} for r in csv.DictReader(fh)]
+
+
+def fit_and_write(model: str, rows: list[dict], mmd2_p99: float | None, command: str, seed: int = 0) -> Path:
+    """Fit the regressor on ``rows``, write reliability.onnx + reliability.json beside the model, name it in the card."""
     names = feature_names(rows)
     x = np.array([[r[n] for n in names] for r in rows], np.float32)
     y = np.array([[r[t] for t in TARGETS] for r in rows], np.float32)
-    regressor = fit_regressor(x, y, args.seed)
-    card, folder = load_card(args.model)
+    regressor = fit_regressor(x, y, seed)
+    card, folder = load_card(model)
     (folder / "reliability.onnx").write_bytes(to_onnx(regressor, len(names)))
     in_domain = [r for r in rows if r["group"] == "in-domain"]
 
     def stats(values) -> FeatureStats:
         v = np.asarray(values, float)
-        return FeatureStats(mean=v.mean(), std=v.std(), p01=np.percentile(v, 1), p99=np.percentile(v, 99))
+        p01, p05, p95, p99 = np.percentile(v, [1, 5, 95, 99])
+        return FeatureStats(mean=v.mean(), std=v.std(), p01=p01, p05=p05, p95=p95, p99=p99)
 
-    window_mmd = []
-    rng = np.random.default_rng(args.seed)
-    if card.embedding_reference is not None and len(embeddings) >= 10:
-        ref = card.embedding_reference
-        z = lambda e: (e - np.asarray(ref.mean)) / np.maximum(np.asarray(ref.std), 1e-6)  # noqa: E731
-        from copilot.reliability.shift import ShiftMonitor
-
-        gamma = ShiftMonitor(ref).gamma
-        ref_z = z(np.asarray(ref.samples, float))
-        for _ in range(100):
-            window_mmd.append(mmd2(z(embeddings[rng.choice(len(embeddings), 10, replace=False)]), ref_z, gamma))
     calibration = ReliabilityCalibration(
         features=names,
         targets=TARGETS,
-        input_name="features",
-        output_name="variable",
         quality_reference={q: stats([r[q] for r in in_domain]) for q in QUALITY_FEATURES},
         shift_distance_p99=float(np.percentile([r["shift_distance"] for r in in_domain], 99)),
-        shift_mmd2_p99=float(np.percentile(window_mmd, 99)) if window_mmd else None,
+        shift_mmd2_p99=mmd2_p99,
         metrics={"frames": float(len(rows)), "groups": float(len(set(r["group"] for r in rows)))},
-        training_command=f"python -m copilot.train.reliability {args.model} --per-group {args.per_group} "
-                         f"--seed {args.seed} --size {args.size}",
+        training_command=command,
     )
     (folder / "reliability.json").write_text(calibration.model_dump_json(indent=2) + "\n")
     card_data = json.loads((folder / "card.json").read_text())
     card_data["reliability_regressor"] = "reliability.onnx"
     (folder / "card.json").write_text(json.dumps(card_data, indent=2) + "\n")
-    console.print(f"wrote {folder}/reliability.onnx (+ .json) from {len(rows)} frames; table → {TABLE}")
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m copilot.train.reliability")
+    ap.add_argument("model", nargs="?", default="particles-stem")
+    ap.add_argument("--per-group", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--refit", action="store_true",
+                    help="refit from bench/reliability/table.csv without simulating again (keeps the MMD reference)")
+    args = ap.parse_args(argv)
+    command = (f"python -m copilot.train.reliability {args.model} --per-group {args.per_group} --seed {args.seed} "
+               f"--size {args.size}")
+    if args.refit:
+        rows = read_table()
+        _, folder = load_card(args.model)
+        previous = json.loads((folder / "reliability.json").read_text())  # raw: older files may lack new fields
+        folder = fit_and_write(args.model, rows, previous.get("shift_mmd2_p99"), previous["training_command"], args.seed)
+    else:
+        rows, embeddings = collect(args.model, args.per_group, args.seed, args.size)
+        TABLE.parent.mkdir(parents=True, exist_ok=True)
+        with open(TABLE, "w", newline="") as fh:
+            w = csv.DictWriter(fh, list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+        folder = fit_and_write(args.model, rows, window_mmd_p99(args.model, embeddings, args.seed), command, args.seed)
+    console.print(f"wrote {folder}/reliability.onnx (+ .json) from {len(rows)} frames; table: {TABLE}")
     return 0
 
 

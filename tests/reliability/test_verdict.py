@@ -1,0 +1,72 @@
+"""The shipped model and its regressor on simulated frames: the verdict follows what a microscopist would see."""
+
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import pytest
+
+from copilot.analysis import measure
+from copilot.frame import Frame
+from copilot.inference.ort_engine import OrtEngine
+from copilot.reliability.score import Assessor
+from copilot.sim.stem import SimParams, simulate_frame
+
+SHARP = SimParams(size_px=512, nm_per_px=0.25, dose=120.0, probe_blur_nm=0.15, area_fraction=0.15,
+                  touching_fraction=0.1)
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return OrtEngine.from_name("particles-stem")
+
+
+def judge(engine, params, seed=0, invert=False):
+    sim = simulate_frame(params, seed)
+    image = sim.image
+    if invert:
+        image = (int(image.max()) + int(image.min()) - image.astype(np.int64)).astype(np.uint16)
+    frame = Frame(image, params.nm_per_px, stream="t", frame_id=str(seed), origin="sim")
+    reliability, verdict, uncertainty = Assessor(engine.card, engine.folder).assess(measure(engine.segment(frame)))
+    return reliability, verdict, uncertainty
+
+
+def test_regressor_is_onnx_without_pickle(engine):
+    path = engine.folder / engine.card.reliability_regressor
+    model = onnx.load(path)
+    assert {op.domain for op in model.opset_import} <= {"", "ai.onnx.ml"}
+    assert b"pickle" not in path.read_bytes()
+
+
+def test_sharp_in_domain_frame_is_ok(engine):
+    r, v, unc = judge(engine, SHARP)
+    assert v.level == "ok", v.reasons
+    assert r.predicted_f1 > 0.85
+    assert unc.shape == (256, 256) and 0 <= unc.min() and unc.max() <= 1
+
+
+def test_blurred_frame_predicts_lower_f1_and_says_out_of_focus(engine):
+    sharp, _, _ = judge(engine, SHARP)
+    blurred, v, _ = judge(engine, replace(SHARP, probe_blur_nm=1.8))
+    assert blurred.predicted_f1 < sharp.predicted_f1 - 0.1
+    assert v.level != "ok" and any("out of focus" in r for r in v.reasons), v.reasons
+
+
+def test_tenth_of_the_dose_predicts_lower_f1_and_says_dose_too_low(engine):
+    # from the low end of the training doses (10 counts/px at unit signal) to a tenth of it
+    sharp, _, _ = judge(engine, replace(SHARP, dose=10.0))
+    dim, v, _ = judge(engine, replace(SHARP, dose=1.0))
+    assert dim.predicted_f1 < sharp.predicted_f1 - 0.05
+    assert v.level != "ok" and any("dose too low" in r for r in v.reasons), v.reasons
+
+
+@pytest.mark.parametrize("kind", ["blank", "noise", "inverted"])
+def test_frames_the_model_was_never_meant_for_fail(engine, kind):
+    if kind == "inverted":
+        _, v, _ = judge(engine, SHARP, invert=True)
+    else:
+        img = np.full((512, 512), 3000, np.uint16) if kind == "blank" else \
+            np.random.default_rng(0).poisson(50, (512, 512)).astype(np.uint16)
+        frame = Frame(img, 0.25, stream="t", frame_id=kind, origin="test")
+        _, v, _ = Assessor(engine.card, engine.folder).assess(measure(engine.segment(frame)))
+    assert v.level == "fail", v.reasons
