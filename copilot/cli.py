@@ -42,7 +42,11 @@ def cmd_run(args) -> int:
     settings = _settings(args, source=source, daemon={"state_dir": args.state_dir, "stream": args.stream})
     try:
         daemon = Daemon(settings)
-    except (ValueError, FileNotFoundError) as exc:
+    except PermissionError as exc:
+        console.print(f"[red]cannot start:[/red] {exc} (daemon.state_dir = {settings.daemon.state_dir}; "
+                      "give --state-dir a folder you can write)")
+        return 2
+    except (ValueError, FileNotFoundError, OSError) as exc:
         console.print(f"[red]cannot start:[/red] {exc}")
         return 2
     daemon.run()
