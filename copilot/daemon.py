@@ -32,6 +32,8 @@ def build_source(settings: Settings, store: ResultStore) -> Source:
 
     if s.watch is None:
         raise ValueError("source.watch: a folder to watch is required for source.kind = 'directory' (or --watch DIR)")
+    if not Path(s.watch).is_dir():
+        raise FileNotFoundError(f"source.watch: {s.watch} is not a folder")
 
     def is_done(path: str) -> bool:
         try:
@@ -60,6 +62,7 @@ class Daemon:
         state = Path(settings.daemon.state_dir)
         state.mkdir(parents=True, exist_ok=True)
         self.store = ResultStore(state / "results.sqlite")
+        self.source = build_source(settings, self.store)  # a bad source fails here, before any socket is bound
         self.engine = load_engine(settings.model.name, settings.model.engine, settings.model.threads,
                                   settings.model.max_whole_px)
         self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint)
@@ -109,8 +112,7 @@ class Daemon:
         if install_signals:
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGTERM, self.request_stop)
-        source = build_source(self.settings, self.store)
-        self.pipeline.start(source)
+        self.pipeline.start(self.source)
         self.notifier.ready(f"watching with {self.engine.card.name} on {self.engine.name}")
         log.info("co-pilot ready: stream %s, publishing on %s", self.settings.daemon.stream,
                  self.settings.publish.pub_endpoint)

@@ -173,3 +173,21 @@ def test_service_signals_ready_and_drains_on_sigterm(tmp_path, threshold_model_d
         if proc.poll() is None:
             proc.kill()
         server.close()
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--watch", "/nonexistent/acquisition"], "is not a folder"),
+    ([], "a folder to watch is required"),
+])
+def test_run_refuses_a_bad_source_at_start(tmp_path, args, expected):
+    out = subprocess.run([sys.executable, "-m", "copilot.cli", "run", "--state-dir", str(tmp_path / "s"), *args],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and expected in " ".join((out.stdout + out.stderr).split())
+
+
+def test_bad_config_fails_at_start_naming_the_field(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[publish]\npub_endpoint = "127.0.0.1:5555"\n')
+    out = subprocess.run([sys.executable, "-m", "copilot.cli", "run", "--config", str(cfg)], capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 2 and "publish.pub_endpoint" in out.stdout + out.stderr
