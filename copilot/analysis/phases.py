@@ -81,8 +81,8 @@ def measure_phases(seg: Segmentation, settings: AnalysisSettings | None = None) 
         )
         for i, name in enumerate(seg.class_names)
     ]
-    # the headline phase: the first class after the matrix/background (class 0)
-    head = phases[1]
+    # the headline phase: the most abundant class other than the matrix (class 0), e.g. laths or pores
+    head = max(phases[1:], key=lambda ph: ph.area_fraction)
     enough = sufficiency(f"fraction:{head.name}", head.area_fraction, head.ci, len(sizes), cfg.target_precision_rel,
                          len(sizes), scope="frame")
     summary = PhaseSummary(phases=phases, grid_points=n_points, block_px=cfg.phase_block_px)

@@ -159,10 +159,10 @@ class SeriesTracker:
             ci = bootstrap_interval(pooled, "median", self.analysis.bootstrap_resamples)
             per_frame = pooled.size / len(window) if window else None
             return sufficiency("d50", d50, ci, int(pooled.size), target, per_frame, scope="series")
-        qs = [q for q in window[-1].values] if window else []
-        if not qs:
+        heads = [s.quantity for s in fm.summary.sufficiency if s.quantity.startswith("fraction:")]
+        if not heads:
             return None
-        q = qs[0]
+        q = heads[0]  # the frame's headline phase
         y = np.array([w.values[q] for w in window if w.values.get(q) is not None])
         if y.size < 2:
             return sufficiency(q, float(y.mean()) if y.size else None, None, int(y.size), target, 1, scope="series")
