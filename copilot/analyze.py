@@ -35,7 +35,9 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
     if not files:
         console.print("[yellow]no image files found[/yellow]")
         return 1
-    engine = load_engine(settings.model.name, settings.model.engine, settings.model.threads, settings.model.max_whole_px)
+    m = settings.model
+    engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=settings.daemon.state_dir,
+                         precision=m.precision)
     writer = ResultWriter(out_dir, save_masks=save_masks)
     with Progress(TextColumn("[bold]analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console) as progress:

@@ -10,6 +10,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
+from copilot.bench_cli import add_bench_parser
+from copilot.inference.engines_cli import add_engines_parser
 from copilot.ui.overlay_cli import add_overlay_parser
 
 console = Console(stderr=True)
@@ -157,6 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--config")
     c.add_argument("--schema", action="store_true")
     c.set_defaults(func=cmd_config)
+    add_engines_parser(sub)
+    add_bench_parser(sub)
     return p
 
 

@@ -42,9 +42,12 @@ class SourceSettings(_Section):
 
 class ModelSettings(_Section):
     name: str = "particles-stem"
-    engine: Literal["auto", "onnxruntime"] = "auto"
+    engine: Literal["auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt",
+                    "torch-cuda", "torch-cpu"] = Field("auto", description="auto: TensorRT > ORT-TensorRT > ORT-CUDA > "
+                                                       "torch-CUDA > ORT-CPU, whichever this machine has")
+    precision: Literal["fp16", "fp32"] = Field("fp16", description="GPU engines; every build is verified against ORT-CPU")
     threads: int = Field(2, ge=1, le=256)
-    max_whole_px: int = Field(1536, ge=64, description="frames up to this size (working scale) run untiled")
+    max_whole_px: int = Field(2048, ge=64, description="frames up to this size (working scale) run untiled")
 
 
 class PublishSettings(_Section):

@@ -63,8 +63,8 @@ class Daemon:
         state.mkdir(parents=True, exist_ok=True)
         self.store = ResultStore(state / "results.sqlite")
         self.source = build_source(settings, self.store)  # a bad source fails here, before any socket is bound
-        self.engine = load_engine(settings.model.name, settings.model.engine, settings.model.threads,
-                                  settings.model.max_whole_px)
+        m = settings.model
+        self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=state, precision=m.precision)
         self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint)
         session = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.session_dir = state / "sessions" / f"{settings.daemon.stream}-{session}"
@@ -100,6 +100,7 @@ class Daemon:
             "stream": self.settings.daemon.stream,
             "model": self.engine.card.name,
             "engine": self.engine.name,
+            "engine_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.engine, "selection", [])],
             "uptime_s": round(time.time() - self.started_at, 1),
             "queues": self.pipeline.queue_depths(),
             **asdict(self.pipeline.stats),

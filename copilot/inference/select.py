@@ -1,19 +1,208 @@
-"""Pick an engine for a model by name; "auto" prefers the fastest backend this machine has."""
+"""Pick an engine for a model; ``auto`` takes the fastest backend this machine can run *and* that passes verification.
+
+Order for ``auto``: TensorRT > ONNX Runtime TensorRT EP > ONNX Runtime CUDA EP > torch on CUDA > ONNX Runtime CPU.
+Each candidate is probed cheaply first (is the package there, is there a GPU); one that is available is built and,
+unless it is the ONNX Runtime CPU reference itself, verified against ONNX Runtime CPU on the card's validation frames
+(mIoU ≥ 0.99, ``verify.py``). The reason every candidate was skipped is logged and kept on the returned engine as
+``engine.selection`` (a list of ``(candidate, outcome)``), so ``copilot engines list`` and the logs say *why* a
+machine runs what it runs. ONNX Runtime CPU never fails to load on a supported install: it is the floor.
+
+An explicitly named engine that cannot load or is refused falls back to ONNX Runtime CPU as well (with an error
+in the log), unless ``strict=True`` (``copilot engines verify|build``), which raises.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
 
-from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.card import ModelCard, load_card
+from copilot.inference.ort_engine import OrtEngine, available_providers
 from copilot.inference.segmentation import Engine
 
 log = logging.getLogger(__name__)
 
+from copilot.inference.names import ALIASES, AUTO_ORDER, ENGINE_CHOICES  # noqa: F401 (re-exported)
 
-def load_engine(model: str, engine: str = "auto", threads: int = 2, max_whole_px: int = 1536) -> Engine:
-    if engine not in ("auto", "onnxruntime"):
-        raise ValueError(f"unknown engine {engine!r}")
-    chosen = OrtEngine.from_name(model, threads=threads, max_whole_px=max_whole_px)
-    log.info("engine: %s for %s %s (%s)", chosen.name, chosen.card.name, chosen.card.version,
-             "requested" if engine == "onnxruntime" else "auto: ONNX Runtime CPU is the embedded default")
+
+@dataclass
+class Candidate:
+    name: str
+    probe: Callable[[], str | None]  # why it cannot run here, or None
+    build: Callable[[], Engine]
+    verify: bool = True
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _torch_cuda_reason() -> str | None:
+    if not _has("torch"):
+        return "torch is not installed"
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"torch {torch.__version__} sees no CUDA device"
+    return None
+
+
+def probe_tensorrt() -> str | None:
+    if not _has("tensorrt"):
+        return "tensorrt is not installed (pip install tensorrt)"
+    if not _has("cuda") and _torch_cuda_reason() is not None:
+        return "no CUDA runtime binding: install cuda-python, or torch with CUDA"
+    try:
+        from copilot.inference.trt_engine import cuda_backend
+
+        cuda_backend().close()
+    except Exception as exc:
+        return str(exc)
+    return None
+
+
+def probe_ort_provider(provider: str) -> str | None:
+    have = available_providers()
+    if provider not in have:
+        return f"onnxruntime has no {provider} (available: {', '.join(have)}; install onnxruntime-gpu)"
+    return None
+
+
+def probe_torch_cuda() -> str | None:
+    if not _has("safetensors"):
+        return "safetensors is not installed"
+    if not _has("onnx"):
+        return "onnx is not installed (needed once to convert model.onnx weights to safetensors)"
+    return _torch_cuda_reason()
+
+
+def probe_torch_cpu() -> str | None:
+    for module in ("torch", "safetensors"):
+        if not _has(module):
+            return f"{module} is not installed"
+    return None
+
+
+def candidates(card: ModelCard, folder: Path, *, threads: int = 2, max_whole_px: int = 1536,
+               state_dir: Path | None = None, precision: str = "fp16") -> dict[str, Candidate]:
+    state = Path(state_dir or "state")
+    t = card.tiling.tile_px
+
+    def trt():
+        from copilot.inference.trt_engine import load_tensorrt
+
+        return load_tensorrt(card, folder, state_dir=state, precision=precision)
+
+    def ort_trt():
+        from copilot.inference.ort_engine import ort_tensorrt_providers
+
+        cache = state / "engines" / card.name / card.model_sha256[:12] / "ort-trt"
+        return OrtEngine(card, folder, threads=threads, max_whole_px=t, tile_batch=8,
+                         providers=ort_tensorrt_providers(cache, card, fp16=precision == "fp16"))
+
+    def ort_cuda():
+        from copilot.inference.ort_engine import ort_cuda_providers
+
+        return OrtEngine(card, folder, threads=threads, max_whole_px=max(max_whole_px, 4096), tile_px=2 * t,
+                         providers=ort_cuda_providers())
+
+    def torch_engine(device: str):
+        from copilot.inference.torch_engine import TorchEngine
+
+        gpu = device == "cuda"
+        return TorchEngine(card, folder, state_dir=state, device=device, dtype="float16" if gpu else "float32",
+                           threads=threads, max_whole_px=max(max_whole_px, 4096) if gpu else max_whole_px,
+                           tile_px=2 * t if gpu else None)
+
+    return {
+        "tensorrt": Candidate("tensorrt", probe_tensorrt, trt, verify=False),  # load_tensorrt verifies new builds
+        "onnxruntime-tensorrt": Candidate("onnxruntime-tensorrt", lambda: probe_ort_provider(
+            "TensorrtExecutionProvider"), ort_trt),
+        "onnxruntime-cuda": Candidate("onnxruntime-cuda", lambda: probe_ort_provider("CUDAExecutionProvider"),
+                                      ort_cuda),
+        "torch-cuda": Candidate("torch-cuda", probe_torch_cuda, lambda: torch_engine("cuda")),
+        "torch-cpu": Candidate("torch-cpu", probe_torch_cpu, lambda: torch_engine("cpu")),
+        "onnxruntime-cpu": Candidate("onnxruntime-cpu", lambda: None,
+                                     lambda: OrtEngine(card, folder, threads=threads, max_whole_px=max_whole_px),
+                                     verify=False),
+    }
+
+
+def try_candidate(cand: Candidate, reference: Callable[[], Engine], verify: bool = True) -> tuple[Engine | None, str]:
+    """Probe, build and (optionally) verify one candidate; returns the engine or None, and what happened."""
+    from copilot.inference.verify import EngineRefused, require_agreement
+
+    reason = cand.probe()
+    if reason:
+        return None, f"skipped: {reason}"
+    try:
+        engine = cand.build()
+    except EngineRefused as exc:
+        return None, f"refused: {exc}"
+    except Exception as exc:
+        return None, f"failed to load: {type(exc).__name__}: {exc}"
+    if verify and cand.verify:
+        try:
+            v = require_agreement(engine, reference())
+        except EngineRefused as exc:
+            getattr(engine, "close", lambda: None)()
+            return None, f"refused: {exc}"
+        except Exception as exc:
+            getattr(engine, "close", lambda: None)()
+            return None, f"verification failed: {type(exc).__name__}: {exc}"
+        return engine, f"selected (verified: mIoU {v.miou:.4f})"
+    return engine, "selected"
+
+
+def select_engine(card: ModelCard, folder: Path, engine: str = "auto", *, threads: int = 2,
+                  max_whole_px: int = 1536, state_dir: Path | None = None, verify: bool = True,
+                  strict: bool = False, precision: str = "fp16",
+                  table: dict[str, Candidate] | None = None) -> Engine:
+    """The engine for ``engine`` (a name from ENGINE_CHOICES), with ``engine.selection`` saying why."""
+    engine = ALIASES.get(engine, engine)
+    if engine not in ENGINE_CHOICES:
+        raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINE_CHOICES)}")
+    table = table or candidates(card, folder, threads=threads, max_whole_px=max_whole_px, state_dir=state_dir,
+                                precision=precision)
+    order = list(AUTO_ORDER) if engine == "auto" else [engine]
+    ref_cache: list[Engine] = []
+
+    def reference() -> Engine:
+        if not ref_cache:
+            ref_cache.append(OrtEngine(card, folder, threads=threads, max_whole_px=max_whole_px))
+        return ref_cache[0]
+
+    selection: list[tuple[str, str]] = []
+    for name in order:
+        chosen, outcome = try_candidate(table[name], reference, verify)
+        selection.append((name, outcome))
+        if chosen is not None:
+            break
+        log.info("engine %s: %s", name, outcome)
+    else:
+        if strict:
+            raise RuntimeError(f"engine {engine} unavailable: {selection[-1][1]}")
+        log.error("engine %s unavailable (%s); falling back to onnxruntime-cpu", engine, selection[-1][1])
+        chosen, outcome = try_candidate(table["onnxruntime-cpu"], reference, verify=False)
+        selection.append(("onnxruntime-cpu", "selected (fallback)"))
+    chosen.selection = selection
+    why = "requested" if engine != "auto" else "auto"
+    log.info("engine: %s for %s %s (%s; %s)", chosen.name, card.name, card.version, why,
+             "; ".join(f"{n}: {o}" for n, o in selection))
     return chosen
+
+
+def load_engine(model: str, engine: str = "auto", threads: int = 2, max_whole_px: int = 1536, *,
+                state_dir: Path | str | None = None, verify: bool = True, strict: bool = False,
+                precision: str = "fp16") -> Engine:
+    """Load ``model`` (name or folder) on ``engine``; see the module docstring for ``auto``."""
+    card, folder = load_card(model)
+    return select_engine(card, folder, engine, threads=threads, max_whole_px=max_whole_px,
+                         state_dir=Path(state_dir) if state_dir else None, verify=verify, strict=strict,
+                         precision=precision)

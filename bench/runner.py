@@ -1,0 +1,455 @@
+"""``copilot bench``: end-to-end latency and throughput of the daemon vs the engine alone vs a naive script.
+
+For each frame size (simulated 16-bit HAADF-STEM frames from ``copilot.sim``, written as calibrated TIFFs):
+
+1. **engine only** — the same engine the daemon selects (``load_engine``), ``segment`` on frames already in memory,
+   one after the other: latency percentiles and throughput (frames/s = 1 / mean).
+2. **daemon** — ``copilot run`` in its own process, watching a folder; each frame is renamed into the folder (the
+   writer's "file closed") and the latency runs until a real ZeroMQ subscriber in this process has the result
+   document. *Latency*: one frame at a time, the pipeline idle. *Sustained throughput*: all frames renamed in at
+   once, (n − 1) / (last result − first result). The documents' ``timings_ms`` give the per-stage breakdown; what
+   the stages do not cover (file event → arrival, queue waits, store + publish + transport) is reported as well.
+3. **naive** — ``bench/naive.py`` (watchdog + torch eager + skimage regionprops, sequential), measured the same way.
+
+Targets (reported, never asserted): daemon p50 ≤ 1.10 × engine p50 (1024², 2048²); sustained throughput ≥ 0.95 ×
+engine-only; ≥ 4 × the naive script; a 2048² frame end to end ≤ 0.5 s on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+STAGES = ("read", "infer", "analyze", "assess")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values, qs=(50, 95, 99)) -> dict[str, float]:
+    v = np.asarray(values, float)
+    out = {f"p{q}": float(np.percentile(v, q)) for q in qs} if v.size else {}
+    if v.size:
+        out["mean"] = float(v.mean())
+        out["n"] = int(v.size)
+    return out
+
+
+# -- frames -----------------------------------------------------------------------------------------------------
+def simulated_tiffs(size: int, n_distinct: int, folder: Path, nm_per_px: float, seed: int = 0) -> list[Path]:
+    """``n_distinct`` simulated frames of ``size``² at ``nm_per_px`` (cached in ``folder``)."""
+    from copilot.sim import SimParams, simulate_frame, write_tiff
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(n_distinct):
+        p = folder / f"sim_{size}_{nm_per_px:g}_{seed + i}.tif"
+        if not p.exists():
+            params = SimParams(size_px=size, nm_per_px=nm_per_px, area_fraction=0.12, touching_fraction=0.1)
+            write_tiff(p, simulate_frame(params, seed + i))
+        paths.append(p)
+    return paths
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A complete file under a hidden name in the watched folder; ``publish`` renames it into place."""
+
+    hidden: Path
+    final: Path
+
+    @property
+    def stem(self) -> str:
+        return self.final.stem
+
+
+def stage(sources: list[Path], folder: Path, n: int, prefix: str) -> list[Staged]:
+    """``n`` copies written as ``.<prefix>_<k>.tif.partial`` in the watched ``folder`` (hidden names are excluded),
+    so renaming one into place is the atomic "file closed" a careful writer (and ``copilot.sim``) produces."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for k in range(n):
+        final = folder / f"{prefix}_{k:04d}.tif"
+        hidden = folder / f".{final.name}.partial"
+        shutil.copyfile(sources[k % len(sources)], hidden)
+        out.append(Staged(hidden, final))
+    return out
+
+
+# -- listening --------------------------------------------------------------------------------------------------
+@dataclass
+class Received:
+    t: float
+    timings_ms: dict = field(default_factory=dict)
+
+
+class Listener:
+    """Collects (receipt time, timings) per frame id from a daemon Subscriber or the naive script's PUB socket."""
+
+    def __init__(self, recv):
+        self._recv = recv
+        self.got: dict[str, Received] = {}
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            item = self._recv(0.2)
+            if item is None:
+                continue
+            fid, timings = item
+            with self._cv:
+                self.got[fid] = Received(time.time(), timings)
+                self._cv.notify_all()
+
+    def wait(self, fids, timeout: float) -> bool:
+        end = time.time() + timeout
+        with self._cv:
+            while not all(f in self.got for f in fids):
+                left = end - time.time()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+        return True
+
+    def close(self):
+        self._stop.set()
+        self._thread.join(2)
+
+
+def daemon_listener(pub: str, snap: str) -> tuple[Listener, object]:
+    from copilot.publish.subscriber import Subscriber
+
+    sub = Subscriber(pub, snap, topics=("result.",))
+
+    def recv(timeout):
+        msg = sub.recv(timeout_s=timeout)
+        if msg is None or not msg.topic.startswith("result."):
+            return None
+        return msg.doc.frame_id, dict(msg.doc.timings_ms)
+
+    return Listener(recv), sub
+
+
+def naive_listener(pub: str) -> tuple[Listener, object]:
+    import zmq
+
+    s = zmq.Context.instance().socket(zmq.SUB)
+    s.setsockopt(zmq.SUBSCRIBE, b"naive")
+    s.connect(pub)
+
+    def recv(timeout):
+        if not s.poll(int(timeout * 1000)):
+            return None
+        _, body = s.recv_multipart()
+        d = json.loads(body)
+        return d["frame_id"], d.get("timings_ms", {})
+
+    return Listener(recv), s
+
+
+# -- measuring --------------------------------------------------------------------------------------------------
+def measure_latency(files: list[Staged], acq: Path, listener: Listener, gap_s: float = 0.3,
+                    timeout: float = 120) -> tuple[list[float], list[dict]]:
+    lat, timings = [], []
+    for f in files:
+        t0 = time.time()
+        os.replace(f.hidden, f.final)
+        if not listener.wait([f.stem], timeout):
+            raise TimeoutError(f"no result for {f.final.name} within {timeout} s")
+        r = listener.got[f.stem]
+        lat.append(r.t - t0)
+        timings.append(r.timings_ms)
+        time.sleep(gap_s)
+    return lat, timings
+
+
+def measure_throughput(files: list[Staged], acq: Path, listener: Listener, timeout: float = 600) -> dict:
+    t0 = time.time()
+    for f in files:
+        os.replace(f.hidden, f.final)
+    if not listener.wait([f.stem for f in files], timeout):
+        raise TimeoutError("throughput run did not finish")
+    ts = sorted(listener.got[f.stem].t for f in files)
+    n = len(ts)
+    timings = [listener.got[f.stem].timings_ms for f in files]
+    stages = {k: float(np.median([t[k] for t in timings if k in t])) for k in timings[0]}
+    return {"frames": n, "fps_sustained": (n - 1) / (ts[-1] - ts[0]) if n > 1 and ts[-1] > ts[0] else float("nan"),
+            "fps_including_fill": n / (ts[-1] - t0), "wall_s": ts[-1] - t0, "stages_ms_p50_under_load": stages}
+
+
+def engine_only(engine, tiffs: list[Path], n: int) -> dict:
+    from copilot.readers import read_frame
+
+    frames = [read_frame(p, stream="bench") for p in tiffs]
+    engine.segment(frames[0])  # warm-up
+    times = []
+    for k in range(n):
+        t = time.perf_counter()
+        engine.segment(frames[k % len(frames)])
+        times.append(time.perf_counter() - t)
+    out = pct(times)
+    out["fps"] = 1.0 / float(np.mean(times))
+    return out
+
+
+def stage_breakdown(timings: list[dict], lat_s: list[float]) -> dict:
+    """p50 of each stage (ms), of the daemon's own end_to_end, and of what the stages leave out."""
+    out = {}
+    for k in (*STAGES, "end_to_end"):
+        v = [t[k] for t in timings if k in t]
+        if v:
+            out[k] = float(np.median(v))
+    inside = [t.get("end_to_end", 0) - sum(t.get(k, 0) for k in STAGES) for t in timings]
+    outside = [l * 1e3 - t.get("end_to_end", 0) for l, t in zip(lat_s, timings)]
+    out["queues_and_handoffs"] = float(np.median(inside))
+    out["event_to_arrival_plus_publish"] = float(np.median(outside))
+    return out
+
+
+# -- processes --------------------------------------------------------------------------------------------------
+def start_daemon(work: Path, acq: Path, model: str, engine: str, threads: int, pub: str, snap: str,
+                 extra_toml: str = "") -> subprocess.Popen:
+    cfg = work / "bench.toml"
+    cfg.write_text(
+        f'[daemon]\nstream = "bench"\nstate_dir = "{work / "state"}"\n'
+        f'[source]\nkind = "directory"\nwatch = "{acq}"\nsettle_s = 0.2\n'
+        f'[model]\nname = "{model}"\nengine = "{engine}"\nthreads = {threads}\n'
+        f'[publish]\npub_endpoint = "{pub}"\nsnapshot_endpoint = "{snap}"\n' + extra_toml
+    )
+    log = open(work / "daemon.log", "w")
+    return subprocess.Popen([sys.executable, "-m", "copilot.cli", "run", "--config", str(cfg)], cwd=REPO,
+                            stdout=log, stderr=subprocess.STDOUT)
+
+
+def start_naive(acq: Path, model: str, pub: str, log_path: Path, working_scale: bool) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    cmd = [sys.executable, str(REPO / "bench" / "naive.py"), str(acq), "--model", model, "--pub", pub]
+    return subprocess.Popen(cmd + (["--working-scale"] if working_scale else []), cwd=REPO, env=env,
+                            stdout=open(log_path, "w"), stderr=subprocess.STDOUT)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def warm_up(listener: Listener, staged: list[Staged], acq: Path, what: str, timeout: float = 180) -> None:
+    """Feed frames until the first result arrives (the process is up and the subscription has propagated)."""
+    end = time.time() + timeout
+    for f in staged:
+        os.replace(f.hidden, f.final)
+        if listener.wait([f.stem], min(30.0, max(1.0, end - time.time()))):
+            return
+        if time.time() > end:
+            break
+    raise TimeoutError(f"{what} produced no result within {timeout} s")
+
+
+# -- the benchmark ----------------------------------------------------------------------------------------------
+def machine_info(engine_name: str) -> dict:
+    import onnxruntime
+
+    info = {"python": platform.python_version(), "platform": platform.platform(), "cpu": platform.processor(),
+            "cpu_count": os.cpu_count(), "onnxruntime": onnxruntime.__version__, "engine": engine_name,
+            "load_avg_at_start": os.getloadavg()}
+    try:
+        with open("/proc/cpuinfo") as fh:
+            info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), info["cpu"])
+    except OSError:
+        pass
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "particles-stem",
+              engine: str = "auto", threads: int = 2, nm_per_px: float = 0.2, naive: bool = True,
+              workdir: Path | None = None, distinct: int = 4, log=print,
+              naive_variants: tuple[str, ...] = ("native", "working-scale"), extra_toml: str = "") -> dict:
+    from copilot.inference.select import load_engine
+
+    work = Path(workdir or tempfile.mkdtemp(prefix="copilot-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    frames_dir = work / "frames"
+    eng = load_engine(model, engine, threads, state_dir=work / "state")
+    log(f"engine: {eng.name} ({'; '.join(f'{n}: {o}' for n, o in getattr(eng, 'selection', []))})")
+    results: dict = {"created_at": datetime.now(timezone.utc).isoformat(), "machine": machine_info(eng.name),
+                     "settings": {"model": model, "card_version": eng.card.version, "engine": engine,
+                                  "threads": threads, "nm_per_px": nm_per_px, "frames": frames,
+                                  "working_nm_per_px": eng.card.working_nm_per_px,
+                                  "daemon_config_extra": extra_toml}, "sizes": {}}
+    tiffs = {}
+    for size in sizes:
+        t = time.perf_counter()
+        tiffs[size] = simulated_tiffs(size, min(distinct, frames), frames_dir, nm_per_px)
+        log(f"{size}²: {len(tiffs[size])} simulated frames ready ({time.perf_counter() - t:.1f} s)")
+        results["sizes"][str(size)] = {"engine_only": engine_only(eng, tiffs[size], frames)}
+        log(f"{size}² engine only: {results['sizes'][str(size)]['engine_only']}")
+    eng.close()
+    del eng
+
+    # the daemon, one process for every size
+    acq = work / "acq"
+    shutil.rmtree(acq, ignore_errors=True)
+    acq.mkdir(parents=True)
+    pub, snap = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    proc = start_daemon(work, acq, model, engine, threads, pub, snap, extra_toml)
+    listener, sub = daemon_listener(pub, snap)
+    try:
+        warm_up(listener, stage(tiffs[sizes[0]], acq, 20, "warmup"), acq, "the daemon")
+        for size in sizes:
+            r = results["sizes"][str(size)]
+            warm = stage(tiffs[size], acq, 2, f"d{size}w")
+            measure_latency(warm, acq, listener, gap_s=0.1)
+            lat, timings = measure_latency(stage(tiffs[size], acq, frames, f"d{size}l"), acq, listener)
+            thr = measure_throughput(stage(tiffs[size], acq, frames, f"d{size}t"), acq, listener)
+            r["daemon"] = {"latency_s": pct(lat), "throughput": thr, "stages_ms_p50": stage_breakdown(timings, lat)}
+            log(f"{size}² daemon: p50 {r['daemon']['latency_s']['p50']:.3f} s, "
+                f"{thr['fps_sustained']:.2f} frames/s; stages {r['daemon']['stages_ms_p50']}")
+    finally:
+        listener.close()
+        sub.close()
+        stop(proc)
+
+    for variant in naive_variants if naive else ():
+        key = "naive" if variant == "native" else f"naive_{variant.replace('-', '_')}"
+        acq = work / f"acq-{key}"
+        shutil.rmtree(acq, ignore_errors=True)
+        acq.mkdir(parents=True)
+        npub = f"tcp://127.0.0.1:{free_port()}"
+        nproc = start_naive(acq, model, npub, work / f"{key}.log", variant == "working-scale")
+        listener, s = naive_listener(npub)
+        try:
+            warm_up(listener, stage(tiffs[sizes[0]], acq, 20, "warmup"), acq, "the naive script")
+            for size in sizes:
+                r = results["sizes"][str(size)]
+                measure_latency(stage(tiffs[size], acq, 1, f"n{size}w"), acq, listener, gap_s=0.1)
+                lat, timings = measure_latency(stage(tiffs[size], acq, frames, f"n{size}l"), acq, listener)
+                thr = measure_throughput(stage(tiffs[size], acq, frames, f"n{size}t"), acq, listener)
+                r[key] = {"latency_s": pct(lat), "throughput": thr,
+                          "stages_ms_p50": {k: float(np.median([t[k] for t in timings])) for k in timings[0]}}
+                log(f"{size}² {key}: p50 {r[key]['latency_s']['p50']:.3f} s, {thr['fps_sustained']:.2f} frames/s")
+        finally:
+            listener.close()
+            s.close(linger=0)
+            stop(nproc)
+
+    for size in sizes:
+        r = results["sizes"][str(size)]
+        e, d = r["engine_only"], r["daemon"]
+        ratios = {"daemon_p50_over_engine_p50": d["latency_s"]["p50"] / e["p50"],
+                  "daemon_fps_over_engine_fps": d["throughput"]["fps_sustained"] / e["fps"]}
+        if "naive" in r:
+            ratios["daemon_fps_over_naive_fps"] = d["throughput"]["fps_sustained"] / r["naive"]["throughput"][
+                "fps_sustained"]
+            ratios["naive_p50_over_daemon_p50"] = r["naive"]["latency_s"]["p50"] / d["latency_s"]["p50"]
+        if "naive_working_scale" in r:
+            nw = r["naive_working_scale"]
+            ratios["daemon_fps_over_naive_working_scale_fps"] = d["throughput"]["fps_sustained"] / nw["throughput"][
+                "fps_sustained"]
+            ratios["naive_working_scale_p50_over_daemon_p50"] = nw["latency_s"]["p50"] / d["latency_s"]["p50"]
+        r["ratios"] = ratios
+        targets = {"throughput_ge_0.95x_engine": ratios["daemon_fps_over_engine_fps"] >= 0.95}
+        if size in (1024, 2048):
+            targets["p50_le_1.10x_engine"] = ratios["daemon_p50_over_engine_p50"] <= 1.10
+        if "daemon_fps_over_naive_fps" in ratios:
+            targets["ge_4x_naive"] = ratios["daemon_fps_over_naive_fps"] >= 4.0
+        if size == 2048:
+            targets["p50_le_0.5s"] = d["latency_s"]["p50"] <= 0.5
+        r["targets_met"] = targets
+    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    return results
+
+
+def markdown(results: dict) -> str:
+    m, s = results["machine"], results["settings"]
+    lines = [
+        f"# copilot bench — {results['created_at'][:19]}Z",
+        "",
+        f"{m['cpu']} ({m['cpu_count']} cores), Python {m['python']}, onnxruntime {m['onnxruntime']}, "
+        f"engine **{m['engine']}**, {s['threads']} threads; model {s['model']} {s['card_version']} "
+        f"(working {s['working_nm_per_px']} nm/px); frames simulated at {s['nm_per_px']} nm/px, {s['frames']} per "
+        f"measurement; load average (1/5/15 min) at start {tuple(round(x, 2) for x in m['load_avg_at_start'])}, "
+        f"at end {tuple(round(x, 2) for x in m.get('load_avg_at_end', ()))}.",
+        "",
+        "Latency: file renamed into the watched folder → result document received by a ZeroMQ subscriber (one "
+        "frame at a time). Throughput: all frames renamed in at once, (n − 1) / (last − first result). "
+        "*engine*: `segment()` alone on the same frames in memory. *naive*: `bench/naive.py` (watchdog + torch "
+        "eager + skimage regionprops, sequential) on the frame as acquired; *naive-ws*: the same script rescaling "
+        "to the card's working scale first.",
+        "",
+        "| frame | engine p50 (s) | daemon p50 / p95 / p99 (s) | naive p50 (s) | naive-ws p50 (s) | engine fps | "
+        "daemon fps | naive fps | naive-ws fps | p50 ÷ engine | fps ÷ engine | fps ÷ naive | fps ÷ naive-ws |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for size, r in results["sizes"].items():
+        e, d, n, nw = r["engine_only"], r["daemon"], r.get("naive"), r.get("naive_working_scale")
+        lat, ra = d["latency_s"], r["ratios"]
+        cells = [f"{size}²", f"{e['p50']:.3f}", f"{lat['p50']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f}",
+                 f"{n['latency_s']['p50']:.3f}" if n else "–", f"{nw['latency_s']['p50']:.3f}" if nw else "–",
+                 f"{e['fps']:.2f}", f"{d['throughput']['fps_sustained']:.2f}",
+                 f"{n['throughput']['fps_sustained']:.2f}" if n else "–",
+                 f"{nw['throughput']['fps_sustained']:.2f}" if nw else "–",
+                 f"{ra['daemon_p50_over_engine_p50']:.2f}×", f"{ra['daemon_fps_over_engine_fps']:.2f}×",
+                 f"{ra['daemon_fps_over_naive_fps']:.1f}×" if n else "–",
+                 f"{ra['daemon_fps_over_naive_working_scale_fps']:.1f}×" if nw else "–"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "Per-stage p50 inside the daemon (ms, from the result documents' `timings_ms`):", "",
+              "| frame | read | infer | analyze | assess | queues/hand-offs | file event + publish + transport | "
+              "daemon end_to_end |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for size, r in results["sizes"].items():
+        st = r["daemon"]["stages_ms_p50"]
+        lines.append(f"| {size}² | " + " | ".join(f"{st.get(k, float('nan')):.0f}" for k in (
+            *STAGES, "queues_and_handoffs", "event_to_arrival_plus_publish", "end_to_end")) + " |")
+    loaded = {k: r["daemon"]["throughput"].get("stages_ms_p50_under_load") for k, r in results["sizes"].items()}
+    if all(loaded.values()):
+        lines += ["", "Per-stage p50 during the throughput run (ms; stages overlap across frames and share the "
+                  "cores):", "", "| frame | read | infer | analyze | assess | daemon end_to_end |",
+                  "| --- | --- | --- | --- | --- | --- |"]
+        for size, st in loaded.items():
+            lines.append(f"| {size}² | " + " | ".join(f"{st.get(k, float('nan')):.0f}" for k in (
+                *STAGES, "end_to_end")) + " |")
+    lines += ["", "Targets (reported, not asserted):", ""]
+    for size, r in results["sizes"].items():
+        lines.append(f"- {size}²: " + ", ".join(f"{k} {'✅' if v else '❌'}" for k, v in r["targets_met"].items()))
+    return "\n".join(lines) + "\n"
+
+
+def main(sizes, frames, json_path=None, md_path=None, **kwargs) -> dict:
+    results = run_bench(sizes, frames, **kwargs)
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
+    md = markdown(results)
+    if md_path:
+        Path(md_path).write_text(md)
+    print(md)
+    return results

@@ -1,0 +1,163 @@
+"""``copilot engines list | build | verify``: what this machine can run, build TensorRT plans, check an engine.
+
+    copilot engines list   [--model particles-stem] [--state-dir state]
+    copilot engines build  [--engine tensorrt|torch] [--precision fp16|fp32] [--force]
+    copilot engines verify [--engine auto|tensorrt|onnxruntime-cuda|torch-cuda|...] [--tiles 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="model name or folder (default: the config's model.name)")
+    p.add_argument("--config", default=None, help="TOML config (for model.name, daemon.state_dir)")
+    p.add_argument("--state-dir", default=None, help="where plans and converted weights are cached")
+
+
+def _resolve(args) -> tuple[str, Path, int]:
+    from copilot.config import load_settings
+
+    settings = load_settings(Path(args.config) if args.config else None)
+    model = args.model or settings.model.name
+    state = Path(args.state_dir) if args.state_dir else Path(settings.daemon.state_dir)
+    return model, state, settings.model.threads
+
+
+def cmd_list(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from copilot.inference.card import load_card
+    from copilot.inference.select import AUTO_ORDER, candidates
+    from copilot.inference.trt_plan import list_plans
+
+    console = Console()
+    model, state, threads = _resolve(args)
+    card, folder = load_card(model)
+    table = candidates(card, folder, threads=threads, state_dir=state)
+    t = Table(title=f"engines for {card.name} {card.version} (auto tries them top to bottom)")
+    t.add_column("engine")
+    t.add_column("here?")
+    for name in [*AUTO_ORDER, "torch-cpu"]:
+        reason = table[name].probe()
+        t.add_row(name, "[green]available[/green]" if reason is None else f"[yellow]{reason}[/yellow]")
+    console.print(t)
+    plans = list_plans(state)
+    if plans:
+        p = Table(title=f"TensorRT plans under {state / 'engines'}")
+        for col in ("plan", "precision", "GPU", "verification"):
+            p.add_column(col)
+        for path, rec in plans:
+            key = (rec or {}).get("key", {})
+            v = (rec or {}).get("verification") or {}
+            status = ("[green]accepted[/green]" if v.get("accepted") else "[red]refused[/red]") if v else "unverified"
+            if "miou" in v:
+                status += f" mIoU {v['miou']:.4f}"
+            p.add_row(str(path.relative_to(state)), key.get("precision", "?"),
+                      f"{key.get('gpu_name', '?')} sm{key.get('compute_capability', '?')}", status)
+        console.print(p)
+    else:
+        console.print(f"no TensorRT plans cached under {state / 'engines'}")
+    weights = sorted((state / "engines").glob("*/*.safetensors")) + sorted(folder.glob("*.safetensors"))
+    for w in weights:
+        console.print(f"torch weights: {w}")
+    return 0
+
+
+def cmd_build(args) -> int:
+    from rich.console import Console
+
+    from copilot.inference.card import load_card
+    from copilot.inference.verify import EngineRefused
+
+    console = Console()
+    model, state, _ = _resolve(args)
+    card, folder = load_card(model)
+    try:
+        if args.engine == "tensorrt":
+            from copilot.inference.trt_engine import load_tensorrt
+
+            engine = load_tensorrt(card, folder, state_dir=state, precision=args.precision, rebuild=args.force,
+                                   console=console)
+            console.print(f"[green]TensorRT plan ready and verified:[/green] {engine.plan_path}")
+        elif args.engine == "torch":
+            from copilot.inference.weights import convert, read_metadata
+
+            out = Path(args.out) if args.out else state / "engines" / card.name / f"{card.model_sha256[:16]}.safetensors"
+            convert(card.model_path(folder), out)
+            console.print(f"[green]safetensors weights written:[/green] {out} {read_metadata(out)}")
+        else:
+            raise SystemExit(f"nothing to build for {args.engine}")
+    except EngineRefused as exc:
+        console.print(f"[red]refused:[/red] {exc}")
+        return 1
+    except (ImportError, RuntimeError, NotImplementedError) as exc:
+        console.print(f"[red]cannot build {args.engine}:[/red] {exc}")
+        return 2
+    return 0
+
+
+def cmd_verify(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from copilot.inference.card import load_card
+    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.select import select_engine
+    from copilot.inference.verify import validation_frames, verify_engine
+
+    console = Console()
+    model, state, threads = _resolve(args)
+    card, folder = load_card(model)
+    try:
+        engine = select_engine(card, folder, args.engine, threads=threads, state_dir=state, verify=False,
+                               strict=True, precision=args.precision)
+    except Exception as exc:
+        console.print(f"[red]cannot load {args.engine}:[/red] {exc}")
+        return 2
+    frames, src = validation_frames(card, n_tiles=args.tiles, n_large=args.large)
+    v = verify_engine(engine, OrtEngine(card, folder, threads=threads), frames, frames_from=src)
+    t = Table(title=v.message)
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for k in ("engine", "reference", "miou", "worst_frame_miou", "max_abs_prob_diff", "max_abs_embedding_diff",
+              "n_frames", "seconds"):
+        val = getattr(v, k)
+        t.add_row(k, f"{val:.4g}" if isinstance(val, float) else str(val))
+    for c, iou in v.class_iou.items():
+        t.add_row(f"IoU {c}", "absent" if iou is None else f"{iou:.4f}")
+    console.print(t)
+    console.print("[green]accepted[/green]" if v.accepted else "[red]REFUSED[/red]")
+    return 0 if v.accepted else 1
+
+
+def add_engines_parser(sub) -> argparse.ArgumentParser:
+    """Register ``copilot engines ...`` on the CLI's sub-parsers."""
+    from copilot.inference.names import ENGINE_CHOICES
+
+    e = sub.add_parser("engines", help="list the backends this machine can run; build TensorRT plans; verify")
+    es = e.add_subparsers(dest="engines_command", required=True)
+    lst = es.add_parser("list", help="which engines run here (and why not), cached plans")
+    _common(lst)
+    lst.set_defaults(func=cmd_list)
+    b = es.add_parser("build", help="build (or rebuild) a TensorRT plan, or torch safetensors weights; verifies")
+    _common(b)
+    b.add_argument("--engine", choices=("tensorrt", "torch"), default="tensorrt")
+    b.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    b.add_argument("--force", action="store_true", help="rebuild even when a plan is cached (or was refused)")
+    b.add_argument("--out", default=None, help="torch: where to write the safetensors file")
+    b.set_defaults(func=cmd_build)
+    v = es.add_parser("verify", help="segment validation frames with an engine and ONNX Runtime CPU, compare")
+    _common(v)
+    v.add_argument("--engine", choices=ENGINE_CHOICES, default="auto")
+    v.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    v.add_argument("--tiles", type=int, default=8, help="validation frames of one tile")
+    v.add_argument("--large", type=int, default=1, help="validation frames of 2.5 tiles")
+    v.set_defaults(func=cmd_verify)
+    return e

@@ -1,0 +1,56 @@
+"""The shared engine path: fast exact resampling, balanced CPU tiles, batched tiles."""
+
+import numpy as np
+import pytest
+from skimage.transform import resize
+
+from copilot.inference.card import load_card
+from copilot.inference.network import balanced_tile_px
+from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.preprocess import resample
+
+
+@pytest.mark.parametrize("shape,scale", [((512, 512), 2.5), ((300, 200), 2.0), ((257, 513), 1.37), ((128, 96), 4.0)])
+def test_fast_downsampling_equals_skimage_resize(shape, scale):
+    """The daemon must feed the network what training fed it (copilot.train.data uses skimage resize)."""
+    img = (np.random.default_rng(0).random(shape) * 30000).astype(np.float32)
+    out, s = resample(img, scale)
+    ref = resize(img, out.shape, order=1, anti_aliasing=True, preserve_range=True)
+    assert out.dtype == np.float32 and s == pytest.approx(shape[0] / out.shape[0])
+    np.testing.assert_allclose(out, ref, rtol=0, atol=30000 * 1e-6)
+
+
+def test_upsampling_still_works():
+    img = np.random.default_rng(0).random((50, 40)).astype(np.float32)
+    out, s = resample(img, 0.5)
+    assert out.shape == (100, 80) and s == 0.5
+
+
+@pytest.mark.parametrize("h,w,max_px", [(1638, 1638, 1536), (3000, 1000, 1536), (256, 256, 64), (700, 90, 512)])
+def test_balanced_tiles_cover_with_few_tiles(h, w, max_px):
+    from copilot.inference.tiling import tile_grid
+
+    t = balanced_tile_px(h, w, max_px, 32 if max_px > 64 else 16, 8)
+    assert t % 8 == 0 and t <= max_px + 8
+    tiles = tile_grid(h, w, t, 32 if max_px > 64 else 16)
+    naive = tile_grid(h, w, max_px, 32 if max_px > 64 else 16)
+    assert len(tiles) <= len(naive)
+    assert sum(x.h * x.w for x in tiles) <= sum(x.h * x.w for x in naive)
+
+
+def test_balanced_and_batched_tiles_match_the_whole_frame(threshold_model_dir, disc_frame):
+    card, folder = load_card(threshold_model_dir)
+    whole = OrtEngine(card, folder, max_whole_px=4096).segment(disc_frame)
+    for kwargs in ({"max_whole_px": 100}, {"max_whole_px": 64, "tile_px": 64, "tile_batch": 4}):
+        tiled = OrtEngine(card, folder, **kwargs).segment(disc_frame)
+        np.testing.assert_allclose(tiled.probabilities, whole.probabilities, atol=1e-5)
+        np.testing.assert_allclose(tiled.embedding, whole.embedding, rtol=0.05)
+
+
+def test_unet_batched_tiles_match_single_tiles(unet_model_dir):
+    card, folder = load_card(unet_model_dir)
+    img = np.random.default_rng(2).standard_normal((150, 170)).astype(np.float32)
+    one = OrtEngine(card, folder, max_whole_px=64, tile_px=64).infer(img)
+    four = OrtEngine(card, folder, max_whole_px=64, tile_px=64, tile_batch=4).infer(img)
+    np.testing.assert_allclose(one[0], four[0], atol=1e-5)
+    np.testing.assert_allclose(one[1], four[1], atol=1e-5)
