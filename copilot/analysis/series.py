@@ -16,7 +16,7 @@ from scipy import stats
 
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
-from copilot.analysis.stats import bootstrap_interval, sufficiency
+from copilot.analysis.stats import median_interval, sufficiency
 from copilot.publish.schema import Alert, Histogram, Interval, SeriesSummary, Trend
 
 
@@ -156,7 +156,7 @@ class SeriesTracker:
         if fm.summary.particles is not None:
             pooled = np.concatenate([w.sized for w in window]) if window else np.zeros(0)
             d50 = float(np.median(pooled)) if pooled.size else None
-            ci = bootstrap_interval(pooled, "median", self.analysis.bootstrap_resamples)
+            ci = median_interval(pooled)
             per_frame = pooled.size / len(window) if window else None
             return sufficiency("d50", d50, ci, int(pooled.size), target, per_frame, scope="series")
         heads = [s.quantity for s in fm.summary.sufficiency if s.quantity.startswith("fraction:")]
