@@ -191,3 +191,41 @@ def test_bad_config_fails_at_start_naming_the_field(tmp_path):
     out = subprocess.run([sys.executable, "-m", "copilot.cli", "run", "--config", str(cfg)], capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 2 and "publish.pub_endpoint" in out.stdout + out.stderr
+
+
+def test_daemon_socket_source_end_to_end(tmp_path, threshold_model_dir):
+    """copilot push → ZeroMQ PULL source → pipeline → PUB; a malformed message in between is rejected, not fatal."""
+    import threading
+
+    import zmq
+
+    from copilot.sources.push import push_frames
+
+    pull = f"tcp://127.0.0.1:{free_port()}"
+    pub, snap = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
+    settings = load_settings(None, {
+        "daemon": {"stream": "sock", "state_dir": str(tmp_path / "state")},
+        "source": {"kind": "socket", "endpoint": pull},
+        "model": {"name": str(threshold_model_dir)},
+        "publish": {"pub_endpoint": pub, "snapshot_endpoint": snap},
+    })
+    daemon = Daemon(settings)
+    t = threading.Thread(target=daemon.run, kwargs={"install_signals": False})
+    t.start()
+    sub = Subscriber(pub, snap, topics=("result.",))
+    try:
+        ctx = zmq.Context.instance()
+        bad = ctx.socket(zmq.PUSH)
+        bad.connect(pull)
+        bad.send_multipart([b'{"shape": [4, 4], "dtype": "uint16", "frame_id": "bad"}', b"\0" * 7])
+        bad.close(linger=1000)
+        frame = write_frame(tmp_path / "f.tif", seed=4)
+        assert push_frames(pull, [frame], stream="sock") == 1
+        msg = sub.recv(timeout_s=20)
+        assert msg is not None and msg.doc.frame_id == "f" and msg.doc.calibration.source == "socket"
+        assert msg.doc.calibration.nm_per_px == pytest.approx(0.5)
+        assert daemon.source.rejected == 1
+    finally:
+        sub.close()
+        daemon.request_stop()
+        t.join(30)
