@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
+from skimage.segmentation import relabel_sequential
 
 from copilot.analysis import measure
 from copilot.frame import Frame
@@ -44,7 +45,13 @@ def nearest_to_grid(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def object_scores(pred: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> dict[str, float]:
-    """Object precision, recall and F1 with IoU ≥ ``iou`` matching (unique for IoU > 0.5). Empty vs empty is 1."""
+    """Object precision, recall and F1 with IoU ≥ ``iou`` matching (unique for IoU > 0.5). Empty vs empty is 1.
+
+    Labels are made sequential first: objects count only if they have pixels in the frame (the simulator keeps the
+    numbers of particles placed outside it, and the grid resampling can drop tiny ones).
+    """
+    pred = relabel_sequential(pred)[0]
+    truth = relabel_sequential(truth)[0]
     n_pred, n_truth = int(pred.max(initial=0)), int(truth.max(initial=0))
     if n_pred == 0 and n_truth == 0:
         return {"f1": 1.0, "precision": 1.0, "recall": 1.0}

@@ -69,3 +69,16 @@ def test_edge_blur_estimate_tracks_the_true_blur_and_snr_tracks_dose():
     lo = snr(steps + rng.normal(0, 0.3, steps.shape).astype(np.float32))
     hi = snr(steps + rng.normal(0, 0.03, steps.shape).astype(np.float32))
     assert hi > 5 * lo
+
+
+def test_object_scores_count_only_objects_present_in_the_frame():
+    from copilot.train.reliability import object_scores
+
+    truth = np.zeros((40, 40), np.int32)
+    truth[5:15, 5:15] = 3  # particles 1 and 2 lie outside the frame: their numbers must not count
+    truth[20:30, 20:30] = 7
+    pred = np.zeros_like(truth)
+    pred[5:15, 5:15] = 1
+    s = object_scores(pred, truth)
+    assert s == {"f1": pytest.approx(2 / 3), "precision": 1.0, "recall": 0.5}
+    assert object_scores(np.zeros_like(truth), np.zeros_like(truth))["f1"] == 1.0
