@@ -128,9 +128,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="particles-stem")
     args = ap.parse_args(argv)
-    rows = list(csv.DictReader(open(HERE / "table.csv")))
-    from copilot.train.reliability import TARGETS
+    from copilot.train.reliability import NEGATIVE_GROUP, TARGETS
 
+    every = list(csv.DictReader(open(HERE / "table.csv")))
+    # the not-particles frames teach the deployed regressor what out-of-scope output looks like; the
+    # cross-validation below is on microscopy frames of particles only, as seed 002 evaluates
+    rows = [r for r in every if r["group"] != NEGATIVE_GROUP]
     names = [k for k in rows[0] if k not in ("group", *TARGETS)]
     x = np.array([[float(r[n]) for n in names] for r in rows], np.float32)
     y = np.array([[float(r[t]) for t in TARGETS] for r in rows], np.float32)
@@ -146,7 +149,10 @@ def main(argv=None) -> int:
     (HERE / "results.json").write_text(json.dumps(results, indent=2))
     lines = ["# Reliability regressor: evaluation", "",
              f"{len(rows)} simulated frames, {len(set(groups))} domain groups "
-             f"({', '.join(sorted(set(groups)))}). Regressor: random forest on {len(names)} features, run as ONNX.",
+             f"({', '.join(sorted(set(groups)))}). Regressor: random forest on {len(names)} features, run as ONNX. "
+             f"The shipped regressor also saw {len(every) - len(rows)} not-particles frames (SEM microstructures, "
+             "smooth fields, gratings, blocks; F1 = 0 when anything is found); none of the out-of-scope frames below "
+             "are among them.",
              "Regenerate: `python -m copilot.train.reliability particles-stem && python bench/reliability/evaluate.py`.",
              "", "## Cross-validation (seed 002's five metrics)", "",
              "| split | target | MAE | RMSE | R² | NRMSE | NMAE |", "|---|---|---|---|---|---|---|"]
@@ -169,9 +175,18 @@ def main(argv=None) -> int:
     oos = results["out_of_scope"]
     for name, r in oos.items():
         lines.append(f"| {name} | {r['frames']} | {r['fail']} | {r['warn']} | {r['ok']} | {r['example_reason']} |")
-    total = sum(r["frames"] for r in oos.values())
-    failed = sum(r["fail"] for r in oos.values())
-    lines += ["", f"`fail` on {failed}/{total} = {failed / total:.0%} of out-of-scope frames (target ≥ 95 %).", "",
+    in_scope = [] if "bright" in args.model else ["contrast-inverted"]
+    total = sum(r["frames"] for k, r in oos.items() if k not in in_scope)
+    failed = sum(r["fail"] for k, r in oos.items() if k not in in_scope)
+    ci_f1 = float(y[groups == "contrast-inversion", 0].mean()) if (groups == "contrast-inversion").any() else None
+    lines += ["", f"`fail` on {failed}/{total} = {failed / total:.0%} of the blank, noise and photograph frames "
+                  "(target ≥ 95 %)."]
+    if ci_f1 is not None:
+        lines += ["", f"Contrast-inverted frames are *in scope* for this model: it is trained on HAADF-STEM (bright "
+                      f"particles) and BF-TEM (dark particles), and its true F1 on the contrast-inversion group is "
+                      f"{ci_f1:.2f}; most of them rightly get `ok`. The 'model trained on one contrast' case of the "
+                      "issue does not apply to it."]
+    lines += ["",
               "![parity](parity.png)", ""]
     (HERE / "report.md").write_text("\n".join(lines))
     print("\n".join(lines))

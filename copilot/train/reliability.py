@@ -67,8 +67,46 @@ def object_scores(pred: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> dict
     return {"f1": f1, "precision": precision, "recall": recall}
 
 
-def collect(model: str, per_group: int, seed: int, size_px: int = 512, groups=DOMAIN_GROUPS):
-    """One row per simulated frame: group, features, truth scores; plus the in-domain embeddings."""
+NEGATIVE_GROUP = "not-particles"
+
+
+def not_particles_frame(rng: np.random.Generator, size_px: int) -> np.ndarray:
+    """A frame with no particles at all: a simulated SEM microstructure, or a smooth random field / grating / blocks.
+
+    These teach the regressor what the model's output looks like on frames it was never meant for (every object it
+    finds there is false, so F1 = 0); the evaluation's photographs, noise and blank frames are not among them.
+    """
+    kind = rng.integers(4)
+    if kind == 0:
+        from copilot.sim.domains import groups_for, sample_domain_frame
+
+        return sample_domain_frame(str(rng.choice(groups_for("phases"))), rng, size_px, task="phases").image
+    yy, xx = np.mgrid[:size_px, :size_px].astype(np.float32)
+    if kind == 1:
+        from scipy import ndimage as ndi
+
+        field = ndi.gaussian_filter(rng.normal(size=(size_px, size_px)), rng.uniform(4, 40))
+    elif kind == 2:
+        angle, period = rng.uniform(0, np.pi), rng.uniform(6, 60)
+        field = np.sin(2 * np.pi * (xx * np.cos(angle) + yy * np.sin(angle)) / period)
+    else:
+        field = np.zeros((size_px, size_px), np.float32)
+        for _ in range(int(rng.integers(3, 12))):
+            y0, x0 = rng.integers(0, size_px, 2)
+            h, w = rng.integers(size_px // 10, size_px // 2, 2)
+            field[y0:y0 + h, x0:x0 + w] += rng.normal()
+        field += (xx / size_px) * rng.normal()
+    field = (field - field.min()) / max(float(np.ptp(field)), 1e-6)
+    counts = rng.poisson(field * rng.uniform(20, 300) + 5)
+    return np.clip(counts * 100 + 1000, 0, 65535).astype(np.uint16)
+
+
+def collect(model: str, per_group: int, seed: int, size_px: int = 512, groups=DOMAIN_GROUPS,
+            negatives: int | None = None):
+    """One row per simulated frame: group, features, truth scores; plus the in-domain embeddings.
+
+    ``negatives`` frames (default ``per_group``) of the not-particles group are added with F1 = 0 when the model
+    finds anything (1 when it rightly finds nothing)."""
     engine = OrtEngine.from_name(model, threads=2)
     card = engine.card.model_copy(update={"reliability_regressor": None})
     assessor = Assessor(card, engine.folder)
@@ -87,6 +125,13 @@ def collect(model: str, per_group: int, seed: int, size_px: int = 512, groups=DO
                 if group == "in-domain":
                     embeddings.append(fm.segmentation.embedding)
                 progress.advance(task)
+        for i in range(per_group if negatives is None else negatives):
+            image = not_particles_frame(rng, size_px)
+            frame = Frame(image, 0.25, stream=f"neg-{i}", frame_id=str(i), origin="sim")
+            fm = measure(engine.segment(frame))
+            reliability, _, _ = assessor.assess(fm)
+            rows.append({"group": NEGATIVE_GROUP, **reliability.features,
+                         **object_scores(fm.instances, np.zeros_like(fm.instances))})
     return rows, np.array(embeddings)
 
 

@@ -53,20 +53,33 @@ def test_blurred_frame_predicts_lower_f1_and_says_out_of_focus(engine):
 
 
 def test_tenth_of_the_dose_predicts_lower_f1_and_says_dose_too_low(engine):
-    # from the low end of the training doses (10 counts/px at unit signal) to a tenth of it
-    sharp, _, _ = judge(engine, replace(SHARP, dose=10.0))
-    dim, v, _ = judge(engine, replace(SHARP, dose=1.0))
+    # from the low end of the training doses (5 counts/px at unit signal) to a tenth of it
+    sharp, _, _ = judge(engine, replace(SHARP, dose=5.0))
+    dim, v, _ = judge(engine, replace(SHARP, dose=0.5))
     assert dim.predicted_f1 < sharp.predicted_f1 - 0.05
     assert v.level != "ok" and any("dose too low" in r for r in v.reasons), v.reasons
 
 
-@pytest.mark.parametrize("kind", ["blank", "noise", "inverted"])
+@pytest.mark.parametrize("kind", ["blank", "noise", "photograph"])
 def test_frames_the_model_was_never_meant_for_fail(engine, kind):
-    if kind == "inverted":
-        _, v, _ = judge(engine, SHARP, invert=True)
+    from skimage import data, transform
+
+    if kind == "blank":
+        img = np.full((512, 512), 3000, np.uint16)
+    elif kind == "noise":
+        img = np.random.default_rng(0).poisson(50, (512, 512)).astype(np.uint16)
     else:
-        img = np.full((512, 512), 3000, np.uint16) if kind == "blank" else \
-            np.random.default_rng(0).poisson(50, (512, 512)).astype(np.uint16)
-        frame = Frame(img, 0.25, stream="t", frame_id=kind, origin="test")
-        _, v, _ = Assessor(engine.card, engine.folder).assess(measure(engine.segment(frame)))
-    assert v.level == "fail", v.reasons
+        img = (transform.resize(data.camera(), (512, 512)) * 60000).astype(np.uint16)
+    frame = Frame(img, 0.25, stream="t", frame_id=kind, origin="test")
+    _, v, _ = Assessor(engine.card, engine.folder).assess(measure(engine.segment(frame)))
+    if kind == "photograph":  # 8 of 10 photographs fail (bench/reliability/report.md); this one is never trusted
+        assert v.level != "ok", v.reasons
+    else:
+        assert v.level == "fail", v.reasons
+
+
+def test_inverted_contrast_is_in_scope_for_a_model_trained_on_both_contrasts(engine):
+    # particles-stem learned HAADF (bright particles) and BF-TEM (dark particles): an inverted HAADF frame is fine
+    assert "BF-TEM" in engine.card.description or "bf-tem" in engine.card.description.lower()
+    r, v, _ = judge(engine, SHARP, invert=True)
+    assert v.level != "fail" and r.predicted_f1 > 0.8, v.reasons
