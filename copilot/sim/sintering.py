@@ -18,7 +18,8 @@ from typing import Iterator
 
 import numpy as np
 
-from copilot.sim.stem import SimFrame, SimParams, _truth, acquire, place_particles, render_particles, support_texture
+from copilot.sim.stem import (SimFrame, SimParams, _truth, acquire, form_image, particle_strengths, place_particles,
+                              render_particles, support_texture)
 
 
 @dataclass
@@ -57,6 +58,7 @@ class SinteringRun:
         self.particles = place_particles(self.params, rng, extent_nm=ext, origin_nm=(-m * nmpp, -m * nmpp),
                                          extra_gap_nm=2 * growth_total)
         self._support = support_texture((H + 2 * m, W + 2 * m), nmpp, self.params, rng)
+        self._strengths = particle_strengths(len(self.particles), self.params, rng)
         self._rng = rng
 
     def radius_delta_nm(self, t_s: float) -> float:
@@ -76,8 +78,9 @@ class SinteringRun:
         m = self._margin_px
         ys, xs = m + sy, m + sx
         support = self._support[ys:ys + H, xs:xs + W]
-        signal, inst = render_particles(parts, (H, W), nmpp, p, offset_nm=(sy * nmpp, sx * nmpp))
-        signal += support
+        signal, inst = render_particles(parts, (H, W), nmpp, p, offset_nm=(sy * nmpp, sx * nmpp),
+                                        strengths=self._strengths)
+        signal = form_image(signal, support, p)
         image, inst = acquire(signal, inst, p, rng)
         truth = _truth(parts, inst, p)
         truth.update(t_s=float(t_s), growth_nm_per_min=self.growth_nm_per_min, radius_delta_nm=delta,

@@ -1,13 +1,25 @@
-"""Simulated HAADF-STEM frames of supported nanoparticles, with exact instance masks.
+"""Simulated HAADF-STEM and BF-TEM frames of supported nanoparticles, with exact instance masks.
 
-The model is deliberately simple and fast (a 1024² frame in well under 0.3 s on one core):
+The model is deliberately simple and fast (a 1024² frame in well under 0.3 s on one core). ``SimParams.modality``
+picks the contrast mechanism:
+
+* ``"haadf"`` (default): bright particles on a dim support, signal saturating with projected thickness;
+* ``"bf-tem"``: bright-field TEM, dark particles on a bright background (mass-thickness + diffraction contrast,
+  which varies from particle to particle), Fresnel fringes at particle edges from defocus (transport-of-intensity:
+  the image gains ``-Δf·∇²φ``, here a difference of Gaussians of the projected thickness, so under-focus puts a
+  bright fringe just outside each edge and a dark band just inside), and the phase-contrast speckle of the
+  amorphous support (band-passed noise). A TEM camera has no scan: the random draws for bf-tem set the scan
+  artefacts (line jitter, scan-line offsets, drift shear) to zero.
+
+The pieces:
 
 * **support**: a textured amorphous film (grainy short-range texture + slow thickness variation);
 * **particles**: ellipses with log-normal equivalent diameters, HAADF signal that saturates with projected
   thickness (``1 - exp(-t / t0)``, so small particles are dimmer than large ones), some touching pairs;
-* **instrument**: probe blur (Gaussian, nm), linear drift shear during the scan, scan-line offsets and
-  horizontal line jitter (applied to the masks too, so ground truth stays exact), Poisson shot noise at a given
-  dose (counts per pixel at unit signal), read noise, detector offset and gain, 16-bit output.
+* **instrument**: probe blur (Gaussian, nm), linear drift shear during the scan, scan-line offsets, horizontal
+  line jitter and periodic scan wobble (mains pick-up; all applied to the masks too, so ground truth stays exact),
+  charging streaks (``copilot.sim.artifacts``), Poisson shot noise at a given dose (counts per pixel at unit
+  signal), read noise, detector offset and gain, 16-bit output.
 
 All geometry is in nanometres; ``nm_per_px`` only decides the pixel grid.
 
@@ -33,6 +45,7 @@ class SimParams:
 
     size_px: int | tuple[int, int] = 1024
     nm_per_px: float = 0.2
+    modality: str = "haadf"  # "haadf" | "bf-tem"
     # particles
     d50_nm: float = 6.0  # median equivalent circular diameter
     sigma_log: float = 0.35  # log-normal shape
@@ -44,11 +57,16 @@ class SimParams:
     min_gap_nm: float = 0.5  # gap between non-touching particles
     particle_signal: float = 1.0  # HAADF signal of a thick particle
     thickness_scale_nm: float = 4.0  # t0 in 1 - exp(-t / t0)
+    particle_contrast_spread: float = 0.0  # relative std of per-particle contrast (diffraction contrast in BF-TEM)
+    # bf-tem only
+    bf_fringe: float = 0.0  # Fresnel fringe strength (signed: > 0 under-focus, bright fringe outside the edge)
+    fringe_nm: float = 0.6  # fringe width (grows with defocus)
     # support
     background: float = 0.12
     support_contrast: float = 0.05  # std of the grainy texture
     support_grain_nm: float = 0.35
     support_slow_contrast: float = 0.03
+    support_slow_nm: float = 8.0  # cell size of the slow thickness variation (was 32 px before 0.2)
     # instrument
     probe_blur_nm: float = 0.15  # Gaussian sigma of probe + focus
     dose: float = 60.0  # expected counts per pixel at unit signal
@@ -58,6 +76,10 @@ class SimParams:
     drift_shear: float = 0.0  # px of x shift per row (linear drift during the scan)
     detector_offset: float = 1000.0
     detector_full_scale: float = 30000.0  # output value of unit signal (before noise)
+    scan_wobble_px: float = 0.0  # amplitude of a periodic line displacement (mains pick-up), px
+    scan_wobble_period_px: float = 40.0  # its period in scan lines
+    charging: float = 0.0  # amplitude of charging streaks (signal units); see copilot.sim.artifacts
+    charging_decay_px: float = 60.0  # length of the streak tails along the scan direction
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -92,6 +114,8 @@ class Particle:
 class SimFrame:
     """A simulated frame: 16-bit image, int32 instance labels (0 = support, i+1 = particle i), calibration, truth.
 
+    SEM phases frames (``copilot.sim.sem``) use the same type with ``instances`` holding the class map instead.
+
     ``truth`` holds ``particles`` (list of dicts: geometry in nm, ``instance`` label, ``area_px``,
     ``touches_edge``), ``params`` (the SimParams as a dict), ``d50_nm`` (median ECD of the drawn particles that do
     not touch the frame edge) and, for sintering runs, ``t_s``.
@@ -102,10 +126,31 @@ class SimFrame:
     nm_per_px: float
     truth: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def class_map(self) -> np.ndarray | None:
+        """For an SEM phases frame (``truth["task"] == "phases"``): the class map (the same array as ``instances``);
+        None for a particles frame."""
+        return self.instances if self.truth.get("task") == "phases" else None
+
+
+MODALITIES = ("haadf", "bf-tem")
+
 
 def random_params(rng: np.random.Generator, size_px: int | tuple[int, int] = 1024,
-                  nm_per_px_range: tuple[float, float] = (0.1, 0.5), **overrides: Any) -> SimParams:
-    """Draw a varied but plausible acquisition (used for training data and held-out sets)."""
+                  nm_per_px_range: tuple[float, float] = (0.1, 0.5), modality: str = "haadf",
+                  **overrides: Any) -> SimParams:
+    """Draw a varied but plausible acquisition (used for training data and held-out sets).
+
+    ``modality``: ``"haadf"`` (default; the same draws as before BF-TEM existed), ``"bf-tem"``, or ``"any"`` (one of
+    the two with equal odds). Overrides are applied last.
+
+    >>> random_params(np.random.default_rng(0), 64, modality="bf-tem").modality
+    'bf-tem'
+    """
+    if modality == "any":
+        modality = MODALITIES[int(rng.integers(len(MODALITIES)))]
+    if modality not in MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; known: {MODALITIES}")
     lo, hi = nm_per_px_range
     nmpp = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     p = SimParams(
@@ -133,6 +178,26 @@ def random_params(rng: np.random.Generator, size_px: int | tuple[int, int] = 102
         detector_offset=float(rng.uniform(0, 2000)),
         detector_full_scale=float(rng.uniform(8000, 40000)),
     )
+    if modality == "bf-tem":
+        # bright field: the unscattered beam through the support is bright; particles absorb/scatter it away
+        p = replace(
+            p,
+            modality="bf-tem",
+            background=float(rng.uniform(0.55, 0.9)),
+            particle_signal=float(rng.uniform(0.3, 0.75)),
+            particle_contrast_spread=float(rng.uniform(0.0, 0.35)),
+            support_contrast=float(rng.uniform(0.01, 0.06)),
+            support_grain_nm=float(rng.uniform(0.3, 0.8)),
+            bf_fringe=float((1.0 if rng.random() < 0.75 else -1.0) * rng.uniform(0.1, 1.0)),
+            fringe_nm=float(rng.uniform(0.3, 1.2)),
+            probe_blur_nm=float(rng.uniform(0.05, 0.4)),
+            dose=float(np.exp(rng.uniform(np.log(10.0), np.log(500.0)))),
+            scanline_noise=0.0,
+            line_jitter_px=0.0,
+            drift_shear=0.0,
+            detector_offset=float(rng.uniform(0, 500)),
+            detector_full_scale=float(rng.uniform(5000, 40000)),
+        )
     return replace(p, **overrides) if overrides else p
 
 
@@ -219,10 +284,13 @@ def _support_radius(a: float, b: float, angle: float, phi: float) -> float:
 
 
 def render_particles(parts: list[Particle], shape: tuple[int, int], nm_per_px: float, params: SimParams,
-                     offset_nm: tuple[float, float] = (0.0, 0.0)) -> tuple[np.ndarray, np.ndarray]:
+                     offset_nm: tuple[float, float] = (0.0, 0.0),
+                     strengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rasterize particles: returns (signal float32, instances int32). Pixel (i, j) samples the point
     ((j + 0.5) px, (i + 0.5) px) shifted by the drift shear; a pixel belongs to the particle whose normalized elliptic
-    radius is smallest there (touching pairs split along the natural contact line)."""
+    radius is smallest there (touching pairs split along the natural contact line). The signal is
+    ``particle_signal * (1 - exp(-t / t0))`` of the projected thickness ``t`` (each particle's thickness scaled by
+    ``strengths[k]`` if given: per-particle contrast)."""
     H, W = shape
     thick = np.zeros(shape, np.float32)
     inst = np.zeros(shape, np.int32)
@@ -255,6 +323,8 @@ def render_particles(parts: list[Particle], shape: tuple[int, int], nm_per_px: f
             continue
         # projected thickness of an ellipsoid with third semi-axis sqrt(a b)
         t = 2.0 * np.sqrt(p.a_nm * p.b_nm) * np.sqrt(np.clip(1.0 - rho2, 0.0, None))
+        if strengths is not None:
+            t = t * np.float32(strengths[k])
         thick[y0c:y1c, x0c:x1c] += t
         sub_best = best[y0c:y1c, x0c:x1c]
         win = inside & (rho2 < sub_best)
@@ -266,14 +336,23 @@ def render_particles(parts: list[Particle], shape: tuple[int, int], nm_per_px: f
 
 def support_texture(shape: tuple[int, int], nm_per_px: float, params: SimParams,
                     rng: np.random.Generator) -> np.ndarray:
-    """Amorphous support: grainy short-range texture + slow thickness variation (float32, mean ~background)."""
+    """Amorphous support: grainy short-range texture + slow thickness variation (float32, mean ~background).
+
+    HAADF: low-passed noise at ``support_grain_nm``. BF-TEM: the phase-contrast speckle of an amorphous film, i.e.
+    band-passed noise (difference of Gaussians at ``support_grain_nm`` and twice that), whose std is
+    ``support_contrast``. The slow variation has cells of ``support_slow_nm`` (nm, not pixels: a frame at another
+    magnification sees the same film).
+    """
     H, W = shape
     sig = max(params.support_grain_nm / nm_per_px, 0.3)
-    grain = ndi.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), sig, truncate=2.5)
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    grain = ndi.gaussian_filter(noise, sig, truncate=2.5)
+    if params.modality == "bf-tem":
+        grain -= ndi.gaussian_filter(noise, 2.0 * sig, truncate=2.5)
     grain *= params.support_contrast / max(float(grain.std()), 1e-6)
     out = grain + np.float32(params.background)
     if params.support_slow_contrast > 0:
-        cs = 32
+        cs = max(int(round(params.support_slow_nm / nm_per_px)), 2)
         coarse = rng.standard_normal((H // cs + 3, W // cs + 3)).astype(np.float32)
         coarse = ndi.gaussian_filter(coarse, 1.0)
         slow = ndi.zoom(coarse, cs, order=1, prefilter=False)[cs:cs + H, cs:cs + W]
@@ -282,18 +361,47 @@ def support_texture(shape: tuple[int, int], nm_per_px: float, params: SimParams,
     return out
 
 
+def form_image(signal: np.ndarray, support: np.ndarray, params: SimParams) -> np.ndarray:
+    """Combine the particle signal (``render_particles``) with the support (``support_texture``) for the modality.
+
+    HAADF: they add. BF-TEM: the support's bright field is attenuated by the particles (``support * (1 - signal)``),
+    and the Fresnel fringe ``bf_fringe * (G(signal) - signal)`` (G: Gaussian of ``fringe_nm``, a band-limited
+    ``-∇²``) is added: bright just outside an edge and dark just inside for ``bf_fringe > 0`` (under-focus).
+    """
+    if params.modality == "haadf":
+        return signal + support
+    if params.modality != "bf-tem":
+        raise ValueError(f"unknown modality {params.modality!r}")
+    img = support * (1.0 - signal)
+    if params.bf_fringe != 0:
+        s = max(params.fringe_nm / params.nm_per_px, 0.3)
+        img += np.float32(params.bf_fringe) * (ndi.gaussian_filter(signal, s, truncate=3.0) - signal)
+    return img.astype(np.float32, copy=False)
+
+
+def particle_strengths(n: int, params: SimParams, rng: np.random.Generator) -> np.ndarray | None:
+    """Per-particle contrast factors (log-normal, median 1) or None when ``particle_contrast_spread`` is 0."""
+    if params.particle_contrast_spread <= 0 or n == 0:
+        return None
+    return np.exp(params.particle_contrast_spread * rng.standard_normal(n)).astype(np.float32)
+
+
 def acquire(signal: np.ndarray, instances: np.ndarray, params: SimParams, rng: np.random.Generator,
             ) -> tuple[np.ndarray, np.ndarray]:
-    """The instrument: probe blur, scan-line offsets and jitter (masks follow), shot + read noise, 16-bit output."""
+    """The instrument: probe blur, scan-line offsets, jitter and wobble (masks follow), charging streaks, shot + read
+    noise, 16-bit output. Works for a class map in place of ``instances`` too (copilot.sim.sem)."""
+    from copilot.sim.artifacts import charging_streaks, line_shifts
+
     H, W = signal.shape
     sig = params.probe_blur_nm / params.nm_per_px
     img = ndi.gaussian_filter(signal, sig, truncate=3.0) if sig > 0.25 else signal
-    if params.line_jitter_px > 0:
-        shifts = np.rint(rng.normal(0.0, params.line_jitter_px, H)).astype(np.intp)
-        if np.any(shifts):
-            cols = np.clip(np.arange(W)[None, :] - shifts[:, None], 0, W - 1)
-            img = np.take_along_axis(img, cols, axis=1)
-            instances = np.take_along_axis(instances, cols, axis=1)
+    shifts = line_shifts(H, params.line_jitter_px, params.scan_wobble_px, params.scan_wobble_period_px, rng)
+    if shifts is not None:
+        cols = np.clip(np.arange(W)[None, :] - shifts[:, None], 0, W - 1)
+        img = np.take_along_axis(img, cols, axis=1)
+        instances = np.take_along_axis(instances, cols, axis=1)
+    if params.charging > 0:
+        img = charging_streaks(img, params.charging, params.charging_decay_px, rng)
     if params.scanline_noise > 0:
         img = img + rng.normal(0.0, params.scanline_noise, (H, 1)).astype(np.float32)
     lam = np.clip(img, 0.0, None) * np.float32(params.dose)
@@ -324,12 +432,14 @@ def _truth(parts: list[Particle], instances: np.ndarray, params: SimParams) -> d
         "n_particles": len(plist),
         "d50_nm": float(np.median(inner)) if inner else float("nan"),
         "params": asdict(params),
+        "task": "particles",
+        "modality": params.modality,
     }
 
 
 def simulate_frame(params: SimParams, rng: np.random.Generator | int | None = None,
                    particles: list[Particle] | None = None) -> SimFrame:
-    """Simulate one HAADF-STEM frame.
+    """Simulate one HAADF-STEM or BF-TEM frame (``params.modality``).
 
     >>> f = simulate_frame(SimParams(size_px=128, nm_per_px=0.25, area_fraction=0.2), 1)
     >>> int(f.instances.max()) == f.truth["particles"][-1]["instance"] or f.truth["n_particles"] == 0
@@ -338,7 +448,8 @@ def simulate_frame(params: SimParams, rng: np.random.Generator | int | None = No
     rng = np.random.default_rng(rng)
     shape = params.shape
     parts = place_particles(params, rng) if particles is None else particles
-    signal, inst = render_particles(parts, shape, params.nm_per_px, params)
-    signal += support_texture(shape, params.nm_per_px, params, rng)
+    signal, inst = render_particles(parts, shape, params.nm_per_px, params,
+                                    strengths=particle_strengths(len(parts), params, rng))
+    signal = form_image(signal, support_texture(shape, params.nm_per_px, params, rng), params)
     image, inst = acquire(signal, inst, params, rng)
     return SimFrame(image=image, instances=inst, nm_per_px=params.nm_per_px, truth=_truth(parts, inst, params))

@@ -4,4 +4,4 @@ Only modules that need torch import it, and only inside the functions that use i
 ``copilot.train.metrics`` work without the extra.
 """
 
-RECIPES = ("particles-stem",)
+RECIPES = ("particles-stem", "phases-sem")

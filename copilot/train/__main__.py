@@ -1,4 +1,9 @@
-"""python -m copilot.train particles-stem [--minutes N] [--seed 0]"""
+"""python -m copilot.train PRESET [--seed 0] [--out DIR]      (= copilot train PRESET)
+
+Presets: particles-stem (HAADF-STEM + BF-TEM nanoparticles), phases-sem (SEM two-phase and porous microstructures).
+Each regenerates its simulated data and trains from scratch with a fixed seed and a fixed number of steps (about
+25 min on two CPU cores), then writes model.onnx + card.json into engines/<preset> (or --out).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +11,30 @@ import argparse
 import sys
 from pathlib import Path
 
+PRESETS = ("particles-stem", "phases-sem")
+
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m copilot.train", description=__doc__)
-    ap.add_argument("recipe", choices=["particles-stem"])
-    ap.add_argument("--minutes", type=float, default=22.0, help="wall-clock training budget (default 22)")
+    ap = argparse.ArgumentParser(prog="python -m copilot.train", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("recipe", choices=PRESETS)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--n-train", type=int, default=1200, help="simulated training patches (256² at working scale)")
-    ap.add_argument("--n-heldout", type=int, default=48)
+    ap.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
+    ap.add_argument("--minutes", type=float, default=32.0,
+                    help="cap on the training loop for a slow machine (default 32); the schedule is --steps long")
+    ap.add_argument("--n-train", type=int, default=None, help="simulated training patches (default: the preset's)")
+    ap.add_argument("--heldout-per-group", type=int, default=24, help="frames per domain group for the card")
     ap.add_argument("--out", type=Path, default=None, help="engine folder (default engines/<recipe>)")
     args = ap.parse_args(argv)
-    from copilot.train import particles_stem
+    if args.recipe == "particles-stem":
+        from copilot.train import particles_stem as recipe
+    else:
+        from copilot.train import phases_sem as recipe  # type: ignore[no-redef]
 
     cmd = "python -m copilot.train " + " ".join(sys.argv[1:] if argv is None else argv)
-    particles_stem.main(minutes=args.minutes, seed=args.seed, n_train=args.n_train, n_heldout=args.n_heldout,
-                        out_dir=args.out or particles_stem.ENGINE_DIR, command=cmd)
+    recipe.main(minutes=args.minutes, seed=args.seed, n_train=args.n_train or recipe.N_TRAIN,
+                out_dir=args.out or recipe.ENGINE_DIR, command=cmd, steps=args.steps or recipe.STEPS,
+                heldout_per_group=args.heldout_per_group)
     return 0
 
 

@@ -1,16 +1,22 @@
-"""Training data from the simulator: frames resampled to the working scale, with 3-class targets.
+"""Training data from the simulator: frames resampled to the working scale exactly as the daemon does it
+(``copilot.inference.preprocess.resample`` + ``normalize``), with class targets.
 
 No torch here: the same functions build held-out sets for metrics and tests.
+
+Particles: 3 classes (background / particle / boundary). Phases: the class map of ``copilot.sim.sem``
+(``PHASE_CLASS_NAMES``: matrix / second-phase / pore).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from skimage.segmentation import find_boundaries
-from skimage.transform import resize
 
+from copilot.inference.card import Normalization
+from copilot.inference.preprocess import normalize as _daemon_normalize
+from copilot.inference.preprocess import resample
 from copilot.sim.stem import SimFrame, random_params, simulate_frame
 
 CLASS_NAMES = ("background", "particle", "boundary")
@@ -18,30 +24,26 @@ CLASS_NAMES = ("background", "particle", "boundary")
 
 def normalize(image: np.ndarray, low_percentile: float = 0.5, high_percentile: float = 99.5, mean: float = 0.5,
               std: float = 0.25) -> np.ndarray:
-    """The card's normalization: per-image percentile stretch to [0, 1] (clipped), then (x - mean) / std."""
-    x = image.astype(np.float32)
-    lo, hi = np.percentile(x, [low_percentile, high_percentile])
-    x = np.clip((x - lo) / max(float(hi - lo), 1e-6), 0.0, 1.0)
-    return (x - mean) / std
+    """The card's normalization, by the daemon's own function (``copilot.inference.preprocess.normalize``):
+    per-image percentile stretch to [0, 1] (clipped), then (x - mean) / std."""
+    norm = Normalization(low_percentile=low_percentile, high_percentile=high_percentile, mean=mean, std=std)
+    return _daemon_normalize(image.astype(np.float32, copy=False), norm)
+
+
+def labels_to_grid(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour labels on an ``shape`` grid covering the same field (samples at working pixel centres)."""
+    H, W = labels.shape
+    iy = np.minimum(((np.arange(shape[0]) + 0.5) * H / shape[0]).astype(np.intp), H - 1)
+    ix = np.minimum(((np.arange(shape[1]) + 0.5) * W / shape[1]).astype(np.intp), W - 1)
+    return labels[np.ix_(iy, ix)]
 
 
 def to_working_scale(image: np.ndarray, instances: np.ndarray | None, nm_per_px: float,
                      working_nm_per_px: float) -> tuple[np.ndarray, np.ndarray | None]:
-    """Resample an image (bilinear with anti-aliasing, float32) and its instance labels (nearest, at pixel centres)
-    from ``nm_per_px`` to ``working_nm_per_px``."""
-    scale = nm_per_px / working_nm_per_px
-    H, W = image.shape
-    out = (max(int(round(H * scale)), 1), max(int(round(W * scale)), 1))
-    if out == (H, W):
-        img = image.astype(np.float32)
-    else:
-        img = resize(image.astype(np.float32), out, order=1, anti_aliasing=scale < 1, preserve_range=True)
-        img = img.astype(np.float32)
-    lab = None
-    if instances is not None:
-        iy = np.minimum(((np.arange(out[0]) + 0.5) * H / out[0]).astype(np.intp), H - 1)
-        ix = np.minimum(((np.arange(out[1]) + 0.5) * W / out[1]).astype(np.intp), W - 1)
-        lab = instances[np.ix_(iy, ix)]
+    """Resample an image from ``nm_per_px`` to ``working_nm_per_px`` with the daemon's ``resample`` (float32, not
+    normalized), and its labels (instances or classes) to the same grid (nearest, at pixel centres)."""
+    img, _ = resample(image, working_nm_per_px / nm_per_px)
+    lab = None if instances is None else labels_to_grid(instances, img.shape)
     return img, lab
 
 
@@ -53,33 +55,117 @@ def class_targets(instances: np.ndarray) -> np.ndarray:
     return t
 
 
+def native_size(patch_px: int, working_nm_per_px: float, nm_per_px: float) -> int:
+    """Native frame edge (px) whose resampled image covers at least ``patch_px`` working pixels, also when the
+    scales are within 2 % and the daemon's ``resample`` leaves the frame as it is."""
+    return int(np.ceil(patch_px * working_nm_per_px / nm_per_px * 1.02)) + 2
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Robustness drawn into the training data (physically: the simulator's own knobs, so masks stay exact).
+
+    ``p_low_dose``: probability of a dose below the nominal range (log-uniform in ``low_dose``);
+    ``p_blur``: probability of a probe blur / defocus beyond the nominal range (uniform in ``blur_nm``);
+    ``p_invert``: probability of an inverted grey scale (the raw frame, before resampling).
+    """
+
+    p_low_dose: float = 0.0
+    low_dose: tuple[float, float] = (1.5, 8.0)
+    p_blur: float = 0.0
+    blur_nm: tuple[float, float] = (0.6, 2.0)
+    p_invert: float = 0.0
+
+    def params(self, params, rng: np.random.Generator):
+        """Apply the parameter-level augmentations (draws from ``rng`` only for those that are on)."""
+        if self.p_low_dose > 0 and rng.random() < self.p_low_dose:
+            lo, hi = self.low_dose
+            params = replace(params, dose=float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
+        if self.p_blur > 0 and rng.random() < self.p_blur:
+            params = replace(params, probe_blur_nm=float(rng.uniform(*self.blur_nm)))
+        return params
+
+    def image(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if self.p_invert > 0 and rng.random() < self.p_invert:
+            img = image.astype(np.int64)
+            return (img.max() + img.min() - img).astype(image.dtype)
+        return image
+
+
+NO_AUGMENT = Augment()
+
+
 def sample_patch(rng: np.random.Generator, patch_px: int = 256, working_nm_per_px: float = 0.5,
-                 nm_per_px_range: tuple[float, float] = (0.1, 0.5)) -> tuple[np.ndarray, np.ndarray, SimFrame, float]:
-    """Simulate a frame at a random native scale covering ``patch_px`` working pixels; return (image at working
-    scale, float32 raw; instances at working scale; the native SimFrame; native nm/px)."""
-    params = random_params(rng, size_px=8, nm_per_px_range=nm_per_px_range)
+                 nm_per_px_range: tuple[float, float] = (0.1, 0.5), modality: str = "haadf",
+                 augment: Augment = NO_AUGMENT) -> tuple[np.ndarray, np.ndarray, SimFrame, float]:
+    """Simulate a particles frame at a random native scale covering ``patch_px`` working pixels; return (image at
+    working scale, float32 raw; instances at working scale; the native SimFrame; native nm/px)."""
+    params = random_params(rng, size_px=8, nm_per_px_range=nm_per_px_range, modality=modality)
+    params = augment.params(params, rng)
     nmpp = params.nm_per_px
-    native = int(np.ceil(patch_px * working_nm_per_px / nmpp)) + 1
+    native = native_size(patch_px, working_nm_per_px, nmpp)
     frame = simulate_frame(replace(params, size_px=native), rng)
-    img, lab = to_working_scale(frame.image, frame.instances, nmpp, working_nm_per_px)
+    image = augment.image(frame.image, rng)
+    img, lab = to_working_scale(image, frame.instances, nmpp, working_nm_per_px)
+    assert lab is not None
+    return img[:patch_px, :patch_px], lab[:patch_px, :patch_px], frame, nmpp
+
+
+def sample_phase_patch(rng: np.random.Generator, patch_px: int = 256, working_nm_per_px: float = 2.0,
+                       nm_per_px_range: tuple[float, float] = (0.5, 4.0), detector: str = "se",
+                       augment: Augment = NO_AUGMENT) -> tuple[np.ndarray, np.ndarray, SimFrame, float]:
+    """Simulate an SEM microstructure frame (``copilot.sim.sem``) covering ``patch_px`` working pixels; return
+    (image at working scale, float32 raw; class map at working scale; the native SimFrame; native nm/px)."""
+    from copilot.sim.sem import random_sem_params, simulate_sem
+
+    params = random_sem_params(rng, size_px=8, nm_per_px_range=nm_per_px_range, detector=detector)
+    params = augment.params(params, rng)
+    nmpp = params.nm_per_px
+    native = native_size(patch_px, working_nm_per_px, nmpp)
+    frame = simulate_sem(replace(params, size_px=native), rng)
+    image = augment.image(frame.image, rng)
+    img, lab = to_working_scale(image, frame.instances, nmpp, working_nm_per_px)
     assert lab is not None
     return img[:patch_px, :patch_px], lab[:patch_px, :patch_px], frame, nmpp
 
 
 def make_dataset(n: int, seed: int, patch_px: int = 256, working_nm_per_px: float = 0.5,
-                 nm_per_px_range: tuple[float, float] = (0.1, 0.5), progress=None):
-    """n normalized patches: x (n, 1, P, P) float32, y (n, P, P) uint8, instances (n, P, P) int32, frames' truth."""
+                 nm_per_px_range: tuple[float, float] = (0.1, 0.5), progress=None, modality: str = "haadf",
+                 augment: Augment = NO_AUGMENT, norm: Normalization | None = None):
+    """n normalized particle patches: x (n, 1, P, P) float32, y (n, P, P) uint8, instances (n, P, P) int32,
+    frames' truth."""
+    norm = norm or Normalization()
     rng = np.random.default_rng(seed)
     xs = np.empty((n, 1, patch_px, patch_px), np.float32)
     ys = np.empty((n, patch_px, patch_px), np.uint8)
     inst = np.empty((n, patch_px, patch_px), np.int32)
     truths = []
     for i in range(n):
-        img, lab, frame, _ = sample_patch(rng, patch_px, working_nm_per_px, nm_per_px_range)
-        xs[i, 0] = normalize(img)
+        img, lab, frame, _ = sample_patch(rng, patch_px, working_nm_per_px, nm_per_px_range, modality, augment)
+        xs[i, 0] = _daemon_normalize(img, norm)
         ys[i] = class_targets(lab)
         inst[i] = lab
         truths.append(frame.truth)
         if progress is not None:
             progress(i + 1)
     return xs, ys, inst, truths
+
+
+def make_phase_dataset(n: int, seed: int, patch_px: int = 256, working_nm_per_px: float = 2.0,
+                       nm_per_px_range: tuple[float, float] = (0.5, 4.0), progress=None, detector: str = "se",
+                       augment: Augment = NO_AUGMENT, norm: Normalization | None = None):
+    """n normalized phase patches: x (n, 1, P, P) float32, y (n, P, P) uint8 class map, frames' truth."""
+    norm = norm or Normalization()
+    rng = np.random.default_rng(seed)
+    xs = np.empty((n, 1, patch_px, patch_px), np.float32)
+    ys = np.empty((n, patch_px, patch_px), np.uint8)
+    truths = []
+    for i in range(n):
+        img, lab, frame, _ = sample_phase_patch(rng, patch_px, working_nm_per_px, nm_per_px_range, detector,
+                                                augment)
+        xs[i, 0] = _daemon_normalize(img, norm)
+        ys[i] = lab
+        truths.append(frame.truth)
+        if progress is not None:
+            progress(i + 1)
+    return xs, ys, truths

@@ -1,9 +1,13 @@
-"""Targets, instance extraction and metrics: no torch needed."""
+"""Targets, instance extraction, metrics and the training data path: no torch needed."""
 
 import numpy as np
 import pytest
 
-from copilot.train.data import class_targets, normalize, sample_patch, to_working_scale
+from copilot.inference.card import Normalization
+from copilot.inference.preprocess import normalize as daemon_normalize
+from copilot.inference.preprocess import resample
+from copilot.train.data import (Augment, class_targets, make_dataset, make_phase_dataset, normalize, sample_patch,
+                                sample_phase_patch, to_working_scale)
 from copilot.train.metrics import evaluate, instances_from_probabilities, match_instances
 
 
@@ -43,6 +47,17 @@ def test_normalize_matches_card_convention():
     assert n.min() == pytest.approx(-2.0) and n.max() == pytest.approx(2.0)
 
 
+def test_training_inputs_are_what_the_daemon_feeds_the_network():
+    """Train on exactly what the engine will see: the daemon's resample + normalize, bit for bit."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 60000, (300, 300)).astype(np.uint16)
+    for nm_per_px in (0.1, 0.2, 0.37, 0.5):  # integer factors and not
+        w, _ = to_working_scale(img, None, nm_per_px, 0.5)
+        d, _ = resample(img, 0.5 / nm_per_px)
+        assert w.shape == d.shape and np.array_equal(w, d)
+        assert np.array_equal(normalize(w), daemon_normalize(d, Normalization()))
+
+
 def test_working_scale_resampling_and_patch():
     img = np.ones((100, 80), np.uint16)
     lab = np.zeros((100, 80), np.int32)
@@ -52,3 +67,39 @@ def test_working_scale_resampling_and_patch():
     assert set(np.unique(wl)) == {0, 3}
     x, inst, frame, nmpp = sample_patch(np.random.default_rng(0), patch_px=64)
     assert x.shape == inst.shape == (64, 64) and 0.1 <= nmpp <= 0.5
+
+
+def test_particle_dataset_mixes_modalities_and_augments():
+    xs, ys, inst, truths = make_dataset(10, seed=1, patch_px=48, modality="any",
+                                        augment=Augment(p_low_dose=1.0, p_blur=1.0, low_dose=(2.0, 3.0),
+                                                        blur_nm=(1.0, 1.1)))
+    assert xs.shape == (10, 1, 48, 48) and ys.shape == inst.shape == (10, 48, 48)
+    assert {t["modality"] for t in truths} == {"haadf", "bf-tem"}
+    assert all(2.0 <= t["params"]["dose"] <= 3.0 and 1.0 <= t["params"]["probe_blur_nm"] <= 1.1 for t in truths)
+    inv = Augment(p_invert=1.0).image(np.array([[0, 10], [20, 30]], np.uint16), np.random.default_rng(0))
+    assert inv.tolist() == [[30, 20], [10, 0]]
+
+
+def test_phase_patches_and_dataset():
+    x, cls, frame, nmpp = sample_phase_patch(np.random.default_rng(0), patch_px=64)
+    assert x.shape == cls.shape == (64, 64) and 0.5 <= nmpp <= 4.0
+    assert frame.truth["task"] == "phases" and set(np.unique(cls)) <= {0, 1, 2}
+    xs, ys, truths = make_phase_dataset(6, seed=2, patch_px=48)
+    assert xs.shape == (6, 1, 48, 48) and ys.dtype == np.uint8 and ys.max() <= 2
+    assert {t["structure"] for t in truths} <= {"two-phase", "porous"}
+    assert all(t["detector"] == "se" for t in truths)
+
+
+def test_phase_patch_metrics_perfect_and_biased():
+    from copilot.train.phases_sem import phase_patch_metrics
+
+    t = np.zeros((20, 20), np.uint8)
+    t[:5] = 1
+    t[15:] = 2
+    probs = np.eye(3, dtype=np.float32)[t].transpose(2, 0, 1)
+    m = phase_patch_metrics([probs], [t])
+    assert m["pixel_miou"] == pytest.approx(1.0) and m["fraction_error_pp_max_class_mean"] == 0.0
+    shifted = np.eye(3, dtype=np.float32)[np.roll(t, 1, axis=0)].transpose(2, 0, 1)
+    shifted[:, 0] = probs[:, 0]
+    m2 = phase_patch_metrics([shifted], [t])
+    assert m2["pixel_miou"] < 1.0
