@@ -28,33 +28,35 @@ def noise_sigma(img: np.ndarray) -> float:
     return float(np.median(np.abs(lap)) / 0.6745 / _LAPLACE_NORM)
 
 
-def sharpness(img: np.ndarray, sigma_px: float = 1.0) -> float:
+def sharpness(img: np.ndarray, sigma_px: float = 1.0, gradient: np.ndarray | None = None) -> float:
     """RMS gradient after light smoothing (Tenengrad): edge energy, which falls as the probe defocuses.
 
-    (The mean gradient would not do: blurring an edge spreads it but keeps its total variation.)
+    (The mean gradient would not do: blurring an edge spreads it but keeps its total variation.) ``gradient``:
+    the σ = ``sigma_px`` gradient magnitude, when the caller has it already.
     """
-    g = ndi.gaussian_gradient_magnitude(img.astype(np.float32, copy=False), sigma_px)
+    g = ndi.gaussian_gradient_magnitude(img.astype(np.float32, copy=False), sigma_px) if gradient is None else gradient
     return float(np.sqrt(np.mean(g**2)))
 
 
-def snr(img: np.ndarray) -> float:
+def snr(img: np.ndarray, noise: float | None = None) -> float:
     """Contrast over noise: the 1–99 % range of the lightly smoothed image over the white-noise SD.
 
     Falls with dose (shot noise) whatever the contrast stretch, because both terms are in the same units.
     """
     smooth = ndi.gaussian_filter(img.astype(np.float32, copy=False), 2.0)
     lo, hi = np.percentile(smooth, [1, 99])
-    return float((hi - lo) / max(noise_sigma(img), 1e-6))
+    return float((hi - lo) / max(noise_sigma(img) if noise is None else noise, 1e-6))
 
 
-def edge_blur_px(img: np.ndarray, s1: float = 1.0, s2: float = 2.5) -> float:
+def edge_blur_px(img: np.ndarray, s1: float = 1.0, s2: float = 2.5, g1: np.ndarray | None = None) -> float:
     """Gaussian blur width (σ, px) of the image's strongest edges, from how their gradient falls between scales.
 
     For a step edge blurred by σb, the gradient peak at scale σ is ∝ 1 / √(σb² + σ²); the ratio R of the peaks at
     σ1 and σ2 gives σb² = (σ2² − R²·σ1²) / (R² − 1). Contrast-invariant: out of focus reads large, whatever the sample.
     """
     img = img.astype(np.float32, copy=False)
-    g1 = ndi.gaussian_gradient_magnitude(img, s1) * s1  # scale-normalized so an ideal edge gives R = σ2/σ1 … 1
+    # scale-normalized so an ideal edge gives R = σ2/σ1 … 1
+    g1 = (ndi.gaussian_gradient_magnitude(img, s1) if g1 is None else g1) * s1
     g2 = ndi.gaussian_gradient_magnitude(img, s2) * s2
     strong = g2 >= np.percentile(g2, 97)
     r = float(np.median(g1[strong] / np.maximum(g2[strong], 1e-9))) * s2 / s1
@@ -80,8 +82,10 @@ def image_quality(frame: Frame, network_input: np.ndarray | None) -> dict[str, f
     }
     img = network_input if network_input is not None else (sample - p_lo) / max(p_hi - p_lo, 1e-9)
     crop = _crop(img)
+    crop = crop.astype(np.float32, copy=False)
+    gradient = ndi.gaussian_gradient_magnitude(crop, 1.0)  # shared by sharpness and edge blur
     q["noise_sigma"] = noise_sigma(crop)
-    q["snr"] = snr(crop)
-    q["sharpness"] = sharpness(crop)
-    q["edge_blur_px"] = edge_blur_px(crop)
+    q["snr"] = snr(crop, q["noise_sigma"])
+    q["sharpness"] = sharpness(crop, 1.0, gradient)
+    q["edge_blur_px"] = edge_blur_px(crop, 1.0, 2.5, gradient)
     return q
