@@ -11,7 +11,8 @@ Groups are per task (``groups_for(task)``):
 * phases (SEM microstructures, ``copilot.sim.sem``): ``in-domain`` (SE detector, two-phase and porous),
   ``dose``, ``defocus`` (beam blur), ``magnification`` (nm/px outside 0.5-4), ``drift``, ``charging``,
   ``detector`` (BSE instead of SE: atomic-number and channelling contrast instead of topography) and ``etching``
-  (two-phase frames as-polished without relief or grooves, or over-etched with deep wide grooves). Contrast
+  (two-phase frames as-polished without relief, texture or grooves, or over-etched with deep wide grooves and a
+  strong relief, raised or recessed). Contrast
   inversion is a particles group only (HAADF vs BF-TEM); SEM micrographs are not shown inverted.
 
 ``DOMAIN_GROUPS`` is the particles tuple (kept for callers written before the phases task existed).
@@ -93,11 +94,13 @@ PHASE_SHIFTS: dict[str, Callable[[np.random.Generator], dict]] = {
     "charging": lambda rng: {"charging": rng.uniform(0.2, 0.6), "charging_decay_px": _log_uniform(rng, 15, 150)},
     "detector": lambda rng: {"detector": "bse"},
     # etching acts on the grain structure: two-phase frames only
-    "etching": lambda rng: ({"structure": "two-phase", "etch_depth_nm": 0.0, "relief_nm": 0.0, "grain_etch_nm": 0.0}
+    "etching": lambda rng: ({"structure": "two-phase", "etch_depth_nm": 0.0, "relief_nm": 0.0, "grain_etch_nm": 0.0,
+                             "phase_roughness_nm": 0.0}
                             if rng.random() < 0.5 else
                             {"structure": "two-phase", "etch_depth_nm": rng.uniform(60.0, 120.0),
                              "groove_width_nm": rng.uniform(25.0, 45.0),
-                             "relief_nm": float(rng.choice([-1, 1]) * rng.uniform(40.0, 80.0))}),
+                             "relief_nm": float(rng.choice([-1, 1]) * rng.uniform(40.0, 80.0)),
+                             "phase_roughness_nm": rng.uniform(6.0, 12.0)}),
 }
 PHASE_GROUPS = tuple(PHASE_SHIFTS)
 

@@ -15,8 +15,10 @@ Geometry (all in nm; ``nm_per_px`` only decides the grid, pixel (i, j) samples t
   thresholded at its ``porosity`` quantile: bicontinuous ligaments (matrix) and pores.
 
 Surface after preparation (a height map, nm): per-grain etch-rate scatter (``grain_etch_nm``), grain-boundary grooves
-(``etch_depth_nm`` deep, ``groove_width_nm`` wide), the second phase standing proud (``relief_nm`` > 0) or recessed,
-pores ``pore_depth_nm`` deep, ligaments rounded.
+(``etch_depth_nm`` deep, ``groove_width_nm`` wide), the second phase standing proud of the etched matrix
+(``relief_nm`` > 0; recessed if < 0) with a fine texture (``phase_roughness_nm``: carbides, substructure), pores
+``pore_depth_nm`` deep, ligaments rounded. The random draws make SE images of etched two-phase structures the way a
+metallographer sees them: the second phase brighter than the matrix (``se_second`` > ``se_matrix``) and in relief.
 
 Imaging (``detector``):
 
@@ -75,6 +77,7 @@ class SemParams:
     etch_depth_nm: float = 20.0  # grain-boundary groove depth
     groove_width_nm: float = 10.0
     relief_nm: float = 15.0  # second phase above (+) or below (-) the matrix
+    phase_roughness_nm: float = 3.0  # fine height texture of the second phase (carbides, substructure)
     grain_etch_nm: float = 4.0  # per-grain height scatter (orientation-dependent etch rate)
     pore_depth_nm: float = 150.0
     # detector
@@ -147,12 +150,13 @@ def random_sem_params(rng: np.random.Generator, size_px: int | tuple[int, int] =
         porosity=float(rng.uniform(0.3, 0.6)),
         etch_depth_nm=float(rng.uniform(5.0, 40.0)),
         groove_width_nm=float(rng.uniform(5.0, 20.0)),
-        relief_nm=float(rng.choice([-1.0, 1.0]) * rng.uniform(5.0, 30.0)),
+        relief_nm=float(rng.uniform(5.0, 30.0)),
+        phase_roughness_nm=float(rng.uniform(1.0, 6.0)),
         grain_etch_nm=float(rng.uniform(0.0, 8.0)),
         pore_depth_nm=float(rng.uniform(80.0, 300.0)),
         detector=detector,
         se_matrix=se_matrix,
-        se_second=se_matrix + float(rng.uniform(-0.1, 0.15)),
+        se_second=se_matrix + float(rng.uniform(0.04, 0.2)),
         se_pore=float(rng.uniform(0.02, 0.12)),
         edge_gain=float(rng.uniform(0.2, 0.8)),
         shadow_gain=float(rng.uniform(0.0, 0.3)),
@@ -294,6 +298,8 @@ def two_phase_structure(p: SemParams, rng: np.random.Generator) -> tuple[np.ndar
     cls[pores] = 2
     grain_h = (p.grain_etch_nm * rng.standard_normal(n_grains)).astype(np.float32)
     h = grain_h[gid] + np.float32(p.relief_nm) * (cls == 1)
+    if p.phase_roughness_nm > 0 and np.any(cls == 1):
+        h += (np.float32(p.phase_roughness_nm) * _smooth_noise(shape, max(3.0 / nmpp, 0.5), rng)) * (cls == 1)
     if p.etch_depth_nm > 0 and p.groove_width_nm > 0:
         h = h - np.float32(p.etch_depth_nm) * np.exp(-(dist_b / np.float32(p.groove_width_nm)) ** 2)
     h[cls == 2] = -p.pore_depth_nm

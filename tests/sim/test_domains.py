@@ -26,7 +26,7 @@ KNOBS = {
         "drift": {"drift_shear", "line_jitter_px", "scanline_noise", "scan_wobble_px", "scan_wobble_period_px"},
         "charging": {"charging", "charging_decay_px"},
         "detector": {"detector"},
-        "etching": {"structure", "etch_depth_nm", "relief_nm", "grain_etch_nm", "groove_width_nm"},
+        "etching": {"structure", "etch_depth_nm", "relief_nm", "grain_etch_nm", "groove_width_nm", "phase_roughness_nm"},
     },
 }
 
