@@ -13,11 +13,11 @@ from pathlib import Path
 from copilot.config import Settings
 from copilot.exports import ResultWriter
 from copilot.inference.select import load_engine
-from copilot.pipeline import Pipeline, file_fingerprint
+from copilot.pipeline import Pipeline
 from copilot.publish.publisher import Publisher
 from copilot.service import SystemdNotifier
 from copilot.sources.base import Source
-from copilot.store import ResultStore
+from copilot.store import ResultStore, file_fingerprint
 
 log = logging.getLogger(__name__)
 

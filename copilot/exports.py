@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from copilot.inference.preprocess import nearest_resample
 from copilot.publish.schema import ResultDocument
 from copilot.result import Result
 
@@ -68,13 +69,6 @@ def particle_rows(d: ResultDocument):
         if calibrated:
             row.update(area_nm2=q.area, ecd_nm=q.ecd, feret_max_nm=q.feret_max, feret_min_nm=q.feret_min)
         yield row
-
-
-def upsample_labels(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour label mask on the frame's own pixel grid."""
-    rows = np.minimum((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0], labels.shape[0] - 1).astype(int)
-    cols = np.minimum((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1], labels.shape[1] - 1).astype(int)
-    return labels[np.ix_(rows, cols)]
 
 
 def session_summary(docs: list[ResultDocument]) -> dict:
@@ -212,7 +206,7 @@ class ResultWriter:
                 self._write_mask(d, np.asarray(result.parts["labels"]))
 
     def _write_mask(self, d: ResultDocument, labels: np.ndarray) -> None:
-        labels = upsample_labels(labels, (d.image.height_px, d.image.width_px))
+        labels = nearest_resample(labels, (d.image.height_px, d.image.width_px))
         name = Path(d.origin).stem if d.origin else d.frame_id
         kwargs = {}
         if d.calibration.nm_per_px:

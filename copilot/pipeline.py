@@ -28,6 +28,7 @@ from copilot.readers import read_frame
 from copilot.reliability.score import Assessor, VerdictThresholds
 from copilot.result import Result, build_result
 from copilot.sources.base import Arrival, Source
+from copilot.store import file_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +53,6 @@ class PipelineStats:
     quarantined: int = 0
     failed: int = 0
     last_error: str | None = None
-
-
-def file_fingerprint(path: Path) -> str:
-    st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 class Pipeline:

@@ -19,6 +19,7 @@ from copilot.analysis.measurements import FrameMeasurements
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.shape import shape_table
 from copilot.analysis.stats import bootstrap_interval, lognormal_fit, psd_histogram, sufficiency
+from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
 from copilot.publish.schema import Measurements, Particle, ParticleSummary
 
@@ -62,9 +63,7 @@ def frame_intensity_means(seg: Segmentation, instances: np.ndarray, n: int) -> n
         return np.zeros(0)
     pixels = seg.frame.pixels
     if instances.shape != pixels.shape:
-        rows = np.minimum(((np.arange(instances.shape[0]) + 0.5) * seg.frame_px_per_px).astype(int), pixels.shape[0] - 1)
-        cols = np.minimum(((np.arange(instances.shape[1]) + 0.5) * seg.frame_px_per_px).astype(int), pixels.shape[1] - 1)
-        pixels = pixels[np.ix_(rows, cols)]
+        pixels = nearest_resample(pixels, instances.shape)
     return np.asarray(ndi.mean(pixels, instances, np.arange(1, n + 1)))
 
 

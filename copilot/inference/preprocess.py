@@ -75,3 +75,14 @@ def normalize(img: np.ndarray, norm: Normalization) -> np.ndarray:
     out -= np.float32(norm.mean)
     out *= np.float32(1.0 / norm.std)
     return out
+
+
+def nearest_resample(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A label image on another grid covering the same field, by the label at each new pixel's centre.
+
+    >>> nearest_resample(np.array([[1, 2], [3, 4]]), (4, 4))[0].tolist()
+    [1, 1, 2, 2]
+    """
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(int), labels.shape[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(int), labels.shape[1] - 1)
+    return labels[np.ix_(rows, cols)]

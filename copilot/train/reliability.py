@@ -26,6 +26,7 @@ from copilot.analysis import measure
 from copilot.frame import Frame
 from copilot.inference.card import load_card
 from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.preprocess import nearest_resample as nearest_to_grid
 from copilot.reliability.calibration import FeatureStats, ReliabilityCalibration
 from copilot.reliability.quality import QUALITY_FEATURES
 from copilot.reliability.score import Assessor
@@ -36,12 +37,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "bench" / "reliability" / "table.csv"
 TARGETS = ["f1", "precision", "recall"]
 console = Console()
-
-
-def nearest_to_grid(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    rows = np.minimum(((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(int), labels.shape[0] - 1)
-    cols = np.minimum(((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(int), labels.shape[1] - 1)
-    return labels[np.ix_(rows, cols)]
 
 
 def object_scores(pred: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> dict[str, float]:
