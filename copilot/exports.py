@@ -13,7 +13,7 @@ import numpy as np
 import tifffile
 
 from copilot.inference.preprocess import nearest_resample
-from copilot.publish.schema import ResultDocument
+from copilot.document.schema import ResultDocument
 from copilot.result import Result
 
 FRAME_COLUMNS = [

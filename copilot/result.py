@@ -9,7 +9,7 @@ import numpy as np
 
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.frame import Frame
-from copilot.publish.schema import (
+from copilot.document.schema import (
     Calibration,
     ImageInfo,
     ModelRef,

@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator, Literal
 
-from copilot.publish.schema import ResultDocument
+from copilot.document.schema import ResultDocument
 
 Status = Literal["ok", "quarantined", "failed"]
 STATUSES = ("ok", "quarantined", "failed")

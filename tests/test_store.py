@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from copilot.publish.schema import (
+from copilot.document.schema import (
     Calibration,
     ImageInfo,
     Measurements,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from copilot.inference.segmentation import Segmentation
-from copilot.publish.schema import Measurements
+from copilot.document.schema import Measurements
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from copilot.analysis.shape import shape_table
 from copilot.analysis.stats import bootstrap_interval, lognormal_fit, psd_histogram, sufficiency
 from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
-from copilot.publish.schema import Measurements, Particle, ParticleSummary
+from copilot.document.schema import Measurements, Particle, ParticleSummary
 
 def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min_area_px: float = 4) -> np.ndarray:
     """Instance labels (int32, 0 = background) from class probabilities (C, h, w)."""

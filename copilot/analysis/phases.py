@@ -15,7 +15,7 @@ from copilot.analysis.measurements import FrameMeasurements
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.stats import sufficiency
 from copilot.inference.segmentation import Segmentation
-from copilot.publish.schema import Interval, Measurements, PhaseFraction, PhaseSummary
+from copilot.document.schema import Interval, Measurements, PhaseFraction, PhaseSummary
 
 
 def block_fractions(labels: np.ndarray, n_classes: int, block_px: int) -> tuple[np.ndarray, np.ndarray]:

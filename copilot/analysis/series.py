@@ -17,7 +17,7 @@ from scipy import stats
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.analysis.stats import median_interval, sufficiency
-from copilot.publish.schema import Alert, Histogram, Interval, SeriesSummary, Trend
+from copilot.document.schema import Alert, Histogram, Interval, SeriesSummary, Trend
 
 
 @dataclass

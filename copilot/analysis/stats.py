@@ -8,7 +8,7 @@ import math
 import numpy as np
 from scipy import stats
 
-from copilot.publish.schema import Histogram, Interval, LogNormalFit, Sufficiency
+from copilot.document.schema import Histogram, Interval, LogNormalFit, Sufficiency
 
 
 def bootstrap_interval(values: np.ndarray, statistic: str, resamples: int = 1000, level: float = 0.95,

@@ -48,7 +48,7 @@ from typing import Any, Mapping
 import numpy as np
 import zmq
 
-from copilot.publish.schema import BinaryPart, ResultDocument
+from copilot.document.schema import BinaryPart, ResultDocument
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from pydantic import ValidationError
 from zmq.utils.monitor import recv_monitor_message
 
 from copilot.publish.publisher import COMPRESSED_DTYPES, SNAPSHOT_END, SNAPSHOT_REQUEST
-from copilot.publish.schema import ResultDocument
+from copilot.document.schema import ResultDocument
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.inference.card import ModelCard
-from copilot.publish.schema import Reliability, Verdict
+from copilot.document.schema import Reliability, Verdict
 from copilot.reliability.calibration import ReliabilityCalibration
 from copilot.reliability.features import entropy_map, output_features
 from copilot.reliability.quality import image_quality

@@ -9,7 +9,7 @@ Groups are per task (``groups_for(task)``):
   inverted), ``charging`` (charging streaks and bands). Scan artefacts (drift, charging) only exist in a scanned
   image: those groups draw HAADF-STEM frames.
 * phases (SEM microstructures, ``copilot.sim.sem``): ``in-domain`` (SE detector, two-phase and porous),
-  ``dose``, ``defocus`` (beam blur), ``magnification`` (nm/px outside 0.5-4), ``drift``, ``charging``,
+  ``dose``, ``defocus`` (beam blur), ``magnification`` (nm/px outside 0.5-2), ``drift``, ``charging``,
   ``detector`` (BSE instead of SE: atomic-number and channelling contrast instead of topography) and ``etching``
   (two-phase frames as-polished without relief, texture or grooves, or over-etched with deep wide grooves and a
   strong relief, raised or recessed). Contrast
@@ -87,7 +87,7 @@ PHASE_SHIFTS: dict[str, Callable[[np.random.Generator], dict]] = {
     "in-domain": lambda rng: {},
     "dose": lambda rng: {"dose": _log_uniform(rng, 1.0, 5.0)},
     "defocus": lambda rng: {"probe_blur_nm": rng.uniform(4.0, 9.0)},
-    "magnification": lambda rng: {"nm_per_px": _outside(rng, 0.5, 4.0, (0.3, 0.6), (1.6, 2.5))},
+    "magnification": lambda rng: {"nm_per_px": _outside(rng, 0.5, 2.0, (0.3, 0.6), (1.6, 2.5))},
     "drift": lambda rng: {"drift_shear": float(rng.choice([-1, 1]) * rng.uniform(0.05, 0.15)),
                           "line_jitter_px": rng.uniform(1.5, 3.0), "scanline_noise": rng.uniform(0.04, 0.1),
                           "scan_wobble_px": rng.uniform(0.0, 2.0), "scan_wobble_period_px": rng.uniform(15, 80)},

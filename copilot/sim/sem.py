@@ -56,7 +56,7 @@ class SemParams:
     meaning) with ``copilot.sim.stem.SimParams``, so the same ``acquire`` runs the scan."""
 
     size_px: int | tuple[int, int] = 1024
-    nm_per_px: float = 2.0
+    nm_per_px: float = 1.0
     structure: str = "two-phase"  # "two-phase" | "porous"
     # two-phase microstructure
     grain_nm: float = 250.0  # mean grain size (Voronoi cells)
@@ -112,7 +112,7 @@ class SemParams:
 
 
 def random_sem_params(rng: np.random.Generator, size_px: int | tuple[int, int] = 1024,
-                      nm_per_px_range: tuple[float, float] = (0.5, 4.0), structure: str = "any",
+                      nm_per_px_range: tuple[float, float] = (0.5, 2.0), structure: str = "any",
                       detector: str = "se", **overrides: Any) -> SemParams:
     """Draw a varied but plausible SEM acquisition of a two-phase or porous microstructure (``structure="any"``:
     equal odds). Overrides are applied last.
@@ -135,7 +135,7 @@ def random_sem_params(rng: np.random.Generator, size_px: int | tuple[int, int] =
         size_px=size_px,
         nm_per_px=lu(lo, hi),
         structure=structure,
-        grain_nm=lu(150.0, 500.0),
+        grain_nm=lu(120.0, 400.0),
         lath_grain_fraction=float(rng.uniform(0.1, 0.8)),
         lath_width_nm=width,
         lath_spacing_nm=width * float(rng.uniform(1.6, 3.0)),

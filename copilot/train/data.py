@@ -67,7 +67,9 @@ class Augment:
 
     ``p_low_dose``: probability of a dose below the nominal range (log-uniform in ``low_dose``);
     ``p_blur``: probability of a probe blur / defocus beyond the nominal range (uniform in ``blur_nm``);
-    ``p_invert``: probability of an inverted grey scale (the raw frame, before resampling).
+    ``p_invert``: probability of an inverted grey scale (the raw frame, before resampling);
+    ``touching``: if set, the fraction of particles placed touching a neighbour is drawn uniformly from this range
+    instead of the simulator's (oversampling the hard case of touching pairs; particles only).
     """
 
     p_low_dose: float = 0.0
@@ -75,9 +77,12 @@ class Augment:
     p_blur: float = 0.0
     blur_nm: tuple[float, float] = (0.6, 2.0)
     p_invert: float = 0.0
+    touching: tuple[float, float] | None = None
 
     def params(self, params, rng: np.random.Generator):
         """Apply the parameter-level augmentations (draws from ``rng`` only for those that are on)."""
+        if self.touching is not None and hasattr(params, "touching_fraction"):
+            params = replace(params, touching_fraction=float(rng.uniform(*self.touching)))
         if self.p_low_dose > 0 and rng.random() < self.p_low_dose:
             lo, hi = self.low_dose
             params = replace(params, dose=float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
@@ -111,8 +116,8 @@ def sample_patch(rng: np.random.Generator, patch_px: int = 256, working_nm_per_p
     return img[:patch_px, :patch_px], lab[:patch_px, :patch_px], frame, nmpp
 
 
-def sample_phase_patch(rng: np.random.Generator, patch_px: int = 256, working_nm_per_px: float = 2.0,
-                       nm_per_px_range: tuple[float, float] = (0.5, 4.0), detector: str = "se",
+def sample_phase_patch(rng: np.random.Generator, patch_px: int = 256, working_nm_per_px: float = 1.0,
+                       nm_per_px_range: tuple[float, float] = (0.5, 2.0), detector: str = "se",
                        augment: Augment = NO_AUGMENT) -> tuple[np.ndarray, np.ndarray, SimFrame, float]:
     """Simulate an SEM microstructure frame (``copilot.sim.sem``) covering ``patch_px`` working pixels; return
     (image at working scale, float32 raw; class map at working scale; the native SimFrame; native nm/px)."""
@@ -151,8 +156,8 @@ def make_dataset(n: int, seed: int, patch_px: int = 256, working_nm_per_px: floa
     return xs, ys, inst, truths
 
 
-def make_phase_dataset(n: int, seed: int, patch_px: int = 256, working_nm_per_px: float = 2.0,
-                       nm_per_px_range: tuple[float, float] = (0.5, 4.0), progress=None, detector: str = "se",
+def make_phase_dataset(n: int, seed: int, patch_px: int = 256, working_nm_per_px: float = 1.0,
+                       nm_per_px_range: tuple[float, float] = (0.5, 2.0), progress=None, detector: str = "se",
                        augment: Augment = NO_AUGMENT, norm: Normalization | None = None):
     """n normalized phase patches: x (n, 1, P, P) float32, y (n, P, P) uint8 class map, frames' truth."""
     norm = norm or Normalization()

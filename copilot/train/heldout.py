@@ -10,7 +10,11 @@ error (daemon's D50 vs the median ECD of the drawn interior particles, frames wi
 per-class IoU and mIoU, the mean absolute area-fraction error per class in percentage points and the largest of those
 (``fraction_error_pp_max_class_mean``).
 
-    python -m copilot.train.heldout ENGINE_DIR_OR_NAME [--per-group 24] [--seed 7] [--size 512] [--json out.json]
+    python -m copilot.train.heldout ENGINE_DIR_OR_NAME [--per-group 24] [--seed S] [--size 512] [--json out.json]
+                                    [--update-card]
+
+``--update-card`` writes the results into the card's metrics as ``heldout:<group>`` (model.onnx and its sha256 are
+untouched), which is what the training recipes do at their end.
 """
 
 from __future__ import annotations
@@ -127,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=HELDOUT_SEED)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--update-card", action="store_true", help="store the results in the card as heldout:<group>")
     a = ap.parse_args(argv)
     from copilot.inference.card import load_card
     from copilot.inference.ort_engine import OrtEngine
@@ -138,6 +143,17 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(res, indent=2) + "\n")
+    if a.update_card:
+        from copilot.train.recipe import finite_metrics
+
+        data = json.loads((folder / "card.json").read_text())
+        data["metrics"] = {k: v for k, v in data.get("metrics", {}).items() if not k.startswith("heldout:")}
+        data["metrics"].update(finite_metrics({f"heldout:{g}": m for g, m in res.items()}))
+        tmp = folder / ".card.json.partial"
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(folder / "card.json")
+        load_card(folder)  # still valid
+        print(f"updated {folder / 'card.json'}")
     return 0
 
 

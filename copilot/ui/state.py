@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from copilot.publish.schema import ResultDocument, Sufficiency, Trend
+from copilot.document.schema import ResultDocument, Sufficiency, Trend
 
 VERDICT_COLOURS = {"ok": "#2ecc71", "warn": "#f5b700", "fail": "#e5383b"}
 UNKNOWN_COLOUR = "#7f8c8d"

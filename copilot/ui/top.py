@@ -18,7 +18,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from copilot.publish.schema import ResultDocument
+from copilot.document.schema import ResultDocument
 from copilot.ui.state import (
     ViewModel,
     fmt_num,

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from copilot.publish.publisher import Publisher
-from copilot.publish.schema import (
+from copilot.document.schema import (
     Calibration,
     ImageInfo,
     Measurements,

@@ -10,7 +10,7 @@ import pytest
 import zmq
 
 from copilot.publish.publisher import SNAPSHOT_END, Publisher
-from copilot.publish.schema import ResultDocument
+from copilot.document.schema import ResultDocument
 from copilot.publish.subscriber import Subscriber, decode_message
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))

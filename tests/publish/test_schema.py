@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from copilot.publish.schema import (
+from copilot.document.schema import (
     SCHEMA_FILE,
     SCHEMA_ID,
     BinaryPart,
@@ -19,8 +19,8 @@ from copilot.publish.schema import (
 def test_committed_json_schema_matches_the_models():
     committed = json.loads(SCHEMA_FILE.read_text())
     assert committed == json_schema(), (
-        "copilot/publish/copilot.result.1.schema.json is stale: regenerate it with "
-        "python -c 'from copilot.publish.schema import write_json_schema; write_json_schema()'"
+        "copilot/document/copilot.result.1.schema.json is stale: regenerate it with "
+        "python -c 'from copilot.document.schema import write_json_schema; write_json_schema()'"
     )
     assert committed["$id"] == SCHEMA_ID
 

@@ -82,7 +82,7 @@ def test_particle_dataset_mixes_modalities_and_augments():
 
 def test_phase_patches_and_dataset():
     x, cls, frame, nmpp = sample_phase_patch(np.random.default_rng(0), patch_px=64)
-    assert x.shape == cls.shape == (64, 64) and 0.5 <= nmpp <= 4.0
+    assert x.shape == cls.shape == (64, 64) and 0.5 <= nmpp <= 2.0
     assert frame.truth["task"] == "phases" and set(np.unique(cls)) <= {0, 1, 2}
     xs, ys, truths = make_phase_dataset(6, seed=2, patch_px=48)
     assert xs.shape == (6, 1, 48, 48) and ys.dtype == np.uint8 and ys.max() <= 2

@@ -212,7 +212,7 @@ def test_click_through_window_flags_and_geometry(app, tmp_path):
 
 def test_phases_and_uncalibrated_frames_render(app):
     from tests.publish.conftest import make_doc
-    from copilot.publish.schema import Calibration, Interval, Measurements, PhaseFraction, PhaseSummary
+    from copilot.document.schema import Calibration, Interval, Measurements, PhaseFraction, PhaseSummary
 
     pub_ep, snap_ep = endpoints()
     with Publisher(pub_ep, snap_ep) as pub:

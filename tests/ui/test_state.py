@@ -9,7 +9,7 @@ import pytest
 
 from copilot.frame import Frame
 from copilot.publish.preview import decode_preview, make_preview
-from copilot.publish.schema import (
+from copilot.document.schema import (
     Calibration, ImageInfo, Interval, Measurements, ModelRef, Particle, ParticleSummary, Reliability,
     ResultDocument, Sufficiency, Trend, Verdict,
 )

@@ -32,7 +32,7 @@ def test_top_table_has_trend_sufficiency_and_alerts(daemon):
     model.add(doc)
     d2 = doc.model_copy(deep=True, update={"frame_id": "next", "processed_at": doc.processed_at.replace(year=2100)})
     d2.series.alerts = []
-    from copilot.publish.schema import Alert, Trend
+    from copilot.document.schema import Alert, Trend
 
     d2.series.trends = [Trend(quantity="d50", unit="nm/min", slope=0.42, n_frames=8, trending=True)]
     d2.series.alerts.append(Alert(kind="jump", quantity="d50", message="d50 jumped to 99 (expected 7)"))
