@@ -9,11 +9,11 @@ $(PY):
 	python3 -m venv $(VENV)
 
 $(VENV)/.installed-run: pyproject.toml | $(PY)
-	$(PIP) -e .
+	$(PIP) -e ".[cpu]"
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) -e ".[test,train]"
+	$(PIP) -e ".[cpu,test,train]"
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run

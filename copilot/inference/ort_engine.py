@@ -19,7 +19,12 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
+
+try:
+    import onnxruntime as ort
+except ImportError as exc:  # the package's ONNX Runtime comes from an extra (pyproject.toml)
+    raise ImportError("ONNX Runtime is not installed: pip install 'microscope-copilot[cpu]' "
+                      "(or [gpu] on an NVIDIA machine)") from exc
 
 from copilot.inference.card import ModelCard, load_card
 from copilot.inference.network import NetworkEngine
