@@ -105,6 +105,15 @@ def probe_torch_cpu() -> str | None:
     return None
 
 
+def torch_dtype(device: str, precision: str) -> str:
+    """The torch compute dtype for ``precision``: float16 only on CUDA and only when fp16 is asked for.
+
+    >>> torch_dtype("cuda", "fp16"), torch_dtype("cuda", "fp32"), torch_dtype("cpu", "fp16")
+    ('float16', 'float32', 'float32')
+    """
+    return "float16" if device.startswith("cuda") and precision == "fp16" else "float32"
+
+
 def candidates(card: ModelCard, folder: Path, *, threads: int = 2, max_whole_px: int = 1536,
                state_dir: Path | None = None, precision: str = "fp16") -> dict[str, Candidate]:
     state = Path(state_dir or "state")
@@ -132,8 +141,8 @@ def candidates(card: ModelCard, folder: Path, *, threads: int = 2, max_whole_px:
         from copilot.inference.torch_engine import TorchEngine
 
         gpu = device == "cuda"
-        dtype = "float16" if gpu and precision == "fp16" else "float32"  # fp32 asked: fp32 on the GPU too
-        return TorchEngine(card, folder, state_dir=state, device=device, dtype=dtype, threads=threads,
+        return TorchEngine(card, folder, state_dir=state, device=device, dtype=torch_dtype(device, precision),
+                           threads=threads,
                            max_whole_px=max(max_whole_px, GPU_WHOLE_PX) if gpu else max_whole_px,
                            tile_px=2 * t if gpu else None, tile_batch=GPU_TILE_BATCH if gpu else 1)
 
