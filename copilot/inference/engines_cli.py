@@ -110,7 +110,7 @@ def cmd_verify(args) -> int:
     from copilot.inference.card import load_card
     from copilot.inference.ort_engine import OrtEngine
     from copilot.inference.select import select_engine
-    from copilot.inference.verify import validation_frames, verify_engine
+    from copilot.inference.verify import frames_for, validation_frames, verify_engine
 
     console = Console()
     model, state, threads = _resolve(args)
@@ -121,7 +121,9 @@ def cmd_verify(args) -> int:
     except Exception as exc:
         console.print(f"[red]cannot load {args.engine}:[/red] {exc}")
         return 2
-    frames, src = validation_frames(card, n_tiles=args.tiles, n_large=args.large)
+    engine = getattr(engine, "primary", engine)  # the device engine itself, not its run-time CPU fall-back
+    frames, src = (frames_for(engine, card, n_tiles=args.tiles) if args.large < 0
+                   else validation_frames(card, n_tiles=args.tiles, n_large=args.large))
     v = verify_engine(engine, OrtEngine(card, folder, threads=threads), frames, frames_from=src)
     t = Table(title=v.message)
     t.add_column("measure")
@@ -158,6 +160,7 @@ def add_engines_parser(sub) -> argparse.ArgumentParser:
     v.add_argument("--engine", choices=ENGINE_CHOICES, default="auto")
     v.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
     v.add_argument("--tiles", type=int, default=8, help="validation frames of one tile")
-    v.add_argument("--large", type=int, default=1, help="validation frames of 2.5 tiles")
+    v.add_argument("--large", type=int, default=-1,
+                   help="validation frames of 2.5 tiles (default: one frame per shape class of the engine)")
     v.set_defaults(func=cmd_verify)
     return e
