@@ -97,6 +97,16 @@ class DeviceSegmentation(Segmentation):
         return self.device_confidence if self.device_confidence is not None else super().confidence
 
 
+def device_segmentation(*, labels, confidence, entropy, **fields) -> Segmentation:
+    """A Segmentation carrying the maps computed on the device: Segmentation's own fields where it declares them
+    (labels / confidence / entropy), else a :class:`DeviceSegmentation`."""
+    import dataclasses
+
+    if {"labels", "confidence", "entropy"} <= {f.name for f in dataclasses.fields(Segmentation)}:
+        return Segmentation(**fields, labels=labels, confidence=confidence, entropy=entropy)
+    return DeviceSegmentation(**fields, device_labels=labels, device_confidence=confidence, entropy=entropy)
+
+
 def reduce_on_device(probs):
     """(C, h, w) float32 probabilities (a torch tensor, on any device) → labels (uint8), confidence (max
     probability) and entropy normalized by log(C), all computed where the tensor lives."""
@@ -225,7 +235,7 @@ class TorchEngine(NetworkEngine):
         self._stream.synchronize()
         p, labels, conf, entropy, emb = (t.numpy().copy() for t in out)
         card = self.card
-        return DeviceSegmentation(
+        return device_segmentation(
             frame=frame, probabilities=p, embedding=emb.reshape(-1), class_names=tuple(card.class_names),
             model_name=card.name, model_version=card.version, engine=self.name, frame_px_per_px=scale,
-            task=card.task, device_labels=labels, device_confidence=conf, entropy=entropy)
+            task=card.task, labels=labels, confidence=conf, entropy=entropy)

@@ -32,6 +32,7 @@ import numpy as np
 
 from copilot.inference.card import ModelCard, load_card
 from copilot.inference.network import NetworkEngine
+from copilot.inference.segmentation import Segmentation
 from copilot.inference.trt_plan import (BuildRecipe, PlanKey, Profile, RunPlan, atomic_write, choose_profile,
                                         default_profiles, plan_run, shape_classes)
 
@@ -158,6 +159,7 @@ class TorchCuda:
         self.torch = torch
         self.device = torch.device("cuda", device)
         self._tensors: dict[int, object] = {}  # data pointer → tensor (host pinned or device)
+        self._host_maps: dict[tuple, object] = {}
         self._streams: list = []
         self.set_device()
 
@@ -194,9 +196,25 @@ class TorchCuda:
         self._tensors[t.data_ptr()] = t
         return int(t.data_ptr())
 
-    def device_tensor(self, ptr: int):
-        """The uint8 torch tensor behind a device buffer (for reductions on the device)."""
-        return self._tensors[ptr]
+    def reduce(self, ptr: int, shape: tuple, dtype, hw: tuple[int, int], stream) -> tuple[np.ndarray, ...]:
+        """Arg-max labels, confidence and entropy of the first image of the probabilities at ``ptr`` (``shape``,
+        ``dtype``), cropped to ``hw``, computed on the device; only those maps come back (pinned, reused)."""
+        from copilot.inference.torch_engine import reduce_on_device
+
+        torch = self.torch
+        nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+        tdtype = torch.float16 if np.dtype(dtype) == np.float16 else torch.float32
+        with torch.cuda.stream(stream):
+            probs = self._tensors[ptr][:nbytes].view(tdtype).reshape(shape)[0, :, :hw[0], :hw[1]].float()
+            maps = reduce_on_device(probs)
+            host = []
+            for i, t in enumerate(maps):
+                key = ("reduce", i, tuple(t.shape), t.dtype)
+                if key not in self._host_maps:
+                    self._host_maps[key] = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+                host.append(self._host_maps[key].copy_(t, non_blocking=True))
+        stream.synchronize()
+        return tuple(h.numpy().copy() for h in host)
 
     def h2d(self, dst: int, src: np.ndarray, nbytes: int, stream) -> None:
         with self.torch.cuda.stream(stream):
@@ -213,6 +231,7 @@ class TorchCuda:
         for s in self._streams:
             s.synchronize()
         self._tensors.clear()
+        self._host_maps.clear()
         self._streams = []
 
 
@@ -551,6 +570,35 @@ class TensorRTEngine(NetworkEngine):
         if mode == "whole":
             return self.run_network(img)
         return self.run_tiled(img, tile, batch)
+
+    def segment(self, frame):
+        """With a CUDA backend that can reduce on the device (torch.cuda), a frame that runs whole gets its labels,
+        confidence and entropy computed on the GPU from the output still there; otherwise the shared path."""
+        reduce = getattr(self.cuda, "reduce", None)
+        if reduce is None:
+            return super().segment(frame)
+        from copilot.inference.tiling import pad_to_multiple
+        from copilot.inference.torch_engine import device_segmentation
+
+        img, scale = self.prepare(frame)
+        h, w = img.shape
+        card = self.card
+        common = dict(frame=frame, class_names=tuple(card.class_names), model_name=card.name,
+                      model_version=card.version, engine=self.name, frame_px_per_px=scale, task=card.task)
+        mode, tile, batch = self.run_path(h, w)
+        if mode != "whole":
+            probs, emb = self.run_tiled(img, tile, batch)
+            return Segmentation(probabilities=probs, embedding=emb, **common)
+        padded, _ = pad_to_multiple(img, card.tiling.multiple_of)
+        x = np.ascontiguousarray(padded[None, None], dtype=np.float32)
+        i = choose_profile(self.profiles, 1, *x.shape[2:])
+        self._device.ensure()
+        with self._lock:
+            probs, emb = self._run(self.contexts[i], x)
+            labels, conf, entropy = reduce(self.buffers["probabilities"][1], probs.shape,
+                                           self.dtypes["probabilities"], (h, w), self.stream)
+        return device_segmentation(probabilities=probs[0, :, :h, :w], embedding=emb.reshape(-1), labels=labels,
+                                   confidence=conf, entropy=entropy, **common)
 
     def run_batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n, _, h, w = x.shape

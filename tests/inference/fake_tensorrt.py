@@ -165,3 +165,16 @@ class FakeCudaEngine:
         ctx = FakeContext(self)
         self.contexts.append(ctx)
         return ctx
+
+
+class ReducingFakeCuda(FakeCuda):
+    """FakeCuda that, like the torch.cuda backend, reduces the probabilities where they lie (torch on the CPU here)."""
+
+    def reduce(self, ptr, shape, dtype, hw, stream):
+        import torch
+
+        from copilot.inference.torch_engine import reduce_on_device
+
+        count = int(np.prod(shape))
+        probs = torch.from_numpy(self.mem[ptr].view(dtype)[:count].reshape(shape)[0, :, :hw[0], :hw[1]].copy())
+        return tuple(t.numpy() for t in reduce_on_device(probs))

@@ -177,3 +177,24 @@ def test_checked():
     for bad in (False, None):
         with pytest.raises(RuntimeError, match="TensorRT rejected x"):
             checked(bad, "x")
+
+
+def test_whole_frames_are_reduced_where_the_output_lies(card_folder):
+    pytest.importorskip("torch")
+    from copilot.inference.torch_engine import DeviceSegmentation
+    from copilot.reliability.features import entropy_map
+    from tests.inference.fake_tensorrt import ReducingFakeCuda
+
+    card, folder = card_folder
+    engine, _, _ = _engine(card, folder, cuda=ReducingFakeCuda())
+    frames, _ = frames_for(engine, card, n_tiles=1)
+    ref = OrtEngine(card, folder)
+    for frame in frames:
+        seg = engine.segment(frame)
+        mode = engine.run_path(*seg.probabilities.shape[1:])[0]
+        assert isinstance(seg, DeviceSegmentation) == (mode == "whole")
+        np.testing.assert_array_equal(seg.labels, seg.probabilities.argmax(0))
+        np.testing.assert_allclose(seg.confidence, seg.probabilities.max(0), rtol=1e-6)
+        if mode == "whole":
+            np.testing.assert_allclose(seg.entropy, entropy_map(seg.probabilities), atol=1e-5)
+        np.testing.assert_array_equal(seg.labels, ref.segment(frame).labels)
