@@ -130,15 +130,12 @@ def _channels_by_order(weights: list[np.ndarray]) -> tuple[int, ...]:
 
 def convert(onnx_path: str | Path, out_path: str | Path) -> Path:
     """Write the fused weights of ``onnx_path`` as safetensors (atomically); returns the path."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
+
+    from copilot.inference.trt_plan import atomic_write
 
     tensors, meta = onnx_to_tensors(onnx_path)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(out)
-    return out
+    return atomic_write(Path(out_path), save(tensors, metadata=meta))  # unique temp name: two converters never clash
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
