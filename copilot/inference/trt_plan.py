@@ -76,10 +76,10 @@ def default_profiles(tile_px: int, multiple_of: int, *, scales: tuple[int, ...] 
 def choose_profile(profiles: tuple[Profile, ...] | list[Profile], n: int, h: int, w: int) -> int | None:
     """Index of the profile that runs an (n, 1, h, w) input: the smallest one that fits, or None.
 
-    >>> ps = default_profiles(512, 8)
-    >>> choose_profile(ps, 1, 512, 512), choose_profile(ps, 4, 512, 512), choose_profile(ps, 1, 800, 600)
-    (0, 0, 1)
-    >>> choose_profile(ps, 2, 2048, 2048) is None
+    >>> ps = default_profiles(512, 8, tile_batch=2)
+    >>> choose_profile(ps, 1, 512, 512), choose_profile(ps, 2, 512, 512), choose_profile(ps, 1, 800, 600)
+    (0, 2, 1)
+    >>> choose_profile(ps, 3, 2048, 2048) is None
     True
     """
     fitting = [i for i, p in enumerate(profiles) if p.fits(n, h, w)]
