@@ -229,7 +229,10 @@ class TorchCuda:
 
     def close(self) -> None:
         for s in self._streams:
-            s.synchronize()
+            try:
+                s.synchronize()  # nothing may still write into the buffers about to be released
+            except Exception as exc:  # noqa: BLE001 — after a device fault; closing must not hide the first error
+                log.warning("synchronizing a stream while closing failed: %s", exc)
         self._tensors.clear()
         self._host_maps.clear()
         self._streams = []
