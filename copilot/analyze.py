@@ -37,7 +37,7 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
         return 1
     m = settings.model
     engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=settings.daemon.state_dir,
-                         precision=m.precision)
+                         precision=m.precision, triton=settings.triton)
     writer = ResultWriter(out_dir, save_masks=save_masks)
     with Progress(TextColumn("[bold]analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console) as progress:

@@ -27,7 +27,7 @@ import onnxruntime as ort
 from mlserver import MLModel
 from mlserver.codecs import NumpyCodec
 from mlserver.errors import InferenceError
-from mlserver.types import InferenceRequest, InferenceResponse
+from mlserver.types import InferenceRequest, InferenceResponse, Parameters
 from mlserver.utils import get_model_uri
 
 _ORT_TO_NUMPY = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64,
@@ -77,7 +77,10 @@ class OnnxRuntimeModel(MLModel):
             raise InferenceError(f"model {self.name} has no output(s) {unknown} (outputs: {', '.join(self._outputs)})")
         # off the event loop, so requests keep arriving (and batching) while the network runs
         results = await asyncio.to_thread(self._session.run, wanted, feeds)
+        batch = int(next(iter(feeds.values())).shape[0]) if feeds else 0
         return InferenceResponse(
             model_name=self.name, model_version=self.version,
+            # what this run saw after adaptive batching (clients can tell their request was batched with others)
+            parameters=Parameters(batch_size=batch),
             outputs=[NumpyCodec.encode_output(name, np.ascontiguousarray(r)) for name, r in zip(wanted, results)],
         )

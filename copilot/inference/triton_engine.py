@@ -86,6 +86,8 @@ class TritonEngine(NetworkEngine):
         self.requests = 0
         self.retries = 0
         self.fallbacks = 0
+        self.batched_with_others = 0  # requests the server ran together with other clients' requests
+        self.largest_server_batch = 0
         self.last_error: str | None = None
         self.client = self._connect()
         self._headers = dict(s.headers)
@@ -214,6 +216,7 @@ class TritonEngine(NetworkEngine):
                     tc.InferRequestedOutput(o.embedding, binary_data=s.http_binary)]
             r = self._call(self.client.infer, self.model_name, [inp], model_version=self.model_version, outputs=outs,
                            headers=self._headers or None)
+        self._note_server_batch(r, len(x))
         probs = r.as_numpy(o.probabilities)
         emb = r.as_numpy(o.embedding)
         n, _, h, w = x.shape
@@ -222,6 +225,22 @@ class TritonEngine(NetworkEngine):
             got = None if probs is None else list(probs.shape)
             raise RemoteModelError(f"{self.where}: answered probabilities of shape {got}, expected {list(want)}")
         return np.asarray(probs, np.float32), np.asarray(emb, np.float32).reshape(n, -1)
+
+    def _note_server_batch(self, result, sent: int) -> None:
+        """Servers that report the batch a request ran in (the MLServer adapter does; Triton reports it in its
+        statistics instead) let ``status()`` show dynamic batching at work."""
+        try:
+            resp = result.get_response()
+            if isinstance(resp, dict):
+                batch = int((resp.get("parameters") or {}).get("batch_size", 0))
+            else:
+                p = resp.parameters.get("batch_size")
+                batch = int(p.int64_param) if p is not None else 0
+        except (AttributeError, TypeError, ValueError):
+            return
+        if batch > sent:
+            self.batched_with_others += 1
+        self.largest_server_batch = max(self.largest_server_batch, batch)
 
     def run_batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Send one batch; retry with backoff while the server is unavailable (see the module docstring)."""
@@ -285,6 +304,7 @@ class TritonEngine(NetworkEngine):
             "engine": self.name, "server": self.where, "state": ("fallback" if self._local_factory else "down")
             if down else "ok", "down_for_s": round(time.monotonic() - self._down_since, 1) if down else 0.0,
             "requests": self.requests, "retries": self.retries, "fallbacks": self.fallbacks,
+            "batched_with_others": self.batched_with_others, "largest_server_batch": self.largest_server_batch,
             "last_error": self.last_error,
         }
 
