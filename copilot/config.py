@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.errors import CopilotError
+from copilot.inference.triton_settings import TritonSettings
 from copilot.reliability.score import VerdictThresholds
 
 DEFAULT_INCLUDE = ["*.tif", "*.tiff", "*.dm3", "*.dm4", "*.emd", "*.ser", "*.bcf", "*.mrc", "*.png"]
@@ -43,8 +44,9 @@ class SourceSettings(_Section):
 class ModelSettings(_Section):
     name: str = "particles-stem"
     engine: Literal["auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt",
-                    "torch-cuda", "torch-cpu"] = Field("auto", description="auto: TensorRT > ORT-TensorRT > ORT-CUDA > "
-                                                       "torch-CUDA > ORT-CPU, whichever this machine has")
+                    "torch-cuda", "torch-cpu", "triton"] = Field(
+        "auto", description="auto: TensorRT > ORT-TensorRT > ORT-CUDA > torch-CUDA > ORT-CPU, whichever this machine "
+        "has; triton: a shared inference server ([triton] section)")
     precision: Literal["fp16", "fp32"] = Field("fp16", description="GPU engines; every build is verified against ORT-CPU")
     threads: int = Field(2, ge=1, le=256)
     max_whole_px: int = Field(2048, ge=64, description="frames up to this size (working scale) run untiled")
@@ -76,6 +78,7 @@ class Settings(_Section):
     verdict: VerdictThresholds = VerdictThresholds()
     publish: PublishSettings = PublishSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    triton: TritonSettings = TritonSettings()
 
 
 class ConfigError(CopilotError):

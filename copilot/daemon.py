@@ -64,7 +64,8 @@ class Daemon:
         self.store = ResultStore(state / "results.sqlite")
         self.source = build_source(settings, self.store)  # a bad source fails here, before any socket is bound
         m = settings.model
-        self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=state, precision=m.precision)
+        self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=state, precision=m.precision,
+                                  triton=settings.triton)
         self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint)
         session = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.session_dir = state / "sessions" / f"{settings.daemon.stream}-{session}"
@@ -101,6 +102,7 @@ class Daemon:
             "model": self.engine.card.name,
             "engine": self.engine.name,
             "engine_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.engine, "selection", [])],
+            "engine_status": self.engine.status() if hasattr(self.engine, "status") else None,
             "uptime_s": round(time.time() - self.started_at, 1),
             "queues": self.pipeline.queue_depths(),
             **asdict(self.pipeline.stats),
