@@ -1,7 +1,8 @@
 """TensorRT engine: a plan built from model.onnx for this GPU, cached, verified, run asynchronously on a CUDA stream.
 
 ``tensorrt`` is optional (``pip install tensorrt``; not a dependency of the package). CUDA memory and streams come
-from cuda-bindings (``cuda.bindings.runtime``, the ``gpu`` extra) when installed, else from ``torch.cuda``.
+from ``torch.cuda`` where torch sees the GPU (then a whole frame's labels, confidence and entropy are computed on the
+device too), else from cuda-bindings (``cuda.bindings.runtime``, the ``gpu`` extra).
 
 Build (minutes, once per model × GPU × driver × TensorRT version × precision × profiles × recipe; ``trt_plan`` has
 the key): the ONNX parser, one optimization profile per tile edge, a timing cache shared by all builds on this GPU
@@ -229,16 +230,20 @@ class TorchCuda:
 
     def close(self) -> None:
         for s in self._streams:
-            s.synchronize()
+            try:
+                s.synchronize()  # nothing may still write into the buffers about to be released
+            except Exception as exc:  # noqa: BLE001 — after a device fault; closing must not hide the first error
+                log.warning("synchronizing a stream while closing failed: %s", exc)
         self._tensors.clear()
         self._host_maps.clear()
         self._streams = []
 
 
 def cuda_backend(device: int = 0):
-    """cuda-python if importable, else torch.cuda; raises with both reasons when neither works."""
+    """torch.cuda when torch sees a GPU (it can also reduce the output on the device: ``TorchCuda.reduce``), else
+    cuda-python; raises with both reasons when neither works."""
     errors = []
-    for cls in (CudaPython, TorchCuda):
+    for cls in (TorchCuda, CudaPython):
         try:
             return cls(device)
         except Exception as exc:  # ImportError, no device, driver mismatch

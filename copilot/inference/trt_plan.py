@@ -10,9 +10,10 @@ per call, on the smallest such profile (so B = 1), and a larger one runs as ``T`
 ``tile_batch`` per call (B = ``tile_batch`` for that profile only). Every (mode, profile) pair that can occur is a
 *shape class* (:func:`shape_classes`); verification runs one frame through each.
 
-Cache. A plan is valid only for the exact ONNX bytes, TensorRT version, GPU model and compute capability, precision
-and profiles it was built with; all of them go into the key, and the key into the file name, so a driver or
-TensorRT upgrade, another GPU or a retrained model builds a new plan instead of loading a wrong one::
+Cache. A plan is valid only for the exact ONNX bytes, TensorRT version, GPU model and compute capability, driver,
+precision, profiles and build recipe (:class:`BuildRecipe`: float16 conversion version, TF32, workspace) it was built
+with; all of them go into the key, and the key into the file name, so a driver or TensorRT upgrade, another GPU, a
+retrained model or a changed recipe builds a new plan instead of loading a wrong one::
 
     <state_dir>/engines/<model>/<onnx sha256[:12]>/trt<version>-<gpu>-sm<cc>-<precision>-<key[:16]>.plan
                                                                                           ….json (key + verification)
@@ -76,10 +77,10 @@ def default_profiles(tile_px: int, multiple_of: int, *, scales: tuple[int, ...] 
 def choose_profile(profiles: tuple[Profile, ...] | list[Profile], n: int, h: int, w: int) -> int | None:
     """Index of the profile that runs an (n, 1, h, w) input: the smallest one that fits, or None.
 
-    >>> ps = default_profiles(512, 8)
-    >>> choose_profile(ps, 1, 512, 512), choose_profile(ps, 4, 512, 512), choose_profile(ps, 1, 800, 600)
-    (0, 0, 1)
-    >>> choose_profile(ps, 2, 2048, 2048) is None
+    >>> ps = default_profiles(512, 8, tile_batch=2)
+    >>> choose_profile(ps, 1, 512, 512), choose_profile(ps, 2, 512, 512), choose_profile(ps, 1, 800, 600)
+    (0, 2, 1)
+    >>> choose_profile(ps, 3, 2048, 2048) is None
     True
     """
     fitting = [i for i, p in enumerate(profiles) if p.fits(n, h, w)]

@@ -85,3 +85,21 @@ def test_ort_tensorrt_engine_cache_is_keyed_by_precision(card_folder, tmp_path):
 def test_one_onnxruntime_distribution_here():
     dists = ort_distributions()
     assert len(dists) == 1 and dists[0].split("==")[1] == ort.__version__, dists
+
+
+def test_packaging_selects_exactly_one_onnxruntime_distribution():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())["project"]
+
+    def ort(reqs):
+        return [r for r in reqs if re.match(r"onnxruntime(-gpu)?\b", r)]
+
+    extras = project["optional-dependencies"]
+    assert ort(project["dependencies"]) == []  # the base chooses none: the cpu or gpu extra does
+    assert [r.split("==")[0] for r in ort(extras["cpu"])] == ["onnxruntime"]
+    assert [r.split("==")[0] for r in ort(extras["gpu"])] == ["onnxruntime-gpu"]
+    assert all(not ort(reqs) for name, reqs in extras.items() if name not in ("cpu", "gpu"))
+    assert "cpu" in (Path(__file__).resolve().parents[2] / "Makefile").read_text()
