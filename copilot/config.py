@@ -24,6 +24,10 @@ class DaemonSettings(_Section):
     stream: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="stream name: topic suffix")
     state_dir: Path = Field(Path("state"), description="results database, quarantine, engine caches")
     quarantine: Literal["move", "copy"] = Field("move", description="what to do with an unreadable file")
+    session_gap_min: float = Field(60.0, ge=0, description="a restart within this many minutes of the last export "
+                                   "continues the session's exports; after a longer pause a new session folder begins")
+    keep_documents_days: float | None = Field(None, gt=0, description="drop result documents older than this from the "
+                                              "store at start (replay then answers 'too old'); None keeps them all")
 
 
 class SourceSettings(_Section):

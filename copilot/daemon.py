@@ -7,11 +7,11 @@ import signal
 import threading
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from copilot.config import Settings
-from copilot.exports import ResultWriter
+from copilot.delivery import Delivery, PublishSink, new_epoch, open_session_exports
 from copilot.inference.select import load_engine
 from copilot.pipeline import Pipeline
 from copilot.publish.publisher import Publisher
@@ -62,18 +62,21 @@ class Daemon:
         state = Path(settings.daemon.state_dir)
         state.mkdir(parents=True, exist_ok=True)
         self.store = ResultStore(state / "results.sqlite")
+        self.epoch = self.store.epoch = new_epoch()
         self.source = build_source(settings, self.store)  # a bad source fails here, before any socket is bound
         m = settings.model
         self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=state, precision=m.precision)
-        self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint)
-        session = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        self.session_dir = state / "sessions" / f"{settings.daemon.stream}-{session}"
-        self.exports = ResultWriter(self.session_dir)
+        self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint, history=self.store)
+        self._prune()
+        self.exports = open_session_exports(self.store, state / "sessions", settings.daemon.stream,
+                                            gap_min=settings.daemon.session_gap_min)
+        self.session_dir = self.exports.out_dir
+        self.delivery = Delivery(self.store, [PublishSink(self.publisher), self.exports])
         self.pipeline = Pipeline(
             self.engine,
             stream=settings.daemon.stream,
             store=self.store,
-            sinks=[self._publish, self.exports, *extra_sinks],
+            sinks=[self.delivery, *extra_sinks],
             quarantine_dir=state / "quarantine",
             quarantine_mode=settings.daemon.quarantine,
             analysis=settings.analysis,
@@ -86,18 +89,21 @@ class Daemon:
         self._stop = threading.Event()
         self.started_at = time.time()
 
-    def _publish(self, result) -> None:
-        self.publisher.publish_result(result.doc, result.parts)
-        if result.doc.series is not None:
-            for alert in result.doc.series.alerts:
-                self.publisher.publish_alert(result.doc.stream, {"frame_id": result.doc.frame_id, **alert.model_dump()})
-        if getattr(result, "frame", None) is not None:  # preview.<stream>: subscribers need no access to the files
-            from copilot.publish.preview import make_preview
-            self.publisher.publish_preview(result.doc.stream, *make_preview(result.frame))
+    def _prune(self) -> None:
+        days = self.settings.daemon.keep_documents_days
+        if days is not None:
+            n = self.store.prune_documents(datetime.now(timezone.utc) - timedelta(days=days))
+            if n:
+                log.info("pruned %d result documents older than %g days (replay answers 'too old' for them)", n, days)
 
     def status(self) -> dict:
         return {
             "stream": self.settings.daemon.stream,
+            "session_epoch": self.epoch,
+            "last_seq": self.store.last_seqs(),
+            "delivery": asdict(self.delivery.stats),
+            "publisher": self.publisher.stats(),
+            "session_dir": str(self.session_dir),
             "model": self.engine.card.name,
             "engine": self.engine.name,
             "engine_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.engine, "selection", [])],
@@ -113,6 +119,9 @@ class Daemon:
         if install_signals:
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGTERM, self.request_stop)
+        replayed = self.delivery.catch_up()  # journaled before a kill but not yet published/exported
+        if replayed:
+            log.info("delivered %d journaled result(s) a previous run had not published/exported", replayed)
         self.pipeline.start(self.source)
         self.notifier.ready(f"watching with {self.engine.card.name} on {self.engine.name}")
         log.info("co-pilot ready: stream %s, publishing on %s", self.settings.daemon.stream,

@@ -160,7 +160,7 @@ class SocketSource:
         self.accepted += 1
         assert self._emit is not None
         try:
-            self._emit(Arrival(origin=frame.origin, frame=frame, arrived_at=arrived_at))
+            self._emit(Arrival(origin=frame.origin, frame=frame, arrived_at=arrived_at, completed_at=arrived_at))
         except Exception:
             log.exception("emit failed for %s", frame.origin)
 
