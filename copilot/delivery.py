@@ -166,7 +166,11 @@ def open_session_exports(store: ResultStore, sessions_dir: Path, stream: str, *,
                 for doc in _documents(store, s, done, last):
                     store.advance(s, doc.seq, {old.name: old.deliver(Result(doc=doc))})
             old.close()
-    folder = sessions_dir / f"{stream}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+    name = f"{stream}-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}"
+    folder, n = sessions_dir / name, 1
+    while folder.exists():
+        n += 1
+        folder = sessions_dir / f"{name}-{n}"
     state = {"dir": str(folder), "start": store.last_seqs(), "offsets": {},
              "updated_at": datetime.now(timezone.utc).isoformat()}
     store.reset_sink(ResultWriter.name, json.dumps(state))
