@@ -119,6 +119,8 @@ class Daemon:
         if install_signals:
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGTERM, self.request_stop)
+        depth = max(self.settings.series.window_frames, self.settings.verdict.shift_window)
+        self.pipeline.rebuild_state({s: self.store.recent(s, depth) for s in self.store.last_seqs()})
         replayed = self.delivery.catch_up()  # journaled before a kill but not yet published/exported
         if replayed:
             log.info("delivered %d journaled result(s) a previous run had not published/exported", replayed)

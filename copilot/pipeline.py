@@ -110,6 +110,12 @@ class Pipeline:
             source.start(self.submit)
         return self
 
+    def rebuild_state(self, recent: dict[str, list[dict]]) -> None:
+        """Per-stream state (series, shift window: Accumulators) from the store's recent documents after a restart."""
+        for acc in (self.series, self.assessor.shift):
+            for stream, docs in recent.items():
+                acc.rebuild(stream, docs)
+
     def submit(self, arrival: Arrival) -> None:
         """Hand the pipeline one arrival; blocks while the first queue is full (backpressure)."""
         with self._lock:

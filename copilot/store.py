@@ -28,6 +28,7 @@ for bulk offline runs where redoing a few frames after a power cut is acceptable
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -256,6 +257,14 @@ class ResultStore:
                 "SELECT seq, document, session_epoch FROM frames WHERE stream = ? AND seq > ? AND document IS NOT NULL"
                 " ORDER BY seq LIMIT ?", (stream, int(seq), int(limit))).fetchall()
         return [(n, text if n == _json_seq(text) else _with_seq(text, n, epoch)) for n, text, epoch in rows]
+
+    def recent(self, stream: str, n: int) -> list[dict]:
+        """The last ``n`` result documents of ``stream`` as JSON dicts, oldest first (to rebuild per-stream state)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT document FROM frames WHERE stream = ? AND document IS NOT NULL ORDER BY id DESC LIMIT ?",
+                (stream, int(n))).fetchall()
+        return [json.loads(r[0]) for r in reversed(rows)]
 
     def prune_documents(self, before: datetime) -> int:
         """Drop the documents of results processed before ``before`` (rows stay, so files are not redone);
