@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from copilot.bench_cli import add_bench_parser
-from copilot import tail
+from copilot import keys_cli, tail
 from copilot.inference.engines_cli import add_engines_parser
 from copilot.ui.overlay_cli import add_overlay_parser
 
@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_engines_parser(sub)
     add_bench_parser(sub)
     tail.add_parser(sub)
+    keys_cli.add_parser(sub)
     return p
 
 

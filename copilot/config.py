@@ -67,6 +67,19 @@ class PublishSettings(_Section):
         return v
 
 
+class SecuritySettings(_Section):
+    server_secret_key: Path | None = Field(None, description="the daemon's CURVE secret key file (`copilot keys`); "
+                                           "with it every socket is CURVE-encrypted and authenticated")
+    client_keys_dir: Path | None = Field(None, description="allow-list: folder of client public keys (*.key) that may "
+                                         "connect")
+    insecure: bool = Field(False, description="allow binding beyond loopback without keys (logged loudly; not "
+                           "recommended)")
+
+
+class MetricsSettings(_Section):
+    listen: str = Field("127.0.0.1:9464", description="Prometheus endpoint host:port; empty: off")
+
+
 class PipelineSettings(_Section):
     queue_size: int = Field(4, ge=1, description="frames waiting between two stages")
 
@@ -80,6 +93,8 @@ class Settings(_Section):
     verdict: VerdictThresholds = VerdictThresholds()
     publish: PublishSettings = PublishSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    security: SecuritySettings = SecuritySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 class ConfigError(CopilotError):

@@ -13,8 +13,10 @@ from pathlib import Path
 from copilot.config import Settings
 from copilot.delivery import Delivery, PublishSink, new_epoch, open_session_exports
 from copilot.inference.select import load_engine
+from copilot.metrics import Metrics, parse_listen
 from copilot.pipeline import Pipeline
 from copilot.publish.publisher import Publisher
+from copilot.security import SecurityError, ServerSecurity, is_loopback, server_security
 from copilot.service import SystemdNotifier
 from copilot.sources.base import Source
 from copilot.store import ResultStore, file_fingerprint
@@ -22,12 +24,30 @@ from copilot.store import ResultStore, file_fingerprint
 log = logging.getLogger(__name__)
 
 
-def build_source(settings: Settings, store: ResultStore) -> Source:
+def build_security(settings: Settings) -> ServerSecurity | None:
+    """CURVE for every bound socket when keys are configured; a bind beyond loopback without them is refused
+    (unless ``security.insecure``)."""
+    endpoints = {"publish.pub_endpoint": settings.publish.pub_endpoint,
+                 "publish.snapshot_endpoint": settings.publish.snapshot_endpoint}
+    if settings.source.kind == "socket":
+        endpoints["source.endpoint"] = settings.source.endpoint
+    sec = settings.security
+    if settings.metrics.listen:
+        host, _ = parse_listen(settings.metrics.listen)
+        if not is_loopback(f"tcp://{host}:0") and not sec.insecure:
+            raise SecurityError(f"metrics.listen = {settings.metrics.listen} serves beyond loopback over plain HTTP: "
+                                "bind 127.0.0.1 (scrape through an SSH tunnel or a local Prometheus), or set "
+                                "security.insecure = true")
+    return server_security(endpoints, sec.server_secret_key, sec.client_keys_dir, sec.insecure)
+
+
+def build_source(settings: Settings, store: ResultStore, security: ServerSecurity | None = None) -> Source:
     s = settings.source
     if s.kind == "socket":
         from copilot.sources.socket import SocketSource
 
-        return SocketSource(s.endpoint, max_bytes=int(s.max_message_mb * 2**20), stream_default=settings.daemon.stream)
+        return SocketSource(s.endpoint, max_bytes=int(s.max_message_mb * 2**20), stream_default=settings.daemon.stream,
+                            security=security)
     from copilot.sources.directory import DirectorySource
 
     if s.watch is None:
@@ -63,10 +83,12 @@ class Daemon:
         state.mkdir(parents=True, exist_ok=True)
         self.store = ResultStore(state / "results.sqlite")
         self.epoch = self.store.epoch = new_epoch()
-        self.source = build_source(settings, self.store)  # a bad source fails here, before any socket is bound
+        self.security = build_security(settings)  # refuses an unauthenticated bind beyond loopback, before any bind
+        self.source = build_source(settings, self.store, self.security)  # a bad source fails here, before any bind
         m = settings.model
         self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=state, precision=m.precision)
-        self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint, history=self.store)
+        self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint, history=self.store,
+                                   security=self.security)
         self._prune()
         self.exports = open_session_exports(self.store, state / "sessions", settings.daemon.stream,
                                             gap_min=settings.daemon.session_gap_min)
@@ -76,7 +98,7 @@ class Daemon:
             self.engine,
             stream=settings.daemon.stream,
             store=self.store,
-            sinks=[self.delivery, *extra_sinks],
+            sinks=[self.delivery, self._observe, *extra_sinks],
             quarantine_dir=state / "quarantine",
             quarantine_mode=settings.daemon.quarantine,
             analysis=settings.analysis,
@@ -85,6 +107,7 @@ class Daemon:
             send_labels=settings.publish.send_labels,
             queue_size=settings.pipeline.queue_size,
         )
+        self.metrics = Metrics(self.status, settings.metrics.listen) if settings.metrics.listen else None
         self.notifier = SystemdNotifier()
         self._stop = threading.Event()
         self.started_at = time.time()
@@ -96,9 +119,15 @@ class Daemon:
             if n:
                 log.info("pruned %d result documents older than %g days (replay answers 'too old' for them)", n, days)
 
+    def _observe(self, result) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(result)
+
     def status(self) -> dict:
         return {
             "stream": self.settings.daemon.stream,
+            "model_version": self.engine.card.version,
+            "healthy": self.pipeline.healthy(),
             "session_epoch": self.epoch,
             "last_seq": self.store.last_seqs(),
             "delivery": asdict(self.delivery.stats),
@@ -144,5 +173,9 @@ class Daemon:
             log.info("session exports: %s", self.session_dir)
             self.publisher.publish_status({**self.status(), "state": "stopped"})
             self.publisher.close()
+            if self.metrics is not None:
+                self.metrics.close()
+            if self.security is not None:
+                self.security.close()
             self.store.close()
             self.notifier.close()

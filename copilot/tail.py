@@ -41,11 +41,11 @@ def run(args) -> int:
         return 2
     security = None
     if args.curve_server_key or args.curve_key:
-        from copilot.security import ClientSecurity, KeyError_
+        from copilot.security import ClientSecurity, SecurityError
 
         try:
             security = ClientSecurity.from_files(args.curve_key, args.curve_server_key)
-        except KeyError_ as exc:
+        except SecurityError as exc:
             print(f"copilot tail: {exc}", file=sys.stderr)
             return 2
     topics = (f"result.{args.stream}",) if args.stream else ("result.",)

@@ -359,6 +359,8 @@ class Publisher:
             self._ctrl.close(0)
             self._thread = None
         self._pub.close(self._linger_ms)
+        if self.security is not None:
+            self.security.release(self._ctx)
         if self._own_ctx:
             self._ctx.term()
 
