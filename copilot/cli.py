@@ -12,6 +12,7 @@ from rich.logging import RichHandler
 
 from copilot import hub
 from copilot.bench_cli import add_bench_parser
+from copilot import keys_cli, tail
 from copilot.inference.engines_cli import add_engines_parser
 from copilot.ui.overlay_cli import add_overlay_parser
 
@@ -165,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_engines_parser(sub)
     add_bench_parser(sub)
     hub.add_parser(sub)
+    tail.add_parser(sub)
+    keys_cli.add_parser(sub)
     return p
 
 

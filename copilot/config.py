@@ -25,6 +25,10 @@ class DaemonSettings(_Section):
     stream: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="stream name: topic suffix")
     state_dir: Path = Field(Path("state"), description="results database, quarantine, engine caches")
     quarantine: Literal["move", "copy"] = Field("move", description="what to do with an unreadable file")
+    session_gap_min: float = Field(60.0, ge=0, description="a restart within this many minutes of the last export "
+                                   "continues the session's exports; after a longer pause a new session folder begins")
+    keep_documents_days: float | None = Field(None, gt=0, description="drop result documents older than this from the "
+                                              "store at start (replay then answers 'too old'); None keeps them all")
 
 
 class SourceSettings(_Section):
@@ -65,6 +69,19 @@ class PublishSettings(_Section):
         return v
 
 
+class SecuritySettings(_Section):
+    server_secret_key: Path | None = Field(None, description="the daemon's CURVE secret key file (`copilot keys`); "
+                                           "with it every socket is CURVE-encrypted and authenticated")
+    client_keys_dir: Path | None = Field(None, description="allow-list: folder of client public keys (*.key) that may "
+                                         "connect")
+    insecure: bool = Field(False, description="allow binding beyond loopback without keys (logged loudly; not "
+                           "recommended)")
+
+
+class MetricsSettings(_Section):
+    listen: str = Field("127.0.0.1:9464", description="Prometheus endpoint host:port; empty: off")
+
+
 class PipelineSettings(_Section):
     queue_size: int = Field(4, ge=1, description="frames waiting between two stages")
 
@@ -79,6 +96,8 @@ class Settings(_Section):
     publish: PublishSettings = PublishSettings()
     pipeline: PipelineSettings = PipelineSettings()
     triton: TritonSettings = TritonSettings()
+    security: SecuritySettings = SecuritySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 class ConfigError(CopilotError):

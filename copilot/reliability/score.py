@@ -97,6 +97,7 @@ class Assessor:
             shift_window_mmd2=window_mmd,
             quality=quality,
             features=features,
+            embedding=_finite_list(seg.embedding),  # the shift window is rebuilt from it after a restart
         )
         return reliability, self.verdict(fm, reliability), entropy
 
@@ -152,3 +153,8 @@ class Assessor:
         level = max((lvl for lvl, _ in found), key=LEVELS.index, default="ok")
         order = sorted(found, key=lambda f: -LEVELS.index(f[0]))
         return Verdict(level=level, reasons=[reason for _, reason in order])
+
+
+def _finite_list(embedding) -> list[float] | None:
+    e = np.asarray(embedding, float).reshape(-1) if embedding is not None else np.zeros(0)
+    return [round(float(x), 6) for x in e] if e.size and np.isfinite(e).all() else None
