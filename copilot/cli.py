@@ -10,7 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
+from copilot import hub
 from copilot.bench_cli import add_bench_parser
+from copilot import keys_cli, tail
 from copilot.inference.engines_cli import add_engines_parser
 from copilot.ui.overlay_cli import add_overlay_parser
 
@@ -66,7 +68,8 @@ def cmd_analyze(args) -> int:
     from copilot.analyze import analyze_paths
 
     settings = _settings(args, model={"name": args.model, "threads": args.threads})
-    return analyze_paths([Path(p) for p in args.paths], Path(args.out), settings, save_masks=args.save_masks)
+    return analyze_paths([Path(p) for p in args.paths], Path(args.out), settings, save_masks=args.save_masks,
+                         dask=args.dask)
 
 
 def cmd_top(args) -> int:
@@ -132,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--save-masks", action="store_true", help="write <name>.labels.tif uint16 instance masks")
     a.add_argument("--threads", type=int, default=None)
     a.add_argument("--config")
+    a.add_argument("--dask", metavar="SCHEDULER", help="run on dask.distributed: local:N or tcp://host:8786")
     a.set_defaults(func=cmd_analyze)
 
     t = sub.add_parser("top", help="live terminal view of a daemon's results")
@@ -161,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=cmd_config)
     add_engines_parser(sub)
     add_bench_parser(sub)
+    hub.add_parser(sub)
+    tail.add_parser(sub)
+    keys_cli.add_parser(sub)
     return p
 
 

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.errors import CopilotError
+from copilot.inference.triton_settings import TritonSettings
 from copilot.reliability.score import VerdictThresholds
 
 DEFAULT_INCLUDE = ["*.tif", "*.tiff", "*.dm3", "*.dm4", "*.emd", "*.ser", "*.bcf", "*.mrc", "*.png"]
@@ -24,6 +25,10 @@ class DaemonSettings(_Section):
     stream: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="stream name: topic suffix")
     state_dir: Path = Field(Path("state"), description="results database, quarantine, engine caches")
     quarantine: Literal["move", "copy"] = Field("move", description="what to do with an unreadable file")
+    session_gap_min: float = Field(60.0, ge=0, description="a restart within this many minutes of the last export "
+                                   "continues the session's exports; after a longer pause a new session folder begins")
+    keep_documents_days: float | None = Field(None, gt=0, description="drop result documents older than this from the "
+                                              "store at start (replay then answers 'too old'); None keeps them all")
 
 
 class SourceSettings(_Section):
@@ -43,8 +48,9 @@ class SourceSettings(_Section):
 class ModelSettings(_Section):
     name: str = "particles-stem"
     engine: Literal["auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt",
-                    "torch-cuda", "torch-cpu"] = Field("auto", description="auto: TensorRT > ORT-TensorRT > ORT-CUDA > "
-                                                       "torch-CUDA > ORT-CPU, whichever this machine has")
+                    "torch-cuda", "torch-cpu", "triton"] = Field(
+        "auto", description="auto: TensorRT > ORT-TensorRT > ORT-CUDA > torch-CUDA > ORT-CPU, whichever this machine "
+        "has; triton: a shared inference server ([triton] section)")
     precision: Literal["fp16", "fp32"] = Field("fp16", description="GPU engines; every build is verified against ORT-CPU")
     threads: int = Field(2, ge=1, le=256)
     max_whole_px: int = Field(2048, ge=64, description="frames up to this size (working scale) run untiled")
@@ -63,6 +69,19 @@ class PublishSettings(_Section):
         return v
 
 
+class SecuritySettings(_Section):
+    server_secret_key: Path | None = Field(None, description="the daemon's CURVE secret key file (`copilot keys`); "
+                                           "with it every socket is CURVE-encrypted and authenticated")
+    client_keys_dir: Path | None = Field(None, description="allow-list: folder of client public keys (*.key) that may "
+                                         "connect")
+    insecure: bool = Field(False, description="allow binding beyond loopback without keys (logged loudly; not "
+                           "recommended)")
+
+
+class MetricsSettings(_Section):
+    listen: str = Field("127.0.0.1:9464", description="Prometheus endpoint host:port; empty: off")
+
+
 class PipelineSettings(_Section):
     queue_size: int = Field(4, ge=1, description="frames waiting between two stages")
 
@@ -76,6 +95,9 @@ class Settings(_Section):
     verdict: VerdictThresholds = VerdictThresholds()
     publish: PublishSettings = PublishSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    triton: TritonSettings = TritonSettings()
+    security: SecuritySettings = SecuritySettings()
+    metrics: MetricsSettings = MetricsSettings()
 
 
 class ConfigError(CopilotError):

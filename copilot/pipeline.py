@@ -43,6 +43,7 @@ class _Job:
     fingerprint: str | None
     payload: Any = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    queued_at: float = field(default_factory=time.perf_counter)  # when it entered its current queue
 
 
 @dataclass
@@ -52,6 +53,7 @@ class PipelineStats:
     skipped: int = 0
     quarantined: int = 0
     failed: int = 0
+    duplicates: int = 0  # the same frame again (e.g. a socket frame id resent): not journaled, published, exported twice
     last_error: str | None = None
 
 
@@ -108,6 +110,12 @@ class Pipeline:
             source.start(self.submit)
         return self
 
+    def rebuild_state(self, recent: dict[str, list[dict]]) -> None:
+        """Per-stream state (series, shift window: Accumulators) from the store's recent documents after a restart."""
+        for acc in (self.series, self.assessor.shift):
+            for stream, docs in recent.items():
+                acc.rebuild(stream, docs)
+
     def submit(self, arrival: Arrival) -> None:
         """Hand the pipeline one arrival; blocks while the first queue is full (backpressure)."""
         with self._lock:
@@ -140,6 +148,7 @@ class Pipeline:
                     outbox.put(_STOP)
                 return
             t0 = time.perf_counter()
+            job.timings_ms["queue_wait"] = job.timings_ms.get("queue_wait", 0.0) + (t0 - job.queued_at) * 1e3
             try:
                 job = stage(job)
             except Exception as exc:  # one bad frame must never stop the daemon
@@ -150,12 +159,17 @@ class Pipeline:
                 continue
             job.timings_ms[stage.__name__.strip("_")] = (time.perf_counter() - t0) * 1e3
             if outbox is not None:
+                job.queued_at = time.perf_counter()
                 outbox.put(job)
 
     # -- stages ----------------------------------------------------------------------------------------------
     def _read(self, job: _Job) -> _Job | None:
         arrival = job.arrival
         if arrival.frame is not None:
+            if self.store is not None and self.store.is_done(arrival.origin):
+                with self._lock:
+                    self.stats.duplicates += 1
+                return None
             job.payload = arrival.frame
             return job
         path = arrival.path
@@ -195,12 +209,15 @@ class Pipeline:
         fm, series, reliability, verdict, uncertainty = job.payload
         timings = dict(job.timings_ms)
         timings.pop("measure", None)
-        timings["end_to_end"] = (time.time() - job.arrival.arrived_at) * 1e3
+        # from the moment the input was complete (file written, message received), queues and source waits included
+        timings["end_to_end"] = (time.time() - (job.arrival.completed_at or job.arrival.arrived_at)) * 1e3
         result = build_result(fm, reliability, verdict, timings, series=series, uncertainty=uncertainty,
                               send_labels=self.send_labels)
         result.arrived_at = job.arrival.arrived_at
-        if self.store is not None:
-            self.store.record_result(result.doc, job.fingerprint)
+        if self.store is not None and self.store.journal(result.doc, job.fingerprint) is None:
+            with self._lock:  # journal first (write-ahead): it gives the document its seq; a duplicate goes no further
+                self.stats.duplicates += 1
+            return job
         for sink in self.sinks:
             try:
                 sink(result)

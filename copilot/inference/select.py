@@ -44,6 +44,7 @@ class Candidate:
     probe: Callable[[], str | None]  # why it cannot run here, or None
     build: Callable[[], Engine]
     verify: bool = True
+    fallback: bool = True  # may select_engine fall back to ORT-CPU when this one fails to load
 
 
 def _has(module: str) -> bool:
@@ -115,7 +116,7 @@ def torch_dtype(device: str, precision: str) -> str:
 
 
 def candidates(card: ModelCard, folder: Path, *, threads: int = 2, max_whole_px: int = 1536,
-               state_dir: Path | None = None, precision: str = "fp16") -> dict[str, Candidate]:
+               state_dir: Path | None = None, precision: str = "fp16", triton=None) -> dict[str, Candidate]:
     state = Path(state_dir or "state")
     t = card.tiling.tile_px
 
@@ -146,7 +147,19 @@ def candidates(card: ModelCard, folder: Path, *, threads: int = 2, max_whole_px:
                            max_whole_px=max(max_whole_px, GPU_WHOLE_PX) if gpu else max_whole_px,
                            tile_px=2 * t if gpu else None, tile_batch=GPU_TILE_BATCH if gpu else 1)
 
+    def remote():
+        from copilot.inference.triton_engine import TritonEngine
+
+        return TritonEngine(card, folder, triton, max_whole_px=max_whole_px,
+                            local=lambda: OrtEngine(card, folder, threads=threads, max_whole_px=max_whole_px))
+
+    from copilot.inference.triton_settings import TritonSettings
+
+    triton = triton or TritonSettings()
     return {
+        "triton": Candidate("triton", lambda: None if _has("tritonclient") else "tritonclient is not installed "
+                            "(pip install 'microscope-copilot[triton]')", remote, verify=triton.verify,
+                            fallback=triton.fallback == "local"),
         "tensorrt": Candidate("tensorrt", probe_tensorrt, trt, verify=False),  # load_tensorrt verifies new builds
         "onnxruntime-tensorrt": Candidate("onnxruntime-tensorrt", lambda: probe_ort_provider(
             "TensorrtExecutionProvider"), ort_trt),
@@ -189,13 +202,13 @@ def try_candidate(cand: Candidate, reference: Callable[[], Engine], verify: bool
 def select_engine(card: ModelCard, folder: Path, engine: str = "auto", *, threads: int = 2,
                   max_whole_px: int = 1536, state_dir: Path | None = None, verify: bool = True,
                   strict: bool = False, precision: str = "fp16",
-                  table: dict[str, Candidate] | None = None) -> Engine:
+                  table: dict[str, Candidate] | None = None, triton=None) -> Engine:
     """The engine for ``engine`` (a name from ENGINE_CHOICES), with ``engine.selection`` saying why."""
     engine = ALIASES.get(engine, engine)
     if engine not in ENGINE_CHOICES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINE_CHOICES)}")
     table = table or candidates(card, folder, threads=threads, max_whole_px=max_whole_px, state_dir=state_dir,
-                                precision=precision)
+                                precision=precision, triton=triton)
     order = list(AUTO_ORDER) if engine == "auto" else [engine]
     ref_cache: list[Engine] = []
 
@@ -212,7 +225,7 @@ def select_engine(card: ModelCard, folder: Path, engine: str = "auto", *, thread
             break
         log.info("engine %s: %s", name, outcome)
     else:
-        if strict:
+        if strict or not table[order[-1]].fallback:
             raise RuntimeError(f"engine {engine} unavailable: {selection[-1][1]}")
         log.error("engine %s unavailable (%s); falling back to onnxruntime-cpu", engine, selection[-1][1])
         chosen, outcome = try_candidate(table["onnxruntime-cpu"], reference, verify=False)
@@ -304,9 +317,10 @@ class RuntimeFallback:
 
 def load_engine(model: str, engine: str = "auto", threads: int = 2, max_whole_px: int = 1536, *,
                 state_dir: Path | str | None = None, verify: bool = True, strict: bool = False,
-                precision: str = "fp16") -> Engine:
-    """Load ``model`` (name or folder) on ``engine``; see the module docstring for ``auto``."""
+                precision: str = "fp16", triton=None) -> Engine:
+    """Load ``model`` (name or folder) on ``engine``; see the module docstring for ``auto``. ``triton``: the
+    ``[triton]`` settings (TritonSettings) for ``engine = "triton"``."""
     card, folder = load_card(model)
     return select_engine(card, folder, engine, threads=threads, max_whole_px=max_whole_px,
                          state_dir=Path(state_dir) if state_dir else None, verify=verify, strict=strict,
-                         precision=precision)
+                         precision=precision, triton=triton)

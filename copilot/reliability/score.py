@@ -41,6 +41,14 @@ class VerdictThresholds(BaseModel):
     shift_window: int = Field(10, ge=3, description="frames in the rolling window for the shift MMD²")
 
 
+def frame_evidence(fm: FrameMeasurements) -> tuple[dict[str, float], dict[str, float], np.ndarray]:
+    """What one frame says on its own (no stream state): output features, image quality, entropy map. Workers
+    compute it beside the frame; :meth:`Assessor.conclude` adds the stream's part in order."""
+    seg = fm.segmentation
+    entropy = entropy_map(seg.probabilities)
+    return output_features(fm, entropy), image_quality(seg.frame, seg.network_input), entropy
+
+
 class Assessor:
     """Computes the reliability block and the verdict for each frame (keeps a rolling shift window per stream)."""
 
@@ -68,11 +76,15 @@ class Assessor:
 
     def assess(self, fm: FrameMeasurements) -> tuple[Reliability, Verdict, np.ndarray]:
         """Reliability block, verdict, and the per-pixel uncertainty (normalized entropy, float32 on the grid)."""
+        return self.conclude(fm, *frame_evidence(fm))
+
+    def conclude(self, fm: FrameMeasurements, features: dict[str, float], quality: dict[str, float],
+                 entropy: np.ndarray) -> tuple[Reliability, Verdict, np.ndarray]:
+        """The part that depends on earlier frames of the stream (rolling shift window), in frame order; needs
+        only ``fm``'s summary, frame and embedding (the probabilities may have been dropped by then)."""
         seg = fm.segmentation
-        entropy = entropy_map(seg.probabilities)
-        features = output_features(fm, entropy)
-        quality = image_quality(seg.frame, seg.network_input)
         distance, window_mmd = self.shift.update(seg.frame.stream, seg.embedding)
+        features = dict(features)
         features.update(quality)
         features["shift_distance"] = distance if distance is not None else 0.0
         predicted = self.predict(features)
@@ -85,6 +97,7 @@ class Assessor:
             shift_window_mmd2=window_mmd,
             quality=quality,
             features=features,
+            embedding=_finite_list(seg.embedding),  # the shift window is rebuilt from it after a restart
         )
         return reliability, self.verdict(fm, reliability), entropy
 
@@ -140,3 +153,8 @@ class Assessor:
         level = max((lvl for lvl, _ in found), key=LEVELS.index, default="ok")
         order = sorted(found, key=lambda f: -LEVELS.index(f[0]))
         return Verdict(level=level, reasons=[reason for _, reason in order])
+
+
+def _finite_list(embedding) -> list[float] | None:
+    e = np.asarray(embedding, float).reshape(-1) if embedding is not None else np.zeros(0)
+    return [round(float(x), 6) for x in e] if e.size and np.isfinite(e).all() else None

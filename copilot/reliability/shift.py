@@ -66,3 +66,15 @@ class ShiftMonitor:
         if self._ref_z is not None and len(recent) >= 3:
             window_mmd = mmd2(np.stack(recent), self._ref_z, self.gamma)
         return embedding_distance(e, self.ref), window_mmd
+
+    # Accumulator protocol (copilot.accumulator): the rolling window survives a restart
+    def rebuild(self, stream: str, documents) -> None:
+        """Refill ``stream``'s window from its recent result documents (JSON dicts, oldest first)."""
+        if self.ref is None:
+            return
+        recent = self._recent.setdefault(stream, deque(maxlen=self.window))
+        recent.clear()
+        for d in documents:
+            e = (d.get("reliability") or {}).get("embedding")
+            if e is not None and len(e) == len(self.ref.mean):
+                recent.append(self._standardize(np.asarray(e, float)))
