@@ -36,6 +36,7 @@ from copilot.inference.names import ALIASES, AUTO_ORDER, ENGINE_CHOICES  # noqa:
 GPU_WHOLE_PX = 2048  # working-grid edge a GPU engine runs whole (a 5120² frame at 0.2 nm/px on a 0.5 nm/px model)
 GPU_TILE_BATCH = 4
 MAX_DEVICE_ERRORS = 3
+LOCAL_DEVICE_ENGINES = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "torch-cuda")  # RuntimeFallback
 
 
 @dataclass
@@ -222,6 +223,7 @@ def select_engine(card: ModelCard, folder: Path, engine: str = "auto", *, thread
         chosen, outcome = try_candidate(table[name], reference, verify)
         selection.append((name, outcome))
         if chosen is not None:
+            chosen_from = name
             break
         log.info("engine %s: %s", name, outcome)
     else:
@@ -230,7 +232,8 @@ def select_engine(card: ModelCard, folder: Path, engine: str = "auto", *, thread
         log.error("engine %s unavailable (%s); falling back to onnxruntime-cpu", engine, selection[-1][1])
         chosen, outcome = try_candidate(table["onnxruntime-cpu"], reference, verify=False)
         selection.append(("onnxruntime-cpu", "selected (fallback)"))
-    if chosen.name != "onnxruntime-cpu":
+        chosen_from = "onnxruntime-cpu"
+    if chosen_from in LOCAL_DEVICE_ENGINES:  # a remote engine (triton) has its own fall-back policy
         chosen = RuntimeFallback(chosen, lambda: OrtEngine(card, folder, threads=threads, max_whole_px=max_whole_px))
     chosen.selection = selection
     why = "requested" if engine != "auto" else "auto"

@@ -77,3 +77,14 @@ def test_select_wraps_device_engines_only(card_folder):
     assert engine.selection[-1] == ("torch-cuda", "selected")
     cpu = select_engine(card, folder, "onnxruntime-cpu", table=table)
     assert isinstance(cpu, OrtEngine)
+
+
+def test_a_remote_engine_keeps_its_own_fallback_policy(card_folder):
+    card, folder = card_folder
+    names = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "torch-cuda")
+    table = {n: Candidate(n, lambda: "not here", lambda: None) for n in names}
+    table["onnxruntime-cpu"] = Candidate("onnxruntime-cpu", lambda: None, lambda: OrtEngine(card, folder),
+                                         verify=False)
+    table["triton"] = Candidate("triton", lambda: None, lambda: FlakyDevice(card, folder), verify=False)
+    engine = select_engine(card, folder, "triton", table=table)
+    assert isinstance(engine, FlakyDevice)  # not wrapped: the triton settings decide about local fall-back
