@@ -53,6 +53,7 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
             analysis=settings.analysis,
             series=settings.series,
             thresholds=settings.verdict, queue_size=settings.pipeline.queue_size,
+            workers=settings.pipeline.measure_workers,
         ).start()
         for f in files:
             pipeline.submit(Arrival(origin=str(f), path=f))

@@ -81,6 +81,7 @@ class Daemon:
             thresholds=settings.verdict,
             send_labels=settings.publish.send_labels,
             queue_size=settings.pipeline.queue_size,
+            workers=settings.pipeline.measure_workers,
         )
         self.notifier = SystemdNotifier()
         self._stop = threading.Event()

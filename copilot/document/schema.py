@@ -177,6 +177,8 @@ class Reliability(_Doc):
     shift_window_mmd2: float | None = Field(None, description="MMD² of the recent frames vs the training embeddings")
     quality: dict[str, float] = Field(default_factory=dict, description="focus, noise, saturation, dynamic range")
     features: dict[str, float] = Field(default_factory=dict, description="the regressor's inputs")
+    embedding: list[float] | None = Field(None, description="the model's pooled embedding (rebuilds the rolling shift "
+                                                             "window after a restart)")
 
 
 class Verdict(_Doc):
