@@ -11,8 +11,9 @@ For each frame size (simulated 16-bit HAADF-STEM frames from ``copilot.sim``, wr
    the stages do not cover (file event → arrival, queue waits, store + publish + transport) is reported as well.
 3. **naive** — ``bench/naive.py`` (watchdog + torch eager + skimage regionprops, sequential), measured the same way.
 
-Targets (reported, never asserted): daemon p50 ≤ 1.10 × engine p50 (1024², 2048²); sustained throughput ≥ 0.95 ×
-engine-only; ≥ 4 × the naive script; a 2048² frame end to end ≤ 0.5 s on 2 CPU cores.
+Targets (reported, never asserted): daemon p50 ≤ 1.25 × engine p50 and sustained throughput ≥ 0.8 × engine-only
+(1024², 2048²); p50 ≤ 3 × engine at 512²; ≥ 4 × the naive script; a 2048² frame end to end ≤ 0.5 s on 2 CPU cores.
+Without torch the naive baseline is skipped with one line and the rest is measured.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("read", "infer", "analyze", "assess")
+STAGES = ("read", "infer", "analyze", "assess", "follow")
 
 
 def free_port() -> int:
@@ -270,24 +271,66 @@ def warm_up(listener: Listener, staged: list[Staged], acq: Path, what: str, time
 
 
 # -- the benchmark ----------------------------------------------------------------------------------------------
-def machine_info(engine_name: str) -> dict:
-    import onnxruntime
+def versions() -> dict[str, str]:
+    """Versions of what the numbers depend on (None where a package is absent), and the checkout's commit."""
+    from importlib import metadata
 
+    out: dict[str, str | None] = {}
+    for pkg in ("copilot", "numpy", "scipy", "scikit-image", "onnxruntime", "onnxruntime-gpu", "pydantic", "torch"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    try:
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                           text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = None
+    return out
+
+
+def machine_info(engine_name: str) -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpu": platform.processor(),
-            "cpu_count": os.cpu_count(), "onnxruntime": onnxruntime.__version__, "engine": engine_name,
-            "load_avg_at_start": os.getloadavg()}
+            "cpu_count": os.cpu_count(), "engine": engine_name, "load_avg_at_start": os.getloadavg(),
+            "versions": versions()}
+    info["onnxruntime"] = info["versions"]["onnxruntime"] or info["versions"]["onnxruntime-gpu"]
     try:
         with open("/proc/cpuinfo") as fh:
             info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), info["cpu"])
     except OSError:
         pass
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-    except ImportError:
-        pass
+    if info["versions"]["torch"]:
+        info["torch"] = info["versions"]["torch"]
     return info
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every ``every_s`` seconds while the benchmark runs (other jobs on the
+    machine slow every number down; this says by how much they were there)."""
+
+    def __init__(self, every_s: float = 5.0):
+        self.samples: list[float] = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join(1.0)
+        v = np.asarray(self.samples)
+        return {"load1_mean": float(v.mean()), "load1_max": float(v.max()), "samples": int(v.size),
+                "load_avg_at_end": os.getloadavg()}
+
+
+def torch_missing() -> str | None:
+    """Why the naive baseline cannot run here (it needs torch), or None."""
+    import importlib.util
+
+    return None if importlib.util.find_spec("torch") else "torch is not installed (the train extra)"
 
 
 def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "particles-stem",
@@ -296,6 +339,7 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
               naive_variants: tuple[str, ...] = ("native", "working-scale"), extra_toml: str = "") -> dict:
     from copilot.inference.select import load_engine
 
+    sampler = LoadSampler()
     work = Path(workdir or tempfile.mkdtemp(prefix="copilot-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     frames_dir = work / "frames"
@@ -339,7 +383,11 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
         sub.close()
         stop(proc)
 
-    for variant in naive_variants if naive else ():
+    why_not = torch_missing() if naive else None
+    if why_not:
+        log(f"naive baseline skipped: {why_not}")
+        results["settings"]["naive_skipped"] = why_not
+    for variant in naive_variants if naive and not why_not else ():
         key = "naive" if variant == "native" else f"naive_{variant.replace('-', '_')}"
         acq = work / f"acq-{key}"
         shutil.rmtree(acq, ignore_errors=True)
@@ -377,15 +425,18 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
                 "fps_sustained"]
             ratios["naive_working_scale_p50_over_daemon_p50"] = nw["latency_s"]["p50"] / d["latency_s"]["p50"]
         r["ratios"] = ratios
-        targets = {"throughput_ge_0.95x_engine": ratios["daemon_fps_over_engine_fps"] >= 0.95}
+        targets = {}
         if size in (1024, 2048):
-            targets["p50_le_1.10x_engine"] = ratios["daemon_p50_over_engine_p50"] <= 1.10
+            targets["p50_le_1.25x_engine"] = ratios["daemon_p50_over_engine_p50"] <= 1.25
+            targets["throughput_ge_0.8x_engine"] = ratios["daemon_fps_over_engine_fps"] >= 0.8
+        if size == 512:
+            targets["p50_le_3x_engine"] = ratios["daemon_p50_over_engine_p50"] <= 3.0
         if "daemon_fps_over_naive_fps" in ratios:
             targets["ge_4x_naive"] = ratios["daemon_fps_over_naive_fps"] >= 4.0
         if size == 2048:
             targets["p50_le_0.5s"] = d["latency_s"]["p50"] <= 0.5
         r["targets_met"] = targets
-    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    results["machine"].update(sampler.stop())
     return results
 
 
@@ -398,7 +449,9 @@ def markdown(results: dict) -> str:
         f"engine **{m['engine']}**, {s['threads']} threads; model {s['model']} {s['card_version']} "
         f"(working {s['working_nm_per_px']} nm/px); frames simulated at {s['nm_per_px']} nm/px, {s['frames']} per "
         f"measurement; load average (1/5/15 min) at start {tuple(round(x, 2) for x in m['load_avg_at_start'])}, "
-        f"at end {tuple(round(x, 2) for x in m.get('load_avg_at_end', ()))}.",
+        f"at end {tuple(round(x, 2) for x in m.get('load_avg_at_end', ()))}; 1-min load during the run "
+        f"{m.get('load1_mean', float('nan')):.1f} mean, {m.get('load1_max', float('nan')):.1f} max. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v) + ".",
         "",
         "Latency: file renamed into the watched folder → result document received by a ZeroMQ subscriber (one "
         "frame at a time). Throughput: all frames renamed in at once, (n − 1) / (last − first result). "
@@ -423,8 +476,8 @@ def markdown(results: dict) -> str:
                  f"{ra['daemon_fps_over_naive_working_scale_fps']:.1f}×" if nw else "–"]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Per-stage p50 inside the daemon (ms, from the result documents' `timings_ms`):", "",
-              "| frame | read | infer | analyze | assess | queues/hand-offs | file event + publish + transport | "
-              "daemon end_to_end |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| frame | read | infer | analyze | assess | follow | queues/hand-offs | file event + publish + transport | "
+              "daemon end_to_end |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for size, r in results["sizes"].items():
         st = r["daemon"]["stages_ms_p50"]
         lines.append(f"| {size}² | " + " | ".join(f"{st.get(k, float('nan')):.0f}" for k in (
@@ -432,8 +485,8 @@ def markdown(results: dict) -> str:
     loaded = {k: r["daemon"]["throughput"].get("stages_ms_p50_under_load") for k, r in results["sizes"].items()}
     if all(loaded.values()):
         lines += ["", "Per-stage p50 during the throughput run (ms; stages overlap across frames and share the "
-                  "cores):", "", "| frame | read | infer | analyze | assess | daemon end_to_end |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "cores):", "", "| frame | read | infer | analyze | assess | follow | daemon end_to_end |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for size, st in loaded.items():
             lines.append(f"| {size}² | " + " | ".join(f"{st.get(k, float('nan')):.0f}" for k in (
                 *STAGES, "end_to_end")) + " |")
@@ -443,13 +496,47 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(sizes, frames, json_path=None, md_path=None, **kwargs) -> dict:
+def run_postprocess_bench(sizes, frames, *, workers: int = 2, model: str = "particles-stem",
+                          engine: str = "onnxruntime", threads: int = 2, nm_per_px: float = 0.2, log=print) -> dict:
+    """``copilot bench --postprocess``: bench/postprocess.py with the machine, load and versions recorded."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("copilot_bench_postprocess", REPO / "bench" / "postprocess.py")
+    post = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(post)
+    sampler = LoadSampler()
+    results = {"created_at": datetime.now(timezone.utc).isoformat(), "machine": machine_info(engine),
+               "postprocess": post.run_postprocess(sizes, frames, model=model, engine=engine, threads=threads,
+                                                   nm_per_px=nm_per_px, workers=workers, log=log)}
+    results["machine"].update(sampler.stop())
+    m = results["machine"]
+    md = [f"# copilot bench --postprocess — {results['created_at'][:19]}Z", "",
+          f"{m['cpu']} ({m['cpu_count']} cores), Python {m['python']}; 1-min load average at start "
+          f"{m['load_avg_at_start'][0]:.1f}, during the run {m['load1_mean']:.1f} mean / {m['load1_max']:.1f} max. "
+          "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", ""]
+    results["markdown"] = "\n".join(md + post.markdown(results["postprocess"]))
+    return results
+
+
+def main(sizes, frames, json_path=None, md_path=None, postprocess: bool = False, workers: int = 2,
+         **kwargs) -> dict:
+    if postprocess:
+        keep = {k: kwargs[k] for k in ("model", "threads", "nm_per_px") if k in kwargs}
+        engine = kwargs.get("engine", "auto")
+        results = run_postprocess_bench(sizes, frames, workers=workers,
+                                        engine="onnxruntime" if engine == "auto" else engine, **keep)
+        md = results.pop("markdown")
+        _write(results, md, json_path, md_path)
+        return results
     results = run_bench(sizes, frames, **kwargs)
+    _write(results, markdown(results), json_path, md_path)
+    return results
+
+
+def _write(results: dict, md: str, json_path, md_path) -> None:
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
-    md = markdown(results)
     if md_path:
         Path(md_path).write_text(md)
     print(md)
-    return results
