@@ -46,9 +46,9 @@ def output_maps(probabilities: np.ndarray) -> OutputMaps:
     tmp = np.empty(probs.shape[1:], np.float32)
     for k in range(c):
         p = probs[k]
-        if k:
-            better = p > confidence
-            labels[better] = k
+        if k:  # a strided argmax over axis 0 costs twice this whole function
+            better = np.greater(p, confidence).view(np.uint8)
+            labels += better * (np.uint8(k) - labels)  # uint8 arithmetic: labels = k where better
             np.maximum(confidence, p, out=confidence)
         np.maximum(p, _EPS, out=tmp)
         np.log(tmp, out=tmp)
