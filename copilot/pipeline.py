@@ -22,6 +22,7 @@ import queue
 import shutil
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -162,6 +163,12 @@ class FollowStage:
         reliability, verdict = self.assessor.follow(fm, m.reliability)
         return Outcome(fm, reliability, verdict, series)
 
+    def rebuild(self, stream: str, documents: list[dict]) -> None:
+        """Restore the stream's state after a restart from its recent result documents (oldest first)."""
+        for acc in (self.series, self.assessor.window):
+            if hasattr(acc, "rebuild"):
+                acc.rebuild(stream, documents)
+
 
 class SinkStage:
     """Outcome → Result: the document, journaled in the store, then handed to every sink (publish, exports)."""
@@ -275,6 +282,8 @@ class Pipeline:
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self, source=None) -> "Pipeline":
+        if self.store is not None:
+            self.rebuild(self.stream)
         for i, lane in enumerate(self.lanes):
             outbox = self._queues[i + 1] if i + 1 < len(self._queues) else None
             reorder = _Reorder(outbox)
@@ -290,6 +299,15 @@ class Pipeline:
             self._source = source
             source.start(self.submit)
         return self
+
+    def rebuild(self, stream: str, recent: int = 100) -> None:
+        """Per-stream state (series, shift window) from the store's last ``recent`` documents of ``stream``."""
+        docs = deque(maxlen=recent)
+        for doc in self.store.results(stream):
+            docs.append(doc)
+        if docs:
+            follow = next(s for lane in self.lanes for s in lane.stages if isinstance(s, FollowStage))
+            follow.rebuild(stream, [d.model_dump(mode="json", by_alias=True) for d in docs])
 
     def submit(self, arrival: Arrival) -> None:
         """Hand the pipeline one arrival; blocks while the first queue is full (backpressure)."""

@@ -274,3 +274,27 @@ def test_measure_workers_keep_frame_order_and_series_state_per_stream(tmp_path, 
 def test_workers_must_be_positive(threshold_model_dir):
     with pytest.raises(ValueError, match="workers"):
         Pipeline(OrtEngine.from_name(threshold_model_dir), workers=0)
+
+
+def test_restart_rebuilds_the_shift_window_from_the_store(tmp_path, threshold_model_dir):
+    """After a restart the rolling shift window holds the stream's last frames again (from their documents)."""
+    from copilot.inference.card import EmbeddingReference
+
+    engine = OrtEngine.from_name(threshold_model_dir)
+    rng = np.random.default_rng(0)
+    samples = rng.normal([0.2, 0.9], 0.05, (50, 2))
+    card = engine.card.model_copy(update={"embedding_reference": EmbeddingReference(
+        mean=samples.mean(0).tolist(), std=samples.std(0).tolist(), samples=samples.tolist())})
+    engine.card = card
+    files = [write_frame(tmp_path / f"f{i}.tif", seed=i) for i in range(4)]
+    store = ResultStore(tmp_path / "results.sqlite")
+    results = []
+    run_files(Pipeline(engine, store=store, sinks=[results.append]), files[:3])
+    restarted = Pipeline(engine, store=store, sinks=[results.append])
+    run_files(restarted, files[3:])
+    fresh = []
+    run_files(Pipeline(engine, sinks=[fresh.append]), files)
+    assert results[-1].doc.reliability.shift_window_mmd2 == pytest.approx(fresh[-1].doc.reliability.shift_window_mmd2,
+                                                                         rel=1e-3)
+    assert results[-1].doc.reliability.shift_window_mmd2 is not None
+    store.close()
