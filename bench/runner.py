@@ -330,7 +330,11 @@ def torch_missing() -> str | None:
     """Why the naive baseline cannot run here (it needs torch), or None."""
     import importlib.util
 
-    return None if importlib.util.find_spec("torch") else "torch is not installed (the train extra)"
+    try:
+        found = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a broken or blocked install
+        found = False
+    return None if found else "torch is not installed (the train extra)"
 
 
 def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "particles-stem",
