@@ -284,6 +284,8 @@ class Pipeline:
     def start(self, source=None) -> "Pipeline":
         if self.store is not None:
             self.rebuild(self.stream)
+        self._seq = 0  # every lane's reorder buffer starts here
+        self._threads = []
         for i, lane in enumerate(self.lanes):
             outbox = self._queues[i + 1] if i + 1 < len(self._queues) else None
             reorder = _Reorder(outbox)
