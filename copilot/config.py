@@ -84,6 +84,8 @@ class MetricsSettings(_Section):
 
 class PipelineSettings(_Section):
     queue_size: int = Field(4, ge=1, description="frames waiting between two stages")
+    measure_workers: int = Field(1, ge=1, le=64, description="threads measuring frames side by side (analysis + "
+                                                              "reliability); results still leave in frame order")
 
 
 class Settings(_Section):

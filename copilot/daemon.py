@@ -107,6 +107,7 @@ class Daemon:
             thresholds=settings.verdict,
             send_labels=settings.publish.send_labels,
             queue_size=settings.pipeline.queue_size,
+            workers=settings.pipeline.measure_workers,
         )
         self.metrics = Metrics(self.status, settings.metrics.listen) if settings.metrics.listen else None
         self.notifier = SystemdNotifier()
@@ -150,8 +151,6 @@ class Daemon:
         if install_signals:
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGTERM, self.request_stop)
-        depth = max(self.settings.series.window_frames, self.settings.verdict.shift_window)
-        self.pipeline.rebuild_state({s: self.store.recent(s, depth) for s in self.store.last_seqs()})
         replayed = self.delivery.catch_up()  # journaled before a kill but not yet published/exported
         if replayed:
             log.info("delivered %d journaled result(s) a previous run had not published/exported", replayed)

@@ -230,7 +230,7 @@ def select_engine(card: ModelCard, folder: Path, engine: str = "auto", *, thread
         log.error("engine %s unavailable (%s); falling back to onnxruntime-cpu", engine, selection[-1][1])
         chosen, outcome = try_candidate(table["onnxruntime-cpu"], reference, verify=False)
         selection.append(("onnxruntime-cpu", "selected (fallback)"))
-    if chosen.name != "onnxruntime-cpu":
+    if chosen.name not in ("onnxruntime-cpu", "triton"):  # triton has its own fallback, only where configured
         chosen = RuntimeFallback(chosen, lambda: OrtEngine(card, folder, threads=threads, max_whole_px=max_whole_px))
     chosen.selection = selection
     why = "requested" if engine != "auto" else "auto"
