@@ -1,4 +1,4 @@
-"""copilot: run | demo | analyze | top | push | config."""
+"""The `copilot` parser and the small sub-commands (run, demo, analyze, top, push, train, config)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
-from copilot.bench_cli import add_bench_parser
-from copilot.inference.engines_cli import add_engines_parser
-from copilot.ui.overlay_cli import add_overlay_parser
+from copilot.cli.bench import add_bench_parser
+from copilot.cli.engines import add_engines_parser
+from copilot.cli.overlay import add_overlay_parser
 
 console = Console(stderr=True)
 
@@ -170,5 +170,3 @@ def main(argv: list[str] | None = None) -> int:
     return args.func(args) or 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
