@@ -21,6 +21,7 @@ demo: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
+	.ci/wheel-check $(PY)
 
 clean:
 	rm -rf $(VENV) .cache demo-data .pytest_cache

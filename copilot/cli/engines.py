@@ -1,6 +1,8 @@
-"""``copilot engines list | build | verify``: what this machine can run, build TensorRT plans, check an engine.
+"""``copilot engines list | install | build | verify``: models and where they were found, what this machine can
+run, install a model into the user folder, build TensorRT plans, check an engine.
 
     copilot engines list   [--model particles-stem] [--state-dir state]
+    copilot engines install FOLDER [--replace]
     copilot engines build  [--engine tensorrt|torch] [--precision fp16|fp32] [--force]
     copilot engines verify [--engine auto|tensorrt|onnxruntime-cuda|torch-cuda|...] [--tiles 8]
 """
@@ -39,6 +41,7 @@ def cmd_list(args) -> int:
 
     console = Console()
     model, state, threads = _resolve(args)
+    _print_models(console)
     card, folder = load_card(model)
     table = candidates(card, folder, threads=threads, state_dir=state)
     t = Table(title=f"engines for {card.name} {card.version} (auto tries them top to bottom)")
@@ -67,6 +70,30 @@ def cmd_list(args) -> int:
     weights = sorted((state / "engines").glob("*/*.safetensors")) + sorted(folder.glob("*.safetensors"))
     for w in weights:
         console.print(f"torch weights: {w}")
+    return 0
+
+
+def _print_models(console) -> None:
+    from rich.table import Table
+
+    from copilot.inference.locate import find_models, search_path
+
+    t = Table(title="models (search path: COPILOT_ENGINES, user, package, system; the first of a name wins)")
+    for col in ("model", "found in", "folder"):
+        t.add_column(col)
+    for m in find_models():
+        where = m.where if m.shadowed_by is None else f"{m.where} [yellow](shadowed by {m.shadowed_by})[/yellow]"
+        t.add_row(m.name, where, str(m.folder))
+    console.print(t)
+    if not search_path():
+        console.print("[yellow]no model folder exists; set COPILOT_ENGINES or `copilot engines install FOLDER`[/yellow]")
+
+
+def cmd_install(args) -> int:
+    from copilot.inference.locate import install_model
+
+    target = install_model(Path(args.folder), replace=args.replace)
+    print(f"installed {args.folder} as {target}")
     return 0
 
 
@@ -143,9 +170,15 @@ def add_engines_parser(sub) -> argparse.ArgumentParser:
 
     e = sub.add_parser("engines", help="list the backends this machine can run; build TensorRT plans; verify")
     es = e.add_subparsers(dest="engines_command", required=True)
-    lst = es.add_parser("list", help="which engines run here (and why not), cached plans")
+    lst = es.add_parser("list", help="the models and where each was found; which engines run here (and why "
+                                        "not); cached plans")
     _common(lst)
     lst.set_defaults(func=cmd_list)
+    i = es.add_parser("install", help="validate a model folder (card.json + model.onnx) and copy it into the "
+                                      "user's model folder, where every copilot on this account finds it")
+    i.add_argument("folder", help="folder with card.json, model.onnx (and the reliability regressor, if any)")
+    i.add_argument("--replace", action="store_true", help="overwrite an installed model of the same name")
+    i.set_defaults(func=cmd_install)
     b = es.add_parser("build", help="build (or rebuild) a TensorRT plan, or torch safetensors weights; verifies")
     _common(b)
     b.add_argument("--engine", choices=("tensorrt", "torch"), default="tensorrt")

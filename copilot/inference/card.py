@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-ENGINES_DIR = Path(__file__).resolve().parents[2] / "engines"
+from copilot.inference.locate import ENGINES_DIR, find_model  # noqa: F401 (ENGINES_DIR: bench/, tests)
 
 
 class Normalization(BaseModel):
@@ -84,21 +84,9 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def engine_dir(name_or_path: str | Path) -> Path:
-    """Resolve a model name (``particles-stem``) or a folder path to the folder holding card.json + model.onnx."""
-    p = Path(name_or_path)
-    if (p / "card.json").is_file():
-        return p
-    candidate = ENGINES_DIR / str(name_or_path)
-    if (candidate / "card.json").is_file():
-        return candidate
-    known = sorted(d.name for d in ENGINES_DIR.iterdir() if (d / "card.json").is_file()) if ENGINES_DIR.is_dir() else []
-    raise FileNotFoundError(f"no model {name_or_path!r}: expected a folder with card.json; shipped models: {known}")
-
-
 def load_card(name_or_path: str | Path, verify_sha256: bool = True) -> tuple[ModelCard, Path]:
     """Load and validate a card; return it with its folder. Refuses a model.onnx whose sha256 differs from the card."""
-    folder = engine_dir(name_or_path)
+    folder = find_model(name_or_path)
     card = ModelCard.model_validate_json((folder / "card.json").read_text())
     if verify_sha256:
         actual = sha256_of(folder / "model.onnx")

@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="cap on the training loop for a slow machine (default 32); the schedule is --steps long")
     ap.add_argument("--n-train", type=int, default=None, help="simulated training patches (default: the preset's)")
     ap.add_argument("--heldout-per-group", type=int, default=24, help="frames per domain group for the card")
-    ap.add_argument("--out", type=Path, default=None, help="engine folder (default engines/<recipe>)")
+    ap.add_argument("--out", type=Path, default=None, help="engine folder (default engines/<recipe> in a source checkout, else the user model folder)")
     args = ap.parse_args(argv)
     if args.recipe == "particles-stem":
         from copilot.train import particles_stem as recipe

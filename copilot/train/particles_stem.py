@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from copilot.inference.locate import default_output_dir
 from copilot.train.data import CLASS_NAMES, Augment, make_dataset
 from copilot.train.metrics import evaluate
 from copilot.train.recipe import augment, loss_fn, ort_predict, train_steps  # noqa: F401 - re-exported
@@ -43,7 +44,7 @@ STEPS = 7000
 N_TRAIN = 2400
 COVERED_GROUPS = ("in-domain", "dose", "defocus", "contrast-inversion")
 HELD_OUT_GROUPS = ("magnification", "drift", "charging")
-ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines" / NAME
+ENGINE_DIR = default_output_dir(NAME)
 
 
 def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout: int = 48,

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from copilot.inference.locate import default_output_dir
 from copilot.sim.sem import CLASS_NAMES
 from copilot.train.data import Augment, make_phase_dataset
 from copilot.train.recipe import ort_predict
@@ -42,7 +43,7 @@ STEPS = 5000
 N_TRAIN = 2000
 COVERED_GROUPS = ("in-domain", "dose", "defocus")
 HELD_OUT_GROUPS = ("magnification", "drift", "charging", "detector", "etching")
-ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines" / NAME
+ENGINE_DIR = default_output_dir(NAME)
 
 
 def phase_patch_metrics(probs_list, targets, n_classes: int = 3) -> dict[str, float]:
