@@ -8,11 +8,11 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 $(PY):
 	python3 -m venv $(VENV)
 
-$(VENV)/.installed-run: pyproject.toml | $(PY)
+$(VENV)/.installed-run: pyproject.toml setup.py | $(PY)
 	$(PIP) -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(PY)
+$(VENV)/.installed-test: pyproject.toml setup.py | $(PY)
 	$(PIP) -e ".[test,train]"
 	touch $@ $(VENV)/.installed-run
 
