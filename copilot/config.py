@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.errors import CopilotError
-from copilot.reliability.score import VerdictThresholds
+from copilot.reliability.settings import VerdictThresholds
 
 DEFAULT_INCLUDE = ["*.tif", "*.tiff", "*.dm3", "*.dm4", "*.emd", "*.ser", "*.bcf", "*.mrc", "*.png"]
 
@@ -96,8 +96,16 @@ def load_settings(path: Path | None = None, overrides: dict | None = None) -> Se
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{where}: invalid config\n  " + "\n  ".join(lines)) from exc
+        problems = "; ".join(_problem(e) for e in exc.errors())
+        raise ConfigError(f"{where}: {problems} (the fields: `copilot config --schema`)") from exc
+
+
+def _problem(error: dict) -> str:
+    field = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{field}: unknown field"
+    got = error.get("input")
+    return f"{field}: {error['msg']}" + ("" if isinstance(got, dict) else f" (got {got!r})")
 
 
 def settings_schema() -> str:
