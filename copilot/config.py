@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
-from copilot.errors import CopilotError
+from copilot.errors import UserError
 from copilot.reliability.settings import VerdictThresholds
 
 DEFAULT_INCLUDE = ["*.tif", "*.tiff", "*.dm3", "*.dm4", "*.emd", "*.ser", "*.bcf", "*.mrc", "*.png"]
@@ -78,7 +78,7 @@ class Settings(_Section):
     pipeline: PipelineSettings = PipelineSettings()
 
 
-class ConfigError(CopilotError):
+class ConfigError(UserError):
     """A config that does not validate; the message names the file and every offending field."""
 
 
@@ -89,8 +89,10 @@ def load_settings(path: Path | None = None, overrides: dict | None = None) -> Se
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read the config ({exc.strerror}); pass an existing TOML file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
     for section, values in (overrides or {}).items():
         data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     try:

@@ -1,5 +1,5 @@
-"""The ``copilot`` command: one module per sub-command, registered in ``main.py``."""
+"""The ``copilot`` command: the parser and small sub-commands in ``commands.py``, larger ones in their own module."""
 
-from copilot.cli.main import main
+from copilot.cli.commands import main
 
 __all__ = ["main"]

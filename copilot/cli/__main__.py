@@ -2,6 +2,6 @@
 
 import sys
 
-from copilot.cli.main import main
+from copilot.cli.commands import main
 
 sys.exit(main())

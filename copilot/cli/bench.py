@@ -40,9 +40,9 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=20, help="frames per measurement")
     b.add_argument("--json", default=None, help="write results here (a .md table is written beside it)")
     b.add_argument("--markdown", default=None, help="markdown table path (default: beside --json)")
-    b.add_argument("--model", default="particles-stem")
-    b.add_argument("--engine", default="auto")
-    b.add_argument("--threads", type=int, default=2)
+    b.add_argument("--model", default="particles-stem", help="model name or folder")
+    b.add_argument("--engine", default="auto", help="engine (`copilot engines list`; default auto)")
+    b.add_argument("--threads", type=int, default=2, help="inference threads")
     b.add_argument("--nm-per-px", type=float, default=0.2, help="calibration of the simulated frames")
     b.add_argument("--no-naive", action="store_true", help="skip the naive-script baselines")
     b.add_argument("--naive", default="native,working-scale",

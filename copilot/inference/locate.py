@@ -20,6 +20,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from copilot.errors import ModelNotFound
+
 PACKAGE = Path(__file__).resolve().parents[1]
 ENGINES_DIR = PACKAGE.parent / "engines"  # a source checkout's top-level engines/ (the committed models)
 PACKAGED_DIR = PACKAGE / "_engines"  # the same models inside an installed wheel (package data)
@@ -86,13 +88,13 @@ def find_model(name_or_path: str | Path) -> Path:
     if _is_model(p):
         return p
     if (p / "card.json").is_file():
-        raise FileNotFoundError(f"{p} has a card.json but no model.onnx")
+        raise ModelNotFound(f"{p} has a card.json but no model.onnx")
     for m in find_models():
         if m.name == str(name_or_path):
             return m.folder
     known = sorted({m.name for m in find_models()})
     searched = ", ".join(str(f.path) for f in search_path()) or "no model folder exists"
-    raise FileNotFoundError(f"no model {str(name_or_path)!r}: pass one of {known} or a folder with card.json + "
+    raise ModelNotFound(f"no model {str(name_or_path)!r}: pass one of {known} or a folder with card.json + "
                             f"model.onnx (searched {searched}; add folders with COPILOT_ENGINES)")
 
 

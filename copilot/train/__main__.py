@@ -17,14 +17,15 @@ PRESETS = ("particles-stem", "phases-sem")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m copilot.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("recipe", choices=PRESETS)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("recipe", choices=PRESETS, help="the model to train")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the simulated data and the initial weights")
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
     ap.add_argument("--minutes", type=float, default=32.0,
                     help="cap on the training loop for a slow machine (default 32); the schedule is --steps long")
     ap.add_argument("--n-train", type=int, default=None, help="simulated training patches (default: the preset's)")
     ap.add_argument("--heldout-per-group", type=int, default=24, help="frames per domain group for the card")
-    ap.add_argument("--out", type=Path, default=None, help="engine folder (default engines/<recipe> in a source checkout, else the user model folder)")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="model folder (default engines/<recipe> in a source checkout, else the user's model folder)")
     args = ap.parse_args(argv)
     if args.recipe == "particles-stem":
         from copilot.train import particles_stem as recipe
