@@ -13,7 +13,7 @@ $(VENV)/.installed-run: pyproject.toml setup.py | $(PY)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml setup.py | $(PY)
-	$(PIP) -e ".[test,train]"
+	$(PIP) -e ".[test,train,napari]"
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run

@@ -6,6 +6,6 @@ from setuptools import find_packages, setup
 setup(
     packages=[*find_packages(include=["copilot", "copilot.*"]), "copilot._engines"],
     package_dir={"copilot._engines": "engines"},
-    package_data={"copilot.document": ["*.schema.json"], "copilot._engines": ["*/card.json", "*/model.onnx",
-                                                                              "*/reliability.*"]},
+    package_data={"copilot.document": ["*.schema.json"], "copilot.napari_plugin": ["napari.yaml"],
+                  "copilot._engines": ["*/card.json", "*/model.onnx", "*/reliability.*"]},
 )
