@@ -22,27 +22,27 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", default=None, help="where plans and converted weights are cached")
 
 
-def _resolve(args) -> tuple[str, Path, int]:
+def _resolve(args):
+    """The model's card and folder, the state folder and the thread count, from the options and the config."""
     from copilot.config import load_settings
+    from copilot.inference.card import load_card
 
     settings = load_settings(Path(args.config) if args.config else None)
-    model = args.model or settings.model.name
+    card, folder = load_card(args.model or settings.model.name)
     state = Path(args.state_dir) if args.state_dir else Path(settings.daemon.state_dir)
-    return model, state, settings.model.threads
+    return card, folder, state, settings.model.threads
 
 
 def cmd_list(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from copilot.inference.card import load_card
     from copilot.inference.select import AUTO_ORDER, candidates
     from copilot.inference.trt_plan import list_plans
 
     console = Console()
-    model, state, threads = _resolve(args)
     _print_models(console)
-    card, folder = load_card(model)
+    card, folder, state, threads = _resolve(args)
     table = candidates(card, folder, threads=threads, state_dir=state)
     t = Table(title=f"engines for {card.name} {card.version} (auto tries them top to bottom)")
     t.add_column("engine")
@@ -100,12 +100,10 @@ def cmd_install(args) -> int:
 def cmd_build(args) -> int:
     from rich.console import Console
 
-    from copilot.inference.card import load_card
     from copilot.inference.verify import EngineRefused
 
     console = Console()
-    model, state, _ = _resolve(args)
-    card, folder = load_card(model)
+    card, folder, state, _ = _resolve(args)
     try:
         if args.engine == "tensorrt":
             from copilot.inference.trt_engine import load_tensorrt
@@ -134,14 +132,12 @@ def cmd_verify(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from copilot.inference.card import load_card
     from copilot.inference.ort_engine import OrtEngine
     from copilot.inference.select import select_engine
     from copilot.inference.verify import validation_frames, verify_engine
 
     console = Console()
-    model, state, threads = _resolve(args)
-    card, folder = load_card(model)
+    card, folder, state, threads = _resolve(args)
     try:
         engine = select_engine(card, folder, args.engine, threads=threads, state_dir=state, verify=False,
                                strict=True, precision=args.precision)

@@ -2,7 +2,8 @@
 
 Presets: particles-stem (HAADF-STEM + BF-TEM nanoparticles), phases-sem (SEM two-phase and porous microstructures).
 Each regenerates its simulated data and trains from scratch with a fixed seed and a fixed number of steps (about
-25 min on two CPU cores), then writes model.onnx + card.json into engines/<preset> (or --out).
+25 min on two CPU cores), then writes model.onnx + card.json into engines/<preset> (or --out). Run it in the
+background with its log beside the model it trains: ``python -m copilot.train PRESET > engines/PRESET/train.log 2>&1 &``.
 """
 
 from __future__ import annotations
