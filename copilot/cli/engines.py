@@ -37,7 +37,8 @@ def cmd_list(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from copilot.inference.select import AUTO_ORDER, candidates
+    from copilot.inference.names import AUTO_ORDER
+    from copilot.inference.select import candidates
     from copilot.inference.trt_plan import list_plans
 
     console = Console()

@@ -80,10 +80,6 @@ class OrtEngine(NetworkEngine):
     def run_network(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return super().run_network(img)
 
-    # kept for callers of the earlier private name
-    def _run_tiled(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.run_tiled(img, self.tile_px or self.card.tiling.tile_px, self.tile_batch)
-
 
 def ort_cuda_providers(device_id: int = 0) -> list:
     return [("CUDAExecutionProvider", {"device_id": device_id, "cudnn_conv_algo_search": "HEURISTIC"}),

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 from copilot.inference.card import ModelCard, load_card
+from copilot.inference.names import ALIASES, AUTO_ORDER, ENGINE_CHOICES
 from copilot.inference.ort_engine import OrtEngine, available_providers
 from copilot.inference.segmentation import Engine
 
 log = logging.getLogger(__name__)
-
-from copilot.inference.names import ALIASES, AUTO_ORDER, ENGINE_CHOICES  # noqa: F401 (re-exported)
 
 
 @dataclass

@@ -27,7 +27,7 @@ import numpy as np
 from copilot.inference.locate import default_output_dir
 from copilot.train.data import CLASS_NAMES, Augment, make_dataset
 from copilot.train.metrics import evaluate
-from copilot.train.recipe import augment, loss_fn, ort_predict, train_steps  # noqa: F401 - re-exported
+from copilot.train.recipe import ort_predict
 
 NAME = "particles-stem"
 VERSION = "0.2.0"
