@@ -85,7 +85,7 @@ class ConfigError(UserError):
 def load_settings(path: Path | None = None, overrides: dict | None = None) -> Settings:
     """Read a TOML config (or defaults) and apply dotted-free nested ``overrides`` on top."""
     data: dict = {}
-    where = str(path) if path else "defaults"
+    where = str(path)
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text())
@@ -93,13 +93,15 @@ def load_settings(path: Path | None = None, overrides: dict | None = None) -> Se
             raise ConfigError(f"{where}: cannot read the config ({exc.strerror}); pass an existing TOML file") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
-    for section, values in (overrides or {}).items():
-        data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+    given = {(section, k) for section, values in (overrides or {}).items() for k, v in values.items() if v is not None}
+    for section, k in given:
+        data.setdefault(section, {})[k] = overrides[section][k]
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(_problem(e) for e in exc.errors())
-        raise ConfigError(f"{where}: {problems} (the fields: `copilot config --schema`)") from exc
+        problems = "; ".join(_problem(e) + (" (from the command line)" if tuple(e["loc"][:2]) in given else "")
+                             for e in exc.errors())
+        raise ConfigError(f"{where + ': ' if path else ''}{problems} (the fields: `copilot config --schema`)") from exc
 
 
 def _problem(error: dict) -> str:

@@ -98,3 +98,18 @@ def test_a_bug_keeps_its_traceback(monkeypatch):
     monkeypatch.setattr(cli, "cmd_config", broken)
     with pytest.raises(KeyError):
         main(["config"])
+
+
+def test_option_values_and_endpoints_are_named(tmp_path, capsys):
+    (tmp_path / "a.tif").write_bytes(b"")
+    line = one_line_error(capsys, "analyze", str(tmp_path / "a.tif"), "--out", str(tmp_path / "o"), "--threads", "0")
+    assert "model.threads" in line and "(got 0) (from the command line)" in line
+    line = one_line_error(capsys, "top", "--endpoint", "not-an-endpoint", "--exit-after", "1")
+    assert "'not-an-endpoint' is not a usable ZeroMQ endpoint" in line and "tcp://HOST:PORT" in line
+
+
+def test_demo_never_empties_a_folder_that_is_not_a_demo(tmp_path, capsys):
+    (tmp_path / "keep.tif").write_bytes(b"someone's data")
+    line = one_line_error(capsys, "demo", "--state-dir", str(tmp_path), "--frames", "1", "--no-live")
+    assert "keep.tif" in line and "--state-dir" in line
+    assert (tmp_path / "keep.tif").read_bytes() == b"someone's data"

@@ -79,6 +79,12 @@ def cmd_push(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from importlib.util import find_spec
+
+    missing = [m for m in ("torch", "onnx", "sklearn") if find_spec(m) is None]
+    if missing:
+        raise UserError(f"training needs the train extra ({', '.join(missing)} not installed): "
+                        "pip install 'microscope-copilot[train]'")
     if args.recipe == "reliability":
         from copilot.train.reliability import main as train_reliability
 

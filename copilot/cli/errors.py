@@ -21,17 +21,19 @@ def user_message(exc: BaseException) -> str | None:
     """The one line for a user error, or None when ``exc`` is not one."""
     if isinstance(exc, CopilotError):
         return str(exc)
-    if type(exc).__module__.startswith("zmq") and getattr(exc, "errno", None) == errno.EADDRINUSE:
-        addr = re.search(r"addr='([^']+)'", str(exc))
-        where = addr.group(1) if addr else "the endpoint"
-        return (f"{where} is already in use (another daemon?): stop it, or choose other ports with "
-                "publish.pub_endpoint / publish.snapshot_endpoint / source.endpoint in the config")
+    addr = re.search(r"addr='([^']*)'", str(exc))
+    if type(exc).__module__.startswith("zmq") and addr:
+        if getattr(exc, "errno", None) == errno.EADDRINUSE:
+            return (f"{addr.group(1)} is already in use (another daemon?): stop it, or choose other ports with "
+                    "publish.pub_endpoint / publish.snapshot_endpoint / source.endpoint in the config")
+        return (f"{addr.group(1)!r} is not a usable ZeroMQ endpoint ({str(exc).split(' (addr=')[0]}): write it as "
+                "tcp://HOST:PORT or ipc://PATH")
     if isinstance(exc, OSError):
         if exc.filename is None:
             return str(exc) or type(exc).__name__
         reason = {FileNotFoundError: "no such file or folder", PermissionError: "permission denied",
                   NotADirectoryError: "not a folder", IsADirectoryError: "is a folder, expected a file",
-                  FileExistsError: "already exists"}.get(type(exc), exc.strerror or type(exc).__name__)
+                  FileExistsError: "already exists and is not a folder"}.get(type(exc), exc.strerror or type(exc).__name__)
         return f"{exc.filename}: {reason}"
     return None
 
