@@ -7,13 +7,16 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from copilot.errors import UserError
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _load_runner():
     path = REPO / "bench" / "runner.py"
     if not path.is_file():
-        raise SystemExit("copilot bench runs from a source checkout (bench/runner.py not found beside the package)")
+        raise UserError("copilot bench runs from a source checkout (bench/runner.py is not beside this install): "
+                        "clone the repository and run it there")
     spec = importlib.util.spec_from_file_location("copilot_bench_runner", path)  # no top-level `bench` package
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod

@@ -3,7 +3,9 @@
 Presets: particles-stem (HAADF-STEM + BF-TEM nanoparticles), phases-sem (SEM two-phase and porous microstructures).
 Each regenerates its simulated data and trains from scratch with a fixed seed and a fixed number of steps (about
 25 min on two CPU cores), then writes model.onnx + card.json into engines/<preset> (or --out). Run it in the
-background with its log beside the model it trains: ``python -m copilot.train PRESET > engines/PRESET/train.log 2>&1 &``.
+background with its log beside the model it trains:
+
+    python -m copilot.train PRESET > engines/PRESET/train.log 2>&1 &
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         from copilot.train import phases_sem as recipe  # type: ignore[no-redef]
 
     cmd = "python -m copilot.train " + " ".join(sys.argv[1:] if argv is None else argv)
-    recipe.main(minutes=args.minutes, seed=args.seed, n_train=args.n_train or recipe.N_TRAIN,
-                out_dir=args.out or recipe.ENGINE_DIR, command=cmd, steps=args.steps or recipe.STEPS,
+    recipe.main(minutes=args.minutes, seed=args.seed, n_train=args.n_train or recipe.RECIPE.n_train,
+                out_dir=args.out, command=cmd, steps=args.steps or recipe.RECIPE.steps,
                 heldout_per_group=args.heldout_per_group)
     return 0
 
