@@ -197,22 +197,21 @@ def fp16_onnx(onnx_path: Path) -> bytes:
             for a in node.attribute:
                 if a.name == "value" and a.t.data_type == TensorProto.FLOAT:
                     a.t.CopyFrom(half(a.t))
+    def rename(old: str, new: str, fields: tuple[str, ...]) -> None:
+        for node in g.node:
+            for f in fields:
+                getattr(node, f)[:] = [new if x == old else x for x in getattr(node, f)]
+
+    def floats(values) -> list[tuple[str, str]]:
+        return [(v.name, f"{v.name}__fp16") for v in values if v.type.tensor_type.elem_type == TensorProto.FLOAT]
+
     casts_in = []
-    for inp in g.input:
-        if inp.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        new = f"{inp.name}__fp16"
-        for node in g.node:
-            node.input[:] = [new if x == inp.name else x for x in node.input]
-        casts_in.append(helper.make_node("Cast", [inp.name], [new], to=TensorProto.FLOAT16))
-    for out in g.output:
-        if out.type.tensor_type.elem_type != TensorProto.FLOAT:
-            continue
-        new = f"{out.name}__fp16"
-        for node in g.node:
-            node.output[:] = [new if x == out.name else x for x in node.output]
-            node.input[:] = [new if x == out.name else x for x in node.input]
-        g.node.append(helper.make_node("Cast", [new], [out.name], to=TensorProto.FLOAT))
+    for name, new in floats(g.input):  # float32 graph inputs → Cast to float16 in front of their consumers
+        rename(name, new, ("input",))
+        casts_in.append(helper.make_node("Cast", [name], [new], to=TensorProto.FLOAT16))
+    for name, new in floats(g.output):
+        rename(name, new, ("output", "input"))  # float16 results → Cast back to the float32 graph outputs
+        g.node.append(helper.make_node("Cast", [new], [name], to=TensorProto.FLOAT))
     for i, c in enumerate(casts_in):
         g.node.insert(i, c)
     del g.value_info[:]
