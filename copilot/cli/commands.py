@@ -12,8 +12,8 @@ from rich.logging import RichHandler
 from copilot.cli.bench import add_bench_parser
 from copilot.cli.engines import add_engines_parser
 from copilot.cli.errors import add_verbose, report_user_error, user_message
-from copilot.errors import UserError
 from copilot.cli.overlay import add_overlay_parser
+from copilot.errors import UserError
 
 console = Console(stderr=True)
 
