@@ -12,6 +12,7 @@ daemon measure alike. Lengths are in nm when the image is calibrated, else in pi
 from __future__ import annotations
 
 import functools
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,16 +87,26 @@ def read_results(folder_or_store: str | Path) -> Results:
         lines = (path / "results.jsonl").read_text(encoding="utf-8").splitlines()
         docs = [ResultDocument.from_json(line) for line in lines if line.strip()]
     elif path.is_file() and path.suffix == ".sqlite" or (path / "results.sqlite").is_file():
-        from copilot.store import ResultStore
-
-        with ResultStore(path if path.is_file() else path / "results.sqlite") as store:
-            docs = list(store.results())
+        docs = _store_documents(path if path.is_file() else path / "results.sqlite")
     else:
         raise UserError(f"{path}: neither a results folder (results.jsonl) nor a state folder or store "
                         "(results.sqlite)")
     frames = pd.DataFrame([frame_row(d) for d in docs], columns=FRAME_COLUMNS)
     frames["acquired_at"] = pd.to_datetime(frames["acquired_at"], format="ISO8601")
     return Results(frames, particle_table(docs), docs)
+
+
+def _store_documents(path: Path) -> list[ResultDocument]:
+    """The documents of a daemon's results.sqlite, opened read-only: the daemon may be writing it, and the reader
+    need not own it."""
+    con = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        rows = con.execute("SELECT document FROM frames WHERE document IS NOT NULL ORDER BY id").fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{path}: not a co-pilot results store ({exc})") from exc
+    finally:
+        con.close()
+    return [ResultDocument.from_json(document) for (document,) in rows]
 
 
 def particle_table(docs: list[ResultDocument]) -> pd.DataFrame:

@@ -89,3 +89,6 @@ def test_read_results_from_an_analyze_folder_and_from_a_store(image, threshold_m
         assert len(res.frames) == 1 and len(res.particles) == len(CENTRES) and res.documents[0] == doc
     with pytest.raises(UserError, match="results.jsonl"):
         copilot.read_results(tmp_path)
+    (tmp_path / "other.sqlite").write_bytes(b"not a database at all, " * 100)
+    with pytest.raises(UserError, match="not a co-pilot results store"):
+        copilot.read_results(tmp_path / "other.sqlite")
