@@ -165,7 +165,8 @@ def add_engines_parser(sub) -> argparse.ArgumentParser:
     """Register ``copilot engines ...`` on the CLI's sub-parsers."""
     from copilot.inference.names import ENGINE_CHOICES
 
-    e = sub.add_parser("engines", help="list the backends this machine can run; build TensorRT plans; verify")
+    e = sub.add_parser("engines", help="models and where they were found, the backends this machine can run; "
+                                      "install a model; build TensorRT plans; verify")
     es = e.add_subparsers(dest="engines_command", required=True)
     lst = es.add_parser("list", help="the models and where each was found; which engines run here (and why "
                                         "not); cached plans")
