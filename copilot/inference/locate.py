@@ -14,6 +14,7 @@ Searched in this order (the first folder holding a name wins, like ``PATH``):
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -21,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from copilot.errors import ModelNotFound
+
+log = logging.getLogger(__name__)
 
 PACKAGE = Path(__file__).resolve().parents[1]
 ENGINES_DIR = PACKAGE.parent / "engines"  # a source checkout's top-level engines/ (the committed models)
@@ -76,7 +79,12 @@ def find_models() -> list[FoundModel]:
     first: dict[str, Path] = {}
     found = []
     for root in search_path():
-        for folder in sorted(p for p in root.path.iterdir() if _is_model(p)):
+        try:
+            folders = sorted(p for p in root.path.iterdir() if _is_model(p))
+        except OSError as exc:  # an unreadable folder on the path hides nothing else
+            log.warning("model folder %s (%s) skipped: %s", root.path, root.where, exc)
+            continue
+        for folder in folders:
             found.append(FoundModel(folder.name, folder, root.where, first.get(folder.name)))
             first.setdefault(folder.name, folder)
     return found
