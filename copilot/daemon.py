@@ -10,7 +10,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from copilot.config import Settings
+from copilot.config import ConfigError, Settings
 from copilot.delivery import Delivery, PublishSink, new_epoch, open_session_exports
 from copilot.inference.select import load_engine
 from copilot.metrics import Metrics, parse_listen
@@ -51,9 +51,9 @@ def build_source(settings: Settings, store: ResultStore, security: ServerSecurit
     from copilot.sources.directory import DirectorySource
 
     if s.watch is None:
-        raise ValueError("source.watch: a folder to watch is required for source.kind = 'directory' (or --watch DIR)")
+        raise ConfigError("source.watch: a folder to watch is required for source.kind = 'directory' (or --watch DIR)")
     if not Path(s.watch).is_dir():
-        raise FileNotFoundError(f"source.watch: {s.watch} is not a folder")
+        raise ConfigError(f"source.watch: {s.watch} is not a folder (give --watch an existing folder)")
 
     def is_done(path: str) -> bool:
         try:

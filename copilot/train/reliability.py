@@ -220,10 +220,10 @@ def fit_and_write(model: str, rows: list[dict], mmd2_p99: float | None, command:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m copilot.train.reliability")
-    ap.add_argument("model", nargs="?", default="particles-stem")
-    ap.add_argument("--per-group", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("model", nargs="?", default="particles-stem", help="model name or folder (default particles-stem)")
+    ap.add_argument("--per-group", type=int, default=100, help="simulated frames per domain group")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the simulated frames and the forest")
+    ap.add_argument("--size", type=int, default=512, help="frame edge in pixels")
     ap.add_argument("--refit", action="store_true",
                     help="refit from bench/reliability/table.csv without simulating the per-frame table again")
     args = ap.parse_args(argv)

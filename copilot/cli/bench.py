@@ -7,15 +7,16 @@ import importlib.util
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from copilot.errors import UserError
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _load_runner():
     path = REPO / "bench" / "runner.py"
     if not path.is_file():
-        print("copilot bench runs from a source checkout (bench/runner.py not found beside the package)",
-              file=sys.stderr)
-        raise SystemExit(2)
+        raise UserError("copilot bench runs from a source checkout (bench/runner.py is not beside this install): "
+                        "clone the repository and run it there")
     spec = importlib.util.spec_from_file_location("copilot_bench_runner", path)  # no top-level `bench` package
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
@@ -67,8 +68,8 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--frames", type=int, default=20, help="frames per measurement")
     b.add_argument("--json", default=None, help="write results here (a .md table is written beside it)")
     b.add_argument("--markdown", default=None, help="markdown table path (default: beside --json)")
-    b.add_argument("--model", default="particles-stem", help="shipped model name or model folder")
-    b.add_argument("--engine", default="auto", help="inference backend (see copilot engines list)")
+    b.add_argument("--model", default="particles-stem", help="model name or folder")
+    b.add_argument("--engine", default="auto", help="engine (`copilot engines list`; default auto)")
     b.add_argument("--threads", type=int, default=2, help="inference threads")
     b.add_argument("--nm-per-px", type=float, default=0.2, help="calibration of the simulated frames")
     b.add_argument("--no-naive", action="store_true", help="skip the naive-script baselines")
