@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-from copilot.bench_cli import REPO, _load_runner
+from copilot.cli.bench import REPO, _load_runner
 
 
 def test_postprocess_bench_runs_on_the_replay_engine(threshold_model_dir):

@@ -14,7 +14,8 @@ from copilot.cli.engines import add_engines_parser
 from copilot.cli.errors import add_verbose, report_user_error, user_message
 from copilot.cli.overlay import add_overlay_parser
 from copilot.errors import UserError
-from copilot import hub, keys_cli, tail
+from copilot import hub
+from copilot.cli import keys as keys_cli, tail
 
 console = Console(stderr=True)
 

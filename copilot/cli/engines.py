@@ -196,7 +196,7 @@ def add_engines_parser(sub) -> argparse.ArgumentParser:
     v.add_argument("--large", type=int, default=-1,
                    help="validation frames of 2.5 tiles (default: one frame per shape class of the engine)")
     v.set_defaults(func=cmd_verify)
-    from copilot.inference import export_triton_cli
+    from copilot.cli import export_triton as export_triton_cli
 
     export_triton_cli.add_parser(es)
     return e
