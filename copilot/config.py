@@ -10,9 +10,9 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
-from copilot.errors import CopilotError
+from copilot.errors import UserError
 from copilot.inference.triton_settings import TritonSettings
-from copilot.reliability.score import VerdictThresholds
+from copilot.reliability.settings import VerdictThresholds
 
 DEFAULT_INCLUDE = ["*.tif", "*.tiff", "*.dm3", "*.dm4", "*.emd", "*.ser", "*.bcf", "*.mrc", "*.png"]
 
@@ -84,6 +84,8 @@ class MetricsSettings(_Section):
 
 class PipelineSettings(_Section):
     queue_size: int = Field(4, ge=1, description="frames waiting between two stages")
+    measure_workers: int = Field(1, ge=1, le=64, description="threads measuring frames side by side (analysis + "
+                                                              "reliability); results still leave in frame order")
 
 
 class Settings(_Section):
@@ -100,26 +102,38 @@ class Settings(_Section):
     metrics: MetricsSettings = MetricsSettings()
 
 
-class ConfigError(CopilotError):
+class ConfigError(UserError):
     """A config that does not validate; the message names the file and every offending field."""
 
 
 def load_settings(path: Path | None = None, overrides: dict | None = None) -> Settings:
     """Read a TOML config (or defaults) and apply dotted-free nested ``overrides`` on top."""
     data: dict = {}
-    where = str(path) if path else "defaults"
+    where = str(path)
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-    for section, values in (overrides or {}).items():
-        data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read the config ({exc.strerror}); pass an existing TOML file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
+    given = {(section, k) for section, values in (overrides or {}).items() for k, v in values.items() if v is not None}
+    for section, k in given:
+        data.setdefault(section, {})[k] = overrides[section][k]
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{where}: invalid config\n  " + "\n  ".join(lines)) from exc
+        problems = "; ".join(_problem(e) + (" (from the command line)" if tuple(e["loc"][:2]) in given else "")
+                             for e in exc.errors())
+        raise ConfigError(f"{where + ': ' if path else ''}{problems} (the fields: `copilot config --schema`)") from exc
+
+
+def _problem(error: dict) -> str:
+    field = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{field}: unknown field"
+    got = error.get("input")
+    return f"{field}: {error['msg']}" + ("" if isinstance(got, dict) else f" (got {got!r})")
 
 
 def settings_schema() -> str:

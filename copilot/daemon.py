@@ -10,7 +10,7 @@ from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from copilot.config import Settings
+from copilot.config import ConfigError, Settings
 from copilot.delivery import Delivery, PublishSink, new_epoch, open_session_exports
 from copilot.inference.select import load_engine
 from copilot.metrics import Metrics, parse_listen
@@ -51,9 +51,9 @@ def build_source(settings: Settings, store: ResultStore, security: ServerSecurit
     from copilot.sources.directory import DirectorySource
 
     if s.watch is None:
-        raise ValueError("source.watch: a folder to watch is required for source.kind = 'directory' (or --watch DIR)")
+        raise ConfigError("source.watch: a folder to watch is required for source.kind = 'directory' (or --watch DIR)")
     if not Path(s.watch).is_dir():
-        raise FileNotFoundError(f"source.watch: {s.watch} is not a folder")
+        raise ConfigError(f"source.watch: {s.watch} is not a folder (give --watch an existing folder)")
 
     def is_done(path: str) -> bool:
         try:
@@ -107,6 +107,7 @@ class Daemon:
             thresholds=settings.verdict,
             send_labels=settings.publish.send_labels,
             queue_size=settings.pipeline.queue_size,
+            workers=settings.pipeline.measure_workers,
         )
         self.metrics = Metrics(self.status, settings.metrics.listen) if settings.metrics.listen else None
         self.notifier = SystemdNotifier()
@@ -150,8 +151,6 @@ class Daemon:
         if install_signals:
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGTERM, self.request_stop)
-        depth = max(self.settings.series.window_frames, self.settings.verdict.shift_window)
-        self.pipeline.rebuild_state({s: self.store.recent(s, depth) for s in self.store.last_seqs()})
         replayed = self.delivery.catch_up()  # journaled before a kill but not yet published/exported
         if replayed:
             log.info("delivered %d journaled result(s) a previous run had not published/exported", replayed)

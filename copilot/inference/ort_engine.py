@@ -188,10 +188,6 @@ class OrtEngine(NetworkEngine):
     def describe(self) -> dict:
         return {**super().describe(), "providers": self.session.get_providers(), "placement": self.placement}
 
-    # kept for callers of the earlier private name
-    def _run_tiled(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return self.run_tiled(img, self.tile_px or self.card.tiling.tile_px, self.tile_batch)
-
 
 def ort_cuda_providers(device_id: int = 0) -> list:
     """CUDA execution provider (no CPU entry: :func:`open_device_session` adds it only where nodes need it)."""

@@ -149,8 +149,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m copilot.inference.weights", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("onnx", type=Path)
-    ap.add_argument("out", type=Path)
+    ap.add_argument("onnx", type=Path, help="model.onnx to read the weights from")
+    ap.add_argument("out", type=Path, help="the .safetensors file to write")
     a = ap.parse_args(argv)
     out = convert(a.onnx, a.out)
     print(f"{out}: {read_metadata(out)}")
