@@ -88,6 +88,7 @@ class TritonEngine(NetworkEngine):
         self.fallbacks = 0
         self.batched_with_others = 0  # requests the server ran together with other clients' requests
         self.largest_server_batch = 0
+        self.last_server_compute_ms: float | None = None  # the network's time on the server, where it says
         self.last_error: str | None = None
         self.client = self._connect()
         self._headers = dict(s.headers)
@@ -232,12 +233,15 @@ class TritonEngine(NetworkEngine):
         try:
             resp = result.get_response()
             if isinstance(resp, dict):
-                batch = int((resp.get("parameters") or {}).get("batch_size", 0))
+                params = resp.get("parameters") or {}
+                batch, compute = int(params.get("batch_size", 0)), params.get("compute_ms")
             else:
-                p = resp.parameters.get("batch_size")
+                p, c = resp.parameters.get("batch_size"), resp.parameters.get("compute_ms")
                 batch = int(p.int64_param) if p is not None else 0
+                compute = c.double_param if c is not None else None
         except (AttributeError, TypeError, ValueError):
             return
+        self.last_server_compute_ms = float(compute) if compute is not None else None
         if batch > sent:
             self.batched_with_others += 1
         self.largest_server_batch = max(self.largest_server_batch, batch)
