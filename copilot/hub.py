@@ -81,7 +81,7 @@ def is_loopback(endpoint: str) -> bool:
     """``ipc://`` and ``inproc://`` are local; ``tcp://`` must name 127.0.0.0/8, ::1 or localhost."""
     if endpoint.startswith(("ipc://", "inproc://")):
         return True
-    host = urlparse(endpoint.replace("tcp://", "tcp://", 1)).hostname or ""
+    host = urlparse(endpoint).hostname or ""
     if host == "localhost":
         return True
     try:

@@ -324,6 +324,33 @@ class TritonEngine(NetworkEngine):
             getattr(self._local, "close", lambda: None)()
 
 
+def triton_candidate(card: ModelCard, folder: Path, settings: TritonSettings | None, *, threads: int = 2,
+                     max_whole_px: int = 2048):
+    """The ``triton`` entry of ``select.candidates``: probe (is tritonclient installed), build, verify, fallback."""
+    import importlib.util
+
+    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.select import Candidate
+
+    s = settings or TritonSettings()
+
+    def probe() -> str | None:
+        if importlib.util.find_spec("tritonclient") is None:
+            return "tritonclient is not installed (pip install 'microscope-copilot[triton]')"
+        return None
+
+    def build() -> TritonEngine:
+        engine = TritonEngine(card, folder, s, max_whole_px=max_whole_px,
+                              local=lambda: OrtEngine(card, folder, threads=threads, max_whole_px=max_whole_px))
+        if engine.status()["state"] != "ok":  # unreachable at start: nothing to verify against yet
+            log.warning("triton: server unreachable at start; its answers are not verified this session")
+            cand.verify = False
+        return engine
+
+    cand = Candidate("triton", probe, build, verify=s.verify, fallback=s.fallback == "local")
+    return cand
+
+
 def _describe(exc: Exception) -> str:
     msg = getattr(exc, "message", None)
     text = msg() if callable(msg) else str(exc)
