@@ -79,12 +79,12 @@ class OnnxRuntimeModel(MLModel):
         # off the event loop, so requests keep arriving (and batching) while the network runs
         t0 = time.perf_counter()
         results = await asyncio.to_thread(self._session.run, wanted, feeds)
-        compute_ms = (time.perf_counter() - t0) * 1e3
+        compute_us = int((time.perf_counter() - t0) * 1e6)  # an integer: V2 parameters carry no floats in MLServer
         batch = int(next(iter(feeds.values())).shape[0]) if feeds else 0
         return InferenceResponse(
             model_name=self.name, model_version=self.version,
             # the batch this run saw after adaptive batching, and the network's own time (clients can tell the server's
             # compute from the protocol's and the server's overhead)
-            parameters=Parameters(batch_size=batch, compute_ms=round(compute_ms, 3)),
+            parameters=Parameters(batch_size=batch, compute_us=compute_us),
             outputs=[NumpyCodec.encode_output(name, np.ascontiguousarray(r)) for name, r in zip(wanted, results)],
         )

@@ -234,14 +234,14 @@ class TritonEngine(NetworkEngine):
             resp = result.get_response()
             if isinstance(resp, dict):
                 params = resp.get("parameters") or {}
-                batch, compute = int(params.get("batch_size", 0)), params.get("compute_ms")
+                batch, compute_us = int(params.get("batch_size", 0)), params.get("compute_us")
             else:
-                p, c = resp.parameters.get("batch_size"), resp.parameters.get("compute_ms")
+                p, c = resp.parameters.get("batch_size"), resp.parameters.get("compute_us")
                 batch = int(p.int64_param) if p is not None else 0
-                compute = c.double_param if c is not None else None
+                compute_us = c.int64_param if c is not None else None
         except (AttributeError, TypeError, ValueError):
             return
-        self.last_server_compute_ms = float(compute) if compute is not None else None
+        self.last_server_compute_ms = compute_us / 1e3 if compute_us is not None else None
         if batch > sent:
             self.batched_with_others += 1
         self.largest_server_batch = max(self.largest_server_batch, batch)

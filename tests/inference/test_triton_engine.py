@@ -112,6 +112,7 @@ def test_remote_masks_equal_the_local_engine(server, card_folder, frames, local)
     n_tiles = len(tile_grid(*tiled.prepare(big)[0].shape, 160, card_folder[0].tiling.overlap_px))
     assert n_tiles > 4 and tiled.requests == -(-n_tiles // 4)
     assert remote.status()["state"] == "ok" and remote.status()["requests"] == len(frames)
+    assert remote.last_server_compute_ms > 0  # the adapter reports the network's own time
     remote.close()
 
 
