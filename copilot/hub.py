@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 
 import zmq
 
-from copilot.publish.publisher import SNAPSHOT_END, SNAPSHOT_REQUEST, dumps
+from copilot.publish.publisher import SNAPSHOT_END, dumps
 
 log = logging.getLogger(__name__)
 

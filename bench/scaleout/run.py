@@ -92,6 +92,54 @@ def remote_vs_local(srv: MLServer, frames, threads: int) -> dict:
             "remote_ms": [round(x, 1) for x in t_remote]}
 
 
+def transport_floor(shape=(1, 1, 1024, 1024), n_classes: int = 3, emb: int = 64, repeats: int = 5) -> dict:
+    """What the protocol itself costs per 1024² frame on loopback, with no server work: tritonclient (gRPC) to a
+    minimal V2 ``ModelInfer`` that answers zero tensors as raw bytes at once (what Triton adds beyond the
+    network's compute is about this plus a copy; MLServer adds its Python list codec on top)."""
+    from concurrent import futures
+
+    import grpc
+    import tritonclient.grpc as tc
+    from tritonclient.grpc import service_pb2, service_pb2_grpc
+
+    n, _, h, w = shape
+    probs = np.zeros((n, n_classes, h, w), np.float32).tobytes()
+    embedding = np.zeros((n, emb), np.float32).tobytes()
+
+    class Echo(service_pb2_grpc.GRPCInferenceServiceServicer):
+        def ModelInfer(self, request, context):
+            r = service_pb2.ModelInferResponse(model_name=request.model_name, model_version="1")
+            for name, dims in (("probabilities", [n, n_classes, h, w]), ("embedding", [n, emb])):
+                out = r.outputs.add()
+                out.name, out.datatype = name, "FP32"
+                out.shape.extend(dims)
+            r.raw_output_contents.extend([probs, embedding])
+            return r
+
+    opts = [("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30)]
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), options=opts)
+    service_pb2_grpc.add_GRPCInferenceServiceServicer_to_server(Echo(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        client = tc.InferenceServerClient(f"127.0.0.1:{port}")
+        x = np.random.default_rng(0).random(shape, dtype=np.float32)
+        times = []
+        for _ in range(repeats + 1):
+            t0 = time.perf_counter()
+            inp = tc.InferInput("image", list(shape), "FP32")
+            inp.set_data_from_numpy(x)
+            r = client.infer("m", [inp], outputs=[tc.InferRequestedOutput("probabilities"),
+                                                  tc.InferRequestedOutput("embedding")])
+            r.as_numpy("probabilities"), r.as_numpy("embedding")
+            times.append((time.perf_counter() - t0) * 1e3)
+        client.close()
+    finally:
+        server.stop(0)
+    return {"request_MiB": round(x.nbytes / 2**20, 2), "answer_MiB": round((len(probs) + len(embedding)) / 2**20, 2),
+            "p50_ms": round(statistics.median(times[1:]), 1), "ms": [round(t, 1) for t in times[1:]]}
+
+
 def daemons(srv: MLServer, frames, model: str, n_daemons: int, per_daemon: int) -> dict:
     card, folder = load_card(MODEL)
     engines = [TritonEngine(card, folder, TritonSettings(url=srv.grpc_url, model_name=model, verify=False),
@@ -215,7 +263,10 @@ def write_md(res: dict, path: Path) -> None:
         f"| added by the remote path | {r['added_p50_ms']} ms/frame |",
         f"| of the remote p50: the network on the server (session.run) | {r['server_compute_p50_ms']} ms |",
         f"| of the remote p50: protocol + server overhead (remote − server compute) | "
-        f"{r['protocol_overhead_p50_ms']} ms |", "",
+        f"{r['protocol_overhead_p50_ms']} ms |",
+        f"| the protocol alone (tritonclient + gRPC on loopback to a V2 stub that answers at once; "
+        f"{res['transport_floor']['request_MiB']} MiB in, {res['transport_floor']['answer_MiB']} MiB out) | "
+        f"{res['transport_floor']['p50_ms']} ms |", "",
         "## Two daemons on one server (frames of 1024², segment only)", "",
         "| server model | daemons | frames/s (aggregate) | vs one daemon | requests batched across daemons | "
         "largest server batch |", "| --- | --- | --- | --- | --- | --- |"]
@@ -234,10 +285,16 @@ def write_md(res: dict, path: Path) -> None:
     lines += ["", f"Scaling efficiency, best local:2 vs best local:1 (wall clock): **{k['scaling_efficiency']}** "
               "(target ≥ 0.8).",
               f"Worker CPU seconds per frame, median: local:1 {k['worker_cpu_s_per_frame_median']['local:1']}, "
-              f"local:2 {k['worker_cpu_s_per_frame_median']['local:2']}: the work per frame does not grow with the "
-              f"number of workers (CPU-bound efficiency {k['cpu_bound_efficiency']}); a wall-clock efficiency "
-              "below that is CPU the machine did not have to give (see the load column).", ""]
+              f"local:2 {k['worker_cpu_s_per_frame_median']['local:2']} (CPU-bound efficiency "
+              f"{k['cpu_bound_efficiency']}: what two workers sharing the cores cost each other per frame). A "
+              "wall-clock efficiency below that is CPU the machine did not have to give (see the load column: "
+              f"{os.cpu_count()} cores).", ""]
     path.write_text("\n".join(lines))
+
+
+def regenerate(out: Path) -> None:
+    """Rewrite results.md from results.json (after adding a part measured separately)."""
+    write_md(json.loads((out / "results.json").read_text()), out / "results.md")
 
 
 def main(argv=None) -> int:
@@ -261,6 +318,8 @@ def main(argv=None) -> int:
         make_repo(tmp / "repo", args.threads)
         srv = MLServer(tmp / "repo").start()
         try:
+            res["transport_floor"] = transport_floor()
+            print(json.dumps(res["transport_floor"]), flush=True)
             res["remote_vs_local"] = remote_vs_local(srv, frames, args.threads)
             print(json.dumps(res["remote_vs_local"]), flush=True)
             res["two_daemons"] = {}

@@ -236,3 +236,35 @@ def test_select_registers_triton_and_never_falls_back_silently(server, card_fold
     chosen = load_engine(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, model_name="nope",
                                                                 fallback="local"))
     assert chosen.name == "onnxruntime-cpu"
+
+
+def test_daemon_configured_for_triton_reports_its_state(server, tmp_path):
+    """The config path a user takes: [model] engine = "triton" + [triton] (verification: the next test, on fewer
+    frames than the card's validation set, which costs half a minute through MLServer on a busy CPU)."""
+    from copilot.config import load_settings
+    from copilot.daemon import Daemon
+
+    (tmp_path / "acq").mkdir()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n[source]\nwatch = "{tmp_path / "acq"}"\n'
+                   f'[model]\nname = "{MODEL}"\nengine = "triton"\n[triton]\nurl = "{server.grpc_url}"\nverify = false\n'
+                   '[publish]\npub_endpoint = "tcp://127.0.0.1:*"\nsnapshot_endpoint = "tcp://127.0.0.1:*"\n')
+    daemon = Daemon(load_settings(cfg))
+    try:
+        assert isinstance(daemon.engine, TritonEngine)
+        assert daemon.engine.selection[-1] == ("triton", "selected")
+        st = daemon.status()
+        assert st["engine"] == "triton" and st["engine_status"]["state"] == "ok"
+    finally:
+        daemon.exports.close()
+        daemon.publisher.close()
+        daemon.store.close()
+
+
+def test_verification_of_the_remote_engine_against_onnxruntime_cpu(server, card_folder, frames, local):
+    """What select does for engine = "triton" with verify = true, on the small frames."""
+    from copilot.inference.verify import require_agreement
+
+    remote = TritonEngine(*card_folder, TritonSettings(url=server.grpc_url))
+    v = require_agreement(remote, local, [f for f in frames if f.frame_id.endswith("-crop")])
+    assert v.accepted and v.miou >= 0.999
