@@ -254,6 +254,7 @@ def write_md(res: dict, path: Path) -> None:
         f"Machine: {res['machine']}; load average at start {res['load_start']}, at end {res['load_end']} "
         f"(shared with other jobs: read the absolute numbers with that in mind).", "",
         "## Remote engine (triton, gRPC) vs local ONNX Runtime CPU, 1024² working grid", "",
+        f"Load average when this part started: {res.get('remote_load_start', res['load_start'])}.", "",
         "| measure | value |", "| --- | --- |",
         f"| frames | {r['frames']} (grid {r['grid_px'][0]}×{r['grid_px'][1]} px) |",
         f"| mask equal to local, worst frame | {r['mask_equal_pct_min']} % of pixels |",
@@ -305,38 +306,44 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads, local engine and server")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     ap.add_argument("--rounds", type=int, default=2, help="local:1 / local:2 pairs in the Dask part")
-    ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument("--parts", default="remote,dask", help="remote (parts 1 and 2, one server) and/or dask; a part "
+                    "left out keeps its numbers from an earlier results.json in --out")
     args = ap.parse_args(argv)
     from copilot.readers import read_frame
 
-    res = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
-           "load_start": load()}
+    parts = set(args.parts.split(","))
+    earlier = args.out / "results.json"
+    res = json.loads(earlier.read_text()) if earlier.is_file() and parts != {"remote", "dask"} else {}
+    res.update(machine=f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
+               load_start=load())
     with tempfile.TemporaryDirectory(prefix="scaleout-") as tmp:
         tmp = Path(tmp)
-        paths = sim_files(tmp / "frames", args.frames, 1024, seed=11)
-        frames = [read_frame(p, stream="bench") for p in paths]
-        make_repo(tmp / "repo", args.threads)
-        srv = MLServer(tmp / "repo").start()
-        try:
-            res["transport_floor"] = transport_floor()
-            print(json.dumps(res["transport_floor"]), flush=True)
-            res["remote_vs_local"] = remote_vs_local(srv, frames, args.threads)
-            print(json.dumps(res["remote_vs_local"]), flush=True)
-            res["two_daemons"] = {}
-            for model in (f"{MODEL}-batch8", f"{MODEL}-nobatch"):
-                rows = [daemons(srv, frames, model, n, args.per_daemon) for n in (1, 2, 1, 2)]  # load drifts
-                res["two_daemons"][model] = [max((r for r in rows if r["daemons"] == n), key=lambda r: r["frames_per_s"])
-                                             for n in (1, 2)]
-                print(model, json.dumps(res["two_daemons"][model]), flush=True)
-        finally:
-            srv.stop()
-        if not args.skip_dask:
+        if "remote" in parts:
+            res["remote_load_start"] = load()
+            paths = sim_files(tmp / "frames", args.frames, 1024, seed=11)
+            frames = [read_frame(p, stream="bench") for p in paths]
+            make_repo(tmp / "repo", args.threads)
+            srv = MLServer(tmp / "repo").start()
+            try:
+                res["transport_floor"] = transport_floor()
+                print(json.dumps(res["transport_floor"]), flush=True)
+                res["remote_vs_local"] = remote_vs_local(srv, frames, args.threads)
+                print(json.dumps(res["remote_vs_local"]), flush=True)
+                res["two_daemons"] = {}
+                for model in (f"{MODEL}-batch8", f"{MODEL}-nobatch"):
+                    rows = [daemons(srv, frames, model, n, args.per_daemon) for n in (1, 2, 1, 2)]  # load drifts
+                    res["two_daemons"][model] = [max((r for r in rows if r["daemons"] == n),
+                                                     key=lambda r: r["frames_per_s"]) for n in (1, 2)]
+                    print(model, json.dumps(res["two_daemons"][model]), flush=True)
+            finally:
+                srv.stop()
+        if "dask" in parts:
             sim_files(tmp / "archive", args.archive, 1024, seed=5)
             res["dask"] = dask_scaling(tmp / "archive", tmp / "dask", args.rounds)
     res["load_end"] = load()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
-    if "dask" in res:
+    if {"dask", "remote_vs_local"} <= set(res):
         write_md(res, args.out / "results.md")
     return 0
 
