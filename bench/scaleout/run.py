@@ -277,19 +277,20 @@ def write_md(res: dict, path: Path) -> None:
             lines.append(f"| {model} | {row['daemons']} | {row['frames_per_s']} | {row['frames_per_s'] / one:.2f}× | "
                          f"{row['requests_batched_with_another_daemon']} | {row['largest_server_batch']} |")
     lines += ["", "## `copilot analyze --dask` (one thread per worker, ONNX Runtime 1 thread, 1024² frames)", "",
-              "| run | files | steady frames/s | wall incl. start (s) | worker CPU s/frame | load at start | "
-              "exports identical to local |", "| --- | --- | --- | --- | --- | --- | --- |"]
+              "| run | files | steady frames/s | wall incl. start (s) | worker CPU s/frame | worker cores in use | "
+              "load at start | exports identical to local |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for row in k["runs"]:
-        lines.append(f"| {row['mode']} | {row['files']} | {row['steady_frames_per_s']} | {row['wall_s']} | "
-                     f"{row['worker_cpu_s_per_frame'] or '–'} | {row['load_at_start']} | "
-                     f"{row.get('identical_to_local', '(reference)')} |")
+        cpu, fps = row["worker_cpu_s_per_frame"], row["steady_frames_per_s"]
+        cores = f"{cpu * fps:.2f}" if cpu and fps else "–"
+        lines.append(f"| {row['mode']} | {row['files']} | {fps} | {row['wall_s']} | {cpu or '–'} | {cores} | "
+                     f"{row['load_at_start']} | {row.get('identical_to_local', '(reference)')} |")
     lines += ["", f"Scaling efficiency, best local:2 vs best local:1 (wall clock): **{k['scaling_efficiency']}** "
               "(target ≥ 0.8).",
               f"Worker CPU seconds per frame, median: local:1 {k['worker_cpu_s_per_frame_median']['local:1']}, "
               f"local:2 {k['worker_cpu_s_per_frame_median']['local:2']} (CPU-bound efficiency "
               f"{k['cpu_bound_efficiency']}: what two workers sharing the cores cost each other per frame). A "
-              "wall-clock efficiency below that is CPU the machine did not have to give (see the load column: "
-              f"{os.cpu_count()} cores).", ""]
+              "wall-clock efficiency below that is CPU the machine did not give: *worker cores in use* (CPU s/frame × "
+              f"frames/s) is how much of the {os.cpu_count()} cores the workers actually got.", ""]
     path.write_text("\n".join(lines))
 
 
