@@ -99,6 +99,9 @@ class TritonEngine(NetworkEngine):
             self._headers["Authorization"] = f"Bearer {token}"
         try:
             self.check_model()
+        except RemoteModelError:
+            self.close()  # no channel left reconnecting behind a refused engine
+            raise
         except RemoteUnavailable as exc:
             self._mark_down(exc)
             log.warning("triton: %s; frames will %s", exc,
@@ -115,11 +118,17 @@ class TritonEngine(NetworkEngine):
         if s.protocol == "grpc":
             import tritonclient.grpc as tc
 
+            channel = [
+                ("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30),
+                ("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
+                # a restarted server is found within a second, not after gRPC's default backoff (up to 2 min)
+                ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ]
             return tc.InferenceServerClient(
                 s.url, ssl=s.ssl, root_certificates=str(s.root_certificates) if s.root_certificates else None,
                 private_key=str(s.private_key) if s.private_key else None,
-                certificate_chain=str(s.certificate_chain) if s.certificate_chain else None,
-                keepalive_options=tc.KeepAliveOptions(keepalive_time_ms=10_000, keepalive_timeout_ms=5_000))
+                certificate_chain=str(s.certificate_chain) if s.certificate_chain else None, channel_args=channel)
         import tritonclient.http as tc
 
         ssl_options = {}
