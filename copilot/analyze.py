@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from copilot.config import Settings
+from copilot.errors import UserError
 from copilot.exports import ResultWriter
 from copilot.inference.select import load_engine
 from copilot.pipeline import Pipeline
@@ -35,8 +36,8 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
     """``dask``: run each file as a task on a dask.distributed cluster (``local:N`` or ``tcp://…``; distributed.py)."""
     files = collect_files(paths, settings.source.include)
     if not files:
-        console.print("[yellow]no image files found[/yellow]")
-        return 1
+        raise UserError(f"no image files in {', '.join(map(str, paths))} (looked for {' '.join(settings.source.include)}; "
+                        "set source.include in a --config to read others)")
     m = settings.model
     engine = None if dask else load_engine(m.name, m.engine, m.threads, m.max_whole_px,
                                            state_dir=settings.daemon.state_dir, precision=m.precision,
@@ -77,6 +78,7 @@ def _run_local(engine, files: list[Path], settings: Settings, sinks: list):
         analysis=settings.analysis,
         series=settings.series,
         thresholds=settings.verdict, queue_size=settings.pipeline.queue_size,
+        workers=settings.pipeline.measure_workers,
     ).start()
     for f in files:
         pipeline.submit(Arrival(origin=str(f), path=f))

@@ -7,14 +7,16 @@ import signal
 import threading
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from copilot.config import Settings
-from copilot.exports import ResultWriter
+from copilot.config import ConfigError, Settings
+from copilot.delivery import Delivery, PublishSink, new_epoch, open_session_exports
 from copilot.inference.select import load_engine
+from copilot.metrics import Metrics, parse_listen
 from copilot.pipeline import Pipeline
 from copilot.publish.publisher import Publisher
+from copilot.security import SecurityError, ServerSecurity, is_loopback, server_security
 from copilot.service import SystemdNotifier
 from copilot.sources.base import Source
 from copilot.store import ResultStore, file_fingerprint
@@ -22,18 +24,36 @@ from copilot.store import ResultStore, file_fingerprint
 log = logging.getLogger(__name__)
 
 
-def build_source(settings: Settings, store: ResultStore) -> Source:
+def build_security(settings: Settings) -> ServerSecurity | None:
+    """CURVE for every bound socket when keys are configured; a bind beyond loopback without them is refused
+    (unless ``security.insecure``)."""
+    endpoints = {"publish.pub_endpoint": settings.publish.pub_endpoint,
+                 "publish.snapshot_endpoint": settings.publish.snapshot_endpoint}
+    if settings.source.kind == "socket":
+        endpoints["source.endpoint"] = settings.source.endpoint
+    sec = settings.security
+    if settings.metrics.listen:
+        host, _ = parse_listen(settings.metrics.listen)
+        if not is_loopback(f"tcp://{host}:0") and not sec.insecure:
+            raise SecurityError(f"metrics.listen = {settings.metrics.listen} serves beyond loopback over plain HTTP: "
+                                "bind 127.0.0.1 (scrape through an SSH tunnel or a local Prometheus), or set "
+                                "security.insecure = true")
+    return server_security(endpoints, sec.server_secret_key, sec.client_keys_dir, sec.insecure)
+
+
+def build_source(settings: Settings, store: ResultStore, security: ServerSecurity | None = None) -> Source:
     s = settings.source
     if s.kind == "socket":
         from copilot.sources.socket import SocketSource
 
-        return SocketSource(s.endpoint, max_bytes=int(s.max_message_mb * 2**20), stream_default=settings.daemon.stream)
+        return SocketSource(s.endpoint, max_bytes=int(s.max_message_mb * 2**20), stream_default=settings.daemon.stream,
+                            security=security)
     from copilot.sources.directory import DirectorySource
 
     if s.watch is None:
-        raise ValueError("source.watch: a folder to watch is required for source.kind = 'directory' (or --watch DIR)")
+        raise ConfigError("source.watch: a folder to watch is required for source.kind = 'directory' (or --watch DIR)")
     if not Path(s.watch).is_dir():
-        raise FileNotFoundError(f"source.watch: {s.watch} is not a folder")
+        raise ConfigError(f"source.watch: {s.watch} is not a folder (give --watch an existing folder)")
 
     def is_done(path: str) -> bool:
         try:
@@ -62,19 +82,24 @@ class Daemon:
         state = Path(settings.daemon.state_dir)
         state.mkdir(parents=True, exist_ok=True)
         self.store = ResultStore(state / "results.sqlite")
-        self.source = build_source(settings, self.store)  # a bad source fails here, before any socket is bound
+        self.epoch = self.store.epoch = new_epoch()
+        self.security = build_security(settings)  # refuses an unauthenticated bind beyond loopback, before any bind
+        self.source = build_source(settings, self.store, self.security)  # a bad source fails here, before any bind
         m = settings.model
         self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=state, precision=m.precision,
                                   triton=settings.triton)
-        self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint)
-        session = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-        self.session_dir = state / "sessions" / f"{settings.daemon.stream}-{session}"
-        self.exports = ResultWriter(self.session_dir)
+        self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint, history=self.store,
+                                   security=self.security)
+        self._prune()
+        self.exports = open_session_exports(self.store, state / "sessions", settings.daemon.stream,
+                                            gap_min=settings.daemon.session_gap_min)
+        self.session_dir = self.exports.out_dir
+        self.delivery = Delivery(self.store, [PublishSink(self.publisher), self.exports])
         self.pipeline = Pipeline(
             self.engine,
             stream=settings.daemon.stream,
             store=self.store,
-            sinks=[self._publish, self.exports, *extra_sinks],
+            sinks=[self.delivery, self._observe, *extra_sinks],
             quarantine_dir=state / "quarantine",
             quarantine_mode=settings.daemon.quarantine,
             analysis=settings.analysis,
@@ -82,23 +107,34 @@ class Daemon:
             thresholds=settings.verdict,
             send_labels=settings.publish.send_labels,
             queue_size=settings.pipeline.queue_size,
+            workers=settings.pipeline.measure_workers,
         )
+        self.metrics = Metrics(self.status, settings.metrics.listen) if settings.metrics.listen else None
         self.notifier = SystemdNotifier()
         self._stop = threading.Event()
         self.started_at = time.time()
 
-    def _publish(self, result) -> None:
-        self.publisher.publish_result(result.doc, result.parts)
-        if result.doc.series is not None:
-            for alert in result.doc.series.alerts:
-                self.publisher.publish_alert(result.doc.stream, {"frame_id": result.doc.frame_id, **alert.model_dump()})
-        if getattr(result, "frame", None) is not None:  # preview.<stream>: subscribers need no access to the files
-            from copilot.publish.preview import make_preview
-            self.publisher.publish_preview(result.doc.stream, *make_preview(result.frame))
+    def _prune(self) -> None:
+        days = self.settings.daemon.keep_documents_days
+        if days is not None:
+            n = self.store.prune_documents(datetime.now(timezone.utc) - timedelta(days=days))
+            if n:
+                log.info("pruned %d result documents older than %g days (replay answers 'too old' for them)", n, days)
+
+    def _observe(self, result) -> None:
+        if self.metrics is not None:
+            self.metrics.observe(result)
 
     def status(self) -> dict:
         return {
             "stream": self.settings.daemon.stream,
+            "model_version": self.engine.card.version,
+            "healthy": self.pipeline.healthy(),
+            "session_epoch": self.epoch,
+            "last_seq": self.store.last_seqs(),
+            "delivery": asdict(self.delivery.stats),
+            "publisher": self.publisher.stats(),
+            "session_dir": str(self.session_dir),
             "model": self.engine.card.name,
             "engine": self.engine.name,
             "engine_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.engine, "selection", [])],
@@ -115,6 +151,9 @@ class Daemon:
         if install_signals:
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGTERM, self.request_stop)
+        replayed = self.delivery.catch_up()  # journaled before a kill but not yet published/exported
+        if replayed:
+            log.info("delivered %d journaled result(s) a previous run had not published/exported", replayed)
         self.pipeline.start(self.source)
         self.notifier.ready(f"watching with {self.engine.card.name} on {self.engine.name}")
         log.info("co-pilot ready: stream %s, publishing on %s", self.settings.daemon.stream,
@@ -135,5 +174,9 @@ class Daemon:
             log.info("session exports: %s", self.session_dir)
             self.publisher.publish_status({**self.status(), "state": "stopped"})
             self.publisher.close()
+            if self.metrics is not None:
+                self.metrics.close()
+            if self.security is not None:
+                self.security.close()
             self.store.close()
             self.notifier.close()

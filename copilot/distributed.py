@@ -42,8 +42,7 @@ class FrameOutcome:
     status: str  # "ok" | "unreadable" | "failed"
     reason: str | None = None
     fm: object | None = None  # FrameMeasurements without probabilities
-    features: dict | None = None
-    quality: dict | None = None
+    reliability: object | None = None  # FrameReliability (its uncertainty map as uint8 in ``uncertainty_u8``)
     uncertainty_u8: np.ndarray | None = None
     timings_ms: dict | None = None
     worker: str | None = None
@@ -59,12 +58,14 @@ class FrameWorker:
         self.settings = settings
         self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=settings.daemon.state_dir,
                                   precision=m.precision, triton=settings.triton)
+        from copilot.reliability.score import Assessor
+
+        self.assessor = Assessor(self.engine.card, self.engine.folder, settings.verdict)
 
     def run(self, path: str) -> FrameOutcome:
         from copilot.analysis import measure
         from copilot.errors import UnreadableFrame
         from copilot.readers import read_frame
-        from copilot.reliability.score import frame_evidence
 
         t = {}
         t0 = time.perf_counter()
@@ -79,14 +80,16 @@ class FrameWorker:
         t2 = time.perf_counter()
         fm = measure(seg, self.settings.analysis)
         t3 = time.perf_counter()
-        features, quality, entropy = frame_evidence(fm)
+        rel = self.assessor.frame(fm)  # the frame's own part; the stream's part (shift window) runs in order
         t4 = time.perf_counter()
         t.update(read=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3, analyze=(t3 - t2) * 1e3, assess=(t4 - t3) * 1e3)
         # the probabilities (classes × grid, float32) and the network input stay on the worker: nothing after
         # this point reads them, and they are most of the bytes
-        slim = replace(fm, segmentation=replace(seg, probabilities=np.zeros((0, 0, 0), np.float32), network_input=None))
-        u8 = np.round(np.clip(entropy, 0, 1) * 255).astype(np.uint8)
-        return FrameOutcome(path, "ok", fm=slim, features=features, quality=quality, uncertainty_u8=u8, timings_ms=t)
+        slim = replace(fm, segmentation=replace(seg, probabilities=np.zeros((0, 0, 0), np.float32), network_input=None,
+                                                precomputed_maps=seg.maps))
+        u8 = np.round(np.clip(rel.uncertainty, 0, 1) * 255).astype(np.uint8)
+        rel = replace(rel, uncertainty=np.zeros((0, 0), np.float32))
+        return FrameOutcome(path, "ok", fm=slim, reliability=rel, uncertainty_u8=u8, timings_ms=t)
 
 
 class CopilotAnalyzePlugin(WorkerPlugin):
@@ -185,7 +188,7 @@ def run_files(files: list[Path], settings: Settings, sinks: list, scheduler: str
 
 def _finish(out: FrameOutcome, submitted_at: float, series, assessor, sinks, stats: PipelineStats,
             on_failure) -> None:
-    from copilot.result import build_result
+    from copilot.result import Outcome, build_result
 
     if out.status != "ok":
         if out.status == "unreadable":
@@ -198,13 +201,14 @@ def _finish(out: FrameOutcome, submitted_at: float, series, assessor, sinks, sta
             on_failure(out)
         return
     t0 = time.perf_counter()
-    summary = series.update(out.fm)
-    reliability, verdict, _ = assessor.conclude(out.fm, out.features, out.quality, None)
+    stream = out.fm.segmentation.frame.stream
+    summary = series.process(stream, out.fm) if hasattr(series, "process") else series.update(out.fm)
+    rel = replace(out.reliability, uncertainty=out.uncertainty_u8.astype(np.float32) / 255.0)
+    reliability, verdict = assessor.follow(out.fm, rel)
     timings = dict(out.timings_ms)
     timings["assess"] += (time.perf_counter() - t0) * 1e3
     timings["end_to_end"] = (time.time() - submitted_at) * 1e3
-    result = build_result(out.fm, reliability, verdict, timings, series=summary,
-                          uncertainty=out.uncertainty_u8.astype(np.float32) / 255.0)
+    result = build_result(Outcome(out.fm, reliability, verdict, summary), timings)
     result.arrived_at = submitted_at
     for sink in sinks:
         sink(result)

@@ -6,20 +6,22 @@ from __future__ import annotations
 import csv
 import json
 import threading
-from collections import Counter, defaultdict
+from collections import Counter, deque
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import tifffile
 
 from copilot.inference.preprocess import nearest_resample
-from copilot.document.schema import ResultDocument
+from copilot.document.schema import ResultDocument, SeriesSummary
 from copilot.result import Result
 
 FRAME_COLUMNS = [
     "stream", "frame_id", "origin", "acquired_at", "nm_per_px", "length_unit", "count", "count_edge", "count_sized",
     "density_per_um2", "ecd_mean", "ecd_sd", "d10", "d50", "d90", "d50_ci_low", "d50_ci_high", "geometric_mean", "sigma_g",
     "phase_fractions", "enough", "image_confidence", "predicted_f1", "verdict", "reasons", "end_to_end_ms",
+    "seq", "queue_wait_ms",
 ]
 PARTICLE_COLUMNS = [
     "frame_id", "particle_id", "centroid_x_px", "centroid_y_px", "area_nm2", "ecd_nm", "feret_max_nm", "feret_min_nm",
@@ -27,7 +29,7 @@ PARTICLE_COLUMNS = [
     # pixel columns (frame pixels) are always filled; the nm columns stay empty for an uncalibrated frame
     "area_px", "ecd_px", "feret_max_px", "feret_min_px",
 ]
-STAGES = ("read", "infer", "analyze", "assess", "end_to_end")
+STAGES = ("queue_wait", "read", "infer", "analyze", "assess", "end_to_end")
 
 
 def frame_row(d: ResultDocument) -> dict:
@@ -37,6 +39,7 @@ def frame_row(d: ResultDocument) -> dict:
         "nm_per_px": d.calibration.nm_per_px, "length_unit": d.measurements.length_unit,
         "image_confidence": d.reliability.image_confidence, "predicted_f1": d.reliability.predicted_f1,
         "verdict": d.verdict.level, "reasons": "; ".join(d.verdict.reasons), "end_to_end_ms": d.timings_ms.get("end_to_end"),
+        "seq": d.seq, "queue_wait_ms": d.timings_ms.get("queue_wait"),
         "enough": all(s.enough for s in d.measurements.sufficiency) if d.measurements.sufficiency else None,
     }
     if p is not None:
@@ -71,64 +74,158 @@ def particle_rows(d: ResultDocument):
         yield row
 
 
-def session_summary(docs: list[ResultDocument]) -> dict:
-    """One JSON-able summary per stream: frames, span, verdicts, latency, final trends, pooled PSD, sufficiency."""
-    by_stream: dict[str, list[ResultDocument]] = defaultdict(list)
-    for d in docs:
-        by_stream[d.stream].append(d)
-    out = {}
-    for stream, ds in by_stream.items():
-        ds.sort(key=lambda d: d.acquired_at)
-        last = ds[-1]
-        latency = {}
+_LATENCY_EDGES_MS = np.geomspace(1e-2, 1e7, 541)  # ~4 % wide bins: percentiles within ±2 %, constant memory
+_PLOT_POINTS = 4096  # trend points kept per stream; beyond, every other one is dropped (the whole session's shape)
+
+
+class _StreamAggregate:
+    """One stream's running summary: constant memory however long the session (no documents are kept)."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.first_acquired_at = self.last_acquired_at = None
+        self.model: dict | None = None
+        self.length_unit = "px"
+        self.verdicts: Counter = Counter()
+        self.latency = {stage: np.zeros(len(_LATENCY_EDGES_MS) + 1, np.int64) for stage in STAGES}
+        self.d50_first = self.d50_last = None
+        self.series: dict | None = None
+        self.last_series: SeriesSummary | None = None
+        self.alerts: deque = deque(maxlen=1000)
+        self.first_psd: list[int] | None = None
+        self.last_psd: list[int] | None = None
+        self.log_n, self.log_sum, self.log_sum2 = 0, 0.0, 0.0  # ln ECD of sized particles: log-normal fit
+        self.points: list[tuple[float, float, float, float]] = []  # (t unix s, value, low, high)
+        self.stride, self._skip = 1, 0
+        self.quantity: str | None = None
+
+    def add(self, d: ResultDocument) -> None:
+        self.frames += 1
+        if self.first_acquired_at is None or d.acquired_at < self.first_acquired_at:
+            self.first_acquired_at = d.acquired_at
+        if self.last_acquired_at is None or d.acquired_at >= self.last_acquired_at:
+            self.last_acquired_at = d.acquired_at
+            self.model, self.length_unit = d.model.model_dump(), d.measurements.length_unit
+            if d.series is not None:
+                self.series, self.last_series = d.series.model_dump(exclude={"alerts"}), d.series
+        self.verdicts[d.verdict.level] += 1
         for stage in STAGES:
-            v = np.array([d.timings_ms[stage] for d in ds if stage in d.timings_ms])
-            if v.size:
-                latency[stage] = {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95))}
-        d50 = [d.measurements.particles.d50 for d in ds if d.measurements.particles and d.measurements.particles.d50]
-        out[stream] = {
-            "frames": len(ds),
-            "first_acquired_at": ds[0].acquired_at.isoformat(),
-            "last_acquired_at": last.acquired_at.isoformat(),
-            "model": last.model.model_dump(),
-            "length_unit": last.measurements.length_unit,
-            "verdicts": dict(Counter(d.verdict.level for d in ds)),
-            "latency_ms": latency,
-            "d50_first_last": [d50[0], d50[-1]] if d50 else None,
-            "series": last.series.model_dump(exclude={"alerts"}) if last.series else None,
-            "alerts": [a.model_dump() | {"frame_id": d.frame_id} for d in ds if d.series for a in d.series.alerts],
+            if stage in d.timings_ms:
+                self.latency[stage][np.searchsorted(_LATENCY_EDGES_MS, d.timings_ms[stage])] += 1
+        if d.series is not None:
+            self.alerts.extend(a.model_dump() | {"frame_id": d.frame_id} for a in d.series.alerts)
+        p, phases = d.measurements.particles, d.measurements.phases
+        value = low = high = np.nan
+        if p is not None:
+            if p.d50:
+                self.d50_first = p.d50 if self.d50_first is None else self.d50_first
+                self.d50_last = p.d50
+                value = p.d50
+                low, high = (p.d50_ci.low, p.d50_ci.high) if p.d50_ci else (np.nan, np.nan)
+            if p.psd is not None:
+                self.first_psd = self.first_psd or list(p.psd.counts)
+                self.last_psd = list(p.psd.counts)
+            ecd = np.array([q.ecd for q in p.particles if not q.touches_edge and q.ecd > 0])
+            if ecd.size:
+                logs = np.log(ecd)
+                self.log_n += logs.size
+                self.log_sum += float(logs.sum())
+                self.log_sum2 += float((logs**2).sum())
+            self.quantity = f"D50 ({d.measurements.length_unit})"
+        elif phases is not None and len(phases.phases) > 1:
+            ph = phases.phases[1]
+            value = ph.area_fraction
+            low, high = (ph.ci.low, ph.ci.high) if ph.ci else (np.nan, np.nan)
+            self.quantity = f"area fraction of {ph.name}"
+        self._skip += 1
+        if self._skip >= self.stride:
+            self._skip = 0
+            self.points.append((d.acquired_at.timestamp(), value, low, high))
+            if len(self.points) >= _PLOT_POINTS:
+                self.points, self.stride = self.points[::2], self.stride * 2
+
+    def lognormal(self) -> tuple[float, float] | None:
+        """(mean, sd) of ln ECD over every sized particle of the session."""
+        if self.log_n < 3:
+            return None
+        mu = self.log_sum / self.log_n
+        var = (self.log_sum2 - self.log_n * mu**2) / (self.log_n - 1)
+        return mu, float(np.sqrt(max(var, 0.0)))
+
+    def percentile(self, stage: str, q: float) -> float | None:
+        counts = self.latency[stage]
+        n = int(counts.sum())
+        if n == 0:
+            return None
+        i = int(np.searchsorted(np.cumsum(counts), q / 100 * n))
+        i = min(max(i, 1), len(_LATENCY_EDGES_MS) - 1)
+        return float(np.sqrt(_LATENCY_EDGES_MS[i - 1] * _LATENCY_EDGES_MS[i]))  # the bin's geometric centre
+
+    def summary(self) -> dict:
+        return {
+            "frames": self.frames,
+            "first_acquired_at": self.first_acquired_at.isoformat(),
+            "last_acquired_at": self.last_acquired_at.isoformat(),
+            "model": self.model,
+            "length_unit": self.length_unit,
+            "verdicts": dict(self.verdicts),
+            "latency_ms": {stage: {"p50": self.percentile(stage, 50), "p95": self.percentile(stage, 95)}
+                           for stage in STAGES if self.latency[stage].sum()},
+            "d50_first_last": [self.d50_first, self.d50_last] if self.d50_first is not None else None,
+            "series": self.series,
+            "alerts": list(self.alerts),
         }
-    return out
 
 
-def plot_session(docs: list[ResultDocument], out_dir: Path) -> list[Path]:
-    """psd.png (cumulative PSD with its log-normal fit, first vs last window) and trend.png (D50 or fraction vs time)."""
+class SessionAggregate:
+    """Running per-stream summaries of a session (what summary.json, psd.png and trend.png are made from)."""
+
+    def __init__(self) -> None:
+        self.streams: dict[str, _StreamAggregate] = {}
+
+    def add(self, d: ResultDocument) -> None:
+        self.streams.setdefault(d.stream, _StreamAggregate()).add(d)
+
+    def summary(self) -> dict:
+        return {stream: agg.summary() for stream, agg in self.streams.items()}
+
+
+def session_summary(docs: Iterable[ResultDocument]) -> dict:
+    """One JSON-able summary per stream: frames, span, verdicts, latency, final trends, pooled PSD, sufficiency."""
+    agg = SessionAggregate()
+    for d in docs:
+        agg.add(d)
+    return agg.summary()
+
+
+def plot_session(agg: SessionAggregate, out_dir: Path) -> list[Path]:
+    """psd.png (cumulative PSD with its log-normal fit, first vs last frame) and trend.png (D50 or fraction vs time),
+    for the session's first stream that has them."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written = []
-    docs = sorted(docs, key=lambda d: d.acquired_at)
-    particle_docs = [d for d in docs if d.series and d.series.cumulative_psd]
-    if particle_docs:
-        last = particle_docs[-1]
-        unit = last.measurements.length_unit
+    with_psd = [a for a in agg.streams.values() if a.last_series is not None and a.last_series.cumulative_psd]
+    if with_psd:
+        a = with_psd[0]
+        unit = a.length_unit
         fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-        cum = last.series.cumulative_psd
+        cum = a.last_series.cumulative_psd
         edges = np.array(cum.edges)
         widths = np.diff(edges)
-        ax.bar(edges[:-1], cum.counts, width=widths, align="edge", alpha=0.5, label=f"all {len(particle_docs)} frames")
-        first = particle_docs[0].measurements.particles.psd
-        ax.step(edges[:-1], first.counts, where="post", label="first frame")
-        ax.step(edges[:-1], last.measurements.particles.psd.counts, where="post", label="last frame")
-        ecds = [q.ecd for d in particle_docs for q in d.measurements.particles.particles if not q.touches_edge]
-        logs = np.log(ecds) if len(ecds) >= 3 else np.zeros(0)
-        mu, sd = (logs.mean(), logs.std(ddof=1)) if logs.size else (0.0, 0.0)
-        if sd > 0:
+        ax.bar(edges[:-1], cum.counts, width=widths, align="edge", alpha=0.5, label=f"all {a.frames} frames")
+        if a.first_psd is not None and len(a.first_psd) == len(widths):
+            ax.step(edges[:-1], a.first_psd, where="post", label="first frame")
+        if a.last_psd is not None and len(a.last_psd) == len(widths):
+            ax.step(edges[:-1], a.last_psd, where="post", label="last frame")
+        fit = a.lognormal()
+        if fit is not None and fit[1] > 0:
+            mu, sd = fit
             centres = np.sqrt(edges[:-1] * edges[1:]) if cum.scale == "log" else (edges[:-1] + edges[1:]) / 2
             pdf = np.exp(-((np.log(centres) - mu) ** 2) / (2 * sd**2)) / (centres * sd * np.sqrt(2 * np.pi))
-            ax.plot(centres, pdf * widths * len(ecds), "k--",
+            ax.plot(centres, pdf * widths * a.log_n, "k--",
                     label=f"log-normal: GM {np.exp(mu):.2f} {unit}, σg {np.exp(sd):.2f}")
         if cum.scale == "log":
             ax.set_xscale("log")
@@ -140,29 +237,19 @@ def plot_session(docs: list[ResultDocument], out_dir: Path) -> list[Path]:
         fig.savefig(out_dir / "psd.png")
         plt.close(fig)
         written.append(out_dir / "psd.png")
-    if len(docs) >= 2:
-        t0 = docs[0].acquired_at
-        t = np.array([(d.acquired_at - t0).total_seconds() / 60 for d in docs])
+    with_points = [a for a in agg.streams.values() if len(a.points) >= 2 and a.quantity]
+    if with_points:
+        a = with_points[0]
+        pts = np.array(sorted(a.points))
+        t = (pts[:, 0] - pts[0, 0]) / 60
         fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
-        if docs[-1].measurements.particles is not None:
-            y = np.array([d.measurements.particles.d50 if d.measurements.particles.d50 else np.nan for d in docs])
-            lo = np.array([d.measurements.particles.d50_ci.low if d.measurements.particles.d50_ci else np.nan for d in docs])
-            hi = np.array([d.measurements.particles.d50_ci.high if d.measurements.particles.d50_ci else np.nan for d in docs])
-            label = f"D50 ({docs[-1].measurements.length_unit})"
-        else:
-            ph = docs[-1].measurements.phases.phases[1].name
-            pick = [next(p for p in d.measurements.phases.phases if p.name == ph) for d in docs]
-            y = np.array([p.area_fraction for p in pick])
-            lo = np.array([p.ci.low if p.ci else np.nan for p in pick])
-            hi = np.array([p.ci.high if p.ci else np.nan for p in pick])
-            label = f"area fraction of {ph}"
-        ax.fill_between(t, lo, hi, alpha=0.25, label="95 % interval")
-        ax.plot(t, y, "o-", ms=3, label=label)
-        trend = next((tr for tr in (docs[-1].series.trends if docs[-1].series else []) if tr.slope is not None), None)
+        ax.fill_between(t, pts[:, 2], pts[:, 3], alpha=0.25, label="95 % interval")
+        ax.plot(t, pts[:, 1], "o-", ms=3, label=a.quantity)
+        trend = next((tr for tr in (a.last_series.trends if a.last_series else []) if tr.slope is not None), None)
         if trend is not None:
             ax.set_title(f"{trend.quantity}: {trend.slope:+.3g} {trend.unit} over the last {trend.n_frames} frames")
         ax.set_xlabel("acquisition time (min)")
-        ax.set_ylabel(label)
+        ax.set_ylabel(a.quantity)
         ax.legend(fontsize=8)
         fig.tight_layout()
         fig.savefig(out_dir / "trend.png")
@@ -173,30 +260,61 @@ def plot_session(docs: list[ResultDocument], out_dir: Path) -> list[Path]:
 
 class ResultWriter:
     """A pipeline sink: appends each result to the exports in ``out_dir`` (thread-safe, flushed per frame);
-    ``close()`` adds summary.json, psd.png and trend.png."""
+    ``close()`` adds summary.json, psd.png and trend.png.
 
-    def __init__(self, out_dir: Path, save_masks: bool = False):
+    Memory stays flat: nothing per frame is kept beyond the running :class:`SessionAggregate`. A session continues
+    across daemon restarts: ``resume`` (the file offsets :meth:`deliver` returned for the last frame the store
+    knows was exported) truncates whatever a kill left after that point, and the daemon exports the rest again from
+    the store, so every frame is in every file exactly once.
+    """
+
+    name = "exports"
+    FILES = ("results.jsonl", "frames.csv", "particles.csv")
+
+    def __init__(self, out_dir: Path, save_masks: bool = False, *, resume: dict[str, int] | None = None):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.save_masks = save_masks
         self._lock = threading.Lock()
-        self._docs: list[ResultDocument] = []
-        self._jsonl = open(self.out_dir / "results.jsonl", "a", encoding="utf-8")
-        self._frames_fh = open(self.out_dir / "frames.csv", "w", newline="", encoding="utf-8")
-        self._particles_fh = open(self.out_dir / "particles.csv", "w", newline="", encoding="utf-8")
+        self.aggregate = SessionAggregate()
+        self._count = 0
+        handles = {}
+        for fname in self.FILES:
+            path = self.out_dir / fname
+            if resume is not None and path.exists():
+                with open(path, "r+b") as fh:  # drop what a kill left after the last recorded frame
+                    fh.truncate(resume.get(fname, 0))
+                handles[fname] = open(path, "a", newline="", encoding="utf-8")
+            else:
+                handles[fname] = open(path, "w", newline="", encoding="utf-8")
+        self._jsonl, self._frames_fh, self._particles_fh = (handles[f] for f in self.FILES)
         self._frames = csv.DictWriter(self._frames_fh, FRAME_COLUMNS)
         self._particles = csv.DictWriter(self._particles_fh, PARTICLE_COLUMNS)
-        self._frames.writeheader()
-        self._particles.writeheader()
+        if self._frames_fh.tell() == 0:
+            self._frames.writeheader()
+        if self._particles_fh.tell() == 0:
+            self._particles.writeheader()
 
     @property
     def count(self) -> int:
-        return len(self._docs)
+        """Frames exported by this writer (since it was opened)."""
+        return self._count
+
+    def rebuild(self, docs: Iterable[ResultDocument]) -> None:
+        """Fold documents exported before a restart into the session summary (nothing is written)."""
+        with self._lock:
+            for d in docs:
+                self.aggregate.add(d)
 
     def __call__(self, result: Result) -> None:
+        self.deliver(result)
+
+    def deliver(self, result: Result) -> str:
+        """Export one result; returns the file offsets after it (JSON), the point a restart resumes from."""
         d = result.doc
         with self._lock:
-            self._docs.append(d)
+            self.aggregate.add(d)
+            self._count += 1
             self._jsonl.write(d.to_json() + "\n")
             self._frames.writerow(frame_row(d))
             self._particles.writerows(particle_rows(d))
@@ -204,6 +322,10 @@ class ResultWriter:
                 fh.flush()
             if self.save_masks and "labels" in result.parts:
                 self._write_mask(d, np.asarray(result.parts["labels"]))
+            return json.dumps(self.offsets())
+
+    def offsets(self) -> dict[str, int]:
+        return {f: fh.tell() for f, fh in zip(self.FILES, (self._jsonl, self._frames_fh, self._particles_fh))}
 
     def _write_mask(self, d: ResultDocument, labels: np.ndarray) -> None:
         labels = nearest_resample(labels, (d.image.height_px, d.image.width_px))
@@ -217,8 +339,8 @@ class ResultWriter:
         with self._lock:
             for fh in (self._jsonl, self._frames_fh, self._particles_fh):
                 fh.close()
-            summary = session_summary(self._docs)
+            summary = self.aggregate.summary()
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-            if self._docs:
-                plot_session(self._docs, self.out_dir)
+            if self.aggregate.streams:
+                plot_session(self.aggregate, self.out_dir)
             return summary

@@ -3,6 +3,13 @@
 A restarted daemon asks :meth:`ResultStore.is_done` before reading a file, so it neither redoes a frame it
 finished nor skips one it never finished (a row is written only after the frame's outcome is known).
 
+Write-ahead journal for delivery: :meth:`ResultStore.journal` gives each result document the next sequence number
+of its stream (1, 2, 3 … without gaps, continuing across restarts) and the daemon's session epoch, and commits it
+*before* anything is published or exported. Each durable consumer (``publish``, ``exports``) keeps a cursor per
+stream here — the last seq it has delivered — advanced after delivery; on restart whatever lies past a cursor is
+delivered again (:mod:`copilot.delivery`). The same frame journaled twice (a socket frame id sent again) is
+recognised and not given a second seq.
+
 Key: ``(origin, fingerprint)``. For a file the origin is its path and the fingerprint its size + mtime
 (:func:`file_fingerprint`), so a file rewritten under the same name is processed again. For a frame from a socket
 the origin names the frame itself (stream + frame id) and the fingerprint may be ``None``.
@@ -21,6 +28,7 @@ for bulk offline runs where redoing a few frames after a power cut is acceptable
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -32,7 +40,7 @@ from copilot.document.schema import ResultDocument
 
 Status = Literal["ok", "quarantined", "failed"]
 STATUSES = ("ok", "quarantined", "failed")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS frames (
@@ -48,7 +56,44 @@ CREATE TABLE IF NOT EXISTS frames (
     UNIQUE (origin, fingerprint)
 );
 CREATE INDEX IF NOT EXISTS frames_by_stream ON frames (stream, id);
+CREATE TABLE IF NOT EXISTS cursors (
+    sink   TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    seq    INTEGER NOT NULL,
+    PRIMARY KEY (sink, stream)
+);
+CREATE TABLE IF NOT EXISTS sink_state (
+    sink  TEXT PRIMARY KEY,
+    state TEXT NOT NULL
+);
 """
+
+# version 1 → 2: sequence numbers (backfilled per stream in journal order) and the epoch that journaled each row
+_MIGRATE_1_TO_2 = """
+ALTER TABLE frames ADD COLUMN seq INTEGER;
+ALTER TABLE frames ADD COLUMN session_epoch TEXT;
+UPDATE frames SET seq = (SELECT COUNT(*) FROM frames f2 WHERE f2.stream = frames.stream
+                         AND f2.document IS NOT NULL AND f2.id <= frames.id) WHERE document IS NOT NULL;
+"""
+_INDEX_SEQ = "CREATE UNIQUE INDEX IF NOT EXISTS frames_by_seq ON frames (stream, seq) WHERE seq IS NOT NULL"
+
+
+
+def _json_seq(text: str) -> int | None:
+    """The seq written inside a journaled document (None for documents journaled before seq existed)."""
+    i = text.find('"seq":')
+    if i < 0:
+        return None
+    j = i + 6
+    while j < len(text) and (text[j].isdigit() or text[j] == "-"):
+        j += 1
+    return int(text[i + 6:j]) if j > i + 6 else None
+
+
+def _with_seq(text: str, seq: int, epoch: str | None) -> str:
+    doc = ResultDocument.from_json(text)
+    doc.seq, doc.session_epoch = seq, doc.session_epoch or epoch
+    return doc.to_json()
 
 
 def file_fingerprint(path: str | os.PathLike) -> str:
@@ -87,14 +132,147 @@ class ResultStore:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
+                existing = self._conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'frames'").fetchone()
                 for stmt in filter(str.strip, _DDL.split(";")):
                     self._conn.execute(stmt)
+                if existing and version < 2:
+                    for stmt in filter(str.strip, _MIGRATE_1_TO_2.split(";")):
+                        self._conn.execute(stmt)
+                elif not existing:
+                    self._conn.execute("ALTER TABLE frames ADD COLUMN seq INTEGER")
+                    self._conn.execute("ALTER TABLE frames ADD COLUMN session_epoch TEXT")
+                self._conn.execute(_INDEX_SEQ)
                 self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 self._conn.close()
                 raise
             self._conn.execute("COMMIT")
+            self._last_seq: dict[str, int] = dict(
+                self._conn.execute("SELECT stream, MAX(seq) FROM frames WHERE seq IS NOT NULL GROUP BY stream")
+            )
+        self.epoch: str | None = None  # the daemon run journaling now; set by the daemon at start
+        self._sinks: tuple[str, ...] = ()
+        self.duplicates = 0  # frames journaled a second time and recognised
+
+    # -- delivery journal --------------------------------------------------------------------------------------
+    def journal(self, doc: ResultDocument, fingerprint: str | None = None) -> ResultDocument | None:
+        """Give ``doc`` its stream's next seq and the session epoch, and commit it; ``None`` if this frame
+        (origin + fingerprint) already has a result (a duplicate: nothing to publish or export again)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute(
+                    "SELECT status FROM frames WHERE origin = ? AND fingerprint = ?", (str(doc.origin), fingerprint or "")
+                ).fetchone()
+                if row is not None and row[0] == "ok":
+                    self._conn.execute("ROLLBACK")
+                    self.duplicates += 1
+                    return None
+                seq = self._last_seq.get(doc.stream, 0) + 1
+                doc.seq, doc.session_epoch = seq, self.epoch
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO frames (origin, fingerprint, stream, frame_id, status, reason, document,"
+                    " processed_at, seq, session_epoch) VALUES (?, ?, ?, ?, 'ok', NULL, ?, ?, ?, ?)",
+                    (str(doc.origin), fingerprint or "", doc.stream, doc.frame_id, doc.to_json(),
+                     doc.processed_at.isoformat(), seq, self.epoch),
+                )
+                # a sink that has never seen this stream starts just before its first document
+                self._conn.executemany("INSERT OR IGNORE INTO cursors (sink, stream, seq) VALUES (?, ?, ?)",
+                                       [(sink, doc.stream, seq - 1) for sink in self._sinks])
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+            self._last_seq[doc.stream] = seq
+            return doc
+
+    def register_sinks(self, names: tuple[str, ...] | list[str]) -> None:
+        """Durable consumers that keep a cursor; one registered now starts at the current end of every stream."""
+        with self._lock:
+            self._sinks = tuple(names)
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.executemany("INSERT OR IGNORE INTO cursors (sink, stream, seq) VALUES (?, ?, ?)",
+                                   [(sink, stream, seq) for sink in self._sinks for stream, seq in self._last_seq.items()])
+            self._conn.execute("COMMIT")
+
+    def cursors(self, sink: str) -> dict[str, int]:
+        """``{stream: last seq delivered}`` of one consumer."""
+        with self._lock:
+            return dict(self._conn.execute("SELECT stream, seq FROM cursors WHERE sink = ?", (sink,)))
+
+    def advance(self, stream: str, seq: int, sinks: dict[str, str | None]) -> None:
+        """Record that every consumer in ``sinks`` has delivered ``stream`` up to ``seq`` (one commit); a non-None
+        value is that consumer's state to keep with it (e.g. export file offsets)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                for sink, state in sinks.items():
+                    self._conn.execute("INSERT OR REPLACE INTO cursors (sink, stream, seq) VALUES (?, ?, ?)",
+                                       (sink, stream, seq))
+                    if state is not None:
+                        self._conn.execute("INSERT OR REPLACE INTO sink_state (sink, state) VALUES (?, ?)", (sink, state))
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def reset_sink(self, sink: str, state: str | None = None) -> None:
+        """Start a consumer afresh at the current end of every stream (a new export session)."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._conn.execute("DELETE FROM cursors WHERE sink = ?", (sink,))
+            self._conn.executemany("INSERT INTO cursors (sink, stream, seq) VALUES (?, ?, ?)",
+                                   [(sink, stream, seq) for stream, seq in self._last_seq.items()])
+            self._conn.execute("DELETE FROM sink_state WHERE sink = ?", (sink,))
+            if state is not None:
+                self._conn.execute("INSERT INTO sink_state (sink, state) VALUES (?, ?)", (sink, state))
+            self._conn.execute("COMMIT")
+
+    def sink_state(self, sink: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT state FROM sink_state WHERE sink = ?", (sink,)).fetchone()
+        return None if row is None else row[0]
+
+    def last_seqs(self) -> dict[str, int]:
+        """``{stream: last seq journaled}`` (what status heartbeats carry)."""
+        with self._lock:
+            return dict(self._last_seq)
+
+    def first_seq(self, stream: str) -> int | None:
+        """The oldest seq of ``stream`` whose document is still kept (older ones were pruned)."""
+        with self._lock:
+            row = self._conn.execute("SELECT MIN(seq) FROM frames WHERE stream = ? AND document IS NOT NULL",
+                                     (stream,)).fetchone()
+        return row[0]
+
+    def after(self, stream: str, seq: int, limit: int = 256) -> list[ResultDocument]:
+        """Documents of ``stream`` with a seq above ``seq``, in seq order, at most ``limit``."""
+        return [ResultDocument.from_json(text) for _, text in self.after_json(stream, seq, limit)]
+
+    def after_json(self, stream: str, seq: int, limit: int = 256) -> list[tuple[int, str]]:
+        """Like :meth:`after`, as ``(seq, JSON text)`` without parsing (what the snapshot server replays)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT seq, document, session_epoch FROM frames WHERE stream = ? AND seq > ? AND document IS NOT NULL"
+                " ORDER BY seq LIMIT ?", (stream, int(seq), int(limit))).fetchall()
+        return [(n, text if n == _json_seq(text) else _with_seq(text, n, epoch)) for n, text, epoch in rows]
+
+    def recent(self, stream: str, n: int) -> list[dict]:
+        """The last ``n`` result documents of ``stream`` as JSON dicts, oldest first (to rebuild per-stream state)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT document FROM frames WHERE stream = ? AND document IS NOT NULL ORDER BY id DESC LIMIT ?",
+                (stream, int(n))).fetchall()
+        return [json.loads(r[0]) for r in reversed(rows)]
+
+    def prune_documents(self, before: datetime) -> int:
+        """Drop the documents of results processed before ``before`` (rows stay, so files are not redone);
+        replay then answers "too old" for them. Returns how many were dropped."""
+        with self._lock:
+            cur = self._conn.execute("UPDATE frames SET document = NULL WHERE document IS NOT NULL AND processed_at < ?",
+                                     (before.isoformat(),))
+            return cur.rowcount
 
     # -- writes ----------------------------------------------------------------------------------------------
     def record_result(
@@ -104,10 +282,14 @@ class ResultStore:
         *,
         status: Status = "ok",
         reason: str | None = None,
-    ) -> None:
-        """Journal a processed frame and its document (a later record of the same origin+fingerprint replaces it)."""
-        self._write(doc.origin, fingerprint, doc.stream, doc.frame_id, status, reason, doc.to_json(),
-                    doc.processed_at.isoformat())
+    ) -> ResultDocument | None:
+        """Journal a processed frame and its document (:meth:`journal`; a frame already recorded with a result is
+        not recorded again, a failure of it is replaced)."""
+        if status != "ok" or reason is not None:
+            self._write(doc.origin, fingerprint, doc.stream, doc.frame_id, status, reason, doc.to_json(),
+                        doc.processed_at.isoformat())
+            return doc
+        return self.journal(doc, fingerprint)
 
     def record_failure(
         self,
@@ -129,12 +311,23 @@ class ResultStore:
         with self._lock:
             # INSERT OR REPLACE deletes the old row and appends a new one, so `last` and `results` follow the
             # order frames were (re)processed in.
-            self._conn.execute(
-                "INSERT OR REPLACE INTO frames"
-                " (origin, fingerprint, stream, frame_id, status, reason, document, processed_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (str(origin), fingerprint or "", stream, frame_id, status, reason, document, processed_at),
-            )
+            # a failure never replaces a result (its seq must stay); a newer outcome replaces a failure, moving it
+            # to the end so `last` and `results` follow the order frames were (re)processed in
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._conn.execute("SELECT status FROM frames WHERE origin = ? AND fingerprint = ?",
+                                         (str(origin), fingerprint or "")).fetchone()
+                if row is None or row[0] != "ok":
+                    self._conn.execute(
+                        "INSERT OR REPLACE INTO frames"
+                        " (origin, fingerprint, stream, frame_id, status, reason, document, processed_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (str(origin), fingerprint or "", stream, frame_id, status, reason, document, processed_at),
+                    )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
 
     # -- reads -----------------------------------------------------------------------------------------------
     def is_done(self, origin: str, fingerprint: str | None = None) -> bool:

@@ -43,7 +43,8 @@ def comparable(out: Path) -> dict:
         d.pop("timings_ms")
         d.pop("processed_at")
         docs.append(d)
-    frames = [{k: v for k, v in row.items() if k != "end_to_end_ms"} for row in csv.DictReader(open(out / "frames.csv"))]
+    frames = [{k: v for k, v in row.items() if k not in ("end_to_end_ms", "queue_wait_ms")}
+              for row in csv.DictReader(open(out / "frames.csv"))]
     summary = json.loads((out / "summary.json").read_text())
     for s in summary.values():
         s.pop("latency_ms")

@@ -17,7 +17,7 @@ from scipy import stats
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.analysis.stats import median_interval, sufficiency
-from copilot.document.schema import Alert, Histogram, Interval, SeriesSummary, Trend
+from copilot.document.schema import Alert, Histogram, Interval, Measurements, SeriesSummary, Trend
 
 
 @dataclass
@@ -41,7 +41,11 @@ class _StreamState:
 
 def frame_quantities(fm: FrameMeasurements) -> tuple[dict[str, float | None], dict[str, str]]:
     """The per-frame numbers whose trends matter, and the unit of each one's slope."""
-    m = fm.summary
+    return measurement_quantities(fm.summary)
+
+
+def measurement_quantities(m: Measurements) -> tuple[dict[str, float | None], dict[str, str]]:
+    """:func:`frame_quantities` from a document's measurements."""
     unit = m.length_unit
     if m.particles is not None:
         p = m.particles
@@ -115,6 +119,34 @@ class SeriesTracker:
             sufficiency=self._pooled_sufficiency(fm, window),
             alerts=alerts,
         )
+
+    # Accumulator protocol (copilot.accumulator): the series survives a restart
+    def rebuild(self, stream: str, documents) -> None:
+        """Restore ``stream``'s window, cumulative PSD, frame count and trend states from its recent result
+        documents (JSON dicts, oldest first)."""
+        docs = list(documents)[-self.settings.window_frames:]
+        st = _StreamState(window=deque(maxlen=self.settings.window_frames))
+        for d in docs:
+            m = Measurements.model_validate(d["measurements"])
+            t = datetime.fromisoformat(d["acquired_at"])
+            st.t0 = st.t0 or t
+            values, _ = measurement_quantities(m)
+            p = m.particles
+            sized = np.array([q.ecd for q in p.particles if not q.touches_edge]) if p is not None else np.zeros(0)
+            psd = np.array(p.psd.counts) if p is not None and p.psd is not None else None
+            st.window.append(_Point((t - st.t0).total_seconds() / 60.0, values, sized, psd))
+        series = docs[-1].get("series") if docs else None
+        if series:
+            st.frames = int(series["frames"])
+            cum = series.get("cumulative_psd")
+            if cum:
+                st.cumulative_psd = np.array(cum["counts"])
+                st.psd_edges, st.psd_scale = cum["edges"], cum["scale"]
+            st.trending = {tr["quantity"]: bool(tr.get("trending")) for tr in series.get("trends", [])}
+        else:
+            st.frames = len(docs)
+        if docs:
+            self.streams[stream] = st
 
     def _trend(self, q: str, unit: str, window: list[_Point]) -> Trend:
         pts = [(w.t_min, w.values.get(q)) for w in window if w.values.get(q) is not None]

@@ -177,6 +177,9 @@ class Reliability(_Doc):
     shift_window_mmd2: float | None = Field(None, description="MMD² of the recent frames vs the training embeddings")
     quality: dict[str, float] = Field(default_factory=dict, description="focus, noise, saturation, dynamic range")
     features: dict[str, float] = Field(default_factory=dict, description="the regressor's inputs")
+    embedding: list[float] | None = Field(
+        None, description="the frame's pooled embedding (what the rolling shift window holds; rebuilt from the store)"
+    )
 
 
 class Verdict(_Doc):
@@ -195,6 +198,10 @@ class BinaryPart(_Doc):
 class ResultDocument(_Doc):
     schema_: Literal["copilot.result/1"] = Field(SCHEMA_ID, alias="schema")
     stream: str
+    session_epoch: str | None = Field(None, description="the daemon run that journaled this document (new at every start)")
+    seq: int | None = Field(
+        None, description="per-stream sequence number, 1, 2, 3 … without gaps, monotonic across restarts (from the store)"
+    )
     frame_id: str
     origin: str
     acquired_at: datetime

@@ -61,6 +61,7 @@ class NetworkEngine:
         self.max_whole_px = max_whole_px
         self.tile_px = tile_px
         self.tile_batch = max(1, tile_batch)
+        self.selection: list[tuple[str, str]] = []  # set by inference.select: why this backend was chosen
 
     # -- what a backend implements ----------------------------------------------------------------------------
     def run_batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +103,7 @@ class NetworkEngine:
             engine=self.name,
             frame_px_per_px=scale,
             task=self.card.task,
+            network_input=img,
         )
 
     def run_tiled(self, img: np.ndarray, tile_px: int, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:

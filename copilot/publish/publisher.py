@@ -25,6 +25,16 @@ Two sockets:
   ``[b"SNAPSHOT_END", b'{"count": n}']``. A background thread owns the ROUTER (ZeroMQ sockets are not thread-safe);
   it only reads the last-message table, which the publishing thread swaps under a lock.
 
+  Replay (with a ``history``, the daemon's store): ``[b"SINCE", b"<stream>", b"<seq>"]`` answers every journaled
+  result of that stream after ``seq``, in seq order, as ``[b"result.<stream>", JSON]`` messages (documents only,
+  no binary parts), at most ``REPLAY_BATCH`` per request, then ``[b"SNAPSHOT_END", {"count", "stream", "after",
+  "last_seq", "first_seq", "more", "too_old"}]``: ``more`` — ask again from the last seq received; ``too_old`` —
+  the store no longer holds seqs ``after+1 … first_seq-1`` (pruned): they are lost for good, and said so.
+  ``[b"LAST_SEQ"]`` answers ``[b"SNAPSHOT_END", {"session_epoch", "last_seq": {stream: seq}}]``.
+
+Limits: the ROUTER accepts requests of at most ``MAX_REQUEST_BYTES`` (larger ones are dropped by ZeroMQ before
+they are read); a subscriber's SUB socket takes messages of at most its ``max_message_bytes``.
+
 Arrays are sent zero-copy and kept (by reference) for the snapshot: **do not modify an array after publishing it**
 (hand the publisher a fresh array per frame, as :func:`copilot.result.build_result` does).
 
@@ -53,7 +63,11 @@ from copilot.document.schema import BinaryPart, ResultDocument
 log = logging.getLogger(__name__)
 
 SNAPSHOT_REQUEST = b"SNAPSHOT"
+SINCE_REQUEST = b"SINCE"
+LAST_SEQ_REQUEST = b"LAST_SEQ"
 SNAPSHOT_END = b"SNAPSHOT_END"
+REPLAY_BATCH = 256
+MAX_REQUEST_BYTES = 4096
 STATUS_TOPIC = "status"
 COMPRESSED_DTYPES = ("png", "jpeg", "bytes")
 
@@ -125,7 +139,13 @@ class Publisher:
         *,
         linger_ms: int = 100,
         context: zmq.Context | None = None,
+        history=None,
+        security=None,
     ):
+        self.history = history  # a ResultStore (after_json, first_seq, last_seqs, epoch): SINCE / LAST_SEQ requests
+        self.security = security  # copilot.security.ServerSecurity: CURVE on both sockets (None: plain, loopback)
+        self.dropped = 0  # messages the PUB socket refused (send queue full)
+        self.replayed = 0  # documents served from the history by SINCE requests
         self._own_ctx = context is None
         self._ctx = context or zmq.Context()
         self._linger_ms = linger_ms
@@ -138,6 +158,8 @@ class Publisher:
 
         self._pub = self._ctx.socket(zmq.PUB)
         try:
+            if security is not None:
+                security.apply(self._pub)
             self._pub.setsockopt(zmq.SNDHWM, hwm)
             self._pub.setsockopt(zmq.LINGER, linger_ms)
             self._pub.bind(pub_endpoint)
@@ -202,9 +224,14 @@ class Publisher:
                 # PUB never blocks: beyond SNDHWM a subscriber's messages are dropped. NOBLOCK makes sure of it.
                 self._pub.send_multipart(frames, flags=zmq.NOBLOCK, copy=False)
             except zmq.Again:
+                self.dropped += 1
                 log.debug("dropped a %s message (send queue full)", frames[0])
                 return
             self.sent += 1
+
+    def stats(self) -> dict[str, int]:
+        """Counts for status heartbeats: sent, dropped (send queue full), replayed (SINCE answers)."""
+        return {"sent": self.sent, "dropped": self.dropped, "replayed": self.replayed}
 
     # -- snapshot server ---------------------------------------------------------------------------------------
     def _start_snapshot_server(self, endpoint: str) -> None:
@@ -234,7 +261,10 @@ class Publisher:
         router = self._ctx.socket(zmq.ROUTER)
         ctrl = self._ctx.socket(zmq.PAIR)
         try:
+            if self.security is not None:
+                self.security.apply(router)
             router.setsockopt(zmq.LINGER, 0)
+            router.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
             ctrl.setsockopt(zmq.LINGER, 0)
             router.bind(endpoint)
             ctrl.connect(ctrl_addr)
@@ -266,8 +296,12 @@ class Publisher:
 
     def _answer(self, router: zmq.Socket, request: list[bytes]) -> None:
         ident, body = request[0], request[1:]
+        if body and body[0] in (SINCE_REQUEST, LAST_SEQ_REQUEST):
+            end = self._replay_end(router, ident, body)
+            router.send_multipart([ident, SNAPSHOT_END, dumps(end)], flags=zmq.NOBLOCK)
+            return
         if not body or body[0] != SNAPSHOT_REQUEST or len(body) > 2:
-            end = {"count": 0, "error": "expected [SNAPSHOT] or [SNAPSHOT, stream]"}
+            end = {"count": 0, "error": "expected [SNAPSHOT], [SNAPSHOT, stream], [SINCE, stream, seq] or [LAST_SEQ]"}
             router.send_multipart([ident, SNAPSHOT_END, dumps(end)], flags=zmq.NOBLOCK)
             return
         with self._last_lock:
@@ -285,6 +319,34 @@ class Publisher:
         router.send_multipart([ident, SNAPSHOT_END, dumps({"count": sent})], flags=zmq.NOBLOCK)
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
+    def _replay_end(self, router: zmq.Socket, ident: bytes, body: list[bytes]) -> dict:
+        """Answer SINCE (documents from the history, then this end message) or LAST_SEQ (only the end message)."""
+        h = self.history
+        if h is None:
+            return {"count": 0, "error": "this publisher keeps no history"}
+        if body[0] == LAST_SEQ_REQUEST:
+            return {"count": 0, "session_epoch": getattr(h, "epoch", None), "last_seq": h.last_seqs()}
+        try:
+            stream, after = body[1].decode(), int(body[2])
+        except (IndexError, ValueError, UnicodeDecodeError):
+            return {"count": 0, "error": "expected [SINCE, stream, seq]"}
+        last = h.last_seqs().get(stream, 0)
+        first = h.first_seq(stream)
+        rows = h.after_json(stream, after, REPLAY_BATCH)
+        topic = f"result.{stream}".encode()
+        sent = 0
+        for _, text in rows:
+            try:
+                router.send_multipart([ident, topic, text.encode()], flags=zmq.NOBLOCK)
+                sent += 1
+            except zmq.Again:  # the client's queue is full: it asks again from what it got
+                break
+        self.replayed += sent
+        got = rows[sent - 1][0] if sent else after
+        return {"count": sent, "stream": stream, "after": after, "last_seq": last, "first_seq": first,
+                "more": bool(rows) and got < last, "too_old": first is not None and after + 1 < first,
+                "session_epoch": getattr(h, "epoch", None)}
+
     def close(self) -> None:
         """Stop the snapshot thread and close the sockets (messages still queued get ``linger_ms`` to leave)."""
         if self._closed:
@@ -297,6 +359,8 @@ class Publisher:
             self._ctrl.close(0)
             self._thread = None
         self._pub.close(self._linger_ms)
+        if self.security is not None:
+            self.security.release(self._ctx)
         if self._own_ctx:
             self._ctx.term()
 

@@ -17,6 +17,13 @@ the link was down are lost (PUB/SUB keeps no history): call :meth:`Subscriber.fe
 on the last result per stream. A subscriber that falls behind loses messages beyond ``rcvhwm`` (the daemon
 never waits for it).
 
+Lossless (``lossless=True``): every result document carries its stream's ``seq`` (1, 2, 3 … without gaps, across
+daemon restarts). The subscriber remembers the last seq per stream, drops a repeat (``duplicates``), and when a
+seq jumps — or a status heartbeat's ``last_seq`` says it is behind — asks the snapshot socket for what it missed
+(``SINCE``) and hands those out first, in order (``msg.replayed``), so a consumer sees each result exactly once
+even across daemon kills. Replayed documents carry no binary parts. What the daemon's store no longer holds is
+counted in ``lost`` (never silently). ``from_seq`` starts a stream there instead of at the first live message.
+
 Residual race: the snapshot is requested once the SUB connection's handshake is done, but the subscription
 itself still travels to the publisher asynchronously; a result published in that sub-millisecond window can be
 missing from both the snapshot and the live feed (the next frame of that stream repairs the state).
@@ -36,7 +43,14 @@ import zmq
 from pydantic import ValidationError
 from zmq.utils.monitor import recv_monitor_message
 
-from copilot.publish.publisher import COMPRESSED_DTYPES, SNAPSHOT_END, SNAPSHOT_REQUEST
+from copilot.publish.publisher import (
+    COMPRESSED_DTYPES,
+    LAST_SEQ_REQUEST,
+    SINCE_REQUEST,
+    SNAPSHOT_END,
+    SNAPSHOT_REQUEST,
+    STATUS_TOPIC,
+)
 from copilot.document.schema import ResultDocument
 
 log = logging.getLogger(__name__)
@@ -57,6 +71,7 @@ class Message:
     doc: ResultDocument | dict[str, Any]
     parts: dict[str, np.ndarray | bytes]
     from_snapshot: bool = False
+    replayed: bool = False  # filled in from the daemon's store after a gap (document only, no binary parts)
 
     @property
     def kind(self) -> str:
@@ -138,14 +153,28 @@ class Subscriber:
         snapshot_timeout_s: float = 2.0,
         reconnect_ivl_ms: int = 100,
         context: zmq.Context | None = None,
+        lossless: bool = False,
+        from_seq: int | dict[str, int] | None = None,
+        max_message_bytes: int = 256 * 2**20,
+        security=None,
     ):
         if isinstance(topics, str):
             topics = (topics,)
+        if lossless and snapshot_endpoint is None:
+            raise ValueError("lossless needs the snapshot endpoint (to replay what it missed)")
         self.pub_endpoint = pub_endpoint
         self.snapshot_endpoint = snapshot_endpoint
         self.topics = tuple(topics)
+        self.lossless = lossless
+        self.security = security  # copilot.security.ClientSecurity: CURVE toward a daemon bound beyond loopback
+        self.last_seq: dict[str, int] = {}
+        self._from_seq = from_seq
+        self._wanted: dict[str, int] = {}  # stream -> a seq known to exist that has not been delivered yet
+        self._held: dict[str, list["Message"]] = collections.defaultdict(list)  # live results waiting for a replay
         self.invalid = 0
         self.duplicates = 0
+        self.replayed = 0
+        self.lost = 0  # results the daemon's store no longer held when asked (pruned)
         self.snapshot_ok: bool | None = None
         self._pending: collections.deque[Message] = collections.deque()
         self._snap_filter: dict[str, ResultDocument] = {}
@@ -153,6 +182,7 @@ class Subscriber:
         self._ctx = context or zmq.Context()
         self._closed = False
 
+        self._max_message_bytes = max_message_bytes
         self._sub = self._ctx.socket(zmq.SUB)
         try:
             self._connect(pub_endpoint, snapshot_endpoint, rcvhwm, reconnect_ivl_ms, snapshot_timeout_s)
@@ -161,11 +191,16 @@ class Subscriber:
             raise
 
     def _connect(self, pub_endpoint, snapshot_endpoint, rcvhwm, reconnect_ivl_ms, snapshot_timeout_s) -> None:
+        if self.security is not None:
+            self.security.apply(self._sub)
+        self._sub.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
         self._sub.setsockopt(zmq.LINGER, 0)
         self._sub.setsockopt(zmq.RCVHWM, rcvhwm)
         self._sub.setsockopt(zmq.RECONNECT_IVL, reconnect_ivl_ms)
         for t in self.topics:
             self._sub.setsockopt(zmq.SUBSCRIBE, t.encode())
+        if self.lossless and not any(STATUS_TOPIC.startswith(t) for t in self.topics):
+            self._sub.setsockopt(zmq.SUBSCRIBE, STATUS_TOPIC.encode())  # heartbeats' last_seq reveal a missed tail
         deadline = time.monotonic() + snapshot_timeout_s
         monitor = None
         if snapshot_endpoint is not None and not pub_endpoint.startswith("inproc://"):
@@ -180,7 +215,10 @@ class Subscriber:
         if snapshot_endpoint is not None:
             if monitor is not None:
                 self._wait_handshake(monitor, deadline)
-            self.fetch_snapshot(max(0.05, deadline - time.monotonic()))
+            if self.lossless and self._from_seq is not None:
+                self._start_from_seq(max(0.05, deadline - time.monotonic()))
+            else:
+                self.fetch_snapshot(max(0.05, deadline - time.monotonic()))
 
     # -- snapshot ------------------------------------------------------------------------------------------------
     def _wait_handshake(self, monitor: zmq.Socket, deadline: float) -> None:
@@ -227,7 +265,12 @@ class Subscriber:
             dealer.close(0)
         for msg in got:  # the last preview and the last result of each stream
             if isinstance(msg.doc, ResultDocument):
-                self._snap_filter[msg.doc.stream] = msg.doc
+                if self.lossless and msg.doc.seq is not None:
+                    if msg.doc.seq <= self.last_seq.get(msg.doc.stream, 0):
+                        continue
+                    self.last_seq[msg.doc.stream] = msg.doc.seq
+                else:
+                    self._snap_filter[msg.doc.stream] = msg.doc
             self._pending.append(msg)
         if not ok:
             log.warning("no snapshot from %s within %.1f s; live messages only", self.snapshot_endpoint, timeout_s)
@@ -254,16 +297,20 @@ class Subscriber:
 
     # -- receiving -----------------------------------------------------------------------------------------------
     def recv(self, timeout_s: float | None = 1.0) -> Message | None:
-        """The next message (snapshot first), or ``None`` after ``timeout_s`` (``None``: wait forever)."""
-        if self._pending:
-            return self._pending.popleft()
+        """The next message (snapshot and replays first), or ``None`` after ``timeout_s`` (``None``: wait forever)."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while True:
+            if self._wanted:
+                self._fill_wanted()
+            if self._pending:
+                return self._pending.popleft()
             if deadline is None:
-                wait_ms = -1
+                wait_ms = 1000 if self._wanted else -1
             else:
                 left = deadline - time.monotonic()
                 wait_ms = max(0, int(left * 1000 + 0.999))
+                if self._wanted:
+                    wait_ms = min(wait_ms, 1000)  # a replay still owed: retry it at least every second
             if not self._sub.poll(wait_ms):
                 if deadline is not None and time.monotonic() >= deadline:
                     return None
@@ -275,10 +322,158 @@ class Subscriber:
                 self.invalid += 1
                 log.warning("skipped an invalid message: %s", exc)
                 continue
-            if self._snap_filter and self._covered_by_snapshot(msg):
+            if self.lossless:
+                msg = self._sequence(msg)
+                if msg is None:
+                    continue
+            elif self._snap_filter and self._covered_by_snapshot(msg):
                 self.duplicates += 1
                 continue
             return msg
+
+    @property
+    def backlog(self) -> int:
+        """Messages received (snapshot, replays) but not yet handed out by ``recv``."""
+        return len(self._pending)
+
+    # -- lossless ------------------------------------------------------------------------------------------------
+    def _wants_stream(self, stream: str) -> bool:
+        return f"result.{stream}".startswith(self.topics) or any(t.startswith(f"result.{stream}") for t in self.topics)
+
+    def _sequence(self, msg: Message) -> Message | None:
+        """Lossless bookkeeping for one live message: drop repeats, hold results behind a gap, note heartbeats."""
+        doc = msg.doc
+        if msg.topic == STATUS_TOPIC and isinstance(doc, dict):
+            for stream, last in (doc.get("last_seq") or {}).items():
+                if self._wants_stream(stream) and isinstance(last, int):
+                    if stream not in self.last_seq and not self._starts_known(stream):
+                        continue  # a stream this subscriber has not started: begins with its next live result
+                    if last > self.last_seq.get(stream, 0):
+                        self._wanted[stream] = max(self._wanted.get(stream, 0), last)
+            return msg if msg.topic.startswith(self.topics) else None
+        if not isinstance(doc, ResultDocument) or doc.seq is None:
+            return msg
+        stream, seq = doc.stream, doc.seq
+        if stream not in self.last_seq:
+            start = self._start_seq(stream)
+            self.last_seq[stream] = start if start is not None else seq - 1
+        last = self.last_seq[stream]
+        if seq <= last:
+            self.duplicates += 1
+            return None
+        if seq == last + 1 and not self._held.get(stream):
+            self.last_seq[stream] = seq
+            return msg
+        self._held[stream].append(msg)  # after a gap: wait for the replay of what lies before it
+        self._wanted[stream] = max(self._wanted.get(stream, 0), seq - 1)
+        return None
+
+    def _starts_known(self, stream: str) -> bool:
+        return self._start_seq(stream) is not None
+
+    def _start_seq(self, stream: str) -> int | None:
+        if isinstance(self._from_seq, dict):
+            return self._from_seq.get(stream)
+        return self._from_seq
+
+    def _start_from_seq(self, timeout_s: float) -> None:
+        """``from_seq``: learn the daemon's streams (LAST_SEQ) and owe each one its results after that seq."""
+        end = self._request([LAST_SEQ_REQUEST], timeout_s)
+        self.snapshot_ok = end is not None
+        for stream, last in ((end or {}).get("last_seq") or {}).items():
+            start = self._start_seq(stream)
+            if self._wants_stream(stream) and start is not None:
+                self.last_seq.setdefault(stream, start)
+                if last > self.last_seq[stream]:
+                    self._wanted[stream] = last
+
+    def _fill_wanted(self, timeout_s: float = 2.0) -> None:
+        """Replay every owed range from the snapshot socket; release held live results that now follow in order."""
+        for stream, upto in list(self._wanted.items()):
+            while self.last_seq.get(stream, 0) < upto:
+                got = self._since(stream, self.last_seq.get(stream, 0), upto, timeout_s)
+                if got is None:
+                    return  # daemon unreachable: retried on the next recv
+                if got == 0:
+                    break
+            held = sorted(self._held.pop(stream, []), key=lambda m: m.doc.seq)
+            for msg in held:
+                last = self.last_seq.get(stream, 0)
+                if msg.doc.seq <= last:
+                    self.duplicates += 1
+                elif msg.doc.seq == last + 1:
+                    self.last_seq[stream] = msg.doc.seq
+                    self._pending.append(msg)
+                else:  # a later gap: owe it again
+                    self._held[stream].append(msg)
+                    self._wanted[stream] = msg.doc.seq - 1
+            if self.last_seq.get(stream, 0) >= self._wanted.get(stream, 0) and not self._held.get(stream):
+                self._wanted.pop(stream, None)
+
+    def _since(self, stream: str, after: int, upto: int, timeout_s: float) -> int | None:
+        """One SINCE request: queue the documents after ``after`` (up to ``upto``); how many, None on timeout."""
+        docs: list[Message] = []
+        end = self._request([SINCE_REQUEST, stream.encode(), str(after).encode()], timeout_s, docs)
+        if end is None:
+            return None
+        if end.get("too_old") and end.get("first_seq") is not None:
+            first = int(end["first_seq"])
+            self.lost += first - after - 1
+            log.warning("%s: results %d..%d are no longer in the daemon's store (lost)", stream, after + 1, first - 1)
+            self.last_seq[stream] = after = first - 1
+        n = 0
+        for msg in docs:
+            seq = msg.doc.seq
+            if seq is None or seq <= self.last_seq.get(stream, 0) or seq > upto:
+                continue
+            if seq != self.last_seq.get(stream, 0) + 1:
+                break  # not contiguous (should not happen): ask again from here
+            msg.replayed = True
+            self.last_seq[stream] = seq
+            self._pending.append(msg)
+            self.replayed += 1
+            n += 1
+        if n == 0 and not end.get("more") and self.last_seq.get(stream, 0) < upto:
+            # the daemon's store has nothing for the owed range: count it lost rather than ask forever
+            last = self.last_seq.get(stream, 0)
+            self.lost += upto - last
+            log.warning("%s: results %d..%d are not in the daemon's store (lost)", stream, last + 1, upto)
+            self.last_seq[stream] = upto
+            return 0
+        return n
+
+    def _request(self, request: list[bytes], timeout_s: float, into: list[Message] | None = None) -> dict | None:
+        """Send one request to the snapshot socket; collect result messages into ``into``; the end message's dict."""
+        dealer = self._ctx.socket(zmq.DEALER)
+        dealer.setsockopt(zmq.LINGER, 0)
+        if self.security is not None:
+            self.security.apply(dealer)
+        dealer.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
+        try:
+            dealer.connect(self.snapshot_endpoint)
+            dealer.send_multipart(request)
+            deadline = time.monotonic() + timeout_s
+            while (left := deadline - time.monotonic()) > 0:
+                if not dealer.poll(int(left * 1000) + 1):
+                    continue
+                frames = dealer.recv_multipart(copy=False)
+                if frames[0].bytes == SNAPSHOT_END:
+                    try:
+                        end = json.loads(frames[1].bytes)
+                    except (IndexError, ValueError):
+                        end = {}
+                    return end if isinstance(end, dict) else {}
+                try:
+                    msg = decode_message(frames)
+                except MessageError as exc:
+                    self.invalid += 1
+                    log.warning("invalid replayed message: %s", exc)
+                    continue
+                if into is not None and isinstance(msg.doc, ResultDocument):
+                    into.append(msg)
+            return None
+        finally:
+            dealer.close(0)
 
     def messages(self, timeout_s: float | None = None) -> Iterator[Message]:
         """Every message, until none arrives for ``timeout_s`` (``None``: forever)."""

@@ -79,13 +79,13 @@ def _decode(path: Path, plugin: str, kwargs: dict, fmt: str) -> Decoded:
     if units:
         meta["axis_units"] = units
     out = Decoded(pixels=pixels, meta=meta, may_have_data_bar=False)
-    nm = _axis_nm(x_axis)
+    nm = axis_nm(x_axis)
     if nm is not None and plugin == "mrc" and _mrc_placeholder(signal):
         meta["ignored_calibration"] = "MRC header cell size missing or the 1 Å/px placeholder"
         nm = None
     if nm is not None:
         out.nm_per_px, out.calibration_source = nm, "rosettasciio"
-        ny = _axis_nm(y_axis)
+        ny = axis_nm(y_axis)
         if ny is not None and abs(ny - nm) > 0.01 * nm:
             meta["nm_per_px_y"] = ny
     _standard_metadata(out, _mapped_metadata(signal))
@@ -175,7 +175,7 @@ def _is_spectral_axis(axis: dict) -> bool:
     return any(w in name for w in ("energy", "wavelength", "channel")) or units in ("ev", "kev")
 
 
-def _axis_nm(axis: dict) -> float | None:
+def axis_nm(axis: dict) -> float | None:
     scale = positive_or_none(axis.get("scale"))
     return to_nm(scale, axis.get("units")) if scale else None
 

@@ -14,14 +14,16 @@ from copilot.frame import Frame
 class Arrival:
     """A complete file ready to read (``path``), or a frame already decoded from a socket (``frame``).
 
-    ``arrived_at`` (``time.time()``) is when the source knew the frame was complete: for a file, when it was
-    closed/renamed/settled; end-to-end latency is measured from here.
+    ``arrived_at`` (``time.time()``) is when the source handed the frame on. ``completed_at`` is when the input was
+    complete — a file's last write (its mtime, never before the watcher started), a socket message's receipt —
+    and end-to-end latency is measured from it (from ``arrived_at`` where the source does not know).
     """
 
     origin: str
     path: Path | None = None
     frame: Frame | None = None
     arrived_at: float = field(default_factory=time.time)
+    completed_at: float | None = None
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.frame is None):

@@ -149,6 +149,7 @@ class DirectorySource:
         if not self.root.is_dir():
             raise FileNotFoundError(f"watched folder does not exist or is not a folder: {self.root}")
         self._emit = emit
+        self._watch_started = time.time()
         observer = PollingObserver(timeout=self.poll_interval_s) if self.poll else Observer()
         observer.schedule(_Handler(self), str(self.root), recursive=self.recursive)
         # The observer starts before the start-up scan, so no file can fall between the two (a file seen by both is
@@ -311,7 +312,12 @@ class DirectorySource:
     def _deliver(self, path: Path) -> None:
         if self._stopping.is_set() or self._emit is None:
             return
-        arrival = Arrival(origin=str(path), path=path, arrived_at=time.time())
+        now = time.time()
+        try:  # complete at its last write; files already there when watching began count from then
+            completed = min(now, max(os.stat(path).st_mtime, self._watch_started))
+        except OSError:
+            completed = now
+        arrival = Arrival(origin=str(path), path=path, arrived_at=now, completed_at=completed)
         try:
             self._emit(arrival)
             self.emitted += 1

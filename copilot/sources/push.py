@@ -2,7 +2,7 @@
 
 The standalone instrument-side equivalent (no copilot install needed) is ``adapters/pusher.py``.
 
-Wiring the CLI sub-command (in ``copilot/cli.py``)::
+Wiring the CLI sub-command (in ``copilot/cli/commands.py``)::
 
     from copilot.sources import push
     p = sub.add_parser("push", help="send image files or frames to a daemon's socket")
@@ -54,6 +54,7 @@ def push_frames(
     interval_s: float = 0.0,
     timeout_s: float = 10.0,
     on_sent: Callable[[Frame], None] | None = None,
+    security=None,
 ) -> int:
     """Send frames (or image files/folders, read with ``copilot.readers.read_frame``) to ``endpoint``; return the count.
 
@@ -68,6 +69,8 @@ def push_frames(
     timeout_ms = max(1, int(timeout_s * 1000))
     sent = 0
     try:
+        if security is not None:  # copilot.security.ClientSecurity: a daemon bound beyond loopback with CURVE
+            security.apply(sock)
         sock.setsockopt(zmq.SNDTIMEO, timeout_ms)
         sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only on completed connections, so "no receiver" times out
         sock.setsockopt(zmq.SNDHWM, 4)

@@ -48,6 +48,7 @@ class SocketSource:
         rcvhwm: int = 4,
         poll_timeout_s: float = 0.1,
         context: zmq.Context | None = None,
+        security=None,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
@@ -58,6 +59,7 @@ class SocketSource:
         self.rcvhwm = rcvhwm
         self.poll_timeout_s = poll_timeout_s
         self._context = context
+        self.security = security  # copilot.security.ServerSecurity: CURVE, allow-listed pushers only
         self._socket: zmq.Socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -78,6 +80,8 @@ class SocketSource:
         ctx = self._context or zmq.Context.instance()
         sock = ctx.socket(zmq.PULL)
         try:
+            if self.security is not None:
+                self.security.apply(sock)
             # Per-part limit; the header may need up to MAX_HEADER_BYTES even when max_bytes is tiny.
             sock.setsockopt(zmq.MAXMSGSIZE, max(self.max_bytes, MAX_HEADER_BYTES))
             sock.setsockopt(zmq.RCVHWM, self.rcvhwm)
@@ -160,7 +164,7 @@ class SocketSource:
         self.accepted += 1
         assert self._emit is not None
         try:
-            self._emit(Arrival(origin=frame.origin, frame=frame, arrived_at=arrived_at))
+            self._emit(Arrival(origin=frame.origin, frame=frame, arrived_at=arrived_at, completed_at=arrived_at))
         except Exception:
             log.exception("emit failed for %s", frame.origin)
 

@@ -141,6 +141,11 @@ class TopModel:
             state = f"{s['state']}, " if s.get("state") else ""
             line.append(f"daemon: {state}{s.get('processed', 0)} processed, {s.get('quarantined', 0)} quarantined, "
                         f"{s.get('failed', 0)} failed, queues {s.get('queues')}")
+            dropped = (s.get("publisher") or {}).get("dropped")
+            if dropped:
+                line.append(f", {dropped} dropped by the publisher")
+        if getattr(self, "skipped", 0):
+            line.append(f"  view skipped {self.skipped} older result(s) (newest shown)")
         for name, state in self.connections.items():
             if state != "live":
                 line.append(f"  {name}: {state}", style="yellow")
@@ -167,6 +172,7 @@ def run_top(endpoint: str, snapshot: str | None, stream: str | None = None, exit
                         model.ingest(msg, c.name)
                         changed = True
                 model.connections = client.states()
+                model.skipped = client.skipped()
                 if changed:
                     live.update(model.render())
                 else:
