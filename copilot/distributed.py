@@ -27,6 +27,7 @@ from distributed import Client, LocalCluster, as_completed, get_worker
 from distributed.diagnostics.plugin import WorkerPlugin
 
 from copilot.config import Settings
+from copilot.pipeline import PipelineStats
 
 log = logging.getLogger(__name__)
 
@@ -133,21 +134,8 @@ def connect(scheduler: str, threads_per_worker: int = 1):
     return Client(scheduler, timeout="30s"), None
 
 
-@dataclass
-class DaskRunStats:
-    processed: int = 0
-    unreadable: int = 0
-    failed: int = 0
-    workers: int = 0
-    last_error: str | None = None
-
-    @property
-    def quarantined(self) -> int:  # the name `copilot analyze` reports unreadable files under
-        return self.unreadable
-
-
 def run_files(files: list[Path], settings: Settings, sinks: list, scheduler: str, *, window_per_worker: int = 3,
-              on_failure=None) -> DaskRunStats:
+              on_failure=None) -> PipelineStats:
     """Analyse ``files`` on the cluster; every Result goes to ``sinks`` in file order (see the module docstring)."""
     from copilot.analysis.series import SeriesTracker
     from copilot.inference.card import load_card
@@ -156,12 +144,11 @@ def run_files(files: list[Path], settings: Settings, sinks: list, scheduler: str
     card, folder = load_card(settings.model.name)
     series = SeriesTracker(settings.series, settings.analysis)
     assessor = Assessor(card, folder, settings.verdict)
-    stats = DaskRunStats()
+    stats = PipelineStats(received=len(files))
     client, cluster = connect(scheduler)
     try:
         client.register_plugin(CopilotAnalyzePlugin(settings.model_dump_json()), name=PLUGIN_NAME)
-        stats.workers = len(client.scheduler_info()["workers"])
-        window = max(1, window_per_worker * stats.workers)
+        window = max(1, window_per_worker * len(client.scheduler_info()["workers"]))
         submitted_at: dict[int, float] = {}
         futures = {}
         done: dict[int, FrameOutcome] = {}
@@ -199,12 +186,13 @@ def run_files(files: list[Path], settings: Settings, sinks: list, scheduler: str
     return stats
 
 
-def _finish(out: FrameOutcome, submitted_at: float, series, assessor, sinks, stats: DaskRunStats, on_failure) -> None:
+def _finish(out: FrameOutcome, submitted_at: float, series, assessor, sinks, stats: PipelineStats,
+            on_failure) -> None:
     from copilot.result import Outcome, build_result
 
     if out.status != "ok":
         if out.status == "unreadable":
-            stats.unreadable += 1
+            stats.quarantined += 1  # what `copilot analyze` reports as unreadable
         else:
             stats.failed += 1
         stats.last_error = f"{out.path}: {out.reason}"

@@ -14,25 +14,26 @@ after seq N") is forwarded verbatim to the daemon that owns the stream — learn
 of them while the owner is unknown. Requests are answered one at a time; a daemon that does not answer within
 ``timeout_s`` is left out of that answer (``missing`` in the end marker).
 
-Binding beyond loopback needs CURVE keys (``--curve-secret-key``, a zmq certificate file) or an explicit, logged
-``--insecure``. ``secure_bind`` is the single hook where the daemon's own CURVE helper plugs in once it lands.
+Security is the daemon's (``copilot.security``): binding beyond loopback needs the hub's CURVE key pair
+(``--curve-secret-key``, from ``copilot keys``) and a folder of allowed viewers' public keys (``--client-keys-dir``),
+or an explicit, logged ``--insecure``. Toward daemons that bind beyond loopback the hub is a CURVE client with the
+same key pair (allow its public key on each daemon) and the daemon's public key (``--daemon-key``, or a third field
+of ``--daemon``).
 """
 
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
-
 import zmq
 
-from copilot.publish.publisher import SNAPSHOT_END, SNAPSHOT_REQUEST, dumps
+from copilot.publish.publisher import SNAPSHOT_END, dumps
+from copilot.security import ClientSecurity, SecurityError, server_security
 
 log = logging.getLogger(__name__)
 
@@ -47,79 +48,55 @@ class Upstream:
 
     pub: str
     snapshot: str | None = None
+    server_key: Path | None = None  # the daemon's public key file, when it binds beyond loopback with CURVE
 
     @classmethod
-    def parse(cls, text: str) -> "Upstream":
-        """``tcp://host:5555`` or ``tcp://host:5555,tcp://host:5556`` (PUB[,snapshot])."""
+    def parse(cls, text: str, default_key: Path | None = None) -> "Upstream":
+        """``tcp://host:5555[,tcp://host:5556[,/keys/host.key]]`` (PUB[,snapshot[,daemon public key]])."""
         parts = [p.strip() for p in text.split(",") if p.strip()]
-        if not parts or len(parts) > 2 or not all(p.startswith(("tcp://", "ipc://", "inproc://")) for p in parts):
-            raise HubError(f"--daemon {text!r}: expected PUB_ENDPOINT[,SNAPSHOT_ENDPOINT] such as "
+        eps = parts[:2]
+        if not parts or len(parts) > 3 or not all(p.startswith(("tcp://", "ipc://", "inproc://")) for p in eps):
+            raise HubError(f"--daemon {text!r}: expected PUB_ENDPOINT[,SNAPSHOT_ENDPOINT[,DAEMON_KEY]] such as "
                            "tcp://10.0.0.5:5555,tcp://10.0.0.5:5556")
-        return cls(parts[0], parts[1] if len(parts) == 2 else None)
+        key = Path(parts[2]) if len(parts) == 3 else default_key
+        return cls(eps[0], eps[1] if len(eps) == 2 else None, key)
 
 
 @dataclass
-class Security:
-    """CURVE for sockets the hub binds beyond loopback. ``secret_key_file``: a zmq certificate (``zmq.auth``)."""
+class HubSecurity:
+    """The hub's keys: a CURVE pair (``copilot keys``) and the allow-list of viewers' public keys."""
 
     secret_key_file: Path | None = None
+    client_keys_dir: Path | None = None
     insecure: bool = False
-    _keys: tuple[bytes, bytes] | None = field(default=None, repr=False)
 
-    def keys(self) -> tuple[bytes, bytes]:
-        if self._keys is None:
-            import zmq.auth
+    def server(self, endpoints: dict[str, str]):
+        """``copilot.security.server_security``: CURVE, or loopback only unless insecure (raises SecurityError)."""
+        return server_security(endpoints, self.secret_key_file, self.client_keys_dir, self.insecure)
 
-            public, secret = zmq.auth.load_certificate(str(self.secret_key_file))
-            if not secret:
-                raise HubError(f"{self.secret_key_file}: no secret key in this certificate")
-            self._keys = (public, secret)
-        return self._keys
-
-
-def is_loopback(endpoint: str) -> bool:
-    """``ipc://`` and ``inproc://`` are local; ``tcp://`` must name 127.0.0.0/8, ::1 or localhost."""
-    if endpoint.startswith(("ipc://", "inproc://")):
-        return True
-    host = urlparse(endpoint.replace("tcp://", "tcp://", 1)).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # "*", an interface name or a host name: beyond loopback
-        return False
-
-
-def secure_bind(sock: zmq.Socket, endpoint: str, security: Security) -> str:
-    """Bind ``sock``; beyond loopback only as a CURVE server, or with ``insecure`` (logged). Returns the endpoint.
-
-    The hook for the daemon's CURVE helper: when it lands, call it here so hub and daemon share one key policy.
-    """
-    if not is_loopback(endpoint):
-        if security.secret_key_file is not None:
-            public, secret = security.keys()
-            sock.curve_secretkey = secret
-            sock.curve_publickey = public
-            sock.curve_server = True
-        elif security.insecure:
-            log.warning("hub: binding %s WITHOUT encryption or authentication (--insecure)", endpoint)
-        else:
-            raise HubError(f"refusing to bind {endpoint} beyond loopback without CURVE keys: pass "
-                           "--curve-secret-key FILE (zmq certificate), or --insecure on a trusted network")
-    sock.bind(endpoint)
-    return sock.getsockopt_string(zmq.LAST_ENDPOINT)
+    def client(self, up: Upstream):
+        """CURVE toward a daemon that has a public key configured, else None (plain: a loopback daemon)."""
+        if up.server_key is None:
+            return None
+        if self.secret_key_file is None:
+            raise HubError(f"--daemon {up.pub}: a daemon key needs the hub's own --curve-secret-key (allow its public "
+                           "key on that daemon)")
+        return ClientSecurity.from_files(self.secret_key_file, up.server_key)
 
 
 class Hub:
     """Aggregates daemons' PUB sockets (``zmq.proxy``) and snapshot sockets (forwarding); ``close`` stops both."""
 
     def __init__(self, upstreams: list[Upstream], pub_endpoint: str = "tcp://127.0.0.1:5565",
-                 snapshot_endpoint: str | None = "tcp://127.0.0.1:5566", *, security: Security | None = None,
+                 snapshot_endpoint: str | None = "tcp://127.0.0.1:5566", *, security: HubSecurity | None = None,
                  timeout_s: float = 2.0, hwm: int = 1000, context: zmq.Context | None = None):
         if not upstreams:
             raise HubError("a hub needs at least one --daemon")
         self.upstreams = list(upstreams)
-        self.security = security or Security()
+        self.security = security or HubSecurity()
+        endpoints = {"--pub": pub_endpoint, **({"--snapshot": snapshot_endpoint} if snapshot_endpoint else {})}
+        self._server = self.security.server(endpoints)  # refuses an unauthenticated bind beyond loopback
+        self._clients = [self.security.client(u) for u in upstreams]
         self.timeout_s = timeout_s
         self.owners: dict[str, set[int]] = {}  # stream -> indices of the upstreams that answered for it
         self._own_ctx = context is None
@@ -135,20 +112,29 @@ class Hub:
         self._xpub.setsockopt(zmq.SNDHWM, hwm)
         self._router = None
         try:
-            self.pub_endpoint = secure_bind(self._xpub, pub_endpoint, self.security)
-            for u in self.upstreams:
+            self.pub_endpoint = self._bind(self._xpub, pub_endpoint)
+            # plain daemons first: CURVE options stick to the socket and apply to every later connect
+            for u, client in sorted(zip(self.upstreams, self._clients), key=lambda uc: uc[1] is not None):
+                if client is not None:
+                    client.apply(self._xsub)
                 self._xsub.connect(u.pub)
             self.snapshot_endpoint = None
             if snapshot_endpoint is not None:
                 self._router = self._ctx.socket(zmq.ROUTER)
                 self._router.setsockopt(zmq.LINGER, 0)
-                self.snapshot_endpoint = secure_bind(self._router, snapshot_endpoint, self.security)
+                self.snapshot_endpoint = self._bind(self._router, snapshot_endpoint)
         except Exception:
             self._close_sockets()
             raise
         self._ctrl_addr = f"inproc://copilot-hub-ctrl-{id(self):x}"
         self._ctrl = self._ctx.socket(zmq.PAIR)
         self._ctrl.bind(self._ctrl_addr)
+
+    def _bind(self, sock: zmq.Socket, endpoint: str) -> str:
+        if self._server is not None:
+            self._server.apply(sock)
+        sock.bind(endpoint)
+        return sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     # -- running -----------------------------------------------------------------------------------------------
     def start(self) -> "Hub":
@@ -202,10 +188,13 @@ class Hub:
             self._router.send_multipart([ident, SNAPSHOT_END, dumps({"count": 0, "error": "empty request"})])
             return
         targets = self.targets(body)
+        log.debug("hub: %s → daemon(s) %s", [bytes(f[:40]) for f in body[:3]], targets)
         dealers = {}
         for i in targets:
             d = self._ctx.socket(zmq.DEALER)
             d.setsockopt(zmq.LINGER, 0)
+            if self._clients[i] is not None:
+                self._clients[i].apply(d)
             d.connect(self.upstreams[i].snapshot)
             d.send_multipart(body)
             dealers[d] = i
@@ -247,6 +236,8 @@ class Hub:
         for s in (self._xsub, self._xpub, self._router):
             if s is not None:
                 s.close(0)
+        if self._server is not None:
+            self._server.release(self._ctx)  # before the context ends, or terminating it hangs
 
     def close(self) -> None:
         if self._stop.is_set():
@@ -283,7 +274,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--pub", default="tcp://127.0.0.1:5565", help="where viewers subscribe")
     p.add_argument("--snapshot", default="tcp://127.0.0.1:5566", help="where late joiners ask for snapshots/replays")
     p.add_argument("--curve-secret-key", type=Path, default=None,
-                   help="zmq certificate with the hub's secret key (required to bind beyond loopback)")
+                   help="the hub's key pair (`copilot keys --name hub`): required to bind beyond loopback, and the "
+                   "hub's identity toward daemons that use CURVE")
+    p.add_argument("--client-keys-dir", type=Path, default=None, help="public keys of the viewers allowed in")
+    p.add_argument("--daemon-key", type=Path, default=None,
+                   help="public key of daemons bound beyond loopback (or a third field of --daemon, per daemon)")
     p.add_argument("--insecure", action="store_true", help="bind beyond loopback without CURVE (logged)")
     p.add_argument("--timeout", type=float, default=2.0, help="seconds to wait for each daemon's snapshot answer")
     p.set_defaults(func=run)
@@ -294,9 +289,10 @@ def run(args) -> int:
     import sys
 
     try:
-        hub = Hub([Upstream.parse(d) for d in args.daemon], args.pub, args.snapshot,
-                  security=Security(args.curve_secret_key, args.insecure), timeout_s=args.timeout).start()
-    except (HubError, zmq.ZMQError, OSError) as exc:
+        hub = Hub([Upstream.parse(d, args.daemon_key) for d in args.daemon], args.pub, args.snapshot,
+                  security=HubSecurity(args.curve_secret_key, args.client_keys_dir, args.insecure),
+                  timeout_s=args.timeout).start()
+    except (HubError, SecurityError, zmq.ZMQError, OSError) as exc:
         print(f"copilot hub: {exc}", file=sys.stderr)
         return 2
     print(f"hub: {len(hub.upstreams)} daemon(s) → {hub.pub_endpoint} (snapshot {hub.snapshot_endpoint})", flush=True)

@@ -147,19 +147,10 @@ def candidates(card: ModelCard, folder: Path, *, threads: int = 2, max_whole_px:
                            max_whole_px=max(max_whole_px, GPU_WHOLE_PX) if gpu else max_whole_px,
                            tile_px=2 * t if gpu else None, tile_batch=GPU_TILE_BATCH if gpu else 1)
 
-    def remote():
-        from copilot.inference.triton_engine import TritonEngine
+    from copilot.inference.triton_engine import triton_candidate
 
-        return TritonEngine(card, folder, triton, max_whole_px=max_whole_px,
-                            local=lambda: OrtEngine(card, folder, threads=threads, max_whole_px=max_whole_px))
-
-    from copilot.inference.triton_settings import TritonSettings
-
-    triton = triton or TritonSettings()
     return {
-        "triton": Candidate("triton", lambda: None if _has("tritonclient") else "tritonclient is not installed "
-                            "(pip install 'microscope-copilot[triton]')", remote, verify=triton.verify,
-                            fallback=triton.fallback == "local"),
+        "triton": triton_candidate(card, folder, triton, threads=threads, max_whole_px=max_whole_px),
         "tensorrt": Candidate("tensorrt", probe_tensorrt, trt, verify=False),  # load_tensorrt verifies new builds
         "onnxruntime-tensorrt": Candidate("onnxruntime-tensorrt", lambda: probe_ort_provider(
             "TensorrtExecutionProvider"), ort_trt),

@@ -88,6 +88,7 @@ class TritonEngine(NetworkEngine):
         self.fallbacks = 0
         self.batched_with_others = 0  # requests the server ran together with other clients' requests
         self.largest_server_batch = 0
+        self.last_server_compute_ms: float | None = None  # the network's time on the server, where it says
         self.last_error: str | None = None
         self.client = self._connect()
         self._headers = dict(s.headers)
@@ -98,6 +99,9 @@ class TritonEngine(NetworkEngine):
             self._headers["Authorization"] = f"Bearer {token}"
         try:
             self.check_model()
+        except RemoteModelError:
+            self.close()  # no channel left reconnecting behind a refused engine
+            raise
         except RemoteUnavailable as exc:
             self._mark_down(exc)
             log.warning("triton: %s; frames will %s", exc,
@@ -114,11 +118,17 @@ class TritonEngine(NetworkEngine):
         if s.protocol == "grpc":
             import tritonclient.grpc as tc
 
+            channel = [
+                ("grpc.max_send_message_length", 1 << 30), ("grpc.max_receive_message_length", 1 << 30),
+                ("grpc.keepalive_time_ms", 10_000), ("grpc.keepalive_timeout_ms", 5_000),
+                # a restarted server is found within a second, not after gRPC's default backoff (up to 2 min)
+                ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
+                ("grpc.max_reconnect_backoff_ms", 1000),
+            ]
             return tc.InferenceServerClient(
                 s.url, ssl=s.ssl, root_certificates=str(s.root_certificates) if s.root_certificates else None,
                 private_key=str(s.private_key) if s.private_key else None,
-                certificate_chain=str(s.certificate_chain) if s.certificate_chain else None,
-                keepalive_options=tc.KeepAliveOptions(keepalive_time_ms=10_000, keepalive_timeout_ms=5_000))
+                certificate_chain=str(s.certificate_chain) if s.certificate_chain else None, channel_args=channel)
         import tritonclient.http as tc
 
         ssl_options = {}
@@ -232,12 +242,15 @@ class TritonEngine(NetworkEngine):
         try:
             resp = result.get_response()
             if isinstance(resp, dict):
-                batch = int((resp.get("parameters") or {}).get("batch_size", 0))
+                params = resp.get("parameters") or {}
+                batch, compute_us = int(params.get("batch_size", 0)), params.get("compute_us")
             else:
-                p = resp.parameters.get("batch_size")
+                p, c = resp.parameters.get("batch_size"), resp.parameters.get("compute_us")
                 batch = int(p.int64_param) if p is not None else 0
+                compute_us = c.int64_param if c is not None else None
         except (AttributeError, TypeError, ValueError):
             return
+        self.last_server_compute_ms = compute_us / 1e3 if compute_us is not None else None
         if batch > sent:
             self.batched_with_others += 1
         self.largest_server_batch = max(self.largest_server_batch, batch)
@@ -318,6 +331,33 @@ class TritonEngine(NetworkEngine):
             pass
         if self._local is not None:
             getattr(self._local, "close", lambda: None)()
+
+
+def triton_candidate(card: ModelCard, folder: Path, settings: TritonSettings | None, *, threads: int = 2,
+                     max_whole_px: int = 2048):
+    """The ``triton`` entry of ``select.candidates``: probe (is tritonclient installed), build, verify, fallback."""
+    import importlib.util
+
+    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.select import Candidate
+
+    s = settings or TritonSettings()
+
+    def probe() -> str | None:
+        if importlib.util.find_spec("tritonclient") is None:
+            return "tritonclient is not installed (pip install 'microscope-copilot[triton]')"
+        return None
+
+    def build() -> TritonEngine:
+        engine = TritonEngine(card, folder, s, max_whole_px=max_whole_px,
+                              local=lambda: OrtEngine(card, folder, threads=threads, max_whole_px=max_whole_px))
+        if engine.status()["state"] != "ok":  # unreachable at start: nothing to verify against yet
+            log.warning("triton: server unreachable at start; its answers are not verified this session")
+            cand.verify = False
+        return engine
+
+    cand = Candidate("triton", probe, build, verify=s.verify, fallback=s.fallback == "local")
+    return cand
 
 
 def _describe(exc: Exception) -> str:

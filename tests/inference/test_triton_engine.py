@@ -93,18 +93,32 @@ def local(card_folder):
     return OrtEngine(*card_folder, threads=1, max_whole_px=2048)
 
 
+@pytest.fixture
+def make():
+    """TritonEngine(...), closed after the test: a gRPC channel left open keeps reconnecting to a dead server."""
+    made: list = []
+
+    def _make(*args, **kwargs) -> TritonEngine:
+        made.append(TritonEngine(*args, **kwargs))
+        return made[-1]
+
+    yield _make
+    for e in made:
+        e.close()
+
+
 def _equal_fraction(a, b) -> float:
     return float((a.labels == b.labels).mean())
 
 
-def test_remote_masks_equal_the_local_engine(server, card_folder, frames, local):
-    remote = TritonEngine(*card_folder, TritonSettings(url=server.grpc_url), max_whole_px=2048)
+def test_remote_masks_equal_the_local_engine(server, card_folder, frames, local, make):
+    remote = make(*card_folder, TritonSettings(url=server.grpc_url), max_whole_px=2048)
     for f in frames:
         seg = remote.segment(f)
         assert seg.engine == "triton"
         assert _equal_fraction(seg, local.segment(f)) >= 0.999
     # a frame larger than max_whole_px as overlapping tiles, 4 per request: the same blending as the local tiled run
-    tiled = TritonEngine(*card_folder, TritonSettings(url=server.grpc_url, tile_batch=4), max_whole_px=256)
+    tiled = make(*card_folder, TritonSettings(url=server.grpc_url, tile_batch=4), max_whole_px=256)
     tiled.tile_px = 160
     ref = OrtEngine(*card_folder, threads=1, max_whole_px=256, tile_px=160, tile_batch=4)
     big = max(frames, key=lambda f: f.pixels.size)
@@ -112,19 +126,19 @@ def test_remote_masks_equal_the_local_engine(server, card_folder, frames, local)
     n_tiles = len(tile_grid(*tiled.prepare(big)[0].shape, 160, card_folder[0].tiling.overlap_px))
     assert n_tiles > 4 and tiled.requests == -(-n_tiles // 4)
     assert remote.status()["state"] == "ok" and remote.status()["requests"] == len(frames)
-    remote.close()
+    assert remote.last_server_compute_ms > 0  # the adapter reports the network's own time
 
 
-def test_http_protocol_without_the_binary_extension(server, card_folder, frames, local):
-    remote = TritonEngine(*card_folder, TritonSettings(url=server.http_url, protocol="http", http_binary=False))
+def test_http_protocol_without_the_binary_extension(server, card_folder, frames, local, make):
+    remote = make(*card_folder, TritonSettings(url=server.http_url, protocol="http", http_binary=False))
     f = min(frames, key=lambda f: f.pixels.size)
     assert _equal_fraction(remote.segment(f), local.segment(f)) >= 0.999
 
 
-def test_two_clients_are_batched_together_by_the_server(server, card_folder, frames, local):
+def test_two_clients_are_batched_together_by_the_server(server, card_folder, frames, local, make):
     """Two daemons' engines send at once; the server runs their requests as one batch (adaptive batching)."""
     settings = TritonSettings(url=server.grpc_url, model_name=f"{MODEL}-batched")
-    engines = [TritonEngine(*card_folder, settings) for _ in range(2)]
+    engines = [make(*card_folder, settings) for _ in range(2)]
     f = min(frames, key=lambda f: f.pixels.size)
     want = local.segment(f).labels
     start = threading.Barrier(2)
@@ -155,10 +169,10 @@ def test_wrong_model_name_is_a_clear_error(server, card_folder):
     assert card.name == MODEL
 
 
-def test_wrong_shape_is_a_clear_error(server, card_folder, frames):
+def test_wrong_shape_is_a_clear_error(server, card_folder, frames, make):
     with pytest.raises(RemoteModelError, match=r"input 'image' is FP32 \[-1, 2, -1, -1\]"):
         TritonEngine(*card_folder, TritonSettings(url=server.grpc_url, model_name="two-channel", model_version="1"))
-    undeclared = TritonEngine(*card_folder, TritonSettings(url=server.grpc_url, model_name="two-channel-undeclared",
+    undeclared = make(*card_folder, TritonSettings(url=server.grpc_url, model_name="two-channel-undeclared",
                                                                       model_version=""))
     with pytest.raises(RemoteModelError, match="shape .*the model takes"):
         undeclared.segment(frames[0])
@@ -182,8 +196,8 @@ def own_server(tmp_path):
     srv.stop()
 
 
-def test_server_killed_mid_stream_frames_wait_and_none_are_lost(own_server, card_folder, frames):
-    engine = TritonEngine(*card_folder, TritonSettings(url=own_server.grpc_url, backoff_s=0.1, backoff_max_s=0.5,
+def test_server_killed_mid_stream_frames_wait_and_none_are_lost(own_server, card_folder, frames, make):
+    engine = make(*card_folder, TritonSettings(url=own_server.grpc_url, backoff_s=0.1, backoff_max_s=0.5,
                                                        max_wait_s=120))
     got: list = []
     pipe = Pipeline(engine, stream="s", sinks=[got.append]).start()
@@ -205,9 +219,9 @@ def test_server_killed_mid_stream_frames_wait_and_none_are_lost(own_server, card
     assert st["state"] == "ok" and st["retries"] >= 1
 
 
-def test_server_down_falls_back_to_local_only_when_configured(own_server, card_folder, frames):
+def test_server_down_falls_back_to_local_only_when_configured(own_server, card_folder, frames, make):
     s = TritonSettings(url=own_server.grpc_url, fallback="local", retries=1, backoff_s=0.05, recheck_s=0.2)
-    engine = TritonEngine(*card_folder, s, local=lambda: OrtEngine(*card_folder, threads=1))
+    engine = make(*card_folder, s, local=lambda: OrtEngine(*card_folder, threads=1))
     f = _stream(frames, 1)[0]
     assert engine.segment(f).engine == "triton"
     own_server.kill()
@@ -215,11 +229,15 @@ def test_server_down_falls_back_to_local_only_when_configured(own_server, card_f
     assert seg.engine == "onnxruntime-cpu (fallback: triton unavailable)"
     assert engine.status()["state"] == "fallback" and engine.fallbacks == 1
     own_server.start()
-    threading.Event().wait(0.3)  # past recheck_s: the next frame tries the server again
-    assert engine.segment(f).engine == "triton" and engine.status()["state"] == "ok"
+    back = None
+    for _ in range(100):  # every recheck_s a frame tries the server again; the first answer ends the fallback
+        threading.Event().wait(0.2)
+        if (back := engine.segment(f).engine) == "triton":
+            break
+    assert back == "triton" and engine.status()["state"] == "ok"
     # without a fallback, a frame that cannot wait long enough fails with a clear error
     own_server.kill()
-    strict = TritonEngine(*card_folder, TritonSettings(url=own_server.grpc_url, max_wait_s=0.3, backoff_s=0.1))
+    strict = make(*card_folder, TritonSettings(url=own_server.grpc_url, max_wait_s=0.3, backoff_s=0.1))
     with pytest.raises(RemoteUnavailable, match="attempt"):
         strict.segment(f)
     assert strict.status()["state"] == "down"
@@ -230,8 +248,42 @@ def test_select_registers_triton_and_never_falls_back_silently(server, card_fold
 
     engine = load_engine(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, verify=False))
     assert isinstance(engine, TritonEngine) and engine.selection[-1] == ("triton", "selected")
+    engine.close()
     with pytest.raises(RuntimeError, match="engine triton unavailable.*nope"):
         load_engine(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, model_name="nope"))
     chosen = load_engine(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, model_name="nope",
                                                                 fallback="local"))
     assert chosen.name == "onnxruntime-cpu"
+
+
+def test_daemon_configured_for_triton_reports_its_state(server, tmp_path):
+    """The config path a user takes: [model] engine = "triton" + [triton] (verification: the next test, on fewer
+    frames than the card's validation set, which costs half a minute through MLServer on a busy CPU)."""
+    from copilot.config import load_settings
+    from copilot.daemon import Daemon
+
+    (tmp_path / "acq").mkdir()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n[source]\nwatch = "{tmp_path / "acq"}"\n'
+                   f'[model]\nname = "{MODEL}"\nengine = "triton"\n[triton]\nurl = "{server.grpc_url}"\nverify = false\n'
+                   '[publish]\npub_endpoint = "tcp://127.0.0.1:*"\nsnapshot_endpoint = "tcp://127.0.0.1:*"\n')
+    daemon = Daemon(load_settings(cfg))
+    try:
+        assert isinstance(daemon.engine, TritonEngine)
+        assert daemon.engine.selection[-1] == ("triton", "selected")
+        st = daemon.status()
+        assert st["engine"] == "triton" and st["engine_status"]["state"] == "ok"
+    finally:
+        daemon.engine.close()
+        daemon.exports.close()
+        daemon.publisher.close()
+        daemon.store.close()
+
+
+def test_verification_of_the_remote_engine_against_onnxruntime_cpu(server, card_folder, frames, local, make):
+    """What select does for engine = "triton" with verify = true, on the small frames."""
+    from copilot.inference.verify import require_agreement
+
+    remote = make(*card_folder, TritonSettings(url=server.grpc_url))
+    v = require_agreement(remote, local, [f for f in frames if f.frame_id.endswith("-crop")])
+    assert v.accepted and v.miou >= 0.999
