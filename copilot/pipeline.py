@@ -196,7 +196,8 @@ class SinkStage:
 
 STAGES = (ReadStage, InferStage, AnalyzeStage, AssessStage, FollowStage, SinkStage)
 for _a, _b in zip(STAGES, STAGES[1:]):
-    assert _a.output is _b.input, f"{_a.name} gives {_a.output.__name__}, {_b.name} takes {_b.input.__name__}"
+    if _a.output is not _b.input:
+        raise TypeError(f"{_a.name} gives {_a.output.__name__}, {_b.name} takes {_b.input.__name__}")
 
 
 @dataclass(frozen=True)
