@@ -22,7 +22,6 @@ import queue
 import shutil
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -303,11 +302,12 @@ class Pipeline:
             source.start(self.submit)
         return self
 
-    def rebuild(self, stream: str, recent: int = 100) -> None:
-        """Per-stream state (series, shift window) from the store's last ``recent`` documents of ``stream``."""
-        docs = deque(maxlen=recent)
-        for doc in self.store.results(stream):
-            docs.append(doc)
+    def rebuild(self, stream: str, recent: int = 50) -> None:
+        """Per-stream state (series, shift window) from the store's last ``recent`` documents of ``stream`` that
+        this model made."""
+        card = self.engine.card
+        docs = [d for d in self.store.recent(stream, recent)
+                if (d.model.name, d.model.version) == (card.name, card.version)]
         if docs:
             follow = next(s for lane in self.lanes for s in lane.stages if isinstance(s, FollowStage))
             follow.rebuild(stream, [d.model_dump(mode="json", by_alias=True) for d in docs])

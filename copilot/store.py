@@ -188,6 +188,15 @@ class ResultStore:
             ).fetchone()
         return None if row is None else ResultDocument.from_json(row[0])
 
+    def recent(self, stream: str, n: int) -> list[ResultDocument]:
+        """The last ``n`` result documents of ``stream``, oldest first (to rebuild per-stream state at start)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT document FROM frames WHERE stream = ? AND document IS NOT NULL ORDER BY id DESC LIMIT ?",
+                (stream, n),
+            ).fetchall()
+        return [ResultDocument.from_json(row[0]) for row in reversed(rows)]
+
     def count(self, status: Status | None = None) -> int:
         """Rows journaled (of one status, or all)."""
         with self._lock:
