@@ -4,8 +4,8 @@ A :class:`ReplayEngine` returns network outputs recorded once from the real engi
 the normalized input the network saw) instantly, so what is timed is the daemon's own code after the network:
 the pipeline's stage objects (analyze, assess, follow, sink) called one after another on in-memory frames
 (``single``), then the whole pipeline with its measure lane on 1 and on N worker threads (``throughput``: frames
-per second from the first submit to the last result). A cProfile of the single-worker pass gives the top entries
-by own time, per size.
+per second from the first submit to the last result). A cProfile of the single-worker pass (timed in the thread's
+CPU time) gives the top entries by own time, per size.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ def single(replay, frames, repeats: int, profile: bool = False) -> dict:
     times: dict[str, list[float]] = {s.name: [] for s in stages}
     cpu: dict[str, list[float]] = {s.name: [] for s in stages}
     totals, cpu_totals = [], []
-    prof = cProfile.Profile() if profile else None
+    prof = cProfile.Profile(time.thread_time) if profile else None  # CPU time: other jobs do not inflate it
     particles = []
     for k in range(repeats + 1):  # the first pass warms caches and is not counted
         frame = frames[k % len(frames)]
@@ -194,7 +194,7 @@ def markdown(results: dict) -> list[str]:
             marks.append(f"2 workers ≥ 1.8× {'✅' if many['speedup'] >= 1.8 else '❌'}")
         if marks:
             lines.append(f"- {size}²: " + ", ".join(marks))
-    lines += ["", "Top entries of the profile (own time per frame, single worker):", ""]
+    lines += ["", "Top entries of the profile (own CPU ms per frame, single worker):", ""]
     for size, r in results["sizes"].items():
         lines += [f"- {size}²: " + "; ".join(f"`{e['function']}` {e['own_ms_per_frame']:.2f} ms"
                                              for e in r["profile_top"][:8])]

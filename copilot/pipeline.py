@@ -202,7 +202,8 @@ class SinkStage:
 
 STAGES = (ReadStage, InferStage, AnalyzeStage, AssessStage, FollowStage, SinkStage)
 for _a, _b in zip(STAGES, STAGES[1:]):
-    assert _a.output is _b.input, f"{_a.name} gives {_a.output.__name__}, {_b.name} takes {_b.input.__name__}"
+    if _a.output is not _b.input:
+        raise TypeError(f"{_a.name} gives {_a.output.__name__}, {_b.name} takes {_b.input.__name__}")
 
 
 @dataclass(frozen=True)
@@ -313,8 +314,11 @@ class Pipeline:
     def rebuild_state(self, recent: dict[str, list[dict]]) -> None:
         """Per-stream state (series, shift window: Accumulators) from the store's recent documents after a restart
         (``{stream: [document dicts, oldest first]}``)."""
+        card = self.engine.card  # another model's embeddings and sizes would not compare
         follow = next(s for lane in self.lanes for s in lane.stages if isinstance(s, FollowStage))
         for stream, docs in recent.items():
+            docs = [d for d in docs if (d.get("model") or {}).get("name") == card.name
+                    and (d.get("model") or {}).get("version") == card.version]
             if docs:
                 follow.rebuild(stream, docs)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 from copilot.document.schema import Histogram, Interval, LogNormalFit, Sufficiency
 
@@ -34,7 +34,7 @@ def bootstrap_interval(values: np.ndarray, statistic: str, resamples: int = 1000
     if v.size > BOOTSTRAP_MAX_N:
         if statistic == "median":
             return median_interval(v, level)
-        half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size))
+        half = float(special.stdtrit(v.size - 1, 0.5 + level / 2) * v.std(ddof=1) / np.sqrt(v.size))
         return Interval(low=float(v.mean() - half), high=float(v.mean() + half), level=level, method="t-interval")
     rng = np.random.default_rng(seed)
     samples = v[rng.integers(0, v.size, size=(resamples, v.size))]
@@ -57,7 +57,7 @@ def median_interval(values: np.ndarray, level: float = 0.95) -> Interval | None:
     n = v.size
     if n < 6:
         return None
-    z = float(stats.norm.ppf(0.5 + level / 2))
+    z = float(special.ndtri(0.5 + level / 2))  # stats.norm.ppf costs ~0.3 ms a call in argument checks
     lo = max(int(np.floor(n / 2 - z * np.sqrt(n) / 2)), 1)
     hi = min(int(np.ceil(n / 2 + z * np.sqrt(n) / 2)) + 1, n)
     return Interval(low=float(v[lo - 1]), high=float(v[hi - 1]), level=level, method="order statistics")

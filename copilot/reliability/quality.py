@@ -32,43 +32,58 @@ def noise_sigma(img: np.ndarray) -> float:
     return float(np.median(np.abs(lap)) / 0.6745 / _LAPLACE_NORM)
 
 
+def gradient_magnitude(img: np.ndarray, sigma_px: float) -> np.ndarray:
+    """|∇(G_σ ∗ img)|: Gaussian smoothing (two 1-D passes) then central differences — half the filter passes of
+    ``ndimage.gaussian_gradient_magnitude``. Central differences add a two-pixel box, so this is a Gaussian
+    derivative at σ_eff = √(σ² + 1/3) (``effective_sigma``)."""
+    gy, gx = np.gradient(ndi.gaussian_filter(img.astype(np.float32, copy=False), sigma_px))
+    return np.hypot(gx, gy)
+
+
+def effective_sigma(sigma_px: float) -> float:
+    return float(np.sqrt(sigma_px**2 + 1.0 / 3.0))
+
+
 def sharpness(img: np.ndarray, sigma_px: float = 1.0, gradient: np.ndarray | None = None) -> float:
     """RMS gradient after light smoothing (Tenengrad): edge energy, which falls as the probe defocuses.
 
     (The mean gradient would not do: blurring an edge spreads it but keeps its total variation.) ``gradient``:
     the σ = ``sigma_px`` gradient magnitude, when the caller has it already.
     """
-    g = ndi.gaussian_gradient_magnitude(img.astype(np.float32, copy=False), sigma_px) if gradient is None else gradient
+    g = gradient_magnitude(img, sigma_px) if gradient is None else gradient
     return float(np.sqrt(np.mean(g**2)))
 
 
-def snr(img: np.ndarray, noise: float | None = None) -> float:
-    """Contrast over noise: the 1–99 % range of the lightly smoothed image over the white-noise SD.
+def snr(img: np.ndarray, noise: float | None = None, smooth: np.ndarray | None = None) -> float:
+    """Contrast over noise: the 1–99 % range of the smoothed image (σ = 2.5 px) over the white-noise SD.
 
     Falls with dose (shot noise) whatever the contrast stretch, because both terms are in the same units.
     """
-    smooth = ndi.gaussian_filter(img.astype(np.float32, copy=False), 2.0)
+    smooth = ndi.gaussian_filter(img.astype(np.float32, copy=False), 2.5) if smooth is None else smooth
     lo, hi = np.percentile(smooth, [1, 99])
     return float((hi - lo) / max(noise_sigma(img) if noise is None else noise, 1e-6))
 
 
-def edge_blur_px(img: np.ndarray, s1: float = 1.0, s2: float = 2.5, g1: np.ndarray | None = None) -> float:
+def edge_blur_px(img: np.ndarray, s1: float = 1.0, s2: float = 2.5, g1: np.ndarray | None = None,
+                 g2: np.ndarray | None = None) -> float:
     """Gaussian blur width (σ, px) of the image's strongest edges, from how their gradient falls between scales.
 
     For a step edge blurred by σb, the gradient peak at scale σ is ∝ 1 / √(σb² + σ²); the ratio R of the peaks at
-    σ1 and σ2 gives σb² = (σ2² − R²·σ1²) / (R² − 1). Contrast-invariant: out of focus reads large, whatever the sample.
+    σ1 and σ2 gives σb² = (σ2² − R²·σ1²) / (R² − 1) (with the effective scales of ``gradient_magnitude``).
+    Contrast-invariant: out of focus reads large, whatever the sample. ``g1``/``g2``: the gradient magnitudes at
+    ``s1``/``s2``, when the caller has them.
     """
-    img = img.astype(np.float32, copy=False)
+    e1, e2 = effective_sigma(s1), effective_sigma(s2)
     # scale-normalized so an ideal edge gives R = σ2/σ1 … 1
-    g1 = (ndi.gaussian_gradient_magnitude(img, s1) if g1 is None else g1) * s1
-    g2 = ndi.gaussian_gradient_magnitude(img, s2) * s2
+    g1 = (gradient_magnitude(img, s1) if g1 is None else g1) * e1
+    g2 = (gradient_magnitude(img, s2) if g2 is None else g2) * e2
     flat = g2.ravel()
     k = min(int(0.97 * (flat.size - 1)), flat.size - 1)
     strong = g2 >= np.partition(flat, k)[k]  # the 97th percentile, without a full sort
-    r = float(np.median(g1[strong] / np.maximum(g2[strong], 1e-9))) * s2 / s1
+    r = float(np.median(g1[strong] / np.maximum(g2[strong], 1e-9))) * e2 / e1
     if r <= 1.0 + 1e-3:
         return 10.0
-    return float(np.sqrt(max((s2**2 - r**2 * s1**2) / (r**2 - 1), 0.0)))
+    return float(np.sqrt(max((e2**2 - r**2 * e1**2) / (r**2 - 1), 0.0)))
 
 
 def image_quality(frame: Frame, network_input: np.ndarray | None) -> dict[str, float]:
@@ -91,9 +106,12 @@ def image_quality(frame: Frame, network_input: np.ndarray | None) -> dict[str, f
     img = network_input if network_input is not None else (sample - p_lo) / max(p_hi - p_lo, 1e-9)
     crop = _crop(img)
     crop = crop.astype(np.float32, copy=False)
-    gradient = ndi.gaussian_gradient_magnitude(crop, 1.0)  # shared by sharpness and edge blur
+    smooth = ndi.gaussian_filter(crop, 2.5)  # shared by the SNR and the coarse edge scale
+    gy, gx = np.gradient(smooth)
+    g_coarse = np.hypot(gx, gy)
+    g_fine = gradient_magnitude(crop, 1.0)  # shared by sharpness and edge blur
     q["noise_sigma"] = noise_sigma(crop)
-    q["snr"] = snr(crop, q["noise_sigma"])
-    q["sharpness"] = sharpness(crop, 1.0, gradient)
-    q["edge_blur_px"] = edge_blur_px(crop, 1.0, 2.5, gradient)
+    q["snr"] = snr(crop, q["noise_sigma"], smooth)
+    q["sharpness"] = sharpness(crop, 1.0, g_fine)
+    q["edge_blur_px"] = edge_blur_px(crop, 1.0, 2.5, g_fine, g_coarse)
     return q

@@ -121,3 +121,6 @@ def test_shift_window_merges_and_rebuilds_from_documents():
     assert rebuilt.results("other") is None
     with pytest.raises(TypeError):
         first.merge(object())
+    from copilot.accumulator import Accumulator
+
+    assert isinstance(rebuilt, Accumulator)
