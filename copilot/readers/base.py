@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -39,6 +40,23 @@ def positive_or_none(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) and v > 0 else None
+
+
+def path_text(path: str | bytes | os.PathLike) -> str:
+    """``str(path)`` that always encodes as UTF-8 (store keys, documents, logs): bytes of a file name that are not
+    UTF-8 become ``\\xNN``. Open files with the original path; use this text only to name them.
+
+    >>> path_text(os.fsdecode(b"/data/frame\\xff.tif"))
+    '/data/frame\\\\xff.tif'
+    """
+    raw = os.fspath(path)
+    if isinstance(raw, str):
+        try:
+            raw.encode("utf-8")
+            return raw
+        except UnicodeEncodeError:
+            raw = os.fsencode(raw)
+    return raw.decode("utf-8", "backslashreplace")
 
 
 # --- colour → grey -----------------------------------------------------------------------------------------------
