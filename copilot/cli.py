@@ -51,8 +51,7 @@ def cmd_run(args) -> int:
     except (ValueError, FileNotFoundError, OSError) as exc:
         console.print(f"[red]cannot start:[/red] {exc}")
         return 2
-    daemon.run()
-    return 0
+    return daemon.run()
 
 
 def cmd_demo(args) -> int:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.errors import CopilotError
+from copilot.readers.limits import InputLimits
 from copilot.reliability.score import VerdictThresholds
 
 DEFAULT_INCLUDE = ["*.tif", "*.tiff", "*.dm3", "*.dm4", "*.emd", "*.ser", "*.bcf", "*.mrc", "*.png"]
@@ -23,7 +24,18 @@ class _Section(BaseModel):
 class DaemonSettings(_Section):
     stream: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="stream name: topic suffix")
     state_dir: Path = Field(Path("state"), description="results database, quarantine, engine caches")
-    quarantine: Literal["move", "copy"] = Field("move", description="what to do with an unreadable file")
+    quarantine: Literal["record", "copy"] = Field(
+        "record", description="an unreadable or refused file: 'record' keeps its reason and fingerprint in the results "
+        "store (the acquisition folder is read-only to the co-pilot); 'copy' also copies a regular file inside the "
+        "watched tree to state_dir/quarantine (sparse-aware, at most limits.quarantine_copy_max_mb)")
+
+    @field_validator("quarantine", mode="before")
+    @classmethod
+    def _no_move(cls, v):
+        if v == "move":
+            raise ValueError("'move' is gone: the acquisition folder is read-only to the co-pilot; use 'record' "
+                             "(default) or 'copy'")
+        return v
 
 
 class SourceSettings(_Section):
@@ -76,6 +88,7 @@ class Settings(_Section):
     verdict: VerdictThresholds = VerdictThresholds()
     publish: PublishSettings = PublishSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    limits: InputLimits = InputLimits()
 
 
 class ConfigError(CopilotError):

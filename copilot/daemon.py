@@ -12,9 +12,11 @@ from pathlib import Path
 
 from copilot.config import Settings
 from copilot.exports import ResultWriter
+from copilot.inflight import InflightLog
 from copilot.inference.select import load_engine
 from copilot.pipeline import Pipeline
 from copilot.publish.publisher import Publisher
+from copilot.readers.base import path_text
 from copilot.service import SystemdNotifier
 from copilot.sources.base import Source
 from copilot.store import ResultStore, file_fingerprint
@@ -27,7 +29,8 @@ def build_source(settings: Settings, store: ResultStore) -> Source:
     if s.kind == "socket":
         from copilot.sources.socket import SocketSource
 
-        return SocketSource(s.endpoint, max_bytes=int(s.max_message_mb * 2**20), stream_default=settings.daemon.stream)
+        return SocketSource(s.endpoint, max_bytes=int(s.max_message_mb * 2**20), stream_default=settings.daemon.stream,
+                            limits=settings.limits)
     from copilot.sources.directory import DirectorySource
 
     if s.watch is None:
@@ -37,7 +40,7 @@ def build_source(settings: Settings, store: ResultStore) -> Source:
 
     def is_done(path: str) -> bool:
         try:
-            return store.is_done(path, file_fingerprint(Path(path)))
+            return store.is_done(path_text(path), file_fingerprint(Path(path)))
         except FileNotFoundError:
             return True
 
@@ -54,6 +57,19 @@ def build_source(settings: Settings, store: ResultStore) -> Source:
     )
 
 
+def skip_poison(inflight: InflightLog, store: ResultStore) -> list[str]:
+    """Record as quarantined every input that was in flight at ``inflight.max_deaths`` deaths of the daemon, so this
+    start skips it; returns their origins."""
+    skipped = []
+    for origin, fingerprint, deaths in inflight.recover():
+        reason = (f"the daemon died {deaths} times while this input was being processed (crash, out-of-memory kill "
+                  "or a stuck stage); skipped so that the others are")
+        log.error("skipping %s: %s", origin, reason)
+        store.record_failure(origin, fingerprint or None, "quarantined", reason)
+        skipped.append(origin)
+    return skipped
+
+
 class Daemon:
     """Owns every long-lived part; ``run()`` blocks until ``request_stop()`` or a signal."""
 
@@ -62,9 +78,13 @@ class Daemon:
         state = Path(settings.daemon.state_dir)
         state.mkdir(parents=True, exist_ok=True)
         self.store = ResultStore(state / "results.sqlite")
+        self.inflight = InflightLog(state / "inflight.sqlite")
+        self.skipped_at_start = skip_poison(self.inflight, self.store)
         self.source = build_source(settings, self.store)  # a bad source fails here, before any socket is bound
         m = settings.model
         self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=state, precision=m.precision)
+        self.engine.max_upsample = settings.limits.max_upsample
+        self.engine.max_working_px = settings.limits.max_working_mpx * 1e6
         self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint)
         session = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         self.session_dir = state / "sessions" / f"{settings.daemon.stream}-{session}"
@@ -81,6 +101,10 @@ class Daemon:
             thresholds=settings.verdict,
             send_labels=settings.publish.send_labels,
             queue_size=settings.pipeline.queue_size,
+            limits=settings.limits,
+            watch_root=settings.source.watch if settings.source.kind == "directory" else None,
+            inflight=self.inflight,
+            stuck_after_s=settings.limits.max_stage_s,
         )
         self.notifier = SystemdNotifier()
         self._stop = threading.Event()
@@ -96,6 +120,7 @@ class Daemon:
             self.publisher.publish_preview(result.doc.stream, *make_preview(result.frame))
 
     def status(self) -> dict:
+        problems = self.pipeline.problems()
         return {
             "stream": self.settings.daemon.stream,
             "model": self.engine.card.name,
@@ -103,13 +128,18 @@ class Daemon:
             "engine_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.engine, "selection", [])],
             "uptime_s": round(time.time() - self.started_at, 1),
             "queues": self.pipeline.queue_depths(),
+            "healthy": not problems,
+            "problems": problems,
+            "skipped_at_start": self.skipped_at_start,
             **asdict(self.pipeline.stats),
         }
 
     def request_stop(self, *_args) -> None:
         self._stop.set()
 
-    def run(self, install_signals: bool = True) -> None:
+    def run(self, install_signals: bool = True) -> int:
+        """Serve until a stop is requested (0) or the pipeline is unhealthy (1: a stage thread died or is stuck; the
+        watchdog is no longer fed and the non-zero exit lets systemd's ``Restart=on-failure`` restart the daemon)."""
         if install_signals:
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGTERM, self.request_stop)
@@ -118,12 +148,18 @@ class Daemon:
         log.info("co-pilot ready: stream %s, publishing on %s", self.settings.daemon.stream,
                  self.settings.publish.pub_endpoint)
         interval = self.notifier.watchdog_interval_s() or 2.0
+        exit_code = 0
         try:
             while not self._stop.wait(min(interval, 2.0)):
                 st = self.status()
+                if not st["healthy"]:
+                    log.error("unhealthy, exiting for a restart: %s", "; ".join(st["problems"]))
+                    self.publisher.publish_status({**st, "state": "unhealthy"})
+                    self.notifier.status("unhealthy: " + "; ".join(st["problems"]))
+                    exit_code = 1
+                    break
                 self.publisher.publish_status(st)
-                if self.pipeline.healthy():
-                    self.notifier.watchdog()
+                self.notifier.watchdog()
                 self.notifier.status(f"{st['processed']} frames, {st['quarantined']} quarantined")
         finally:
             self.notifier.stopping()
@@ -134,4 +170,6 @@ class Daemon:
             self.publisher.publish_status({**self.status(), "state": "stopped"})
             self.publisher.close()
             self.store.close()
+            self.inflight.close()
             self.notifier.close()
+        return exit_code

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,8 @@ from copilot.errors import UnreadableFrame
 from copilot.frame import Frame
 from copilot.inference.segmentation import Engine
 from copilot.readers import read_frame
+from copilot.readers.base import path_text
+from copilot.readers.limits import InputLimits
 from copilot.reliability.score import Assessor, VerdictThresholds
 from copilot.result import Result, build_result
 from copilot.sources.base import Arrival, Source
@@ -70,12 +71,16 @@ class Pipeline:
         store=None,
         sinks: list[Callable[[Result], None]] | None = None,
         quarantine_dir: Path | None = None,
-        quarantine_mode: str = "move",
+        quarantine_mode: str = "record",
         analysis: AnalysisSettings | None = None,
         series: SeriesSettings | None = None,
         thresholds: VerdictThresholds | None = None,
         send_labels: bool = True,
         queue_size: int = 4,
+        limits: InputLimits | None = None,
+        watch_root: Path | None = None,
+        inflight=None,
+        stuck_after_s: float = 600.0,
     ):
         self.engine = engine
         self.stream = stream
@@ -87,6 +92,12 @@ class Pipeline:
         self.series = SeriesTracker(series, self.analysis)
         self.assessor = Assessor(getattr(engine, "card", None), getattr(engine, "folder", None), thresholds)
         self.send_labels = send_labels
+        self.limits = limits or InputLimits()
+        self.watch_root = watch_root  # quarantine copies only from inside this tree
+        self.inflight = inflight  # copilot.inflight.InflightLog: inputs in flight survive a crash of the process
+        self.stuck_after_s = stuck_after_s
+        self._abandoned = threading.Event()
+        self._busy: dict[str, tuple[float, str]] = {}  # stage -> (monotonic start, origin) while it works on one
         self.stats = PipelineStats()
         self._lock = threading.Lock()
         self._queues = [queue.Queue(maxsize=queue_size) for _ in range(4)]
@@ -109,30 +120,59 @@ class Pipeline:
         return self
 
     def submit(self, arrival: Arrival) -> None:
-        """Hand the pipeline one arrival; blocks while the first queue is full (backpressure)."""
+        """Hand the pipeline one arrival; blocks while the first queue is full (backpressure), except once a stop
+        gave up on a dead or stuck stage (the arrival is then left for the next start, which finds it unrecorded)."""
         with self._lock:
             self.stats.received += 1
-        self._queues[0].put(_Job(arrival, None))
+        job = _Job(arrival, None)
+        while not self._abandoned.is_set():
+            try:
+                self._queues[0].put(job, timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop the source, drain every frame already accepted, join the stage threads."""
+        """Stop the source, drain every frame already accepted, join the stage threads.
+
+        With a dead or stuck stage nothing can drain: stop then waits at most a few seconds instead of forever
+        (SIGTERM still ends the daemon; unfinished inputs have no record and are read again at the next start).
+        """
+        if self.problems():
+            self._abandoned.set()
+            timeout = 2.0 if timeout is None else min(timeout, 2.0)
+            log.error("stopping without draining: %s", "; ".join(self.problems()))
         if self._source is not None:
             self._source.stop()
             self._source = None
         if self._started:
-            self._queues[0].put(_STOP)
+            try:
+                self._queues[0].put(_STOP, timeout=timeout)
+            except queue.Full:
+                pass
             for t in self._threads:
                 t.join(timeout)
             self._started = False
 
     def healthy(self) -> bool:
-        """Every stage thread is alive (the systemd watchdog is fed only while this holds)."""
-        return self._started and all(t.is_alive() for t in self._threads)
+        """Every stage thread is alive and none has been stuck on one input for ``stuck_after_s`` (the systemd
+        watchdog is fed only while this holds)."""
+        return self._started and not self.problems()
+
+    def problems(self) -> list[str]:
+        """Why the pipeline is unhealthy: dead stage threads, and stages stuck on one input (empty when healthy)."""
+        out = [f"stage thread {t.name} is dead" for t in self._threads if not t.is_alive()]
+        now = time.monotonic()
+        for stage, (since, origin) in list(self._busy.items()):
+            if now - since > self.stuck_after_s:
+                out.append(f"stage {stage} stuck for {now - since:.0f} s on {origin}")
+        return out
 
     def queue_depths(self) -> list[int]:
         return [q.qsize() for q in self._queues]
 
     def _loop(self, stage, inbox: queue.Queue, outbox: queue.Queue | None) -> None:
+        name = stage.__name__.strip("_")
         while True:
             job = inbox.get()
             if job is _STOP:
@@ -140,15 +180,19 @@ class Pipeline:
                     outbox.put(_STOP)
                 return
             t0 = time.perf_counter()
+            self._busy[name] = (time.monotonic(), job.arrival.origin)
             try:
                 job = stage(job)
-            except Exception as exc:  # one bad frame must never stop the daemon
-                log.exception("stage %s failed on %s", stage.__name__, job.arrival.origin)
-                self._record_failure(job, "failed", f"{stage.__name__.strip('_')}: {type(exc).__name__}: {exc}")
+            except (Exception, SystemExit) as exc:  # one bad input must never stop a stage
+                log.error("stage %s failed on %s: %s: %s", name, job.arrival.origin, type(exc).__name__, exc,
+                          exc_info=not isinstance(exc, (MemoryError, RecursionError)))
+                self._record_failure(job, "failed", f"{name}: {type(exc).__name__}: {exc}")
                 continue
+            finally:
+                self._busy.pop(name, None)
             if job is None:
                 continue
-            job.timings_ms[stage.__name__.strip("_")] = (time.perf_counter() - t0) * 1e3
+            job.timings_ms[name] = (time.perf_counter() - t0) * 1e3
             if outbox is not None:
                 outbox.put(job)
 
@@ -162,14 +206,16 @@ class Pipeline:
         try:
             job.fingerprint = file_fingerprint(path)
         except FileNotFoundError:
-            log.warning("%s vanished before it could be read", path)
+            log.warning("%s vanished before it could be read", arrival.origin)
             return None
-        if self.store is not None and self.store.is_done(str(path), job.fingerprint):
+        if self.store is not None and self.store.is_done(path_text(path), job.fingerprint):
             with self._lock:
                 self.stats.skipped += 1
             return None
+        if self.inflight is not None:
+            self.inflight.begin(path_text(path), job.fingerprint)
         try:
-            job.payload = read_frame(path, stream=self.stream)
+            job.payload = read_frame(path, stream=self.stream, limits=self.limits)
         except UnreadableFrame as exc:
             self._quarantine(job, exc.reason)
             return None
@@ -208,29 +254,42 @@ class Pipeline:
                 log.exception("result sink %r failed for %s", sink, result.doc.frame_id)
         with self._lock:
             self.stats.processed += 1
+        self._end_inflight(job)
         return job
 
     # -- failures --------------------------------------------------------------------------------------------
     def _quarantine(self, job: _Job, reason: str) -> None:
+        """Record the reason (the acquisition folder is never touched); with ``quarantine_mode="copy"`` also keep a
+        sparse-aware copy of a regular file inside the watched tree."""
         path = job.arrival.path
-        log.warning("quarantined %s: %s", path, reason)
-        if self.quarantine_dir is not None and path is not None:
-            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-            target = self.quarantine_dir / path.name
-            n = 1
-            while target.exists():
-                target = self.quarantine_dir / f"{path.stem}.{n}{path.suffix}"
-                n += 1
-            (shutil.move if self.quarantine_mode == "move" else shutil.copy2)(str(path), str(target))
-            target.with_name(target.name + ".reason.txt").write_text(f"{path}\n{reason}\n")
+        note = ""
+        if self.quarantine_mode == "copy" and self.quarantine_dir is not None and path is not None:
+            from copilot.sources.quarantine import quarantine_copy
+
+            try:
+                note = "; " + quarantine_copy(path, path_text(path), job.fingerprint, reason,
+                                              folder=self.quarantine_dir, root=self.watch_root,
+                                              max_bytes=int(self.limits.quarantine_copy_max_mb * 2**20))
+            except Exception as exc:  # the record below matters more than the copy
+                note = f"; not copied: {type(exc).__name__}: {exc}"
+        log.warning("quarantined %s: %s%s", job.arrival.origin, reason, note)
         self._record_failure(job, "quarantined", reason)
 
     def _record_failure(self, job: _Job, status: str, reason: str) -> None:
+        origin = path_text(job.arrival.origin)
         with self._lock:
             if status == "quarantined":
                 self.stats.quarantined += 1
             else:
                 self.stats.failed += 1
-            self.stats.last_error = f"{job.arrival.origin}: {reason}"
-        if self.store is not None:
-            self.store.record_failure(job.arrival.origin, job.fingerprint, status, reason)
+            self.stats.last_error = f"{origin}: {reason}"
+        try:
+            if self.store is not None:
+                self.store.record_failure(origin, job.fingerprint, status, reason)
+            self._end_inflight(job)
+        except Exception:  # a failing store must not take the stage thread with it
+            log.exception("could not record the %s outcome of %s", status, origin)
+
+    def _end_inflight(self, job: _Job) -> None:
+        if self.inflight is not None and job.arrival.path is not None:
+            self.inflight.end(path_text(job.arrival.path), job.fingerprint)

@@ -38,6 +38,9 @@ class InputLimits(BaseModel):
                                 "that would need more (e.g. 10 nm/px for a 0.5 nm/px model) is refused with the reason")
     max_working_mpx: float = Field(16.8, gt=0, description="largest working grid (megapixels); a larger one is "
                                    "resampled coarser than the working scale to fit, and the result says so")
+    max_stage_s: float = Field(600.0, gt=0, description="an input that keeps one pipeline stage busy longer than this "
+                               "makes the daemon unhealthy: it exits for a restart, and an input in flight at "
+                               "repeated deaths is skipped with the reason")
     quarantine_copy_max_mb: float = Field(256.0, ge=0, description="quarantine = 'copy': data larger than this is "
                                           "recorded but not copied")
 
