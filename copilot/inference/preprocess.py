@@ -25,6 +25,10 @@ def working_scale(frame: Frame, card: ModelCard) -> float:
     return card.working_nm_per_px / frame.nm_per_px
 
 
+#: the narrowest working grid worth running the network on
+MIN_WORKING_EDGE_PX = 8
+
+
 def bounded_scale(frame: Frame, scale: float, *, max_upsample: float, max_working_px: float) -> float:
     """``scale`` (frame pixels per working pixel) kept within the input limits, before any resampling.
 
@@ -47,6 +51,11 @@ def bounded_scale(frame: Frame, scale: float, *, max_upsample: float, max_workin
                                          f"{(frame.nm_per_px or 1.0) * scale:g} nm/px: a {1 / scale:.1f}× enlargement to "
                                          f"{round(h / scale)}×{round(w / scale)} px, more than limits.max_upsample = "
                                          f"{max_upsample:g}")
+    if min(frame.shape) / scale < MIN_WORKING_EDGE_PX:
+        raise RefusedFrame(frame.origin, f"frame of {frame.shape[0]}×{frame.shape[1]} px "
+                                         f"({frame.nm_per_px or 'uncalibrated'} nm/px) would be "
+                                         f"{min(frame.shape) / scale:.1f} px wide on the model's working grid, less "
+                                         f"than {MIN_WORKING_EDGE_PX}")
     px = frame.shape[0] * frame.shape[1]
     if px / scale**2 > max_working_px:
         coarser = math.sqrt(px / max_working_px)

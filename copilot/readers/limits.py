@@ -50,6 +50,9 @@ class InputLimits(BaseModel):
 
 
 DEFAULT_LIMITS = InputLimits()
+#: float pixels beyond this magnitude count as non-finite: float32 arithmetic on them (resampling sums, percentile
+#: ranges) would overflow to inf and turn into NaN downstream
+MAX_ABS_VALUE = 1e30
 _current: contextvars.ContextVar[InputLimits] = contextvars.ContextVar("input_limits", default=DEFAULT_LIMITS)
 
 
@@ -86,8 +89,8 @@ def check_header_pixels(origin: str, shape: tuple[int, ...], samples: int = 1, i
 def checked_pixels(pixels: np.ndarray, origin: str, limits: InputLimits | None = None) -> tuple[np.ndarray, dict]:
     """A 2-D grey array within the limits, with every pixel finite; returns it and notes for ``Frame.meta``.
 
-    Raises :class:`RefusedFrame` with the reason otherwise. Up to ``max_nonfinite_fraction`` NaN/inf pixels are
-    replaced (on a copy) by the median of the finite ones and counted in ``notes["nonfinite_px"]``.
+    Raises :class:`RefusedFrame` with the reason otherwise. Up to ``max_nonfinite_fraction`` NaN/inf pixels (or
+    beyond ±``MAX_ABS_VALUE``) are replaced (on a copy) by the median of the finite ones and counted in ``notes["nonfinite_px"]``.
     """
     limits = limits or _current.get()
     if not isinstance(pixels, np.ndarray) or pixels.ndim != 2:
@@ -105,13 +108,15 @@ def checked_pixels(pixels: np.ndarray, origin: str, limits: InputLimits | None =
         raise RefusedFrame(origin, f"pixel type {pixels.dtype} is not a grey level")
     notes: dict = {}
     if pixels.dtype.kind == "f":
-        finite = np.isfinite(pixels)
+        with np.errstate(invalid="ignore"):
+            finite = np.abs(pixels) <= MAX_ABS_VALUE  # False for NaN and ±inf too
         bad = int(finite.size - np.count_nonzero(finite))
         if bad:
             fraction = bad / finite.size
             if fraction > limits.max_nonfinite_fraction:
-                raise RefusedFrame(origin, f"{bad} of {finite.size} pixels ({fraction:.1%}) are NaN or infinite, more "
-                                           f"than limits.max_nonfinite_fraction = {limits.max_nonfinite_fraction:g}")
+                raise RefusedFrame(origin, f"{bad} of {finite.size} pixels ({fraction:.1%}) are NaN, infinite or beyond "
+                                           f"±{MAX_ABS_VALUE:g}, more than limits.max_nonfinite_fraction = "
+                                           f"{limits.max_nonfinite_fraction:g}")
             fill = float(np.median(pixels[finite]))
             pixels = np.where(finite, pixels, pixels.dtype.type(fill))
             notes = {"nonfinite_px": bad, "nonfinite_replaced_by": fill}
