@@ -183,6 +183,9 @@ class Pipeline:
             self._busy[name] = (time.monotonic(), job.arrival.origin)
             try:
                 job = stage(job)
+            except UnreadableFrame as exc:  # refused by a later bound (resampling, working grid): a reason, no trace
+                self._quarantine(job, exc.reason)
+                continue
             except (Exception, SystemExit) as exc:  # one bad input must never stop a stage
                 log.error("stage %s failed on %s: %s: %s", name, job.arrival.origin, type(exc).__name__, exc,
                           exc_info=not isinstance(exc, (MemoryError, RecursionError)))
