@@ -109,6 +109,7 @@ class Daemon:
         self.notifier = SystemdNotifier()
         self._stop = threading.Event()
         self.started_at = time.time()
+        self.problems: list[str] = []  # why run() gave up, when it did
 
     def _publish(self, result) -> None:
         self.publisher.publish_result(result.doc, result.parts)
@@ -153,6 +154,7 @@ class Daemon:
             while not self._stop.wait(min(interval, 2.0)):
                 st = self.status()
                 if not st["healthy"]:
+                    self.problems = st["problems"]
                     log.error("unhealthy, exiting for a restart: %s", "; ".join(st["problems"]))
                     self.publisher.publish_status({**st, "state": "unhealthy"})
                     self.notifier.status("unhealthy: " + "; ".join(st["problems"]))

@@ -1,17 +1,22 @@
 """Which inputs were being processed when the process died, so a restart skips one that keeps killing it.
 
-The pipeline journals an input before the risky work (decoding hostile bytes, a huge inference) and clears it when
-its outcome is recorded. Rows left at start-up belong to inputs in flight when the process ended abnormally
-(segfault in a decoder, out-of-memory kill, kill -9, a wedged stage restarted by the watchdog). One such death may
-be bad luck (a kill at a random moment), so the input is tried again; an input in flight at ``max_deaths`` deaths
-is given back by :meth:`InflightLog.recover` to be recorded as quarantined with the reason, and is skipped.
+The pipeline journals an input before the risky work (decoding hostile bytes, a huge inference), notes which stage is
+working on it (``""`` while it waits in a queue) and clears it when its outcome is recorded. Rows left at start-up
+belong to inputs in flight when the process ended abnormally (segfault in a decoder, out-of-memory kill, kill -9, a
+wedged stage restarted by the watchdog); only those a stage was working on count a death. One death may be bad luck
+(a kill at a random moment), so the input is tried again; an input at ``max_deaths`` deaths is given back by
+:meth:`InflightLog.recover` to be recorded as quarantined with the reason, and is skipped.
 
 Own SQLite file (WAL, ``synchronous=NORMAL``: a commit survives the process dying, which is all this needs).
 
 >>> log = InflightLog(":memory:", max_deaths=2)
->>> log.begin("/data/a.tif", "10:1")
->>> log.recover(), log.recover()
-([], [('/data/a.tif', '10:1', 2)])
+>>> log.begin("/data/a.tif", "10:1", "read")
+>>> log.begin("/data/b.tif", "20:1", "read"); log.stage("/data/b.tif", "20:1", "")  # waiting in a queue
+>>> log.recover()  # the first death: a.tif is tried again
+[]
+>>> log.begin("/data/a.tif", "10:1", "read")  # the restarted daemon reads it again, and dies again
+>>> log.recover()
+[('/data/a.tif', '10:1', 2)]
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ CREATE TABLE IF NOT EXISTS inflight (
     origin      TEXT NOT NULL,
     fingerprint TEXT NOT NULL DEFAULT '',
     deaths      INTEGER NOT NULL DEFAULT 0,
+    stage       TEXT NOT NULL DEFAULT '',
     started_at  TEXT NOT NULL,
     PRIMARY KEY (origin, fingerprint)
 )
@@ -46,22 +52,31 @@ class InflightLog:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.execute(_DDL)
 
-    def begin(self, origin: str, fingerprint: str | None) -> None:
+    def begin(self, origin: str, fingerprint: str | None, stage: str) -> None:
+        """``origin`` enters ``stage`` (a row kept from an earlier death keeps its count)."""
         with self._lock:
-            self._conn.execute("INSERT OR IGNORE INTO inflight (origin, fingerprint, started_at) VALUES (?, ?, ?)",
-                               (origin, fingerprint or "", datetime.now(timezone.utc).isoformat()))
+            self._conn.execute("INSERT INTO inflight (origin, fingerprint, stage, started_at) VALUES (?, ?, ?, ?) "
+                               "ON CONFLICT (origin, fingerprint) DO UPDATE SET stage = excluded.stage",
+                               (origin, fingerprint or "", stage, datetime.now(timezone.utc).isoformat()))
+
+    def stage(self, origin: str, fingerprint: str | None, stage: str) -> None:
+        """The stage now working on ``origin`` (``""``: waiting in a queue)."""
+        with self._lock:
+            self._conn.execute("UPDATE inflight SET stage = ? WHERE origin = ? AND fingerprint = ?",
+                               (stage, origin, fingerprint or ""))
 
     def end(self, origin: str, fingerprint: str | None) -> None:
         with self._lock:
             self._conn.execute("DELETE FROM inflight WHERE origin = ? AND fingerprint = ?", (origin, fingerprint or ""))
 
     def recover(self) -> list[tuple[str, str, int]]:
-        """At start-up: count one more death for every input still in flight; return (and forget) those at
+        """At start-up: count one more death for every input a stage was working on; return (and forget) those at
         ``max_deaths``; the others stay and are retried."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                self._conn.execute("UPDATE inflight SET deaths = deaths + 1")
+                self._conn.execute("UPDATE inflight SET deaths = deaths + 1 WHERE stage != ''")
+                self._conn.execute("UPDATE inflight SET stage = ''")
                 poison = self._conn.execute("SELECT origin, fingerprint, deaths FROM inflight WHERE deaths >= ? "
                                             "ORDER BY started_at", (self.max_deaths,)).fetchall()
                 self._conn.execute("DELETE FROM inflight WHERE deaths >= ?", (self.max_deaths,))

@@ -181,6 +181,7 @@ class Pipeline:
                 return
             t0 = time.perf_counter()
             self._busy[name] = (time.monotonic(), job.arrival.origin)
+            self._mark_inflight(job, name)
             try:
                 job = stage(job)
             except UnreadableFrame as exc:  # refused by a later bound (resampling, working grid): a reason, no trace
@@ -195,6 +196,8 @@ class Pipeline:
                 self._busy.pop(name, None)
             if job is None:
                 continue
+            if name != "sink":
+                self._mark_inflight(job, "")  # waiting in the next queue: not to blame if the process dies now
             job.timings_ms[name] = (time.perf_counter() - t0) * 1e3
             if outbox is not None:
                 outbox.put(job)
@@ -216,7 +219,7 @@ class Pipeline:
                 self.stats.skipped += 1
             return None
         if self.inflight is not None:
-            self.inflight.begin(path_text(path), job.fingerprint)
+            self.inflight.begin(path_text(path), job.fingerprint, "read")
         try:
             job.payload = read_frame(path, stream=self.stream, limits=self.limits)
         except UnreadableFrame as exc:
@@ -292,6 +295,10 @@ class Pipeline:
             self._end_inflight(job)
         except Exception:  # a failing store must not take the stage thread with it
             log.exception("could not record the %s outcome of %s", status, origin)
+
+    def _mark_inflight(self, job: _Job, stage: str) -> None:
+        if self.inflight is not None and job.arrival.path is not None and job.fingerprint is not None:
+            self.inflight.stage(path_text(job.arrival.path), job.fingerprint, stage)
 
     def _end_inflight(self, job: _Job) -> None:
         if self.inflight is not None and job.arrival.path is not None:
