@@ -105,6 +105,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cases.split(","):
             path = make_case(name, Path(tmp))
+            file_mb = round(os.stat(path).st_blocks * 512 / 2**20, 2)  # disk actually used (sparse files: little)
             cap = int(args.cap_gb * 2**30)
 
             def limit(cap=cap):
@@ -116,10 +117,10 @@ def main() -> int:
             row = json.loads(lines[-1]) if lines else {"outcome": f"child died (rc {proc.returncode})",
                                                        "reason": proc.stderr.strip().splitlines()[-1][:200]
                                                        if proc.stderr.strip() else ""}
-            row = {"case": name, "file_mb": round(os.stat(path).st_blocks * 512 / 2**20, 2), **row}
+            row = {"case": name, "file_mb": file_mb, **row}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            path.unlink()
+            path.unlink(missing_ok=True)
     if args.json:
         args.json.write_text(json.dumps({"cap_gb": args.cap_gb, "load_avg": os.getloadavg(), "rows": rows}, indent=1))
     return 0
