@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-CASES = ("good-512", "good-2048", "large-8192", "upsample-512-at-10nm", "bomb-tiff-20000", "sparse-tiff-32768",
-         "bomb-png-20000")
+CASES = ("good-512", "good-2048", "large-7000", "rgb-7000", "float64-7000", "large-8192", "upsample-512-at-10nm",
+         "bomb-tiff-20000", "sparse-tiff-32768", "bomb-png-20000")
 
 
 def make_case(name: str, folder: Path) -> Path:
@@ -34,10 +34,19 @@ def make_case(name: str, folder: Path) -> Path:
 
     path = folder / f"{name}.{'png' if 'png' in name else 'tif'}"
     rng = np.random.default_rng(0)
-    if name.startswith("good") or name == "large-8192":
+    if name.startswith(("good", "large")):
         n = int(name.rsplit("-", 1)[1])
         img = (rng.normal(1000, 30, (n, n))).astype(np.uint16)
         tifffile.imwrite(path, img, imagej=True, resolution=(1 / 0.5, 1 / 0.5), metadata={"unit": "nm"})
+    elif name.startswith("rgb"):  # uncalibrated colour
+        n = int(name.rsplit("-", 1)[1])
+        img = rng.integers(0, 255, (n, n, 3), dtype=np.uint8)
+        tifffile.imwrite(path, img, photometric="rgb")
+    elif name.startswith("float64"):  # with NaN pixels to mask
+        n = int(name.rsplit("-", 1)[1])
+        img = rng.normal(1000, 30, (n, n))
+        img[::97, ::89] = np.nan
+        tifffile.imwrite(path, img)
     elif name == "upsample-512-at-10nm":
         img = (rng.normal(1000, 30, (512, 512))).astype(np.uint16)
         tifffile.imwrite(path, img, imagej=True, resolution=(1 / 10, 1 / 10), metadata={"unit": "nm"})

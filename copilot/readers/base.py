@@ -80,11 +80,12 @@ def to_grey(rgb: np.ndarray) -> tuple[np.ndarray, str]:
     first = colour[..., 0]
     if all(np.array_equal(first, colour[..., c]) for c in range(1, colour.shape[2])):
         return np.ascontiguousarray(first), "grey-rgb" if channels >= 3 else "grey-alpha"
-    luma = colour.astype(np.float64) @ _LUMA
-    if np.issubdtype(rgb.dtype, np.integer):
-        info = np.iinfo(rgb.dtype)
-        luma = np.clip(np.rint(luma), info.min, info.max)
-    return luma.astype(rgb.dtype), "luminance"
+    out = np.empty(first.shape, rgb.dtype)
+    info = np.iinfo(rgb.dtype) if np.issubdtype(rgb.dtype, np.integer) else None
+    for r0 in range(0, out.shape[0], 256):  # row blocks: no (H, W, 3) float64 copy of a large frame
+        luma = colour[r0:r0 + 256].astype(np.float64) @ _LUMA
+        out[r0:r0 + 256] = np.clip(np.rint(luma), info.min, info.max) if info is not None else luma
+    return out, "luminance"
 
 
 # --- time stamps -------------------------------------------------------------------------------------------------

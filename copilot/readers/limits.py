@@ -28,7 +28,7 @@ class InputLimits(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_frame_mpx: float = Field(64.0, gt=0, description="largest frame accepted (megapixels of the first image), "
+    max_frame_mpx: float = Field(50.0, gt=0, description="largest frame accepted (megapixels of the first image), "
                                  "checked against the file header before decoding")
     max_decoded_mb: float = Field(768.0, gt=0, description="largest decoded first image (all samples) in MiB")
     min_edge_px: int = Field(2, ge=2, description="frames narrower or shorter than this are refused")
@@ -36,7 +36,7 @@ class InputLimits(BaseModel):
                                           "frame are replaced by the median of the finite ones; more refuses the frame")
     max_upsample: float = Field(4.0, ge=1, description="largest enlargement to the model's working scale; a frame "
                                 "that would need more (e.g. 10 nm/px for a 0.5 nm/px model) is refused with the reason")
-    max_working_mpx: float = Field(16.8, gt=0, description="largest working grid (megapixels); a larger one is "
+    max_working_mpx: float = Field(8.4, gt=0, description="largest working grid (megapixels); a larger one is "
                                    "resampled coarser than the working scale to fit, and the result says so")
     max_stage_s: float = Field(600.0, gt=0, description="an input that keeps one pipeline stage busy longer than this "
                                "makes the daemon unhealthy: it exits for a restart, and an input in flight at "
@@ -118,8 +118,11 @@ def checked_pixels(pixels: np.ndarray, origin: str, limits: InputLimits | None =
                                            f"±{MAX_ABS_VALUE:g}, more than limits.max_nonfinite_fraction = "
                                            f"{limits.max_nonfinite_fraction:g}")
             fill = float(np.median(pixels[finite]))
-            pixels = np.where(finite, pixels, pixels.dtype.type(fill))
+            pixels = pixels.astype(np.float32) if pixels.dtype.itemsize > 4 else pixels.copy()
+            pixels[~finite] = fill
             notes = {"nonfinite_px": bad, "nonfinite_replaced_by": fill}
+        if pixels.dtype.itemsize > 4:  # float64: every value is within float32's range now; halves the memory
+            pixels = pixels.astype(np.float32)
     return pixels, notes
 
 
