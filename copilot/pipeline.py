@@ -298,7 +298,10 @@ class Pipeline:
 
     def _mark_inflight(self, job: _Job, stage: str) -> None:
         if self.inflight is not None and job.arrival.path is not None and job.fingerprint is not None:
-            self.inflight.stage(path_text(job.arrival.path), job.fingerprint, stage)
+            try:
+                self.inflight.stage(path_text(job.arrival.path), job.fingerprint, stage)
+            except Exception:  # bookkeeping must never take a stage thread with it
+                log.exception("could not note %s in the in-flight log", job.arrival.origin)
 
     def _end_inflight(self, job: _Job) -> None:
         if self.inflight is not None and job.arrival.path is not None:

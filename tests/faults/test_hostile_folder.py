@@ -139,3 +139,37 @@ def test_recursive_watch_with_link_loops_sees_each_file_once(tmp_path, threshold
     with ResultStore(tmp_path / "state" / "results.sqlite") as again:
         origins = sorted(d.origin for d in again.results())
     assert origins == sorted(str(acq / n) for n in names)
+
+
+def test_a_file_read_too_early_is_retried_when_it_changes(tmp_path, threshold_model_dir):
+    """A writer pausing longer than settle_s mid-file: the half file is recorded (not moved), and read again once the
+    writer finishes, so the folder loses nothing."""
+    from tests.faults.hostile_files import good_image, tifffile_bytes
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    data = tifffile_bytes(good_image(5))
+    daemon = Daemon(daemon_settings(tmp_path, threshold_model_dir, watch=str(acq)))
+    runner = threading.Thread(target=daemon.run, kwargs={"install_signals": False})
+    runner.start()
+    wait_started(daemon)
+    origin = str(acq / "slow.tif")
+    try:
+        with open(acq / "slow.tif", "wb") as fh:
+            fh.write(data[: len(data) // 2])
+            fh.flush()
+            deadline = time.monotonic() + 30
+            while daemon.store.status(origin) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            first = daemon.store.status(origin)
+            fh.write(data[len(data) // 2:])
+        deadline = time.monotonic() + 30
+        while (daemon.store.status(origin) or ("",))[0] != "ok" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        last = daemon.store.status(origin)
+    finally:
+        daemon.request_stop()
+        runner.join(60)
+    assert first[0] == "quarantined" and "truncated" in first[1]
+    assert last == ("ok", None)
+    assert (acq / "slow.tif").read_bytes() == data
