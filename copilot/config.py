@@ -13,6 +13,7 @@ from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.errors import UserError
 from copilot.inference.triton_settings import TritonSettings
 from copilot.reliability.settings import VerdictThresholds
+from copilot.readers.limits import InputLimits
 
 DEFAULT_INCLUDE = ["*.tif", "*.tiff", "*.dm3", "*.dm4", "*.emd", "*.ser", "*.bcf", "*.mrc", "*.png"]
 
@@ -24,7 +25,19 @@ class _Section(BaseModel):
 class DaemonSettings(_Section):
     stream: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="stream name: topic suffix")
     state_dir: Path = Field(Path("state"), description="results database, quarantine, engine caches")
-    quarantine: Literal["move", "copy"] = Field("move", description="what to do with an unreadable file")
+    quarantine: Literal["record", "copy"] = Field(
+        "record", description="an unreadable or refused file: 'record' keeps its reason and fingerprint in the results "
+        "store (the acquisition folder is read-only to the co-pilot); 'copy' also copies a regular file inside the "
+        "watched tree to state_dir/quarantine (sparse-aware, at most limits.quarantine_copy_max_mb)")
+
+    @field_validator("quarantine", mode="before")
+    @classmethod
+    def _no_move(cls, v):
+        if v == "move":
+            raise ValueError("'move' is gone: the acquisition folder is read-only to the co-pilot; use 'record' "
+                             "(default) or 'copy'")
+        return v
+
     session_gap_min: float = Field(60.0, ge=0, description="a restart within this many minutes of the last export "
                                    "continues the session's exports; after a longer pause a new session folder begins")
     keep_documents_days: float | None = Field(None, gt=0, description="drop result documents older than this from the "
@@ -100,6 +113,7 @@ class Settings(_Section):
     triton: TritonSettings = TritonSettings()
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()
+    limits: InputLimits = InputLimits()
 
 
 class ConfigError(UserError):

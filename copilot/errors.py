@@ -26,5 +26,10 @@ class UnreadableFrame(CopilotError):
         self.reason = reason
 
 
+class RefusedFrame(UnreadableFrame):
+    """An input outside the configured bounds (too many pixels, too small, non-finite values, too much resampling);
+    refused before the expensive work, with the bound it broke."""
+
+
 class InvalidMessage(CopilotError):
     """A socket message that fails validation (wrong buffer size, unknown dtype, too large)."""

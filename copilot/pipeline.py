@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import queue
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,8 @@ from copilot.errors import UnreadableFrame
 from copilot.frame import Frame
 from copilot.inference.segmentation import Engine, Segmentation
 from copilot.readers import read_frame
+from copilot.readers.base import path_text
+from copilot.readers.limits import InputLimits
 from copilot.reliability.score import Assessor, VerdictThresholds
 from copilot.reliability.types import FrameReliability
 from copilot.result import Outcome, Result, build_result
@@ -103,13 +104,15 @@ class ReadStage:
         try:
             job.fingerprint = file_fingerprint(path)
         except FileNotFoundError:
-            log.warning("%s vanished before it could be read", path)
+            log.warning("%s vanished before it could be read", arrival.origin)
             raise Skip from None
-        if self.p.store is not None and self.p.store.is_done(str(path), job.fingerprint):
+        if self.p.store is not None and self.p.store.is_done(path_text(path), job.fingerprint):
             self.p._count("skipped")
             raise Skip
+        if self.p.inflight is not None:
+            self.p.inflight.begin(path_text(path), job.fingerprint, "read")
         try:
-            return read_frame(path, stream=self.p.stream)
+            return read_frame(path, stream=self.p.stream, limits=self.p.limits)
         except UnreadableFrame as exc:
             self.p._quarantine(job, exc.reason)
             raise Skip from None
@@ -190,6 +193,7 @@ class SinkStage:
         result.arrived_at = job.arrival.arrived_at
         if self.p.store is not None and self.p.store.journal(result.doc, job.fingerprint) is None:
             self.p._count("duplicates")  # journal first (write-ahead): it gives the document its seq
+            self.p._end_inflight(job)
             return result
         for sink in self.p.sinks:
             try:
@@ -197,6 +201,7 @@ class SinkStage:
             except Exception:
                 log.exception("result sink %r failed for %s", sink, result.doc.frame_id)
         self.p._count("processed")
+        self.p._end_inflight(job)
         return result
 
 
@@ -252,13 +257,17 @@ class Pipeline:
         store=None,
         sinks: list[Callable[[Result], None]] | None = None,
         quarantine_dir: Path | None = None,
-        quarantine_mode: str = "move",
+        quarantine_mode: str = "record",
         analysis: AnalysisSettings | None = None,
         series: SeriesSettings | None = None,
         thresholds: VerdictThresholds | None = None,
         send_labels: bool = True,
         queue_size: int = 4,
         workers: int = 1,
+        limits: InputLimits | None = None,
+        watch_root: Path | None = None,
+        inflight=None,
+        stuck_after_s: float = 600.0,
     ):
         if workers < 1:
             raise ValueError(f"workers must be ≥ 1, got {workers}")
@@ -272,6 +281,12 @@ class Pipeline:
         self.series = SeriesTracker(series, self.analysis)
         self.assessor = Assessor(engine.card, engine.folder, thresholds)
         self.send_labels = send_labels
+        self.limits = limits or InputLimits()
+        self.watch_root = watch_root  # quarantine copies only from inside this tree
+        self.inflight = inflight  # copilot.inflight.InflightLog: inputs in flight survive a crash of the process
+        self.stuck_after_s = stuck_after_s
+        self._abandoned = threading.Event()
+        self._busy: dict[str, tuple[float, str]] = {}  # thread -> (monotonic start, origin) while it works on one
         self.stats = PipelineStats()
         self.lanes = (
             Lane("read", (ReadStage(self),)),
@@ -323,27 +338,55 @@ class Pipeline:
                 follow.rebuild(stream, docs)
 
     def submit(self, arrival: Arrival) -> None:
-        """Hand the pipeline one arrival; blocks while the first queue is full (backpressure)."""
+        """Hand the pipeline one arrival; blocks while the first queue is full (backpressure), except once a stop
+        gave up on a dead or stuck stage (the arrival is then left for the next start, which finds it unrecorded)."""
         with self._submit_lock:  # held while blocked on a full queue: the read lane sees sequence order
             seq = self._seq
             self._seq += 1
             self._count("received")
-            self._queues[0].put(Job(arrival, seq, payload=arrival))
+            job = Job(arrival, seq, payload=arrival)
+            while not self._abandoned.is_set():
+                try:
+                    self._queues[0].put(job, timeout=0.5)
+                    return
+                except queue.Full:
+                    continue
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop the source, drain every frame already accepted, join the lane threads."""
+        """Stop the source, drain every frame already accepted, join the lane threads.
+
+        With a dead or stuck stage nothing can drain: stop then waits at most a few seconds instead of forever
+        (SIGTERM still ends the daemon; unfinished inputs have no record and are read again at the next start).
+        """
+        if self.problems():
+            self._abandoned.set()
+            timeout = 2.0 if timeout is None else min(timeout, 2.0)
+            log.error("stopping without draining: %s", "; ".join(self.problems()))
         if self._source is not None:
             self._source.stop()
             self._source = None
         if self._started:
-            self._queues[0].put(_STOP)
+            try:
+                self._queues[0].put(_STOP, timeout=timeout)
+            except queue.Full:
+                pass
             for t in self._threads:
                 t.join(timeout)
             self._started = False
 
     def healthy(self) -> bool:
-        """Every lane thread is alive (the systemd watchdog is fed only while this holds)."""
-        return self._started and all(t.is_alive() for t in self._threads)
+        """Every lane thread is alive and none has been stuck on one input for ``stuck_after_s`` (the systemd
+        watchdog is fed only while this holds)."""
+        return self._started and not self.problems()
+
+    def problems(self) -> list[str]:
+        """Why the pipeline is unhealthy: dead lane threads, and stages stuck on one input (empty when healthy)."""
+        out = [f"stage thread {t.name} is dead" for t in self._threads if not t.is_alive()]
+        now = time.monotonic()
+        for thread, (since, origin) in list(self._busy.items()):
+            if now - since > self.stuck_after_s:
+                out.append(f"{thread} stuck for {now - since:.0f} s on {origin}")
+        return out
 
     def queue_depths(self) -> list[int]:
         return [q.qsize() for q in self._queues]
@@ -365,21 +408,33 @@ class Pipeline:
             reorder.put(job)
 
     def _run_lane(self, lane: Lane, job: Job) -> None:
+        thread = threading.current_thread().name
         for stage in lane.stages:
             if job.payload is None:  # skipped or failed upstream: the envelope only keeps the sequence
                 return
             t0 = time.perf_counter()
+            self._busy[thread] = (time.monotonic(), job.arrival.origin)
+            self._mark_inflight(job, stage.name)
             try:
                 job.payload = stage(job.payload, job)
             except Skip:
                 job.payload = None
                 return
-            except Exception as exc:  # one bad frame must never stop the daemon
-                log.exception("stage %s failed on %s", stage.name, job.arrival.origin)
+            except UnreadableFrame as exc:  # refused by a later bound (resampling, working grid): a reason, no trace
+                job.payload = None
+                self._quarantine(job, exc.reason)
+                return
+            except (Exception, SystemExit) as exc:  # one bad input must never stop a stage
+                log.error("stage %s failed on %s: %s: %s", stage.name, job.arrival.origin, type(exc).__name__, exc,
+                          exc_info=not isinstance(exc, (MemoryError, RecursionError)))
                 job.payload = None
                 self._record_failure(job, "failed", f"{stage.name}: {type(exc).__name__}: {exc}")
                 return
+            finally:
+                self._busy.pop(thread, None)
             job.timings_ms[stage.name] = (time.perf_counter() - t0) * 1e3
+        if lane.name != "sink" and job.payload is not None:
+            self._mark_inflight(job, "")  # waiting in the next queue: not to blame if the process dies now
 
     def _count(self, what: str) -> None:
         with self._lock:
@@ -387,25 +442,44 @@ class Pipeline:
 
     # -- failures --------------------------------------------------------------------------------------------
     def _quarantine(self, job: Job, reason: str) -> None:
+        """Record the reason (the acquisition folder is never touched); with ``quarantine_mode="copy"`` also keep a
+        sparse-aware copy of a regular file inside the watched tree."""
         path = job.arrival.path
-        log.warning("quarantined %s: %s", path, reason)
-        if self.quarantine_dir is not None and path is not None:
-            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-            target = self.quarantine_dir / path.name
-            n = 1
-            while target.exists():
-                target = self.quarantine_dir / f"{path.stem}.{n}{path.suffix}"
-                n += 1
-            (shutil.move if self.quarantine_mode == "move" else shutil.copy2)(str(path), str(target))
-            target.with_name(target.name + ".reason.txt").write_text(f"{path}\n{reason}\n")
+        note = ""
+        if self.quarantine_mode == "copy" and self.quarantine_dir is not None and path is not None:
+            from copilot.sources.quarantine import quarantine_copy
+
+            try:
+                note = "; " + quarantine_copy(path, path_text(path), job.fingerprint, reason,
+                                              folder=self.quarantine_dir, root=self.watch_root,
+                                              max_bytes=int(self.limits.quarantine_copy_max_mb * 2**20))
+            except Exception as exc:  # the record below matters more than the copy
+                note = f"; not copied: {type(exc).__name__}: {exc}"
+        log.warning("quarantined %s: %s%s", job.arrival.origin, reason, note)
         self._record_failure(job, "quarantined", reason)
 
     def _record_failure(self, job: Job, status: str, reason: str) -> None:
+        origin = path_text(job.arrival.origin)
         with self._lock:
             if status == "quarantined":
                 self.stats.quarantined += 1
             else:
                 self.stats.failed += 1
-            self.stats.last_error = f"{job.arrival.origin}: {reason}"
-        if self.store is not None:
-            self.store.record_failure(job.arrival.origin, job.fingerprint, status, reason)
+            self.stats.last_error = f"{origin}: {reason}"
+        try:
+            if self.store is not None:
+                self.store.record_failure(origin, job.fingerprint, status, reason)
+            self._end_inflight(job)
+        except Exception:  # a failing store must not take the stage thread with it
+            log.exception("could not record the %s outcome of %s", status, origin)
+
+    def _mark_inflight(self, job: Job, stage: str) -> None:
+        if self.inflight is not None and job.arrival.path is not None and job.fingerprint is not None:
+            try:
+                self.inflight.stage(path_text(job.arrival.path), job.fingerprint, stage)
+            except Exception:  # bookkeeping must never take a stage thread with it
+                log.exception("could not note %s in the in-flight log", job.arrival.origin)
+
+    def _end_inflight(self, job: Job) -> None:
+        if self.inflight is not None and job.arrival.path is not None:
+            self.inflight.end(path_text(job.arrival.path), job.fingerprint)

@@ -48,8 +48,7 @@ def cmd_run(args) -> int:
             raise
         raise UserError(f"{user_message(exc)} (daemon.state_dir, or --state-dir, must be a folder you can write; "
                         "source.watch one you can read)") from exc
-    daemon.run()
-    return 0
+    return daemon.run()
 
 
 def cmd_demo(args) -> int:

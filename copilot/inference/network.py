@@ -15,7 +15,8 @@ import numpy as np
 
 from copilot.frame import Frame
 from copilot.inference.card import ModelCard
-from copilot.inference.preprocess import normalize, resample, working_scale
+from copilot.inference.preprocess import bounded_scale, normalize, resample, working_scale
+from copilot.readers.limits import DEFAULT_LIMITS
 from copilot.inference.segmentation import Segmentation
 from copilot.inference.tiling import blend_window, pad_to_multiple, tile_grid
 
@@ -53,6 +54,9 @@ class NetworkEngine:
     """
 
     name = "network"
+    #: input bounds (``[limits]``; the daemon sets them from its config): largest enlargement, largest working grid
+    max_upsample: float = DEFAULT_LIMITS.max_upsample
+    max_working_px: float = DEFAULT_LIMITS.max_working_mpx * 1e6
 
     def __init__(self, card: ModelCard, folder: Path | None = None, *, max_whole_px: int = 1536,
                  tile_px: int | None = None, tile_batch: int = 1):
@@ -78,7 +82,9 @@ class NetworkEngine:
 
     def prepare(self, frame: Frame) -> tuple[np.ndarray, float]:
         """Frame → normalized image on the working grid, and the frame pixels per working pixel."""
-        img, scale = resample(frame.pixels, working_scale(frame, self.card))
+        scale = bounded_scale(frame, working_scale(frame, self.card), max_upsample=self.max_upsample,
+                              max_working_px=self.max_working_px)
+        img, scale = resample(frame.pixels, scale)
         return normalize(img, self.card.normalization), scale
 
     def infer(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -26,6 +26,7 @@ import tifffile
 
 from copilot.errors import UnreadableFrame
 from copilot.readers.base import Decoded, parse_datetime, positive_or_none, to_grey
+from copilot.readers.limits import check_header_pixels
 from copilot.readers.units import nm_per_unit, plain_resolution_nm, to_nm
 
 _RESUNIT_NAME = {2: "inch", 3: "cm"}
@@ -40,6 +41,9 @@ def read_tiff(path: Path) -> Decoded:
             raise UnreadableFrame(str(path), "TIFF has no readable image directory (corrupt or truncated)")
         page = tif.pages.first
         _check_complete(path, page, size)
+        itemsize = page.dtype.itemsize if page.dtype is not None else 8
+        check_header_pixels(str(path), (page.imagelength, page.imagewidth),
+                            samples=page.samplesperpixel * max(1, page.imagedepth), itemsize=itemsize)
         pixels, conversion = _grey_pixels(path, page)
         meta: dict[str, Any] = {"format": "tiff", "pages": _page_count(tif),
                                 "photometric": page.photometric.name.lower()}
