@@ -286,7 +286,7 @@ class Pipeline:
         self.inflight = inflight  # copilot.inflight.InflightLog: inputs in flight survive a crash of the process
         self.stuck_after_s = stuck_after_s
         self._abandoned = threading.Event()
-        self._busy: dict[str, tuple[float, str]] = {}  # thread -> (monotonic start, origin) while it works on one
+        self._busy: dict[str, tuple[float, str, str]] = {}  # thread -> (monotonic start, origin, stage) while busy
         self.stats = PipelineStats()
         self.lanes = (
             Lane("read", (ReadStage(self),)),
@@ -383,9 +383,9 @@ class Pipeline:
         """Why the pipeline is unhealthy: dead lane threads, and stages stuck on one input (empty when healthy)."""
         out = [f"stage thread {t.name} is dead" for t in self._threads if not t.is_alive()]
         now = time.monotonic()
-        for thread, (since, origin) in list(self._busy.items()):
+        for since, origin, stage in list(self._busy.values()):
             if now - since > self.stuck_after_s:
-                out.append(f"{thread} stuck for {now - since:.0f} s on {origin}")
+                out.append(f"stage {stage} stuck for {now - since:.0f} s on {origin}")
         return out
 
     def queue_depths(self) -> list[int]:
@@ -413,7 +413,7 @@ class Pipeline:
             if job.payload is None:  # skipped or failed upstream: the envelope only keeps the sequence
                 return
             t0 = time.perf_counter()
-            self._busy[thread] = (time.monotonic(), job.arrival.origin)
+            self._busy[thread] = (time.monotonic(), job.arrival.origin, stage.name)
             self._mark_inflight(job, stage.name)
             try:
                 job.payload = stage(job.payload, job)

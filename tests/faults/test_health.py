@@ -80,7 +80,7 @@ def test_dead_stage_thread_makes_the_daemon_unhealthy(tmp_path, threshold_model_
     assert daemon.exit_code == 1
     messages = listener.close()
     unhealthy = next(i for i, m in enumerate(messages) if m.startswith("STATUS=unhealthy"))
-    assert "stage thread _sink is dead" in messages[unhealthy]
+    assert "stage thread sink is dead" in messages[unhealthy]
     assert "WATCHDOG=1" in messages[:unhealthy] and "WATCHDOG=1" not in messages[unhealthy:]
     assert "STOPPING=1" in messages[unhealthy:]
 

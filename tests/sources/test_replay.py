@@ -23,8 +23,8 @@ def test_folder_in_natural_name_order_at_a_rate(folder, collector):
     src.stop()
     assert collector.names == ["f1.dm4", "f9.tif", "f10.tif"]
     times = [a.arrived_at for a in collector.arrivals]
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert all(g >= 0.04 for g in gaps), gaps
+    assert times == sorted(times)
+    assert times[-1] - times[0] >= 2 * 0.05 - 0.01  # paced on a schedule: a late frame may catch up, the rate holds
     assert all(a.origin == str(a.path) for a in collector.arrivals)
 
 
