@@ -92,6 +92,9 @@ def wait_for(db: Path, n: int, timeout_s: float = 3600) -> float:
     return time.monotonic()
 
 
+DAEMON_ROOT = ROOT  # --daemon-root: run another checkout's daemon (e.g. main, for a before/after)
+
+
 def start_daemon(work: Path, model: str, threads: int) -> tuple[subprocess.Popen, dict]:
     ports = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("pub", "snap", "src")}
     cfg = work / "soak.toml"
@@ -99,8 +102,8 @@ def start_daemon(work: Path, model: str, threads: int) -> tuple[subprocess.Popen
                    f'[source]\nkind = "socket"\nendpoint = "{ports["src"]}"\n'
                    f'[model]\nname = "{model}"\nthreads = {threads}\n'
                    f'[publish]\npub_endpoint = "{ports["pub"]}"\nsnapshot_endpoint = "{ports["snap"]}"\n')
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "copilot.cli", "run", "--config", str(cfg)], env=env, cwd=ROOT,
+    env = dict(os.environ, PYTHONPATH=str(DAEMON_ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "copilot.cli", "run", "--config", str(cfg)], env=env, cwd=DAEMON_ROOT,
                             stdout=open(work / "daemon.log", "ab"), stderr=subprocess.STDOUT)
     return proc, ports
 
@@ -195,8 +198,12 @@ def main(argv=None) -> int:
     p.add_argument("--stall-block", type=int, default=300)
     p.add_argument("--stall-blocks", type=int, default=6)
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--skip-stall", action="store_true")
+    p.add_argument("--daemon-root", default=None, help="run the daemon from this checkout (before/after)")
     p.add_argument("--out", default=str(ROOT / "bench" / "soak" / "results" / "soak.json"))
     args = p.parse_args(argv)
+    global DAEMON_ROOT
+    DAEMON_ROOT = Path(args.daemon_root).resolve() if args.daemon_root else ROOT
 
     def log(msg: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
@@ -204,15 +211,17 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="copilot-soak-") as tmp:
         work = Path(tmp)
         model = args.model or str(threshold_model(work / "engines" / "threshold"))
-        report = {"machine_cpus": os.cpu_count(), "model": args.model or "threshold (tests)"}
+        report = {"machine_cpus": os.cpu_count(), "model": args.model or "threshold (tests)",
+                  "daemon_root": str(DAEMON_ROOT), "frame_px": args.size}
         if not args.skip_memory:
             (work / "mem").mkdir()
             report["memory"] = memory_run(work / "mem", model, args.frames, args.warmup, args.size, args.threads, log)
             log(f"memory: {report['memory']['rss_drift_pct']:+.2f} % RSS after warm-up")
-        (work / "stall").mkdir()
-        report["stalled_subscriber"] = stalled_run(work / "stall", model, args.stall_block, args.stall_blocks,
-                                                   args.size, args.threads, log)
-        log(f"stalled subscriber: {report['stalled_subscriber']['change_pct']:+.2f} % throughput")
+        if not args.skip_stall:
+            (work / "stall").mkdir()
+            report["stalled_subscriber"] = stalled_run(work / "stall", model, args.stall_block, args.stall_blocks,
+                                                       args.size, args.threads, log)
+            log(f"stalled subscriber: {report['stalled_subscriber']['change_pct']:+.2f} % throughput")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: v for k, v in report.items()}, indent=1)[:3000])
