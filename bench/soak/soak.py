@@ -182,9 +182,15 @@ def stalled_run(work: Path, model: str, block: int, blocks: int, size: int, thre
         proc.wait(300)
         ctx.term()
     none, with_stalled = float(np.mean(rates["none"])), float(np.mean(rates["stalled"]))
+    # each stalled block against the mean of the plain blocks either side of it (the machine's load drifts)
+    paired = [rates["stalled"][i] / np.mean(rates["none"][i:i + 2]) - 1 for i in range(len(rates["stalled"]))
+              if i + 1 < len(rates["none"])]
+    noise = [rates["none"][i + 1] / rates["none"][i] - 1 for i in range(len(rates["none"]) - 1)]
     return {"block_frames": block, "blocks": blocks, "fps_no_subscriber": round(none, 2),
             "fps_stalled_subscriber": round(with_stalled, 2),
             "change_pct": round(100 * (with_stalled - none) / none, 2),
+            "paired_change_pct_median": round(100 * float(np.median(paired)), 2) if paired else None,
+            "noise_between_plain_blocks_pct": [round(100 * x, 1) for x in noise],
             "per_block": {k: [round(v, 2) for v in vs] for k, vs in rates.items()}}
 
 

@@ -196,3 +196,16 @@ def test_publish_sink_and_replay_request_limits(store):
         d.close(0)
     finally:
         pub.close()
+
+
+def test_session_summary_merges_like_one_pass():
+    from copilot.exports import SessionAggregate, session_summary
+
+    docs = [make_doc(s, n) for n in range(9) for s in ("cam1", "cam2")]
+    earlier, later = SessionAggregate(), SessionAggregate()
+    for d in docs[:7]:
+        earlier.add(d)
+    for d in docs[7:]:
+        later.add(d)
+    earlier.merge(later)
+    assert earlier.summary() == session_summary(docs)
