@@ -72,6 +72,12 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads (/proc/<pid>/stat)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def journaled(db: Path) -> int:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
@@ -154,6 +160,7 @@ def stalled_run(work: Path, model: str, block: int, blocks: int, size: int, thre
     db = work / "state" / "results.sqlite"
     ctx = zmq.Context()
     rates = {"none": [], "stalled": []}
+    cpu_ms = {"none": [], "stalled": []}  # daemon CPU per frame: steadier than wall time on a shared machine
     sent = 0
     try:
         push_frames(ports["src"], frames(20, size, start=10**6), timeout_s=120)  # warm-up
@@ -168,11 +175,12 @@ def stalled_run(work: Path, model: str, block: int, blocks: int, size: int, thre
                 stalled.setsockopt(zmq.RCVHWM, 10)
                 stalled.connect(ports["pub"])
                 time.sleep(0.5)  # connected and subscribed; it never reads
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), cpu_s(proc.pid)
             push_frames(ports["src"], frames(block, size, start=2 * 10**6 + sent), timeout_s=120)
             sent += block
             t1 = wait_for(db, sent)
             rates[kind].append(block / (t1 - t0))
+            cpu_ms[kind].append(1e3 * (cpu_s(proc.pid) - c0) / block)
             log(f"block {b + 1}/{blocks} ({kind}): {rates[kind][-1]:.1f} frames/s")
             if stalled is not None:
                 stalled.close(0)
@@ -191,6 +199,9 @@ def stalled_run(work: Path, model: str, block: int, blocks: int, size: int, thre
             "change_pct": round(100 * (with_stalled - none) / none, 2),
             "paired_change_pct_median": round(100 * float(np.median(paired)), 2) if paired else None,
             "noise_between_plain_blocks_pct": [round(100 * x, 1) for x in noise],
+            "cpu_ms_per_frame_no_subscriber": round(float(np.median(cpu_ms["none"])), 1),
+            "cpu_ms_per_frame_stalled_subscriber": round(float(np.median(cpu_ms["stalled"])), 1),
+            "cpu_change_pct": round(100 * (np.median(cpu_ms["stalled"]) / np.median(cpu_ms["none"]) - 1), 2),
             "per_block": {k: [round(v, 2) for v in vs] for k, vs in rates.items()}}
 
 
