@@ -8,12 +8,12 @@ PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 $(PY):
 	python3 -m venv $(VENV)
 
-$(VENV)/.installed-run: pyproject.toml | $(PY)
-	$(PIP) -e .
+$(VENV)/.installed-run: pyproject.toml setup.py | $(PY)
+	$(PIP) -e ".[cpu]"
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(PY)
-	$(PIP) -e ".[test,train]"
+$(VENV)/.installed-test: pyproject.toml setup.py | $(PY)
+	$(PIP) -e ".[cpu,test,train,napari]"
 	touch $@ $(VENV)/.installed-run
 
 demo: $(VENV)/.installed-run
@@ -21,6 +21,7 @@ demo: $(VENV)/.installed-run
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q
+	.ci/wheel-check $(PY)
 
 clean:
 	rm -rf $(VENV) .cache demo-data .pytest_cache

@@ -11,8 +11,9 @@ For each frame size (simulated 16-bit HAADF-STEM frames from ``copilot.sim``, wr
    the stages do not cover (file event → arrival, queue waits, store + publish + transport) is reported as well.
 3. **naive** — ``bench/naive.py`` (watchdog + torch eager + skimage regionprops, sequential), measured the same way.
 
-Targets (reported, never asserted): daemon p50 ≤ 1.10 × engine p50 (1024², 2048²); sustained throughput ≥ 0.95 ×
-engine-only; ≥ 4 × the naive script; a 2048² frame end to end ≤ 0.5 s on 2 CPU cores.
+Targets (reported, never asserted): daemon p50 ≤ 1.25 × engine p50 and sustained throughput ≥ 0.8 × engine-only
+(1024², 2048²); p50 ≤ 3 × engine at 512²; ≥ 4 × the naive script; a 2048² frame end to end ≤ 0.5 s on 2 CPU cores.
+Without torch the naive baseline is skipped with one line and the rest is measured.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("read", "infer", "analyze", "assess")
+STAGES = ("read", "infer", "analyze", "assess", "follow")
 
 
 def free_port() -> int:
@@ -183,7 +184,20 @@ def measure_latency(files: list[Staged], acq: Path, listener: Listener, gap_s: f
     return lat, timings
 
 
-def measure_throughput(files: list[Staged], acq: Path, listener: Listener, timeout: float = 600) -> dict:
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` and its threads so far (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def measure_throughput(files: list[Staged], acq: Path, listener: Listener, timeout: float = 600,
+                       pid: int | None = None) -> dict:
+    """All files renamed in at once; frames/s, and the process's CPU ms per frame when ``pid`` is given (on a
+    shared machine CPU per frame is the steadier figure: other jobs stretch wall-clock time, not CPU time)."""
+    cpu0 = process_cpu_s(pid) if pid else None
     t0 = time.time()
     for f in files:
         os.replace(f.hidden, f.final)
@@ -193,7 +207,10 @@ def measure_throughput(files: list[Staged], acq: Path, listener: Listener, timeo
     n = len(ts)
     timings = [listener.got[f.stem].timings_ms for f in files]
     stages = {k: float(np.median([t[k] for t in timings if k in t])) for k in timings[0]}
-    return {"frames": n, "fps_sustained": (n - 1) / (ts[-1] - ts[0]) if n > 1 and ts[-1] > ts[0] else float("nan"),
+    cpu1 = process_cpu_s(pid) if pid else None
+    cpu_ms = (cpu1 - cpu0) * 1e3 / n if cpu0 is not None and cpu1 is not None else None
+    return {"frames": n, "cpu_ms_per_frame": cpu_ms,
+            "fps_sustained": (n - 1) / (ts[-1] - ts[0]) if n > 1 and ts[-1] > ts[0] else float("nan"),
             "fps_including_fill": n / (ts[-1] - t0), "wall_s": ts[-1] - t0, "stages_ms_p50_under_load": stages}
 
 
@@ -203,12 +220,14 @@ def engine_only(engine, tiffs: list[Path], n: int) -> dict:
     frames = [read_frame(p, stream="bench") for p in tiffs]
     engine.segment(frames[0])  # warm-up
     times = []
+    cpu0 = time.process_time()
     for k in range(n):
         t = time.perf_counter()
         engine.segment(frames[k % len(frames)])
         times.append(time.perf_counter() - t)
     out = pct(times)
     out["fps"] = 1.0 / float(np.mean(times))
+    out["cpu_ms_per_frame"] = (time.process_time() - cpu0) * 1e3 / n
     return out
 
 
@@ -270,24 +289,70 @@ def warm_up(listener: Listener, staged: list[Staged], acq: Path, what: str, time
 
 
 # -- the benchmark ----------------------------------------------------------------------------------------------
-def machine_info(engine_name: str) -> dict:
-    import onnxruntime
+def versions() -> dict[str, str]:
+    """Versions of what the numbers depend on (None where a package is absent), and the checkout's commit."""
+    from importlib import metadata
 
+    out: dict[str, str | None] = {}
+    for pkg in ("copilot", "numpy", "scipy", "scikit-image", "onnxruntime", "onnxruntime-gpu", "pydantic", "torch"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    try:
+        out["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                           text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        out["git_commit"] = None
+    return out
+
+
+def machine_info(engine_name: str) -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpu": platform.processor(),
-            "cpu_count": os.cpu_count(), "onnxruntime": onnxruntime.__version__, "engine": engine_name,
-            "load_avg_at_start": os.getloadavg()}
+            "cpu_count": os.cpu_count(), "engine": engine_name, "load_avg_at_start": os.getloadavg(),
+            "versions": versions()}
+    info["onnxruntime"] = info["versions"]["onnxruntime"] or info["versions"]["onnxruntime-gpu"]
     try:
         with open("/proc/cpuinfo") as fh:
             info["cpu"] = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), info["cpu"])
     except OSError:
         pass
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-    except ImportError:
-        pass
+    if info["versions"]["torch"]:
+        info["torch"] = info["versions"]["torch"]
     return info
+
+
+class LoadSampler:
+    """Samples the 1-minute load average every ``every_s`` seconds while the benchmark runs (other jobs on the
+    machine slow every number down; this says by how much they were there)."""
+
+    def __init__(self, every_s: float = 5.0):
+        self.samples: list[float] = [os.getloadavg()[0]]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _run(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join(1.0)
+        v = np.asarray(self.samples)
+        return {"load1_mean": float(v.mean()), "load1_max": float(v.max()), "samples": int(v.size),
+                "load_avg_at_end": os.getloadavg()}
+
+
+def torch_missing() -> str | None:
+    """Why the naive baseline cannot run here (it needs torch), or None."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec("torch") is not None
+    except (ImportError, ValueError):  # a broken or blocked install
+        found = False
+    return None if found else "torch is not installed (the train extra)"
 
 
 def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "particles-stem",
@@ -296,6 +361,7 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
               naive_variants: tuple[str, ...] = ("native", "working-scale"), extra_toml: str = "") -> dict:
     from copilot.inference.select import load_engine
 
+    sampler = LoadSampler()
     work = Path(workdir or tempfile.mkdtemp(prefix="copilot-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     frames_dir = work / "frames"
@@ -330,7 +396,7 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
             warm = stage(tiffs[size], acq, 2, f"d{size}w")
             measure_latency(warm, acq, listener, gap_s=0.1)
             lat, timings = measure_latency(stage(tiffs[size], acq, frames, f"d{size}l"), acq, listener)
-            thr = measure_throughput(stage(tiffs[size], acq, frames, f"d{size}t"), acq, listener)
+            thr = measure_throughput(stage(tiffs[size], acq, frames, f"d{size}t"), acq, listener, pid=proc.pid)
             r["daemon"] = {"latency_s": pct(lat), "throughput": thr, "stages_ms_p50": stage_breakdown(timings, lat)}
             log(f"{size}² daemon: p50 {r['daemon']['latency_s']['p50']:.3f} s, "
                 f"{thr['fps_sustained']:.2f} frames/s; stages {r['daemon']['stages_ms_p50']}")
@@ -339,7 +405,11 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
         sub.close()
         stop(proc)
 
-    for variant in naive_variants if naive else ():
+    why_not = torch_missing() if naive else None
+    if why_not:
+        log(f"naive baseline skipped: {why_not}")
+        results["settings"]["naive_skipped"] = why_not
+    for variant in naive_variants if naive and not why_not else ():
         key = "naive" if variant == "native" else f"naive_{variant.replace('-', '_')}"
         acq = work / f"acq-{key}"
         shutil.rmtree(acq, ignore_errors=True)
@@ -353,7 +423,7 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
                 r = results["sizes"][str(size)]
                 measure_latency(stage(tiffs[size], acq, 1, f"n{size}w"), acq, listener, gap_s=0.1)
                 lat, timings = measure_latency(stage(tiffs[size], acq, frames, f"n{size}l"), acq, listener)
-                thr = measure_throughput(stage(tiffs[size], acq, frames, f"n{size}t"), acq, listener)
+                thr = measure_throughput(stage(tiffs[size], acq, frames, f"n{size}t"), acq, listener, pid=nproc.pid)
                 r[key] = {"latency_s": pct(lat), "throughput": thr,
                           "stages_ms_p50": {k: float(np.median([t[k] for t in timings])) for k in timings[0]}}
                 log(f"{size}² {key}: p50 {r[key]['latency_s']['p50']:.3f} s, {thr['fps_sustained']:.2f} frames/s")
@@ -367,6 +437,8 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
         e, d = r["engine_only"], r["daemon"]
         ratios = {"daemon_p50_over_engine_p50": d["latency_s"]["p50"] / e["p50"],
                   "daemon_fps_over_engine_fps": d["throughput"]["fps_sustained"] / e["fps"]}
+        if d["throughput"].get("cpu_ms_per_frame") and e.get("cpu_ms_per_frame"):
+            ratios["engine_cpu_over_daemon_cpu"] = e["cpu_ms_per_frame"] / d["throughput"]["cpu_ms_per_frame"]
         if "naive" in r:
             ratios["daemon_fps_over_naive_fps"] = d["throughput"]["fps_sustained"] / r["naive"]["throughput"][
                 "fps_sustained"]
@@ -377,15 +449,18 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
                 "fps_sustained"]
             ratios["naive_working_scale_p50_over_daemon_p50"] = nw["latency_s"]["p50"] / d["latency_s"]["p50"]
         r["ratios"] = ratios
-        targets = {"throughput_ge_0.95x_engine": ratios["daemon_fps_over_engine_fps"] >= 0.95}
+        targets = {}
         if size in (1024, 2048):
-            targets["p50_le_1.10x_engine"] = ratios["daemon_p50_over_engine_p50"] <= 1.10
+            targets["p50_le_1.25x_engine"] = ratios["daemon_p50_over_engine_p50"] <= 1.25
+            targets["throughput_ge_0.8x_engine"] = ratios["daemon_fps_over_engine_fps"] >= 0.8
+        if size == 512:
+            targets["p50_le_3x_engine"] = ratios["daemon_p50_over_engine_p50"] <= 3.0
         if "daemon_fps_over_naive_fps" in ratios:
             targets["ge_4x_naive"] = ratios["daemon_fps_over_naive_fps"] >= 4.0
         if size == 2048:
             targets["p50_le_0.5s"] = d["latency_s"]["p50"] <= 0.5
         r["targets_met"] = targets
-    results["machine"]["load_avg_at_end"] = os.getloadavg()
+    results["machine"].update(sampler.stop())
     return results
 
 
@@ -398,7 +473,9 @@ def markdown(results: dict) -> str:
         f"engine **{m['engine']}**, {s['threads']} threads; model {s['model']} {s['card_version']} "
         f"(working {s['working_nm_per_px']} nm/px); frames simulated at {s['nm_per_px']} nm/px, {s['frames']} per "
         f"measurement; load average (1/5/15 min) at start {tuple(round(x, 2) for x in m['load_avg_at_start'])}, "
-        f"at end {tuple(round(x, 2) for x in m.get('load_avg_at_end', ()))}.",
+        f"at end {tuple(round(x, 2) for x in m.get('load_avg_at_end', ()))}; 1-min load during the run "
+        f"{m.get('load1_mean', float('nan')):.1f} mean, {m.get('load1_max', float('nan')):.1f} max. Versions: "
+        + ", ".join(f"{k} {v}" for k, v in m.get("versions", {}).items() if v) + ".",
         "",
         "Latency: file renamed into the watched folder → result document received by a ZeroMQ subscriber (one "
         "frame at a time). Throughput: all frames renamed in at once, (n − 1) / (last − first result). "
@@ -422,9 +499,17 @@ def markdown(results: dict) -> str:
                  f"{ra['daemon_fps_over_naive_fps']:.1f}×" if n else "–",
                  f"{ra['daemon_fps_over_naive_working_scale_fps']:.1f}×" if nw else "–"]
         lines.append("| " + " | ".join(cells) + " |")
+    if all("engine_cpu_over_daemon_cpu" in r["ratios"] for r in results["sizes"].values()):
+        lines += ["", "CPU per frame (ms of CPU, all threads; steadier than wall-clock on a shared machine — on a "
+                  "CPU-bound box, throughput ∝ 1 / CPU per frame):", "",
+                  "| frame | engine only | daemon (throughput run) | engine ÷ daemon |", "| --- | --- | --- | --- |"]
+        for size, r in results["sizes"].items():
+            lines.append(f"| {size}² | {r['engine_only']['cpu_ms_per_frame']:.0f} | "
+                         f"{r['daemon']['throughput']['cpu_ms_per_frame']:.0f} | "
+                         f"{r['ratios']['engine_cpu_over_daemon_cpu']:.2f}× |")
     lines += ["", "Per-stage p50 inside the daemon (ms, from the result documents' `timings_ms`):", "",
-              "| frame | read | infer | analyze | assess | queues/hand-offs | file event + publish + transport | "
-              "daemon end_to_end |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+              "| frame | read | infer | analyze | assess | follow | queues/hand-offs | file event + publish + transport | "
+              "daemon end_to_end |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for size, r in results["sizes"].items():
         st = r["daemon"]["stages_ms_p50"]
         lines.append(f"| {size}² | " + " | ".join(f"{st.get(k, float('nan')):.0f}" for k in (
@@ -432,8 +517,8 @@ def markdown(results: dict) -> str:
     loaded = {k: r["daemon"]["throughput"].get("stages_ms_p50_under_load") for k, r in results["sizes"].items()}
     if all(loaded.values()):
         lines += ["", "Per-stage p50 during the throughput run (ms; stages overlap across frames and share the "
-                  "cores):", "", "| frame | read | infer | analyze | assess | daemon end_to_end |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "cores):", "", "| frame | read | infer | analyze | assess | follow | daemon end_to_end |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
         for size, st in loaded.items():
             lines.append(f"| {size}² | " + " | ".join(f"{st.get(k, float('nan')):.0f}" for k in (
                 *STAGES, "end_to_end")) + " |")
@@ -443,13 +528,47 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(sizes, frames, json_path=None, md_path=None, **kwargs) -> dict:
+def run_postprocess_bench(sizes, frames, *, workers: int = 2, model: str = "particles-stem",
+                          engine: str = "onnxruntime", threads: int = 2, nm_per_px: float = 0.2, log=print) -> dict:
+    """``copilot bench --postprocess``: bench/postprocess.py with the machine, load and versions recorded."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("copilot_bench_postprocess", REPO / "bench" / "postprocess.py")
+    post = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(post)
+    sampler = LoadSampler()
+    results = {"created_at": datetime.now(timezone.utc).isoformat(), "machine": machine_info(engine),
+               "postprocess": post.run_postprocess(sizes, frames, model=model, engine=engine, threads=threads,
+                                                   nm_per_px=nm_per_px, workers=workers, log=log)}
+    results["machine"].update(sampler.stop())
+    m = results["machine"]
+    md = [f"# copilot bench --postprocess — {results['created_at'][:19]}Z", "",
+          f"{m['cpu']} ({m['cpu_count']} cores), Python {m['python']}; 1-min load average at start "
+          f"{m['load_avg_at_start'][0]:.1f}, during the run {m['load1_mean']:.1f} mean / {m['load1_max']:.1f} max. "
+          "Versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) + ".", ""]
+    results["markdown"] = "\n".join(md + post.markdown(results["postprocess"]))
+    return results
+
+
+def main(sizes, frames, json_path=None, md_path=None, postprocess: bool = False, workers: int = 2,
+         **kwargs) -> dict:
+    if postprocess:
+        keep = {k: kwargs[k] for k in ("model", "threads", "nm_per_px") if k in kwargs}
+        engine = kwargs.get("engine", "auto")
+        results = run_postprocess_bench(sizes, frames, workers=workers,
+                                        engine="onnxruntime" if engine == "auto" else engine, **keep)
+        md = results.pop("markdown")
+        _write(results, md, json_path, md_path)
+        return results
     results = run_bench(sizes, frames, **kwargs)
+    _write(results, markdown(results), json_path, md_path)
+    return results
+
+
+def _write(results: dict, md: str, json_path, md_path) -> None:
     if json_path:
         Path(json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(json_path).write_text(json.dumps(results, indent=2) + "\n")
-    md = markdown(results)
     if md_path:
         Path(md_path).write_text(md)
     print(md)
-    return results

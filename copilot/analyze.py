@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from copilot.config import Settings
+from copilot.errors import UserError
 from copilot.exports import ResultWriter
 from copilot.inference.select import load_engine
 from copilot.pipeline import Pipeline
@@ -30,14 +31,17 @@ def collect_files(paths: list[Path], include: list[str]) -> list[Path]:
     return files
 
 
-def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_masks: bool = False) -> int:
+def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_masks: bool = False,
+                  dask: str | None = None) -> int:
+    """``dask``: run each file as a task on a dask.distributed cluster (``local:N`` or ``tcp://…``; distributed.py)."""
     files = collect_files(paths, settings.source.include)
     if not files:
-        console.print("[yellow]no image files found[/yellow]")
-        return 1
+        raise UserError(f"no image files in {', '.join(map(str, paths))} (looked for {' '.join(settings.source.include)}; "
+                        "set source.include in a --config to read others)")
     m = settings.model
-    engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=settings.daemon.state_dir,
-                         precision=m.precision)
+    engine = None if dask else load_engine(m.name, m.engine, m.threads, m.max_whole_px,
+                                           state_dir=settings.daemon.state_dir, precision=m.precision,
+                                           triton=settings.triton)
     writer = ResultWriter(out_dir, save_masks=save_masks)
     with Progress(TextColumn("[bold]analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console) as progress:
@@ -48,19 +52,35 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
             d50 = f"D50 {p.d50:.2f} {result.doc.measurements.length_unit}" if p and p.d50 else ""
             progress.update(task, advance=1, description=f"{result.doc.frame_id}: {p.count if p else 0} particles {d50}")
 
-        pipeline = Pipeline(
-            engine, stream=settings.daemon.stream, sinks=[writer, advance], quarantine_dir=None,
-            analysis=settings.analysis,
-            series=settings.series,
-            thresholds=settings.verdict, queue_size=settings.pipeline.queue_size,
-        ).start()
-        for f in files:
-            pipeline.submit(Arrival(origin=str(f), path=f))
-        pipeline.stop()
+        if dask:
+            from copilot.distributed import run_files
+
+            try:
+                st = run_files(files, settings, [writer, advance], dask)
+            except ValueError as exc:  # a malformed --dask
+                progress.stop()
+                writer.close()
+                console.print(f"copilot analyze: {exc}")
+                return 2
+        else:
+            st = _run_local(engine, files, settings, [writer, advance])
         progress.update(task, completed=len(files))
     writer.close()
-    st = pipeline.stats
     console.print(f"{st.processed} analysed, {st.quarantined} unreadable, {st.failed} failed → {out_dir}")
     if st.last_error:
         console.print(f"[yellow]last problem:[/yellow] {st.last_error}")
     return 0 if st.processed else 1
+
+
+def _run_local(engine, files: list[Path], settings: Settings, sinks: list):
+    pipeline = Pipeline(
+        engine, stream=settings.daemon.stream, sinks=sinks, quarantine_dir=None,
+        analysis=settings.analysis,
+        series=settings.series,
+        thresholds=settings.verdict, queue_size=settings.pipeline.queue_size,
+        workers=settings.pipeline.measure_workers,
+    ).start()
+    for f in files:
+        pipeline.submit(Arrival(origin=str(f), path=f))
+    pipeline.stop()
+    return pipeline.stats

@@ -10,8 +10,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
-from copilot.errors import CopilotError
-from copilot.reliability.score import VerdictThresholds
+from copilot.errors import UserError
+from copilot.inference.triton_settings import TritonSettings
+from copilot.reliability.settings import VerdictThresholds
+from copilot.readers.limits import InputLimits
 
 DEFAULT_INCLUDE = ["*.tif", "*.tiff", "*.dm3", "*.dm4", "*.emd", "*.ser", "*.bcf", "*.mrc", "*.png"]
 
@@ -23,7 +25,19 @@ class _Section(BaseModel):
 class DaemonSettings(_Section):
     stream: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="stream name: topic suffix")
     state_dir: Path = Field(Path("state"), description="results database, quarantine, engine caches")
-    quarantine: Literal["move", "copy"] = Field("move", description="what to do with an unreadable file")
+    quarantine: Literal["record", "copy"] = Field(
+        "record", description="an unreadable or refused file: 'record' keeps its reason and fingerprint in the results "
+        "store (the acquisition folder is read-only to the co-pilot); 'copy' also copies a regular file inside the "
+        "watched tree to state_dir/quarantine (sparse-aware, at most limits.quarantine_copy_max_mb)")
+
+    @field_validator("quarantine", mode="before")
+    @classmethod
+    def _no_move(cls, v):
+        if v == "move":
+            raise ValueError("'move' is gone: the acquisition folder is read-only to the co-pilot; use 'record' "
+                             "(default) or 'copy'")
+        return v
+
     session_gap_min: float = Field(60.0, ge=0, description="a restart within this many minutes of the last export "
                                    "continues the session's exports; after a longer pause a new session folder begins")
     keep_documents_days: float | None = Field(None, gt=0, description="drop result documents older than this from the "
@@ -47,8 +61,9 @@ class SourceSettings(_Section):
 class ModelSettings(_Section):
     name: str = "particles-stem"
     engine: Literal["auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt",
-                    "torch-cuda", "torch-cpu"] = Field("auto", description="auto: TensorRT > ORT-TensorRT > ORT-CUDA > "
-                                                       "torch-CUDA > ORT-CPU, whichever this machine has")
+                    "torch-cuda", "torch-cpu", "triton"] = Field(
+        "auto", description="auto: TensorRT > ORT-TensorRT > ORT-CUDA > torch-CUDA > ORT-CPU, whichever this machine "
+        "has; triton: a shared inference server ([triton] section)")
     precision: Literal["fp16", "fp32"] = Field("fp16", description="GPU engines; every build is verified against ORT-CPU")
     threads: int = Field(2, ge=1, le=256)
     max_whole_px: int = Field(2048, ge=64, description="frames up to this size (working scale) run untiled")
@@ -82,6 +97,8 @@ class MetricsSettings(_Section):
 
 class PipelineSettings(_Section):
     queue_size: int = Field(4, ge=1, description="frames waiting between two stages")
+    measure_workers: int = Field(1, ge=1, le=64, description="threads measuring frames side by side (analysis + "
+                                                              "reliability); results still leave in frame order")
 
 
 class Settings(_Section):
@@ -93,30 +110,44 @@ class Settings(_Section):
     verdict: VerdictThresholds = VerdictThresholds()
     publish: PublishSettings = PublishSettings()
     pipeline: PipelineSettings = PipelineSettings()
+    triton: TritonSettings = TritonSettings()
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()
+    limits: InputLimits = InputLimits()
 
 
-class ConfigError(CopilotError):
+class ConfigError(UserError):
     """A config that does not validate; the message names the file and every offending field."""
 
 
 def load_settings(path: Path | None = None, overrides: dict | None = None) -> Settings:
     """Read a TOML config (or defaults) and apply dotted-free nested ``overrides`` on top."""
     data: dict = {}
-    where = str(path) if path else "defaults"
+    where = str(path)
     if path is not None:
         try:
             data = tomllib.loads(Path(path).read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"{where}: {exc}") from exc
-    for section, values in (overrides or {}).items():
-        data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read the config ({exc.strerror}); pass an existing TOML file") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML: {exc}") from exc
+    given = {(section, k) for section, values in (overrides or {}).items() for k, v in values.items() if v is not None}
+    for section, k in given:
+        data.setdefault(section, {})[k] = overrides[section][k]
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
-        raise ConfigError(f"{where}: invalid config\n  " + "\n  ".join(lines)) from exc
+        problems = "; ".join(_problem(e) + (" (from the command line)" if tuple(e["loc"][:2]) in given else "")
+                             for e in exc.errors())
+        raise ConfigError(f"{where + ': ' if path else ''}{problems} (the fields: `copilot config --schema`)") from exc
+
+
+def _problem(error: dict) -> str:
+    field = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"{field}: unknown field"
+    got = error.get("input")
+    return f"{field}: {error['msg']}" + ("" if isinstance(got, dict) else f" (got {got!r})")
 
 
 def settings_schema() -> str:

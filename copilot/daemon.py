@@ -10,13 +10,15 @@ from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from copilot.config import Settings
+from copilot.config import ConfigError, Settings
 from copilot.delivery import Delivery, PublishSink, new_epoch, open_session_exports
+from copilot.inflight import InflightLog
 from copilot.inference.select import load_engine
 from copilot.metrics import Metrics, parse_listen
 from copilot.pipeline import Pipeline
 from copilot.publish.publisher import Publisher
 from copilot.security import SecurityError, ServerSecurity, is_loopback, server_security
+from copilot.readers.base import path_text
 from copilot.service import SystemdNotifier
 from copilot.sources.base import Source
 from copilot.store import ResultStore, file_fingerprint
@@ -47,17 +49,17 @@ def build_source(settings: Settings, store: ResultStore, security: ServerSecurit
         from copilot.sources.socket import SocketSource
 
         return SocketSource(s.endpoint, max_bytes=int(s.max_message_mb * 2**20), stream_default=settings.daemon.stream,
-                            security=security)
+                            security=security, limits=settings.limits)
     from copilot.sources.directory import DirectorySource
 
     if s.watch is None:
-        raise ValueError("source.watch: a folder to watch is required for source.kind = 'directory' (or --watch DIR)")
+        raise ConfigError("source.watch: a folder to watch is required for source.kind = 'directory' (or --watch DIR)")
     if not Path(s.watch).is_dir():
-        raise FileNotFoundError(f"source.watch: {s.watch} is not a folder")
+        raise ConfigError(f"source.watch: {s.watch} is not a folder (give --watch an existing folder)")
 
     def is_done(path: str) -> bool:
         try:
-            return store.is_done(path, file_fingerprint(Path(path)))
+            return store.is_done(path_text(path), file_fingerprint(Path(path)))
         except FileNotFoundError:
             return True
 
@@ -74,6 +76,19 @@ def build_source(settings: Settings, store: ResultStore, security: ServerSecurit
     )
 
 
+def skip_poison(inflight: InflightLog, store: ResultStore) -> list[str]:
+    """Record as quarantined every input that was in flight at ``inflight.max_deaths`` deaths of the daemon, so this
+    start skips it; returns their origins."""
+    skipped = []
+    for origin, fingerprint, deaths in inflight.recover():
+        reason = (f"the daemon died {deaths} times while this input was being processed (crash, out-of-memory kill "
+                  "or a stuck stage); skipped so that the others are")
+        log.error("skipping %s: %s", origin, reason)
+        store.record_failure(origin, fingerprint or None, "quarantined", reason)
+        skipped.append(origin)
+    return skipped
+
+
 class Daemon:
     """Owns every long-lived part; ``run()`` blocks until ``request_stop()`` or a signal."""
 
@@ -84,9 +99,14 @@ class Daemon:
         self.store = ResultStore(state / "results.sqlite")
         self.epoch = self.store.epoch = new_epoch()
         self.security = build_security(settings)  # refuses an unauthenticated bind beyond loopback, before any bind
+        self.inflight = InflightLog(state / "inflight.sqlite")
+        self.skipped_at_start = skip_poison(self.inflight, self.store)
         self.source = build_source(settings, self.store, self.security)  # a bad source fails here, before any bind
         m = settings.model
-        self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=state, precision=m.precision)
+        self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=state, precision=m.precision,
+                                  triton=settings.triton)
+        self.engine.max_upsample = settings.limits.max_upsample
+        self.engine.max_working_px = settings.limits.max_working_mpx * 1e6
         self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint, history=self.store,
                                    security=self.security)
         self._prune()
@@ -109,11 +129,17 @@ class Daemon:
             thresholds=settings.verdict,
             send_labels=settings.publish.send_labels,
             queue_size=settings.pipeline.queue_size,
+            workers=settings.pipeline.measure_workers,
+            limits=settings.limits,
+            watch_root=settings.source.watch if settings.source.kind == "directory" else None,
+            inflight=self.inflight,
+            stuck_after_s=settings.limits.max_stage_s,
         )
         self.metrics = Metrics(self.status, settings.metrics.listen) if settings.metrics.listen else None
         self.notifier = SystemdNotifier()
         self._stop = threading.Event()
         self.started_at = time.time()
+        self.problems: list[str] = []  # why run() gave up, when it did
 
     def _prune(self) -> None:
         days = self.settings.daemon.keep_documents_days
@@ -127,10 +153,10 @@ class Daemon:
             self.metrics.observe(result)
 
     def status(self) -> dict:
+        problems = self.pipeline.problems()
         return {
             "stream": self.settings.daemon.stream,
             "model_version": self.engine.card.version,
-            "healthy": self.pipeline.healthy(),
             "session_epoch": self.epoch,
             "last_seq": self.store.last_seqs(),
             "delivery": asdict(self.delivery.stats),
@@ -139,20 +165,24 @@ class Daemon:
             "model": self.engine.card.name,
             "engine": self.engine.name,
             "engine_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.engine, "selection", [])],
+            "engine_status": self.engine.status() if hasattr(self.engine, "status") else None,
             "uptime_s": round(time.time() - self.started_at, 1),
             "queues": self.pipeline.queue_depths(),
+            "healthy": not problems,
+            "problems": problems,
+            "skipped_at_start": self.skipped_at_start,
             **asdict(self.pipeline.stats),
         }
 
     def request_stop(self, *_args) -> None:
         self._stop.set()
 
-    def run(self, install_signals: bool = True) -> None:
+    def run(self, install_signals: bool = True) -> int:
+        """Serve until a stop is requested (0) or the pipeline is unhealthy (1: a stage thread died or is stuck; the
+        watchdog is no longer fed and the non-zero exit lets systemd's ``Restart=on-failure`` restart the daemon)."""
         if install_signals:
             signal.signal(signal.SIGINT, self.request_stop)
             signal.signal(signal.SIGTERM, self.request_stop)
-        depth = max(self.settings.series.window_frames, self.settings.verdict.shift_window)
-        self.pipeline.rebuild_state({s: self.store.recent(s, depth) for s in self.store.last_seqs()})
         replayed = self.delivery.catch_up()  # journaled before a kill but not yet published/exported
         if replayed:
             log.info("delivered %d journaled result(s) a previous run had not published/exported", replayed)
@@ -161,12 +191,19 @@ class Daemon:
         log.info("co-pilot ready: stream %s, publishing on %s", self.settings.daemon.stream,
                  self.settings.publish.pub_endpoint)
         interval = self.notifier.watchdog_interval_s() or 2.0
+        exit_code = 0
         try:
             while not self._stop.wait(min(interval, 2.0)):
                 st = self.status()
+                if not st["healthy"]:
+                    self.problems = st["problems"]
+                    log.error("unhealthy, exiting for a restart: %s", "; ".join(st["problems"]))
+                    self.publisher.publish_status({**st, "state": "unhealthy"})
+                    self.notifier.status("unhealthy: " + "; ".join(st["problems"]))
+                    exit_code = 1
+                    break
                 self.publisher.publish_status(st)
-                if self.pipeline.healthy():
-                    self.notifier.watchdog()
+                self.notifier.watchdog()
                 self.notifier.status(f"{st['processed']} frames, {st['quarantined']} quarantined")
         finally:
             self.notifier.stopping()
@@ -181,4 +218,6 @@ class Daemon:
             if self.security is not None:
                 self.security.close()
             self.store.close()
+            self.inflight.close()
             self.notifier.close()
+        return exit_code

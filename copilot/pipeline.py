@@ -1,17 +1,24 @@
-"""The frame path as stage threads joined by bounded queues.
+"""The frame path as a declared list of typed stages, grouped into lanes that run on their own threads.
 
-    source ─► [read] ─► Frame ─► [infer] ─► Segmentation ─► [measure] ─► Result ─► [sink: store + publish]
+    Arrival ─[read]→ Frame ─[infer]→ Segmentation ─[analyze]→ FrameMeasurements ─[assess]→ Measured
+            ─[follow]→ Outcome ─[sink]→ Result
 
-Reading, inference and measurement of successive frames overlap. Queues are bounded, so a slow stage pushes back
-on the source instead of growing memory. ``stop()`` (SIGINT/SIGTERM) stops the source, lets every frame already
-accepted pass through all stages, then returns.
+    lane:   read │ infer │ measure (analyze + assess, N workers) │ follow (in frame order) │ sink
+
+Each stage is a small class (``name``, ``input``, ``output``, ``__call__``); ``STAGES`` is the path, checked at
+import so every arrow carries one type. Lanes are joined by bounded queues, so reading, inference and measurement
+of successive frames overlap and a slow lane pushes back on the source instead of growing memory. The measure
+lane runs on ``workers`` threads (its work is numpy/scipy/scikit-image and ONNX Runtime, which release the GIL for
+most of the time); frames leave it in arrival order (sequence numbers + a reorder buffer), so the per-stream state
+in the follow lane (series, shift window: copilot.accumulator) sees every stream's frames in order. Every stage's
+time lands in the result's ``timings_ms`` under the stage's name. ``stop()`` (SIGINT/SIGTERM) stops the source,
+lets every frame already accepted pass through all lanes, then returns.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,15 +26,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 from copilot.analysis import measure
+from copilot.analysis.measurements import FrameMeasurements
 from copilot.analysis.series import SeriesTracker
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.errors import UnreadableFrame
 from copilot.frame import Frame
-from copilot.inference.segmentation import Engine
+from copilot.inference.segmentation import Engine, Segmentation
 from copilot.readers import read_frame
+from copilot.readers.base import path_text
+from copilot.readers.limits import InputLimits
 from copilot.reliability.score import Assessor, VerdictThresholds
-from copilot.result import Result, build_result
-from copilot.sources.base import Arrival, Source
+from copilot.reliability.types import FrameReliability
+from copilot.result import Outcome, Result, build_result
+from copilot.sources.base import Arrival
 from copilot.store import file_fingerprint
 
 log = logging.getLogger(__name__)
@@ -35,12 +46,25 @@ log = logging.getLogger(__name__)
 _STOP = object()
 
 
+@dataclass(frozen=True)
+class Measured:
+    """A frame measured and its own reliability assessed; no per-stream state applied yet."""
+
+    measurements: FrameMeasurements
+    reliability: FrameReliability
+
+
 @dataclass
-class _Job:
-    """What travels between stages: the arrival, its timings so far, and the current stage's payload."""
+class Job:
+    """The envelope that travels between lanes: the arrival, its sequence number, timings, the current payload.
+
+    ``payload`` starts as the arrival and becomes each stage's output; it is None once the frame was skipped or
+    failed, and the envelope still travels on, so the reorder buffers know that sequence number is done.
+    """
 
     arrival: Arrival
-    fingerprint: str | None
+    seq: int
+    fingerprint: str | None = None
     payload: Any = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     queued_at: float = field(default_factory=time.perf_counter)  # when it entered its current queue
@@ -57,11 +81,172 @@ class PipelineStats:
     last_error: str | None = None
 
 
-class Pipeline:
-    """Runs frames from a source (or from ``submit``) through reader, engine, analysis and reliability.
+class Skip(Exception):
+    """A stage's way of saying "nothing to do for this frame" (already done, vanished, quarantined)."""
 
-    ``sinks`` receive every Result on the sink thread (store, publisher, exporters); ``store`` (optional) makes a
-    frame already recorded with the same fingerprint a no-op and records quarantines and failures.
+
+# -- stages -------------------------------------------------------------------------------------------------------
+class ReadStage:
+    """Arrival → Frame: fingerprint, skip what the store has already done, read, quarantine what cannot be read."""
+
+    name, input, output = "read", Arrival, Frame
+
+    def __init__(self, pipeline: "Pipeline"):
+        self.p = pipeline
+
+    def __call__(self, arrival: Arrival, job: Job) -> Frame:
+        if arrival.frame is not None:
+            if self.p.store is not None and self.p.store.is_done(arrival.origin):
+                self.p._count("duplicates")
+                raise Skip
+            return arrival.frame
+        path = arrival.path
+        try:
+            job.fingerprint = file_fingerprint(path)
+        except FileNotFoundError:
+            log.warning("%s vanished before it could be read", arrival.origin)
+            raise Skip from None
+        if self.p.store is not None and self.p.store.is_done(path_text(path), job.fingerprint):
+            self.p._count("skipped")
+            raise Skip
+        if self.p.inflight is not None:
+            self.p.inflight.begin(path_text(path), job.fingerprint, "read")
+        try:
+            return read_frame(path, stream=self.p.stream, limits=self.p.limits)
+        except UnreadableFrame as exc:
+            self.p._quarantine(job, exc.reason)
+            raise Skip from None
+
+
+class InferStage:
+    """Frame → Segmentation on the engine (one thread: engines hold sessions and device memory)."""
+
+    name, input, output = "infer", Frame, Segmentation
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def __call__(self, frame: Frame, job: Job) -> Segmentation:
+        return self.engine.segment(frame)
+
+
+class AnalyzeStage:
+    """Segmentation → FrameMeasurements (particles or phases)."""
+
+    name, input, output = "analyze", Segmentation, FrameMeasurements
+
+    def __init__(self, settings: AnalysisSettings):
+        self.settings = settings
+
+    def __call__(self, seg: Segmentation, job: Job) -> FrameMeasurements:
+        return measure(seg, self.settings)
+
+
+class AssessStage:
+    """FrameMeasurements → Measured: the frame's own reliability (features, quality, predicted F1, shift score)."""
+
+    name, input, output = "assess", FrameMeasurements, Measured
+
+    def __init__(self, assessor: Assessor):
+        self.assessor = assessor
+
+    def __call__(self, fm: FrameMeasurements, job: Job) -> Measured:
+        return Measured(fm, self.assessor.frame(fm))
+
+
+class FollowStage:
+    """Measured → Outcome: per-stream state, in frame order (series trends, shift window) and the verdict."""
+
+    name, input, output = "follow", Measured, Outcome
+
+    def __init__(self, series: SeriesTracker, assessor: Assessor):
+        self.series = series
+        self.assessor = assessor
+
+    def __call__(self, m: Measured, job: Job) -> Outcome:
+        fm = m.measurements
+        stream = fm.segmentation.frame.stream
+        series = self.series.process(stream, fm) if hasattr(self.series, "process") else self.series.update(fm)
+        reliability, verdict = self.assessor.follow(fm, m.reliability)
+        return Outcome(fm, reliability, verdict, series)
+
+    def rebuild(self, stream: str, documents: list[dict]) -> None:
+        """Restore the stream's state after a restart from its recent result documents (oldest first)."""
+        for acc in (self.series, self.assessor.window):
+            if hasattr(acc, "rebuild"):
+                acc.rebuild(stream, documents)
+
+
+class SinkStage:
+    """Outcome → Result: the document, journaled in the store, then handed to every sink (publish, exports)."""
+
+    name, input, output = "sink", Outcome, Result
+
+    def __init__(self, pipeline: "Pipeline"):
+        self.p = pipeline
+
+    def __call__(self, outcome: Outcome, job: Job) -> Result:
+        timings = dict(job.timings_ms)
+        # from the moment the input was complete (file written, message received), queues and source waits included
+        timings["end_to_end"] = (time.time() - (job.arrival.completed_at or job.arrival.arrived_at)) * 1e3
+        result = build_result(outcome, timings, send_labels=self.p.send_labels)
+        result.arrived_at = job.arrival.arrived_at
+        if self.p.store is not None and self.p.store.journal(result.doc, job.fingerprint) is None:
+            self.p._count("duplicates")  # journal first (write-ahead): it gives the document its seq
+            self.p._end_inflight(job)
+            return result
+        for sink in self.p.sinks:
+            try:
+                sink(result)
+            except Exception:
+                log.exception("result sink %r failed for %s", sink, result.doc.frame_id)
+        self.p._count("processed")
+        self.p._end_inflight(job)
+        return result
+
+
+STAGES = (ReadStage, InferStage, AnalyzeStage, AssessStage, FollowStage, SinkStage)
+for _a, _b in zip(STAGES, STAGES[1:]):
+    if _a.output is not _b.input:
+        raise TypeError(f"{_a.name} gives {_a.output.__name__}, {_b.name} takes {_b.input.__name__}")
+
+
+@dataclass(frozen=True)
+class Lane:
+    """Stages run one after another on the lane's thread(s); ``workers`` > 1 runs frames side by side."""
+
+    name: str
+    stages: tuple
+    workers: int = 1
+
+
+class _Reorder:
+    """Releases jobs to ``outbox`` in sequence order, whatever order the lane's workers finish them in."""
+
+    def __init__(self, outbox: queue.Queue | None, first: int = 0):
+        self.outbox = outbox
+        self.next = first
+        self.held: dict[int, Job] = {}
+        self.lock = threading.Lock()
+
+    def put(self, job: Job) -> None:
+        with self.lock:
+            self.held[job.seq] = job
+            while self.next in self.held:
+                ready = self.held.pop(self.next)
+                self.next += 1
+                ready.queued_at = time.perf_counter()
+                if self.outbox is not None:
+                    self.outbox.put(ready)
+
+
+# -- the pipeline -------------------------------------------------------------------------------------------------
+class Pipeline:
+    """Runs frames from a source (or from ``submit``) through the stages of ``STAGES``.
+
+    ``sinks`` receive every Result on the sink lane (store, publisher, exporters); ``store`` (optional) makes a
+    frame already recorded with the same fingerprint a no-op and records quarantines and failures. ``workers``:
+    threads of the measure lane.
     """
 
     def __init__(
@@ -72,13 +257,20 @@ class Pipeline:
         store=None,
         sinks: list[Callable[[Result], None]] | None = None,
         quarantine_dir: Path | None = None,
-        quarantine_mode: str = "move",
+        quarantine_mode: str = "record",
         analysis: AnalysisSettings | None = None,
         series: SeriesSettings | None = None,
         thresholds: VerdictThresholds | None = None,
         send_labels: bool = True,
         queue_size: int = 4,
+        workers: int = 1,
+        limits: InputLimits | None = None,
+        watch_root: Path | None = None,
+        inflight=None,
+        stuck_after_s: float = 600.0,
     ):
+        if workers < 1:
+            raise ValueError(f"workers must be ≥ 1, got {workers}")
         self.engine = engine
         self.stream = stream
         self.store = store
@@ -87,23 +279,47 @@ class Pipeline:
         self.quarantine_mode = quarantine_mode
         self.analysis = analysis or AnalysisSettings()
         self.series = SeriesTracker(series, self.analysis)
-        self.assessor = Assessor(getattr(engine, "card", None), getattr(engine, "folder", None), thresholds)
+        self.assessor = Assessor(engine.card, engine.folder, thresholds)
         self.send_labels = send_labels
+        self.limits = limits or InputLimits()
+        self.watch_root = watch_root  # quarantine copies only from inside this tree
+        self.inflight = inflight  # copilot.inflight.InflightLog: inputs in flight survive a crash of the process
+        self.stuck_after_s = stuck_after_s
+        self._abandoned = threading.Event()
+        self._busy: dict[str, tuple[float, str]] = {}  # thread -> (monotonic start, origin) while it works on one
         self.stats = PipelineStats()
-        self._lock = threading.Lock()
-        self._queues = [queue.Queue(maxsize=queue_size) for _ in range(4)]
+        self.lanes = (
+            Lane("read", (ReadStage(self),)),
+            Lane("infer", (InferStage(engine),)),
+            Lane("measure", (AnalyzeStage(self.analysis), AssessStage(self.assessor)), workers),
+            Lane("follow", (FollowStage(self.series, self.assessor),)),
+            Lane("sink", (SinkStage(self),)),
+        )
+        self._lock = threading.Lock()  # stats
+        self._submit_lock = threading.Lock()
+        self._seq = 0
+        self._queues = [queue.Queue(maxsize=max(queue_size, workers + 1)) for _ in self.lanes]
         self._threads: list[threading.Thread] = []
-        self._source: Source | None = None
+        self._source = None
         self._started = False
 
     # -- lifecycle -------------------------------------------------------------------------------------------
-    def start(self, source: Source | None = None) -> "Pipeline":
-        stages = [self._read, self._infer, self._measure, self._sink]
-        for i, stage in enumerate(stages):
-            out = self._queues[i + 1] if i + 1 < len(self._queues) else None
-            t = threading.Thread(target=self._loop, args=(stage, self._queues[i], out), name=stage.__name__, daemon=True)
-            t.start()
-            self._threads.append(t)
+    def start(self, source=None) -> "Pipeline":
+        if self.store is not None:  # per-stream state continues where the store left off
+            depth = max(self.series.settings.window_frames, self.assessor.thresholds.shift_window)
+            self.rebuild_state({s: self.store.recent(s, depth) for s in self.store.last_seqs()})
+        self._seq = 0  # every lane's reorder buffer starts here
+        self._threads = []
+        for i, lane in enumerate(self.lanes):
+            outbox = self._queues[i + 1] if i + 1 < len(self._queues) else None
+            reorder = _Reorder(outbox)
+            alive = [lane.workers]
+            for w in range(lane.workers):
+                name = lane.name if lane.workers == 1 else f"{lane.name}-{w}"
+                t = threading.Thread(target=self._loop, args=(lane, self._queues[i], reorder, alive), name=name,
+                                     daemon=True)
+                t.start()
+                self._threads.append(t)
         self._started = True
         if source is not None:
             self._source = source
@@ -111,143 +327,159 @@ class Pipeline:
         return self
 
     def rebuild_state(self, recent: dict[str, list[dict]]) -> None:
-        """Per-stream state (series, shift window: Accumulators) from the store's recent documents after a restart."""
-        for acc in (self.series, self.assessor.shift):
-            for stream, docs in recent.items():
-                acc.rebuild(stream, docs)
+        """Per-stream state (series, shift window: Accumulators) from the store's recent documents after a restart
+        (``{stream: [document dicts, oldest first]}``)."""
+        card = self.engine.card  # another model's embeddings and sizes would not compare
+        follow = next(s for lane in self.lanes for s in lane.stages if isinstance(s, FollowStage))
+        for stream, docs in recent.items():
+            docs = [d for d in docs if (d.get("model") or {}).get("name") == card.name
+                    and (d.get("model") or {}).get("version") == card.version]
+            if docs:
+                follow.rebuild(stream, docs)
 
     def submit(self, arrival: Arrival) -> None:
-        """Hand the pipeline one arrival; blocks while the first queue is full (backpressure)."""
-        with self._lock:
-            self.stats.received += 1
-        self._queues[0].put(_Job(arrival, None))
+        """Hand the pipeline one arrival; blocks while the first queue is full (backpressure), except once a stop
+        gave up on a dead or stuck stage (the arrival is then left for the next start, which finds it unrecorded)."""
+        with self._submit_lock:  # held while blocked on a full queue: the read lane sees sequence order
+            seq = self._seq
+            self._seq += 1
+            self._count("received")
+            job = Job(arrival, seq, payload=arrival)
+            while not self._abandoned.is_set():
+                try:
+                    self._queues[0].put(job, timeout=0.5)
+                    return
+                except queue.Full:
+                    continue
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop the source, drain every frame already accepted, join the stage threads."""
+        """Stop the source, drain every frame already accepted, join the lane threads.
+
+        With a dead or stuck stage nothing can drain: stop then waits at most a few seconds instead of forever
+        (SIGTERM still ends the daemon; unfinished inputs have no record and are read again at the next start).
+        """
+        if self.problems():
+            self._abandoned.set()
+            timeout = 2.0 if timeout is None else min(timeout, 2.0)
+            log.error("stopping without draining: %s", "; ".join(self.problems()))
         if self._source is not None:
             self._source.stop()
             self._source = None
         if self._started:
-            self._queues[0].put(_STOP)
+            try:
+                self._queues[0].put(_STOP, timeout=timeout)
+            except queue.Full:
+                pass
             for t in self._threads:
                 t.join(timeout)
             self._started = False
 
     def healthy(self) -> bool:
-        """Every stage thread is alive (the systemd watchdog is fed only while this holds)."""
-        return self._started and all(t.is_alive() for t in self._threads)
+        """Every lane thread is alive and none has been stuck on one input for ``stuck_after_s`` (the systemd
+        watchdog is fed only while this holds)."""
+        return self._started and not self.problems()
+
+    def problems(self) -> list[str]:
+        """Why the pipeline is unhealthy: dead lane threads, and stages stuck on one input (empty when healthy)."""
+        out = [f"stage thread {t.name} is dead" for t in self._threads if not t.is_alive()]
+        now = time.monotonic()
+        for thread, (since, origin) in list(self._busy.items()):
+            if now - since > self.stuck_after_s:
+                out.append(f"{thread} stuck for {now - since:.0f} s on {origin}")
+        return out
 
     def queue_depths(self) -> list[int]:
         return [q.qsize() for q in self._queues]
 
-    def _loop(self, stage, inbox: queue.Queue, outbox: queue.Queue | None) -> None:
+    def _loop(self, lane: Lane, inbox: queue.Queue, reorder: _Reorder, alive: list[int]) -> None:
         while True:
             job = inbox.get()
             if job is _STOP:
-                if outbox is not None:
-                    outbox.put(_STOP)
+                with reorder.lock:
+                    alive[0] -= 1
+                    last = alive[0] == 0
+                if not last:
+                    inbox.put(_STOP)  # for the lane's other workers
+                elif reorder.outbox is not None:
+                    reorder.outbox.put(_STOP)
+                return
+            job.timings_ms["queue_wait"] = job.timings_ms.get("queue_wait", 0.0) + (time.perf_counter() - job.queued_at) * 1e3
+            self._run_lane(lane, job)
+            reorder.put(job)
+
+    def _run_lane(self, lane: Lane, job: Job) -> None:
+        thread = threading.current_thread().name
+        for stage in lane.stages:
+            if job.payload is None:  # skipped or failed upstream: the envelope only keeps the sequence
                 return
             t0 = time.perf_counter()
-            job.timings_ms["queue_wait"] = job.timings_ms.get("queue_wait", 0.0) + (t0 - job.queued_at) * 1e3
+            self._busy[thread] = (time.monotonic(), job.arrival.origin)
+            self._mark_inflight(job, stage.name)
             try:
-                job = stage(job)
-            except Exception as exc:  # one bad frame must never stop the daemon
-                log.exception("stage %s failed on %s", stage.__name__, job.arrival.origin)
-                self._record_failure(job, "failed", f"{stage.__name__.strip('_')}: {type(exc).__name__}: {exc}")
-                continue
-            if job is None:
-                continue
-            job.timings_ms[stage.__name__.strip("_")] = (time.perf_counter() - t0) * 1e3
-            if outbox is not None:
-                job.queued_at = time.perf_counter()
-                outbox.put(job)
+                job.payload = stage(job.payload, job)
+            except Skip:
+                job.payload = None
+                return
+            except UnreadableFrame as exc:  # refused by a later bound (resampling, working grid): a reason, no trace
+                job.payload = None
+                self._quarantine(job, exc.reason)
+                return
+            except (Exception, SystemExit) as exc:  # one bad input must never stop a stage
+                log.error("stage %s failed on %s: %s: %s", stage.name, job.arrival.origin, type(exc).__name__, exc,
+                          exc_info=not isinstance(exc, (MemoryError, RecursionError)))
+                job.payload = None
+                self._record_failure(job, "failed", f"{stage.name}: {type(exc).__name__}: {exc}")
+                return
+            finally:
+                self._busy.pop(thread, None)
+            job.timings_ms[stage.name] = (time.perf_counter() - t0) * 1e3
+        if lane.name != "sink" and job.payload is not None:
+            self._mark_inflight(job, "")  # waiting in the next queue: not to blame if the process dies now
 
-    # -- stages ----------------------------------------------------------------------------------------------
-    def _read(self, job: _Job) -> _Job | None:
-        arrival = job.arrival
-        if arrival.frame is not None:
-            if self.store is not None and self.store.is_done(arrival.origin):
-                with self._lock:
-                    self.stats.duplicates += 1
-                return None
-            job.payload = arrival.frame
-            return job
-        path = arrival.path
-        try:
-            job.fingerprint = file_fingerprint(path)
-        except FileNotFoundError:
-            log.warning("%s vanished before it could be read", path)
-            return None
-        if self.store is not None and self.store.is_done(str(path), job.fingerprint):
-            with self._lock:
-                self.stats.skipped += 1
-            return None
-        try:
-            job.payload = read_frame(path, stream=self.stream)
-        except UnreadableFrame as exc:
-            self._quarantine(job, exc.reason)
-            return None
-        return job
-
-    def _infer(self, job: _Job) -> _Job:
-        frame: Frame = job.payload
-        job.payload = self.engine.segment(frame)
-        return job
-
-    def _measure(self, job: _Job) -> _Job:
-        t0 = time.perf_counter()
-        fm = measure(job.payload, self.analysis)
-        series = self.series.update(fm)
-        t1 = time.perf_counter()
-        reliability, verdict, uncertainty = self.assessor.assess(fm)
-        job.timings_ms["assess"] = (time.perf_counter() - t1) * 1e3
-        job.timings_ms["analyze"] = (t1 - t0) * 1e3
-        job.payload = (fm, series, reliability, verdict, uncertainty)
-        return job
-
-    def _sink(self, job: _Job) -> _Job:
-        fm, series, reliability, verdict, uncertainty = job.payload
-        timings = dict(job.timings_ms)
-        timings.pop("measure", None)
-        # from the moment the input was complete (file written, message received), queues and source waits included
-        timings["end_to_end"] = (time.time() - (job.arrival.completed_at or job.arrival.arrived_at)) * 1e3
-        result = build_result(fm, reliability, verdict, timings, series=series, uncertainty=uncertainty,
-                              send_labels=self.send_labels)
-        result.arrived_at = job.arrival.arrived_at
-        if self.store is not None and self.store.journal(result.doc, job.fingerprint) is None:
-            with self._lock:  # journal first (write-ahead): it gives the document its seq; a duplicate goes no further
-                self.stats.duplicates += 1
-            return job
-        for sink in self.sinks:
-            try:
-                sink(result)
-            except Exception:
-                log.exception("result sink %r failed for %s", sink, result.doc.frame_id)
+    def _count(self, what: str) -> None:
         with self._lock:
-            self.stats.processed += 1
-        return job
+            setattr(self.stats, what, getattr(self.stats, what) + 1)
 
     # -- failures --------------------------------------------------------------------------------------------
-    def _quarantine(self, job: _Job, reason: str) -> None:
+    def _quarantine(self, job: Job, reason: str) -> None:
+        """Record the reason (the acquisition folder is never touched); with ``quarantine_mode="copy"`` also keep a
+        sparse-aware copy of a regular file inside the watched tree."""
         path = job.arrival.path
-        log.warning("quarantined %s: %s", path, reason)
-        if self.quarantine_dir is not None and path is not None:
-            self.quarantine_dir.mkdir(parents=True, exist_ok=True)
-            target = self.quarantine_dir / path.name
-            n = 1
-            while target.exists():
-                target = self.quarantine_dir / f"{path.stem}.{n}{path.suffix}"
-                n += 1
-            (shutil.move if self.quarantine_mode == "move" else shutil.copy2)(str(path), str(target))
-            target.with_name(target.name + ".reason.txt").write_text(f"{path}\n{reason}\n")
+        note = ""
+        if self.quarantine_mode == "copy" and self.quarantine_dir is not None and path is not None:
+            from copilot.sources.quarantine import quarantine_copy
+
+            try:
+                note = "; " + quarantine_copy(path, path_text(path), job.fingerprint, reason,
+                                              folder=self.quarantine_dir, root=self.watch_root,
+                                              max_bytes=int(self.limits.quarantine_copy_max_mb * 2**20))
+            except Exception as exc:  # the record below matters more than the copy
+                note = f"; not copied: {type(exc).__name__}: {exc}"
+        log.warning("quarantined %s: %s%s", job.arrival.origin, reason, note)
         self._record_failure(job, "quarantined", reason)
 
-    def _record_failure(self, job: _Job, status: str, reason: str) -> None:
+    def _record_failure(self, job: Job, status: str, reason: str) -> None:
+        origin = path_text(job.arrival.origin)
         with self._lock:
             if status == "quarantined":
                 self.stats.quarantined += 1
             else:
                 self.stats.failed += 1
-            self.stats.last_error = f"{job.arrival.origin}: {reason}"
-        if self.store is not None:
-            self.store.record_failure(job.arrival.origin, job.fingerprint, status, reason)
+            self.stats.last_error = f"{origin}: {reason}"
+        try:
+            if self.store is not None:
+                self.store.record_failure(origin, job.fingerprint, status, reason)
+            self._end_inflight(job)
+        except Exception:  # a failing store must not take the stage thread with it
+            log.exception("could not record the %s outcome of %s", status, origin)
+
+    def _mark_inflight(self, job: Job, stage: str) -> None:
+        if self.inflight is not None and job.arrival.path is not None and job.fingerprint is not None:
+            try:
+                self.inflight.stage(path_text(job.arrival.path), job.fingerprint, stage)
+            except Exception:  # bookkeeping must never take a stage thread with it
+                log.exception("could not note %s in the in-flight log", job.arrival.origin)
+
+    def _end_inflight(self, job: Job) -> None:
+        if self.inflight is not None and job.arrival.path is not None:
+            self.inflight.end(path_text(job.arrival.path), job.fingerprint)

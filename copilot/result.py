@@ -1,4 +1,8 @@
-"""Result: the one type that leaves reliability — the document plus its binary parts."""
+"""Outcome → Result: the only place where measurements and reliability become the ``copilot.result/1`` document.
+
+``Outcome`` is what the pipeline hands its sink for one frame (measurements, reliability, verdict, series state);
+``Result`` is the document plus its binary parts (label mask, uncertainty).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from datetime import datetime, timezone
 import numpy as np
 
 from copilot.analysis.measurements import FrameMeasurements
-from copilot.frame import Frame
 from copilot.document.schema import (
     Calibration,
     ImageInfo,
@@ -18,6 +21,23 @@ from copilot.document.schema import (
     SeriesSummary,
     Verdict,
 )
+from copilot.frame import Frame
+from copilot.reliability.types import FrameReliability
+from copilot.reliability.types import Verdict as FrameVerdict
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One frame, measured and judged: what leaves the measure stage and enters the sink."""
+
+    measurements: FrameMeasurements
+    reliability: FrameReliability
+    verdict: FrameVerdict
+    series: SeriesSummary | None = None
+
+    @property
+    def frame(self) -> Frame:
+        return self.measurements.segmentation.frame
 
 
 @dataclass
@@ -28,16 +48,23 @@ class Result:
     frame: Frame | None = field(default=None, repr=False)  # for the preview; never serialized
 
 
-def build_result(
-    fm: FrameMeasurements,
-    reliability: Reliability,
-    verdict: Verdict,
-    timings_ms: dict[str, float],
-    *,
-    series: SeriesSummary | None = None,
-    uncertainty: np.ndarray | None = None,
-    send_labels: bool = True,
-) -> Result:
+def reliability_document(r: FrameReliability) -> Reliability:
+    return Reliability(
+        predicted_f1=r.predicted_f1,
+        predicted_precision=r.predicted_precision,
+        predicted_recall=r.predicted_recall,
+        image_confidence=r.image_confidence,
+        shift_score=r.shift_score,
+        shift_window_mmd2=r.shift_window_mmd2,
+        quality=r.quality,
+        features=r.features,
+        embedding=None if r.embedding is None else [round(float(v), 5) for v in r.embedding],
+    )
+
+
+def build_result(outcome: Outcome, timings_ms: dict[str, float], *, send_labels: bool = True,
+                 send_uncertainty: bool = True) -> Result:
+    fm = outcome.measurements
     seg = fm.segmentation
     frame = seg.frame
     doc = ResultDocument(
@@ -63,15 +90,16 @@ def build_result(
         model=ModelRef(name=seg.model_name, version=seg.model_version, engine=seg.engine),
         timings_ms=timings_ms,
         measurements=fm.summary,
-        series=series,
-        reliability=reliability,
-        verdict=verdict,
+        series=outcome.series,
+        reliability=reliability_document(outcome.reliability),
+        verdict=Verdict(level=outcome.verdict.level, reasons=list(outcome.verdict.reasons)),
     )
     parts: dict[str, np.ndarray | bytes] = {}
     if send_labels:
         dtype = np.uint16 if fm.instances.max(initial=0) < 65536 else np.uint32
         parts["labels"] = np.ascontiguousarray(fm.instances.astype(dtype))
-    if uncertainty is not None:
+    uncertainty = outcome.reliability.uncertainty
+    if send_uncertainty and uncertainty is not None:
         # normalized entropy, 0 (certain) … 255 (uniform over the classes), on the analysis grid
         parts["uncertainty"] = np.round(np.clip(uncertainty, 0, 1) * 255).astype(np.uint8)
     return Result(doc=doc, parts=parts, frame=frame)

@@ -18,6 +18,7 @@ class SystemdNotifier:
                 addr = "\0" + addr[1:]
             self._addr = addr
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._sock.setblocking(False)  # a notification never blocks the daemon (a full buffer drops it)
 
     @property
     def enabled(self) -> bool:
@@ -26,7 +27,10 @@ class SystemdNotifier:
     def notify(self, *fields: str) -> bool:
         if self._sock is None:
             return False
-        self._sock.sendto("\n".join(fields).encode(), self._addr)
+        try:
+            self._sock.sendto("\n".join(fields).encode(), self._addr)
+        except (BlockingIOError, ConnectionRefusedError, FileNotFoundError):
+            return False
         return True
 
     def ready(self, status: str = "") -> bool:

@@ -1,3 +1,6 @@
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,3 +35,20 @@ def test_unparseable_toml_names_the_file(tmp_path):
     cfg.write_text("[source\n")
     with pytest.raises(ConfigError, match="broken.toml"):
         load_settings(cfg)
+
+
+def test_invalid_values_fit_on_one_line_with_what_was_given(tmp_path):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('[model]\nthreads = "x"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    msg = str(err.value)
+    assert "\n" not in msg and "model.threads" in msg and "'x'" in msg
+
+
+def test_loading_the_config_does_not_import_onnxruntime():
+    code = ("import sys; from copilot.config import load_settings; load_settings(); "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('onnxruntime', 'torch', 'PySide6')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
+    assert out.stdout.strip() == "[]"

@@ -57,10 +57,10 @@ def test_corrupt_tiff_is_quarantined_and_next_frame_processed(tmp_path, threshol
     run_files(p, [corrupt, good])
     assert p.stats.quarantined == 1 and p.stats.processed == 1
     assert [r.doc.frame_id for r in results] == ["good"]
-    assert not corrupt.exists()
-    assert (tmp_path / "quarantine" / "corrupt.tif").exists()
-    reason = (tmp_path / "quarantine" / "corrupt.tif.reason.txt").read_text()
-    assert str(corrupt) in reason and len(reason.splitlines()[1]) > 5
+    assert corrupt.read_bytes() == good.read_bytes()[:300]  # the acquisition folder is read-only to the co-pilot
+    assert not (tmp_path / "quarantine").exists()  # default: a record only
+    status, reason = store.status(str(corrupt))
+    assert status == "quarantined" and "truncated" in reason
     doc = results[0].doc
     assert doc.calibration.nm_per_px == pytest.approx(0.5) and doc.measurements.length_unit == "nm"
     assert doc.measurements.particles.count >= 6
@@ -224,8 +224,80 @@ def test_daemon_socket_source_end_to_end(tmp_path, threshold_model_dir):
         msg = sub.recv(timeout_s=20)
         assert msg is not None and msg.doc.frame_id == "f" and msg.doc.calibration.source == "socket"
         assert msg.doc.calibration.nm_per_px == pytest.approx(0.5)
+        deadline = time.monotonic() + 20  # the bad message travels on its own socket: it may land after the good one
+        while daemon.source.rejected < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert daemon.source.rejected == 1
     finally:
         sub.close()
         daemon.request_stop()
         t.join(30)
+
+
+def test_stages_form_one_typed_path():
+    from copilot.pipeline import STAGES
+
+    assert [s.name for s in STAGES] == ["read", "infer", "analyze", "assess", "follow", "sink"]
+    assert all(a.output is b.input for a, b in zip(STAGES, STAGES[1:]))
+
+
+def test_measure_workers_keep_frame_order_and_series_state_per_stream(tmp_path, threshold_model_dir):
+    """Big and small frames on two streams through 3 measure workers, a corrupt file among them: results leave in
+    submission order, each stream's series counts its own frames 1, 2, 3, …, and the gap left by the quarantined
+    file does not hold the others back."""
+    from copilot.frame import Frame
+
+    rng = np.random.default_rng(3)
+    arrivals = []
+    for i in range(12):
+        size = 768 if i % 4 == 0 else 128  # the big ones take longest to measure: workers finish out of order
+        centres = rng.integers(20, size - 20, size=(max(4, size // 24), 2))
+        frame = Frame(disc_image((size, size), centres, 8), 0.5, stream=f"s{i % 2}", frame_id=f"f{i:02d}",
+                      origin="mem")
+        arrivals.append(Arrival(origin=f"f{i:02d}", frame=frame))
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\0" + b"\0" * 50)
+    arrivals.insert(5, Arrival(origin=str(corrupt), path=corrupt))
+    results = []
+    p = Pipeline(OrtEngine.from_name(threshold_model_dir), sinks=[results.append], quarantine_dir=tmp_path / "q",
+                 workers=3, queue_size=2).start()
+    for a in arrivals:
+        p.submit(a)
+    p.stop()
+    assert p.stats.processed == 12 and p.stats.quarantined == 1
+    assert [r.doc.frame_id for r in results] == [f"f{i:02d}" for i in range(12)]
+    for stream in ("s0", "s1"):
+        frames = [r.doc.series.frames for r in results if r.doc.stream == stream]
+        assert frames == list(range(1, 7))
+    windows = [r.doc.reliability.shift_window_mmd2 for r in results if r.doc.stream == "s0"]
+    assert windows[:2] == [None, None]  # the threshold card has no embedding samples: no window score at all
+    assert {"analyze", "assess", "follow", "infer", "read", "end_to_end"} <= set(results[0].doc.timings_ms)
+
+
+def test_workers_must_be_positive(threshold_model_dir):
+    with pytest.raises(ValueError, match="workers"):
+        Pipeline(OrtEngine.from_name(threshold_model_dir), workers=0)
+
+
+def test_restart_rebuilds_the_shift_window_from_the_store(tmp_path, threshold_model_dir):
+    """After a restart the rolling shift window holds the stream's last frames again (from their documents)."""
+    from copilot.inference.card import EmbeddingReference
+
+    engine = OrtEngine.from_name(threshold_model_dir)
+    rng = np.random.default_rng(0)
+    samples = rng.normal([0.2, 0.9], 0.05, (50, 2))
+    card = engine.card.model_copy(update={"embedding_reference": EmbeddingReference(
+        mean=samples.mean(0).tolist(), std=samples.std(0).tolist(), samples=samples.tolist())})
+    engine.card = card
+    files = [write_frame(tmp_path / f"f{i}.tif", seed=i) for i in range(4)]
+    store = ResultStore(tmp_path / "results.sqlite")
+    results = []
+    run_files(Pipeline(engine, store=store, sinks=[results.append]), files[:3])
+    restarted = Pipeline(engine, store=store, sinks=[results.append])
+    run_files(restarted, files[3:])
+    fresh = []
+    run_files(Pipeline(engine, sinks=[fresh.append]), files)
+    assert results[-1].doc.reliability.shift_window_mmd2 == pytest.approx(fresh[-1].doc.reliability.shift_window_mmd2,
+                                                                         rel=1e-3)
+    assert results[-1].doc.reliability.shift_window_mmd2 is not None
+    store.close()

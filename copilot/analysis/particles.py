@@ -23,9 +23,11 @@ from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
 from copilot.document.schema import Measurements, Particle, ParticleSummary
 
-def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min_area_px: float = 4) -> np.ndarray:
-    """Instance labels (int32, 0 = background) from class probabilities (C, h, w)."""
-    labels = np.argmax(probabilities, axis=0)
+def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min_area_px: float = 4,
+                    labels: np.ndarray | None = None) -> np.ndarray:
+    """Instance labels (int32, 0 = background) from class probabilities (C, h, w); ``labels``: their arg-max, when
+    the caller has it (Segmentation.labels)."""
+    labels = np.argmax(probabilities, axis=0) if labels is None else labels
     pid = class_names.index("particle")
     core = labels == pid
     if "boundary" in class_names:
@@ -72,7 +74,7 @@ def measure_particles(seg: Segmentation, settings: AnalysisSettings | None = Non
     cfg = settings or AnalysisSettings()
     nm = seg.nm_per_px
     min_px = max(cfg.min_area_px, cfg.min_area_nm2 / nm**2) if nm is not None else cfg.min_area_px
-    instances = split_instances(seg.probabilities, seg.class_names, min_px)
+    instances = split_instances(seg.probabilities, seg.class_names, min_px, seg.labels)
     u = nm if nm is not None else 1.0  # length unit per grid pixel
     s = seg.frame_px_per_px
     frame_nm = seg.frame.nm_per_px

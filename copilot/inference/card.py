@@ -6,9 +6,10 @@ import hashlib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-ENGINES_DIR = Path(__file__).resolve().parents[2] / "engines"
+from copilot.errors import ModelError
+from copilot.inference.locate import ENGINES_DIR, find_model  # noqa: F401 (ENGINES_DIR: bench/, tests)
 
 
 class Normalization(BaseModel):
@@ -84,24 +85,17 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
-def engine_dir(name_or_path: str | Path) -> Path:
-    """Resolve a model name (``particles-stem``) or a folder path to the folder holding card.json + model.onnx."""
-    p = Path(name_or_path)
-    if (p / "card.json").is_file():
-        return p
-    candidate = ENGINES_DIR / str(name_or_path)
-    if (candidate / "card.json").is_file():
-        return candidate
-    known = sorted(d.name for d in ENGINES_DIR.iterdir() if (d / "card.json").is_file()) if ENGINES_DIR.is_dir() else []
-    raise FileNotFoundError(f"no model {name_or_path!r}: expected a folder with card.json; shipped models: {known}")
-
-
 def load_card(name_or_path: str | Path, verify_sha256: bool = True) -> tuple[ModelCard, Path]:
     """Load and validate a card; return it with its folder. Refuses a model.onnx whose sha256 differs from the card."""
-    folder = engine_dir(name_or_path)
-    card = ModelCard.model_validate_json((folder / "card.json").read_text())
+    folder = find_model(name_or_path)
+    try:
+        card = ModelCard.model_validate_json((folder / "card.json").read_text())
+    except ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:3])
+        raise ModelError(f"{folder}/card.json is not a valid model card: {fields}") from exc
     if verify_sha256:
         actual = sha256_of(folder / "model.onnx")
         if actual != card.model_sha256:
-            raise ValueError(f"{folder}/model.onnx sha256 {actual} does not match card.json ({card.model_sha256})")
+            raise ModelError(f"{folder}/model.onnx sha256 {actual} does not match card.json ({card.model_sha256}): "
+                             "reinstall the model, or retrain it")
     return card, folder

@@ -15,7 +15,8 @@ import numpy as np
 
 from copilot.frame import Frame
 from copilot.inference.card import ModelCard
-from copilot.inference.preprocess import normalize, resample, working_scale
+from copilot.inference.preprocess import bounded_scale, normalize, resample, working_scale
+from copilot.readers.limits import DEFAULT_LIMITS
 from copilot.inference.segmentation import Segmentation
 from copilot.inference.tiling import blend_window, pad_to_multiple, tile_grid
 
@@ -53,6 +54,9 @@ class NetworkEngine:
     """
 
     name = "network"
+    #: input bounds (``[limits]``; the daemon sets them from its config): largest enlargement, largest working grid
+    max_upsample: float = DEFAULT_LIMITS.max_upsample
+    max_working_px: float = DEFAULT_LIMITS.max_working_mpx * 1e6
 
     def __init__(self, card: ModelCard, folder: Path | None = None, *, max_whole_px: int = 1536,
                  tile_px: int | None = None, tile_batch: int = 1):
@@ -61,6 +65,7 @@ class NetworkEngine:
         self.max_whole_px = max_whole_px
         self.tile_px = tile_px
         self.tile_batch = max(1, tile_batch)
+        self.selection: list[tuple[str, str]] = []  # set by inference.select: why this backend was chosen
 
     # -- what a backend implements ----------------------------------------------------------------------------
     def run_batch(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +82,9 @@ class NetworkEngine:
 
     def prepare(self, frame: Frame) -> tuple[np.ndarray, float]:
         """Frame → normalized image on the working grid, and the frame pixels per working pixel."""
-        img, scale = resample(frame.pixels, working_scale(frame, self.card))
+        scale = bounded_scale(frame, working_scale(frame, self.card), max_upsample=self.max_upsample,
+                              max_working_px=self.max_working_px)
+        img, scale = resample(frame.pixels, scale)
         return normalize(img, self.card.normalization), scale
 
     def infer(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -102,6 +109,7 @@ class NetworkEngine:
             engine=self.name,
             frame_px_per_px=scale,
             task=self.card.task,
+            network_input=img,
         )
 
     def run_tiled(self, img: np.ndarray, tile_px: int, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:

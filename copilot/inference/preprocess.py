@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from functools import lru_cache
 
 import numpy as np
@@ -9,8 +11,11 @@ import scipy.sparse as sp
 from scipy import ndimage as ndi
 from skimage.transform import resize
 
+from copilot.errors import RefusedFrame
 from copilot.frame import Frame
 from copilot.inference.card import ModelCard, Normalization
+
+log = logging.getLogger(__name__)
 
 
 def working_scale(frame: Frame, card: ModelCard) -> float:
@@ -18,6 +23,51 @@ def working_scale(frame: Frame, card: ModelCard) -> float:
     if frame.nm_per_px is None:
         return 1.0
     return card.working_nm_per_px / frame.nm_per_px
+
+
+#: the narrowest working grid worth running the network on
+MIN_WORKING_EDGE_PX = 8
+
+
+def bounded_scale(frame: Frame, scale: float, *, max_upsample: float, max_working_px: float) -> float:
+    """``scale`` (frame pixels per working pixel) kept within the input limits, before any resampling.
+
+    An enlargement beyond ``max_upsample`` is refused with the reason (a 512² frame labelled 10 nm/px would become a
+    10240² grid for a 0.5 nm/px model); a working grid above ``max_working_px`` pixels is made coarser than the
+    working scale until it fits (logged; ``Segmentation.frame_px_per_px`` carries the scale used, so sizes in nm stay
+    right).
+
+    >>> f = Frame(np.zeros((512, 512), np.uint16), nm_per_px=10.0, stream="s", frame_id="f", origin="mem")
+    >>> bounded_scale(f, 0.05, max_upsample=4, max_working_px=16e6)
+    Traceback (most recent call last):
+    ...
+    copilot.errors.RefusedFrame: mem: frame is 10 nm/px but the model works at 0.5 nm/px: a 20.0× enlargement to 10240×10240 px, more than limits.max_upsample = 4
+    >>> bounded_scale(f, 1.0, max_upsample=4, max_working_px=512 * 256)
+    1.4142135623730951
+    """
+    if scale < 1.0 / max_upsample:
+        h, w = frame.shape
+        raise RefusedFrame(frame.origin, f"frame is {frame.nm_per_px:g} nm/px but the model works at "
+                                         f"{(frame.nm_per_px or 1.0) * scale:g} nm/px: a {1 / scale:.1f}× enlargement to "
+                                         f"{round(h / scale)}×{round(w / scale)} px, more than limits.max_upsample = "
+                                         f"{max_upsample:g}")
+    if min(frame.shape) / scale < MIN_WORKING_EDGE_PX:
+        raise RefusedFrame(frame.origin, f"frame of {frame.shape[0]}×{frame.shape[1]} px "
+                                         f"({frame.nm_per_px or 'uncalibrated'} nm/px) would be "
+                                         f"{min(frame.shape) / scale:.1f} px wide on the model's working grid, less "
+                                         f"than {MIN_WORKING_EDGE_PX}")
+    px = frame.shape[0] * frame.shape[1]
+    if px / scale**2 > max_working_px:
+        coarser = math.sqrt(px / max_working_px)
+        log.warning("%s: working grid of %.1f Mpx exceeds limits.max_working_mpx = %.1f; resampled %.2f× coarser "
+                    "than the model's working scale", frame.origin, px / scale**2 / 1e6, max_working_px / 1e6,
+                    coarser / scale)
+        return coarser
+    return scale
+
+
+#: identity columns per block when building a resampling operator (bounds its memory to n_in × block × 8 bytes)
+_OPERATOR_BLOCK = 256
 
 
 @lru_cache(maxsize=16)
@@ -30,12 +80,16 @@ def _downsample_operator(n_in: int, n_out: int) -> sp.csr_matrix:
     (rows, then columns) reproduces ``resize`` to float32 rounding at a fifth of its cost, because the Gaussian is
     only evaluated where the interpolation reads it.
     """
-    eye = np.eye(n_in, dtype=np.float64)
     factor = n_in / n_out
-    eye = ndi.gaussian_filter1d(eye, max(0.0, (factor - 1) / 2), axis=0, mode="mirror")
-    m = ndi.zoom(eye, (1 / factor, 1.0), order=1, mode="mirror", grid_mode=True)
-    m[np.abs(m) < 1e-8] = 0.0
-    return sp.csr_matrix(m.astype(np.float32))
+    blocks = []
+    for start in range(0, n_in, _OPERATOR_BLOCK):  # columns of the identity are independent: build block by block
+        eye = np.zeros((n_in, min(_OPERATOR_BLOCK, n_in - start)), np.float64)
+        eye[np.arange(start, start + eye.shape[1]), np.arange(eye.shape[1])] = 1.0
+        eye = ndi.gaussian_filter1d(eye, max(0.0, (factor - 1) / 2), axis=0, mode="mirror")
+        m = ndi.zoom(eye, (n_out / n_in, 1.0), order=1, mode="mirror", grid_mode=True)
+        m[np.abs(m) < 1e-8] = 0.0
+        blocks.append(sp.csc_matrix(m.astype(np.float32)))
+    return sp.hstack(blocks, format="csr")
 
 
 def resample(pixels: np.ndarray, frame_px_per_px: float) -> tuple[np.ndarray, float]:

@@ -1,13 +1,62 @@
-"""Segmentation: the one type that leaves an engine and enters analysis."""
+"""Segmentation: the one type that leaves an engine and enters analysis, and the Engine protocol behind it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
 from copilot.frame import Frame
+
+if TYPE_CHECKING:
+    from copilot.inference.card import ModelCard
+
+_EPS = 1e-7
+
+
+@dataclass(frozen=True)
+class OutputMaps:
+    """What every consumer reads from the class probabilities, computed in one pass over them.
+
+    ``labels``: arg-max class (uint8); ``confidence``: max class probability; ``entropy``: predictive entropy
+    normalized to [0, 1] by log(n_classes); ``foreground``: 1 − P(class 0). All (h, w) on the working grid.
+    """
+
+    labels: np.ndarray
+    confidence: np.ndarray
+    entropy: np.ndarray
+    foreground: np.ndarray
+
+
+def output_maps(probabilities: np.ndarray) -> OutputMaps:
+    """Arg-max, max, normalized entropy and foreground of (C, h, w) probabilities, one class plane at a time.
+
+    >>> m = output_maps(np.array([[[0.9]], [[0.1]]], np.float32))
+    >>> int(m.labels[0, 0]), round(float(m.confidence[0, 0]), 2), round(float(m.entropy[0, 0]), 3)
+    (0, 0.9, 0.469)
+    """
+    probs = np.asarray(probabilities, np.float32)
+    c = probs.shape[0]
+    labels = np.zeros(probs.shape[1:], np.uint8)
+    confidence = probs[0].copy()
+    entropy = np.zeros(probs.shape[1:], np.float32)
+    tmp = np.empty(probs.shape[1:], np.float32)
+    for k in range(c):
+        p = probs[k]
+        if k:  # a strided argmax over axis 0 costs twice this whole function
+            better = np.greater(p, confidence).view(np.uint8)
+            labels += better * (np.uint8(k) - labels)  # uint8 arithmetic: labels = k where better
+            np.maximum(confidence, p, out=confidence)
+        np.maximum(p, _EPS, out=tmp)
+        np.log(tmp, out=tmp)
+        tmp *= p
+        entropy -= tmp
+    entropy *= np.float32(1.0 / np.log(c)) if c > 1 else np.float32(0.0)
+    np.clip(entropy, 0.0, 1.0, out=entropy)
+    return OutputMaps(labels, confidence, entropy, 1.0 - probs[0])
 
 
 @dataclass(frozen=True)
@@ -17,7 +66,9 @@ class Segmentation:
     ``probabilities`` has shape (n_classes, h, w), float32, summing to 1 over axis 0. The working grid is the frame
     resampled to the card's nm/px: one segmentation pixel spans ``frame_px_per_px`` frame pixels in each direction
     and ``nm_per_px`` nanometres (``None`` for an uncalibrated frame, which is segmented at its own scale).
-    Measuring on this grid is what keeps a 2048² frame fast; it cannot resolve finer than the model does anyway.
+    ``network_input`` is the normalized image the network saw (working grid); reliability measures image quality on
+    it. ``maps`` (labels, confidence, entropy) is computed once, on first use; an engine that reduces the
+    probabilities on its device passes it in ready-made.
     """
 
     frame: Frame
@@ -29,26 +80,42 @@ class Segmentation:
     engine: str
     frame_px_per_px: float = 1.0
     task: str = "particles"
-    network_input: np.ndarray | None = None  # the normalized image the network saw (working grid), for quality checks
+    network_input: np.ndarray | None = None
+    precomputed_maps: OutputMaps | None = field(default=None, repr=False)
 
     @property
     def nm_per_px(self) -> float | None:
         return None if self.frame.nm_per_px is None else self.frame.nm_per_px * self.frame_px_per_px
 
+    @cached_property
+    def maps(self) -> OutputMaps:
+        return self.precomputed_maps if self.precomputed_maps is not None else output_maps(self.probabilities)
+
     @property
     def labels(self) -> np.ndarray:
         """Arg-max class per pixel (uint8)."""
-        return np.argmax(self.probabilities, axis=0).astype(np.uint8)
+        return self.maps.labels
 
     @property
     def confidence(self) -> np.ndarray:
         """Max class probability per pixel."""
-        return self.probabilities.max(axis=0)
+        return self.maps.confidence
 
 
+@runtime_checkable
 class Engine(Protocol):
-    """Anything that turns a Frame into a Segmentation."""
+    """Anything that turns a Frame into a Segmentation: what the pipeline reads from an inference backend.
+
+    ``card``: the model card (classes, working scale, embedding reference, reliability regressor); ``folder``: where
+    the card's files are (None for an engine without one); ``selection``: ``(candidate, outcome)`` pairs saying why
+    this backend was chosen (may be empty); ``close`` releases sessions and device memory.
+    """
 
     name: str
+    card: "ModelCard"
+    folder: Path | None
+    selection: list[tuple[str, str]]
 
     def segment(self, frame: Frame) -> Segmentation: ...
+
+    def close(self) -> None: ...

@@ -9,23 +9,33 @@ machine runs what it runs. ONNX Runtime CPU never fails to load on a supported i
 
 An explicitly named engine that cannot load or is refused falls back to ONNX Runtime CPU as well (with an error
 in the log), unless ``strict=True`` (``copilot engines verify|build``), which raises.
+
+At run time a device engine is wrapped in :class:`RuntimeFallback`: a frame the device fails on is segmented by
+ONNX Runtime CPU instead (nothing is lost), and after ``max_device_errors`` consecutive device errors the CPU engine
+takes over for good (the device engine is closed, and ``selection`` says why).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from copilot.inference.card import ModelCard, load_card
+from copilot.inference.names import ALIASES, AUTO_ORDER, ENGINE_CHOICES
 from copilot.inference.ort_engine import OrtEngine, available_providers
 from copilot.inference.segmentation import Engine
 
 log = logging.getLogger(__name__)
 
-from copilot.inference.names import ALIASES, AUTO_ORDER, ENGINE_CHOICES  # noqa: F401 (re-exported)
+
+GPU_WHOLE_PX = 2048  # working-grid edge a GPU engine runs whole (a 5120² frame at 0.2 nm/px on a 0.5 nm/px model)
+GPU_TILE_BATCH = 4
+MAX_DEVICE_ERRORS = 3
+LOCAL_DEVICE_ENGINES = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "torch-cuda")  # RuntimeFallback
 
 
 @dataclass
@@ -34,6 +44,7 @@ class Candidate:
     probe: Callable[[], str | None]  # why it cannot run here, or None
     build: Callable[[], Engine]
     verify: bool = True
+    fallback: bool = True  # may select_engine fall back to ORT-CPU when this one fails to load
 
 
 def _has(module: str) -> bool:
@@ -68,6 +79,12 @@ def probe_tensorrt() -> str | None:
 
 
 def probe_ort_provider(provider: str) -> str | None:
+    from copilot.inference.ort_engine import ort_distributions
+
+    dists = ort_distributions()
+    if len(dists) > 1:
+        return (f"{' and '.join(dists)} are both installed and overwrite each other's files: uninstall both, then "
+                "install one (pip install -e '.[gpu]' installs onnxruntime-gpu alone)")
     have = available_providers()
     if provider not in have:
         return f"onnxruntime has no {provider} (available: {', '.join(have)}; install onnxruntime-gpu)"
@@ -89,8 +106,17 @@ def probe_torch_cpu() -> str | None:
     return None
 
 
+def torch_dtype(device: str, precision: str) -> str:
+    """The torch compute dtype for ``precision``: float16 only on CUDA and only when fp16 is asked for.
+
+    >>> torch_dtype("cuda", "fp16"), torch_dtype("cuda", "fp32"), torch_dtype("cpu", "fp16")
+    ('float16', 'float32', 'float32')
+    """
+    return "float16" if device.startswith("cuda") and precision == "fp16" else "float32"
+
+
 def candidates(card: ModelCard, folder: Path, *, threads: int = 2, max_whole_px: int = 1536,
-               state_dir: Path | None = None, precision: str = "fp16") -> dict[str, Candidate]:
+               state_dir: Path | None = None, precision: str = "fp16", triton=None) -> dict[str, Candidate]:
     state = Path(state_dir or "state")
     t = card.tiling.tile_px
 
@@ -109,18 +135,22 @@ def candidates(card: ModelCard, folder: Path, *, threads: int = 2, max_whole_px:
     def ort_cuda():
         from copilot.inference.ort_engine import ort_cuda_providers
 
-        return OrtEngine(card, folder, threads=threads, max_whole_px=max(max_whole_px, 4096), tile_px=2 * t,
-                         providers=ort_cuda_providers())
+        return OrtEngine(card, folder, threads=threads, max_whole_px=max(max_whole_px, GPU_WHOLE_PX), tile_px=2 * t,
+                         tile_batch=GPU_TILE_BATCH, providers=ort_cuda_providers())
 
     def torch_engine(device: str):
         from copilot.inference.torch_engine import TorchEngine
 
         gpu = device == "cuda"
-        return TorchEngine(card, folder, state_dir=state, device=device, dtype="float16" if gpu else "float32",
-                           threads=threads, max_whole_px=max(max_whole_px, 4096) if gpu else max_whole_px,
-                           tile_px=2 * t if gpu else None)
+        return TorchEngine(card, folder, state_dir=state, device=device, dtype=torch_dtype(device, precision),
+                           threads=threads,
+                           max_whole_px=max(max_whole_px, GPU_WHOLE_PX) if gpu else max_whole_px,
+                           tile_px=2 * t if gpu else None, tile_batch=GPU_TILE_BATCH if gpu else 1)
+
+    from copilot.inference.triton_engine import triton_candidate
 
     return {
+        "triton": triton_candidate(card, folder, triton, threads=threads, max_whole_px=max_whole_px),
         "tensorrt": Candidate("tensorrt", probe_tensorrt, trt, verify=False),  # load_tensorrt verifies new builds
         "onnxruntime-tensorrt": Candidate("onnxruntime-tensorrt", lambda: probe_ort_provider(
             "TensorrtExecutionProvider"), ort_trt),
@@ -163,13 +193,13 @@ def try_candidate(cand: Candidate, reference: Callable[[], Engine], verify: bool
 def select_engine(card: ModelCard, folder: Path, engine: str = "auto", *, threads: int = 2,
                   max_whole_px: int = 1536, state_dir: Path | None = None, verify: bool = True,
                   strict: bool = False, precision: str = "fp16",
-                  table: dict[str, Candidate] | None = None) -> Engine:
+                  table: dict[str, Candidate] | None = None, triton=None) -> Engine:
     """The engine for ``engine`` (a name from ENGINE_CHOICES), with ``engine.selection`` saying why."""
     engine = ALIASES.get(engine, engine)
     if engine not in ENGINE_CHOICES:
         raise ValueError(f"unknown engine {engine!r}; choose from {', '.join(ENGINE_CHOICES)}")
     table = table or candidates(card, folder, threads=threads, max_whole_px=max_whole_px, state_dir=state_dir,
-                                precision=precision)
+                                precision=precision, triton=triton)
     order = list(AUTO_ORDER) if engine == "auto" else [engine]
     ref_cache: list[Engine] = []
 
@@ -183,14 +213,18 @@ def select_engine(card: ModelCard, folder: Path, engine: str = "auto", *, thread
         chosen, outcome = try_candidate(table[name], reference, verify)
         selection.append((name, outcome))
         if chosen is not None:
+            chosen_from = name
             break
         log.info("engine %s: %s", name, outcome)
     else:
-        if strict:
+        if strict or not table[order[-1]].fallback:
             raise RuntimeError(f"engine {engine} unavailable: {selection[-1][1]}")
         log.error("engine %s unavailable (%s); falling back to onnxruntime-cpu", engine, selection[-1][1])
         chosen, outcome = try_candidate(table["onnxruntime-cpu"], reference, verify=False)
         selection.append(("onnxruntime-cpu", "selected (fallback)"))
+        chosen_from = "onnxruntime-cpu"
+    if chosen_from in LOCAL_DEVICE_ENGINES:  # a remote engine (triton) has its own fall-back policy
+        chosen = RuntimeFallback(chosen, lambda: OrtEngine(card, folder, threads=threads, max_whole_px=max_whole_px))
     chosen.selection = selection
     why = "requested" if engine != "auto" else "auto"
     log.info("engine: %s for %s %s (%s; %s)", chosen.name, card.name, card.version, why,
@@ -198,11 +232,88 @@ def select_engine(card: ModelCard, folder: Path, engine: str = "auto", *, thread
     return chosen
 
 
+class RuntimeFallback:
+    """A device engine that hands over to the CPU engine when the device fails at run time.
+
+    A frame the device engine fails on is segmented by the CPU engine instead; if the CPU engine fails too, the
+    frame itself is at fault and its error is raised (not counted). After ``max_errors`` consecutive device errors
+    (a persistent CUDA error, a lost device) the CPU engine takes over for good and the device engine is closed.
+    Everything else (``card``, ``describe``, ...) is the active engine's.
+    """
+
+    def __init__(self, primary, make_fallback: Callable[[], Engine], max_errors: int = MAX_DEVICE_ERRORS):
+        self.primary = primary
+        self._make_fallback = make_fallback
+        self.fallback = None
+        self.max_errors = max_errors
+        self.consecutive_errors = 0
+        self.device_errors = 0
+        self.switched = False
+        self.selection: list[tuple[str, str]] = list(getattr(primary, "selection", []))
+        self._lock = threading.Lock()
+
+    @property
+    def active(self):
+        return self.fallback if self.switched else self.primary
+
+    @property
+    def name(self) -> str:
+        return self.active.name
+
+    def __getattr__(self, attr):
+        if attr in ("primary", "fallback", "switched"):  # not yet set (during construction): no recursion
+            raise AttributeError(attr)
+        return getattr(self.active, attr)
+
+    def _cpu(self):
+        if self.fallback is None:
+            self.fallback = self._make_fallback()
+        return self.fallback
+
+    def segment(self, frame):
+        if self.switched:
+            return self.fallback.segment(frame)
+        try:
+            seg = self.primary.segment(frame)
+        except Exception as exc:  # noqa: BLE001 — decided below: the frame's fault or the device's
+            seg = self._cpu().segment(frame)  # raises when the frame itself is bad
+            self._device_error(exc)
+            return seg
+        self.consecutive_errors = 0
+        return seg
+
+    def _device_error(self, exc: Exception) -> None:
+        with self._lock:
+            self.consecutive_errors += 1
+            self.device_errors += 1
+            n = self.consecutive_errors
+            log.error("engine %s failed (%s: %s); frame segmented by %s instead (%d/%d in a row)",
+                      self.primary.name, type(exc).__name__, exc, self.fallback.name, n, self.max_errors)
+            if n < self.max_errors or self.switched:
+                return
+            self.switched = True
+            self.selection.append((self.primary.name, f"abandoned at run time after {n} consecutive device errors; "
+                                                      f"last: {type(exc).__name__}: {exc}"))
+            self.selection.append((self.fallback.name, "selected (run-time fallback)"))
+            log.error("engine %s abandoned after %d consecutive errors; %s runs from now on",
+                      self.primary.name, n, self.fallback.name)
+        try:
+            self.primary.close()
+        except Exception as close_exc:  # noqa: BLE001 — a broken device may not close cleanly
+            log.warning("closing %s failed: %s", self.primary.name, close_exc)
+
+    def close(self) -> None:
+        for engine in (self.primary, self.fallback):
+            if engine is not None:
+                getattr(engine, "close", lambda: None)()
+
+
 def load_engine(model: str, engine: str = "auto", threads: int = 2, max_whole_px: int = 1536, *,
                 state_dir: Path | str | None = None, verify: bool = True, strict: bool = False,
-                precision: str = "fp16") -> Engine:
-    """Load ``model`` (name or folder) on ``engine``; see the module docstring for ``auto``."""
+                precision: str = "fp16", triton=None) -> Engine:
+    """Load ``model`` (name or folder) on ``engine``; see the module docstring for ``auto``. ``triton``: the
+    ``[triton]`` settings (TritonSettings) for ``engine = "triton"``."""
     card, folder = load_card(model)
     return select_engine(card, folder, engine, threads=threads, max_whole_px=max_whole_px,
                          state_dir=Path(state_dir) if state_dir else None, verify=verify, strict=strict,
-                         precision=precision)
+                         precision=precision, triton=triton)

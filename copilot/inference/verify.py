@@ -8,9 +8,16 @@ Validation frames are made deterministically from the card alone, so every machi
   through the whole-frame / tiled paths and the larger optimization profiles;
 * without it: bright discs of 3–20 working pixels on a smooth background with Poisson-like noise, same sizes and seed.
 
+An engine that knows its own shape classes (TensorRT: whole frames on each optimization profile, and the tiled path)
+says so with ``verification_sizes()``; the frames then include one of each size, so every profile and the tiled path
+are checked, not just the first.
+
 Both engines segment the same frames through their full ``segment`` path. Agreement is the mean over classes of the
-intersection-over-union of the arg-max masks, pooled over all frames (a class absent from both masks is skipped).
-Below ``threshold`` (0.99) the engine is refused with :class:`EngineRefused`; the caller falls back.
+intersection-over-union of the arg-max masks, pooled over all frames (a class absent from both masks is skipped),
+*and* the pooled embedding (which feeds the domain-shift score) within ``embedding_tolerance`` training standard
+deviations of the reference in every dimension. Failing either, the engine is refused with :class:`EngineRefused`;
+the caller falls back. Only a failed comparison refuses: an error while loading or running (a transient CUDA
+out-of-memory, say) is retried and then reported as an error, and never recorded as a refusal.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ log = logging.getLogger(__name__)
 
 VALIDATION_SEED = 20_260_707
 MIOU_THRESHOLD = 0.99
+EMBEDDING_TOLERANCE = 0.1  # max |Δ embedding| in units of the training embeddings' SD (shift scores are RMS z-scores)
 
 
 class EngineRefused(RuntimeError):
@@ -50,6 +58,8 @@ class Verification:
     class_iou: dict[str, float]
     max_abs_prob_diff: float
     max_abs_embedding_diff: float
+    embedding_diff: float  # max |Δ embedding| / training SD (or / max |reference| without an embedding reference)
+    embedding_tolerance: float
     n_frames: int
     frame_shapes: list[tuple[int, int]]
     seconds: float
@@ -61,13 +71,11 @@ class Verification:
         return asdict(self)
 
 
-def _sim_frames(card: ModelCard, n_tiles: int, n_large: int, seed: int) -> list[Frame]:
+def _sim_frames(card: ModelCard, sizes: list[int], seed: int) -> list[Frame]:
     from copilot.sim import random_params, simulate_frame
 
     rng = np.random.default_rng(seed)
     nm = card.working_nm_per_px
-    t = card.tiling.tile_px
-    sizes = [t] * n_tiles + [int(2.5 * t)] * n_large
     frames = []
     for i, size in enumerate(sizes):
         params = random_params(rng, size_px=size, nm_per_px_range=(nm, nm))
@@ -77,10 +85,8 @@ def _sim_frames(card: ModelCard, n_tiles: int, n_large: int, seed: int) -> list[
     return frames
 
 
-def _disc_frames(card: ModelCard, n_tiles: int, n_large: int, seed: int) -> list[Frame]:
+def _disc_frames(card: ModelCard, sizes: list[int], seed: int) -> list[Frame]:
     rng = np.random.default_rng(seed)
-    t = card.tiling.tile_px
-    sizes = [t] * n_tiles + [int(2.5 * t)] * n_large
     frames = []
     for i, size in enumerate(sizes):
         yy, xx = np.mgrid[:size, :size]
@@ -96,14 +102,61 @@ def _disc_frames(card: ModelCard, n_tiles: int, n_large: int, seed: int) -> list
 
 
 def validation_frames(card: ModelCard, n_tiles: int = 8, n_large: int = 1, seed: int = VALIDATION_SEED,
-                      use_sim: bool = True) -> tuple[list[Frame], str]:
-    """Deterministic validation frames for ``card`` and where they came from (``copilot.sim`` or ``discs``)."""
+                      use_sim: bool = True, sizes: list[int] | None = None) -> tuple[list[Frame], str]:
+    """Deterministic validation frames for ``card`` and where they came from (``copilot.sim`` or ``discs``).
+
+    Square edges in working-grid pixels: ``sizes`` when given, else ``n_tiles`` × ``tile_px`` and ``n_large`` ×
+    2.5 ``tile_px``."""
+    t = card.tiling.tile_px
+    sizes = list(sizes) if sizes is not None else [t] * n_tiles + [int(2.5 * t)] * n_large
     if use_sim:
         try:
-            return _sim_frames(card, n_tiles, n_large, seed), "copilot.sim"
+            return _sim_frames(card, sizes, seed), "copilot.sim"
         except ImportError as exc:  # a trimmed install without the simulator
             log.info("simulator unavailable (%s); validating on synthetic discs", exc)
-    return _disc_frames(card, n_tiles, n_large, seed), "discs"
+    return _disc_frames(card, sizes, seed), "discs"
+
+
+def shape_class_sizes(candidate, card: ModelCard) -> list[int]:
+    """Frame edges (working-grid pixels) that take every path through ``candidate``: its own
+    ``verification_sizes()`` when it has one (TensorRT: each profile whole, and tiled), else a frame run whole
+    (2.5 tiles, when that fits ``max_whole_px``) and one run as tiles (just over ``max_whole_px``)."""
+    sizes_of = getattr(candidate, "verification_sizes", None)
+    if sizes_of is not None:
+        return list(sizes_of())
+    t = card.tiling
+    whole = int(2.5 * t.tile_px)
+    max_whole = getattr(candidate, "max_whole_px", None)
+    if max_whole is None:
+        return [whole]
+    return ([whole] if whole <= max_whole else []) + [max_whole + 2 * t.overlap_px + t.multiple_of]
+
+
+def frames_for(candidate, card: ModelCard, n_tiles: int = 8) -> tuple[list[Frame], str]:
+    """Validation frames for ``candidate``: ``n_tiles`` one-tile frames plus one per shape class
+    (:func:`shape_class_sizes`)."""
+    extra = [s for s in shape_class_sizes(candidate, card) if s != card.tiling.tile_px]
+    return validation_frames(card, sizes=[card.tiling.tile_px] * n_tiles + extra)
+
+
+def embedding_difference(ref: np.ndarray, cand: np.ndarray, card: ModelCard) -> float:
+    """max |cand − ref| over dimensions, in units of the training embeddings' SD (the scale of the shift score);
+    relative to max |ref| when the card has no embedding reference.
+
+    >>> from types import SimpleNamespace as NS
+    >>> card = NS(embedding_reference=NS(std=[0.5, 2.0]))
+    >>> embedding_difference(np.array([1.0, 1.0]), np.array([1.1, 0.0]), card)
+    0.5
+    """
+    ref, cand = np.asarray(ref, np.float64).reshape(-1), np.asarray(cand, np.float64).reshape(-1)
+    if ref.shape != cand.shape:
+        return float("inf")
+    er = getattr(card, "embedding_reference", None)
+    if er is not None and len(er.std) == ref.size:
+        scale = np.maximum(np.asarray(er.std, np.float64), 1e-6)
+    else:
+        scale = max(float(np.abs(ref).max(initial=0.0)), 1e-6)
+    return float((np.abs(cand - ref) / scale).max(initial=0.0))
 
 
 def confusion(ref: np.ndarray, cand: np.ndarray, n_classes: int) -> np.ndarray:
@@ -129,18 +182,49 @@ def mean_iou(ref: np.ndarray, cand: np.ndarray, n_classes: int) -> float:
     return float(np.nanmean(iou)) if np.isfinite(iou).any() else 1.0
 
 
+def run_path(engine, h: int, w: int) -> tuple[str, int, int]:
+    """How ``engine`` runs an h × w working-grid image: ``("whole", 0, 1)`` or ``("tiled", tile_px, batch)``;
+    ``engine.run_path`` when it has one (TensorRT's profiles), else :class:`NetworkEngine`'s rule."""
+    own = getattr(engine, "run_path", None)
+    if own is not None:
+        return own(h, w)
+    if max(h, w) <= engine.max_whole_px:
+        return "whole", 0, 1
+    from copilot.inference.network import balanced_tile_px
+
+    t = engine.card.tiling
+    return "tiled", engine.tile_px or balanced_tile_px(h, w, engine.max_whole_px, t.overlap_px, t.multiple_of), \
+        engine.tile_batch
+
+
+def reference_like(reference, candidate, frame: Frame):
+    """The reference's segmentation of ``frame`` along the candidate's path (whole, or the same tiles), so the two
+    differ only by arithmetic: tiles see less context than a whole frame, which moves the pooled embedding."""
+    if not (hasattr(reference, "prepare") and hasattr(candidate, "card")):
+        return reference.segment(frame)
+    from copilot.inference.segmentation import Segmentation
+
+    img, scale = reference.prepare(frame)
+    mode, tile, batch = run_path(candidate, *img.shape)
+    probs, emb = reference.run_network(img) if mode == "whole" else reference.run_tiled(img, tile, batch)
+    card = reference.card
+    return Segmentation(frame=frame, probabilities=probs, embedding=emb, class_names=tuple(card.class_names),
+                        model_name=card.name, model_version=card.version, engine=reference.name,
+                        frame_px_per_px=scale, task=card.task)
+
+
 def verify_engine(candidate, reference, frames: list[Frame] | None = None, *, threshold: float = MIOU_THRESHOLD,
-                  frames_from: str | None = None) -> Verification:
-    """Segment ``frames`` with both engines and compare the arg-max masks (see the module docstring)."""
+                  frames_from: str | None = None, embedding_tolerance: float = EMBEDDING_TOLERANCE) -> Verification:
+    """Segment ``frames`` with both engines and compare the arg-max masks and the embeddings (module docstring)."""
     card: ModelCard = reference.card
     if frames is None:
-        frames, frames_from = validation_frames(card)
+        frames, frames_from = frames_for(candidate, card)
     n = len(card.class_names)
     total = np.zeros((n, n), np.int64)
-    worst, dprob, demb, shapes = 1.0, 0.0, 0.0, []
+    worst, dprob, demb, zemb, shapes = 1.0, 0.0, 0.0, 0.0, []
     t0 = time.perf_counter()
     for frame in frames:
-        a = reference.segment(frame)
+        a = reference_like(reference, candidate, frame)
         b = candidate.segment(frame)
         if a.probabilities.shape != b.probabilities.shape:
             raise EngineRefused(f"{candidate.name}: probabilities of shape {b.probabilities.shape} for "
@@ -151,18 +235,22 @@ def verify_engine(candidate, reference, frames: list[Frame] | None = None, *, th
         worst = min(worst, float(np.nanmean(fi)) if np.isfinite(fi).any() else 1.0)
         dprob = max(dprob, float(np.abs(a.probabilities - b.probabilities).max()))
         demb = max(demb, float(np.abs(np.asarray(a.embedding) - np.asarray(b.embedding)).max()))
+        zemb = max(zemb, embedding_difference(a.embedding, b.embedding, card))
         shapes.append(tuple(int(s) for s in a.probabilities.shape[1:]))
     iou = iou_from_confusion(total)
     miou = float(np.nanmean(iou)) if np.isfinite(iou).any() else 1.0
-    accepted = bool(miou >= threshold)
+    emb_ok = bool(zemb <= embedding_tolerance)
+    accepted = bool(miou >= threshold) and emb_ok
     verdict = "accepted" if accepted else "REFUSED"
     msg = (f"{candidate.name} {verdict}: masks agree with {reference.name} at mIoU {miou:.4f} "
-           f"(threshold {threshold}, worst frame {worst:.4f}, max |Δp| {dprob:.3g}) on {len(frames)} "
+           f"(threshold {threshold}, worst frame {worst:.4f}, max |Δp| {dprob:.3g}), embedding within "
+           f"{zemb:.3g} SD (tolerance {embedding_tolerance}{'' if emb_ok else ': EXCEEDED'}) on {len(frames)} "
            f"validation frames from {frames_from or 'the caller'}")
     return Verification(
         engine=candidate.name, reference=reference.name, accepted=accepted, miou=miou, threshold=threshold,
         worst_frame_miou=worst, class_iou={c: (None if np.isnan(v) else float(v)) for c, v in zip(card.class_names, iou)},
-        max_abs_prob_diff=dprob, max_abs_embedding_diff=demb, n_frames=len(frames), frame_shapes=shapes,
+        max_abs_prob_diff=dprob, max_abs_embedding_diff=demb, embedding_diff=zemb,
+        embedding_tolerance=embedding_tolerance, n_frames=len(frames), frame_shapes=shapes,
         seconds=time.perf_counter() - t0, frames_from=frames_from or "caller", message=msg,
     )
 
@@ -178,45 +266,83 @@ def require_agreement(candidate, reference, frames: list[Frame] | None = None, *
 
 
 def load_verified_build(*, artifact, record_path, key: dict, build, load, reference, rebuild: bool = False,
-                        frames: list[Frame] | None = None, threshold: float = MIOU_THRESHOLD):
+                        frames: list[Frame] | None = None, recheck_frames: list[Frame] | None = None,
+                        threshold: float = MIOU_THRESHOLD, attempts: int = 3, retry_delay_s: float = 2.0):
     """The cache + verification rule for built engines (TensorRT plans), independent of TensorRT.
 
-    * a cached ``artifact`` whose record (``record_path``, JSON) holds an accepted verification for the same ``key``
-      is loaded as is (no rebuild, no re-verification);
-    * a cached artifact whose record says *refused* is refused again at once (no minutes-long rebuild on every
-      start); ``rebuild=True`` (``copilot engines build --force``) builds it anew;
-    * otherwise ``build()`` writes the artifact, ``load(artifact)`` loads it, and the new engine is verified against
-      ``reference()``; the verification is written to the record either way, and a refused engine is closed and
-      raises :class:`EngineRefused`.
+    The record (``record_path``, JSON) holds the ``key``, the build time and the verification (``None`` until one
+    completes). For the same key and an existing ``artifact``:
 
-    Returns ``(engine, verification)``; ``verification`` is ``None`` for a cached, already verified artifact.
+    * accepted → loaded and re-checked on ``recheck_frames`` (a few frames; a plan that no longer agrees is refused
+      and recorded so);
+    * refused → refused again at once (no minutes-long rebuild on every start); ``rebuild=True`` (``copilot engines
+      build --force``) builds it anew;
+    * built but never verified (loading or verifying failed last time) → loaded and verified, *not* rebuilt.
+
+    Otherwise ``build()`` writes the artifact and the record is written at once. Loading and verifying are tried
+    ``attempts`` times: an exception there (a CUDA out-of-memory) is retried and finally raised as is — it is never
+    recorded as a refusal. Only a comparison that fails refuses (:class:`EngineRefused`, recorded).
+
+    Returns ``(engine, verification)``; ``verification`` is the re-check for a cached artifact (``None`` when no
+    ``recheck_frames``).
     """
     from copilot.inference.trt_plan import read_record, write_record
 
     key = json.loads(json.dumps(key, sort_keys=True))  # tuples → lists, as the record holds them
     record = read_record(record_path)
-    fresh = artifact.exists() and record is not None and record.get("key") == key and not rebuild
-    if fresh and record.get("verification"):
-        v = record["verification"]
-        if v.get("accepted"):
-            log.info("using verified %s (mIoU %.4f)", artifact, v.get("miou", float("nan")))
-            return load(artifact), None
+    same = artifact.exists() and record is not None and record.get("key") == key and not rebuild
+    v = (record or {}).get("verification") if same else None
+    if v and not v.get("accepted"):
         raise EngineRefused(f"{artifact} was refused when it was built: {v.get('message')}; "
                             "rebuild with `copilot engines build --force`")
-    t0 = time.perf_counter()
-    build()
-    build_s = time.perf_counter() - t0
-    engine = load(artifact)
-    try:
-        v = verify_engine(engine, reference(), frames, threshold=threshold)
-    except Exception as exc:
-        engine.close()
-        write_record(record_path, {"key": key, "build_s": build_s, "verification": {
-            "accepted": False, "message": f"verification failed: {type(exc).__name__}: {exc}"}})
-        raise EngineRefused(f"{artifact}: verification failed: {exc}") from exc
-    write_record(record_path, {"key": key, "build_s": build_s, "verification": v.to_dict()})
-    if not v.accepted:
-        engine.close()
-        raise EngineRefused(v.message + "; falling back", v)
-    log.info(v.message)
-    return engine, v
+    if v:  # accepted before: load and re-check
+        log.info("using verified %s (mIoU %.4f)", artifact, v.get("miou", float("nan")))
+        checked = recheck_frames is not None
+        check_frames = recheck_frames
+    else:
+        if not same:
+            t0 = time.perf_counter()
+            build()
+            record = {"key": key, "build_s": time.perf_counter() - t0, "verification": None}
+            write_record(record_path, record)
+        checked, check_frames = True, frames
+    last: Exception | None = None
+    for attempt in range(1, max(1, attempts) + 1):
+        engine = None
+        try:
+            engine = load(artifact)
+            if not checked:
+                return engine, None
+            result = verify_engine(engine, reference(), check_frames, threshold=threshold)
+        except EngineRefused as exc:  # a comparison that could not even be made (wrong output shape)
+            _close(engine)
+            write_record(record_path, {**record, "verification": {"accepted": False, "message": str(exc)}})
+            raise
+        except Exception as exc:  # noqa: BLE001 — load/run errors are retried, never recorded as refusals
+            _close(engine)
+            last = exc
+            log.warning("%s: attempt %d/%d failed: %s: %s", artifact, attempt, attempts, type(exc).__name__, exc)
+            write_record(record_path, {**record, "last_error": f"{type(exc).__name__}: {exc}"})
+            if attempt < attempts:
+                time.sleep(retry_delay_s * attempt)
+            continue
+        if v and result.accepted:
+            log.info("re-check of cached %s: %s", artifact, result.message)
+            return engine, result
+        write_record(record_path, {**{k: x for k, x in record.items() if k != "last_error"},
+                                   "verification": result.to_dict()})
+        if not result.accepted:
+            _close(engine)
+            raise EngineRefused(result.message + "; falling back", result)
+        log.info(result.message)
+        return engine, result
+    raise RuntimeError(f"{artifact}: loading or verifying failed {attempts} times; last error: "
+                       f"{type(last).__name__}: {last}") from last
+
+
+def _close(engine) -> None:
+    if engine is not None:
+        try:
+            engine.close()
+        except Exception as exc:  # noqa: BLE001 — closing a broken engine must not hide why it broke
+            log.warning("closing %s failed: %s", getattr(engine, "name", engine), exc)

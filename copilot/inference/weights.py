@@ -130,15 +130,12 @@ def _channels_by_order(weights: list[np.ndarray]) -> tuple[int, ...]:
 
 def convert(onnx_path: str | Path, out_path: str | Path) -> Path:
     """Write the fused weights of ``onnx_path`` as safetensors (atomically); returns the path."""
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
+
+    from copilot.inference.trt_plan import atomic_write
 
     tensors, meta = onnx_to_tensors(onnx_path)
-    out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.replace(out)
-    return out
+    return atomic_write(Path(out_path), save(tensors, metadata=meta))  # unique temp name: two converters never clash
 
 
 def read_metadata(path: str | Path) -> dict[str, str]:
@@ -152,8 +149,8 @@ def read_metadata(path: str | Path) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m copilot.inference.weights", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("onnx", type=Path)
-    ap.add_argument("out", type=Path)
+    ap.add_argument("onnx", type=Path, help="model.onnx to read the weights from")
+    ap.add_argument("out", type=Path, help="the .safetensors file to write")
     a = ap.parse_args(argv)
     out = convert(a.onnx, a.out)
     print(f"{out}: {read_metadata(out)}")

@@ -5,39 +5,47 @@
 >>> frame.nm_per_px, frame.calibration_source, frame.meta["data_bar_rows"]   # doctest: +SKIP
 (0.543, 'zeiss', 77)
 
-Every failure (missing, empty, truncated, corrupt, unknown, not 2-D) raises ``UnreadableFrame(origin, reason)``.
+Every failure (missing, empty, truncated, corrupt, unknown, not 2-D) raises ``UnreadableFrame(origin, reason)``;
+an input outside the bounds of :class:`InputLimits` (pixel count declared in the header, size, non-finite values)
+raises its subclass ``RefusedFrame`` before the expensive work. File names may hold any bytes: ``origin`` and
+``frame_id`` are their UTF-8-safe text (:func:`path_text`).
 """
 
 from __future__ import annotations
 
+import os
+import stat as stat_mode
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from copilot.errors import UnreadableFrame
+from copilot.errors import RefusedFrame, UnreadableFrame
 from copilot.frame import Frame
 from copilot.readers import registry
-from copilot.readers.base import Decoded, jsonable
+from copilot.readers.base import Decoded, jsonable, path_text
 from copilot.readers.databar import detect_data_bar
+from copilot.readers.limits import InputLimits, checked_pixels, limits_in_force
 from copilot.readers.registry import FORMATS, Format, register
 
-__all__ = ["read_frame", "decode", "FORMATS", "Format", "register", "detect_data_bar", "UnreadableFrame"]
+__all__ = ["read_frame", "decode", "FORMATS", "Format", "register", "detect_data_bar", "UnreadableFrame",
+           "RefusedFrame", "InputLimits", "path_text"]
 
 
 #: the largest share of the height a metadata-declared data bar may take before it is distrusted
 _MAX_BAR_FRACTION = 0.5
 
 
-def read_frame(path: Path, stream: str = "default", frame_id: str | None = None) -> Frame:
+def read_frame(path: Path, stream: str = "default", frame_id: str | None = None,
+               limits: InputLimits | None = None) -> Frame:
     """Read one image file as a Frame: 2-D grey pixels without data bar, nm/px (or None) and provenance.
 
     ``frame_id`` defaults to the file stem; ``origin`` is ``str(path)``; ``acquired_at`` comes from the file's
     metadata when it has a time stamp (instrument wall-clock is taken in the host's zone), else from its mtime.
     """
     path = Path(path)
-    origin = str(path)
-    decoded = decode(path)
+    origin = path_text(path)
+    decoded = decode(path, limits)
     pixels = decoded.pixels
     meta = dict(decoded.meta)
     meta["source_shape"] = list(pixels.shape)
@@ -60,7 +68,7 @@ def read_frame(path: Path, stream: str = "default", frame_id: str | None = None)
             pixels=pixels,
             nm_per_px=float(nm) if valid else None,
             stream=stream,
-            frame_id=frame_id if frame_id is not None else path.stem,
+            frame_id=frame_id if frame_id is not None else path_text(path.stem),
             origin=origin,
             acquired_at=acquired_at,
             calibration_source=decoded.calibration_source if valid else "none",
@@ -70,44 +78,48 @@ def read_frame(path: Path, stream: str = "default", frame_id: str | None = None)
         raise UnreadableFrame(origin, str(exc)) from exc
 
 
-def decode(path: Path) -> Decoded:
-    """Pick the format and decode, turning every failure into UnreadableFrame with a readable reason."""
+def decode(path: Path, limits: InputLimits | None = None) -> Decoded:
+    """Pick the format and decode within ``limits``, turning every failure into UnreadableFrame with a reason."""
     path = Path(path)
-    origin = str(path)
+    origin = path_text(path)
     fmt: Format | None = None
     try:
-        if not path.exists():
-            raise UnreadableFrame(origin, "file does not exist")
-        if not path.is_file():
-            raise UnreadableFrame(origin, "not a regular file")
-        stat = path.stat()
-        if stat.st_size == 0:
-            raise UnreadableFrame(origin, "empty file (0 bytes): still being written?")
-        with path.open("rb") as fh:
-            head = fh.read(registry.HEAD_BYTES)
+        st, head = _head_of_regular_file(path, origin)
         fmt = registry.choose(path, head)
-        decoded = fmt.read(path)
+        with limits_in_force(limits):
+            decoded = fmt.read(path)
     except UnreadableFrame:
         raise
     except MemoryError as exc:
-        raise UnreadableFrame(origin, f"too large to decode in memory ({exc})") from exc
-    except Exception as exc:  # every decoder failure becomes one readable error type
+        raise RefusedFrame(origin, f"too large to decode in memory ({exc})") from exc
+    except Exception as exc:  # every decoder failure becomes one readable error type (RecursionError included)
         name = fmt.name.upper() if fmt is not None else "file"
         raise UnreadableFrame(origin, f"corrupt, truncated or unsupported {name} ({type(exc).__name__}: "
                                      f"{_short(exc)})") from exc
-    _check_pixels(origin, decoded)
-    decoded.mtime = stat.st_mtime
+    decoded.pixels, notes = checked_pixels(decoded.pixels, origin, limits)
+    decoded.meta.update(notes)
+    decoded.mtime = st.st_mtime
     return decoded
 
 
-def _check_pixels(origin: str, decoded: Decoded) -> None:
-    pixels = decoded.pixels
-    if not isinstance(pixels, np.ndarray) or pixels.ndim != 2:
-        raise UnreadableFrame(origin, f"not a 2-D image (shape {getattr(pixels, 'shape', None)})")
-    if min(pixels.shape) < 2:
-        raise UnreadableFrame(origin, f"image too small to analyse (shape {pixels.shape})")
-    if pixels.dtype.kind not in "uif":
-        raise UnreadableFrame(origin, f"pixel type {pixels.dtype} is not a grey level")
+def _head_of_regular_file(path: Path, origin: str) -> tuple[os.stat_result, bytes]:
+    """The file's stat and first bytes, refusing anything but a non-empty regular file without blocking on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_BINARY", 0))
+    except FileNotFoundError:
+        raise UnreadableFrame(origin, "file does not exist") from None
+    except OSError as exc:
+        raise UnreadableFrame(origin, f"cannot open ({exc.strerror or exc}): still open by the writer, or no "
+                                      "permission?") from None
+    try:
+        st = os.fstat(fd)
+        if not stat_mode.S_ISREG(st.st_mode):
+            raise UnreadableFrame(origin, "not a regular file (FIFO, device, socket or folder)")
+        if st.st_size == 0:
+            raise UnreadableFrame(origin, "empty file (0 bytes): still being written?")
+        return st, os.read(fd, registry.HEAD_BYTES)
+    finally:
+        os.close(fd)
 
 
 def _data_bar(decoded: Decoded) -> tuple[int, str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -41,6 +42,23 @@ def positive_or_none(value: Any) -> float | None:
     return v if math.isfinite(v) and v > 0 else None
 
 
+def path_text(path: str | bytes | os.PathLike) -> str:
+    """``str(path)`` that always encodes as UTF-8 (store keys, documents, logs): bytes of a file name that are not
+    UTF-8 become ``\\xNN``. Open files with the original path; use this text only to name them.
+
+    >>> path_text(os.fsdecode(b"/data/frame\\xff.tif"))
+    '/data/frame\\\\xff.tif'
+    """
+    raw = os.fspath(path)
+    if isinstance(raw, str):
+        try:
+            raw.encode("utf-8")
+            return raw
+        except UnicodeEncodeError:
+            raw = os.fsencode(raw)
+    return raw.decode("utf-8", "backslashreplace")
+
+
 # --- colour → grey -----------------------------------------------------------------------------------------------
 
 _LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, what Pillow's convert("L") uses
@@ -62,11 +80,12 @@ def to_grey(rgb: np.ndarray) -> tuple[np.ndarray, str]:
     first = colour[..., 0]
     if all(np.array_equal(first, colour[..., c]) for c in range(1, colour.shape[2])):
         return np.ascontiguousarray(first), "grey-rgb" if channels >= 3 else "grey-alpha"
-    luma = colour.astype(np.float64) @ _LUMA
-    if np.issubdtype(rgb.dtype, np.integer):
-        info = np.iinfo(rgb.dtype)
-        luma = np.clip(np.rint(luma), info.min, info.max)
-    return luma.astype(rgb.dtype), "luminance"
+    out = np.empty(first.shape, rgb.dtype)
+    info = np.iinfo(rgb.dtype) if np.issubdtype(rgb.dtype, np.integer) else None
+    for r0 in range(0, out.shape[0], 256):  # row blocks: no (H, W, 3) float64 copy of a large frame
+        luma = colour[r0:r0 + 256].astype(np.float64) @ _LUMA
+        out[r0:r0 + 256] = np.clip(np.rint(luma), info.min, info.max) if info is not None else luma
+    return out, "luminance"
 
 
 # --- time stamps -------------------------------------------------------------------------------------------------

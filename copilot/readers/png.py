@@ -7,12 +7,23 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from copilot.errors import RefusedFrame
 from copilot.readers.base import Decoded, to_grey
+from copilot.readers.limits import check_header_pixels
+
+_BYTES_PER_SAMPLE = {"I": 4, "F": 4, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2}
 
 
 def read_png(path: Path) -> Decoded:
     """Decode a PNG/JPEG to a 2-D grey array (8-bit, 16-bit or float as stored); nm_per_px is always None."""
-    with Image.open(path) as img:
+    try:
+        opened = Image.open(path)
+    except Image.DecompressionBombError as exc:  # Pillow's own bound (2 × MAX_IMAGE_PIXELS), from the header
+        raise RefusedFrame(str(path), f"{exc} (refused before decoding)") from None
+    with opened as img:
+        width, height = img.size  # from the header: checked before any pixel is decompressed
+        check_header_pixels(str(path), (height, width), samples=len(img.getbands()),
+                            itemsize=_BYTES_PER_SAMPLE.get(img.mode, 1))
         img.load()  # raises on truncated/corrupt data (Pillow never silently pads unless told to)
         fmt = (img.format or "png").lower()
         mode = img.mode

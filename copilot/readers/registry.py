@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from copilot.errors import UnreadableFrame
-from copilot.readers.base import Decoded
+from copilot.readers.base import Decoded, path_text
 
 #: bytes read from the start of a file for sniffing (MRC's "MAP " sits at 208).
 HEAD_BYTES = 1024
@@ -128,7 +128,7 @@ def choose(path: Path, head: bytes) -> Format:
 
 
 def _raise(path: Path, reason: str) -> Format:
-    raise UnreadableFrame(str(path), reason)
+    raise UnreadableFrame(path_text(path), reason)
 
 
 # --- built-in formats (decoders import their heavy libraries lazily or cheaply) -------------------------------------

@@ -22,6 +22,7 @@ import numpy as np
 
 from copilot.errors import UnreadableFrame
 from copilot.readers.base import Decoded, parse_datetime, positive_or_none
+from copilot.readers.limits import check_header_pixels
 from copilot.readers.units import to_nm
 
 _SPECTRAL_TYPES = {"EELS", "EDS", "EDS_TEM", "EDS_SEM", "EDX", "CL", "CL_SEM", "CL_STEM", "LUMISPECTRUM", "PL"}
@@ -62,10 +63,11 @@ def _decode(path: Path, plugin: str, kwargs: dict, fmt: str) -> Decoded:
         shapes = ", ".join(_describe(s) for s in signals) or "none"
         raise UnreadableFrame(str(path), f"{fmt.upper()} file holds no 2-D image (signals: {shapes})")
     index, signal = min(images, key=lambda item: (_rank(_title(item[1])), item[0]))
-    data = np.asarray(signal["data"])
-    frames = int(np.prod(data.shape[:-2])) if data.ndim > 2 else 1
-    pixels = data.reshape((-1,) + data.shape[-2:])[0] if data.ndim > 2 else data
-    pixels = np.ascontiguousarray(pixels)
+    data = signal["data"]  # lazy (dask) where RosettaSciIO can: nothing is decoded before the bound is checked
+    check_header_pixels(str(path), np.shape(data)[-2:], itemsize=np.dtype(data.dtype).itemsize)
+    frames = int(np.prod(np.shape(data)[:-2])) if np.ndim(data) > 2 else 1
+    pixels = data[(0,) * (np.ndim(data) - 2)] if np.ndim(data) > 2 else data
+    pixels = np.ascontiguousarray(np.asarray(pixels))
     if pixels.dtype == bool:
         pixels = pixels.astype(np.uint8) * np.uint8(255)
 
@@ -79,13 +81,13 @@ def _decode(path: Path, plugin: str, kwargs: dict, fmt: str) -> Decoded:
     if units:
         meta["axis_units"] = units
     out = Decoded(pixels=pixels, meta=meta, may_have_data_bar=False)
-    nm = _axis_nm(x_axis)
+    nm = axis_nm(x_axis)
     if nm is not None and plugin == "mrc" and _mrc_placeholder(signal):
         meta["ignored_calibration"] = "MRC header cell size missing or the 1 Å/px placeholder"
         nm = None
     if nm is not None:
         out.nm_per_px, out.calibration_source = nm, "rosettasciio"
-        ny = _axis_nm(y_axis)
+        ny = axis_nm(y_axis)
         if ny is not None and abs(ny - nm) > 0.01 * nm:
             meta["nm_per_px_y"] = ny
     _standard_metadata(out, _mapped_metadata(signal))
@@ -97,7 +99,7 @@ def _decode(path: Path, plugin: str, kwargs: dict, fmt: str) -> Decoded:
 def _load(path: Path, plugin: str, kwargs: dict) -> list[dict]:
     module = importlib.import_module(f"rsciio.{plugin}")
     try:
-        return list(module.file_reader(str(path), lazy=False, **kwargs))
+        return list(module.file_reader(str(path), lazy=_LAZY, **kwargs))
     except ModuleNotFoundError as exc:
         if plugin == "emd" and "sparse" in str(exc):
             return _velox_images_without_sparse(path, exc)
@@ -125,6 +127,10 @@ def _velox_images_without_sparse(path: Path, exc: Exception) -> list[dict]:
                                          f"images-only fallback failed: {inner}") from inner
 
 
+#: read lazily (dask) where installed, so only the first image is decoded and its size is checked first
+_LAZY = importlib.util.find_spec("dask") is not None
+
+
 def _describe(signal: dict) -> str:
     kind = str(((signal.get("metadata") or {}).get("Signal") or {}).get("signal_type") or "")
     return " ".join(p for p in (_title(signal) or "?", str(tuple(np.shape(signal.get("data")))), kind) if p)
@@ -150,7 +156,8 @@ def _image_axes(signal: dict) -> list[dict] | None:
     axes = list(signal.get("axes") or [])
     if data is None or np.ndim(data) < 2 or len(axes) != np.ndim(data):
         return None
-    if np.iscomplexobj(data) or (np.asarray(data).dtype.kind not in "biuf"):
+    dtype = data.dtype if hasattr(data, "dtype") else np.asarray(data).dtype  # never computes a lazy array
+    if np.dtype(dtype).kind not in "biuf":
         return None
     if "overview" in (((signal.get("metadata") or {}).get("Markers")) or {}):
         return None
@@ -175,7 +182,7 @@ def _is_spectral_axis(axis: dict) -> bool:
     return any(w in name for w in ("energy", "wavelength", "channel")) or units in ("ev", "kev")
 
 
-def _axis_nm(axis: dict) -> float | None:
+def axis_nm(axis: dict) -> float | None:
     scale = positive_or_none(axis.get("scale"))
     return to_nm(scale, axis.get("units")) if scale else None
 
@@ -195,6 +202,7 @@ def _check_mrc_header(path: Path) -> None:
     if mode not in _MRC_BYTES_PER_PX or min(nx, ny, nz) < 1 or next_bytes < 0:
         raise UnreadableFrame(str(path), f"not a valid MRC header (nx={nx}, ny={ny}, nz={nz}, mode={mode}); "
                                          "corrupt, big-endian or not MRC")
+    check_header_pixels(str(path), (int(ny), int(nx)), itemsize=max(1, math.ceil(_MRC_BYTES_PER_PX[int(mode)])))
     needed = 1024 + next_bytes + math.ceil(int(nx) * int(ny) * int(nz) * _MRC_BYTES_PER_PX[int(mode)])
     size = path.stat().st_size
     if size < needed:

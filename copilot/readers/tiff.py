@@ -26,6 +26,7 @@ import tifffile
 
 from copilot.errors import UnreadableFrame
 from copilot.readers.base import Decoded, parse_datetime, positive_or_none, to_grey
+from copilot.readers.limits import check_header_pixels
 from copilot.readers.units import nm_per_unit, plain_resolution_nm, to_nm
 
 _RESUNIT_NAME = {2: "inch", 3: "cm"}
@@ -40,6 +41,9 @@ def read_tiff(path: Path) -> Decoded:
             raise UnreadableFrame(str(path), "TIFF has no readable image directory (corrupt or truncated)")
         page = tif.pages.first
         _check_complete(path, page, size)
+        itemsize = page.dtype.itemsize if page.dtype is not None else 8
+        check_header_pixels(str(path), (page.imagelength, page.imagewidth),
+                            samples=page.samplesperpixel * max(1, page.imagedepth), itemsize=itemsize)
         pixels, conversion = _grey_pixels(path, page)
         meta: dict[str, Any] = {"format": "tiff", "pages": _page_count(tif),
                                 "photometric": page.photometric.name.lower()}
@@ -275,18 +279,9 @@ def _parse_magnification(entry: Any) -> float | None:
 # --- ImageJ and plain resolution tags ------------------------------------------------------------------------------
 
 
-def _x_resolution(page) -> float | None:
-    tag = page.tags.get("XResolution")
-    if tag is None:
-        return None
-    value = tag.value
-    if isinstance(value, tuple) and len(value) == 2:
-        return value[0] / value[1] if value[1] else None
-    return positive_or_none(value)
-
-
-def _y_resolution(page) -> float | None:
-    tag = page.tags.get("YResolution")
+def _resolution(page, tag_name: str = "XResolution") -> float | None:
+    """Pixels per resolution unit from ``XResolution`` (or ``YResolution``): a rational or a number."""
+    tag = page.tags.get(tag_name)
     if tag is None:
         return None
     value = tag.value
@@ -299,7 +294,7 @@ def _apply_imagej(out: Decoded, ij: dict, page) -> None:
     unit = ij.get("unit")
     factor = nm_per_unit(unit)
     out.meta["imagej_unit"] = str(unit) if unit is not None else None
-    xres = _x_resolution(page)
+    xres = _resolution(page)
     if factor is None or not xres:
         return
     if factor >= 1e7:  # inch / cm: ImageJ copied a dpi setting; same rule as plain tags
@@ -314,7 +309,7 @@ def _apply_imagej(out: Decoded, ij: dict, page) -> None:
 def _apply_resolution(out: Decoded, page) -> None:
     unit_tag = page.tags.get("ResolutionUnit")
     unit = _RESUNIT_NAME.get(int(unit_tag.value)) if unit_tag is not None else None
-    xres = _x_resolution(page)
+    xres = _resolution(page)
     if unit is None or not xres:
         return
     nm = plain_resolution_nm(xres, unit)
@@ -326,7 +321,7 @@ def _apply_resolution(out: Decoded, page) -> None:
 
 
 def _record_y(out: Decoded, page, unit: str, xres: float) -> None:
-    yres = _y_resolution(page)
+    yres = _resolution(page, "YResolution")
     if yres and abs(yres - xres) > 0.01 * xres:
         out.meta["nm_per_px_y"] = to_nm(1.0 / yres, unit)
 

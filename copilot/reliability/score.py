@@ -4,45 +4,33 @@ Inputs: the model's own output (features.py), the pixels (quality.py) and the em
 shipped beside the model (ONNX, run by ONNX Runtime — no pickle) predicts the frame's object F1, precision and
 recall from them; its calibration file says what normal quality and shift looked like in training, so reasons can
 be concrete ("out of focus", "dose too low", "unlike the training data").
+
+A frame's own reliability (``Assessor.frame``) needs no state, so the pipeline computes it on any worker; the
+rolling shift window (``Assessor.window``, an Accumulator) and the verdict follow in frame order per stream.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from pydantic import BaseModel, ConfigDict, Field
 
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.inference.card import ModelCard
-from copilot.document.schema import Reliability, Verdict
 from copilot.reliability.calibration import ReliabilityCalibration
-from copilot.reliability.features import entropy_map, output_features
+from copilot.reliability.features import output_features
 from copilot.reliability.quality import image_quality
-from copilot.reliability.shift import ShiftMonitor
+from copilot.reliability.shift import ShiftReference, ShiftWindow
+from copilot.reliability.types import FrameReliability, Verdict
+from copilot.reliability.settings import VerdictThresholds
 
 LEVELS = ("ok", "warn", "fail")
 
 
-class VerdictThresholds(BaseModel):
-    """[verdict] in the config."""
-
-    model_config = ConfigDict(extra="forbid")
-    min_objects: int = Field(5, ge=0, description="fewer sized objects than this: 'too few objects to measure'")
-    warn_f1: float = Field(0.8, ge=0, le=1, description="predicted F1 below this: warn")
-    fail_f1: float = Field(0.5, ge=0, le=1, description="predicted F1 below this: fail")
-    warn_image_confidence: float = Field(0.85, ge=0, le=1)
-    fail_image_confidence: float = Field(0.6, ge=0, le=1)
-    shift_warn_factor: float = Field(1.0, gt=0, description="shift score above this × training p99: warn")
-    shift_fail_factor: float = Field(2.0, gt=0, description="shift score above this × training p99: fail")
-    saturated_fraction: float = Field(0.01, ge=0, le=1)
-    blank_dynamic_range: float = Field(1e-3, ge=0, description="below this fraction of the detector range: blank")
-    shift_window: int = Field(10, ge=3, description="frames in the rolling window for the shift MMD²")
-
-
 class Assessor:
-    """Computes the reliability block and the verdict for each frame (keeps a rolling shift window per stream)."""
+    """Reliability and verdict per frame; ``window`` keeps the rolling shift window per stream."""
 
     def __init__(self, card: ModelCard | None = None, engine_dir: Path | None = None,
                  thresholds: VerdictThresholds | None = None):
@@ -55,8 +43,12 @@ class Assessor:
             self.calibration = ReliabilityCalibration.load(onnx_path.with_suffix(".json"))
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = 1
+            opts.inter_op_num_threads = 1
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
             self._session = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
-        self.shift = ShiftMonitor(card.embedding_reference if card else None, self.thresholds.shift_window)
+        ref = card.embedding_reference if card is not None else None
+        self.reference = ShiftReference(ref) if ref is not None else None
+        self.window = ShiftWindow(self.reference, self.thresholds.shift_window)
 
     def predict(self, features: dict[str, float]) -> dict[str, float]:
         """Predicted targets (f1, precision, recall), clipped to [0, 1]; empty without a regressor."""
@@ -66,30 +58,39 @@ class Assessor:
         y = self._session.run(None, {self.calibration.input_name: x})[0].reshape(-1)
         return {t: float(np.clip(v, 0.0, 1.0)) for t, v in zip(self.calibration.targets, y)}
 
-    def assess(self, fm: FrameMeasurements) -> tuple[Reliability, Verdict, np.ndarray]:
-        """Reliability block, verdict, and the per-pixel uncertainty (normalized entropy, float32 on the grid)."""
+    def frame(self, fm: FrameMeasurements) -> FrameReliability:
+        """The frame's own reliability (no per-stream state: safe on any worker, in any order)."""
         seg = fm.segmentation
-        entropy = entropy_map(seg.probabilities)
-        features = output_features(fm, entropy)
+        features = output_features(fm)
         quality = image_quality(seg.frame, seg.network_input)
-        distance, window_mmd = self.shift.update(seg.frame.stream, seg.embedding)
+        distance = self.reference.distance(seg.embedding) if self.reference is not None else None
         features.update(quality)
         features["shift_distance"] = distance if distance is not None else 0.0
         predicted = self.predict(features)
-        reliability = Reliability(
+        return FrameReliability(
             predicted_f1=predicted.get("f1"),
             predicted_precision=predicted.get("precision"),
             predicted_recall=predicted.get("recall"),
             image_confidence=features["image_confidence"],
             shift_score=distance,
-            shift_window_mmd2=window_mmd,
             quality=quality,
             features=features,
-            embedding=_finite_list(seg.embedding),  # the shift window is rebuilt from it after a restart
+            uncertainty=seg.maps.entropy,
+            embedding=np.asarray(seg.embedding, np.float32).reshape(-1),
         )
-        return reliability, self.verdict(fm, reliability), entropy
 
-    def verdict(self, fm: FrameMeasurements, r: Reliability) -> Verdict:
+    def follow(self, fm: FrameMeasurements, reliability: FrameReliability) -> tuple[FrameReliability, Verdict]:
+        """Fold the frame into its stream's shift window (call in frame order) and judge it."""
+        mmd = self.window.process(fm.segmentation.frame.stream, fm.segmentation.embedding)
+        reliability = replace(reliability, shift_window_mmd2=mmd)
+        return reliability, self.verdict(fm, reliability)
+
+    def assess(self, fm: FrameMeasurements) -> tuple[FrameReliability, Verdict, np.ndarray]:
+        """Reliability, verdict, and the per-pixel uncertainty (normalized entropy, float32 on the grid)."""
+        reliability, verdict = self.follow(fm, self.frame(fm))
+        return reliability, verdict, reliability.uncertainty
+
+    def verdict(self, fm: FrameMeasurements, r: FrameReliability) -> Verdict:
         t = self.thresholds
         found: list[tuple[str, str]] = []
         q = r.quality
@@ -140,9 +141,4 @@ class Assessor:
                                       f"trained {lo:g}–{hi:g})"))
         level = max((lvl for lvl, _ in found), key=LEVELS.index, default="ok")
         order = sorted(found, key=lambda f: -LEVELS.index(f[0]))
-        return Verdict(level=level, reasons=[reason for _, reason in order])
-
-
-def _finite_list(embedding) -> list[float] | None:
-    e = np.asarray(embedding, float).reshape(-1) if embedding is not None else np.zeros(0)
-    return [round(float(x), 6) for x in e] if e.size and np.isfinite(e).all() else None
+        return Verdict(level=level, reasons=tuple(reason for _, reason in order))

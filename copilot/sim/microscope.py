@@ -61,12 +61,12 @@ def run_microscope(out_dir: str | Path, n_frames: int = 20, interval_s: float = 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m copilot.sim.microscope", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out_dir", type=Path)
-    ap.add_argument("--frames", type=int, default=20)
+    ap.add_argument("out_dir", type=Path, help="folder the frames are written into")
+    ap.add_argument("--frames", type=int, default=20, help="frames to acquire")
     ap.add_argument("--interval", type=float, default=1.0, help="wall-clock seconds between frames")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", type=int, default=1024)
-    ap.add_argument("--nm-per-px", type=float, default=0.2)
+    ap.add_argument("--seed", type=int, default=0, help="seed of the simulated specimen")
+    ap.add_argument("--size", type=int, default=1024, help="frame edge in pixels")
+    ap.add_argument("--nm-per-px", type=float, default=0.2, help="calibration of the frames")
     ap.add_argument("--growth", type=float, default=0.5, help="radius growth rate, nm per simulated minute")
     ap.add_argument("--time-scale", type=float, default=30.0, help="simulated seconds per wall-clock second")
     a = ap.parse_args(argv)

@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
-from copilot.sim.stem import SimFrame, acquire
+from copilot.sim.stem import SimFrame, acquire, pick
 
 CLASS_NAMES = ("matrix", "second-phase", "pore")
 STRUCTURES = ("two-phase", "porous")
@@ -120,10 +120,7 @@ def random_sem_params(rng: np.random.Generator, size_px: int | tuple[int, int] =
     >>> random_sem_params(np.random.default_rng(0), 64, structure="porous").structure
     'porous'
     """
-    if structure == "any":
-        structure = STRUCTURES[int(rng.integers(len(STRUCTURES)))]
-    if structure not in STRUCTURES:
-        raise ValueError(f"unknown structure {structure!r}; known: {STRUCTURES}")
+    structure = pick(rng, structure, STRUCTURES, "structure")
     if detector not in DETECTORS:
         raise ValueError(f"unknown detector {detector!r}; known: {DETECTORS}")
     lu = lambda lo, hi: float(np.exp(rng.uniform(np.log(lo), np.log(hi))))  # noqa: E731

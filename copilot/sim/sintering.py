@@ -12,7 +12,7 @@ touching (pairs placed touching stay touching).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Iterator
 
@@ -95,7 +95,3 @@ class SinteringRun:
             yield TimedFrame(i, t, self.start + timedelta(seconds=t), self.frame_at(t))
 
     __iter__ = frames
-
-    def with_params(self, **kw) -> "SinteringRun":
-        return SinteringRun(self.seed, replace(self.params, **kw), self.growth_nm_per_min, self.interval_s,
-                            self.duration_s, self.drift_nm_per_s, self.start)

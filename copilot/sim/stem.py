@@ -136,6 +136,15 @@ class SimFrame:
 MODALITIES = ("haadf", "bf-tem")
 
 
+def pick(rng: np.random.Generator, value: str, known: tuple[str, ...], what: str) -> str:
+    """``value`` if it is one of ``known``; for ``"any"`` one of them with equal odds; else a ValueError."""
+    if value == "any":
+        value = known[int(rng.integers(len(known)))]
+    if value not in known:
+        raise ValueError(f"unknown {what} {value!r}; known: {known}")
+    return value
+
+
 def random_params(rng: np.random.Generator, size_px: int | tuple[int, int] = 1024,
                   nm_per_px_range: tuple[float, float] = (0.1, 0.5), modality: str = "haadf",
                   **overrides: Any) -> SimParams:
@@ -147,10 +156,7 @@ def random_params(rng: np.random.Generator, size_px: int | tuple[int, int] = 102
     >>> random_params(np.random.default_rng(0), 64, modality="bf-tem").modality
     'bf-tem'
     """
-    if modality == "any":
-        modality = MODALITIES[int(rng.integers(len(MODALITIES)))]
-    if modality not in MODALITIES:
-        raise ValueError(f"unknown modality {modality!r}; known: {MODALITIES}")
+    modality = pick(rng, modality, MODALITIES, "modality")
     lo, hi = nm_per_px_range
     nmpp = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     p = SimParams(

@@ -23,12 +23,19 @@ Files present at start are emitted once in natural name order (``existing="proce
 ``is_done(str(path))`` is true (the pipeline passes a store lookup), or recorded and ignored (``existing="skip"``).
 At start-up a file whose mtime is already ``settle_s`` old is emitted without waiting; younger ones (a write in
 progress while the daemon restarted) go through the settle tracker.
+
+Read-only and hostile folders: the source only stats and lists; it never moves, renames or writes. Only regular
+files are emitted (a FIFO, socket or device is ignored); a symbolic link only when it resolves to a regular file
+inside the watched tree, and linked folders are never descended into (also by the polling observer, which uses
+``lstat``), so neither a link out of the tree nor a link loop yields a frame. File names may hold any bytes:
+``Arrival.origin`` is their UTF-8-safe text, ``Arrival.path`` the real name.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import stat as stat_mode
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -46,10 +53,11 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
-from watchdog.observers.polling import PollingObserver
+from watchdog.observers.polling import PollingObserverVFS
 
+from copilot.readers.base import path_text
 from copilot.sources.base import Arrival, Emit
-from copilot.sources.files import DEFAULT_EXCLUDE, DEFAULT_INCLUDE, iter_files, relative_accepts
+from copilot.sources.files import DEFAULT_EXCLUDE, DEFAULT_INCLUDE, iter_files, relative_accepts, resolves_inside
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +81,12 @@ class _Handler(FileSystemEventHandler):
         self._source = source
 
     def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            self._dispatch(event)
+        except Exception:  # an odd event must never stop the observer thread
+            log.exception("file event %r could not be handled", event)
+
+    def _dispatch(self, event: FileSystemEvent) -> None:
         if event.is_directory:
             return
         kind = event.event_type
@@ -121,6 +135,7 @@ class DirectorySource:
         if poll_interval_s <= 0:
             raise ValueError(f"poll_interval_s must be > 0, got {poll_interval_s}")
         self.root = Path(root).expanduser().absolute()
+        self._root_real = os.path.realpath(self.root)
         self.include = tuple(include)
         self.exclude = tuple(exclude)
         self.recursive = recursive
@@ -135,6 +150,9 @@ class DirectorySource:
         self._cond = threading.Condition()
         self._pending: dict[Path, _Candidate] = {}
         self._seen: dict[Path, Signature] = {}  # signature emitted (or deliberately skipped) per path
+        # existing="skip": files the start-up scan skipped. The observer starts first, so a write event for one of
+        # them means it was written after the start (the scan raced a new file) and it must be processed after all.
+        self._skipped_existing: set[Path] = set()
         self._stopping = threading.Event()
         self._observer: Observer | None = None
         self._thread: threading.Thread | None = None
@@ -150,7 +168,8 @@ class DirectorySource:
             raise FileNotFoundError(f"watched folder does not exist or is not a folder: {self.root}")
         self._emit = emit
         self._watch_started = time.time()
-        observer = PollingObserver(timeout=self.poll_interval_s) if self.poll else Observer()
+        observer = (PollingObserverVFS(os.lstat, os.scandir, polling_interval=self.poll_interval_s) if self.poll
+                    else Observer())
         observer.schedule(_Handler(self), str(self.root), recursive=self.recursive)
         # The observer starts before the start-up scan, so no file can fall between the two (a file seen by both is
         # deduplicated by its signature).
@@ -201,6 +220,9 @@ class DirectorySource:
             return
         now = time.monotonic()
         with self._cond:
+            if path in self._skipped_existing:
+                self._skipped_existing.discard(path)
+                self._seen.pop(path, None)
             was_idle = not self._pending
             settle = 0.0 if renamed else self.settle_s
             cand = self._pending.get(path)
@@ -236,8 +258,11 @@ class DirectorySource:
             if gap < _MIN_CHECK_GAP_S:  # a burst of renames must not turn into a stat storm
                 self._stopping.wait(_MIN_CHECK_GAP_S - gap)
             last_check = time.monotonic()
-            for path in self._check_pending():
-                self._deliver(path)
+            try:
+                for path in self._check_pending():
+                    self._deliver(path)
+            except Exception:  # the tracker must outlive any one file
+                log.exception("checking pending files in %s failed", self.root)
 
     def _scan_existing(self) -> None:
         now_wall = time.time()
@@ -249,12 +274,17 @@ class DirectorySource:
             except OSError:
                 continue
             sig = (st.st_size, st.st_mtime_ns)
-            skip = self.existing == "skip" or self._already_done(path)
+            skip_existing = self.existing == "skip"
+            skip = skip_existing or self._already_done(path)
             with self._cond:
                 if self._seen.get(path) == sig:  # an event got there first
                     continue
+                if skip_existing and path in self._pending:
+                    continue  # written after the start: the settle tracker has it
                 if skip:
                     self._seen[path] = sig  # later events with this signature must not emit it either
+                    if skip_existing:
+                        self._skipped_existing.add(path)
                     continue
                 settled = st.st_size > 0 and now_wall - st.st_mtime >= self.settle_s and path not in self._pending
                 if settled:
@@ -281,6 +311,10 @@ class DirectorySource:
         stats: list[tuple[Path, _Candidate, Signature | None, bool]] = []
         for path, cand in items:
             try:
+                st = os.lstat(path)
+                if not self._regular_inside(path, st):
+                    stats.append((path, cand, None, True))  # a FIFO, device, folder or a link out of the tree
+                    continue
                 st = os.stat(path)
                 stats.append((path, cand, (st.st_size, st.st_mtime_ns), False))
             except FileNotFoundError:
@@ -309,6 +343,11 @@ class DirectorySource:
                 ready.append((cand.first_seen, path))
         return [p for _, p in sorted(ready)]
 
+    def _regular_inside(self, path: Path, lst: os.stat_result) -> bool:
+        if stat_mode.S_ISLNK(lst.st_mode):
+            return resolves_inside(path, self._root_real)
+        return stat_mode.S_ISREG(lst.st_mode)
+
     def _deliver(self, path: Path) -> None:
         if self._stopping.is_set() or self._emit is None:
             return
@@ -317,7 +356,7 @@ class DirectorySource:
             completed = min(now, max(os.stat(path).st_mtime, self._watch_started))
         except OSError:
             completed = now
-        arrival = Arrival(origin=str(path), path=path, arrived_at=now, completed_at=completed)
+        arrival = Arrival(origin=path_text(path), path=path, arrived_at=now, completed_at=completed)
         try:
             self._emit(arrival)
             self.emitted += 1

@@ -10,15 +10,23 @@ True
 (False, False)
 >>> sorted(["f10.tif", "f9.tif", "f100.tif"], key=natural_key)
 ['f9.tif', 'f10.tif', 'f100.tif']
+
+Symbolic links: a linked *file* is accepted only when it resolves to a regular file inside the watched tree
+(:func:`resolves_inside`); linked *folders* are never descended into, so nothing outside the tree is read and no
+link loop can multiply files. Folders are also deduplicated by (device, inode), which stops bind-mount loops.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 DEFAULT_INCLUDE: tuple[str, ...] = ("*.tif", "*.tiff", "*.dm3", "*.dm4", "*.emd", "*.ser", "*.bcf", "*.mrc", "*.png")
 DEFAULT_EXCLUDE: tuple[str, ...] = (".*", "*.tmp", "*.part", "~*")
@@ -54,23 +62,50 @@ def natural_key(name: str | os.PathLike[str]) -> tuple:
     return tuple((0, int(t), "") if t.isdigit() else (1, 0, t.lower()) for t in _DIGITS.split(s) if t)
 
 
+def resolves_inside(path: str | os.PathLike, root_real: str) -> bool:
+    """True when ``path`` (link or not) resolves to a regular file inside ``root_real`` (an already resolved root)."""
+    try:
+        real = os.path.realpath(path, strict=True)
+        if not stat.S_ISREG(os.stat(real).st_mode):
+            return False
+    except (OSError, RuntimeError, ValueError):  # dangling link, link loop (ELOOP), odd bytes
+        return False
+    return real == root_real or os.path.commonpath([root_real, real]) == root_real
+
+
 def iter_files(
     root: Path, include: Sequence[str], exclude: Sequence[str], *, recursive: bool = False
 ) -> Iterator[Path]:
-    """Matching regular files under ``root`` in natural name order (folders pruned by ``exclude``)."""
-    try:
-        entries = sorted(os.scandir(root), key=lambda e: natural_key(e.name))
-    except FileNotFoundError:
-        return
-    subdirs: list[Path] = []
-    for entry in entries:
+    """Matching regular files under ``root`` in natural name order (folders pruned by ``exclude``).
+
+    Depth-first without recursion (any depth); linked folders are skipped, linked files kept only when they resolve
+    inside ``root``; each real folder is visited once.
+    """
+    root_real = os.path.realpath(root)
+    visited: set[tuple[int, int]] = set()
+    stack: list[Path] = [Path(root)]
+    while stack:
+        folder = stack.pop()
         try:
-            if entry.is_file():
-                if name_matches(entry.name, include, exclude):
-                    yield Path(entry.path)
-            elif recursive and entry.is_dir() and not _any_match(entry.name, exclude):
-                subdirs.append(Path(entry.path))
-        except OSError:  # vanished or unreadable between listing and stat
+            st = os.stat(folder)
+            if (st.st_dev, st.st_ino) in visited:
+                log.warning("%s: folder already visited under another name (bind mount loop?); skipped", folder)
+                continue
+            visited.add((st.st_dev, st.st_ino))
+            entries = sorted(os.scandir(folder), key=lambda e: natural_key(e.name))
+        except OSError:  # vanished, no permission
             continue
-    for sub in subdirs:
-        yield from iter_files(sub, include, exclude, recursive=True)
+        subdirs: list[Path] = []
+        for entry in entries:
+            try:
+                if entry.is_symlink():
+                    if name_matches(entry.name, include, exclude) and resolves_inside(entry.path, root_real):
+                        yield Path(entry.path)
+                elif entry.is_file(follow_symlinks=False):
+                    if name_matches(entry.name, include, exclude):
+                        yield Path(entry.path)
+                elif recursive and entry.is_dir(follow_symlinks=False) and not _any_match(entry.name, exclude):
+                    subdirs.append(Path(entry.path))
+            except OSError:  # vanished or unreadable between listing and stat
+                continue
+        stack.extend(reversed(subdirs))

@@ -2,7 +2,7 @@
 
 The standalone instrument-side equivalent (no copilot install needed) is ``adapters/pusher.py``.
 
-Wiring the CLI sub-command (in ``copilot/cli.py``)::
+Wiring the CLI sub-command (in ``copilot/cli/commands.py``)::
 
     from copilot.sources import push
     p = sub.add_parser("push", help="send image files or frames to a daemon's socket")

@@ -19,8 +19,9 @@ from typing import Any
 
 import zmq
 
-from copilot.errors import InvalidMessage
+from copilot.errors import InvalidMessage, RefusedFrame
 from copilot.frame import Frame
+from copilot.readers.limits import InputLimits, checked_pixels
 from copilot.sources.base import Arrival, Emit
 from copilot.sources.wire import MAX_HEADER_BYTES, decode_message
 
@@ -49,6 +50,7 @@ class SocketSource:
         poll_timeout_s: float = 0.1,
         context: zmq.Context | None = None,
         security=None,
+        limits: InputLimits | None = None,
     ) -> None:
         if max_bytes <= 0:
             raise ValueError(f"max_bytes must be positive, got {max_bytes}")
@@ -60,6 +62,7 @@ class SocketSource:
         self.poll_timeout_s = poll_timeout_s
         self._context = context
         self.security = security  # copilot.security.ServerSecurity: CURVE, allow-listed pushers only
+        self.limits = limits or InputLimits()
         self._socket: zmq.Socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -132,7 +135,11 @@ class SocketSource:
                         parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    self._handle(parts)
+                    try:
+                        self._handle(parts)
+                    except Exception as exc:  # no message may stop the receive thread
+                        log.exception("message on %s could not be handled", self.endpoint)
+                        self._reject(f"{type(exc).__name__}: {exc}")
         except zmq.ContextTerminated:
             log.warning("ZeroMQ context terminated; %s stops", self.endpoint)
         finally:
@@ -145,6 +152,7 @@ class SocketSource:
             header, pixels = decode_message([p.buffer for p in parts], max_bytes=self.max_bytes)
             stream = header.stream or self.stream_default
             frame_id = header.frame_id or f"{self._run_tag}-{self.received:06d}"
+            pixels, notes = checked_pixels(pixels, f"{self.endpoint}/{stream}/{frame_id}", self.limits)
             extra: dict[str, Any] = {}
             if header.acquired_at is not None:
                 extra["acquired_at"] = header.acquired_at
@@ -155,9 +163,12 @@ class SocketSource:
                 frame_id=frame_id,
                 origin=f"{self.endpoint}/{stream}/{frame_id}",
                 calibration_source="socket" if header.nm_per_px is not None else "none",
-                meta=dict(header.meta),
+                meta={**header.meta, **notes},
                 **extra,
             )
+        except RefusedFrame as exc:
+            self._reject(exc.reason)
+            return
         except (InvalidMessage, ValueError) as exc:
             self._reject(str(exc))
             return

@@ -39,6 +39,8 @@ from copilot.frame import Frame
 
 WIRE_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
+#: deepest JSON nesting a header may have (a real one has 2); checked before parsing
+MAX_HEADER_DEPTH = 16
 
 #: wire dtype name -> numpy dtype string (always little-endian).
 DTYPES: dict[str, str] = {
@@ -133,16 +135,45 @@ def decode_header(raw: bytes | bytearray | memoryview) -> FrameHeader:
     raw = bytes(raw)
     if len(raw) > MAX_HEADER_BYTES:
         raise InvalidMessage(f"header is {len(raw)} bytes, more than {MAX_HEADER_BYTES}")
+    depth = _nesting_depth(raw)
+    if depth > MAX_HEADER_DEPTH:
+        raise InvalidMessage(f"header nests {depth} levels deep, more than {MAX_HEADER_DEPTH}")
     try:
         obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise InvalidMessage(f"header is not UTF-8 JSON: {exc}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise InvalidMessage(f"header is not UTF-8 JSON: {type(exc).__name__}: {str(exc)[:200]}") from None
     if not isinstance(obj, dict):
         raise InvalidMessage(f"header must be a JSON object, got {type(obj).__name__}")
     try:
         return FrameHeader.model_validate(obj)
     except ValidationError as exc:
         raise InvalidMessage(_pydantic_reason(exc)) from None
+
+
+def _nesting_depth(raw: bytes) -> int:
+    """Deepest bracket nesting outside JSON strings (an upper bound for invalid JSON), without parsing.
+
+    >>> _nesting_depth(b'{"a": [1, {"b": "[[["}]}')
+    3
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for byte in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            deepest = max(deepest, depth)
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
 
 
 def decode_message(parts: Sequence[Any], *, max_bytes: int) -> tuple[FrameHeader, np.ndarray]:

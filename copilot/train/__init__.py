@@ -3,5 +3,3 @@
 Only modules that need torch import it, and only inside the functions that use it, so ``copilot.train.data`` and
 ``copilot.train.metrics`` work without the extra.
 """
-
-RECIPES = ("particles-stem", "phases-sem")

@@ -100,20 +100,24 @@ class Augment:
 NO_AUGMENT = Augment()
 
 
+def _patch(simulate, params, rng: np.random.Generator, patch_px: int, working_nm_per_px: float,
+           augment: Augment) -> tuple[np.ndarray, np.ndarray, SimFrame, float]:
+    """Augment ``params``, simulate at the native size covering ``patch_px`` working pixels, resample, crop."""
+    params = augment.params(params, rng)
+    nmpp = params.nm_per_px
+    frame = simulate(replace(params, size_px=native_size(patch_px, working_nm_per_px, nmpp)), rng)
+    img, lab = to_working_scale(augment.image(frame.image, rng), frame.instances, nmpp, working_nm_per_px)
+    assert lab is not None
+    return img[:patch_px, :patch_px], lab[:patch_px, :patch_px], frame, nmpp
+
+
 def sample_patch(rng: np.random.Generator, patch_px: int = 256, working_nm_per_px: float = 0.5,
                  nm_per_px_range: tuple[float, float] = (0.1, 0.5), modality: str = "haadf",
                  augment: Augment = NO_AUGMENT) -> tuple[np.ndarray, np.ndarray, SimFrame, float]:
     """Simulate a particles frame at a random native scale covering ``patch_px`` working pixels; return (image at
     working scale, float32 raw; instances at working scale; the native SimFrame; native nm/px)."""
     params = random_params(rng, size_px=8, nm_per_px_range=nm_per_px_range, modality=modality)
-    params = augment.params(params, rng)
-    nmpp = params.nm_per_px
-    native = native_size(patch_px, working_nm_per_px, nmpp)
-    frame = simulate_frame(replace(params, size_px=native), rng)
-    image = augment.image(frame.image, rng)
-    img, lab = to_working_scale(image, frame.instances, nmpp, working_nm_per_px)
-    assert lab is not None
-    return img[:patch_px, :patch_px], lab[:patch_px, :patch_px], frame, nmpp
+    return _patch(simulate_frame, params, rng, patch_px, working_nm_per_px, augment)
 
 
 def sample_phase_patch(rng: np.random.Generator, patch_px: int = 256, working_nm_per_px: float = 1.0,
@@ -124,14 +128,7 @@ def sample_phase_patch(rng: np.random.Generator, patch_px: int = 256, working_nm
     from copilot.sim.sem import random_sem_params, simulate_sem
 
     params = random_sem_params(rng, size_px=8, nm_per_px_range=nm_per_px_range, detector=detector)
-    params = augment.params(params, rng)
-    nmpp = params.nm_per_px
-    native = native_size(patch_px, working_nm_per_px, nmpp)
-    frame = simulate_sem(replace(params, size_px=native), rng)
-    image = augment.image(frame.image, rng)
-    img, lab = to_working_scale(image, frame.instances, nmpp, working_nm_per_px)
-    assert lab is not None
-    return img[:patch_px, :patch_px], lab[:patch_px, :patch_px], frame, nmpp
+    return _patch(simulate_sem, params, rng, patch_px, working_nm_per_px, augment)
 
 
 def make_dataset(n: int, seed: int, patch_px: int = 256, working_nm_per_px: float = 0.5,

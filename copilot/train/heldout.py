@@ -127,10 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m copilot.train.heldout", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("engine", help="engine name (engines/<name>) or folder with card.json + model.onnx")
-    ap.add_argument("--per-group", type=int, default=24)
-    ap.add_argument("--seed", type=int, default=HELDOUT_SEED)
-    ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--per-group", type=int, default=24, help="frames per domain group")
+    ap.add_argument("--seed", type=int, default=HELDOUT_SEED, help="seed of the held-out frames")
+    ap.add_argument("--size", type=int, default=512, help="frame edge in pixels")
+    ap.add_argument("--json", type=Path, default=None, help="write the metrics here")
     ap.add_argument("--update-card", action="store_true", help="store the results in the card as heldout:<group>")
     a = ap.parse_args(argv)
     from copilot.inference.card import load_card

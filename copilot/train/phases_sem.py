@@ -6,7 +6,7 @@ on a boundary costs little area; frames acquired at 0.5-2 nm/px are resampled (a
 own ``copilot.inference.preprocess.resample`` + ``normalize`` (training inputs go through exactly those functions).
 A 2048² frame at 0.5 nm/px becomes 1024² on the working grid (about 0.11 s of network time on two cores).
 
-Trained on the SE detector (topography contrast). Robustness drawn into the training data (``AUGMENT``): 20 % of
+Trained on the SE detector (topography contrast). Robustness drawn into the training data (``RECIPE.augment``): 20 % of
 frames at a dose below the nominal range (1.5-6 counts/px) and 20 % with a beam blur beyond it (3-7 nm), so the
 ``dose`` and ``defocus`` groups of ``copilot.sim.domains.groups_for("phases")`` are covered by training;
 ``magnification``, ``drift``, ``charging``, ``detector`` (BSE) and ``etching`` (as-polished / over-etched) are never
@@ -17,32 +17,20 @@ seen in training (genuinely held out).
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from copilot.sim.sem import CLASS_NAMES
 from copilot.train.data import Augment, make_phase_dataset
-from copilot.train.recipe import ort_predict
+from copilot.train.recipe import Recipe, data_ready, fit_and_ship, ort_predict, start
 
-NAME = "phases-sem"
-VERSION = "0.2.0"
-WORKING_NM_PER_PX = 1.0
-NM_PER_PX_RANGE = (0.5, 2.0)
-CHANNELS = (8, 16, 32, 64)
-PATCH_PX = 256
-HELDOUT_PX = 384
-CLASS_WEIGHTS = (1.0, 2.0, 1.0)
+RECIPE = Recipe(name="phases-sem", version="0.2.0", task="phases", class_names=CLASS_NAMES, working_nm_per_px=1.0,
+                nm_per_px_range=(0.5, 2.0), class_weights=(1.0, 2.0, 1.0), steps=5000, n_train=2000,
+                augment=Augment(p_low_dose=0.2, low_dose=(1.5, 6.0), p_blur=0.2, blur_nm=(3.0, 7.0)),
+                covered_groups=("in-domain", "dose", "defocus"),
+                held_out_groups=("magnification", "drift", "charging", "detector", "etching"))
 DETECTOR = "se"
-AUGMENT = Augment(p_low_dose=0.2, low_dose=(1.5, 6.0), p_blur=0.2, blur_nm=(3.0, 7.0))
-STEPS = 5000
-N_TRAIN = 2000
-COVERED_GROUPS = ("in-domain", "dose", "defocus")
-HELD_OUT_GROUPS = ("magnification", "drift", "charging", "detector", "etching")
-ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines" / NAME
 
 
 def phase_patch_metrics(probs_list, targets, n_classes: int = 3) -> dict[str, float]:
@@ -64,55 +52,36 @@ def phase_patch_metrics(probs_list, targets, n_classes: int = 3) -> dict[str, fl
         out[f"iou_class{c}"] = float(iou[c])
         out[f"fraction_error_pp_class{c}"] = float(e[c])
     return out
+DESCRIPTION = """\
+Compact U-Net (channels %s, 3 poolings, additive skips) trained on simulated SEM micrographs (copilot.sim.sem,
+SE detector): two-phase microstructures (lath packets + granular second phase in a Voronoi grain matrix,
+occasional round pores) and nanoporous-gold-like ligament/pore structures, with etching relief and
+grain-boundary grooves. Classes: 0 'matrix' (grain matrix or ligaments), 1 'second-phase' (laths, granular
+particles), 2 'pore'. Training inputs are made by the daemon's own resample + normalize
+(copilot.inference.preprocess). Robustness trained in (augmentation): low dose 1.5-6 counts/px (20 %%), extra
+beam blur 3-7 nm (20 %%): domain groups %s are covered by training; groups %s are genuinely held out (never in
+training; 'detector' = BSE). Metrics 'heldout:<group>' come from copilot.train.heldout (daemon path: OrtEngine +
+analysis.measure, 512² frames, seed %d): area-fraction error per class in percentage points; the unprefixed ones
+from %d held-out %d² patches."""  # formatted by Recipe.describe
 
 
-def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout: int = 48,
-         out_dir: Path = ENGINE_DIR, command: str | None = None, steps: int = STEPS,
+def main(minutes: float = 30.0, seed: int = 0, n_train: int = RECIPE.n_train, n_heldout: int = 48,
+         out_dir: Path | None = None, command: str | None = None, steps: int = RECIPE.steps,
          heldout_per_group: int = 24) -> dict:
     """Simulate, train, export, measure, write ``out_dir``/model.onnx + card.json."""
-    import torch
-    from rich.console import Console
-
-    from copilot.train.recipe import fit_and_ship
-
-    console = Console(log_path=False)
-    log = console.log
-    torch.set_num_threads(2)
-    command = command or "python -m copilot.train " + " ".join(sys.argv[1:] or [NAME])
-    t_start = time.perf_counter()
-    log(f"recipe {NAME}: working {WORKING_NM_PER_PX} nm/px, frames {NM_PER_PX_RANGE} nm/px, detector {DETECTOR}, "
-        f"seed {seed}, {n_train} patches, {steps} steps, channels {CHANNELS}, {AUGMENT}")
-    xs, ys, _ = make_phase_dataset(n_train, seed, PATCH_PX, WORKING_NM_PER_PX, NM_PER_PX_RANGE, detector=DETECTOR,
-                                   augment=AUGMENT)
-    hx, hy, _ = make_phase_dataset(n_heldout, seed + 1_000_003, HELDOUT_PX, WORKING_NM_PER_PX, NM_PER_PX_RANGE,
+    r = RECIPE
+    log, command, t_start = start(r, command, f"detector {DETECTOR}, seed {seed}, {n_train} patches, {steps} steps")
+    xs, ys, _ = make_phase_dataset(n_train, seed, r.patch_px, r.working_nm_per_px, r.nm_per_px_range,
+                                   detector=DETECTOR, augment=r.augment)
+    hx, hy, _ = make_phase_dataset(n_heldout, seed + 1_000_003, r.heldout_px, r.working_nm_per_px, r.nm_per_px_range,
                                    detector=DETECTOR)
-    data_s = time.perf_counter() - t_start
-    frac = np.bincount(ys.ravel(), minlength=3) / ys.size
-    log(f"data ready in {data_s:.0f} s; class fractions {np.round(frac, 4).tolist()}")
+    data_s = data_ready(log, t_start, ys)
 
     def patch_metrics(sess) -> dict[str, float]:
         probs, _ = ort_predict(sess, hx)
         return phase_patch_metrics(probs, list(hy), len(CLASS_NAMES))
 
-    description = (
-        "Compact U-Net (channels %s, 3 poolings, additive skips) trained on simulated SEM micrographs "
-        "(copilot.sim.sem, SE detector): two-phase microstructures (lath packets + granular second phase in a "
-        "Voronoi grain matrix, occasional round pores) and nanoporous-gold-like ligament/pore structures, with "
-        "etching relief and grain-boundary grooves. Classes: 0 'matrix' (grain matrix or ligaments), 1 "
-        "'second-phase' (laths, granular particles), 2 'pore'. Training inputs are made by the daemon's own "
-        "resample + normalize (copilot.inference.preprocess). Robustness trained in (augmentation): low dose "
-        "1.5-6 counts/px (20 %%), extra beam blur 3-7 nm (20 %%): domain groups %s are covered by training; groups "
-        "%s are genuinely held out (never in training; 'detector' = BSE). Metrics 'heldout:<group>' come from "
-        "copilot.train.heldout (daemon path: OrtEngine + analysis.measure, 512² frames, seed %d): area-fraction "
-        "error per class in percentage points; the unprefixed ones from %d held-out %d² patches."
-        % (CHANNELS, ", ".join(COVERED_GROUPS), ", ".join(HELD_OUT_GROUPS), 20_261_125, n_heldout, HELDOUT_PX))
-    return fit_and_ship(
-        name=NAME, version=VERSION, task="phases", class_names=CLASS_NAMES, channels=CHANNELS, xs=xs, ys=ys,
-        steps=steps, max_minutes=minutes, seed=seed, out_dir=Path(out_dir), class_weights=CLASS_WEIGHTS,
-        working_nm_per_px=WORKING_NM_PER_PX, trained_nm_per_px_range=NM_PER_PX_RANGE, description=description,
-        command=command, patch_metrics=patch_metrics, heldout_per_group=heldout_per_group, log=log,
-        t_start=t_start, data_s=data_s)
-
-
-if __name__ == "__main__":
-    print(json.dumps(main(), indent=2))
+    return fit_and_ship(r, xs=xs, ys=ys, steps=steps, max_minutes=minutes, seed=seed,
+                        out_dir=Path(out_dir or r.out_dir), description=r.describe(DESCRIPTION, n_heldout),
+                        command=command, patch_metrics=patch_metrics, heldout_per_group=heldout_per_group, log=log,
+                        t_start=t_start, data_s=data_s)

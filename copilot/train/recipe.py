@@ -10,13 +10,71 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What one shipped model's recipe fixes: its card's identity, scales, classes, data and training schedule."""
+
+    name: str
+    version: str
+    task: str
+    class_names: tuple[str, ...]
+    working_nm_per_px: float
+    nm_per_px_range: tuple[float, float]
+    class_weights: tuple[float, ...]
+    augment: Any  # copilot.train.data.Augment
+    steps: int
+    n_train: int
+    covered_groups: tuple[str, ...]  # domain groups the augmentation covers
+    held_out_groups: tuple[str, ...]  # never seen in training
+    channels: tuple[int, ...] = (8, 16, 32, 64)
+    patch_px: int = 256
+    heldout_px: int = 384
+
+    def describe(self, template: str, n_heldout: int) -> str:
+        """The card's description: ``template`` % (channels, covered groups, held-out groups, held-out seed,
+        held-out patches, their edge)."""
+        from copilot.train.heldout import HELDOUT_SEED
+
+        return " ".join(template.split()) % (self.channels, ", ".join(self.covered_groups), ", ".join(self.held_out_groups),
+                           HELDOUT_SEED, n_heldout, self.heldout_px)
+
+    @property
+    def out_dir(self) -> Path:
+        from copilot.inference.locate import default_output_dir
+
+        return default_output_dir(self.name)
+
+
+def start(recipe: Recipe, command: str | None, settings: str):
+    """Begin a run: a console log (the caller redirects it beside the model), two torch threads, the command line
+    for the card, the start time."""
+    import torch
+    from rich.console import Console
+
+    log = Console(log_path=False).log
+    torch.set_num_threads(2)
+    log(f"recipe {recipe.name}: working {recipe.working_nm_per_px} nm/px, frames {recipe.nm_per_px_range} nm/px, "
+        f"{settings}, channels {recipe.channels}, {recipe.augment}")
+    return log, command or "python -m copilot.train " + " ".join(sys.argv[1:] or [recipe.name]), time.perf_counter()
+
+
+def data_ready(log, t_start: float, ys: np.ndarray) -> float:
+    """Log and return the seconds the training data took, with its class fractions."""
+    data_s = time.perf_counter() - t_start
+    frac = np.bincount(ys.ravel(), minlength=3) / ys.size
+    log(f"data ready in {data_s:.0f} s; class fractions {np.round(frac, 4).tolist()}")
+    return data_s
 
 
 def loss_fn(logits, target, weights):
@@ -118,13 +176,13 @@ def ort_predict(sess, xs: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return probs, np.stack(embs)
 
 
-def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, ...], channels: tuple[int, ...],
-                 xs: np.ndarray, ys: np.ndarray, steps: int, max_minutes: float, seed: int, out_dir: Path,
-                 class_weights: tuple[float, ...], working_nm_per_px: float,
-                 trained_nm_per_px_range: tuple[float, float], description: str, command: str,
-                 patch_metrics: Callable[[object], dict[str, float]], heldout_per_group: int, log,
-                 t_start: float, data_s: float) -> dict:
+def fit_and_ship(recipe: Recipe, *, xs: np.ndarray, ys: np.ndarray, steps: int, max_minutes: float, seed: int,
+                 out_dir: Path, description: str, command: str, patch_metrics: Callable[[object], dict[str, float]],
+                 heldout_per_group: int, log, t_start: float, data_s: float) -> dict:
     """Train a TinyUNet on (xs, ys), export model.onnx into ``out_dir``, measure, write card.json."""
+    name, version, task, class_names = recipe.name, recipe.version, recipe.task, recipe.class_names
+    channels, class_weights, working_nm_per_px = recipe.channels, recipe.class_weights, recipe.working_nm_per_px
+    trained_nm_per_px_range = recipe.nm_per_px_range
     import torch
 
     from copilot.inference.card import ModelCard, load_card, sha256_of

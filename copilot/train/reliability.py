@@ -4,7 +4,7 @@
 
 Simulates frames in every domain group (copilot.sim.domains), runs the shipped model and the daemon's own analysis
 on them, and records the reliability features beside the true object F1 / precision / recall (IoU ≥ 0.5 matching
-against the simulator's exact masks). A random forest is fitted on all of it, converted to ONNX (skl2onnx) and
+against the simulator's exact masks). Gradient-boosted trees are fitted on all of it, converted to ONNX (skl2onnx) and
 written as engines/<name>/reliability.onnx with reliability.json (feature order, quality and shift references);
 the card is updated to name it. The feature table goes to bench/reliability/table.csv for the evaluation script.
 Needs the train extra (scikit-learn, skl2onnx); the daemon itself only needs onnxruntime.
@@ -30,7 +30,6 @@ from copilot.inference.preprocess import nearest_resample as nearest_to_grid
 from copilot.reliability.calibration import FeatureStats, ReliabilityCalibration
 from copilot.reliability.quality import QUALITY_FEATURES
 from copilot.reliability.score import Assessor
-from copilot.reliability.shift import mmd2
 from copilot.sim.domains import DOMAIN_GROUPS, sample_domain_frame
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,7 +113,7 @@ def collect(model: str, per_group: int, seed: int, size_px: int = 512, groups=DO
                 sim = sample_domain_frame(group, rng, size_px)
                 frame = Frame(sim.image, sim.nm_per_px, stream=f"{group}-{i}", frame_id=str(i), origin="sim")
                 fm = measure(engine.segment(frame))
-                reliability, _, _ = assessor.assess(fm)
+                reliability = assessor.frame(fm)
                 truth = nearest_to_grid(sim.instances, fm.instances.shape)
                 rows.append({"group": group, **reliability.features, **object_scores(fm.instances, truth)})
                 if group == "in-domain":
@@ -124,7 +123,7 @@ def collect(model: str, per_group: int, seed: int, size_px: int = 512, groups=DO
             image = not_particles_frame(rng, size_px)
             frame = Frame(image, 0.25, stream=f"neg-{i}", frame_id=str(i), origin="sim")
             fm = measure(engine.segment(frame))
-            reliability, _, _ = assessor.assess(fm)
+            reliability = assessor.frame(fm)
             rows.append({"group": NEGATIVE_GROUP, **reliability.features,
                          **object_scores(fm.instances, np.zeros_like(fm.instances))})
     return rows, np.array(embeddings)
@@ -135,10 +134,14 @@ def feature_names(rows) -> list[str]:
 
 
 def fit_regressor(x: np.ndarray, y: np.ndarray, seed: int = 0):
-    from sklearn.ensemble import RandomForestRegressor
+    """Gradient-boosted trees, one booster per target (100 trees of depth 3): ~0.02 ms per frame in ONNX Runtime,
+    and a lower grouped-CV MAE than the 200-tree random forest it replaced (bench/reliability/report.md)."""
+    from sklearn.ensemble import GradientBoostingRegressor
+    from sklearn.multioutput import MultiOutputRegressor
 
-    return RandomForestRegressor(n_estimators=200, min_samples_leaf=2, max_features=0.5, random_state=seed,
-                                 n_jobs=2).fit(x, y)
+    booster = GradientBoostingRegressor(n_estimators=100, max_depth=3, learning_rate=0.1, subsample=0.8,
+                                        random_state=seed)
+    return MultiOutputRegressor(booster).fit(x, y)
 
 
 def to_onnx(regressor, n_features: int, n_targets: int = len(TARGETS)) -> bytes:
@@ -158,7 +161,7 @@ def window_mmd_p99(model: str, seed: int = 0, runs: int = 12, window: int = 10, 
     on windows of unrelated frames would make every real stream look like drift. So each window here is
     ``window`` consecutive frames of a simulated in-situ run with in-domain imaging conditions.
     """
-    from copilot.reliability.shift import ShiftMonitor
+    from copilot.reliability.shift import ShiftReference
     from copilot.sim.sintering import SinteringRun
     from copilot.sim.stem import random_params
 
@@ -166,8 +169,7 @@ def window_mmd_p99(model: str, seed: int = 0, runs: int = 12, window: int = 10, 
     ref = engine.card.embedding_reference
     if ref is None or not ref.samples:
         return None
-    mon = ShiftMonitor(ref)
-    ref_z = mon._standardize(np.asarray(ref.samples, float))
+    mon = ShiftReference(ref)
     rng = np.random.default_rng(seed)
     values = []
     for r in range(runs):
@@ -176,7 +178,7 @@ def window_mmd_p99(model: str, seed: int = 0, runs: int = 12, window: int = 10, 
                            interval_s=30, duration_s=30 * window)
         emb = np.stack([engine.segment(Frame(tf.frame.image, tf.frame.nm_per_px, "s", str(tf.index), "sim")).embedding
                         for tf in run.frames(window)])
-        values.append(mmd2(mon._standardize(emb), ref_z, mon.gamma))
+        values.append(mon.window_mmd2(mon.standardize(emb)))
     return float(np.percentile(values, 99))
 
 
@@ -218,10 +220,10 @@ def fit_and_write(model: str, rows: list[dict], mmd2_p99: float | None, command:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m copilot.train.reliability")
-    ap.add_argument("model", nargs="?", default="particles-stem")
-    ap.add_argument("--per-group", type=int, default=100)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("model", nargs="?", default="particles-stem", help="model name or folder (default particles-stem)")
+    ap.add_argument("--per-group", type=int, default=100, help="simulated frames per domain group")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the simulated frames and the forest")
+    ap.add_argument("--size", type=int, default=512, help="frame edge in pixels")
     ap.add_argument("--refit", action="store_true",
                     help="refit from bench/reliability/table.csv without simulating the per-frame table again")
     args = ap.parse_args(argv)

@@ -1,10 +1,15 @@
-"""GPU backends end to end (skipped without CUDA): TensorRT plan build + cache + verification, ORT CUDA/TensorRT EPs."""
+"""GPU backends end to end (skipped without CUDA): TensorRT plans for every shape class, cached and re-checked; the
+ORT CUDA/TensorRT EPs without silent CPU fall-back; torch on CUDA in the precision asked for, reduced on the device."""
 
+import threading
+import warnings
+
+import numpy as np
 import pytest
 
 from copilot.inference.card import load_card
 from copilot.inference.ort_engine import OrtEngine, available_providers
-from copilot.inference.verify import verify_engine
+from copilot.inference.verify import frames_for, verify_engine
 
 
 def _cuda() -> bool:
@@ -20,19 +25,40 @@ def _cuda() -> bool:
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not _cuda(), reason="needs a CUDA device")]
 
 
-def test_tensorrt_plan_is_built_verified_and_cached(unet_model_dir, tmp_path):
+@pytest.mark.parametrize("precision", ["fp16", "fp32"])
+def test_tensorrt_plan_is_built_verified_on_every_shape_class_and_cached(unet_model_dir, tmp_path, precision):
     pytest.importorskip("tensorrt")
     from copilot.inference.trt_engine import load_tensorrt
-    from copilot.inference.trt_plan import list_plans
+    from copilot.inference.trt_plan import list_plans, shape_classes
 
     card, folder = load_card(unet_model_dir)
-    engine = load_tensorrt(card, folder, state_dir=tmp_path, precision="fp16")
+    engine = load_tensorrt(card, folder, state_dir=tmp_path, precision=precision, tile_batch=2)
     [(plan, record)] = list_plans(tmp_path)
-    assert record["verification"]["accepted"] and plan == engine.plan_path
-    again = load_tensorrt(card, folder, state_dir=tmp_path, precision="fp16")  # from the cache
+    v = record["verification"]
+    assert v["accepted"] and plan == engine.plan_path and record["key"]["precision"] == precision
+    sizes = {s[0] for s in v["frame_shapes"]}
+    assert set(shape_classes(engine.profiles, card.tiling.multiple_of).values()) <= sizes
+    assert v["embedding_diff"] <= v["embedding_tolerance"]
+    engine.close()
+    again = load_tensorrt(card, folder, state_dir=tmp_path, precision=precision, tile_batch=2)  # cached, re-checked
     assert again.plan_path == plan and len(list_plans(tmp_path)) == 1
-    v = verify_engine(again, OrtEngine(card, folder))
-    assert v.accepted, v.message
+    result = []
+    t = threading.Thread(target=lambda: result.append(verify_engine(again, OrtEngine(card, folder))))
+    t.start()  # inference from another thread than the one that loaded the plan
+    t.join()
+    assert result and result[0].accepted, result[0].message if result else "no result"
+
+
+def test_cuda_python_stream_handle_without_deprecation():
+    pytest.importorskip("cuda.bindings")
+    from copilot.inference.trt_engine import CudaPython
+
+    cuda = CudaPython(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert cuda.handle(cuda.stream()) != 0
+    assert cuda.driver_version() != "unknown"
+    cuda.close()
 
 
 @pytest.mark.parametrize("provider", ["CUDAExecutionProvider", "TensorrtExecutionProvider"])
@@ -45,5 +71,25 @@ def test_onnxruntime_gpu_providers(unet_model_dir, tmp_path, provider):
     providers = (ort_cuda_providers() if provider == "CUDAExecutionProvider"
                  else ort_tensorrt_providers(tmp_path, card))
     engine = OrtEngine(card, folder, providers=providers, max_whole_px=card.tiling.tile_px, tile_batch=8)
+    assert engine.session.get_providers()[0] == provider and engine.placement
     v = verify_engine(engine, OrtEngine(card, folder))
+    assert v.accepted, v.message
+    assert engine.session.get_providers()[0] == provider  # still on the device after every frame
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
+def test_torch_cuda_verifies_in_the_dtype_asked_and_reduces_on_the_device(unet_model_dir, tmp_path, dtype):
+    torch = pytest.importorskip("torch")
+    from copilot.inference.torch_engine import DeviceSegmentation, TorchEngine
+
+    card, folder = load_card(unet_model_dir)
+    engine = TorchEngine(card, folder, state_dir=tmp_path, device="cuda", dtype=dtype, max_whole_px=2048)
+    assert next(engine.net.parameters()).dtype == getattr(torch, dtype)
+    if dtype == "float32":
+        assert torch.backends.cudnn.allow_tf32 is False
+    frames, src = frames_for(engine, card, n_tiles=2)
+    seg = engine.segment(frames[0])
+    assert isinstance(seg, DeviceSegmentation)
+    np.testing.assert_array_equal(seg.labels, seg.probabilities.argmax(0))
+    v = verify_engine(engine, OrtEngine(card, folder), frames, frames_from=src)
     assert v.accepted, v.message

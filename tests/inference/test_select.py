@@ -2,7 +2,8 @@
 
 import pytest
 
-from copilot.inference.select import AUTO_ORDER, ENGINE_CHOICES, load_engine
+from copilot.inference.names import AUTO_ORDER, ENGINE_CHOICES
+from copilot.inference.select import load_engine
 
 
 def _has_cuda() -> bool:

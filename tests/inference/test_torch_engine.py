@@ -102,3 +102,24 @@ def test_torch_cuda_passes_verification(unet_model_dir, weights, dtype):
     engine = TorchEngine(card, folder, weights=weights, device="cuda", dtype=dtype)
     v = verify_engine(engine, OrtEngine(card, folder))
     assert v.accepted, v.message
+
+
+def test_fp32_asked_is_fp32_on_cuda():
+    from copilot.inference.select import torch_dtype
+
+    assert torch_dtype("cuda", "fp32") == "float32" and torch_dtype("cuda:1", "fp16") == "float16"
+    assert torch_dtype("cpu", "fp16") == "float32"
+
+
+def test_device_reductions_match_the_host_ones():
+    from copilot.inference.torch_engine import reduce_on_device
+    from copilot.reliability.features import entropy_map
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (3, 40, 50)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(0)
+    labels, conf, entropy = reduce_on_device(torch.from_numpy(probs))
+    assert labels.dtype == torch.uint8
+    np.testing.assert_array_equal(labels.numpy(), probs.argmax(0))
+    np.testing.assert_allclose(conf.numpy(), probs.max(0), rtol=1e-6)
+    np.testing.assert_allclose(entropy.numpy(), entropy_map(probs), atol=1e-5)

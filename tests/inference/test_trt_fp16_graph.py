@@ -32,3 +32,29 @@ def test_fp16_graph_keeps_float32_io_and_agrees(unet_model_dir, tmp_path):
     assert p16.dtype == np.float32
     np.testing.assert_allclose(p16, p32, atol=2e-2)
     assert (p16.argmax(1) == p32.argmax(1)).mean() > 0.98
+
+
+def test_spatial_means_stay_in_float32(unet_model_dir):
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto
+
+    card, folder = load_card(unet_model_dir)
+    model = onnx.load_from_string(fp16_onnx(card.model_path(folder)))
+    producers = {o: n for n in model.graph.node for o in n.output}
+    means = [n for n in model.graph.node if n.op_type in ("ReduceMean", "GlobalAveragePool")]
+    assert means
+    for node in means:
+        cast = producers[node.input[0]]
+        assert cast.op_type == "Cast" and cast.attribute[0].i == TensorProto.FLOAT
+    # the embedding output comes straight from the float32 mean, not through a float16 tensor
+    assert producers["embedding"].op_type in ("ReduceMean", "GlobalAveragePool", "Reshape", "Flatten")
+    x = np.random.default_rng(1).standard_normal((1, 1, 256, 256)).astype(np.float32)
+    try:
+        half = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        pytest.skip(f"onnxruntime cannot run the float16 graph on this CPU: {exc}")
+    ref = ort.InferenceSession(str(card.model_path(folder)), providers=["CPUExecutionProvider"])
+    e16 = half.run(["embedding"], {"image": x})[0]
+    e32 = ref.run(["embedding"], {"image": x})[0]
+    np.testing.assert_allclose(e16, e32, rtol=2e-2, atol=2e-2)

@@ -182,3 +182,90 @@ def test_requested_engine_that_is_refused_falls_back_to_cpu(card_folder, monkeyp
                                                                                      "selected (fallback)")
     with pytest.raises(RuntimeError, match="engine tensorrt unavailable: refused"):
         select_engine(card, folder, "tensorrt", table=table, strict=True)
+
+
+class EmbeddingOffsetEngine(OrtEngine):
+    """Masks exactly right, embedding off by ``offset`` (an FP16 mean gone wrong)."""
+
+    def __init__(self, *args, offset=0.5, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.name, self.offset = "embedding-offset", offset
+
+    def run_batch(self, x):
+        probs, emb = super().run_batch(x)
+        return probs, emb + self.offset
+
+
+def test_embedding_difference_is_judged(card_folder, frames):
+    card, folder = card_folder
+    ref = OrtEngine(card, folder)
+    bad = verify_engine(EmbeddingOffsetEngine(card, folder, offset=0.5), ref, frames)
+    assert not bad.accepted and bad.miou == 1.0 and bad.embedding_diff > bad.embedding_tolerance
+    assert "EXCEEDED" in bad.message
+    ok = verify_engine(EmbeddingOffsetEngine(card, folder, offset=0.01), ref, frames)
+    assert ok.accepted and 0 < ok.embedding_diff < ok.embedding_tolerance
+
+
+def test_load_errors_are_retried_and_never_recorded_as_refusals(tmp_path, card_folder, frames):
+    card, folder = card_folder
+    calls, kw = _build_rule(tmp_path, card, folder, NoisyEngine, frames)
+    failures = iter([RuntimeError("CUDA error: out of memory")])
+
+    def flaky_load(path):
+        calls["load"] += 1
+        err = next(failures, None)
+        if err:
+            raise err
+        return NoisyEngine(card, folder)
+
+    engine, v = load_verified_build(**{**kw, "load": flaky_load, "retry_delay_s": 0})
+    assert v.accepted and calls["build"] == 1 and calls["load"] == 2
+    assert json.loads((tmp_path / "x.json").read_text())["verification"]["accepted"]
+
+
+def test_a_load_failure_after_a_good_build_keeps_the_build(tmp_path, card_folder, frames):
+    card, folder = card_folder
+    calls, kw = _build_rule(tmp_path, card, folder, NoisyEngine, frames)
+
+    def broken_load(path):
+        calls["load"] += 1
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    with pytest.raises(RuntimeError, match="failed 2 times.*illegal memory access"):
+        load_verified_build(**{**kw, "load": broken_load, "attempts": 2, "retry_delay_s": 0})
+    record = json.loads((tmp_path / "x.json").read_text())
+    assert record["verification"] is None and "illegal memory access" in record["last_error"]
+    assert calls == {"build": 1, "load": 2, "reference": 0}
+    engine, v = load_verified_build(**kw)  # next start: the plan is there, only verified — not rebuilt
+    assert v.accepted and calls["build"] == 1
+    record = json.loads((tmp_path / "x.json").read_text())
+    assert record["verification"]["accepted"] and "last_error" not in record
+
+
+def test_errors_while_verifying_are_not_refusals(tmp_path, card_folder, frames):
+    card, folder = card_folder
+    calls, kw = _build_rule(tmp_path, card, folder, NoisyEngine, frames)
+
+    class Crashing(NoisyEngine):
+        def run_batch(self, x):
+            raise RuntimeError("CUDA error: out of memory")
+
+    with pytest.raises(RuntimeError, match="out of memory"):
+        load_verified_build(**{**kw, "load": lambda p: Crashing(card, folder), "attempts": 2, "retry_delay_s": 0})
+    assert json.loads((tmp_path / "x.json").read_text())["verification"] is None
+    engine, v = load_verified_build(**kw)
+    assert v.accepted and calls["build"] == 1
+
+
+def test_a_cached_plan_is_rechecked_and_refused_when_it_no_longer_agrees(tmp_path, card_folder, frames):
+    card, folder = card_folder
+    calls, kw = _build_rule(tmp_path, card, folder, NoisyEngine, frames)
+    load_verified_build(**kw)
+    engine, v = load_verified_build(**{**kw, "recheck_frames": frames[:2]})
+    assert v.accepted and v.n_frames == 2 and calls["build"] == 1
+    with pytest.raises(EngineRefused, match="REFUSED"):
+        load_verified_build(**{**kw, "recheck_frames": frames[:2], "load": lambda p: ShiftedEngine(card, folder)})
+    assert not json.loads((tmp_path / "x.json").read_text())["verification"]["accepted"]
+    with pytest.raises(EngineRefused, match="refused when it was built"):
+        load_verified_build(**kw)
+    assert calls["build"] == 1

@@ -214,7 +214,7 @@ def test_session_summary_merges_like_one_pass():
 def test_tail_prints_each_result_once_then_exits(store, capsys):
     import argparse
 
-    from copilot import tail
+    from copilot.cli import tail
 
     pub = Publisher("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", history=store)
     try:

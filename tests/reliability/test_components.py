@@ -7,7 +7,7 @@ from copilot.frame import Frame
 from copilot.inference.card import EmbeddingReference
 from copilot.reliability.features import OUTPUT_FEATURES, entropy_map, output_features
 from copilot.reliability.quality import image_quality, noise_sigma, sharpness
-from copilot.reliability.shift import ShiftMonitor, embedding_distance, mmd2
+from copilot.reliability.shift import ShiftWindow, embedding_distance, mmd2
 from tests.analysis.test_particles import discs, segmentation_from_instances
 
 
@@ -52,10 +52,12 @@ def test_shift_distance_and_window_mmd():
     assert embedding_distance(train.mean(0) + 3 * train.std(0), ref) == pytest.approx(3, rel=1e-6)
     same, far = rng.normal(0, 1, (10, 8)), rng.normal(2.5, 1, (10, 8))
     assert mmd2(far, train, 1 / 16) > 10 * abs(mmd2(same, train, 1 / 16))
-    mon = ShiftMonitor(ref, window=5)
-    out = [mon.update("s", e) for e in far[:5]]
-    assert out[0][1] is None and out[-1][1] > 0 and out[-1][0] > 2
-    assert ShiftMonitor(None).update("s", far[0]) == (None, None)
+    win = ShiftWindow(ref, window=5)
+    out = [win.process("s", e) for e in far[:5]]
+    assert out[0] is None and out[1] is None and out[-1] > 0
+    assert out[-1] == pytest.approx(mmd2((far[:5] - ref.mean) / np.asarray(ref.std), win.ref.samples_z, win.ref.gamma))
+    assert win.ref.distance(far[0]) > 2
+    assert ShiftWindow(None).process("s", far[0]) is None
 
 
 def test_edge_blur_estimate_tracks_the_true_blur_and_snr_tracks_dose():
@@ -82,3 +84,43 @@ def test_object_scores_count_only_objects_present_in_the_frame():
     s = object_scores(pred, truth)
     assert s == {"f1": pytest.approx(2 / 3), "precision": 1.0, "recall": 0.5}
     assert object_scores(np.zeros_like(truth), np.zeros_like(truth))["f1"] == 1.0
+
+
+def test_output_maps_match_the_plain_numpy_definitions():
+    from copilot.inference.segmentation import output_maps
+
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 2, (3, 40, 50)).astype(np.float32)
+    p = np.exp(logits) / np.exp(logits).sum(0)
+    m = output_maps(p)
+    assert np.array_equal(m.labels, np.argmax(p, axis=0))
+    assert np.allclose(m.confidence, p.max(axis=0))
+    q = np.clip(p, 1e-7, 1)
+    assert np.allclose(m.entropy, -(q * np.log(q)).sum(0) / np.log(3), atol=1e-5)
+    assert np.allclose(m.foreground, 1 - p[0])
+    assert entropy_map(p).dtype == np.float32
+
+
+def test_shift_window_merges_and_rebuilds_from_documents():
+    rng = np.random.default_rng(5)
+    train = rng.normal(0, 1, (200, 6))
+    ref = EmbeddingReference(mean=train.mean(0).tolist(), std=train.std(0).tolist(), samples=train.tolist())
+    frames = rng.normal(1.5, 1, (6, 6))
+    whole = ShiftWindow(ref, window=5)
+    expected = [whole.process("s", e) for e in frames][-1]
+    first, second = ShiftWindow(ref, window=5), ShiftWindow(ref, window=5)
+    for e in frames[:3]:
+        first.process("s", e)
+    for e in frames[3:]:
+        second.process("s", e)
+    first.merge(second)
+    assert first.results("s") == pytest.approx(expected)
+    rebuilt = ShiftWindow(ref, window=5)
+    rebuilt.rebuild("s", [{"reliability": {"embedding": e.tolist()}} for e in frames] + [{"reliability": {}}])
+    assert rebuilt.results("s") == pytest.approx(expected)
+    assert rebuilt.results("other") is None
+    with pytest.raises(TypeError):
+        first.merge(object())
+    from copilot.accumulator import Accumulator
+
+    assert isinstance(rebuilt, Accumulator)

@@ -8,7 +8,7 @@ pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from copilot.train.data import make_dataset  # noqa: E402
-from copilot.train.particles_stem import train_steps  # noqa: E402
+from copilot.train.recipe import train_steps  # noqa: E402
 from copilot.train.unet import TinyUNet  # noqa: E402
 
 

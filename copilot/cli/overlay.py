@@ -43,7 +43,7 @@ def add_overlay_parser(subparsers) -> argparse.ArgumentParser:
     o = subparsers.add_parser(
         "overlay", help="on-screen view: newest frame with particle outlines, numbers, PSD, trend (needs [overlay])",
         description="Subscribes to one or more daemons and shows the newest frame of each stream with its particle "
-                    "outlines coloured by size (or phases by class), count, D50 with its 95 %% interval, the PSD, "
+                    "outlines coloured by size (or phases by class), count, D50 with its 95 % interval, the PSD, "
                     "the trend, the reliability light with its reasons, sufficiency and end-to-end latency.")
     o.add_argument("--endpoint", action="append", metavar="PUB[,SNAPSHOT]",
                    help=f"a daemon's publish endpoint, optionally with its snapshot endpoint (default "

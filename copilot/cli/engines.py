@@ -1,6 +1,8 @@
-"""``copilot engines list | build | verify``: what this machine can run, build TensorRT plans, check an engine.
+"""``copilot engines list | install | build | verify``: models and where they were found, what this machine can
+run, install a model into the user folder, build TensorRT plans, check an engine.
 
     copilot engines list   [--model particles-stem] [--state-dir state]
+    copilot engines install FOLDER [--replace]
     copilot engines build  [--engine tensorrt|torch] [--precision fp16|fp32] [--force]
     copilot engines verify [--engine auto|tensorrt|onnxruntime-cuda|torch-cuda|...] [--tiles 8]
 """
@@ -20,26 +22,28 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", default=None, help="where plans and converted weights are cached")
 
 
-def _resolve(args) -> tuple[str, Path, int]:
+def _resolve(args):
+    """The model's card and folder, the state folder and the thread count, from the options and the config."""
     from copilot.config import load_settings
+    from copilot.inference.card import load_card
 
     settings = load_settings(Path(args.config) if args.config else None)
-    model = args.model or settings.model.name
+    card, folder = load_card(args.model or settings.model.name)
     state = Path(args.state_dir) if args.state_dir else Path(settings.daemon.state_dir)
-    return model, state, settings.model.threads
+    return card, folder, state, settings.model.threads
 
 
 def cmd_list(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from copilot.inference.card import load_card
-    from copilot.inference.select import AUTO_ORDER, candidates
+    from copilot.inference.names import AUTO_ORDER
+    from copilot.inference.select import candidates
     from copilot.inference.trt_plan import list_plans
 
     console = Console()
-    model, state, threads = _resolve(args)
-    card, folder = load_card(model)
+    _print_models(console)
+    card, folder, state, threads = _resolve(args)
     table = candidates(card, folder, threads=threads, state_dir=state)
     t = Table(title=f"engines for {card.name} {card.version} (auto tries them top to bottom)")
     t.add_column("engine")
@@ -70,15 +74,37 @@ def cmd_list(args) -> int:
     return 0
 
 
+def _print_models(console) -> None:
+    from rich.table import Table
+
+    from copilot.inference.locate import find_models, search_path
+
+    t = Table(title="models (search path: COPILOT_ENGINES, user, package, system; the first of a name wins)")
+    for col in ("model", "found in", "folder"):
+        t.add_column(col)
+    for m in find_models():
+        where = m.where if m.shadowed_by is None else f"{m.where} [yellow](shadowed by {m.shadowed_by})[/yellow]"
+        t.add_row(m.name, where, str(m.folder))
+    console.print(t)
+    if not search_path():
+        console.print("[yellow]no model folder exists; set COPILOT_ENGINES or `copilot engines install FOLDER`[/yellow]")
+
+
+def cmd_install(args) -> int:
+    from copilot.inference.locate import install_model
+
+    target = install_model(Path(args.folder), replace=args.replace)
+    print(f"installed {args.folder} as {target}")
+    return 0
+
+
 def cmd_build(args) -> int:
     from rich.console import Console
 
-    from copilot.inference.card import load_card
     from copilot.inference.verify import EngineRefused
 
     console = Console()
-    model, state, _ = _resolve(args)
-    card, folder = load_card(model)
+    card, folder, state, _ = _resolve(args)
     try:
         if args.engine == "tensorrt":
             from copilot.inference.trt_engine import load_tensorrt
@@ -107,21 +133,21 @@ def cmd_verify(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from copilot.inference.card import load_card
     from copilot.inference.ort_engine import OrtEngine
     from copilot.inference.select import select_engine
-    from copilot.inference.verify import validation_frames, verify_engine
+    from copilot.inference.verify import frames_for, validation_frames, verify_engine
 
     console = Console()
-    model, state, threads = _resolve(args)
-    card, folder = load_card(model)
+    card, folder, state, threads = _resolve(args)
     try:
         engine = select_engine(card, folder, args.engine, threads=threads, state_dir=state, verify=False,
                                strict=True, precision=args.precision)
     except Exception as exc:
         console.print(f"[red]cannot load {args.engine}:[/red] {exc}")
         return 2
-    frames, src = validation_frames(card, n_tiles=args.tiles, n_large=args.large)
+    engine = getattr(engine, "primary", engine)  # the device engine itself, not its run-time CPU fall-back
+    frames, src = (frames_for(engine, card, n_tiles=args.tiles) if args.large < 0
+                   else validation_frames(card, n_tiles=args.tiles, n_large=args.large))
     v = verify_engine(engine, OrtEngine(card, folder, threads=threads), frames, frames_from=src)
     t = Table(title=v.message)
     t.add_column("measure")
@@ -141,23 +167,36 @@ def add_engines_parser(sub) -> argparse.ArgumentParser:
     """Register ``copilot engines ...`` on the CLI's sub-parsers."""
     from copilot.inference.names import ENGINE_CHOICES
 
-    e = sub.add_parser("engines", help="list the backends this machine can run; build TensorRT plans; verify")
+    e = sub.add_parser("engines", help="models and where they were found, the backends this machine can run; "
+                                      "install a model; build TensorRT plans; verify")
     es = e.add_subparsers(dest="engines_command", required=True)
-    lst = es.add_parser("list", help="which engines run here (and why not), cached plans")
+    lst = es.add_parser("list", help="the models and where each was found; which engines run here (and why "
+                                        "not); cached plans")
     _common(lst)
     lst.set_defaults(func=cmd_list)
+    i = es.add_parser("install", help="validate a model folder (card.json + model.onnx) and copy it into the "
+                                      "user's model folder, where every copilot on this account finds it")
+    i.add_argument("folder", help="folder with card.json, model.onnx (and the reliability regressor, if any)")
+    i.add_argument("--replace", action="store_true", help="overwrite an installed model of the same name")
+    i.set_defaults(func=cmd_install)
     b = es.add_parser("build", help="build (or rebuild) a TensorRT plan, or torch safetensors weights; verifies")
     _common(b)
-    b.add_argument("--engine", choices=("tensorrt", "torch"), default="tensorrt")
-    b.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    b.add_argument("--engine", choices=("tensorrt", "torch"), default="tensorrt",
+                   help="tensorrt: a plan for this GPU; torch: safetensors weights (default tensorrt)")
+    b.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision (default fp16)")
     b.add_argument("--force", action="store_true", help="rebuild even when a plan is cached (or was refused)")
     b.add_argument("--out", default=None, help="torch: where to write the safetensors file")
     b.set_defaults(func=cmd_build)
     v = es.add_parser("verify", help="segment validation frames with an engine and ONNX Runtime CPU, compare")
     _common(v)
-    v.add_argument("--engine", choices=ENGINE_CHOICES, default="auto")
-    v.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    v.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help="the engine to check (default auto)")
+    v.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
+                   help="GPU engines' precision (default fp16)")
     v.add_argument("--tiles", type=int, default=8, help="validation frames of one tile")
-    v.add_argument("--large", type=int, default=1, help="validation frames of 2.5 tiles")
+    v.add_argument("--large", type=int, default=-1,
+                   help="validation frames of 2.5 tiles (default: one frame per shape class of the engine)")
     v.set_defaults(func=cmd_verify)
+    from copilot.cli import export_triton as export_triton_cli
+
+    export_triton_cli.add_parser(es)
     return e

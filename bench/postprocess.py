@@ -1,0 +1,201 @@
+"""``copilot bench --postprocess``: everything but inference, per stage, per frame size, on 1 and N workers.
+
+A :class:`ReplayEngine` returns network outputs recorded once from the real engine (class probabilities, embedding,
+the normalized input the network saw) instantly, so what is timed is the daemon's own code after the network:
+the pipeline's stage objects (analyze, assess, follow, sink) called one after another on in-memory frames
+(``single``), then the whole pipeline with its measure lane on 1 and on N worker threads (``throughput``: frames
+per second from the first submit to the last result). A cProfile of the single-worker pass (timed in the thread's
+CPU time) gives the top entries by own time, per size.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import pstats
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+POST_STAGES = ("analyze", "assess", "follow", "sink")
+
+
+class ReplayEngine:
+    """An Engine (copilot.inference.segmentation) that replays recorded segmentations, keyed by frame id."""
+
+    name = "replay"
+
+    def __init__(self, card, folder: Path | None, recorded: dict):
+        self.card = card
+        self.folder = folder
+        self.selection = [("replay", "recorded outputs of the real engine")]
+        self._recorded = recorded
+
+    @classmethod
+    def record(cls, engine, frames) -> "ReplayEngine":
+        """Run ``engine`` once on each frame and keep its outputs."""
+        recorded = {f.frame_id: engine.segment(f) for f in frames}
+        return cls(engine.card, engine.folder, recorded)
+
+    def segment(self, frame):
+        seg = self._recorded[frame.frame_id]
+        # a fresh Segmentation (its output maps are computed again, as for a new frame), same arrays
+        return replace(seg, frame=frame, engine=self.name, precomputed_maps=None)
+
+    def close(self) -> None:
+        self._recorded.clear()
+
+
+def simulated_frames(size: int, n: int, nm_per_px: float, stream: str = "bench", seed: int = 0):
+    from copilot.frame import Frame
+    from copilot.sim import SimParams, simulate_frame
+
+    params = SimParams(size_px=size, nm_per_px=nm_per_px, area_fraction=0.12, touching_fraction=0.1)
+    return [Frame(simulate_frame(params, seed + i).image, nm_per_px, stream=stream, frame_id=f"{size}-{i}",
+                  origin="sim") for i in range(n)]
+
+
+def _stages(pipeline):
+    return [s for lane in pipeline.lanes for s in lane.stages if s.name in POST_STAGES]
+
+
+def single(replay, frames, repeats: int, profile: bool = False) -> dict:
+    """Per-stage times (ms) of the post-processing stages, one frame after another on this thread."""
+    from copilot.pipeline import Job, Pipeline
+    from copilot.sources.base import Arrival
+
+    pipeline = Pipeline(replay, stream="bench")
+    stages = _stages(pipeline)
+    times: dict[str, list[float]] = {s.name: [] for s in stages}
+    cpu: dict[str, list[float]] = {s.name: [] for s in stages}
+    totals, cpu_totals = [], []
+    prof = cProfile.Profile(time.thread_time) if profile else None  # CPU time: other jobs do not inflate it
+    particles = []
+    for k in range(repeats + 1):  # the first pass warms caches and is not counted
+        frame = frames[k % len(frames)]
+        job = Job(Arrival(origin=frame.frame_id, frame=frame), k)
+        job.payload = replay.segment(frame)
+        if prof is not None and k:
+            prof.enable()
+        t_all, c_all = time.perf_counter(), time.thread_time()
+        for stage in stages:
+            t, c = time.perf_counter(), time.thread_time()
+            job.payload = stage(job.payload, job)
+            if k:
+                times[stage.name].append((time.perf_counter() - t) * 1e3)
+                cpu[stage.name].append((time.thread_time() - c) * 1e3)
+        if prof is not None and k:
+            prof.disable()
+        if k:
+            totals.append((time.perf_counter() - t_all) * 1e3)
+            cpu_totals.append((time.thread_time() - c_all) * 1e3)
+            particles.append(job.payload.doc.measurements.particles.count)
+    out = {name: _pct(v) for name, v in times.items()}
+    out["total"] = _pct(totals)
+    out["cpu_ms"] = {name: _pct(v) for name, v in cpu.items()} | {"total": _pct(cpu_totals)}
+    out["particles_per_frame"] = float(np.mean(particles))
+    if prof is not None:
+        out["profile_top"] = _profile_top(prof, repeats)
+    return out
+
+
+def throughput(replay, frames, n: int, workers: int) -> dict:
+    """Frames per second through the whole pipeline (replay engine) with ``workers`` measure threads."""
+    from copilot.pipeline import Pipeline
+    from copilot.sources.base import Arrival
+
+    done = []
+    pipeline = Pipeline(replay, stream="bench", sinks=[lambda r: done.append(time.perf_counter())], workers=workers,
+                        queue_size=max(4, 2 * workers))
+    pipeline.start()
+    pipeline.submit(Arrival(origin="warm", frame=frames[0]))
+    while not done:
+        time.sleep(0.005)
+    t0 = time.perf_counter()
+    for k in range(n):
+        pipeline.submit(Arrival(origin=str(k), frame=frames[k % len(frames)]))
+    pipeline.stop()
+    wall = done[-1] - t0
+    return {"workers": workers, "frames": n, "wall_s": wall, "fps": n / wall}
+
+
+def _pct(values) -> dict:
+    v = np.asarray(values, float)
+    return {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)), "mean": float(v.mean()),
+            "n": int(v.size)} if v.size else {}
+
+
+def _profile_top(prof: cProfile.Profile, frames: int, n: int = 15) -> list[dict]:
+    calls = pstats.Stats(prof, stream=io.StringIO()).stats  # {(file, line, func): (cc, nc, tottime, cumtime, callers)}
+    rows = sorted(calls.items(), key=lambda kv: -kv[1][2])[:n]
+    return [{"function": f"{Path(f).name}:{line}({fn})", "calls_per_frame": nc / frames,
+             "own_ms_per_frame": tt * 1e3 / frames, "cumulative_ms_per_frame": ct * 1e3 / frames}
+            for (f, line, fn), (_, nc, tt, ct, _c) in rows]
+
+
+def run_postprocess(sizes, frames: int, *, model: str = "particles-stem", engine: str = "onnxruntime",
+                    threads: int = 2, nm_per_px: float = 0.2, workers: int = 2, distinct: int = 4,
+                    log=print) -> dict:
+    from copilot.inference.select import load_engine
+
+    real = load_engine(model, engine, threads)
+    results = {"settings": {"model": model, "card_version": real.card.version, "recorded_with": real.name,
+                            "nm_per_px": nm_per_px, "frames": frames, "workers": workers,
+                            "working_nm_per_px": real.card.working_nm_per_px}, "sizes": {}}
+    for size in sizes:
+        fr = simulated_frames(size, min(distinct, frames), nm_per_px)
+        replay = ReplayEngine.record(real, fr)
+        grid = replay.segment(fr[0]).probabilities.shape[1:]
+        r = {"grid_px": list(grid), "single": single(replay, fr, frames, profile=False)}
+        r["profile_top"] = single(replay, fr, max(2, frames // 2), profile=True)["profile_top"]
+        r["throughput"] = [throughput(replay, fr, max(frames, 2 * workers), w) for w in sorted({1, workers})]
+        base = r["throughput"][0]["fps"]
+        for t in r["throughput"]:
+            t["speedup"] = t["fps"] / base
+        results["sizes"][str(size)] = r
+        s = r["single"]
+        log(f"{size}² (grid {grid[0]}×{grid[1]}, {s['particles_per_frame']:.0f} particles): post-processing p50 "
+            f"{s['total']['p50']:.1f} ms wall, {s['cpu_ms']['total']['p50']:.1f} ms CPU (" + ", ".join(f"{k} {s[k]['p50']:.1f}" for k in POST_STAGES) + "); "
+            + ", ".join(f"{t['workers']} worker(s) {t['fps']:.1f} frames/s" for t in r["throughput"]))
+    real.close()
+    return results
+
+
+def markdown(results: dict) -> list[str]:
+    s = results["settings"]
+    lines = ["## Post-processing (replay engine: recorded network outputs, no inference)", "",
+             f"Outputs recorded once with {s['recorded_with']} ({s['model']} {s['card_version']}, working "
+             f"{s['working_nm_per_px']} nm/px; frames at {s['nm_per_px']} nm/px). *single*: the pipeline's stage "
+             f"objects one after another on one thread, {s['frames']} frames: wall-clock ms, and the thread's CPU ms "
+             "(what the stage itself costs, less inflated by other jobs on the machine); *fps*: the whole pipeline, measure "
+             "lane on 1 and N threads, first submit → last result.", "",
+             "| frame | grid | particles | analyze p50 | assess p50 | follow p50 | sink p50 | **total p50** | total p95 | "
+             "**total CPU p50** | fps, 1 worker | fps, N workers | speed-up |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for size, r in results["sizes"].items():
+        one, many = r["throughput"][0], r["throughput"][-1]
+        st = r["single"]
+        lines.append(f"| {size}² | {r['grid_px'][0]}² | {st['particles_per_frame']:.0f} | "
+                     + " | ".join(f"{st[k]['p50']:.1f}" for k in POST_STAGES)
+                     + f" | **{st['total']['p50']:.1f}** | {st['total']['p95']:.1f} | "
+                       f"**{st['cpu_ms']['total']['p50']:.1f}** | {one['fps']:.1f} | "
+                       f"{many['fps']:.1f} ({many['workers']}) | {many['speedup']:.2f}× |")
+    lines += ["", "Targets (reported, not asserted): single worker ≤ 10 ms per 1024² frame and ≤ 30 ms per 2048² "
+              "frame; N = 2 workers ≥ 1.8× the frames/s of one.", ""]
+    for size, r in results["sizes"].items():
+        goal = {"1024": 10.0, "2048": 30.0}.get(size)
+        many = r["throughput"][-1]
+        st = r["single"]
+        marks = ([f"total p50 ≤ {goal:g} ms: wall {'✅' if st['total']['p50'] <= goal else '❌'}, CPU "
+                  f"{'✅' if st['cpu_ms']['total']['p50'] <= goal else '❌'}"] if goal else [])
+        if many["workers"] == 2:
+            marks.append(f"2 workers ≥ 1.8× {'✅' if many['speedup'] >= 1.8 else '❌'}")
+        if marks:
+            lines.append(f"- {size}²: " + ", ".join(marks))
+    lines += ["", "Top entries of the profile (own CPU ms per frame, single worker):", ""]
+    for size, r in results["sizes"].items():
+        lines += [f"- {size}²: " + "; ".join(f"`{e['function']}` {e['own_ms_per_frame']:.2f} ms"
+                                             for e in r["profile_top"][:8])]
+    return lines + [""]

@@ -1,0 +1,7 @@
+"""``python -m copilot.cli ...`` is the ``copilot`` command."""
+
+import sys
+
+from copilot.cli.commands import main
+
+sys.exit(main())

@@ -1,0 +1,21 @@
+"""The [verdict] section of the config, importable without the scoring code (and without onnxruntime)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class VerdictThresholds(BaseModel):
+    """[verdict] in the config."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_objects: int = Field(5, ge=0, description="fewer sized objects than this: 'too few objects to measure'")
+    warn_f1: float = Field(0.8, ge=0, le=1, description="predicted F1 below this: warn")
+    fail_f1: float = Field(0.5, ge=0, le=1, description="predicted F1 below this: fail")
+    warn_image_confidence: float = Field(0.85, ge=0, le=1)
+    fail_image_confidence: float = Field(0.6, ge=0, le=1)
+    shift_warn_factor: float = Field(1.0, gt=0, description="shift score above this × training p99: warn")
+    shift_fail_factor: float = Field(2.0, gt=0, description="shift score above this × training p99: fail")
+    saturated_fraction: float = Field(0.01, ge=0, le=1)
+    blank_dynamic_range: float = Field(1e-3, ge=0, description="below this fraction of the detector range: blank")
+    shift_window: int = Field(10, ge=3, description="frames in the rolling window for the shift MMD²")
