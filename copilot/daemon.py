@@ -110,6 +110,9 @@ class Daemon:
         self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint, history=self.store,
                                    security=self.security)
         self._prune()
+        for stream in self.store.last_seqs():  # late joiners get the last result even before the next frame
+            if (doc := self.store.last(stream)) is not None:
+                self.publisher.keep_last(doc)
         self.exports = open_session_exports(self.store, state / "sessions", settings.daemon.stream,
                                             gap_min=settings.daemon.session_gap_min)
         self.session_dir = self.exports.out_dir

@@ -156,11 +156,12 @@ def open_session_exports(store: ResultStore, sessions_dir: Path, stream: str, *,
         else:
             old = _Stamped(ResultWriter(folder, resume=offsets), store, state)
             cursors = store.cursors(ResultWriter.name)
-            for s, first in state.get("start", {}).items():  # the session's documents so far → its summary
-                old.writer.rebuild(_documents(store, s, first, cursors.get(s, first)))
+            ranges = [(s, first, cursors.get(s, first)) for s, first in state.get("start", {}).items()]
             if not new_session and age <= timedelta(minutes=gap_min):
                 log.info("continuing export session %s", folder)
+                old.rebuild_in_background(ranges)  # a long session's summary must not delay the start
                 return old
+            old.writer.rebuild(d for s, first, done in ranges for d in _documents(store, s, first, done))
             for s, last in store.last_seqs().items():  # finish the old session with what it still lacks
                 done = cursors.get(s, last)
                 for doc in _documents(store, s, done, last):
@@ -208,5 +209,13 @@ class _Stamped:
     def count(self) -> int:
         return self.writer.count
 
+    def rebuild_in_background(self, ranges: list[tuple[str, int, int]]) -> None:
+        """Fold the session's documents from before this run into its summary on a thread (``close`` waits)."""
+        docs = (d for s, first, done in ranges for d in _documents(self.store, s, first, done))
+        self._rebuild = threading.Thread(target=self.writer.rebuild, args=(docs,), name="exports-rebuild", daemon=True)
+        self._rebuild.start()
+
     def close(self) -> dict:
+        if getattr(self, "_rebuild", None) is not None:
+            self._rebuild.join()
         return self.writer.close()

@@ -144,6 +144,35 @@ class _StreamAggregate:
             if len(self.points) >= _PLOT_POINTS:
                 self.points, self.stride = self.points[::2], self.stride * 2
 
+    def merge(self, later: "_StreamAggregate") -> None:
+        """Fold in the aggregate of this stream's *later* documents (Accumulator.merge)."""
+        if later.frames == 0:
+            return
+        if self.frames == 0:
+            self.__dict__.update(later.__dict__)
+            return
+        self.frames += later.frames
+        self.first_acquired_at = min(self.first_acquired_at, later.first_acquired_at)
+        if later.last_acquired_at >= self.last_acquired_at:
+            self.last_acquired_at, self.model, self.length_unit = later.last_acquired_at, later.model, later.length_unit
+            if later.series is not None:
+                self.series, self.last_series = later.series, later.last_series
+        self.verdicts += later.verdicts
+        for stage in STAGES:
+            self.latency[stage] += later.latency[stage]
+        self.d50_first = self.d50_first if self.d50_first is not None else later.d50_first
+        self.d50_last = later.d50_last if later.d50_last is not None else self.d50_last
+        self.alerts.extend(later.alerts)
+        self.first_psd = self.first_psd or later.first_psd
+        self.last_psd = later.last_psd or self.last_psd
+        self.log_n += later.log_n
+        self.log_sum += later.log_sum
+        self.log_sum2 += later.log_sum2
+        self.quantity = later.quantity or self.quantity
+        self.points = self.points + later.points
+        while len(self.points) >= _PLOT_POINTS:
+            self.points, self.stride = self.points[::2], self.stride * 2
+
     def lognormal(self) -> tuple[float, float] | None:
         """(mean, sd) of ln ECD over every sized particle of the session."""
         if self.log_n < 3:
@@ -185,6 +214,11 @@ class SessionAggregate:
 
     def add(self, d: ResultDocument) -> None:
         self.streams.setdefault(d.stream, _StreamAggregate()).add(d)
+
+    def merge(self, later: "SessionAggregate") -> None:
+        """Fold in the aggregate of later documents of the same session (Accumulator.merge)."""
+        for stream, agg in later.streams.items():
+            self.streams.setdefault(stream, _StreamAggregate()).merge(agg)
 
     def summary(self) -> dict:
         return {stream: agg.summary() for stream, agg in self.streams.items()}
@@ -301,10 +335,14 @@ class ResultWriter:
         return self._count
 
     def rebuild(self, docs: Iterable[ResultDocument]) -> None:
-        """Fold documents exported before a restart into the session summary (nothing is written)."""
+        """Fold documents exported before a restart into the session summary (nothing is written); may run on
+        another thread while new results are exported: ``close`` waits for it."""
+        earlier = SessionAggregate()
+        for d in docs:
+            earlier.add(d)
         with self._lock:
-            for d in docs:
-                self.aggregate.add(d)
+            earlier.merge(self.aggregate)
+            self.aggregate = earlier
 
     def __call__(self, result: Result) -> None:
         self.deliver(result)

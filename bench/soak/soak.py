@@ -72,6 +72,12 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads (/proc/<pid>/stat)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def journaled(db: Path) -> int:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
@@ -92,6 +98,9 @@ def wait_for(db: Path, n: int, timeout_s: float = 3600) -> float:
     return time.monotonic()
 
 
+DAEMON_ROOT = ROOT  # --daemon-root: run another checkout's daemon (e.g. main, for a before/after)
+
+
 def start_daemon(work: Path, model: str, threads: int) -> tuple[subprocess.Popen, dict]:
     ports = {k: f"tcp://127.0.0.1:{free_port()}" for k in ("pub", "snap", "src")}
     cfg = work / "soak.toml"
@@ -99,8 +108,8 @@ def start_daemon(work: Path, model: str, threads: int) -> tuple[subprocess.Popen
                    f'[source]\nkind = "socket"\nendpoint = "{ports["src"]}"\n'
                    f'[model]\nname = "{model}"\nthreads = {threads}\n'
                    f'[publish]\npub_endpoint = "{ports["pub"]}"\nsnapshot_endpoint = "{ports["snap"]}"\n')
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "copilot.cli", "run", "--config", str(cfg)], env=env, cwd=ROOT,
+    env = dict(os.environ, PYTHONPATH=str(DAEMON_ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "copilot.cli", "run", "--config", str(cfg)], env=env, cwd=DAEMON_ROOT,
                             stdout=open(work / "daemon.log", "ab"), stderr=subprocess.STDOUT)
     return proc, ports
 
@@ -151,6 +160,7 @@ def stalled_run(work: Path, model: str, block: int, blocks: int, size: int, thre
     db = work / "state" / "results.sqlite"
     ctx = zmq.Context()
     rates = {"none": [], "stalled": []}
+    cpu_ms = {"none": [], "stalled": []}  # daemon CPU per frame: steadier than wall time on a shared machine
     sent = 0
     try:
         push_frames(ports["src"], frames(20, size, start=10**6), timeout_s=120)  # warm-up
@@ -165,11 +175,12 @@ def stalled_run(work: Path, model: str, block: int, blocks: int, size: int, thre
                 stalled.setsockopt(zmq.RCVHWM, 10)
                 stalled.connect(ports["pub"])
                 time.sleep(0.5)  # connected and subscribed; it never reads
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), cpu_s(proc.pid)
             push_frames(ports["src"], frames(block, size, start=2 * 10**6 + sent), timeout_s=120)
             sent += block
             t1 = wait_for(db, sent)
             rates[kind].append(block / (t1 - t0))
+            cpu_ms[kind].append(1e3 * (cpu_s(proc.pid) - c0) / block)
             log(f"block {b + 1}/{blocks} ({kind}): {rates[kind][-1]:.1f} frames/s")
             if stalled is not None:
                 stalled.close(0)
@@ -179,9 +190,18 @@ def stalled_run(work: Path, model: str, block: int, blocks: int, size: int, thre
         proc.wait(300)
         ctx.term()
     none, with_stalled = float(np.mean(rates["none"])), float(np.mean(rates["stalled"]))
+    # each stalled block against the mean of the plain blocks either side of it (the machine's load drifts)
+    paired = [rates["stalled"][i] / np.mean(rates["none"][i:i + 2]) - 1 for i in range(len(rates["stalled"]))
+              if i + 1 < len(rates["none"])]
+    noise = [rates["none"][i + 1] / rates["none"][i] - 1 for i in range(len(rates["none"]) - 1)]
     return {"block_frames": block, "blocks": blocks, "fps_no_subscriber": round(none, 2),
             "fps_stalled_subscriber": round(with_stalled, 2),
             "change_pct": round(100 * (with_stalled - none) / none, 2),
+            "paired_change_pct_median": round(100 * float(np.median(paired)), 2) if paired else None,
+            "noise_between_plain_blocks_pct": [round(100 * x, 1) for x in noise],
+            "cpu_ms_per_frame_no_subscriber": round(float(np.median(cpu_ms["none"])), 1),
+            "cpu_ms_per_frame_stalled_subscriber": round(float(np.median(cpu_ms["stalled"])), 1),
+            "cpu_change_pct": round(100 * (np.median(cpu_ms["stalled"]) / np.median(cpu_ms["none"]) - 1), 2),
             "per_block": {k: [round(v, 2) for v in vs] for k, vs in rates.items()}}
 
 
@@ -195,8 +215,12 @@ def main(argv=None) -> int:
     p.add_argument("--stall-block", type=int, default=300)
     p.add_argument("--stall-blocks", type=int, default=6)
     p.add_argument("--skip-memory", action="store_true")
+    p.add_argument("--skip-stall", action="store_true")
+    p.add_argument("--daemon-root", default=None, help="run the daemon from this checkout (before/after)")
     p.add_argument("--out", default=str(ROOT / "bench" / "soak" / "results" / "soak.json"))
     args = p.parse_args(argv)
+    global DAEMON_ROOT
+    DAEMON_ROOT = Path(args.daemon_root).resolve() if args.daemon_root else ROOT
 
     def log(msg: str) -> None:
         print(f"{time.strftime('%H:%M:%S')} {msg}", flush=True)
@@ -204,15 +228,17 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="copilot-soak-") as tmp:
         work = Path(tmp)
         model = args.model or str(threshold_model(work / "engines" / "threshold"))
-        report = {"machine_cpus": os.cpu_count(), "model": args.model or "threshold (tests)"}
+        report = {"machine_cpus": os.cpu_count(), "model": args.model or "threshold (tests)",
+                  "daemon_root": str(DAEMON_ROOT), "frame_px": args.size}
         if not args.skip_memory:
             (work / "mem").mkdir()
             report["memory"] = memory_run(work / "mem", model, args.frames, args.warmup, args.size, args.threads, log)
             log(f"memory: {report['memory']['rss_drift_pct']:+.2f} % RSS after warm-up")
-        (work / "stall").mkdir()
-        report["stalled_subscriber"] = stalled_run(work / "stall", model, args.stall_block, args.stall_blocks,
-                                                   args.size, args.threads, log)
-        log(f"stalled subscriber: {report['stalled_subscriber']['change_pct']:+.2f} % throughput")
+        if not args.skip_stall:
+            (work / "stall").mkdir()
+            report["stalled_subscriber"] = stalled_run(work / "stall", model, args.stall_block, args.stall_blocks,
+                                                       args.size, args.threads, log)
+            log(f"stalled subscriber: {report['stalled_subscriber']['change_pct']:+.2f} % throughput")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: v for k, v in report.items()}, indent=1)[:3000])

@@ -193,6 +193,12 @@ class Publisher:
         with self._last_lock:
             self._last[doc.stream] = msg
 
+    def keep_last(self, doc: ResultDocument) -> None:
+        """Serve ``doc`` (JSON only) as its stream's last result without publishing it: a restarted daemon seeds
+        the snapshot from its store, so late joiners see the last result before the next frame arrives."""
+        with self._last_lock:
+            self._last.setdefault(doc.stream, [f"result.{doc.stream}".encode(), doc.to_json().encode()])
+
     def publish_status(self, status: Mapping[str, Any]) -> None:
         """Publish a JSON status dict (daemon state, queue depths, rates, ...) on ``status``."""
         self._send([STATUS_TOPIC.encode(), dumps(status)])

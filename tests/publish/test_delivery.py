@@ -196,3 +196,41 @@ def test_publish_sink_and_replay_request_limits(store):
         d.close(0)
     finally:
         pub.close()
+
+
+def test_session_summary_merges_like_one_pass():
+    from copilot.exports import SessionAggregate, session_summary
+
+    docs = [make_doc(s, n) for n in range(9) for s in ("cam1", "cam2")]
+    earlier, later = SessionAggregate(), SessionAggregate()
+    for d in docs[:7]:
+        earlier.add(d)
+    for d in docs[7:]:
+        later.add(d)
+    earlier.merge(later)
+    assert earlier.summary() == session_summary(docs)
+
+
+def test_tail_prints_each_result_once_then_exits(store, capsys):
+    import argparse
+
+    from copilot.cli import tail
+
+    pub = Publisher("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", history=store)
+    try:
+        for n in range(4):
+            journal(store, "cam1", n)
+        journal(store, "cam2", 0)
+        args = argparse.Namespace(endpoint=pub.pub_endpoint, snapshot=pub.snapshot_endpoint, stream="cam1",
+                                  from_seq=1, follow=False, connect_timeout=5.0, curve_server_key=None, curve_key=None)
+        assert tail.run(args) == 0
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        assert [(d["stream"], d["seq"]) for d in lines] == [("cam1", 2), ("cam1", 3), ("cam1", 4)]
+        args.stream, args.from_seq = None, None  # default: the last result of each stream
+        assert tail.run(args) == 0
+        lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+        assert sorted((d["stream"], d["seq"]) for d in lines) == [("cam1", 4), ("cam2", 1)]
+        args.from_seq = -1
+        assert tail.run(args) == 2
+    finally:
+        pub.close()
