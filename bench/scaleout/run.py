@@ -243,7 +243,8 @@ def comparable(out: Path) -> dict:
         d = json.loads(line)
         d.pop("timings_ms"), d.pop("processed_at")
         docs.append(d)
-    frames = [{k: v for k, v in r.items() if k != "end_to_end_ms"} for r in csv.DictReader(open(out / "frames.csv"))]
+    # every *_ms column is a timing (end_to_end_ms, queue_wait_ms)
+    frames = [{k: v for k, v in r.items() if not k.endswith("_ms")} for r in csv.DictReader(open(out / "frames.csv"))]
     return {"docs": docs, "frames": frames, "particles": (out / "particles.csv").read_text()}
 
 
