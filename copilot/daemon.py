@@ -82,6 +82,8 @@ class Daemon:
             send_labels=settings.publish.send_labels,
             queue_size=settings.pipeline.queue_size,
         )
+        self.session_epoch = session
+        self.pipeline.session_epoch = session
         self.notifier = SystemdNotifier()
         self._stop = threading.Event()
         self.started_at = time.time()
@@ -90,7 +92,8 @@ class Daemon:
         self.publisher.publish_result(result.doc, result.parts)
         if result.doc.series is not None:
             for alert in result.doc.series.alerts:
-                self.publisher.publish_alert(result.doc.stream, {"frame_id": result.doc.frame_id, **alert.model_dump()})
+                self.publisher.publish_alert(result.doc.stream,
+                                             {"frame_id": result.doc.frame_id, **alert.model_dump(mode="json")})
         if getattr(result, "frame", None) is not None:  # preview.<stream>: subscribers need no access to the files
             from copilot.publish.preview import make_preview
             self.publisher.publish_preview(result.doc.stream, *make_preview(result.frame))
@@ -98,6 +101,7 @@ class Daemon:
     def status(self) -> dict:
         return {
             "stream": self.settings.daemon.stream,
+            "session_epoch": self.session_epoch,
             "model": self.engine.card.name,
             "engine": self.engine.name,
             "engine_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.engine, "selection", [])],

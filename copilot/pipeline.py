@@ -87,6 +87,7 @@ class Pipeline:
         self.series = SeriesTracker(series, self.analysis)
         self.assessor = Assessor(getattr(engine, "card", None), getattr(engine, "folder", None), thresholds)
         self.send_labels = send_labels
+        self.session_epoch: str | None = None  # the daemon's session: every result carries it
         self.stats = PipelineStats()
         self._lock = threading.Lock()
         self._queues = [queue.Queue(maxsize=queue_size) for _ in range(4)]
@@ -183,11 +184,12 @@ class Pipeline:
     def _measure(self, job: _Job) -> _Job:
         t0 = time.perf_counter()
         fm = measure(job.payload, self.analysis)
-        series = self.series.update(fm)
         t1 = time.perf_counter()
         reliability, verdict, uncertainty = self.assessor.assess(fm)
-        job.timings_ms["assess"] = (time.perf_counter() - t1) * 1e3
-        job.timings_ms["analyze"] = (t1 - t0) * 1e3
+        t2 = time.perf_counter()
+        series = self.series.update(fm, verdict.level)  # FAIL frames are left out of the series
+        job.timings_ms["assess"] = (t2 - t1) * 1e3
+        job.timings_ms["analyze"] = (t1 - t0) * 1e3 + (time.perf_counter() - t2) * 1e3
         job.payload = (fm, series, reliability, verdict, uncertainty)
         return job
 
@@ -197,7 +199,7 @@ class Pipeline:
         timings.pop("measure", None)
         timings["end_to_end"] = (time.time() - job.arrival.arrived_at) * 1e3
         result = build_result(fm, reliability, verdict, timings, series=series, uncertainty=uncertainty,
-                              send_labels=self.send_labels)
+                              send_labels=self.send_labels, session_epoch=self.session_epoch)
         result.arrived_at = job.arrival.arrived_at
         if self.store is not None:
             self.store.record_result(result.doc, job.fingerprint)
