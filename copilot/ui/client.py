@@ -1,7 +1,7 @@
 """Connections to one or more daemons for the views: non-blocking drains, reconnect and snapshot refetch.
 
 A view calls :meth:`Client.poll` once per tick; it takes every message that arrived since the last tick (never
-waiting) and feeds the :class:`~copilot.ui.state.ViewModel`, which keeps only the newest result per stream. So a
+waiting) and feeds the :class:`~copilot.ui.model.ViewModel`, which keeps only the newest result per stream. So a
 view that paints slower than results arrive shows the newest one and drops the rest; nothing queues up.
 
 Daemon restarts: ZeroMQ reconnects a SUB socket by itself, but what was published while the daemon was away is
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from copilot.publish.subscriber import Message, Subscriber
-from copilot.ui.state import ViewModel
+from copilot.ui.model import ViewModel
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,7 @@ class Client:
         try:
             for e in endpoints:
                 self.connections.append(Connection(parse_endpoint(e) if isinstance(e, str) else e, topics, **kw))
+                self.model.watch(self.connections[-1].name)
         except BaseException:
             self.close()
             raise

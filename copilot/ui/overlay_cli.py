@@ -29,7 +29,8 @@ def cmd_overlay(args) -> int:
         return run_overlay(args.endpoint or [DEFAULT_ENDPOINT], args.stream or None,
                            click_through=args.click_through, adjust=args.adjust, opacity=args.opacity,
                            snapshot=Path(args.snapshot) if args.snapshot else None, timeout_s=args.timeout,
-                           size=args.size, listen_s=args.listen)
+                           size=args.size, listen_s=args.listen,
+                           health_log=Path(args.health_log) if args.health_log else None)
     except OverlayError as exc:
         print(f"copilot overlay: {exc}", file=sys.stderr)
         return 2
@@ -43,7 +44,7 @@ def add_overlay_parser(subparsers) -> argparse.ArgumentParser:
     o = subparsers.add_parser(
         "overlay", help="on-screen view: newest frame with particle outlines, numbers, PSD, trend (needs [overlay])",
         description="Subscribes to one or more daemons and shows the newest frame of each stream with its particle "
-                    "outlines coloured by size (or phases by class), count, D50 with its 95 %% interval, the PSD, "
+                    "outlines coloured by size (or phases by class), count, D50 with its 95 % interval, the PSD, "
                     "the trend, the reliability light with its reasons, sufficiency and end-to-end latency.")
     o.add_argument("--endpoint", action="append", metavar="PUB[,SNAPSHOT]",
                    help=f"a daemon's publish endpoint, optionally with its snapshot endpoint (default "
@@ -60,5 +61,7 @@ def add_overlay_parser(subparsers) -> argparse.ArgumentParser:
     o.add_argument("--listen", type=float, default=0.0, metavar="S",
                    help="with --snapshot: keep receiving S seconds after the first result (the trend gets points)")
     o.add_argument("--size", type=_size, default=(1280, 760), metavar="WxH", help="window size for --snapshot")
+    o.add_argument("--health-log", metavar="FILE.jsonl",
+                   help="append a JSON line every 5 s: None's reference count, paints, results, resident memory")
     o.set_defaults(func=cmd_overlay)
     return o
