@@ -85,7 +85,8 @@ def session_summary(docs: list[ResultDocument]) -> dict:
             v = np.array([d.timings_ms[stage] for d in ds if stage in d.timings_ms])
             if v.size:
                 latency[stage] = {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95))}
-        d50 = [d.measurements.particles.d50 for d in ds if d.measurements.particles and d.measurements.particles.d50]
+        good = [d for d in ds if d.verdict.level != "fail"]  # FAIL frames: the model was wrong, their numbers say nothing
+        d50 = [d.measurements.particles.d50 for d in good if d.measurements.particles and d.measurements.particles.d50]
         out[stream] = {
             "frames": len(ds),
             "first_acquired_at": ds[0].acquired_at.isoformat(),
@@ -94,6 +95,7 @@ def session_summary(docs: list[ResultDocument]) -> dict:
             "length_unit": last.measurements.length_unit,
             "verdicts": dict(Counter(d.verdict.level for d in ds)),
             "latency_ms": latency,
+            "fail_frames_left_out": len(ds) - len(good),
             "d50_first_last": [d50[0], d50[-1]] if d50 else None,
             "series": last.series.model_dump(exclude={"alerts"}) if last.series else None,
             "alerts": [a.model_dump() | {"frame_id": d.frame_id} for d in ds if d.series for a in d.series.alerts],
@@ -110,11 +112,12 @@ def plot_session(docs: list[ResultDocument], out_dir: Path) -> list[Path]:
 
     written = []
     docs = sorted(docs, key=lambda d: d.acquired_at)
-    particle_docs = [d for d in docs if d.series and d.series.cumulative_psd]
+    fail = np.array([d.verdict.level == "fail" for d in docs])
+    particle_docs = [d for d in docs if d.series and d.series.cumulative_psd and d.verdict.level != "fail"]
     if particle_docs:
         last = particle_docs[-1]
         unit = last.measurements.length_unit
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+        fig, ax = plt.subplots(figsize=(9.5, 4.5), dpi=110)
         cum = last.series.cumulative_psd
         edges = np.array(cum.edges)
         widths = np.diff(edges)
@@ -134,8 +137,8 @@ def plot_session(docs: list[ResultDocument], out_dir: Path) -> list[Path]:
             ax.set_xscale("log")
         ax.set_xlabel(f"equivalent circular diameter ({unit})")
         ax.set_ylabel("particles per bin")
-        ax.set_title("particle size distribution (edge-cut particles excluded)")
-        ax.legend(fontsize=8)
+        ax.set_title("particle size distribution (edge-cut particles and FAIL frames excluded)", fontsize=10)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
         fig.tight_layout()
         fig.savefig(out_dir / "psd.png")
         plt.close(fig)
@@ -156,11 +159,21 @@ def plot_session(docs: list[ResultDocument], out_dir: Path) -> list[Path]:
             lo = np.array([p.ci.low if p.ci else np.nan for p in pick])
             hi = np.array([p.ci.high if p.ci else np.nan for p in pick])
             label = f"area fraction of {ph}"
-        ax.fill_between(t, lo, hi, alpha=0.25, label="95 % interval")
-        ax.plot(t, y, "o-", ms=3, label=label)
-        trend = next((tr for tr in (docs[-1].series.trends if docs[-1].series else []) if tr.slope is not None), None)
+        ok = ~fail
+        ax.fill_between(t[ok], lo[ok], hi[ok], alpha=0.25, label="95 % interval")
+        ax.plot(t[ok], y[ok], "o-", ms=3, label=label)
+        if fail.any():
+            ax.plot(t[fail], y[fail], "x", color="#e5383b", ms=6, label=f"FAIL frames ({int(fail.sum())}, left out)")
+        good = [d for d in docs if d.verdict.level != "fail" and d.series]
+        trend = next((tr for tr in (good[-1].series.trends if good else []) if tr.slope is not None), None)
         if trend is not None:
-            ax.set_title(f"{trend.quantity}: {trend.slope:+.3g} {trend.unit} over the last {trend.n_frames} frames")
+            ci = trend.slope_ci
+            if ci is not None and (ci.low > 0 or ci.high < 0):
+                ax.set_title(f"{trend.name or trend.quantity}: {trend.slope:+.3g} {trend.unit} (95 % CI {ci.low:+.3g} "
+                             f"to {ci.high:+.3g}) over the last {trend.n_frames} frames", fontsize=9)
+            else:
+                ax.set_title(f"{trend.name or trend.quantity}: no clear trend over the last {trend.n_frames} frames",
+                             fontsize=9)
         ax.set_xlabel("acquisition time (min)")
         ax.set_ylabel(label)
         ax.legend(fontsize=8)

@@ -162,8 +162,9 @@ class ViewModel:
     """
 
     def __init__(self, streams: list[str] | tuple[str, ...] | None = None, *, silent_after_s: float = 3 * HEARTBEAT_S,
-                 alert_max_age_s: float = 600.0):
+                 alert_max_age_s: float = 600.0, history_points: int = 500):
         self.only = set(streams) if streams else None
+        self.history_points = history_points  # per stream, for the trend plot and sparkline
         self.silent_after_s = silent_after_s
         self.alert_max_age_s = alert_max_age_s
         self.streams: dict[str, StreamState] = {}
@@ -185,7 +186,7 @@ class ViewModel:
     def stream(self, name: str, source: str = "") -> StreamState:
         st = self.streams.get(name)
         if st is None:
-            st = self.streams[name] = StreamState(name, source)
+            st = self.streams[name] = StreamState(name, source, history=deque(maxlen=self.history_points))
         return st
 
     # -- liveness --------------------------------------------------------------------------------------------------

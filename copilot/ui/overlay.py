@@ -31,6 +31,7 @@ from typing import Sequence
 
 from copilot.ui.qt import BG, DIM, FG, QtCore, QtWidgets, esc, label
 from copilot.ui.client import Client, Endpoint
+from copilot.ui.model import ViewModel
 from copilot.ui.panels.stream import StreamPanel
 
 log = logging.getLogger(__name__)
@@ -293,7 +294,8 @@ class HealthLog:
 def run_overlay(endpoints: Sequence[str | Endpoint], streams: Sequence[str] | None = None, *,
                 click_through: bool = False, adjust: bool = False, opacity: float = 0.7,
                 snapshot: Path | None = None, timeout_s: float = 30.0, size: tuple[int, int] = (1280, 760),
-                stale_s: float = 6.0, listen_s: float = 0.0, health_log: Path | None = None) -> int:
+                stale_s: float = 6.0, listen_s: float = 0.0, health_log: Path | None = None,
+                history: int = 500) -> int:
     """``copilot overlay``: returns the exit status."""
     if snapshot is None and QtWidgets.QApplication.instance() is None and _no_display() \
             and os.environ.get("QT_QPA_PLATFORM", "") != "offscreen":
@@ -301,7 +303,7 @@ def run_overlay(endpoints: Sequence[str | Endpoint], streams: Sequence[str] | No
                            "or `copilot overlay --snapshot FILE.png` to render to a file")
     app = ensure_app(offscreen=snapshot is not None)
     opacity = min(1.0, max(0.1, opacity))
-    client = Client(endpoints, streams, stale_s=stale_s)
+    client = Client(endpoints, streams, stale_s=stale_s, model=ViewModel(streams, history_points=history))
     try:
         if snapshot is not None:
             window = OverlayWindow(client, start_timer=False)
