@@ -4,8 +4,8 @@
 
 A real daemon (`copilot run`, the shipped particles-stem model) runs as a subprocess beside a simulated microscope;
 the overlay is drawn offscreen in this process. Session 1 grows the particles slowly (the model is right); the daemon
-is then killed with SIGKILL; session 2 (a restart, a new session epoch) grows them fast, past what the model was
-trained on, until frames FAIL.
+is then killed with SIGKILL; session 2 (a restart, a new session epoch) starts like the first, then frames of
+particles far larger than the model was trained on arrive, and FAIL.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from copilot.sim.microscope import run_microscope  # noqa: E402
+from copilot.sim.stem import SimParams  # noqa: E402
 from copilot.ui import overlay  # noqa: E402
 from copilot.ui.client import Client  # noqa: E402
 
@@ -81,11 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         overlay.listen(win, 4.0)  # "nothing heard for N s" counts on
         overlay.save_snapshot(win, out / "overlay-daemon-killed.png")
         daemon = start_daemon(root, acq2)  # a restart: a new session epoch
-        microscope(acq2, 40, growth=6.0, seed=1)
+        microscope(acq2, 10, growth=0.1, seed=1)
         pump(app, win, lambda: shown() == "frame_00007" and win.panels["in-situ"].shown_live, 180)
         overlay.save_snapshot(win, out / "overlay-restart.png")
+        pump(app, win, lambda: shown() == "frame_00009", 120)
+        # then particles far larger than the model was trained on (D50 ~30 nm): its outlines fall inside them
+        late = root / "late"
+        big = SimParams(size_px=SIZE_PX, nm_per_px=0.2, d50_nm=30.0, max_diameter_nm=80.0, area_fraction=0.3,
+                        touching_fraction=0.1)
+        threading.Thread(target=run_microscope, args=(late, 6, 1.5, 2), kwargs={
+            "params": big, "growth_nm_per_min": 0.0,
+            "on_frame": lambda path, _: path.rename(acq2 / f"late_{path.name}")}, daemon=True).start()
         fails = lambda: sum(p.fail for p in win.model.streams["in-situ"].history)  # noqa: E731
-        pump(app, win, lambda: fails() >= 3 and win.model.streams["in-situ"].doc.verdict.level == "fail", 240)
+        pump(app, win, lambda: fails() >= 2 and win.model.streams["in-situ"].doc.verdict.level == "fail", 240)
         overlay.save_snapshot(win, out / "overlay-fail.png")
     finally:
         daemon.send_signal(signal.SIGTERM)

@@ -182,13 +182,14 @@ def run_top(endpoint: str, snapshot: str | None, stream: str | None = None, exit
 
     streams = [stream] if stream else None
     model = TopModel(streams)
-    client = Client([Endpoint(endpoint, snapshot)], streams, kinds=("result", "alert"), model=model.view,
-                    stale_s=stale_s)
     root = logging.getLogger()
     model.logs = LogLines()
     saved = root.handlers[:]
     root.handlers = [model.logs]  # log lines belong in the log area, not scrolled through the live screen
+    client = None
     try:
+        client = Client([Endpoint(endpoint, snapshot)], streams, kinds=("result", "alert"), model=model.view,
+                        stale_s=stale_s)
         with Live(model.render(), console=console, auto_refresh=False, transient=False,
                   redirect_stderr=False, redirect_stdout=False) as live:
             drawn = 0.0
@@ -204,5 +205,6 @@ def run_top(endpoint: str, snapshot: str | None, stream: str | None = None, exit
         pass
     finally:
         root.handlers = saved
-        client.close()
+        if client is not None:
+            client.close()
     return 0

@@ -56,17 +56,18 @@ class Numbers(QtWidgets.QWidget):
         rows.append(f"<span style='color:{DIM}'>{esc(lines['calibration'])} · {esc(lines['model'])}</span>")
         self.stats.setText("<br>".join(rows))
         self.stats.setStyleSheet(f"color: {fg};")
-        self.alerts.setText(alerts_html(alerts))
+        self.alerts.setText(alerts_html(alerts, live))
         self.alerts.setVisible(bool(alerts))
         self.legend.setText(legend_html(doc, st))
 
 
-def alerts_html(alerts: list[dict]) -> str:
-    """Newest last, at most ``MAX_ALERTS_SHOWN``: warnings amber with ⚠, information dim with ℹ."""
+def alerts_html(alerts: list[dict], live: bool = True) -> str:
+    """Newest last, at most ``MAX_ALERTS_SHOWN``: warnings amber with ⚠, information dim with ℹ (all dim when the
+    daemon is not live)."""
     out = []
     for a in alerts[-MAX_ALERTS_SHOWN:]:
         info = a.get("severity") == "info"
-        out.append(f"<span style='color:{DIM if info else AMBER}'>{'ℹ' if info else '⚠'} {esc(alert_text(a))}</span>")
+        out.append(f"<span style='color:{DIM if info or not live else AMBER}'>{'ℹ' if info else '⚠'} {esc(alert_text(a))}</span>")
     return "<br>".join(out)
 
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from copilot.ui.qt import ACCENT, DIM, FG, QtCore, esc, pg
 from copilot.ui.raster import label_colours
-from copilot.ui.text import VERDICT_COLOURS, headline, log_ticks, trend_of, trend_text
+from copilot.ui.text import VERDICT_COLOURS, headline, log_ticks
 
 
 class _Once:
@@ -138,8 +138,7 @@ class TrendPlot:
         unit = f" ({h.unit})" if h.unit else ""
         pts = list(st.history)
         marked = " · × FAIL, left out" if any(q.fail for q in pts) else ""
-        plot.setTitle(f"{esc(h.label)}{unit} vs time · {esc(trend_text(trend_of(doc, h.quantity)))}{marked}",
-                      size="10pt")
+        plot.setTitle(f"{esc(h.label)}{unit} vs time, this session{marked}", size="10pt")
         if not pts:
             for item in (self.errors, self.line, self.dots, self.fails):
                 item.hide()
