@@ -85,7 +85,7 @@ def session_summary(docs: list[ResultDocument]) -> dict:
             v = np.array([d.timings_ms[stage] for d in ds if stage in d.timings_ms])
             if v.size:
                 latency[stage] = {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95))}
-        good = [d for d in ds if d.verdict.level != "fail"]  # FAIL frames: the model was wrong, their numbers say nothing
+        good = [d for d in ds if d.verdict.level != "fail"]  # FAIL frames: the model was wrong there
         d50 = [d.measurements.particles.d50 for d in good if d.measurements.particles and d.measurements.particles.d50]
         out[stream] = {
             "frames": len(ds),

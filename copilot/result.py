@@ -88,7 +88,7 @@ def build_result(
     return Result(doc=doc, parts=parts, frame=frame)
 
 
-# -- series (analysis' plain types) → document ------------------------------------------------------------------------
+# -- series (analysis' plain types) → document -----------------------------------------------------------------
 def series_document(r: SeriesResult) -> SeriesSummary:
     return SeriesSummary(
         frames=r.frames,

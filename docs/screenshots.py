@@ -4,8 +4,8 @@
 
 A real daemon (`copilot run`, the shipped particles-stem model) runs as a subprocess beside a simulated microscope;
 the overlay is drawn offscreen in this process. Session 1 grows the particles slowly (the model is right); the daemon
-is then killed with SIGKILL; session 2 (a restart, a new session epoch) starts like the first, then frames of
-particles far larger than the model was trained on arrive, and FAIL.
+is then killed with SIGKILL; session 2 (a restart, a new session epoch) starts like the first, then a fast-growing
+field arrives whose particles outgrow the model, and FAIL.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from copilot.sim.microscope import run_microscope  # noqa: E402
+from copilot.sim.sintering import SinteringRun  # noqa: E402
 from copilot.sim.stem import SimParams  # noqa: E402
+from copilot.sim.tiff import write_tiff  # noqa: E402
 from copilot.ui import overlay  # noqa: E402
 from copilot.ui.client import Client  # noqa: E402
 
@@ -72,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     win.show()
     daemon = start_daemon(root, acq1)
     try:
-        shown = lambda: win.panels["in-situ"].shown_frame_id if "in-situ" in win.panels else None  # noqa: E731
+        def shown() -> int:  # number of the frame on screen (-1: none yet); later ones may replace it within a tick
+            fid = win.panels["in-situ"].shown_frame_id if "in-situ" in win.panels else None
+            return int(fid.rsplit("_", 1)[1]) if fid and fid.startswith("frame_") else -1
+
         microscope(acq1, 14, growth=0.1, seed=0)
-        pump(app, win, lambda: shown() == "frame_00013", 180)
+        pump(app, win, lambda: shown() >= 13, 180)
         overlay.save_snapshot(win, out / "overlay-live.png")
         daemon.send_signal(signal.SIGKILL)
         daemon.wait()
@@ -83,18 +88,27 @@ def main(argv: list[str] | None = None) -> int:
         overlay.save_snapshot(win, out / "overlay-daemon-killed.png")
         daemon = start_daemon(root, acq2)  # a restart: a new session epoch
         microscope(acq2, 10, growth=0.1, seed=1)
-        pump(app, win, lambda: shown() == "frame_00007" and win.panels["in-situ"].shown_live, 180)
+        new = lambda: bool(win.model.streams["in-situ"].session_note)  # noqa: E731 (session 2 is on screen)
+        pump(app, win, lambda: new() and shown() >= 7 and win.panels["in-situ"].shown_live, 180)
         overlay.save_snapshot(win, out / "overlay-restart.png")
-        pump(app, win, lambda: shown() == "frame_00009", 120)
-        # then particles far larger than the model was trained on (D50 ~30 nm): its outlines fall inside them
+        pump(app, win, lambda: new() and shown() >= 9, 120)
+        # then a fast-growing field (3 nm/min of radius, 45 s apart): the particles outgrow what the model was
+        # trained on, its outlines fall inside them, and the frames FAIL
         late = root / "late"
-        big = SimParams(size_px=SIZE_PX, nm_per_px=0.2, d50_nm=30.0, max_diameter_nm=80.0, area_fraction=0.3,
-                        touching_fraction=0.1)
-        threading.Thread(target=run_microscope, args=(late, 6, 1.5, 2), kwargs={
-            "params": big, "growth_nm_per_min": 0.0,
-            "on_frame": lambda path, _: path.rename(acq2 / f"late_{path.name}")}, daemon=True).start()
+        late.mkdir()
+        run = SinteringRun(seed=1, params=SimParams(size_px=SIZE_PX, nm_per_px=0.2, touching_fraction=0.1,
+                                                    area_fraction=0.12), growth_nm_per_min=3.0, interval_s=45,
+                           duration_s=15 * 45)
+
+        def grow() -> None:
+            for i in range(16):
+                path = write_tiff(late / f"late_{i:05d}.tif", run.frame_at(i * 45.0))
+                path.rename(acq2 / path.name)
+                time.sleep(1.5)
+
+        threading.Thread(target=grow, daemon=True).start()
         fails = lambda: sum(p.fail for p in win.model.streams["in-situ"].history)  # noqa: E731
-        pump(app, win, lambda: fails() >= 2 and win.model.streams["in-situ"].doc.verdict.level == "fail", 240)
+        pump(app, win, lambda: fails() >= 3 and win.model.streams["in-situ"].doc.verdict.level == "fail", 300)
         overlay.save_snapshot(win, out / "overlay-fail.png")
     finally:
         daemon.send_signal(signal.SIGTERM)

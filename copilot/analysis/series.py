@@ -365,8 +365,9 @@ class SeriesTracker:
                                point.acquired_at)
         word = "rising" if now > 0 else "falling"
         lo, hi = sorted((abs(lo), abs(hi)))
-        return SeriesAlert("trend-start", "warning", q, f"{name} {word} {fmt(abs(s))} {unit} (95 % CI {fmt(lo)}–{fmt(hi)})",
-                           slope, point.frame_id, point.acquired_at)
+        return SeriesAlert("trend-start", "warning", q,
+                           f"{name} {word} {fmt(abs(s))} {unit} (95 % CI {fmt(lo)}–{fmt(hi)})", slope, point.frame_id,
+                           point.acquired_at)
 
     def _jump(self, st: _Stream, q: str, history: list[FramePoint], point: FramePoint) -> SeriesAlert | None:
         value = point.values.get(q)

@@ -31,7 +31,8 @@ HEARTBEAT_S = 2.0  # the daemon's status interval
 
 @dataclass(frozen=True)
 class Liveness:
-    """Whether a daemon is heard: ``live``, ``waiting`` (never heard), ``stopped`` or ``unreachable``."""
+    """Whether a daemon is heard: ``live``, ``waiting`` (never heard), ``stopped``, ``unreachable`` or (for a
+    stream) ``restarted``."""
 
     state: str
     last_result_at: float | None  # time.time() of the newest result from it
@@ -50,6 +51,8 @@ class Liveness:
         since = f"no results since {clock(self.last_result_at)}" if self.last_result_at else "no results yet"
         if self.state == "stopped":
             return f"{since} — daemon stopped"
+        if self.state == "restarted":
+            return f"{since} — daemon restarted (a new session); the frame shown is from the previous one"
         quiet = ""
         if self.last_heard_at is not None:
             quiet = f", nothing heard for {max((now or time.time()) - self.last_heard_at, 0):.0f} s"
@@ -203,8 +206,13 @@ class ViewModel:
         return Liveness("live", last_result, heard)
 
     def stream_liveness(self, name: str, now: float | None = None) -> Liveness:
+        """The daemon's liveness, and ``restarted`` while a new session has sent no result for this stream yet."""
         st = self.streams.get(name)
-        return self.liveness(st.source if st is not None else "", now)
+        live = self.liveness(st.source if st is not None else "", now)
+        epoch = self.sessions.get(st.source) if st is not None else None
+        if live.live and st.session and epoch and not epoch.startswith("restart-") and epoch != st.session:
+            return Liveness("restarted", live.last_result_at, live.last_heard_at)
+        return live
 
     # -- messages ----------------------------------------------------------------------------------------------------
     def ingest(self, msg, source: str = "", now: float | None = None) -> str | None:

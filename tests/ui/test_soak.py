@@ -69,8 +69,8 @@ def test_overlay_soaks_two_minutes_in_a_real_x_server(xserver, tmp_path, results
         daemon.write(1)
         daemon.wait_processed(1)
         overlay = subprocess.Popen([sys.executable, "-m", "copilot.cli", "overlay", "--endpoint", daemon.endpoint,
-                                    "--health-log", str(health), "--history", str(HISTORY)], env=env, stdout=subprocess.DEVNULL,
-                                   stderr=open(stderr, "wb"))
+                                    "--health-log", str(health), "--history", str(HISTORY)], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=open(stderr, "wb"))
         feeder.start()
         t0 = time.monotonic()
         while time.monotonic() - t0 < SOAK_S:

@@ -36,8 +36,8 @@ def test_top_table_has_trend_sufficiency_and_alerts(daemon):
 
     d2.series.trends = [Trend(quantity="d50", unit="nm/min", slope=0.42, n_frames=8, trending=True,
                               slope_ci=Interval(low=0.3, high=0.5))]
-    d2.series.alerts.append(Alert(kind="jump", quantity="ecd_mean", frame_id="next",
-                                  message="mean particle size jumped up to 99 nm (expected 7 nm from the last 6 frames)"))
+    d2.series.alerts.append(Alert(kind="jump", quantity="ecd_mean", frame_id="next", message="mean particle size "
+                                  "jumped up to 99 nm (expected 7 nm from the last 6 frames)"))
     model.add(d2)
     console = Console(record=True, width=220, file=io.StringIO(), color_system=None)
     console.print(model.render())

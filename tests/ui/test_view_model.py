@@ -142,7 +142,11 @@ def test_sessions_are_kept_apart_and_alerts_carry_frame_and_time():
     assert a["frame_id"] == "f001" and alert_text(a).endswith(" · f001 · mean particle size rising 2.1 nm/min "
                                                                "(95 % CI 1.4–2.8)")
     assert vm.alerts("s", now=1001.0 + 601) == []  # aged out
-    # the daemon restarts: a new epoch, an earlier frame number — shown, and the old session is no longer plotted
+    # the daemon restarts: its heartbeat says so before its first result, and the old frame is not shown as live
+    vm.ingest(status(session_epoch="B"), "", now=1099.0)
+    assert vm.stream_liveness("s", now=1099.5).state == "restarted"
+    assert "daemon restarted (a new session)" in vm.lines("s", now=1099.5)["liveness"]
+    # its first result: a new epoch, an earlier frame number — shown, and the old session is no longer plotted
     vm.add_result(doc(0, session_epoch="B", processed_at=T0 + timedelta(hours=1)), now=1100.0)
     assert st.frame_id == "f000" and len(st.history) == 1 and vm.alerts("s", now=1100.0) == []
     assert st.session == "B" and st.session_note.startswith("new daemon session since ")

@@ -67,7 +67,8 @@ def alerts_html(alerts: list[dict], live: bool = True) -> str:
     out = []
     for a in alerts[-MAX_ALERTS_SHOWN:]:
         info = a.get("severity") == "info"
-        out.append(f"<span style='color:{DIM if info or not live else AMBER}'>{'ℹ' if info else '⚠'} {esc(alert_text(a))}</span>")
+        colour, mark = DIM if info or not live else AMBER, "ℹ" if info else "⚠"
+        out.append(f"<span style='color:{colour}'>{mark} {esc(alert_text(a))}</span>")
     return "<br>".join(out)
 
 
