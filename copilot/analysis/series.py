@@ -392,7 +392,7 @@ class SeriesTracker:
         name, unit = quantity_name(q), value_unit(q, st.length_unit)
         word = "jumped up" if value > predicted else "dropped"
         return SeriesAlert("jump", "warning", q,
-                           f"{name} {word} to {fmt(_shown(q, value))} {unit} (expected {fmt(_shown(q, predicted))} "
+                           f"{name} {word} to {fmt(_shown(q, value))} {unit} (expected {fmt(_shown(q, predicted))} {unit} "
                            f"from the last {len(pts)} frames)", value, point.frame_id, point.acquired_at)
 
     def _pooled(self, st: _Stream, window: list[FramePoint]) -> PooledEstimate | None:
