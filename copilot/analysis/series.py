@@ -391,9 +391,9 @@ class SeriesTracker:
         st.latches[q] = _Latch(since=point.acquired_at, quiet_until=st.frames + self.settings.dwell_frames)
         name, unit = quantity_name(q), value_unit(q, st.length_unit)
         word = "jumped up" if value > predicted else "dropped"
-        return SeriesAlert("jump", "warning", q,
-                           f"{name} {word} to {fmt(_shown(q, value))} {unit} (expected {fmt(_shown(q, predicted))} {unit} "
-                           f"from the last {len(pts)} frames)", value, point.frame_id, point.acquired_at)
+        now, expected = fmt(_shown(q, value)), fmt(_shown(q, predicted))
+        return SeriesAlert("jump", "warning", q, f"{name} {word} to {now} {unit} (expected {expected} {unit} from the "
+                           f"last {len(pts)} frames)", value, point.frame_id, point.acquired_at)
 
     def _pooled(self, st: _Stream, window: list[FramePoint]) -> PooledEstimate | None:
         last = st.last
