@@ -296,3 +296,14 @@ def test_window_can_be_made_small(app):
             assert hint.width() <= 520 and hint.height() <= 480, (hint.width(), hint.height())
         finally:
             close(win)
+
+
+def test_help_prints_plain_percent(capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_overlay_parser(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["overlay", "--help"])
+    out = capsys.readouterr().out
+    assert "95 % interval" in out and "%%" not in out
