@@ -99,7 +99,7 @@ def run_demo(frames: int = 40, interval_s: float = 0.5, size_px: int = 1024, liv
         for ep in (settings.publish.pub_endpoint, settings.publish.snapshot_endpoint):
             check_free(ep)  # before anything is deleted: the state folder may be a running demo's
     except DemoError as exc:
-        console.print(f"copilot demo: {exc}", highlight=False)
+        console.print(f"copilot demo: {exc}", highlight=False, soft_wrap=True)
         return 2
     state_dir = Path(state_dir)
     shutil.rmtree(state_dir, ignore_errors=True)
