@@ -53,7 +53,7 @@ class PublishSink:
         self.publisher.publish_result(doc, result.parts)
         if doc.series is not None:
             for alert in doc.series.alerts:
-                self.publisher.publish_alert(doc.stream, {"frame_id": doc.frame_id, "seq": doc.seq, **alert.model_dump()})
+                self.publisher.publish_alert(doc.stream, {"frame_id": doc.frame_id, "seq": doc.seq, **alert.model_dump(mode="json")})
         if result.frame is not None:  # preview.<stream>: subscribers need no access to the files
             from copilot.publish.preview import make_preview
 

@@ -98,6 +98,8 @@ class _StreamAggregate:
         self.points: list[tuple[float, float, float, float]] = []  # (t unix s, value, low, high)
         self.stride, self._skip = 1, 0
         self.quantity: str | None = None
+        self.fail_frames = 0  # FAIL frames: counted, left out of sizes, PSDs, trends (the model was wrong there)
+        self.fail_points: list[tuple[float, float]] = []  # (t unix s, value) of FAIL frames, marked on trend.png
 
     def add(self, d: ResultDocument) -> None:
         self.frames += 1
@@ -115,6 +117,13 @@ class _StreamAggregate:
         if d.series is not None:
             self.alerts.extend(a.model_dump() | {"frame_id": d.frame_id} for a in d.series.alerts)
         p, phases = d.measurements.particles, d.measurements.phases
+        if d.verdict.level == "fail":
+            self.fail_frames += 1
+            v = p.d50 if p is not None and p.d50 else (phases.phases[1].area_fraction
+                                                       if phases is not None and len(phases.phases) > 1 else None)
+            if v is not None and len(self.fail_points) < _PLOT_POINTS:
+                self.fail_points.append((d.acquired_at.timestamp(), float(v)))
+            return
         value = low = high = np.nan
         if p is not None:
             if p.d50:
@@ -169,6 +178,8 @@ class _StreamAggregate:
         self.log_sum += later.log_sum
         self.log_sum2 += later.log_sum2
         self.quantity = later.quantity or self.quantity
+        self.fail_frames += later.fail_frames
+        self.fail_points = (self.fail_points + later.fail_points)[-_PLOT_POINTS:]
         self.points = self.points + later.points
         while len(self.points) >= _PLOT_POINTS:
             self.points, self.stride = self.points[::2], self.stride * 2
@@ -200,6 +211,7 @@ class _StreamAggregate:
             "verdicts": dict(self.verdicts),
             "latency_ms": {stage: {"p50": self.percentile(stage, 50), "p95": self.percentile(stage, 95)}
                            for stage in STAGES if self.latency[stage].sum()},
+            "fail_frames_left_out": self.fail_frames,
             "d50_first_last": [self.d50_first, self.d50_last] if self.d50_first is not None else None,
             "series": self.series,
             "alerts": list(self.alerts),
@@ -245,7 +257,7 @@ def plot_session(agg: SessionAggregate, out_dir: Path) -> list[Path]:
     if with_psd:
         a = with_psd[0]
         unit = a.length_unit
-        fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+        fig, ax = plt.subplots(figsize=(9.5, 4.5), dpi=110)
         cum = a.last_series.cumulative_psd
         edges = np.array(cum.edges)
         widths = np.diff(edges)
@@ -265,8 +277,8 @@ def plot_session(agg: SessionAggregate, out_dir: Path) -> list[Path]:
             ax.set_xscale("log")
         ax.set_xlabel(f"equivalent circular diameter ({unit})")
         ax.set_ylabel("particles per bin")
-        ax.set_title("particle size distribution (edge-cut particles excluded)")
-        ax.legend(fontsize=8)
+        ax.set_title("particle size distribution (edge-cut particles and FAIL frames excluded)", fontsize=10)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
         fig.tight_layout()
         fig.savefig(out_dir / "psd.png")
         plt.close(fig)
@@ -279,9 +291,19 @@ def plot_session(agg: SessionAggregate, out_dir: Path) -> list[Path]:
         fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
         ax.fill_between(t, pts[:, 2], pts[:, 3], alpha=0.25, label="95 % interval")
         ax.plot(t, pts[:, 1], "o-", ms=3, label=a.quantity)
+        if a.fail_points:
+            fp = np.array(a.fail_points)
+            ax.plot((fp[:, 0] - pts[0, 0]) / 60, fp[:, 1], "x", color="#e5383b", ms=6,
+                    label=f"FAIL frames ({a.fail_frames}, left out)")
         trend = next((tr for tr in (a.last_series.trends if a.last_series else []) if tr.slope is not None), None)
         if trend is not None:
-            ax.set_title(f"{trend.quantity}: {trend.slope:+.3g} {trend.unit} over the last {trend.n_frames} frames")
+            ci = trend.slope_ci
+            if ci is not None and (ci.low > 0 or ci.high < 0):
+                ax.set_title(f"{trend.name or trend.quantity}: {trend.slope:+.3g} {trend.unit} (95 % CI {ci.low:+.3g} "
+                             f"to {ci.high:+.3g}) over the last {trend.n_frames} frames", fontsize=9)
+            else:
+                ax.set_title(f"{trend.name or trend.quantity}: no clear trend over the last {trend.n_frames} frames",
+                             fontsize=9)
         ax.set_xlabel("acquisition time (min)")
         ax.set_ylabel(a.quantity)
         ax.legend(fontsize=8)

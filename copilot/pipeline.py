@@ -166,8 +166,8 @@ class FollowStage:
     def __call__(self, m: Measured, job: Job) -> Outcome:
         fm = m.measurements
         stream = fm.segmentation.frame.stream
-        series = self.series.process(stream, fm) if hasattr(self.series, "process") else self.series.update(fm)
         reliability, verdict = self.assessor.follow(fm, m.reliability)
+        series = self.series.update(fm, verdict.level)  # FAIL frames are counted but left out of the series
         return Outcome(fm, reliability, verdict, series)
 
     def rebuild(self, stream: str, documents: list[dict]) -> None:

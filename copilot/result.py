@@ -12,13 +12,20 @@ from datetime import datetime, timezone
 import numpy as np
 
 from copilot.analysis.measurements import FrameMeasurements
+from copilot.analysis.series import PooledEstimate, SeriesResult, SizeCounts
+from copilot.analysis.stats import sufficiency
 from copilot.document.schema import (
+    Alert,
     Calibration,
+    Histogram,
     ImageInfo,
+    Interval,
     ModelRef,
     Reliability,
     ResultDocument,
     SeriesSummary,
+    Sufficiency,
+    Trend,
     Verdict,
 )
 from copilot.frame import Frame
@@ -33,7 +40,7 @@ class Outcome:
     measurements: FrameMeasurements
     reliability: FrameReliability
     verdict: FrameVerdict
-    series: SeriesSummary | None = None
+    series: SeriesResult | SeriesSummary | None = None
 
     @property
     def frame(self) -> Frame:
@@ -90,7 +97,7 @@ def build_result(outcome: Outcome, timings_ms: dict[str, float], *, send_labels:
         model=ModelRef(name=seg.model_name, version=seg.model_version, engine=seg.engine),
         timings_ms=timings_ms,
         measurements=fm.summary,
-        series=outcome.series,
+        series=series_document(outcome.series) if isinstance(outcome.series, SeriesResult) else outcome.series,
         reliability=reliability_document(outcome.reliability),
         verdict=Verdict(level=outcome.verdict.level, reasons=list(outcome.verdict.reasons)),
     )
@@ -103,3 +110,32 @@ def build_result(outcome: Outcome, timings_ms: dict[str, float], *, send_labels:
         # normalized entropy, 0 (certain) … 255 (uniform over the classes), on the analysis grid
         parts["uncertainty"] = np.round(np.clip(uncertainty, 0, 1) * 255).astype(np.uint8)
     return Result(doc=doc, parts=parts, frame=frame)
+
+# -- series (analysis' plain types) → document -----------------------------------------------------------------
+def series_document(r: SeriesResult) -> SeriesSummary:
+    return SeriesSummary(
+        frames=r.frames,
+        frames_excluded=r.frames_excluded,
+        window_frames=r.window_frames,
+        span_min=r.span_min,
+        trends=[Trend(quantity=t.quantity, name=t.name, unit=t.unit, slope=t.slope, n_frames=t.n_frames,
+                      slope_ci=Interval(low=t.low, high=t.high, level=t.level, method="OLS t-interval")
+                      if t.low is not None and t.high is not None else None,
+                      last_value=t.last_value, trending=t.trending) for t in r.trends],
+        rolling_psd=_histogram(r.rolling_psd),
+        cumulative_psd=_histogram(r.cumulative_psd),
+        sufficiency=pooled_sufficiency(r.pooled) if r.pooled is not None else None,
+        alerts=[Alert(kind=a.kind, severity=a.severity, quantity=a.quantity, message=a.message, value=a.value,
+                      frame_id=a.frame_id, acquired_at=a.acquired_at) for a in r.alerts],
+    )
+
+
+def pooled_sufficiency(p: PooledEstimate) -> Sufficiency:
+    """Sufficiency of the pooled estimate; never "enough" when the frame itself sized too few objects."""
+    ci = Interval(low=p.low, high=p.high, method="pooled over the window") if p.low is not None else None
+    s = sufficiency(p.quantity, p.estimate, ci, p.n_objects, p.target_rel, p.objects_per_frame, scope="series")
+    return s if p.enough_allowed or not s.enough else s.model_copy(update={"enough": False})
+
+
+def _histogram(c: SizeCounts | None) -> Histogram | None:
+    return None if c is None else Histogram(edges=list(c.edges), counts=list(c.counts), scale=c.scale)

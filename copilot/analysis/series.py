@@ -1,8 +1,16 @@
-"""Series: what a stream of frames says together — trends with uncertainty, rolling/cumulative PSD, alerts, and
-whether enough has been measured.
+"""Series: what a stream of frames says together — trends with uncertainty, rolling/cumulative PSD, alerts a person
+reads, and the pooled estimate sufficiency is judged on.
 
-Like a LiberTEM UDF, each frame is a ``process`` step into per-stream state, and the state ``merge``s into one
-summary per frame; the same object runs over a folder (``copilot analyze``) or a live stream.
+:class:`SeriesTracker` follows the :class:`copilot.accumulator.Accumulator` protocol: ``process`` one
+:class:`FramePoint` per frame, ``results`` for the stream now, ``merge`` another tracker, ``rebuild`` from stored
+documents. It returns its own plain types (:class:`SeriesResult`); ``copilot.result`` turns them into the document.
+
+Frames whose verdict is FAIL are counted but left out of everything else (trends, PSDs, pooled estimates): the
+model was wrong on them, so their numbers say nothing about the specimen.
+
+Alerts: one change gives one alert. A trend starts when the slope's 95 % interval excludes zero, and stops only when
+a narrower (68 %) interval includes it (hysteresis); either must hold for ``dwell_frames`` frames in a row. A jump
+restarts that quantity's trend window at the jump (a step is not a slope). "No longer changing" is information.
 """
 
 from __future__ import annotations
@@ -10,53 +18,166 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Iterable, Literal
 
 import numpy as np
 from scipy import stats
 
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
-from copilot.analysis.stats import median_interval, sufficiency
-from copilot.document.schema import Alert, Histogram, Interval, Measurements, SeriesSummary, Trend
+from copilot.analysis.stats import median_interval
+
+STOP_LEVEL = 0.68  # a trend stops when this (narrower) interval of the slope includes zero
+ALERTING = ("ecd_mean", "density")  # d50 moves with ecd_mean: one change in size, one alert
 
 
-@dataclass
-class _Point:
-    t_min: float
-    values: dict[str, float | None]
-    sized: np.ndarray
-    psd: np.ndarray | None
+# -- plain types ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FramePoint:
+    """What one frame contributes to its stream's series."""
 
-
-@dataclass
-class _StreamState:
-    t0: datetime | None = None
-    frames: int = 0
-    window: deque = field(default_factory=deque)
-    cumulative_psd: np.ndarray | None = None
-    psd_edges: list[float] | None = None
+    frame_id: str
+    acquired_at: datetime
+    values: dict[str, float | None]  # d50, ecd_mean, density or fraction:<phase>
+    length_unit: str  # "nm" or "px"
+    sized: np.ndarray = field(default_factory=lambda: np.zeros(0))  # ECDs of the sized particles
+    psd_counts: np.ndarray | None = None
+    psd_edges: tuple[float, ...] | None = None
     psd_scale: str = "log"
-    trending: dict[str, bool] = field(default_factory=dict)
+    verdict: str = "ok"  # ok | warn | fail
 
 
-def frame_quantities(fm: FrameMeasurements) -> tuple[dict[str, float | None], dict[str, str]]:
-    """The per-frame numbers whose trends matter, and the unit of each one's slope."""
-    return measurement_quantities(fm.summary)
+@dataclass(frozen=True)
+class TrendFit:
+    quantity: str
+    name: str  # "mean particle size"
+    unit: str  # of the slope: "nm/min"
+    slope: float | None
+    low: float | None = None
+    high: float | None = None
+    level: float = 0.95
+    n_frames: int = 0
+    last_value: float | None = None
+    trending: bool = False  # declared (95 % interval excludes zero, held for the dwell; released with hysteresis)
 
 
-def measurement_quantities(m: Measurements) -> tuple[dict[str, float | None], dict[str, str]]:
-    """:func:`frame_quantities` from a document's measurements."""
-    unit = m.length_unit
-    if m.particles is not None:
-        p = m.particles
-        return ({"d50": p.d50, "ecd_mean": p.ecd_mean, "density": p.density_per_um2},
-                {"d50": f"{unit}/min", "ecd_mean": f"{unit}/min", "density": "1/µm²/min"})
+@dataclass(frozen=True)
+class SeriesAlert:
+    kind: Literal["trend-start", "trend-stop", "jump"]
+    severity: Literal["warning", "info"]
+    quantity: str
+    message: str
+    value: float | None
+    frame_id: str
+    acquired_at: datetime
+
+
+@dataclass(frozen=True)
+class SizeCounts:
+    edges: tuple[float, ...]
+    counts: tuple[int, ...]
+    scale: str
+
+
+@dataclass(frozen=True)
+class PooledEstimate:
+    """The headline pooled over the window's usable frames, for sufficiency."""
+
+    quantity: str
+    estimate: float | None
+    low: float | None
+    high: float | None
+    n_objects: int
+    objects_per_frame: float | None
+    target_rel: float
+    enough_allowed: bool  # False when this frame sized too few objects (or was a FAIL): never claim "enough" then
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    frames: int  # frames of this stream processed in this session (FAIL frames included)
+    frames_excluded: int  # FAIL frames left out
+    window_frames: int  # usable frames in the rolling window
+    span_min: float
+    trends: list[TrendFit]
+    rolling_psd: SizeCounts | None
+    cumulative_psd: SizeCounts | None
+    pooled: PooledEstimate | None
+    alerts: list[SeriesAlert]
+
+
+# -- names and units -----------------------------------------------------------------------------------------------
+def quantity_name(q: str) -> str:
+    """Human name: ``ecd_mean`` → ``mean particle size``; ``fraction:pore`` → ``pore area fraction``."""
+    if q.startswith("fraction:"):
+        return f"{q.split(':', 1)[1]} area fraction"
+    return {"d50": "median particle size (D50)", "ecd_mean": "mean particle size", "density": "particle density"}[q]
+
+
+def value_unit(q: str, length_unit: str) -> str:
+    if q.startswith("fraction:"):
+        return "%"
+    return "particles/µm²" if q == "density" else length_unit
+
+
+def slope_unit(q: str, length_unit: str) -> str:
+    return f"{value_unit(q, length_unit)}/min"
+
+
+def _shown(q: str, v: float) -> float:
+    return v * 100 if q.startswith("fraction:") else v  # fractions read as percent
+
+
+def fmt(v: float) -> str:
+    """Three significant figures, no exponent: ``fmt(238.4)`` → ``'238'``, ``fmt(0.0421)`` → ``'0.0421'``."""
+    if not np.isfinite(v) or v == 0:
+        return "0" if v == 0 else str(v)
+    digits = max(0, 2 - int(np.floor(np.log10(abs(v)))))
+    return f"{v:.{digits}f}"
+
+
+def fmt_signed(v: float) -> str:
+    return ("+" if v > 0 else "−" if v < 0 else "") + fmt(abs(v))
+
+
+# -- inputs ----------------------------------------------------------------------------------------------------------
+def point_from_measurements(fm: FrameMeasurements, verdict: str = "ok") -> FramePoint:
+    frame = fm.segmentation.frame
+    m = fm.summary
+    p = m.particles
+    if p is not None:
+        values = {"d50": p.d50, "ecd_mean": p.ecd_mean, "density": p.density_per_um2}
+        sized = np.array([q.ecd for q in p.particles if not q.touches_edge], float)
+        psd = p.psd
+        return FramePoint(frame.frame_id, frame.acquired_at, values, m.length_unit, sized,
+                          np.array(psd.counts) if psd else None, tuple(psd.edges) if psd else None,
+                          psd.scale if psd else "log", verdict)
     phases = m.phases.phases[1:] if m.phases is not None else []
-    return ({f"fraction:{ph.name}": ph.area_fraction for ph in phases}, {f"fraction:{ph.name}": "1/min" for ph in phases})
+    return FramePoint(frame.frame_id, frame.acquired_at, {f"fraction:{ph.name}": ph.area_fraction for ph in phases},
+                      m.length_unit, verdict=verdict)
 
 
-def fit_slope(t: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, Interval, float] | None:
-    """OLS slope of y on t, its t-interval and the residual SD; None when t has no spread or n < 3."""
+def point_from_document(doc: dict[str, Any]) -> FramePoint:
+    """The same point from a stored result document (a JSON dict), for :meth:`SeriesTracker.rebuild`."""
+    m = doc["measurements"]
+    verdict = (doc.get("verdict") or {}).get("level", "ok")
+    at = doc["acquired_at"]
+    at = datetime.fromisoformat(at.replace("Z", "+00:00")) if isinstance(at, str) else at
+    p = m.get("particles")
+    if p is not None:
+        psd = p.get("psd")
+        return FramePoint(doc["frame_id"], at, {"d50": p.get("d50"), "ecd_mean": p.get("ecd_mean"),
+                                                "density": p.get("density_per_um2")}, m["length_unit"],
+                          np.array([q["ecd"] for q in p.get("particles", []) if not q["touches_edge"]], float),
+                          np.array(psd["counts"]) if psd else None, tuple(psd["edges"]) if psd else None,
+                          psd["scale"] if psd else "log", verdict)
+    phases = (m.get("phases") or {}).get("phases", [])[1:]
+    return FramePoint(doc["frame_id"], at, {f"fraction:{ph['name']}": ph["area_fraction"] for ph in phases},
+                      m["length_unit"], verdict=verdict)
+
+
+def fit_slope(t: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float, float, float, float, float] | None:
+    """OLS slope of y on t: (slope, low, high, stderr, residual SD) at ``level``; None when n < 3 or no spread."""
     if len(t) < 3 or np.ptp(t) <= 0:
         return None
     res = stats.linregress(t, y)
@@ -65,139 +186,249 @@ def fit_slope(t: np.ndarray, y: np.ndarray, level: float = 0.95) -> tuple[float,
     dof = len(t) - 2
     half = stats.t.ppf(0.5 + level / 2, dof) * res.stderr
     resid = y - (res.intercept + res.slope * t)
-    return float(res.slope), Interval(low=res.slope - half, high=res.slope + half, level=level, method="OLS t-interval"), \
-        float(np.sqrt((resid**2).sum() / dof)) if dof > 0 else 0.0
+    return (float(res.slope), float(res.slope - half), float(res.slope + half), float(res.stderr),
+            float(np.sqrt((resid**2).sum() / dof)))
+
+
+# -- state -------------------------------------------------------------------------------------------------------------
+@dataclass
+class _Latch:
+    """Declared trend state of one quantity with its hysteresis counters."""
+
+    direction: int = 0  # -1 falling, 0 steady, +1 rising
+    pending: int = 0  # the direction the last frames argue for
+    held: int = 0  # frames in a row it has argued for it
+    since: datetime | None = None  # trend window starts here (after a jump)
+    quiet_until: int = 0  # no jump alert before this frame number
+
+
+@dataclass
+class _Stream:
+    window: deque
+    t0: datetime | None = None
+    frames: int = 0
+    excluded: int = 0
+    cumulative: np.ndarray | None = None
+    edges: tuple[float, ...] | None = None
+    scale: str = "log"
+    length_unit: str = "nm"
+    latches: dict[str, _Latch] = field(default_factory=dict)
+    last: FramePoint | None = None
 
 
 class SeriesTracker:
-    """Per-stream state across frames; ``update`` returns the stream's summary after this frame."""
+    """Per-stream series state; an :class:`~copilot.accumulator.Accumulator` of :class:`FramePoint`."""
 
     def __init__(self, settings: SeriesSettings | None = None, analysis: AnalysisSettings | None = None):
         self.settings = settings or SeriesSettings()
         self.analysis = analysis or AnalysisSettings()
-        self.streams: dict[str, _StreamState] = {}
+        self.streams: dict[str, _Stream] = {}
 
-    def update(self, fm: FrameMeasurements) -> SeriesSummary:
-        frame = fm.segmentation.frame
-        st = self.streams.setdefault(frame.stream, _StreamState(window=deque(maxlen=self.settings.window_frames)))
-        if st.t0 is None:
-            st.t0 = frame.acquired_at
-        values, units = frame_quantities(fm)
-        p = fm.summary.particles
-        sized = np.array([q.ecd for q in p.particles if not q.touches_edge]) if p is not None else np.zeros(0)
-        psd = np.array(p.psd.counts) if p is not None and p.psd is not None else None
-        history = list(st.window)
-        point = _Point((frame.acquired_at - st.t0).total_seconds() / 60.0, values, sized, psd)
-        alerts = [a for q in values if (a := self._jump(q, history, point)) is not None]
-        st.window.append(point)
+    def _state(self, stream: str) -> _Stream:
+        st = self.streams.get(stream)
+        if st is None:
+            st = self.streams[stream] = _Stream(deque(maxlen=self.settings.window_frames))
+        return st
+
+    # -- protocol ------------------------------------------------------------------------------------------------
+    def update(self, fm: FrameMeasurements, verdict: str = "ok") -> SeriesResult:
+        """``process`` the frame's point under its own stream and return the stream's results with its alerts."""
+        return self.process(fm.segmentation.frame.stream, point_from_measurements(fm, verdict))
+
+    def process(self, stream: str, item: FramePoint) -> SeriesResult:
+        st = self._state(stream)
         st.frames += 1
-        if psd is not None:
-            st.cumulative_psd = psd if st.cumulative_psd is None else st.cumulative_psd + psd
-            st.psd_edges, st.psd_scale = p.psd.edges, p.psd.scale
+        st.last = item
+        st.length_unit = item.length_unit
+        if item.verdict == "fail":
+            st.excluded += 1
+            return self.results(stream)
+        if st.t0 is None:
+            st.t0 = item.acquired_at
+        history = list(st.window)
+        alerts = [a for q in item.values if q in ALERTING or q.startswith("fraction:")
+                  if (a := self._jump(st, q, history, item)) is not None]
+        st.window.append(item)
+        if item.psd_counts is not None:
+            st.cumulative = item.psd_counts if st.cumulative is None else st.cumulative + item.psd_counts
+            st.edges, st.scale = item.psd_edges, item.psd_scale
         trends = []
-        for q, unit in units.items():
-            trend = self._trend(q, unit, list(st.window))
-            was = st.trending.get(q, False)
-            if trend.trending and not was:
-                alerts.append(Alert(kind="trend-start", quantity=q, value=trend.slope,
-                                    message=f"{q} is {'rising' if trend.slope > 0 else 'falling'} at "
-                                            f"{trend.slope:+.3g} {unit} (95 % CI {trend.slope_ci.low:+.3g} … "
-                                            f"{trend.slope_ci.high:+.3g})"))
-            elif was and not trend.trending:
-                alerts.append(Alert(kind="trend-stop", quantity=q, value=trend.slope,
-                                    message=f"{q} is no longer changing significantly"))
-            st.trending[q] = trend.trending
+        for q in item.values:
+            trend, alert = self._trend(st, q, item)
             trends.append(trend)
-        window = list(st.window)
-        return SeriesSummary(
-            frames=st.frames,
-            window_frames=len(window),
-            span_min=window[-1].t_min - window[0].t_min,
-            trends=trends,
-            rolling_psd=self._psd(sum(w.psd for w in window if w.psd is not None) if psd is not None else None, st),
-            cumulative_psd=self._psd(st.cumulative_psd, st),
-            sufficiency=self._pooled_sufficiency(fm, window),
-            alerts=alerts,
-        )
+            if alert is not None:
+                alerts.append(alert)
+        return self._result(st, trends, alerts)
 
-    # Accumulator protocol (copilot.accumulator): the series survives a restart
-    def rebuild(self, stream: str, documents) -> None:
-        """Restore ``stream``'s window, cumulative PSD, frame count and trend states from its recent result
-        documents (JSON dicts, oldest first)."""
-        docs = list(documents)[-self.settings.window_frames:]
-        st = _StreamState(window=deque(maxlen=self.settings.window_frames))
-        for d in docs:
-            m = Measurements.model_validate(d["measurements"])
-            t = datetime.fromisoformat(d["acquired_at"])
-            st.t0 = st.t0 or t
-            values, _ = measurement_quantities(m)
-            p = m.particles
-            sized = np.array([q.ecd for q in p.particles if not q.touches_edge]) if p is not None else np.zeros(0)
-            psd = np.array(p.psd.counts) if p is not None and p.psd is not None else None
-            st.window.append(_Point((t - st.t0).total_seconds() / 60.0, values, sized, psd))
-        series = docs[-1].get("series") if docs else None
-        if series:
-            st.frames = int(series["frames"])
-            cum = series.get("cumulative_psd")
-            if cum:
-                st.cumulative_psd = np.array(cum["counts"])
-                st.psd_edges, st.psd_scale = cum["edges"], cum["scale"]
-            st.trending = {tr["quantity"]: bool(tr.get("trending")) for tr in series.get("trends", [])}
-        else:
-            st.frames = len(docs)
-        if docs:
-            self.streams[stream] = st
-
-    def _trend(self, q: str, unit: str, window: list[_Point]) -> Trend:
-        pts = [(w.t_min, w.values.get(q)) for w in window if w.values.get(q) is not None]
-        last = pts[-1][1] if pts else None
-        fit = fit_slope(*map(np.array, zip(*pts))) if len(pts) >= 3 else None
-        if fit is None:
-            return Trend(quantity=q, unit=unit, slope=None, n_frames=len(pts), last_value=last)
-        slope, ci, _ = fit
-        trending = len(pts) >= self.settings.min_trend_frames and (ci.low > 0 or ci.high < 0)
-        return Trend(quantity=q, unit=unit, slope=slope, slope_ci=ci, n_frames=len(pts), last_value=last,
-                     trending=trending)
-
-    def _jump(self, q: str, history: list[_Point], point: _Point) -> Alert | None:
-        value = point.values.get(q)
-        pts = [(w.t_min, w.values[q]) for w in history if w.values.get(q) is not None]
-        if value is None or len(pts) < self.settings.min_trend_frames:
+    def results(self, stream: str) -> SeriesResult | None:
+        st = self.streams.get(stream)
+        if st is None:
             return None
-        t, y = map(np.array, zip(*pts))
+        qs = st.window[-1].values if st.window else {}
+        return self._result(st, [self._fit(st, q) for q in qs], [])
+
+    def merge(self, other: "SeriesTracker") -> None:
+        """Fold another tracker in: streams it alone has are taken over; shared streams pool their frames by time
+        (duplicates by frame id dropped), cumulative PSDs add up. Declared trends are re-derived, without alerts."""
+        if not isinstance(other, SeriesTracker):
+            raise TypeError(f"cannot merge {type(other).__name__} into SeriesTracker")
+        for name, theirs in other.streams.items():
+            mine = self.streams.get(name)
+            if mine is None:
+                self.streams[name] = theirs
+                continue
+            seen = {p.frame_id for p in mine.window}
+            points = sorted([*mine.window, *(p for p in theirs.window if p.frame_id not in seen)],
+                            key=lambda p: p.acquired_at)
+            frames, excluded = mine.frames + theirs.frames, mine.excluded + theirs.excluded
+            cumulative = _add(mine.cumulative, theirs.cumulative)
+            self.rebuild_points(name, points)
+            st = self.streams[name]
+            st.frames, st.excluded, st.cumulative = frames, excluded, cumulative
+
+    def rebuild(self, stream: str, documents: Iterable[dict]) -> None:
+        """Restore the stream from its recent result documents (oldest first, JSON dicts), raising no alerts."""
+        self.rebuild_points(stream, [point_from_document(d) for d in documents])
+
+    def rebuild_points(self, stream: str, points: Iterable[FramePoint]) -> None:
+        self.streams.pop(stream, None)
+        for p in points:
+            self.process(stream, p)
+
+    # -- internals -------------------------------------------------------------------------------------------------
+    def _result(self, st: _Stream, trends: list[TrendFit], alerts: list[SeriesAlert]) -> SeriesResult:
+        window = list(st.window)
+        rolling = _sum([w.psd_counts for w in window if w.psd_counts is not None])
+        return SeriesResult(
+            frames=st.frames, frames_excluded=st.excluded, window_frames=len(window),
+            span_min=(window[-1].acquired_at - window[0].acquired_at).total_seconds() / 60 if window else 0.0,
+            trends=trends,
+            rolling_psd=_counts(rolling, st), cumulative_psd=_counts(st.cumulative, st),
+            pooled=self._pooled(st, window), alerts=alerts)
+
+    def _series(self, st: _Stream, q: str) -> tuple[np.ndarray, np.ndarray]:
+        latch = st.latches.get(q)
+        since = latch.since if latch is not None else None
+        pts = [((w.acquired_at - st.t0).total_seconds() / 60, w.values[q]) for w in st.window
+               if w.values.get(q) is not None and (since is None or w.acquired_at >= since)]
+        if not pts:
+            return np.zeros(0), np.zeros(0)
+        t, y = (np.array(v, float) for v in zip(*pts))
+        return t, y
+
+    def _fit(self, st: _Stream, q: str) -> TrendFit:
+        t, y = self._series(st, q)
+        latch = st.latches.get(q, _Latch())
+        last = float(y[-1]) if y.size else None
         fit = fit_slope(t, y)
+        name, unit = quantity_name(q), slope_unit(q, st.length_unit)
+        if fit is None:
+            return TrendFit(q, name, unit, None, n_frames=int(y.size), last_value=last)
+        slope, low, high, _, _ = fit
+        return TrendFit(q, name, unit, slope, low, high, 0.95, int(y.size), last, latch.direction != 0)
+
+    def _trend(self, st: _Stream, q: str, point: FramePoint) -> tuple[TrendFit, SeriesAlert | None]:
+        latch = st.latches.setdefault(q, _Latch())
+        t, y = self._series(st, q)
+        fit = fit_slope(t, y) if y.size >= self.settings.min_trend_frames else None
+        if fit is None:
+            latch.pending, latch.held = latch.direction, 0
+            return self._fit(st, q), None
+        slope, low, high, se, _ = fit
+        half_stop = stats.t.ppf(0.5 + STOP_LEVEL / 2, y.size - 2) * se
+        if low > 0 or high < 0:
+            argued = 1 if slope > 0 else -1
+        elif abs(slope) <= half_stop:
+            argued = 0
+        else:
+            argued = latch.direction  # between the two intervals: hysteresis keeps what was declared
+        if argued == latch.direction:
+            latch.pending, latch.held = argued, 0
+            return self._fit(st, q), None
+        latch.held = latch.held + 1 if argued == latch.pending else 1
+        latch.pending = argued
+        if latch.held < self.settings.dwell_frames:
+            return self._fit(st, q), None
+        was, latch.direction, latch.held = latch.direction, argued, 0
+        alert = None
+        if q in ALERTING or q.startswith("fraction:"):
+            alert = self._trend_alert(st, q, slope, low, high, was, argued, point)
+        return self._fit(st, q), alert
+
+    def _trend_alert(self, st: _Stream, q: str, slope: float, low: float, high: float, was: int, now: int,
+                     point: FramePoint) -> SeriesAlert:
+        name, unit = quantity_name(q), slope_unit(q, st.length_unit)
+        s, lo, hi = (_shown(q, v) for v in (slope, low, high))
+        if now == 0:
+            return SeriesAlert("trend-stop", "info", q, f"{name} no longer changing ({fmt_signed(s)} {unit}, "
+                               f"95 % CI {fmt_signed(lo)} to {fmt_signed(hi)})", slope, point.frame_id,
+                               point.acquired_at)
+        word = "rising" if now > 0 else "falling"
+        lo, hi = sorted((abs(lo), abs(hi)))
+        return SeriesAlert("trend-start", "warning", q,
+                           f"{name} {word} {fmt(abs(s))} {unit} (95 % CI {fmt(lo)}–{fmt(hi)})", slope, point.frame_id,
+                           point.acquired_at)
+
+    def _jump(self, st: _Stream, q: str, history: list[FramePoint], point: FramePoint) -> SeriesAlert | None:
+        value = point.values.get(q)
+        latch = st.latches.setdefault(q, _Latch())
+        pts = [((w.acquired_at - st.t0).total_seconds() / 60, w.values[q]) for w in history
+               if w.values.get(q) is not None and (latch.since is None or w.acquired_at >= latch.since)]
+        if value is None or len(pts) < self.settings.min_trend_frames or st.frames < latch.quiet_until:
+            return None
+        t, y = (np.array(v, float) for v in zip(*pts))
+        fit = fit_slope(t, y)
+        t_now = (point.acquired_at - st.t0).total_seconds() / 60
         if fit is None:
             predicted, spread = float(y.mean()), float(y.std(ddof=1))
         else:
-            slope, _, spread = fit
-            predicted = float(y.mean() + slope * (point.t_min - t.mean()))
+            slope, _, _, _, spread = fit
+            predicted = float(y.mean() + slope * (t_now - t.mean()))
         off = abs(value - predicted)
-        if off > self.settings.jump_sigma * max(spread, 1e-9) and off > self.settings.jump_rel * abs(predicted):
-            return Alert(kind="jump", quantity=q, value=value,
-                         message=f"{q} jumped to {value:.3g} (expected {predicted:.3g} from the last {len(pts)} frames)")
-        return None
-
-    @staticmethod
-    def _psd(counts, st: _StreamState) -> Histogram | None:
-        if counts is None or st.psd_edges is None or np.isscalar(counts):
+        if not (off > self.settings.jump_sigma * max(spread, 1e-9) and off > self.settings.jump_rel * abs(predicted)):
             return None
-        return Histogram(edges=st.psd_edges, counts=[int(c) for c in counts], scale=st.psd_scale)
+        # a step is not a slope: this quantity's trend starts again from here, without a trend alert of its own
+        st.latches[q] = _Latch(since=point.acquired_at, quiet_until=st.frames + self.settings.dwell_frames)
+        name, unit = quantity_name(q), value_unit(q, st.length_unit)
+        word = "jumped up" if value > predicted else "dropped"
+        now, expected = fmt(_shown(q, value)), fmt(_shown(q, predicted))
+        return SeriesAlert("jump", "warning", q, f"{name} {word} to {now} {unit} (expected {expected} {unit} from the "
+                           f"last {len(pts)} frames)", value, point.frame_id, point.acquired_at)
 
-    def _pooled_sufficiency(self, fm: FrameMeasurements, window: list[_Point]):
+    def _pooled(self, st: _Stream, window: list[FramePoint]) -> PooledEstimate | None:
+        last = st.last
+        if last is None or not window:
+            return None
         target = self.analysis.target_precision_rel
-        if fm.summary.particles is not None:
-            pooled = np.concatenate([w.sized for w in window]) if window else np.zeros(0)
-            d50 = float(np.median(pooled)) if pooled.size else None
+        usable = last.verdict != "fail"
+        if "d50" in last.values:
+            pooled = np.concatenate([w.sized for w in window])
             ci = median_interval(pooled)
-            per_frame = pooled.size / len(window) if window else None
-            return sufficiency("d50", d50, ci, int(pooled.size), target, per_frame, scope="series")
-        heads = [s.quantity for s in fm.summary.sufficiency if s.quantity.startswith("fraction:")]
+            return PooledEstimate("d50", float(np.median(pooled)) if pooled.size else None,
+                                  ci.low if ci else None, ci.high if ci else None, int(pooled.size),
+                                  pooled.size / len(window), target,
+                                  usable and last.sized.size >= self.settings.min_sized_per_frame)
+        heads = [q for q in last.values if q.startswith("fraction:")]
         if not heads:
             return None
         q = heads[0]  # the frame's headline phase
         y = np.array([w.values[q] for w in window if w.values.get(q) is not None])
         if y.size < 2:
-            return sufficiency(q, float(y.mean()) if y.size else None, None, int(y.size), target, 1, scope="series")
+            return PooledEstimate(q, float(y.mean()) if y.size else None, None, None, int(y.size), 1, target, usable)
         half = stats.t.ppf(0.975, y.size - 1) * y.std(ddof=1) / np.sqrt(y.size)
-        ci = Interval(low=float(y.mean() - half), high=float(y.mean() + half), method="t-interval over frames")
-        return sufficiency(q, float(y.mean()), ci, int(y.size), target, 1, scope="series")
+        return PooledEstimate(q, float(y.mean()), float(y.mean() - half), float(y.mean() + half), int(y.size), 1,
+                              target, usable)
+
+
+def _sum(arrays: list[np.ndarray]) -> np.ndarray | None:
+    return np.sum(arrays, axis=0) if arrays else None
+
+
+def _add(a: np.ndarray | None, b: np.ndarray | None) -> np.ndarray | None:
+    return b if a is None else a if b is None else a + b
+
+
+def _counts(counts: np.ndarray | None, st: _Stream) -> SizeCounts | None:
+    if counts is None or st.edges is None:
+        return None
+    return SizeCounts(tuple(st.edges), tuple(int(c) for c in counts), st.scale)

@@ -35,3 +35,5 @@ class SeriesSettings(BaseModel):
     min_trend_frames: int = Field(6, ge=3, description="no trend is claimed from fewer frames")
     jump_sigma: float = Field(4.0, gt=0, description="a jump: this many residual SDs off the window's trend line…")
     jump_rel: float = Field(0.10, ge=0, description="…and at least this fraction of the predicted value")
+    dwell_frames: int = Field(3, ge=1, description="a trend starts or stops only after this many frames in a row agree")
+    min_sized_per_frame: int = Field(5, ge=0, description="a frame sizing fewer particles never reads 'enough'")

@@ -19,6 +19,16 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if n < 2:
+        raise argparse.ArgumentTypeError("at least 2")
+    return n
+
+
 def cmd_overlay(args) -> int:
     try:
         from copilot.ui.overlay import OverlayError, run_overlay
@@ -29,7 +39,8 @@ def cmd_overlay(args) -> int:
         return run_overlay(args.endpoint or [DEFAULT_ENDPOINT], args.stream or None,
                            click_through=args.click_through, adjust=args.adjust, opacity=args.opacity,
                            snapshot=Path(args.snapshot) if args.snapshot else None, timeout_s=args.timeout,
-                           size=args.size, listen_s=args.listen)
+                           size=args.size, listen_s=args.listen,
+                           health_log=Path(args.health_log) if args.health_log else None, history=args.history)
     except OverlayError as exc:
         print(f"copilot overlay: {exc}", file=sys.stderr)
         return 2
@@ -60,5 +71,9 @@ def add_overlay_parser(subparsers) -> argparse.ArgumentParser:
     o.add_argument("--listen", type=float, default=0.0, metavar="S",
                    help="with --snapshot: keep receiving S seconds after the first result (the trend gets points)")
     o.add_argument("--size", type=_size, default=(1280, 760), metavar="WxH", help="window size for --snapshot")
+    o.add_argument("--history", type=_positive, default=500, metavar="N",
+                   help="frames per stream the trend plot keeps (default 500)")
+    o.add_argument("--health-log", metavar="FILE.jsonl",
+                   help="append a JSON line every 5 s: None's reference count, paints, results, resident memory")
     o.set_defaults(func=cmd_overlay)
     return o

@@ -145,7 +145,9 @@ class Trend(_Doc):
     slope_ci: Interval | None = None
     n_frames: int
     last_value: float | None = None
-    trending: bool = Field(False, description="the slope's 95 % interval excludes zero")
+    trending: bool = Field(False, description="declared: the slope's 95 % interval excludes zero (held for the dwell, "
+                                              "released when a 68 % interval includes zero)")
+    name: str | None = Field(None, description="what a person calls it: 'mean particle size'")
 
 
 class Alert(_Doc):
@@ -153,12 +155,16 @@ class Alert(_Doc):
     quantity: str
     message: str
     value: float | None = None
+    severity: Literal["warning", "info"] = Field("warning", description="'no longer changing' is information")
+    frame_id: str | None = Field(None, description="the frame that raised it")
+    acquired_at: datetime | None = Field(None, description="that frame's acquisition time")
 
 
 class SeriesSummary(_Doc):
     """The stream so far: trends over a rolling window, rolling and cumulative PSD, pooled sufficiency."""
 
     frames: int
+    frames_excluded: int = Field(0, description="FAIL frames of this session, left out of trends, PSDs and sufficiency")
     window_frames: int
     span_min: float = Field(..., description="acquisition time covered by the window, minutes")
     trends: list[Trend] = Field(default_factory=list)

@@ -215,7 +215,7 @@ def select_engine(card: ModelCard, folder: Path, engine: str = "auto", *, thread
         if chosen is not None:
             chosen_from = name
             break
-        log.info("engine %s: %s", name, outcome)
+        log.debug("engine %s: %s", name, outcome)  # the summary line below counts them; -v shows why
     else:
         if strict or not table[order[-1]].fallback:
             raise RuntimeError(f"engine {engine} unavailable: {selection[-1][1]}")
@@ -227,8 +227,10 @@ def select_engine(card: ModelCard, folder: Path, engine: str = "auto", *, thread
         chosen = RuntimeFallback(chosen, lambda: OrtEngine(card, folder, threads=threads, max_whole_px=max_whole_px))
     chosen.selection = selection
     why = "requested" if engine != "auto" else "auto"
-    log.info("engine: %s for %s %s (%s; %s)", chosen.name, card.name, card.version, why,
-             "; ".join(f"{n}: {o}" for n, o in selection))
+    skipped = sum(1 for n, _ in selection if n != chosen.name)
+    log.info("engine: %s for %s %s (%s%s)", chosen.name, card.name, card.version, why,
+             f"; {skipped} not available here, -v or `copilot engines` says why" if skipped else "")
+    log.debug("engine selection: %s", "; ".join(f"{n}: {o}" for n, o in selection))
     return chosen
 
 

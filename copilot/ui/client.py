@@ -1,10 +1,8 @@
 """Connections to one or more daemons for the views: non-blocking drains, reconnect and snapshot refetch.
 
 A view calls :meth:`Client.poll` once per tick; it takes every message that arrived since the last tick (never
-waiting) and feeds the :class:`~copilot.ui.state.ViewModel`, which keeps only the newest result per stream. So a
-view that paints slower than results arrive shows the newest one and drops the rest; nothing queues up. What it
-skipped is counted, never silent: ``Connection.skipped`` adds the results superseded within one drain and the
-seq numbers that never arrived (a lossless consumer uses ``copilot tail`` / ``Subscriber(lossless=True)`` instead).
+waiting) and feeds the :class:`~copilot.ui.model.ViewModel`, which keeps only the newest result per stream. So a
+view that paints slower than results arrive shows the newest one and drops the rest; nothing queues up.
 
 Daemon restarts: ZeroMQ reconnects a SUB socket by itself, but what was published while the daemon was away is
 lost. A connection that hears nothing for ``stale_s`` (the daemon publishes ``status`` every 2 s) reopens its
@@ -29,7 +27,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from copilot.publish.subscriber import Message, Subscriber
-from copilot.ui.state import ViewModel
+from copilot.ui.model import ViewModel
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +71,6 @@ class Connection:
         self.state = "connecting"  # connecting | live | silent | stopped
         self.reconnects = 0
         self.received = 0
-        self.skipped = 0  # results this view never showed: superseded before painting, or lost on the wire (seq gaps)
-        self._seq: dict[str, int] = {}
         self.sub: Subscriber | None = None
         self._open(snapshot_timeout_s)
         self.last_rx = self.last_attempt = clock()
@@ -133,7 +129,6 @@ class Connection:
                     while len(msgs) < max_messages and (m := self.sub.recv(timeout_s=0)) is not None:
                         msgs.append(m)
             self.received += len(msgs)
-            self._count_skipped(msgs)
         elif now - self.last_rx > self.stale_s:
             if self.state != "stopped":
                 self.state = "silent"
@@ -144,21 +139,6 @@ class Connection:
                              self.stale_s)
                 self.reopen()  # snapshot results it queues come out on the next drain
         return msgs
-
-    def _count_skipped(self, msgs: list[Message]) -> None:
-        newest: dict[str, int] = {}
-        for m in msgs:
-            seq = getattr(m.doc, "seq", None)
-            if m.kind != "result" or seq is None:
-                continue
-            stream = m.doc.stream
-            last = self._seq.get(stream)
-            if last is not None and seq > last + 1:
-                self.skipped += seq - last - 1  # never arrived
-            if last is None or seq > last:
-                self._seq[stream] = seq
-            newest[stream] = newest.get(stream, 0) + 1
-        self.skipped += sum(n - 1 for n in newest.values())  # arrived together: only the newest is shown
 
     def close(self) -> None:
         if self.sub is not None:
@@ -177,6 +157,7 @@ class Client:
         try:
             for e in endpoints:
                 self.connections.append(Connection(parse_endpoint(e) if isinstance(e, str) else e, topics, **kw))
+                self.model.watch(self.connections[-1].name)
         except BaseException:
             self.close()
             raise
@@ -190,10 +171,6 @@ class Client:
                 if s is not None:
                     changed.add(s)
         return changed
-
-    def skipped(self) -> int:
-        """Results the view did not show (conflated or lost on the wire), over every connection."""
-        return sum(c.skipped for c in self.connections)
 
     def states(self) -> dict[str, str]:
         return {c.name: c.state for c in self.connections}

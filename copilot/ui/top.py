@@ -1,15 +1,17 @@
 """`copilot top`: a live terminal view of every stream a daemon publishes (works over SSH).
 
-The same information as ``copilot overlay``, without the image: per stream the count, D50 (or the phase fraction)
-± its 95 % interval, density, sparkline and slope of the trend, sufficiency, end-to-end latency, the verdict with its
-reasons; below, the last alerts and the daemon's status. The state is :class:`copilot.ui.state.ViewModel`, so what
-``top`` says and what the overlay draws come from one place.
+The same information as ``copilot overlay``, without the image: whether the daemon is live (first), then per stream
+the count, D50 (or the phase fraction) with its 95 % interval — withheld on a FAIL frame — density, sparkline and
+trend, sufficiency, latency, the verdict with its reasons; below, this session's recent alerts with their time and
+frame, the daemon's status, and the last log lines. It redraws on a timer (so a silent daemon shows as silent), and
+log messages go into their own lines of the screen instead of through it.
 """
 
 from __future__ import annotations
 
+import logging
 import time
-from datetime import datetime
+from collections import deque
 
 import numpy as np
 from rich.console import Console, Group
@@ -19,18 +21,13 @@ from rich.table import Table
 from rich.text import Text
 
 from copilot.document.schema import ResultDocument
-from copilot.ui.state import (
-    ViewModel,
-    fmt_num,
-    headline,
-    sufficiency_of,
-    sufficiency_text,
-    trend_of,
-    trend_text,
-)
+from copilot.ui.model import ViewModel
+from copilot.ui.text import alert_text, clock, headline, is_enough, sufficiency_text, trend_of, trend_text
 
 SPARK = "▁▂▃▄▅▆▇█"
 VERDICT_STYLE = {"ok": "bold green", "warn": "bold yellow", "fail": "bold red"}
+REDRAW_S = 0.5
+STALE_STYLE = "bold white on red"
 
 
 def sparkline(values: list[float], width: int = 24) -> str:
@@ -47,32 +44,50 @@ def sparkline(values: list[float], width: int = 24) -> str:
     return "".join(SPARK[i] for i in idx)
 
 
+class LogLines(logging.Handler):
+    """Keeps the last log records for the screen's log area, instead of letting them scroll through it."""
+
+    def __init__(self, n: int = 3):
+        super().__init__(logging.INFO)
+        self.lines: deque[str] = deque(maxlen=n)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(f"{clock(record.created)} {record.levelname.lower()}: {record.getMessage()}")
+
+
 class TopModel:
     """What the terminal shows; fed with result documents (``add``) or subscriber messages (``ingest``)."""
 
-    def __init__(self, streams: list[str] | None = None) -> None:
-        self.view = ViewModel(streams)
-        self.status: dict | None = None
-        self.connections: dict[str, str] = {}
+    def __init__(self, streams: list[str] | None = None, view: ViewModel | None = None) -> None:
+        self.view = view or ViewModel(streams)
+        self.logs: LogLines | None = None
 
     @property
     def streams(self):
         return self.view.streams
 
-    def add(self, doc: ResultDocument, labels=None) -> None:
-        self.view.add_result(doc, labels)
+    @property
+    def status(self) -> dict | None:
+        """The newest status heartbeat of any daemon."""
+        if not self.view.status_at:
+            return None
+        return self.view.status[max(self.view.status_at, key=self.view.status_at.get)]
+
+    def add(self, doc: ResultDocument, labels=None, source: str = "") -> None:
+        self.view.add_result(doc, labels, source)
 
     def ingest(self, msg, source: str = "") -> None:
-        if msg.kind == "status":
-            self.status = msg.doc
         self.view.ingest(msg, source)
 
-    def stream_panel(self, name: str) -> Panel:
+    def stream_panel(self, name: str, now: float | None = None) -> Panel:
         """One stream as a key/value table in a box titled with its name, frame and verdict (fits 80 columns)."""
+        now = time.time() if now is None else now
         st = self.view.streams[name]
         d = st.doc
         if d is None:
             return Panel(Text("waiting for the first result", style="dim"), title=name, title_align="left")
+        lines = self.view.lines(name, now)
+        live = self.view.stream_liveness(name, now).live or not st.source
         p = d.measurements.particles
         h = headline(d)
         g = Table.grid(padding=(0, 2))
@@ -81,20 +96,21 @@ class TopModel:
         if p is not None:
             edge = f" ({p.count_edge} cut by the edge: counted, not sized)" if p.count_edge else ""
             g.add_row("count", Text.assemble((str(p.count), "bold"), edge))
-        value = Text(h.plus_minus(), style="bold")
-        if h.low is not None and h.high is not None:
-            value.append(f"   95 % interval {fmt_num(h.low)}–{fmt_num(h.high)}", style="default")
-        g.add_row(h.label, value)
+        if lines["withheld"]:
+            g.add_row(h.label, Text.assemble(("withheld", "bold dim"), "  ", (lines["withheld"], "red")))
+        else:
+            value = Text(lines["value"], style="bold")
+            if lines["interval"]:
+                value.append(f"   {lines['interval']}", style="default")
+            g.add_row(h.label, value)
         if p is not None:
-            density = f"{fmt_num(p.density_per_um2)} /µm²" if p.density_per_um2 is not None else "– (uncalibrated)"
-            g.add_row("density", density)
+            g.add_row("density", lines["density"])
         trend = trend_of(d, h.quantity)
-        line = Text(sparkline([q.value for q in st.history], width=32), style="cyan")
-        line.append(("  " if line.plain else "") + trend_text(trend),
+        line = Text(sparkline([q.value for q in st.history if not q.fail], width=32), style="cyan")
+        line.append(("  " if line.plain else "") + lines["trend"].split(" trend ", 1)[-1],
                     style="bold" if trend is not None and trend.trending else "default")
         g.add_row("trend", line)
-        s = sufficiency_of(d)
-        g.add_row("sufficiency", Text(sufficiency_text(d), style="green" if s is not None and s.enough else "yellow"))
+        g.add_row("sufficiency", Text(sufficiency_text(d), style="green" if is_enough(d) else "yellow"))
         lat = f"{np.median(st.latency_ms):.0f} ms frame→result (median of {len(st.latency_ms)})" if st.latency_ms \
             else "–"
         if st.delivery_ms is not None and 0 <= st.delivery_ms < 60_000 and not st.from_snapshot:
@@ -103,83 +119,92 @@ class TopModel:
         verdict = Text(d.verdict.level.upper(), style=VERDICT_STYLE[d.verdict.level])
         verdict.append(": " + "; ".join(d.verdict.reasons) if d.verdict.reasons else "  no concerns", style="default")
         g.add_row("verdict", verdict)
-        cal = f"{fmt_num(d.calibration.nm_per_px)} nm/px" if d.calibration.calibrated else "uncalibrated (px)"
+        cal = f"{d.calibration.nm_per_px:.3g} nm/px" if d.calibration.calibrated else "uncalibrated (px)"
         g.add_row("frame", Text(f"{d.frame_id} · {cal} · {d.model.name} {d.model.version} · {st.results} received",
                                 style="dim"))
-        title = Text.assemble((name, "bold"), "  ", (f"● {d.verdict.level.upper()}", VERDICT_STYLE[d.verdict.level]))
-        return Panel(g, title=title, title_align="left", border_style=VERDICT_STYLE[d.verdict.level].split()[-1])
+        if st.session_note:
+            g.add_row("session", Text(st.session_note, style="dim"))
+        body = g if live else Group(Text(lines["liveness"], style=STALE_STYLE), Text(""), g)
+        level = d.verdict.level if live else None
+        title = Text.assemble((name, "bold"), "  ", (f"● {level.upper()}", VERDICT_STYLE[level]) if level
+                              else ("● NOT LIVE", "bold white"))
+        border = VERDICT_STYLE[level].split()[-1] if level else "red"
+        return Panel(body, title=title, title_align="left", border_style=border if live else "red",
+                     style="default" if live else "dim")
 
     def table(self) -> Group:
-        """Every stream's panel (kept under its old name: ``demo`` and scripts call it)."""
+        """Every stream's panel (kept under its old name: scripts call it)."""
         return Group(*(self.stream_panel(n) for n in sorted(self.view.streams)))
 
-    def alerts(self, n: int = 5) -> Table | None:
-        rows = [(a.get("received_at", 0.0), name, a) for name, st in self.view.streams.items() for a in st.alerts]
+    def alerts(self, n: int = 5, now: float | None = None) -> Table | None:
+        """This session's alerts that have not aged out, newest last, with their time and frame."""
+        now = time.time() if now is None else now
+        rows = [(a["received_at"], name, a) for name in self.view.streams for a in self.view.alerts(name, now)]
         if not rows:
             return None
-        t = Table(title="last alerts", title_justify="left", expand=True, show_edge=False, box=None)
-        t.add_column("time", no_wrap=True, style="dim")
+        t = Table(title="last alerts (this session)", title_justify="left", expand=True, show_edge=False, box=None)
         t.add_column("stream", no_wrap=True)
-        t.add_column("frame", no_wrap=True, style="dim")
         t.add_column("alert")
-        for at, name, a in sorted(rows, key=lambda r: r[0])[-n:]:
-            when = datetime.fromtimestamp(at).strftime("%H:%M:%S") if at else ""
-            style = "yellow" if a.get("kind") in ("jump", "trend-start") else "default"
-            t.add_row(when, name, str(a.get("frame_id") or ""), Text(str(a.get("message", a.get("kind"))), style=style))
+        for _, name, a in sorted(rows, key=lambda r: r[0])[-n:]:
+            style = "dim" if a.get("severity") == "info" else "yellow"
+            t.add_row(name, Text(alert_text(a), style=style))
         return t
 
-    def render(self):
-        parts = [Text("microscope co-pilot", style="bold")] + [self.stream_panel(n) for n in sorted(self.view.streams)]
+    def render(self, now: float | None = None):
+        now = time.time() if now is None else now
+        parts: list = [Text.assemble(("microscope co-pilot", "bold"), (f"   {clock(now)}", "dim"))]
+        for source in sorted(self.view.heard_at):
+            live = self.view.liveness(source, now)
+            if not live.live and not any(st.source == source and st.doc is not None
+                                         for st in self.view.streams.values()):
+                parts.append(Text(f"{source}: {live.text(now)}", style=STALE_STYLE if live.state != "waiting"
+                                  else "dim"))
+        parts += [self.stream_panel(n, now) for n in sorted(self.view.streams)]
         if not self.view.streams:
             parts.append(Text("waiting for results…", style="dim"))
-        alerts = self.alerts()
+        alerts = self.alerts(now=now)
         if alerts is not None:
             parts.append(alerts)
-        line = Text(style="dim")
-        if self.status:
-            s = self.status
+        s = self.status
+        if s and all(self.view.liveness(src, now).live for src in self.view.status):
             state = f"{s['state']}, " if s.get("state") else ""
-            line.append(f"daemon: {state}{s.get('processed', 0)} processed, {s.get('quarantined', 0)} quarantined, "
-                        f"{s.get('failed', 0)} failed, queues {s.get('queues')}")
-            dropped = (s.get("publisher") or {}).get("dropped")
-            if dropped:
-                line.append(f", {dropped} dropped by the publisher")
-        if getattr(self, "skipped", 0):
-            line.append(f"  view skipped {self.skipped} older result(s) (newest shown)")
-        for name, state in self.connections.items():
-            if state != "live":
-                line.append(f"  {name}: {state}", style="yellow")
-        if line.plain:
-            parts.append(line)
+            parts.append(Text(f"daemon: {state}{s.get('processed', 0)} processed, {s.get('quarantined', 0)} "
+                              f"quarantined, {s.get('failed', 0)} failed, queues {s.get('queues')}", style="dim"))
+        if self.logs is not None and self.logs.lines:
+            parts.append(Text("\n".join(self.logs.lines), style="dim italic"))
         return Group(*parts)
 
 
 def run_top(endpoint: str, snapshot: str | None, stream: str | None = None, exit_after: int | None = None,
             console: Console | None = None, stale_s: float = 6.0) -> int:
-    """Live view until Ctrl+C (or ``exit_after`` results); reconnects and refetches the snapshot after restarts."""
+    """Live view until Ctrl+C (or ``exit_after`` results); redraws every ``REDRAW_S`` whatever arrives."""
     from copilot.ui.client import Client, Endpoint
 
     streams = [stream] if stream else None
     model = TopModel(streams)
-    client = Client([Endpoint(endpoint, snapshot)], streams, kinds=("result", "alert"), model=model.view,
-                    stale_s=stale_s)
+    root = logging.getLogger()
+    model.logs = LogLines()
+    saved = root.handlers[:]
+    root.handlers = [model.logs]  # log lines belong in the log area, not scrolled through the live screen
+    client = None
     try:
-        with Live(model.render(), console=console, refresh_per_second=4, transient=False) as live:
+        client = Client([Endpoint(endpoint, snapshot)], streams, kinds=("result", "alert"), model=model.view,
+                        stale_s=stale_s)
+        with Live(model.render(), console=console, auto_refresh=False, transient=False,
+                  redirect_stderr=False, redirect_stdout=False) as live:
+            drawn = 0.0
             while exit_after is None or sum(st.results for st in model.streams.values()) < exit_after:
-                changed = False
-                for c in client.connections:
-                    for msg in c.drain():
-                        model.ingest(msg, c.name)
-                        changed = True
-                model.connections = client.states()
-                model.skipped = client.skipped()
-                if changed:
-                    live.update(model.render())
-                else:
-                    time.sleep(0.1)
-            live.update(model.render())
+                changed = bool(client.poll())
+                now = time.time()
+                if changed or now - drawn >= REDRAW_S:
+                    live.update(model.render(now), refresh=True)
+                    drawn = now
+                time.sleep(0.05)
+            live.update(model.render(), refresh=True)
     except KeyboardInterrupt:
         pass
     finally:
-        client.close()
+        root.handlers = saved
+        if client is not None:
+            client.close()
     return 0

@@ -17,7 +17,7 @@ def _has_cuda() -> bool:
 
 @pytest.mark.skipif(_has_cuda(), reason="this test describes a machine without a GPU")
 def test_auto_on_a_cpu_machine_falls_to_onnxruntime_cpu_with_reasons(threshold_model_dir, tmp_path, caplog):
-    caplog.set_level("INFO", logger="copilot.inference.select")
+    caplog.set_level("DEBUG", logger="copilot.inference.select")
     engine = load_engine(str(threshold_model_dir), "auto", state_dir=tmp_path / "state")
     assert engine.name == "onnxruntime-cpu"
     names = [n for n, _ in engine.selection]
@@ -30,6 +30,8 @@ def test_auto_on_a_cpu_machine_falls_to_onnxruntime_cpu_with_reasons(threshold_m
     assert "TensorrtExecutionProvider" in outcomes["onnxruntime-tensorrt"]
     assert "CUDAExecutionProvider" in outcomes["onnxruntime-cuda"]
     assert "engine tensorrt:" in caplog.text and "engine: onnxruntime-cpu" in caplog.text
+    info = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]  # what a user sees: one line
+    assert len(info) == 1 and f"{len(AUTO_ORDER) - 1} not available here" in info[0]
 
 
 def test_explicit_cpu_and_aliases(threshold_model_dir):

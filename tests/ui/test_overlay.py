@@ -21,8 +21,8 @@ from copilot.publish.publisher import Publisher  # noqa: E402
 from copilot.publish.subscriber import Subscriber  # noqa: E402
 from copilot.ui import overlay  # noqa: E402
 from copilot.ui.client import Client  # noqa: E402
-from copilot.cli.overlay import add_overlay_parser  # noqa: E402
-from copilot.ui.state import label_colours  # noqa: E402
+from copilot.ui.overlay_cli import add_overlay_parser  # noqa: E402
+from copilot.ui.raster import label_colours  # noqa: E402
 from tests.ui.conftest import endpoints  # noqa: E402
 
 
@@ -64,9 +64,9 @@ def test_window_shows_the_published_count(app, daemon):
         pump(app, win, lambda: win.displayed("ui")[0] == published.frame_id)
         assert win.displayed("ui") == (published.frame_id, published.measurements.particles.count)
         panel = win.panels["ui"]
-        assert panel.count.text().startswith(f"{published.measurements.particles.count} ")
-        assert "D50" in panel.stats.text() and "sufficiency" in panel.stats.text()
-        assert panel.verdict.text().endswith(f"{published.verdict.level.upper()}</span>")
+        assert panel.numbers.count.text().startswith(f"{published.measurements.particles.count} ")
+        assert "D50" in panel.numbers.stats.text() and "sufficiency" in panel.numbers.stats.text()
+        assert panel.header.verdict.text().endswith(f"{published.verdict.level.upper()}</span>")
         # the preview of that very frame arrived on preview.ui and is under the outlines
         pump(app, win, lambda: win.model.streams["ui"].preview() is not None)
         prev = win.model.streams["ui"].preview()
@@ -229,9 +229,81 @@ def test_phases_and_uncalibrated_frames_render(app):
                                                              length_unit="px"))
             pub.publish_result(unc)  # no label mask: circles at the particle centroids
             pump(app, win, lambda: win.displayed("ph")[0] and win.displayed("unc")[0])
-            assert win.panels["unc"].bar.text.toPlainText().endswith("px (uncalibrated)")
-            assert "30.0 %" in win.panels["ph"].count.text() and "gamma-prime" in win.panels["ph"].count.text()
-            assert "gamma-prime 30.0 %" in win.panels["ph"].legend.text()
-            assert win.panels["ph"].outlines.image is not None
+            assert win.panels["unc"].frame.bar.text.toPlainText().endswith("px (uncalibrated)")
+            assert "30.0 %" in win.panels["ph"].numbers.count.text() and "gamma-prime" in win.panels["ph"].numbers.count.text()
+            assert "gamma-prime 30.0 %" in win.panels["ph"].numbers.legend.text()
+            assert win.panels["ph"].frame.outlines.image is not None
         finally:
             close(win)
+
+
+def test_a_silent_daemon_greys_the_frame_and_says_since_when(app):
+    from tests.publish.conftest import make_doc
+
+    pub_ep, snap_ep = endpoints()
+    pub = Publisher(pub_ep, snap_ep)
+    win = open_window(app, f"{pub_ep},{snap_ep}")
+    win.model.silent_after_s = 0.5  # three heartbeats, shortened for the test
+    try:
+        pub.publish_status({"state": "running", "uptime_s": 1.0})
+        pub.publish_result(make_doc("live", 1))
+        pump(app, win, lambda: win.displayed("live")[0] == "live-00001")
+        panel = win.panels["live"]
+        assert panel.shown_live and not panel.header.banner.isVisible() and panel.frame.image.opacity() == 1.0
+        pub.close()  # killed: no goodbye, no heartbeat
+        pump(app, win, lambda: panel.shown_live is False, timeout_s=10)
+        text = panel.header.banner.text()
+        assert text.startswith("no results since ") and "daemon stopped or unreachable" in text
+        assert panel.header.banner.isVisible() and "NOT LIVE" in panel.header.verdict.text()
+        assert panel.frame.image.opacity() < 0.5 and panel.frame.stale.isVisible()
+        assert "unreachable" in win.status.text()
+    finally:
+        close(win)
+        pub.close()
+
+
+def test_fail_frame_withholds_the_headline_and_is_marked_in_the_trend(app):
+    from tests.publish.conftest import make_doc
+    from copilot.document.schema import Verdict
+
+    pub_ep, snap_ep = endpoints()
+    with Publisher(pub_ep, snap_ep) as pub:
+        win = open_window(app, f"{pub_ep},{snap_ep}")
+        try:
+            pub.publish_result(make_doc("f", 1))
+            pump(app, win, lambda: win.displayed("f")[0] == "f-00001")
+            bad = make_doc("f", 2, verdict=Verdict(level="fail", reasons=["outlines inside the particles"]))
+            pub.publish_result(bad)
+            pump(app, win, lambda: win.displayed("f")[0] == "f-00002")
+            stats = win.panels["f"].numbers.stats.text()
+            assert "D50 withheld" in stats and "FAIL: outlines inside the particles" in stats
+            assert " ± " not in stats and "FAIL frame: not counted" in stats
+            assert "FAIL, left out" in win.panels["f"].trend.widget.getPlotItem().titleLabel.text
+        finally:
+            close(win)
+
+
+def test_window_can_be_made_small(app):
+    from tests.publish.conftest import make_doc
+
+    pub_ep, snap_ep = endpoints()
+    with Publisher(pub_ep, snap_ep) as pub:
+        win = open_window(app, f"{pub_ep},{snap_ep}")
+        try:
+            pub.publish_result(make_doc("small", 1))
+            pump(app, win, lambda: win.displayed("small")[0] == "small-00001")
+            hint = win.minimumSizeHint()
+            assert hint.width() <= 520 and hint.height() <= 480, (hint.width(), hint.height())
+        finally:
+            close(win)
+
+
+def test_help_prints_plain_percent(capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_overlay_parser(parser.add_subparsers(dest="command"))
+    with pytest.raises(SystemExit):
+        parser.parse_args(["overlay", "--help"])
+    out = capsys.readouterr().out
+    assert "95 % interval" in out and "%%" not in out

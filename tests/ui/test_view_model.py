@@ -1,4 +1,4 @@
-"""The views' plain-Python state: newest result per stream, texts, colours, outline images, previews (no Qt)."""
+"""The views' plain Python (no Qt): newest result per stream, liveness, sessions, alerts, texts, colours, outlines."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import pytest
 from copilot.frame import Frame
 from copilot.publish.preview import decode_preview, make_preview
 from copilot.document.schema import (
-    Calibration, ImageInfo, Interval, Measurements, ModelRef, Particle, ParticleSummary, Reliability,
-    ResultDocument, Sufficiency, Trend, Verdict,
+    Alert, Calibration, ImageInfo, Interval, Measurements, ModelRef, Particle, ParticleSummary, Reliability,
+    ResultDocument, SeriesSummary, Sufficiency, Trend, Verdict,
 )
 from copilot.publish.subscriber import Message
 from copilot.ui.client import parse_endpoint
-from copilot.ui.state import (
-    EDGE_RGB, ViewModel, label_colours, render_outlines, scale_bar, size_colour, sufficiency_text, trend_text,
-)
+from copilot.ui.model import ViewModel
+from copilot.ui.raster import EDGE_RGB, label_colours, render_outlines, size_colour
+from copilot.ui.text import alert_text, scale_bar, sufficiency_text, trend_text
 
 T0 = datetime(2025, 1, 1, 12, tzinfo=timezone.utc)
 
@@ -27,18 +27,24 @@ def particle(i: int, x: float, y: float, ecd: float, edge: bool = False) -> Part
                     aspect_ratio=1, circularity=1, solidity=1, mean_intensity=1, confidence=0.9, touches_edge=edge)
 
 
-def doc(n: int = 0, stream: str = "s", particles=(), suff: Sufficiency | None = None, **kw) -> ResultDocument:
+def doc(n: int = 0, stream: str = "s", particles=(), suff: Sufficiency | None = None, level: str = "warn",
+        reasons=("model less sure than usual",), count_sized: int | None = None, **kw) -> ResultDocument:
     ps = list(particles)
+    kw.setdefault("processed_at", T0 + timedelta(seconds=n, milliseconds=300))
     return ResultDocument(
         stream=stream, frame_id=f"f{n:03d}", origin="mem", acquired_at=T0 + timedelta(seconds=n),
-        processed_at=T0 + timedelta(seconds=n, milliseconds=300),
         calibration=Calibration(nm_per_px=0.5, calibrated=True, source="test", length_unit="nm"),
         image=ImageInfo(height_px=40, width_px=60, dtype="uint16", grid_frame_px=2.0),
         model=ModelRef(name="m", version="1", engine="cpu"), timings_ms={"end_to_end": 420.0},
         measurements=Measurements(task="particles", length_unit="nm", particles=ParticleSummary(
-            count=len(ps), count_edge=sum(p.touches_edge for p in ps), count_sized=len(ps), d50=10.0 + n,
+            count=len(ps), count_edge=sum(p.touches_edge for p in ps),
+            count_sized=len(ps) if count_sized is None else count_sized, d50=10.0 + n,
             d50_ci=Interval(low=9.5 + n, high=10.6 + n), particles=ps), sufficiency=[suff] if suff else []),
-        reliability=Reliability(), verdict=Verdict(level="warn", reasons=["model less sure than usual"]), **kw)
+        reliability=Reliability(), verdict=Verdict(level=level, reasons=list(reasons)), **kw)
+
+
+def status(**kw) -> Message:
+    return Message("status", {"state": "running", "uptime_s": 10.0, **kw}, {})
 
 
 def test_keeps_the_newest_result_and_drops_older_ones():
@@ -75,15 +81,77 @@ def test_text_lines():
     vm.add_result(doc(0, particles=[particle(1, 5, 5, 10), particle(2, 50, 30, 12, edge=True)], suff=s_more))
     lines = vm.lines("s")
     assert lines["count"] == "2 particles, 1 cut by the edge (not sized)"
-    assert lines["headline"] == "D50 10.0 nm [9.50–10.6] (95 %)"
+    assert lines["headline"] == "D50 10.0 nm (95 % interval 9.50–10.6 nm)"  # bounds, never a "±"
+    assert lines["value"] == "10.0 nm" and lines["interval"] == "95 % interval 9.50–10.6 nm"
     assert lines["sufficiency"] == "~240 more particles / ~3 frames (for ±2 %)"
     assert lines["verdict"] == "WARN" and "less sure" in lines["reasons"]
     assert lines["latency"].startswith("420 ms frame→result")
     enough = s_more.model_copy(update={"enough": True, "half_width_rel": 0.015, "more_objects_needed": 0})
-    assert sufficiency_text(doc(0, suff=enough)) == "enough (±1.5 % ≤ 2 %)"
-    tr = Trend(quantity="d50", unit="nm/min", slope=0.42, n_frames=8, trending=True)
-    assert trend_text(tr) == "+0.42 nm/min ▲"
-    assert trend_text(tr.model_copy(update={"trending": False})) == "+0.42 nm/min (flat)"
+    assert sufficiency_text(doc(0, particles=[particle(1, 5, 5, 10)], suff=enough)) == "enough (±1.5 % ≤ 2 %)"
+    tr = Trend(quantity="d50", unit="nm/min", slope=0.42, n_frames=8, trending=True,
+               slope_ci=Interval(low=0.31, high=0.53))
+    assert trend_text(tr) == "+0.42 nm/min ▲ (95 % CI +0.31 to +0.53)"
+    wide = tr.model_copy(update={"slope_ci": Interval(low=-63, high=67)})
+    assert trend_text(wide) == "no clear trend (95 % CI −63 to +67 nm/min)"  # stated only when it excludes 0
+    assert trend_text(tr.model_copy(update={"slope_ci": None})) == "no clear trend"
+
+
+def test_fail_frame_withholds_its_numbers():
+    enough = Sufficiency(quantity="d50", estimate=10, half_width_rel=0.01, target_rel=0.02, enough=True,
+                         more_objects_needed=0, more_frames_needed=0, scope="series")
+    vm = ViewModel()
+    vm.add_result(doc(0, particles=[particle(1, 5, 5, 10)], suff=enough, level="ok", reasons=()))
+    assert vm.lines("s")["sufficiency"].startswith("enough")
+    vm.add_result(doc(1, particles=[particle(1, 5, 5, 10)], suff=enough, level="fail",
+                      reasons=["particles larger than the model was trained on"]))
+    lines = vm.lines("s")
+    assert lines["headline"] == "D50 withheld" and lines["value"] == "withheld" and lines["interval"] == ""
+    assert lines["withheld"] == "FAIL: particles larger than the model was trained on"
+    assert lines["sufficiency"] == "– (FAIL frame: not counted)" and lines["density"] == "withheld"
+    assert [p.fail for p in vm.streams["s"].history] == [False, True]  # plotted, marked
+    # too few sized: never "enough", whatever the pooled estimate says
+    assert not sufficiency_text(doc(2, suff=enough, level="warn", count_sized=0)).startswith("enough")
+
+
+def test_liveness_from_heartbeats():
+    vm = ViewModel(silent_after_s=6.0)
+    vm.watch("d")
+    assert vm.liveness("d", now=0.0).state == "waiting"
+    vm.ingest(status(), "d", now=100.0)
+    vm.ingest(Message("result.s", doc(0), {}), "d", now=101.0)
+    assert vm.liveness("d", now=105.0).live and vm.lines("s", now=105.0)["liveness"] == ""
+    vm.ingest(status(), "d", now=106.0)
+    live = vm.liveness("d", now=113.0)  # 7 s without a heartbeat: more than three missed
+    assert live.state == "unreachable"
+    text = live.text(now=113.0)
+    assert text.startswith("no results since ") and "daemon stopped or unreachable, nothing heard for 7 s" in text
+    assert vm.stream_liveness("s", now=113.0).state == "unreachable"
+    vm.ingest(status(state="stopped"), "d", now=114.0)
+    assert vm.liveness("d", now=114.5).text().endswith("— daemon stopped")
+
+
+def test_sessions_are_kept_apart_and_alerts_carry_frame_and_time():
+    vm = ViewModel(alert_max_age_s=600)
+    series = SeriesSummary(frames=1, window_frames=1, span_min=0, alerts=[Alert(
+        kind="trend-start", quantity="ecd_mean", message="mean particle size rising 2.1 nm/min (95 % CI 1.4–2.8)")])
+    vm.add_result(doc(0, session_epoch="A"), now=1000.0)
+    vm.add_result(doc(1, session_epoch="A", series=series), now=1001.0)
+    st = vm.streams["s"]
+    assert len(st.history) == 2 and len(vm.alerts("s", now=1002.0)) == 1
+    a = vm.alerts("s", now=1002.0)[0]
+    assert a["frame_id"] == "f001" and alert_text(a).endswith(" · f001 · mean particle size rising 2.1 nm/min "
+                                                               "(95 % CI 1.4–2.8)")
+    assert vm.alerts("s", now=1001.0 + 601) == []  # aged out
+    # the daemon restarts: its heartbeat says so before its first result, and the old frame is not shown as live
+    vm.ingest(status(session_epoch="B"), "", now=1099.0)
+    assert vm.stream_liveness("s", now=1099.5).state == "restarted"
+    assert "daemon restarted (a new session)" in vm.lines("s", now=1099.5)["liveness"]
+    # its first result: a new epoch, an earlier frame number — shown, and the old session is no longer plotted
+    vm.add_result(doc(0, session_epoch="B", processed_at=T0 + timedelta(hours=1)), now=1100.0)
+    assert st.frame_id == "f000" and len(st.history) == 1 and vm.alerts("s", now=1100.0) == []
+    assert st.session == "B" and st.session_note.startswith("new daemon session since ")
+    # a late result of the old session is dropped as stale
+    assert vm.add_result(doc(2, session_epoch="A"), now=1101.0) is None and st.session == "B"
 
 
 def test_scale_bar_is_round_and_says_uncalibrated():
