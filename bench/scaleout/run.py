@@ -287,8 +287,8 @@ def write_md(res: dict, path: Path) -> None:
                      f"{row['load_at_start']} | {row.get('identical_to_local', '(reference)')} |")
     lines += ["", f"Scaling efficiency, best local:2 vs best local:1 (wall clock): **{k['scaling_efficiency']}** "
               "(target ≥ 0.8).",
-              f"Worker CPU seconds per frame, median: local:1 {k['worker_cpu_s_per_frame_median']['local:1']}, "
-              f"local:2 {k['worker_cpu_s_per_frame_median']['local:2']} (CPU-bound efficiency "
+              f"Worker CPU seconds per frame, median: local:1 {k['worker_cpu_s_per_frame_median']['local:1']:.3f}, "
+              f"local:2 {k['worker_cpu_s_per_frame_median']['local:2']:.3f} (CPU-bound efficiency "
               f"{k['cpu_bound_efficiency']}: what two workers sharing the cores cost each other per frame). A "
               "wall-clock efficiency below that is CPU the machine did not give: *worker cores in use* (CPU s/frame × "
               f"frames/s) is how much of the {os.cpu_count()} cores the workers actually got.", ""]
