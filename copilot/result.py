@@ -111,6 +111,7 @@ def build_result(outcome: Outcome, timings_ms: dict[str, float], *, send_labels:
         parts["uncertainty"] = np.round(np.clip(uncertainty, 0, 1) * 255).astype(np.uint8)
     return Result(doc=doc, parts=parts, frame=frame)
 
+
 # -- series (analysis' plain types) → document -----------------------------------------------------------------
 def series_document(r: SeriesResult) -> SeriesSummary:
     return SeriesSummary(
