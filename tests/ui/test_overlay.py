@@ -21,7 +21,7 @@ from copilot.publish.publisher import Publisher  # noqa: E402
 from copilot.publish.subscriber import Subscriber  # noqa: E402
 from copilot.ui import overlay  # noqa: E402
 from copilot.ui.client import Client  # noqa: E402
-from copilot.ui.overlay_cli import add_overlay_parser  # noqa: E402
+from copilot.cli.overlay import add_overlay_parser  # noqa: E402
 from copilot.ui.raster import label_colours  # noqa: E402
 from tests.ui.conftest import endpoints  # noqa: E402
 
