@@ -22,6 +22,7 @@ from rich.table import Table
 
 from copilot.analysis.series import fit_slope
 from copilot.config import load_settings
+from copilot.errors import UserError
 from copilot.ui.top import TopModel
 
 console = Console()
@@ -85,6 +86,22 @@ def summary_lines(docs) -> list[str]:
     return out
 
 
+DEMO_ENTRIES = {"acquisition", "state"}
+
+
+def clear_demo_folder(folder: Path) -> None:
+    """Empty a previous demo's folder; refuse any other non-empty folder (the demo never deletes someone's data)."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise UserError(f"{folder}: not a folder; give --state-dir a new or empty folder")
+    entries = {p.name for p in folder.iterdir()}
+    if entries - DEMO_ENTRIES:
+        raise UserError(f"{folder} holds more than a previous demo ({', '.join(sorted(entries - DEMO_ENTRIES)[:3])}"
+                        "…): give --state-dir a new or empty folder")
+    shutil.rmtree(folder)
+
+
 def run_demo(frames: int = 40, interval_s: float = 0.5, size_px: int = 1024, live: bool = True,
              state_dir: Path = Path("demo-data"), seed: int = 0) -> int:
     from copilot.daemon import Daemon
@@ -102,7 +119,7 @@ def run_demo(frames: int = 40, interval_s: float = 0.5, size_px: int = 1024, liv
         console.print(f"copilot demo: {exc}", highlight=False, soft_wrap=True)
         return 2
     state_dir = Path(state_dir)
-    shutil.rmtree(state_dir, ignore_errors=True)
+    clear_demo_folder(state_dir)
     acquisition = state_dir / "acquisition"
     acquisition.mkdir(parents=True)
     daemon = Daemon(settings)

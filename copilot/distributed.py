@@ -201,10 +201,9 @@ def _finish(out: FrameOutcome, submitted_at: float, series, assessor, sinks, sta
             on_failure(out)
         return
     t0 = time.perf_counter()
-    stream = out.fm.segmentation.frame.stream
-    summary = series.process(stream, out.fm) if hasattr(series, "process") else series.update(out.fm)
     rel = replace(out.reliability, uncertainty=out.uncertainty_u8.astype(np.float32) / 255.0)
     reliability, verdict = assessor.follow(out.fm, rel)
+    summary = series.update(out.fm, verdict.level)  # FAIL frames are left out of the series, as in the pipeline
     timings = dict(out.timings_ms)
     timings["assess"] += (time.perf_counter() - t0) * 1e3
     timings["end_to_end"] = (time.time() - submitted_at) * 1e3
