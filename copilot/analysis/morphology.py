@@ -2,14 +2,16 @@
 
 * **Local width** (ligament / pore width, as for nanoporous metals): the diameter of the largest inscribed circle at
   each medial-axis pixel. The distance transform places the profile; the width is measured across the ridge (the
-  Hessian's direction of strongest curvature) between the sub-pixel edges where the mask blurred by 1 px crosses 0.5. Branch points, end points and medial-axis pixels whose inscribed circle
-  would cross the frame edge are left out. The interval on the median is a block bootstrap (blocks of
+  Hessian's direction of strongest curvature) between the sub-pixel edges where the mask blurred by 1 px crosses 0.5. Branch points, end points, medial-axis pixels within 1.5 junction radii
+  of a junction (where the inscribed circle grows) and those whose inscribed circle would cross the frame edge are
+  left out. The interval on the median is a block bootstrap (blocks of
   ``phase_block_px``), because neighbouring medial-axis pixels are not independent.
 * **Line intercepts** on families of parallel test lines at ``intercept_angles`` orientations: boundary crossings
   P_L per phase give N_L = P_L / 2 intercepts per unit length, the mean intercept length L̄ = V_V / N_L and the mean
   free path λ = (1 − V_V) / N_L (Underwood). When N_L varies with the line orientation by at least
-  ``lamellar_anisotropy`` (max / min), the structure is lamellar and the mean lamellar spacing is 1 / N_L on the
-  lines perpendicular to the lamellae (the orientation with the most intercepts). Intervals: bootstrap over lines.
+  ``lamellar_anisotropy`` (max / min), the structure is lamellar and the mean lamellar spacing is measured on the
+  lines across the lamellae (the orientation with the most intercepts, refined to 1°), from each line's first to
+  last boundary crossing so that the line ends do not bias it. Intervals: bootstrap over lines.
 
 Everything here is plain numpy; :mod:`copilot.result` turns it into the document.
 """
@@ -23,6 +25,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
 WIDTH_BIN_PX = 0.05  # histogram resolution of the width bootstrap
+JUNCTION_REACH = 1.5  # medial-axis pixels nearer a junction than this × its inscribed radius are left out
 PROFILE_SAMPLES = 65  # samples across the ridge, odd so that the middle one is the medial-axis pixel
 
 
@@ -75,6 +78,11 @@ def local_widths(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     neighbours = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - 1
     ys, xs = np.nonzero(skel & (neighbours == 2))  # plain ridge: no branch points, no end points
     m = edt[ys, xs]
+    branches = skel & (neighbours > 2)
+    if branches.any():  # junctions widen the inscribed circle for about a junction's own radius around them
+        dist, (iy, ix) = ndi.distance_transform_edt(~branches, return_indices=True)
+        far = dist[ys, xs] >= JUNCTION_REACH * edt[iy[ys, xs], ix[ys, xs]]  # the nearest junction's own radius
+        ys, xs, m = ys[far], xs[far], m[far]
     h, w = mask.shape
     inside = (ys + 1 >= m) & (h - ys >= m) & (xs + 1 >= m) & (w - xs >= m)  # the circle stays in the frame
     ys, xs, m = ys[inside], xs[inside], m[inside]
@@ -188,6 +196,34 @@ def intercept_counts(labels: np.ndarray, n_classes: int, spacing_px: float, n_an
     return length, in_class, cross
 
 
+def _crossings_per_px(labels: np.ndarray, angle_rad: float, spacing_px: float) -> float:
+    prof = line_profiles(labels, angle_rad, spacing_px)
+    a, b = prof[:, :-1], prof[:, 1:]
+    return float(((a != b) & (a >= 0) & (b >= 0)).sum() / max((prof >= 0).sum(), 1))
+
+
+def lamellar_spacing(mask: np.ndarray, angle_rad: float, spacing_px: float, resamples: int,
+                     length_per_px: float = 1.0) -> Estimate | None:
+    """Mean spacing of ``mask``'s lamellae on test lines at ``angle_rad`` (across them).
+
+    Per line, from the first to the last boundary crossing: (k − 1) crossings span (k − 1) / 2 periods, so the ends
+    of the line, cut anywhere in a period, do not bias the count. None when no line crosses three boundaries.
+    """
+    prof = line_profiles(mask.astype(np.int8), angle_rad, spacing_px)
+    a, b = prof[:, :-1], prof[:, 1:]
+    step = (a != b) & (a >= 0) & (b >= 0)
+    k = step.sum(axis=1)
+    pos = np.where(step, np.arange(step.shape[1])[None, :], -1)
+    last = pos.max(axis=1)
+    first = np.where(step, np.arange(step.shape[1])[None, :], step.shape[1]).min(axis=1)
+    use = k >= 3
+    if not use.any():
+        return None
+    span, periods = (last - first)[use].astype(float), (k[use] - 1) / 2.0
+    return _estimate(span.sum() / periods.sum(), _ratio_interval(span, periods, resamples), length_per_px,
+                     "first-to-last crossing per period across the lamellae, bootstrap over test lines")
+
+
 def _ratio_interval(num: np.ndarray, den: np.ndarray, resamples: int, seed: int = 0):
     """Percentile bootstrap over lines of sum(num) / sum(den); None with fewer than 4 usable lines."""
     keep = den > 0
@@ -219,6 +255,11 @@ def measure_morphology(labels: np.ndarray, class_names: tuple[str, ...], length_
         float("inf") if nl_angle.max() > 0 else None)
     best = int(np.argmax(nl_angle))
     lamellar = anisotropy is not None and anisotropy >= lamellar_anisotropy
+    fine_angle = np.pi * best / n_angles
+    if lamellar:  # refine the orientation across the lamellae to 1°
+        step = np.pi / n_angles
+        fine = fine_angle + np.deg2rad(np.arange(-np.rad2deg(step) / 2, np.rad2deg(step) / 2 + 1e-9, 1.0))
+        fine_angle = float(fine[np.argmax([_crossings_per_px(labels, a, line_spacing_px) for a in fine])])
     s = length_per_px
     flat_len = length.reshape(-1)
     phases = []
@@ -240,10 +281,8 @@ def measure_morphology(labels: np.ndarray, class_names: tuple[str, ...], length_
             l_out = flat_len - l_in
             mean_free_path = _estimate(l_out.sum() / n_int.sum(), _ratio_interval(l_out, n_int, resamples), s,
                                        "(1 − V_V) / N_L, bootstrap over test lines")
-            nb = cross[best, :, c] / 2
-            if lamellar and nb.sum() > 0:
-                spacing = _estimate(length[best].sum() / nb.sum(), _ratio_interval(length[best], nb, resamples), s,
-                                    "1 / N_L perpendicular to the lamellae, bootstrap over test lines")
+            if lamellar:
+                spacing = lamellar_spacing(labels == c, fine_angle, line_spacing_px, resamples, s)
         phases.append(PhaseMorphology(name, int(len(widths)), median, mean, p10, p90, mean_intercept,
                                       mean_free_path, spacing))
-    return Morphology(tuple(phases), anisotropy, 180.0 * best / n_angles, line_spacing_px, n_angles)
+    return Morphology(tuple(phases), anisotropy, float(np.rad2deg(fine_angle)) % 180.0, line_spacing_px, n_angles)

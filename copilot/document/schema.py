@@ -136,7 +136,7 @@ class PhaseMorphology(_Doc):
     mean_intercept_ci: Interval | None = None
     mean_free_path: float | None = Field(None, description="mean edge-to-edge distance through the other phases, (1 − V_V) / N_L")
     mean_free_path_ci: Interval | None = None
-    lamellar_spacing: float | None = Field(None, description="lamellar structures only: 1 / N_L perpendicular to the lamellae")
+    lamellar_spacing: float | None = Field(None, description="lamellar structures only: mean spacing on test lines across the lamellae")
     lamellar_spacing_ci: Interval | None = None
 
 
