@@ -110,3 +110,21 @@ def test_inclusion_preset_loads_with_its_rules():
     assert [r.name for r in eds.classes] == ["oxysulfide", "complex", "oxide", "sulfide", "nitride", "carbide"]
     assert eds.k_factors == K_FACTORS
     assert tomllib.loads(path.read_text())["eds"]["basis"] == "atomic"
+
+
+def test_inclusions_command_on_a_real_bcf(tmp_path, capsys):
+    from copilot.cli import main
+
+    bcf = hyperspy_io("bruker_data/bcf_v2_50x50px.bcf")
+    mask = np.zeros((50, 50), np.int32)
+    mask[10:20, 10:20] = 1
+    np.save(tmp_path / "mask.npy", mask)
+    preset = str(ROOT / "configs" / "sem-inclusions-eds.toml")
+    assert main(["inclusions", str(bcf), "--config", preset, "--labels", str(tmp_path / "mask.npy"),
+                 "--out", str(tmp_path / "out")]) == 0
+    assert "1 objects" in capsys.readouterr().out
+    rows = (tmp_path / "out" / "inclusions.csv").read_text().splitlines()
+    assert len(rows) == 2 and rows[1].startswith("1,")
+    np.save(tmp_path / "small.npy", mask[:20])
+    assert main(["inclusions", str(bcf), "--labels", str(tmp_path / "small.npy")]) == 2
+    assert main(["inclusions", str(tmp_path / "missing.bcf")]) == 2
