@@ -8,10 +8,10 @@
   ``phase_block_px``), because neighbouring medial-axis pixels are not independent.
 * **Line intercepts** on families of parallel test lines at ``intercept_angles`` orientations: boundary crossings
   P_L per phase give N_L = P_L / 2 intercepts per unit length, the mean intercept length L̄ = V_V / N_L and the mean
-  free path λ = (1 − V_V) / N_L (Underwood). When N_L varies with the line orientation by at least
+  free path λ = (1 − V_V) / N_L (Underwood), with a ratio-estimator interval over the test lines. When N_L varies with the line orientation by at least
   ``lamellar_anisotropy`` (max / min), the structure is lamellar and the mean lamellar spacing is measured on the
   lines across the lamellae (the orientation with the most intercepts, refined to 1°), from each line's first to
-  last boundary crossing so that the line ends do not bias it. Intervals: bootstrap over lines.
+  last boundary crossing so that the line ends do not bias it.
 
 Everything here is plain numpy; :mod:`copilot.result` turns it into the document.
 """
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
 WIDTH_BIN_PX = 0.05  # histogram resolution of the width bootstrap
@@ -80,8 +81,9 @@ def local_widths(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m = edt[ys, xs]
     branches = skel & (neighbours > 2)
     if branches.any():  # junctions widen the inscribed circle for about a junction's own radius around them
-        dist, (iy, ix) = ndi.distance_transform_edt(~branches, return_indices=True)
-        far = dist[ys, xs] >= JUNCTION_REACH * edt[iy[ys, xs], ix[ys, xs]]  # the nearest junction's own radius
+        by, bx = np.nonzero(branches)
+        dist, nearest = cKDTree(np.column_stack([by, bx])).query(np.column_stack([ys, xs]))
+        far = dist >= JUNCTION_REACH * edt[by[nearest], bx[nearest]]  # the nearest junction's own radius
         ys, xs, m = ys[far], xs[far], m[far]
     h, w = mask.shape
     inside = (ys + 1 >= m) & (h - ys >= m) & (xs + 1 >= m) & (w - xs >= m)  # the circle stays in the frame
@@ -89,10 +91,11 @@ def local_widths(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not len(m):
         return np.zeros(0), ys, xs
     # across-ridge direction: eigenvector of the most negative Hessian eigenvalue of the smoothed distance map
-    sm = ndi.gaussian_filter(edt, 1.0)
-    dyy = ndi.correlate1d(sm, [1, -2, 1], axis=0)[ys, xs]
-    dxx = ndi.correlate1d(sm, [1, -2, 1], axis=1)[ys, xs]
-    dxy = ndi.correlate(sm, np.array([[1, 0, -1], [0, 0, 0], [-1, 0, 1]]) / 4.0)[ys, xs]
+    sm = np.pad(ndi.gaussian_filter(edt, 1.0), 1, mode="edge")
+    y1, x1 = ys + 1, xs + 1
+    dyy = sm[y1 + 1, x1] - 2 * sm[y1, x1] + sm[y1 - 1, x1]
+    dxx = sm[y1, x1 + 1] - 2 * sm[y1, x1] + sm[y1, x1 - 1]
+    dxy = (sm[y1 - 1, x1 - 1] - sm[y1 - 1, x1 + 1] - sm[y1 + 1, x1 - 1] + sm[y1 + 1, x1 + 1]) / 4.0
     theta = 0.5 * np.arctan2(2 * dxy, dxx - dyy)  # direction of the largest eigenvalue (along the ridge)
     ny, nx = np.cos(theta), -np.sin(theta)  # perpendicular to it: across the ridge
     # sub-pixel edges: where the mask blurred by σ = 1 px crosses 0.5, on a profile across the ridge
@@ -202,7 +205,7 @@ def _crossings_per_px(labels: np.ndarray, angle_rad: float, spacing_px: float) -
     return float(((a != b) & (a >= 0) & (b >= 0)).sum() / max((prof >= 0).sum(), 1))
 
 
-def lamellar_spacing(mask: np.ndarray, angle_rad: float, spacing_px: float, resamples: int,
+def lamellar_spacing(mask: np.ndarray, angle_rad: float, spacing_px: float,
                      length_per_px: float = 1.0) -> Estimate | None:
     """Mean spacing of ``mask``'s lamellae on test lines at ``angle_rad`` (across them).
 
@@ -220,21 +223,20 @@ def lamellar_spacing(mask: np.ndarray, angle_rad: float, spacing_px: float, resa
     if not use.any():
         return None
     span, periods = (last - first)[use].astype(float), (k[use] - 1) / 2.0
-    return _estimate(span.sum() / periods.sum(), _ratio_interval(span, periods, resamples), length_per_px,
-                     "first-to-last crossing per period across the lamellae, bootstrap over test lines")
+    return _estimate(span.sum() / periods.sum(), _ratio_interval(span, periods), length_per_px,
+                     "first-to-last crossing per period across the lamellae, ratio interval over test lines")
 
 
-def _ratio_interval(num: np.ndarray, den: np.ndarray, resamples: int, seed: int = 0):
-    """Percentile bootstrap over lines of sum(num) / sum(den); None with fewer than 4 usable lines."""
+def _ratio_interval(num: np.ndarray, den: np.ndarray):
+    """95 % interval of sum(num) / sum(den) over lines (ratio-estimator variance); None with fewer than 4 lines."""
     keep = den > 0
     num, den = num[keep], den[keep]
-    if len(den) < 4 or den.sum() == 0:
+    n = len(den)
+    if n < 4 or den.sum() == 0:
         return None
-    idx = np.random.default_rng(seed).integers(0, len(den), size=(resamples, len(den)))
-    d = den[idx].sum(axis=1)
-    r = num[idx].sum(axis=1) / np.where(d > 0, d, np.nan)
-    r = r[np.isfinite(r)]
-    return (float(np.quantile(r, 0.025)), float(np.quantile(r, 0.975))) if len(r) else None
+    r = num.sum() / den.sum()
+    se = np.sqrt(n / (n - 1) * ((num - r * den) ** 2).sum()) / den.sum()
+    return float(r - 1.96 * se), float(r + 1.96 * se)
 
 
 def _estimate(value: float, interval, scale: float, method: str) -> Estimate:
@@ -276,13 +278,13 @@ def measure_morphology(labels: np.ndarray, class_names: tuple[str, ...], length_
         mean_intercept = mean_free_path = spacing = None
         if n_int.sum() > 0:
             l_in = in_class[..., c].reshape(-1)
-            mean_intercept = _estimate(l_in.sum() / n_int.sum(), _ratio_interval(l_in, n_int, resamples), s,
-                                       "V_V / N_L, bootstrap over test lines")
+            mean_intercept = _estimate(l_in.sum() / n_int.sum(), _ratio_interval(l_in, n_int), s,
+                                       "V_V / N_L, ratio interval over test lines")
             l_out = flat_len - l_in
-            mean_free_path = _estimate(l_out.sum() / n_int.sum(), _ratio_interval(l_out, n_int, resamples), s,
-                                       "(1 − V_V) / N_L, bootstrap over test lines")
+            mean_free_path = _estimate(l_out.sum() / n_int.sum(), _ratio_interval(l_out, n_int), s,
+                                       "(1 − V_V) / N_L, ratio interval over test lines")
             if lamellar:
-                spacing = lamellar_spacing(labels == c, fine_angle, line_spacing_px, resamples, s)
+                spacing = lamellar_spacing(labels == c, fine_angle, line_spacing_px, s)
         phases.append(PhaseMorphology(name, int(len(widths)), median, mean, p10, p90, mean_intercept,
                                       mean_free_path, spacing))
     return Morphology(tuple(phases), anisotropy, float(np.rad2deg(fine_angle)) % 180.0, line_spacing_px, n_angles)
