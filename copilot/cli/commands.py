@@ -15,6 +15,7 @@ from copilot.cli.errors import add_verbose, report_user_error, user_message
 from copilot.cli.overlay import add_overlay_parser
 from copilot.errors import UserError
 from copilot import hub, keys_cli, tail
+from copilot.cli import grains as grains_cli
 from copilot.eds import cli as eds_cli
 
 console = Console(stderr=True)
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_parser(sub)
     keys_cli.add_parser(sub)
     eds_cli.add_parser(sub)
+    grains_cli.add_parser(sub)
     add_verbose(p)
     return p
 
