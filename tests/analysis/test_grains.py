@@ -71,3 +71,14 @@ def test_uncalibrated_frame_and_small_regions():
     b[10, :] = True
     b[20:23, 5:7] = True  # encloses nothing; the 1-px bits between would be tiny regions
     assert close_grains(b).max() == 2
+
+
+def test_rendered_sem_image_has_dark_boundaries_and_grain_contrast():
+    from copilot.sim.polycrystal import render_sem
+
+    pc = simulate_polycrystal((256, 256), 9, nm_for(9, 256, 120), rng=1)
+    img = render_sem(pc, rng=1)
+    assert img.shape == (256, 256) and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 1
+    assert img[pc.boundaries].mean() < img[~pc.boundaries].mean() - 0.1
+    grain_means = [img[(pc.grains == g) & ~pc.boundaries].mean() for g in np.unique(pc.grains)[:40]]
+    assert np.std(grain_means) > 0.05  # channelling contrast differs from grain to grain
