@@ -229,7 +229,7 @@ def lamellar_spacing(mask: np.ndarray, angle_rad: float, spacing_px: float,
 
 def _ratio_interval(num: np.ndarray, den: np.ndarray):
     """95 % interval of sum(num) / sum(den) over lines (ratio-estimator variance); None with fewer than 4 lines."""
-    keep = den > 0
+    keep = (den > 0) | (num > 0)  # lines off the frame carry nothing
     num, den = num[keep], den[keep]
     n = len(den)
     if n < 4 or den.sum() == 0:

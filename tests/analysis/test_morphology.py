@@ -66,3 +66,10 @@ def test_phases_document_carries_morphology_in_nm():
     assert lath.width_median_ci.low <= lath.width_median <= lath.width_median_ci.high
     off = measure_phases(seg_from_classes(lab), AnalysisSettings(morphology=False, bootstrap_resamples=200))
     assert off.morphology is None and measurements_document(off).phases.morphology is None
+
+
+def test_intercept_intervals_hold_their_estimates():
+    lab = ligament_network((256, 256), 7.0, 2, rng=5)  # sparse: many test lines never cross a ligament
+    for ph in measure_morphology(lab, ("pore", "ligament"), resamples=200).phases:
+        for est in (ph.mean_intercept, ph.mean_free_path):
+            assert est.low <= est.value <= est.high
