@@ -128,3 +128,14 @@ def test_inclusions_command_on_a_real_bcf(tmp_path, capsys):
     np.save(tmp_path / "small.npy", mask[:20])
     assert main(["inclusions", str(bcf), "--labels", str(tmp_path / "small.npy")]) == 2
     assert main(["inclusions", str(tmp_path / "missing.bcf")]) == 2
+
+
+def test_real_velox_emd_spectrum_image():
+    emd = hyperspy_io("emd_files/fei_emd_files.zip/fei_SI_SuperX-HAADF_10frames_10x50.emd")
+    cube = read_eds(emd)
+    assert cube.counts.shape == (50, 10, 4096) and cube.nm_per_px > 0 and cube.scale_kev == pytest.approx(0.005)
+    labels = np.zeros(cube.shape, np.int32)
+    labels[:25], labels[25:] = 1, 2
+    rep = analyse_inclusions(cube, labels, EdsSettings(lines=["O_Ka", "Si_Ka", "Cu_Ka", "Fe_Ka"], matrix_elements=[],
+                                                       quant_lines={}))
+    assert sum(o.counts for o in rep.objects) == int(cube.counts.sum())
