@@ -10,6 +10,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
+from copilot.eds.settings import EdsSettings
 from copilot.errors import UserError
 from copilot.inference.triton_settings import TritonSettings
 from copilot.reliability.settings import VerdictThresholds
@@ -114,6 +115,7 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()
     limits: InputLimits = InputLimits()
+    eds: EdsSettings | None = None  # EDS lines, k-factors and inclusion classes (configs/sem-inclusions-eds.toml)
 
 
 class ConfigError(UserError):

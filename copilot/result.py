@@ -14,13 +14,17 @@ import numpy as np
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.analysis.series import PooledEstimate, SeriesResult, SizeCounts
 from copilot.analysis.stats import sufficiency
+from copilot.analysis.morphology import Estimate, Morphology
 from copilot.document.schema import (
     Alert,
     Calibration,
     Histogram,
     ImageInfo,
     Interval,
+    Measurements,
     ModelRef,
+    MorphologySummary,
+    PhaseMorphology,
     Reliability,
     ResultDocument,
     SeriesSummary,
@@ -69,6 +73,43 @@ def reliability_document(r: FrameReliability) -> Reliability:
     )
 
 
+def _interval(e: Estimate | None) -> Interval | None:
+    return None if e is None or e.low is None else Interval(low=float(e.low), high=float(e.high), method=e.method)
+
+
+def _value(e: Estimate | None) -> float | None:
+    return None if e is None else float(e.value)
+
+
+def morphology_document(m: Morphology) -> MorphologySummary:
+    """Plain morphology → the document's ``phases.morphology``."""
+    return MorphologySummary(
+        phases=[
+            PhaseMorphology(
+                name=p.name, width_samples=p.width_samples,
+                width_median=_value(p.width_median), width_median_ci=_interval(p.width_median),
+                width_mean=p.width_mean, width_p10=p.width_p10, width_p90=p.width_p90,
+                mean_intercept=_value(p.mean_intercept), mean_intercept_ci=_interval(p.mean_intercept),
+                mean_free_path=_value(p.mean_free_path), mean_free_path_ci=_interval(p.mean_free_path),
+                lamellar_spacing=_value(p.lamellar_spacing), lamellar_spacing_ci=_interval(p.lamellar_spacing),
+            )
+            for p in m.phases
+        ],
+        anisotropy=None if m.anisotropy is None or not np.isfinite(m.anisotropy) else float(m.anisotropy),
+        orientation_deg=m.orientation_deg,
+        line_spacing_px=m.line_spacing_px,
+        n_angles=m.n_angles,
+    )
+
+
+def measurements_document(fm: FrameMeasurements) -> Measurements:
+    """The frame's summary, with the phase morphology added when it was measured."""
+    if fm.morphology is None or fm.summary.phases is None:
+        return fm.summary
+    phases = fm.summary.phases.model_copy(update={"morphology": morphology_document(fm.morphology)})
+    return fm.summary.model_copy(update={"phases": phases})
+
+
 def build_result(outcome: Outcome, timings_ms: dict[str, float], *, send_labels: bool = True,
                  send_uncertainty: bool = True) -> Result:
     fm = outcome.measurements
@@ -96,7 +137,7 @@ def build_result(outcome: Outcome, timings_ms: dict[str, float], *, send_labels:
         ),
         model=ModelRef(name=seg.model_name, version=seg.model_version, engine=seg.engine),
         timings_ms=timings_ms,
-        measurements=fm.summary,
+        measurements=measurements_document(fm),
         series=series_document(outcome.series) if isinstance(outcome.series, SeriesResult) else outcome.series,
         reliability=reliability_document(outcome.reliability),
         verdict=Verdict(level=outcome.verdict.level, reasons=list(outcome.verdict.reasons)),

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from copilot.analysis.morphology import Morphology
 from copilot.inference.segmentation import Segmentation
 from copilot.document.schema import Measurements
 
@@ -17,3 +18,4 @@ class FrameMeasurements:
     segmentation: Segmentation
     instances: np.ndarray
     summary: Measurements
+    morphology: Morphology | None = None  # phases: widths and intercepts (copilot.result documents it)

@@ -12,6 +12,7 @@ import numpy as np
 from scipy import stats
 
 from copilot.analysis.measurements import FrameMeasurements
+from copilot.analysis.morphology import measure_morphology
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.stats import sufficiency
 from copilot.inference.segmentation import Segmentation
@@ -87,5 +88,9 @@ def measure_phases(seg: Segmentation, settings: AnalysisSettings | None = None) 
                          len(sizes), scope="frame")
     summary = PhaseSummary(phases=phases, grid_points=n_points, block_px=cfg.phase_block_px)
     unit = "nm" if seg.nm_per_px is not None else "px"
+    morphology = None if not cfg.morphology else measure_morphology(
+        labels, seg.class_names, seg.nm_per_px or 1.0, block_px=cfg.phase_block_px,
+        line_spacing_px=cfg.intercept_line_spacing_px, n_angles=cfg.intercept_angles,
+        lamellar_anisotropy=cfg.lamellar_anisotropy, resamples=cfg.bootstrap_resamples)
     return FrameMeasurements(seg, labels.astype(np.int32), Measurements(task="phases", length_unit=unit, phases=summary,
-                                                                          sufficiency=[enough]))
+                                                                          sufficiency=[enough]), morphology)

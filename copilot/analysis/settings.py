@@ -18,6 +18,10 @@ class AnalysisSettings(BaseModel):
     bootstrap_resamples: int = Field(1000, ge=100, le=100000)
     phase_block_px: int = Field(64, ge=8, description="block edge for the block bootstrap of phase fractions")
     point_grid_spacing_px: int = Field(16, ge=2, description="spacing of the ASTM E562 point-count grid")
+    morphology: bool = Field(True, description="phases: widths, mean intercept, free path, lamellar spacing")
+    intercept_line_spacing_px: int = Field(8, ge=1, description="spacing of the parallel test lines (morphology)")
+    intercept_angles: int = Field(18, ge=2, le=180, description="orientations of the test-line families")
+    lamellar_anisotropy: float = Field(2.0, gt=1, description="lamellar when intercepts/length vary this much (max/min)")
     target_precision_rel: float = Field(0.02, gt=0, lt=1, description="'enough' when the 95 % half-width is within this")
 
     @model_validator(mode="after")

@@ -16,6 +16,8 @@ from copilot.cli.overlay import add_overlay_parser
 from copilot.errors import UserError
 from copilot import hub
 from copilot.cli import keys as keys_cli, tail
+from copilot.cli import grains as grains_cli
+from copilot.eds import cli as eds_cli
 
 console = Console(stderr=True)
 
@@ -169,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     hub.add_parser(sub)
     tail.add_parser(sub)
     keys_cli.add_parser(sub)
+    eds_cli.add_parser(sub)
+    grains_cli.add_parser(sub)
     add_verbose(p)
     return p
 

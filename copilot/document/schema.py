@@ -122,10 +122,37 @@ class PhaseFraction(_Doc):
     point_count_ci: Interval | None = None
 
 
+class PhaseMorphology(_Doc):
+    """One phase's shape statistics, lengths in length_unit (copilot.analysis.morphology says how)."""
+
+    name: str
+    width_samples: int = Field(..., description="medial-axis pixels measured (branch and end points left out)")
+    width_median: float | None = Field(None, description="median inscribed-circle diameter on the medial axis")
+    width_median_ci: Interval | None = Field(None, description="block bootstrap of the median")
+    width_mean: float | None = None
+    width_p10: float | None = None
+    width_p90: float | None = None
+    mean_intercept: float | None = Field(None, description="mean chord length on test lines, V_V / N_L")
+    mean_intercept_ci: Interval | None = None
+    mean_free_path: float | None = Field(None, description="mean edge-to-edge distance through the other phases, (1 − V_V) / N_L")
+    mean_free_path_ci: Interval | None = None
+    lamellar_spacing: float | None = Field(None, description="lamellar structures only: mean spacing on test lines across the lamellae")
+    lamellar_spacing_ci: Interval | None = None
+
+
+class MorphologySummary(_Doc):
+    phases: list[PhaseMorphology]
+    anisotropy: float | None = Field(None, description="max / min intercepts per length over test-line orientations")
+    orientation_deg: float | None = Field(None, description="test lines with the most intercepts (across lamellae), degrees from +x towards +y")
+    line_spacing_px: int = Field(..., description="spacing of the parallel test lines, grid pixels")
+    n_angles: int = Field(..., description="test-line orientations over 180°")
+
+
 class PhaseSummary(_Doc):
     phases: list[PhaseFraction]
     grid_points: int = Field(..., description="points of the E562 grid")
     block_px: int = Field(..., description="edge of the bootstrap blocks, grid pixels")
+    morphology: MorphologySummary | None = Field(None, description="widths, intercepts, free path, lamellar spacing")
 
 
 class Measurements(_Doc):
