@@ -17,7 +17,7 @@ from copilot.errors import UserError
 from copilot import hub
 from copilot.cli import keys as keys_cli, tail
 from copilot.cli import grains as grains_cli
-from copilot.eds import cli as eds_cli
+from copilot.cli import inclusions as eds_cli
 
 console = Console(stderr=True)
 
