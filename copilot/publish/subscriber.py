@@ -238,31 +238,10 @@ class Subscriber:
         """
         if self.snapshot_endpoint is None:
             raise ValueError("no snapshot_endpoint given")
-        dealer = self._ctx.socket(zmq.DEALER)
-        dealer.setsockopt(zmq.LINGER, 0)
         got: list[Message] = []
-        ok = False
-        try:
-            dealer.connect(self.snapshot_endpoint)
-            dealer.send_multipart([SNAPSHOT_REQUEST] + ([stream.encode()] if stream else []))
-            deadline = time.monotonic() + timeout_s
-            while (left := deadline - time.monotonic()) > 0:
-                if not dealer.poll(int(left * 1000) + 1):
-                    continue
-                frames = dealer.recv_multipart(copy=False)
-                if frames[0].bytes == SNAPSHOT_END:
-                    ok = True
-                    break
-                try:
-                    msg = decode_message(frames, from_snapshot=True)
-                except MessageError as exc:
-                    self.invalid += 1
-                    log.warning("invalid snapshot message: %s", exc)
-                    continue
-                if msg.topic.startswith(self.topics):
-                    got.append(msg)
-        finally:
-            dealer.close(0)
+        end = self._request([SNAPSHOT_REQUEST] + ([stream.encode()] if stream else []), timeout_s, into=got,
+                            from_snapshot=True, keep=lambda m: m.topic.startswith(self.topics))
+        ok = end is not None
         for msg in got:  # the last preview and the last result of each stream
             if isinstance(msg.doc, ResultDocument):
                 if self.lossless and msg.doc.seq is not None:
@@ -442,8 +421,10 @@ class Subscriber:
             return 0
         return n
 
-    def _request(self, request: list[bytes], timeout_s: float, into: list[Message] | None = None) -> dict | None:
-        """Send one request to the snapshot socket; collect result messages into ``into``; the end message's dict."""
+    def _request(self, request: list[bytes], timeout_s: float, into: list[Message] | None = None, *,
+                 from_snapshot: bool = False, keep=lambda m: isinstance(m.doc, ResultDocument)) -> dict | None:
+        """Send one request to the snapshot socket (with this subscriber's keys and size limit); collect the messages
+        ``keep`` accepts into ``into``; the end message's dict (None: no end within ``timeout_s``)."""
         dealer = self._ctx.socket(zmq.DEALER)
         dealer.setsockopt(zmq.LINGER, 0)
         if self.security is not None:
@@ -464,12 +445,12 @@ class Subscriber:
                         end = {}
                     return end if isinstance(end, dict) else {}
                 try:
-                    msg = decode_message(frames)
+                    msg = decode_message(frames, from_snapshot=from_snapshot)
                 except MessageError as exc:
                     self.invalid += 1
-                    log.warning("invalid replayed message: %s", exc)
+                    log.warning("invalid snapshot/replay message: %s", exc)
                     continue
-                if into is not None and isinstance(msg.doc, ResultDocument):
+                if into is not None and keep(msg):
                     into.append(msg)
             return None
         finally:

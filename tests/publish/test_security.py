@@ -71,6 +71,26 @@ def test_only_allow_listed_clients_read_results(keys, tmp_path):
         ctx.term()
 
 
+def test_allow_listed_subscriber_gets_the_snapshot_over_curve(keys):
+    pub = Publisher("tcp://127.0.0.1:*", "tcp://127.0.0.1:*", security=keys["server"])
+    ctx = zmq.Context()
+    try:
+        pub.publish_result(make_doc("cam1", 7))
+        ok = Subscriber(pub.pub_endpoint, pub.snapshot_endpoint, ("result.",), security=keys["ok"], context=ctx)
+        assert ok.fetch_snapshot(timeout_s=5.0)
+        msg = ok.recv(1.0)
+        assert msg is not None and msg.doc.stream == "cam1" and msg.doc.frame_id == make_doc("cam1", 7).frame_id
+        intruder = Subscriber(pub.pub_endpoint, pub.snapshot_endpoint, ("result.",), security=keys["intruder"],
+                              context=ctx)
+        assert not intruder.fetch_snapshot(timeout_s=0.5)
+        for s in (ok, intruder):
+            s.close()
+    finally:
+        pub.close()
+        keys["server"].close()
+        ctx.term()
+
+
 def test_socket_source_takes_frames_from_allowed_pushers_only(keys):
     got = []
     src = SocketSource("tcp://127.0.0.1:*", security=keys["server"])
