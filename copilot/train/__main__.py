@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-train", type=int, default=None, help="simulated training patches (default: the preset's)")
     ap.add_argument("--heldout-per-group", type=int, default=24, help="frames per domain group for the card")
     ap.add_argument("--out", type=Path, default=None, help="engine folder (default engines/<recipe>)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="fine-tune from this model.onnx (its card.json beside it) instead of training from scratch")
     args = ap.parse_args(argv)
     if args.recipe == "particles-stem":
         from copilot.train import particles_stem as recipe
@@ -34,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python -m copilot.train " + " ".join(sys.argv[1:] if argv is None else argv)
     recipe.main(minutes=args.minutes, seed=args.seed, n_train=args.n_train or recipe.N_TRAIN,
                 out_dir=args.out or recipe.ENGINE_DIR, command=cmd, steps=args.steps or recipe.STEPS,
-                heldout_per_group=args.heldout_per_group)
+                heldout_per_group=args.heldout_per_group, init_onnx=args.init)
     return 0
 
 
