@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 from datetime import datetime, timezone
 
 import numpy as np
@@ -12,6 +13,7 @@ from copilot.frame import Frame
 from copilot.document.schema import (
     Calibration,
     ImageInfo,
+    Measurements,
     ModelRef,
     Reliability,
     ResultDocument,
@@ -26,6 +28,12 @@ class Result:
     parts: dict[str, np.ndarray | bytes] = field(default_factory=dict)
     arrived_at: float = 0.0
     frame: Frame | None = field(default=None, repr=False)  # for the preview; never serialized
+    frame_labels: Callable[[], np.ndarray] | None = field(default=None, repr=False)  # --save-masks; never serialized
+
+
+def measurements_document(fm: FrameMeasurements) -> Measurements:
+    """Analysis' own measurements (``copilot.analysis.measurements``) as the document's ``measurements``."""
+    return Measurements.model_validate(fm.summary, from_attributes=True)
 
 
 def build_result(
@@ -62,7 +70,7 @@ def build_result(
         ),
         model=ModelRef(name=seg.model_name, version=seg.model_version, engine=seg.engine),
         timings_ms=timings_ms,
-        measurements=fm.summary,
+        measurements=measurements_document(fm),
         series=series,
         reliability=reliability,
         verdict=verdict,
@@ -74,4 +82,4 @@ def build_result(
     if uncertainty is not None:
         # normalized entropy, 0 (certain) … 255 (uniform over the classes), on the analysis grid
         parts["uncertainty"] = np.round(np.clip(uncertainty, 0, 1) * 255).astype(np.uint8)
-    return Result(doc=doc, parts=parts, frame=frame)
+    return Result(doc=doc, parts=parts, frame=frame, frame_labels=fm.frame_labels)

@@ -16,6 +16,7 @@ import numpy as np
 from copilot.frame import Frame
 from copilot.inference.card import ModelCard
 from copilot.inference.preprocess import normalize, resample, working_scale
+from copilot.inference.scale import ScalePolicy
 from copilot.inference.segmentation import Segmentation
 from copilot.inference.tiling import blend_window, pad_to_multiple, tile_grid
 
@@ -75,9 +76,10 @@ class NetworkEngine:
         probs, emb = self.run_batch(np.ascontiguousarray(padded[None, None], dtype=np.float32))
         return probs[0, :, :h, :w], np.asarray(emb, np.float32).reshape(-1)
 
-    def prepare(self, frame: Frame) -> tuple[np.ndarray, float]:
-        """Frame → normalized image on the working grid, and the frame pixels per working pixel."""
-        img, scale = resample(frame.pixels, working_scale(frame, self.card))
+    def prepare(self, frame: Frame, factor: float | None = None) -> tuple[np.ndarray, float]:
+        """Frame → normalized image on the working grid (``factor`` frame pixels per working pixel; default: the
+        card's scale), and the frame pixels per working pixel achieved."""
+        img, scale = resample(frame.pixels, working_scale(frame, self.card) if factor is None else factor)
         return normalize(img, self.card.normalization), scale
 
     def infer(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -90,8 +92,16 @@ class NetworkEngine:
         return self.run_tiled(img, tile, self.tile_batch)
 
     def segment(self, frame: Frame) -> Segmentation:
-        img, scale = self.prepare(frame)
+        """The frame at the scale its particles need (``copilot.inference.scale``), one pass or two."""
+        policy = self.__dict__.setdefault("scale_policy", ScalePolicy(self.card))
+        factor, _ = policy.first_guess(frame)
+        img, scale = self.prepare(frame, factor)
         probs, emb = self.infer(img)
+        better, _ = policy.review(frame, scale, probs)
+        if better is not None:
+            img, scale = self.prepare(frame, better)
+            probs, emb = self.infer(img)
+            policy.review(frame, scale, probs)
         return Segmentation(
             frame=frame,
             probabilities=probs,

@@ -1,10 +1,10 @@
 """Recipe: phases-sem, a 3-class (matrix / second-phase / pore) U-Net for SEM micrographs of two-phase and porous
 microstructures (``copilot.sim.sem``; class 0 is the matrix, or the ligaments of a porous structure).
 
-Working scale 1 nm/px: laths of 12-40 nm are 12-40 px wide, ligaments of 15-60 nm 15-60 px, so a half-pixel error
-on a boundary costs little area; frames acquired at 0.5-2 nm/px are resampled (at most 2x either way) by the daemon's
-own ``copilot.inference.preprocess.resample`` + ``normalize`` (training inputs go through exactly those functions).
-A 2048² frame at 0.5 nm/px becomes 1024² on the working grid (about 0.11 s of network time on two cores).
+Working scale 2 nm/px: laths of 12-40 nm are 6-20 px wide, ligaments of 15-60 nm 7-30 px; frames acquired at
+0.5-4 nm/px are resampled by the daemon's own ``copilot.inference.preprocess.resample`` + ``normalize`` (training
+inputs go through exactly those functions). Targets are soft (each class's area coverage of every working pixel), and
+the analysis measures phase boundaries sub-pixel, so the coarse grid costs little area accuracy.
 
 Trained on the SE detector (topography contrast). Robustness drawn into the training data (``AUGMENT``): 20 % of
 frames at a dose below the nominal range (1.5-6 counts/px) and 20 % with a beam blur beyond it (3-7 nm), so the
@@ -30,8 +30,8 @@ from copilot.train.recipe import ort_predict
 
 NAME = "phases-sem"
 VERSION = "0.2.0"
-WORKING_NM_PER_PX = 1.0
-NM_PER_PX_RANGE = (0.5, 2.0)
+WORKING_NM_PER_PX = 2.0
+NM_PER_PX_RANGE = (0.5, 4.0)
 CHANNELS = (8, 16, 32, 64)
 PATCH_PX = 256
 HELDOUT_PX = 384
@@ -97,7 +97,8 @@ def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
 
     description = (
         "Compact U-Net (channels %s, 3 poolings, additive skips) trained on simulated SEM micrographs "
-        "(copilot.sim.sem, SE detector): two-phase microstructures (lath packets + granular second phase in a "
+        "(copilot.sim.sem, SE detector), soft targets (each class's area coverage of every working pixel, exact "
+        "native class maps area-averaged): two-phase microstructures (lath packets + granular second phase in a "
         "Voronoi grain matrix, occasional round pores) and nanoporous-gold-like ligament/pore structures, with "
         "etching relief and grain-boundary grooves. Classes: 0 'matrix' (grain matrix or ligaments), 1 "
         "'second-phase' (laths, granular particles), 2 'pore'. Training inputs are made by the daemon's own "

@@ -32,7 +32,7 @@ def test_disc_ecd_within_one_pixel(r, nm, dy, dx):
     p = one(inst, nm)
     assert abs(p.ecd - 2 * r * nm) <= nm
     # a rasterized disc of radius 4 px has solidity ≈ 0.88 (regionprops agrees); it tends to 1 as r grows
-    assert p.circularity > 0.8 and p.solidity > 0.85 and p.aspect_ratio < 1.15
+    assert p.circularity > 0.78 and p.solidity > 0.85 and p.aspect_ratio < 1.15
     # rasterization: the pixel outline of a disc of radius r spans up to 2·floor(r)+1 px plus corner effects
     assert abs(p.feret_max - 2 * r * nm) <= 2 * nm and abs(p.feret_min - 2 * r * nm) <= 2 * nm
 
