@@ -25,7 +25,7 @@ from copilot.baseline import classical_particles, classical_phases, particles_ar
 from copilot.frame import Frame
 from copilot.inference.preprocess import nearest_resample as nearest_to_grid
 from copilot.sim.domains import groups_for, sample_domain_frame
-from copilot.train.metrics import ecd_nm, object_scores
+from copilot.train.metrics import ecd_nm, object_scores, particle_ecd_errors
 from figures import overlay_png, pore_class
 
 
@@ -155,6 +155,11 @@ def eval_particle_frame(engine, sim, group: str, i: int) -> tuple[dict[str, Any]
     }
     for who in ("model", "baseline"):
         row[who]["d50_rel_error"] = rel_err(row[who]["d50_nm"], truth_d50) if n_int >= MIN_D50_PARTICLES else None
+    table = getattr(ps, "table", None)
+    if table is not None:  # per-particle ECD error of matched particles (daemon's ECD vs the exact drawn one)
+        exact = {q["instance"]: q["ecd_nm"] for q in sim.truth.get("particles", []) if not q.get("touches_edge")}
+        errs = particle_ecd_errors(pred, nearest_to_grid(sim.instances, grid), table.ecd, exact, ~table.sized)
+        row["model"]["ecd_rel_errors"] = [round(float(e), 5) for e in errs]
     if n_int >= MIN_D50_PARTICLES and row["truth_mask_d50_nm_grid"]:
         row["model"]["d50_rel_error_vs_grid_mask"] = rel_err(ps.d50, row["truth_mask_d50_nm_grid"])
     kept = Kept(sim.image, truth_native, nearest_to_grid(pred, sim.image.shape), bl, row)
@@ -194,6 +199,9 @@ def pool_particles(rows: list[dict[str, Any]], who: str) -> dict[str, Any]:
         "seconds_per_frame": float(np.mean([r[who]["seconds"] for r in rows])),
     }
     if who == "model":
+        e = [x for r in rows for x in r["model"].get("ecd_rel_errors", [])]
+        out["ecd_rel_error_median"] = float(np.median(e)) if e else None
+        out["ecd_particles_matched"] = len(e)
         g = [r["model"]["d50_rel_error_vs_grid_mask"] for r in rows if r["model"].get("d50_rel_error_vs_grid_mask")
              is not None]
         out["d50_rel_error_vs_grid_mask_mean"] = float(np.mean(g)) if g else None

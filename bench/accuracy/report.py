@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from common import DIAGNOSIS, MIN_D50_PARTICLES, REPORT, TARGETS, _fmt
+from common import DIAGNOSIS, MIN_D50_PARTICLES, OUT, REPORT, TARGETS, _fmt
 from evaluation import is_in_domain, pool_particles
 
 
@@ -24,6 +24,9 @@ def verdicts(model: dict[str, Any]) -> list[str]:
                 d = m["d50_rel_error_mean"]
                 lines.append(_check(f"{group}: D50 error ≤ {100 * d50t:.0f} % (mean over frames)", d, d50t, False,
                                     pct=True))
+                et = TARGETS["particles_in_domain_ecd_rel_error_median"]
+                lines.append(_check(f"{group}: median per-particle ECD error ≤ {100 * et:.0f} %",
+                                    m.get("ecd_rel_error_median"), et, False, pct=True))
                 sel = [r for r in model["frames"] if r["group"] == group]
                 mods = sorted({r.get("modality", "haadf") for r in sel})
                 for mod in mods if len(mods) > 1 else []:
@@ -128,6 +131,72 @@ def _verdicts(s: dict[str, Any]) -> str:
     return f"{v['ok']}/{v['warn']}/{v['fail']}" + (f" ({pf:.2f})" if pf is not None else "")
 
 
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f} %"
+
+
+def _arrow(before, after, fmt=_pct) -> str:
+    return f"{fmt(before)} → **{fmt(after)}**"
+
+
+def sizing_section(after: dict[str, Any] | None, before: dict[str, Any] | None) -> list[str]:
+    """Sizes against a standard (bench/accuracy/sizing.py), before → after."""
+    if not after:
+        return []
+    before = before or {}
+    T = TARGETS
+    L = ["## Sizes against a standard (particles-stem, `bench/accuracy/sizing.py`)\n",
+         f"After: {after.get('model')} {after.get('version')} with this tree's analysis; before: "
+         f"{before.get('model', '–')} {before.get('version', '')} with the analysis of `{before.get('code', 'd92c152')}`"
+         " (instances measured on the working grid). Simulated HAADF frames with shot noise (60 counts/px) → the "
+         "shipped model as the daemon runs it → measurement; truth = the drawn geometry.\n",
+         f"Known shapes: discs of 1.5–20 nm (one per 32 nm cell), ellipses of 4–20 nm (aspect 1.5–2), touching pairs "
+         f"(neck 0 / 35 / 70 % of the smaller diameter). Targets: median ECD error ≤ {100 * T['known_shapes_median_ecd_rel_error']:.0f} %"
+         f" (discs 2–20 nm), every disc ≥ 3 nm within {100 * T['known_shapes_max_ecd_rel_error_ge_3nm']:.0f} %, Feret "
+         f"max/min within {100 * T['known_shapes_feret_rel_error']:.0f} %, ≥ 95 % of touching pairs split, no single "
+         "particle split.\n",
+         "| nm/px | median ECD err (2–20 nm) | worst disc ≥ 3 nm | discs ≥ 1.5 nm found within 10 % | worst Feret max "
+         "| worst Feret min | ellipses found | pairs split | single discs split |",
+         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    ka, kb = after.get("known_shapes", {}), before.get("known_shapes", {})
+    for nm, a in ka.items():
+        b = kb.get(nm, {})
+        pa, pb = a.get("pairs", {}), b.get("pairs", {})
+        L.append(f"| {nm} | {_arrow(b.get('median_ecd_rel_error_2_20nm'), a['median_ecd_rel_error_2_20nm'])} | "
+                 f"{_arrow(b.get('max_ecd_rel_error_ge_3nm'), a['max_ecd_rel_error_ge_3nm'])} | "
+                 f"{_arrow(b.get('found_ge_1p5nm_within_10pct'), a['found_ge_1p5nm_within_10pct'])} | "
+                 f"{_arrow(b.get('ellipse_feret_max_rel_error_max'), a['ellipse_feret_max_rel_error_max'])} | "
+                 f"{_arrow(b.get('ellipse_feret_min_rel_error_max'), a['ellipse_feret_min_rel_error_max'])} | "
+                 f"{_arrow(b.get('ellipses_found'), a['ellipses_found'])} | "
+                 f"{_arrow(pb.get('split_fraction'), pa.get('split_fraction'))} | "
+                 f"{b.get('single_discs_split', '–')} → **{a.get('single_discs_split', '–')}** |")
+    sa, sb = after.get("sintering"), before.get("sintering", {})
+    if sa:
+        L += ["", f"Sintering: one stream at {sa['nm_per_px']} nm/px, {sa['size_px']}² frames, D50 growing 3 → 60 nm "
+              f"in {len(sa['frames'])} frames (target: every frame within {100 * T['sintering_d50_rel_error']:.0f} % "
+              f"of the simulator's D50). Worst frame {_arrow(sb.get('max_rel_error'), sa['max_rel_error'])}, median "
+              f"{_arrow(sb.get('median_rel_error'), sa['median_rel_error'])}, frames within 3 %: "
+              f"{sb.get('within_3pct', '–')} → **{sa['within_3pct']}** of {len(sa['frames'])}.\n",
+              "| true D50 (nm) | before D50 (err) | after D50 (err) | frame px per working px (after) |",
+              "| ---: | ---: | ---: | ---: |"]
+        fb = {round(r["truth_d50_nm"], 2): r for r in sb.get("frames", [])}
+        for r in sa["frames"]:
+            b = fb.get(round(r["truth_d50_nm"], 2), {})
+            fmt = lambda x: "–" if x.get("d50_nm") is None else f"{x['d50_nm']:.2f} ({_pct(x['rel_error'])})"  # noqa: E731
+            L.append(f"| {r['truth_d50_nm']:.2f} | {fmt(b) if b else '–'} | {fmt(r)} | {r['grid_frame_px']:.2f} |")
+    ca, cb = after.get("cost"), before.get("cost", {})
+    if ca:
+        L += ["", "Analysis cost (`measure` alone, p50 s per frame, simulated HAADF at 0.2 nm/px, same machine and "
+              "load for both; `copilot bench` has the full-daemon numbers):\n",
+              "| frame | before | after | engine `segment` (after) |", "| --- | ---: | ---: | ---: |"]
+        for size, a in ca.items():
+            b = cb.get(size, {})
+            sec = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
+            L.append(f"| {size}² | {sec(b.get('analysis_s_p50'))} | **{sec(a['analysis_s_p50'])}** | "
+                     f"{sec(a['segment_s_p50'])} |")
+    return L + [""]
+
+
 def write_report(results: dict[str, Any]) -> None:
     L: list[str] = []
     L.append("# Accuracy report: learned models vs the classical baseline\n")
@@ -145,6 +214,11 @@ def write_report(results: dict[str, Any]) -> None:
              "the pooled F1 lets frames with many particles dominate). D50 error = |D50 − true D50| / true D50 per frame, edge particles "
              "excluded on both sides, mean over frames with ≥ %d interior truth particles; truth = median ECD of the "
              "simulator's drawn interior particles (the physical size, not a pixel mask).\n" % MIN_D50_PARTICLES)
+    def load(name):
+        path = OUT / name
+        return json.loads(path.read_text()) if path.is_file() else None
+
+    L += sizing_section(load("sizing.json"), load("sizing_before.json"))
     for model in results["models"]:
         name = model["model"]
         L.append(f"## {name} {model['version']} ({model['task']})\n")

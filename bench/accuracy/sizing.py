@@ -18,67 +18,45 @@ import numpy as np
 
 from copilot.analysis import measure
 from copilot.frame import Frame
-from copilot.sim.stem import Particle, SimParams, simulate_frame
+from copilot.sim.standards import CLEAN, nearest_rows, rows_within, standard_frame, touching_pairs
+from copilot.sim.stem import SimParams, simulate_frame
 
 SCALES = (0.05, 0.1, 0.2, 0.5)
 DISC_NM = (1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0)
 ELLIPSE_NM = ((4.0, 1.6), (6.0, 1.8), (8.0, 1.5), (10.0, 2.0), (12.0, 1.7), (15.0, 1.5), (18.0, 2.0), (20.0, 1.6))
-CELL_NM = 32.0
-CLEAN = dict(modality="haadf", dose=60.0, probe_blur_nm=0.1, line_jitter_px=0.0, scanline_noise=0.0,
-             drift_shear=0.0, background=0.12, support_contrast=0.03, particle_signal=1.0, thickness_scale_nm=3.0)
-
-
-def grid_frame(shapes: list[tuple[float, float, float]], nm_per_px: float, seed: int):
-    """One frame holding each (ECD nm, aspect, angle) ellipse in its own CELL_NM cell; returns the SimFrame and the
-    truth as (cx_nm, cy_nm, a_nm, b_nm) rows."""
-    cols = int(np.ceil(np.sqrt(len(shapes))))
-    rows = int(np.ceil(len(shapes) / cols))
-    parts = []
-    for k, (ecd, aspect, angle) in enumerate(shapes):
-        r, c = divmod(k, cols)
-        a, b = ecd / 2 * np.sqrt(aspect), ecd / 2 / np.sqrt(aspect)
-        jitter = (np.random.default_rng(seed + k).random(2) - 0.5) * 2.0  # off the pixel grid
-        parts.append(Particle((c + 0.5) * CELL_NM + jitter[0], (r + 0.5) * CELL_NM + jitter[1], a, b, angle))
-    shape = (int(round(rows * CELL_NM / nm_per_px)), int(round(cols * CELL_NM / nm_per_px)))
-    params = SimParams(size_px=shape, nm_per_px=nm_per_px, **CLEAN)
-    return simulate_frame(params, seed, particles=parts), parts
+PAIRS = [(d1, d2, neck) for neck in (0.0, 0.35, 0.7) for d1, d2 in ((4.0, 4.0), (6.0, 5.0), (8.0, 8.0), (12.0, 9.0))]
 
 
 def match(rows, parts, nm_per_px: float):
-    """For each truth object, the measured particle whose centroid is nearest its centre (within its radius)."""
-    found = []
-    for p in parts:
-        best, dist = None, np.inf
-        for q in rows:
-            d = np.hypot((q.centroid_x_px + 0.5) * nm_per_px - p.cx_nm, (q.centroid_y_px + 0.5) * nm_per_px - p.cy_nm)
-            if d < dist:
-                best, dist = q, d
-        found.append(best if dist <= max(p.a_nm, 1.0) else None)
-    return found
+    return nearest_rows(rows, [(p.cx_nm, p.cy_nm) for p in parts], nm_per_px, [max(p.a_nm, 1.0) for p in parts])
+
+
+def measure_frame(engine, sim, stream: str):
+    fm = measure(engine.segment(Frame(sim.image, sim.nm_per_px, stream=stream, frame_id="0", origin="sim")))
+    ps = fm.summary.particles
+    return fm, ([] if ps is None else ps.particles)
 
 
 def known_shapes(engine, seed: int = 0) -> dict:
     out: dict = {}
     for nm in SCALES:
         discs = [(d, 1.0, 0.0) for d in DISC_NM]
-        sim, parts = grid_frame(discs, nm, seed)
-        fm = measure(engine.segment(Frame(sim.image, nm, stream=f"discs-{nm}", frame_id="0", origin="sim")))
-        ps = fm.summary.particles
-        rows = [] if ps is None else ps.particles
+        sim, parts = standard_frame(discs, nm, seed)
+        _, rows = measure_frame(engine, sim, f"discs-{nm}")
         got = match(rows, parts, nm)
         per = []
         for (d, _, _), q in zip(discs, got):
             per.append({"ecd_nm": d, "found": q is not None,
                         "measured_nm": None if q is None else float(q.ecd),
                         "rel_error": None if q is None else float(abs(q.ecd - d) / d)})
+        singles_split = sum(rows_within(rows, (p.cx_nm, p.cy_nm), nm, p.a_nm) > 1 for p in parts)
         errs = [r["rel_error"] for r in per if r["rel_error"] is not None and r["ecd_nm"] >= 2.0]
         big = [r["rel_error"] if r["rel_error"] is not None else 1.0 for r in per if r["ecd_nm"] >= 3.0]
         small = [r for r in per if r["ecd_nm"] >= 1.5]
         ell = [(d, asp, ang) for (d, asp), ang in zip(ELLIPSE_NM, np.linspace(0, np.pi, len(ELLIPSE_NM),
                                                                                   endpoint=False))]
-        sim_e, parts_e = grid_frame(ell, nm, seed + 100)
-        fe = measure(engine.segment(Frame(sim_e.image, nm, stream=f"ellipses-{nm}", frame_id="0", origin="sim")))
-        rows_e = [] if fe.summary.particles is None else fe.summary.particles.particles
+        sim_e, parts_e = standard_frame(ell, nm, seed + 100)
+        _, rows_e = measure_frame(engine, sim_e, f"ellipses-{nm}")
         feret = []
         for p, q in zip(parts_e, match(rows_e, parts_e, nm)):
             if q is None:
@@ -91,6 +69,7 @@ def known_shapes(engine, seed: int = 0) -> dict:
         fmin = [r["feret_min_rel_error"] for r in feret if r["found"]]
         out[str(nm)] = {
             "discs": per,
+            "single_discs_split": int(singles_split),
             "median_ecd_rel_error_2_20nm": float(np.median(errs)) if errs else None,
             "max_ecd_rel_error_ge_3nm": float(max(big)) if big else None,
             "found_ge_1p5nm_within_10pct": float(np.mean([r["found"] and r["rel_error"] <= 0.10 for r in small])),
@@ -98,8 +77,22 @@ def known_shapes(engine, seed: int = 0) -> dict:
             "ellipse_feret_max_rel_error_max": float(max(fmax)) if fmax else None,
             "ellipse_feret_min_rel_error_max": float(max(fmin)) if fmin else None,
             "ellipses_found": float(np.mean([r["found"] for r in feret])),
+            "pairs": touching(engine, nm, seed),
         }
     return out
+
+
+def touching(engine, nm_per_px: float, seed: int = 0) -> dict:
+    """Touching pairs (neck 0-70 % of the smaller diameter): split into two; single discs never split."""
+    sim, pairs = touching_pairs(PAIRS, nm_per_px, seed)
+    _, rows = measure_frame(engine, sim, f"pairs-{nm_per_px}")
+    split = []
+    for p1, p2 in pairs:
+        a, b = nearest_rows(rows, [(p1.cx_nm, p1.cy_nm), (p2.cx_nm, p2.cy_nm)], nm_per_px, 0.6 * min(p1.a_nm, p2.a_nm))
+        split.append(a is not None and b is not None and a is not b)
+    return {"pairs": len(pairs), "split_fraction": float(np.mean(split)),
+            "split_by_neck": {str(n): float(np.mean([s for s, (_, _, nk) in zip(split, PAIRS) if nk == n]))
+                              for n in sorted({q[2] for q in PAIRS})}}
 
 
 def sintering(engine, nm_per_px: float = 0.5, size_px: int = 1536, n: int = 12, seed: int = 0) -> dict:
@@ -149,21 +142,33 @@ def analysis_cost(engine, sizes=(1024, 2048), nm_per_px: float = 0.2, frames: in
     return out
 
 
+def _code_version() -> str:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     from copilot.inference.card import load_card
     from copilot.inference.ort_engine import OrtEngine
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="particles-stem")
-    ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--json", type=Path, default=Path(__file__).with_name("sizing.json"))
     ap.add_argument("--quick", action="store_true", help="fewer frames (a smoke run)")
-    ap.add_argument("--only", choices=("shapes", "sintering", "cost"), default=None)
+    ap.add_argument("--only", choices=("shapes", "pairs", "sintering", "cost"), default=None)
     args = ap.parse_args(argv)
     card, folder = load_card(args.model)
     engine = OrtEngine(card, folder, threads=2)
-    res: dict = {"model": card.name, "version": card.version}
+    res: dict = {"model": card.name, "version": card.version, "code": _code_version()}
     if args.only in (None, "shapes"):
         res["known_shapes"] = known_shapes(engine)
+    if args.only == "pairs":
+        res["pairs"] = {str(nm): touching(engine, nm) for nm in SCALES}
     if args.only in (None, "sintering"):
         res["sintering"] = sintering(engine, n=5 if args.quick else 12, size_px=768 if args.quick else 1536)
     if args.only in (None, "cost"):

@@ -124,3 +124,60 @@ def paint(refined: RefinedParticles) -> np.ndarray:
     blocks = out.reshape(H, m, W, m).transpose(0, 2, 1, 3).reshape(H, W, m * m)
     lab = np.sort(blocks, axis=2)[:, :, (m * m) // 2]  # the median label: covers ≥ half of the frame pixel
     return lab.astype(np.int32)
+
+
+NECK_DEPTH = 0.15  # a saddle of the distance map this deep (fraction of the particle's largest inscribed radius)
+
+
+def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np.ndarray
+                ) -> tuple[RefinedParticles, np.ndarray, int]:
+    """Split touching particles the network's boundary class left joined, at their neck.
+
+    For each candidate (not convex enough: solidity below what a convex outline reaches), the distance map of its
+    refined outline is searched for more than one maximum standing ``NECK_DEPTH`` × the largest inscribed radius
+    (and at least one refined pixel) above the saddle between them; two discs joined by a neck up to ~80 % of
+    the smaller diameter have such a saddle, a convex particle has a single maximum. The outline is then cut by a
+    watershed of the distance map, and the grid labels follow (each grid pixel takes the piece at its centre, or the
+    nearest piece). Returns the new outlines, the new grid labels and how many particles were split.
+    """
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    H, W = refined.frame_shape
+    h, w = instances.shape
+    m = refined.m
+    sy, sx = H * m / h, W * m / w  # refined pixels per grid pixel
+    tiles, origins = list(refined.tiles), [tuple(o) for o in refined.origins]
+    out = instances.copy()
+    n_split = 0
+    slices = ndi.find_objects(instances)
+    for k in np.flatnonzero(candidates):
+        tile = tiles[k]
+        if tile.sum() < 16:
+            continue
+        dt = ndi.distance_transform_edt(np.pad(tile, 1))[1:-1, 1:-1]
+        depth = max(1.0, NECK_DEPTH * float(dt.max()))
+        markers, n = ndi.label(h_maxima(dt, depth))
+        if n < 2:
+            continue
+        pieces = watershed(-dt, markers, mask=tile)
+        n_split += 1
+        u0, v0 = origins[k]
+        tiles[k] = pieces == 1
+        new_labels = [k + 1]
+        for j in range(2, n + 1):
+            tiles.append(pieces == j)
+            origins.append((u0, v0))
+            new_labels.append(len(tiles))
+        # grid pixels of this particle take the piece at (or nearest to) their centre
+        sl = slices[k]
+        rows, cols = np.nonzero(instances[sl] == k + 1)
+        rows, cols = rows + sl[0].start, cols + sl[1].start
+        ru = np.clip(np.floor((rows + 0.5) * sy).astype(int) - u0, 0, tile.shape[0] - 1)
+        rv = np.clip(np.floor((cols + 0.5) * sx).astype(int) - v0, 0, tile.shape[1] - 1)
+        _, (iy, ix) = ndi.distance_transform_edt(pieces == 0, return_indices=True)
+        piece = pieces[iy[ru, rv], ix[ru, rv]]
+        out[rows, cols] = np.asarray(new_labels)[piece - 1]
+    if not n_split:
+        return refined, instances, 0
+    return RefinedParticles(m, refined.frame_shape, tiles, np.asarray(origins, np.intp)), out, n_split

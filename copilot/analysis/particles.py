@@ -19,7 +19,7 @@ from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.segmentation import relabel_sequential, watershed
 
-from copilot.analysis.geometry import RefinedParticles, pack, refine_particles, refinement
+from copilot.analysis.geometry import RefinedParticles, pack, refine_particles, refinement, split_necks
 from copilot.analysis.measurements import FrameMeasurements, Measures, ParticleStats, ParticleTable
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.shape import shape_table
@@ -28,6 +28,7 @@ from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
 
 RESOLVABLE_PX = 3.0  # smallest ECD (frame pixels) that is sized: below it a disc is a handful of pixels
+CONVEX_SOLIDITY = 0.97  # refined outlines less solid than this are checked for a neck (geometry.split_necks)
 
 def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min_area_px: float = 4) -> np.ndarray:
     """Instance labels (int32, 0 = background) from class probabilities (C, h, w)."""
@@ -73,8 +74,10 @@ def frame_intensity_means(seg: Segmentation, instances: np.ndarray, n: int) -> n
     return np.asarray(ndi.mean(pixels, instances, np.arange(1, n + 1)))
 
 
-def refined_table(seg: Segmentation, instances: np.ndarray) -> tuple[ParticleTable, RefinedParticles]:
-    """Per-particle geometry from the refined outlines; lengths in nm (calibrated) or frame px."""
+def refined_table(seg: Segmentation, instances: np.ndarray
+                  ) -> tuple[ParticleTable, RefinedParticles, np.ndarray]:
+    """Per-particle geometry from the refined outlines (lengths in nm when calibrated, else frame px), the outlines,
+    and the grid labels (touching particles joined on the grid split at their neck)."""
     n = int(instances.max(initial=0))
     frame_shape = seg.frame.pixels.shape[:2]
     m = refinement(seg.frame_px_per_px)
@@ -82,6 +85,12 @@ def refined_table(seg: Segmentation, instances: np.ndarray) -> tuple[ParticleTab
     refined = refine_particles(foreground, instances, frame_shape, m)
     canvas, offsets = pack(refined.tiles)
     t = shape_table(canvas)
+    refined, split, n_split = split_necks(refined, instances, t.solidity < CONVEX_SOLIDITY)
+    if n_split:  # touching particles the boundary class left joined: measure the pieces
+        instances = split
+        n = int(instances.max(initial=0))
+        canvas, offsets = pack(refined.tiles)
+        t = shape_table(canvas)
     frame_nm = seg.frame.nm_per_px
     u = (frame_nm if frame_nm is not None else 1.0) / m  # length per refined pixel
     shift = refined.origins - offsets  # canvas → refined grid
@@ -91,6 +100,7 @@ def refined_table(seg: Segmentation, instances: np.ndarray) -> tuple[ParticleTab
     edge = np.array([sl is not None and (sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == h or sl[1].stop == w)
                      for sl in ndi.find_objects(instances, max_label=n)], bool).reshape(n)
     confidence = np.asarray(ndi.mean(foreground, instances, np.arange(1, n + 1))) if n else np.zeros(0)
+    confidence = np.nan_to_num(confidence)  # a neck piece may own no grid pixel
     ecd = t.ecd * u
     table = ParticleTable(
         id=np.arange(1, n + 1), centroid_x_px=cx, centroid_y_px=cy, area=t.area * u**2, ecd=ecd,
@@ -98,7 +108,7 @@ def refined_table(seg: Segmentation, instances: np.ndarray) -> tuple[ParticleTab
         circularity=t.circularity, solidity=t.solidity,
         mean_intensity=frame_intensity_means(seg, instances, n), confidence=confidence, touches_edge=edge,
         resolved=t.ecd / m >= RESOLVABLE_PX, nm_per_px=frame_nm)
-    return table, refined
+    return table, refined, instances
 
 
 def measure_particles(seg: Segmentation, settings: AnalysisSettings | None = None) -> FrameMeasurements:
@@ -107,7 +117,7 @@ def measure_particles(seg: Segmentation, settings: AnalysisSettings | None = Non
     nm = seg.nm_per_px
     min_px = max(cfg.min_area_px, cfg.min_area_nm2 / nm**2) if nm is not None else cfg.min_area_px
     instances = split_instances(seg.probabilities, seg.class_names, min_px)
-    table, refined = refined_table(seg, instances)
+    table, refined, instances = refined_table(seg, instances)
     frame_nm = seg.frame.nm_per_px
     H, W = seg.frame.pixels.shape[:2]
     sized = table.ecd[table.sized]

@@ -27,7 +27,7 @@ from copilot.inference.card import ModelCard
 
 MAX_UPSAMPLING = 2.0
 TARGET_PX = 14.0  # median ECD the choice aims at (the trained medians span 7-28 working px)
-IN_RANGE_PX = (7.0, 30.0)  # median ECDs left alone
+IN_RANGE_PX = (5.0, 30.0)  # median ECDs (working px) left alone: the trained sizes
 MIN_GRID_PX = 96
 MIN_OBJECTS = 3
 
