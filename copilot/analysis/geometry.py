@@ -94,7 +94,8 @@ def pack(tiles: list[np.ndarray], width: int = 2048) -> tuple[np.ndarray, np.nda
     width = max(width, max((t.shape[1] for t in tiles), default=0) + 2)
     offsets = np.zeros((len(tiles), 2), np.intp)
     y = x = shelf = 0
-    for k, t in enumerate(tiles):
+    for k in np.argsort([-t.shape[0] for t in tiles], kind="stable"):  # tallest first: shelves waste little
+        t = tiles[k]
         th, tw = t.shape
         if x + tw + 1 > width:
             y, x, shelf = y + shelf + 1, 0, 0

@@ -14,6 +14,8 @@ every particle is that small says so (``ParticleStats.note``) instead of reporti
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
@@ -22,13 +24,14 @@ from skimage.segmentation import relabel_sequential, watershed
 from copilot.analysis.geometry import RefinedParticles, pack, refine_particles, refinement, split_necks
 from copilot.analysis.measurements import FrameMeasurements, Measures, ParticleStats, ParticleTable
 from copilot.analysis.settings import AnalysisSettings
-from copilot.analysis.shape import shape_table
+from copilot.analysis.shape import ShapeTable, shape_table
 from copilot.analysis.stats import lognormal_fit, mean_interval, median_interval, psd_histogram, sufficiency
 from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
 
 RESOLVABLE_PX = 3.0  # smallest ECD (frame pixels) that is sized: below it a disc is a handful of pixels
-CONVEX_SOLIDITY = 0.97  # refined outlines less solid than this are checked for a neck (geometry.split_necks)
+CONVEX_SOLIDITY = 0.97  # refined outlines less solid than this are checked for a neck (geometry.split_necks)…
+NECK_FERET_RATIO = 1.25  # …when also this elongated
 
 def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min_area_px: float = 4) -> np.ndarray:
     """Instance labels (int32, 0 = background) from class probabilities (C, h, w)."""
@@ -74,6 +77,19 @@ def frame_intensity_means(seg: Segmentation, instances: np.ndarray, n: int) -> n
     return np.asarray(ndi.mean(pixels, instances, np.arange(1, n + 1)))
 
 
+def merge_tables(t: ShapeTable, sub: ShapeTable, rows: np.ndarray, n: int) -> ShapeTable:
+    """``t`` (first rows) grown to ``n`` rows, rows ``rows`` replaced by ``sub``'s rows in order."""
+    cols = {}
+    for f in fields(t):
+        a = getattr(t, f.name)
+        grown = np.zeros(n, a.dtype)
+        grown[:a.size] = a
+        grown[rows] = getattr(sub, f.name)
+        cols[f.name] = grown
+    cols["label"] = np.arange(1, n + 1)
+    return ShapeTable(**cols)
+
+
 def refined_table(seg: Segmentation, instances: np.ndarray
                   ) -> tuple[ParticleTable, RefinedParticles, np.ndarray]:
     """Per-particle geometry from the refined outlines (lengths in nm when calibrated, else frame px), the outlines,
@@ -85,12 +101,20 @@ def refined_table(seg: Segmentation, instances: np.ndarray
     refined = refine_particles(foreground, instances, frame_shape, m)
     canvas, offsets = pack(refined.tiles)
     t = shape_table(canvas)
-    refined, split, n_split = split_necks(refined, instances, t.solidity < CONVEX_SOLIDITY)
-    if n_split:  # touching particles the boundary class left joined: measure the pieces
+    tiles_before = refined.tiles
+    # a neck makes an outline both less solid and elongated (two discs joined at 70 % of the diameter: solidity
+    # 0.96, Feret ratio 1.7); small round particles, most of a frame, are not looked at
+    necked = (t.solidity < CONVEX_SOLIDITY) & (t.feret_max > NECK_FERET_RATIO * t.feret_min) & (t.area >= 30)
+    refined, split, n_split = split_necks(refined, instances, necked)
+    if n_split:  # touching particles the boundary class left joined: measure the pieces they became
+        changed = np.flatnonzero(np.r_[[a is not b for a, b in zip(refined.tiles, tiles_before)],
+                                       np.ones(len(refined.tiles) - len(tiles_before), bool)])
+        sub_canvas, sub_offsets = pack([refined.tiles[k] for k in changed])
+        t = merge_tables(t, shape_table(sub_canvas), changed, len(refined.tiles))
+        offsets = np.concatenate([offsets, np.zeros((len(refined.tiles) - len(offsets), 2), np.intp)])
+        offsets[changed] = sub_offsets
         instances = split
         n = int(instances.max(initial=0))
-        canvas, offsets = pack(refined.tiles)
-        t = shape_table(canvas)
     frame_nm = seg.frame.nm_per_px
     u = (frame_nm if frame_nm is not None else 1.0) / m  # length per refined pixel
     shift = refined.origins - offsets  # canvas → refined grid
