@@ -74,7 +74,8 @@ def frame_intensity_means(seg: Segmentation, instances: np.ndarray, n: int) -> n
     pixels = seg.frame.pixels
     if instances.shape != pixels.shape:
         pixels = nearest_resample(pixels, instances.shape)
-    return np.asarray(ndi.mean(pixels, instances, np.arange(1, n + 1)))
+    with np.errstate(invalid="ignore"):  # a neck piece may own no grid pixel: 0
+        return np.nan_to_num(np.asarray(ndi.mean(pixels, instances, np.arange(1, n + 1))))
 
 
 def merge_tables(t: ShapeTable, sub: ShapeTable, rows: np.ndarray, n: int) -> ShapeTable:
@@ -123,8 +124,9 @@ def refined_table(seg: Segmentation, instances: np.ndarray
     h, w = instances.shape
     edge = np.array([sl is not None and (sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == h or sl[1].stop == w)
                      for sl in ndi.find_objects(instances, max_label=n)], bool).reshape(n)
-    confidence = np.asarray(ndi.mean(foreground, instances, np.arange(1, n + 1))) if n else np.zeros(0)
-    confidence = np.nan_to_num(confidence)  # a neck piece may own no grid pixel
+    with np.errstate(invalid="ignore"):  # a neck piece may own no grid pixel: 0
+        confidence = np.asarray(ndi.mean(foreground, instances, np.arange(1, n + 1))) if n else np.zeros(0)
+    confidence = np.nan_to_num(confidence)
     ecd = t.ecd * u
     table = ParticleTable(
         id=np.arange(1, n + 1), centroid_x_px=cx, centroid_y_px=cy, area=t.area * u**2, ecd=ecd,
