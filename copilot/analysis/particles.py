@@ -31,7 +31,7 @@ from copilot.inference.segmentation import Segmentation
 
 RESOLVABLE_PX = 3.0  # smallest ECD (frame pixels) that is sized: below it a disc is a handful of pixels
 CONVEX_SOLIDITY = 0.97  # refined outlines less solid than this are checked for a neck (geometry.split_necks)…
-NECK_FERET_RATIO = 1.25  # …when also this elongated
+NECK_FERET_RATIO = 1.4  # …when also this elongated (two unequal discs, 2:1, joined at 70 %: 1.4)
 
 def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min_area_px: float = 4) -> np.ndarray:
     """Instance labels (int32, 0 = background) from class probabilities (C, h, w)."""
