@@ -115,7 +115,7 @@ def refined_table(seg: Segmentation, instances: np.ndarray
         offsets = np.concatenate([offsets, np.zeros((len(refined.tiles) - len(offsets), 2), np.intp)])
         offsets[changed] = sub_offsets
         instances = split
-        n = int(instances.max(initial=0))
+        n = len(refined.tiles)  # a piece may own no grid pixel
     frame_nm = seg.frame.nm_per_px
     u = (frame_nm if frame_nm is not None else 1.0) / m  # length per refined pixel
     shift = refined.origins - offsets  # canvas → refined grid

@@ -92,3 +92,19 @@ def test_a_convex_particle_is_never_split(aspect):
     seg = Segmentation(seg.frame, probs.astype(np.float32), seg.embedding, CLASSES, "m", "1", "t",
                        frame_px_per_px=seg.frame_px_per_px)
     assert measure_particles(seg, NO_MIN).summary.particles.count == 1
+
+
+def test_many_touching_pairs_keep_the_table_consistent():
+    from copilot.sim.standards import neck_distance
+
+    radii, centres = [], []
+    for k, neck in enumerate([0.2, 0.5, 0.7, 0.6] * 3):
+        d = neck_distance(3.0, 2.0, neck)
+        cx, cy = 10.0 + 20.0 * (k % 4), 10.0 + 20.0 * (k // 4)
+        radii += [3.0, 2.0]
+        centres += [(cx, cy), (cx + d, cy + 0.4)]
+    fm = measure_particles(coverage_segmentation(radii, centres, 80.0, 0.5, 0.25), NO_MIN)
+    t = fm.summary.particles.table
+    assert len(t) == len(t.touches_edge) == len(t.confidence) == fm.summary.particles.count
+    assert np.isfinite(t.confidence).all() and np.isfinite(t.mean_intensity).all()
+    assert fm.summary.particles.count >= 20
