@@ -162,14 +162,7 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
         if n < 2:
             continue
         pieces = watershed(-dt, markers, mask=tile)
-        n_split += 1
         u0, v0 = origins[k]
-        tiles[k] = pieces == 1
-        new_labels = [k + 1]
-        for j in range(2, n + 1):
-            tiles.append(pieces == j)
-            origins.append((u0, v0))
-            new_labels.append(len(tiles))
         # grid pixels of this particle take the piece at (or nearest to) their centre
         sl = slices[k]
         rows, cols = np.nonzero(instances[sl] == k + 1)
@@ -178,6 +171,15 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
         rv = np.clip(np.floor((cols + 0.5) * sx).astype(int) - v0, 0, tile.shape[1] - 1)
         _, (iy, ix) = ndi.distance_transform_edt(pieces == 0, return_indices=True)
         piece = pieces[iy[ru, rv], ix[ru, rv]]
+        if np.unique(piece).size < n:  # a piece too small to own a grid pixel: keep the particle whole
+            continue
+        n_split += 1
+        tiles[k] = pieces == 1
+        new_labels = [k + 1]
+        for j in range(2, n + 1):
+            tiles.append(pieces == j)
+            origins.append((u0, v0))
+            new_labels.append(len(tiles))
         out[rows, cols] = np.asarray(new_labels)[piece - 1]
     if not n_split:
         return refined, instances, 0
