@@ -127,6 +127,7 @@ def paint(refined: RefinedParticles) -> np.ndarray:
     return lab.astype(np.int32)
 
 
+MIN_PIECE = 0.2  # the smaller piece has at least this fraction of the larger one's area (discs of 2:1 diameter: 0.25)
 NECK_DEPTH = 0.15  # a saddle of the distance map this deep (fraction of the particle's largest inscribed radius)
 
 
@@ -162,6 +163,9 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
         if n < 2:
             continue
         pieces = watershed(-dt, markers, mask=tile)
+        sizes = np.bincount(pieces.ravel())[1:]
+        if sizes.min() < MIN_PIECE * sizes.max():  # a sliver (a ragged or streaked edge), not a second particle
+            continue
         u0, v0 = origins[k]
         # grid pixels of this particle take the piece at (or nearest to) their centre
         sl = slices[k]
