@@ -6,8 +6,8 @@ Choice per frame, per stream:
 1. *prior*: the previous frame of the same stream at the same nm/px had a median particle ECD of D nm → working
    nm/px = D / ``TARGET_PX``; otherwise the card's working nm/px;
 2. the network runs at that scale (the coarse pass when there was no prior) and the median ECD of its particles
-   on the working grid is read off the probabilities (connected foreground components, median weighted by area so
-   that noise specks do not count: a few ms);
+   on the working grid is read off the probabilities (connected foreground components of at least ``MIN_AREA_PX``,
+   so that noise specks do not count: a few ms);
 3. if that median is outside ``[IN_RANGE_PX]`` the frame runs once more at D / ``TARGET_PX``.
 
 Never finer than half the frame's pixel (at most 2× upsampling), never coarser than a working grid of
@@ -31,6 +31,7 @@ TARGET_PX = 14.0  # median ECD the choice aims at (the trained medians span 7-28
 IN_RANGE_PX = (5.0, 30.0)  # median ECDs (working px) left alone: the trained sizes
 MIN_GRID_PX = 96
 MIN_OBJECTS = 3
+MIN_AREA_PX = 8  # components smaller than this (ECD 3.2 working px) are not counted as particles
 
 
 def frame_px_per_px(frame: Frame, working_nm_per_px: float) -> float:
@@ -43,8 +44,8 @@ def frame_px_per_px(frame: Frame, working_nm_per_px: float) -> float:
 
 
 def median_particle_px(probabilities: np.ndarray, class_names: tuple[str, ...]) -> tuple[float | None, int]:
-    """Area-weighted median equivalent diameter (working px) of the foreground's connected components that are not
-    cut by the edge, and how many there are; None with fewer than ``MIN_OBJECTS``."""
+    """Median equivalent diameter (working px) of the foreground's connected components (``MIN_AREA_PX`` or more)
+    not cut by the edge, and how many there are; None with fewer than ``MIN_OBJECTS``."""
     fg = probabilities[class_names.index("background")] < 0.5
     lab, n = ndi.label(fg)
     if n == 0:
@@ -53,13 +54,10 @@ def median_particle_px(probabilities: np.ndarray, class_names: tuple[str, ...]) 
     edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
     keep = np.ones(n, bool)
     keep[edge[edge > 0] - 1] = False
-    keep &= area >= 3
+    keep &= area >= MIN_AREA_PX  # a low-dose frame's noise specks must not pull it to a finer scale
     if keep.sum() < MIN_OBJECTS:
         return None, int(keep.sum())
-    # area-weighted: a low-dose frame's many small noise specks carry little area, so they do not pull the scale
-    a = np.sort(area[keep].astype(np.float64))
-    half = np.searchsorted(np.cumsum(a), a.sum() / 2)
-    return float(np.sqrt(4 * a[half] / np.pi)), int(keep.sum())
+    return float(np.median(np.sqrt(4 * area[keep] / np.pi))), int(keep.sum())
 
 
 @dataclass
