@@ -127,8 +127,36 @@ def paint(refined: RefinedParticles) -> np.ndarray:
     return lab.astype(np.int32)
 
 
+MAX_PIECE_ELONGATION = 1.6  # pieces of a necked pair are round-ish; halves of a long convex particle are not
+NOTCH = 0.03  # the notches a split removes cover at least this fraction of the outline's area (70 % neck: ~4 %)
+MAX_NECK = 0.8  # the cut is at most this × the smaller piece's ECD (a 70 % neck cuts ~0.75 of it)
 MIN_PIECE = 0.2  # the smaller piece has at least this fraction of the larger one's area (discs of 2:1 diameter: 0.25)
 NECK_DEPTH = 0.15  # a saddle of the distance map this deep (fraction of the particle's largest inscribed radius)
+
+
+def _notch_area(tile: np.ndarray, pieces: np.ndarray, n: int) -> float:
+    """Convex deficiency of the whole outline minus that of its pieces: large for two particles joined at a neck
+    (the two notches), about zero for a convex particle however ragged its outline (the pieces keep the texture)."""
+    from skimage.morphology import convex_hull_image
+
+    def deficiency(mask):
+        return float(convex_hull_image(mask).sum() - mask.sum())
+
+    return deficiency(tile) - sum(deficiency(pieces == j) for j in range(1, n + 1))
+
+
+def _elongation(mask: np.ndarray) -> float:
+    """Major / minor axis of a mask's inertia ellipse."""
+    y, x = np.nonzero(mask)
+    ev = np.linalg.eigvalsh(np.cov(np.stack([y, x]).astype(float))) if y.size > 2 else np.ones(2)
+    return float(np.sqrt(max(ev[1], 1e-9) / max(ev[0], 1e-9)))
+
+
+def _cut_length(pieces: np.ndarray) -> float:
+    """Length (pixels) of the lines between differently labelled pieces."""
+    a, b = pieces[1:], pieces[:-1]
+    c, d = pieces[:, 1:], pieces[:, :-1]
+    return float(np.hypot(np.sum((a != b) & (a > 0) & (b > 0)), np.sum((c != d) & (c > 0) & (d > 0))))
 
 
 def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np.ndarray
@@ -137,7 +165,8 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
 
     For each candidate (not convex enough: solidity below what a convex outline reaches), the distance map of its
     refined outline is searched for more than one maximum standing ``NECK_DEPTH`` × the largest inscribed radius
-    (and at least one refined pixel) above the saddle between them; two discs joined by a neck up to ~80 % of
+    (and at least 1.5 working pixels, beyond the outline's own uncertainty) above the saddle between them, cut by a
+    line at most ``MAX_NECK`` × the smaller piece's ECD long; two discs joined by a neck up to ~80 % of
     the smaller diameter have such a saddle, a convex particle has a single maximum. The outline is then cut by a
     watershed of the distance map, and the grid labels follow (each grid pixel takes the piece at its centre, or the
     nearest piece). Returns the new outlines, the new grid labels and how many particles were split.
@@ -158,13 +187,19 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
         if tile.sum() < 16:
             continue
         dt = ndi.distance_transform_edt(np.pad(tile, 1))[1:-1, 1:-1]
-        depth = max(1.0, NECK_DEPTH * float(dt.max()))
+        depth = max(1.5 * min(sy, sx), NECK_DEPTH * float(dt.max()))  # ≥ 1.5 working px: the outline's own noise
         markers, n = ndi.label(h_maxima(dt, depth))
         if n < 2:
             continue
         pieces = watershed(-dt, markers, mask=tile)
         sizes = np.bincount(pieces.ravel())[1:]
         if sizes.min() < MIN_PIECE * sizes.max():  # a sliver (a ragged or streaked edge), not a second particle
+            continue
+        if _cut_length(pieces) > MAX_NECK * np.sqrt(4 * sizes.min() / np.pi):  # cut as wide as a piece: no neck
+            continue
+        if _notch_area(tile, pieces, n) < NOTCH * tile.sum():  # the concavity is the outline's texture, not a neck
+            continue
+        if max(_elongation(pieces == j) for j in range(1, n + 1)) > MAX_PIECE_ELONGATION:  # halves of a long shape
             continue
         u0, v0 = origins[k]
         # grid pixels of this particle take the piece at (or nearest to) their centre
