@@ -186,8 +186,9 @@ def sizing_section(after: dict[str, Any] | None, before: dict[str, Any] | None) 
             L.append(f"| {r['truth_d50_nm']:.2f} | {fmt(b) if b else '–'} | {fmt(r)} | {r['grid_frame_px']:.2f} |")
     ca, cb = after.get("cost"), before.get("cost", {})
     if ca:
-        L += ["", "Analysis cost (`measure` alone, p50 s per frame, simulated HAADF at 0.2 nm/px, same machine and "
-              "load for both; `copilot bench` has the full-daemon numbers):\n",
+        L += ["", "Analysis cost (`measure` alone, p50 s per frame on the same stored segmentations of simulated "
+              "HAADF frames at 0.2 nm/px, before and after runs alternated on a loaded 2-core machine (load ~3); "
+              "`copilot bench` has the full-daemon numbers):\n",
               "| frame | before | after | engine `segment` (after) |", "| --- | ---: | ---: | ---: |"]
         for size, a in ca.items():
             b = cb.get(size, {})
