@@ -380,7 +380,9 @@ class ResultWriter:
             self._particles.writerows(particle_rows(d))
             for fh in (self._jsonl, self._frames_fh, self._particles_fh):
                 fh.flush()
-            if self.save_masks and "labels" in result.parts:
+            if self.save_masks and result.frame_labels is not None:  # the measured outlines, frame pixels
+                self._write_mask(d, result.frame_labels())
+            elif self.save_masks and "labels" in result.parts:
                 self._write_mask(d, np.asarray(result.parts["labels"]))
             return json.dumps(self.offsets())
 
@@ -388,7 +390,8 @@ class ResultWriter:
         return {f: fh.tell() for f, fh in zip(self.FILES, (self._jsonl, self._frames_fh, self._particles_fh))}
 
     def _write_mask(self, d: ResultDocument, labels: np.ndarray) -> None:
-        labels = nearest_resample(labels, (d.image.height_px, d.image.width_px))
+        if labels.shape != (d.image.height_px, d.image.width_px):
+            labels = nearest_resample(labels, (d.image.height_px, d.image.width_px))
         name = Path(d.origin).stem if d.origin else d.frame_id
         kwargs = {}
         if d.calibration.nm_per_px:

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 from datetime import datetime, timezone
 
 import numpy as np
@@ -57,6 +58,7 @@ class Result:
     parts: dict[str, np.ndarray | bytes] = field(default_factory=dict)
     arrived_at: float = 0.0
     frame: Frame | None = field(default=None, repr=False)  # for the preview; never serialized
+    frame_labels: Callable[[], np.ndarray] | None = field(default=None, repr=False)  # --save-masks; never serialized
 
 
 def reliability_document(r: FrameReliability) -> Reliability:
@@ -103,11 +105,12 @@ def morphology_document(m: Morphology) -> MorphologySummary:
 
 
 def measurements_document(fm: FrameMeasurements) -> Measurements:
-    """The frame's summary, with the phase morphology added when it was measured."""
-    if fm.morphology is None or fm.summary.phases is None:
-        return fm.summary
-    phases = fm.summary.phases.model_copy(update={"morphology": morphology_document(fm.morphology)})
-    return fm.summary.model_copy(update={"phases": phases})
+    """Analysis' own measurements (``copilot.analysis.measurements``) as the document's ``measurements``, with the
+    phase morphology added when it was measured."""
+    doc = Measurements.model_validate(fm.summary, from_attributes=True)
+    if fm.morphology is None or doc.phases is None:
+        return doc
+    return doc.model_copy(update={"phases": doc.phases.model_copy(update={"morphology": morphology_document(fm.morphology)})})
 
 
 def build_result(outcome: Outcome, timings_ms: dict[str, float], *, send_labels: bool = True,
@@ -150,7 +153,7 @@ def build_result(outcome: Outcome, timings_ms: dict[str, float], *, send_labels:
     if send_uncertainty and uncertainty is not None:
         # normalized entropy, 0 (certain) … 255 (uniform over the classes), on the analysis grid
         parts["uncertainty"] = np.round(np.clip(uncertainty, 0, 1) * 255).astype(np.uint8)
-    return Result(doc=doc, parts=parts, frame=frame)
+    return Result(doc=doc, parts=parts, frame=frame, frame_labels=fm.frame_labels)
 
 
 # -- series (analysis' plain types) → document -----------------------------------------------------------------
@@ -175,7 +178,8 @@ def series_document(r: SeriesResult) -> SeriesSummary:
 def pooled_sufficiency(p: PooledEstimate) -> Sufficiency:
     """Sufficiency of the pooled estimate; never "enough" when the frame itself sized too few objects."""
     ci = Interval(low=p.low, high=p.high, method="pooled over the window") if p.low is not None else None
-    s = sufficiency(p.quantity, p.estimate, ci, p.n_objects, p.target_rel, p.objects_per_frame, scope="series")
+    s = Sufficiency.model_validate(sufficiency(p.quantity, p.estimate, ci, p.n_objects, p.target_rel,
+                                               p.objects_per_frame, scope="series"), from_attributes=True)
     return s if p.enough_allowed or not s.enough else s.model_copy(update={"enough": False})
 
 

@@ -1,21 +1,188 @@
-"""FrameMeasurements: the one type that leaves analysis and enters reliability."""
+"""What leaves analysis: plain, numpy-backed types (no wire, no pydantic). ``copilot.result`` turns them into the
+document; their field names are the document's, so that conversion is a validation, not a mapping."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from copilot.analysis.morphology import Morphology
+from copilot.analysis.geometry import RefinedParticles, paint
+from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
-from copilot.document.schema import Measurements
+
+
+@dataclass(frozen=True)
+class Interval:
+    low: float
+    high: float
+    level: float = 0.95
+    method: str = "bootstrap"
+
+
+@dataclass(frozen=True)
+class Histogram:
+    edges: list[float]
+    counts: list[int]
+    scale: str
+
+
+@dataclass(frozen=True)
+class LogNormalFit:
+    geometric_mean: float
+    sigma_g: float
+
+
+@dataclass(frozen=True)
+class Sufficiency:
+    quantity: str
+    estimate: float | None
+    target_rel: float
+    enough: bool
+    scope: str
+    half_width_rel: float | None = None
+    more_objects_needed: int | None = None
+    more_frames_needed: int | None = None
+
+
+@dataclass(frozen=True)
+class ParticleRow:
+    """One particle (a row of :class:`ParticleTable`); lengths in the table's unit."""
+
+    id: int
+    centroid_x_px: float
+    centroid_y_px: float
+    centroid_x_nm: float | None
+    centroid_y_nm: float | None
+    area: float
+    ecd: float
+    feret_max: float
+    feret_min: float
+    aspect_ratio: float
+    circularity: float
+    solidity: float
+    mean_intensity: float
+    confidence: float
+    touches_edge: bool
+    resolved: bool
+
+
+@dataclass
+class ParticleTable:
+    """Per-particle columns (numpy arrays, one entry per particle). Lengths in the frame's length unit (nm, or
+    frame px when uncalibrated); centroids in frame pixels (and nm when calibrated)."""
+
+    id: np.ndarray
+    centroid_x_px: np.ndarray
+    centroid_y_px: np.ndarray
+    area: np.ndarray
+    ecd: np.ndarray
+    feret_max: np.ndarray
+    feret_min: np.ndarray
+    aspect_ratio: np.ndarray
+    circularity: np.ndarray
+    solidity: np.ndarray
+    mean_intensity: np.ndarray
+    confidence: np.ndarray
+    touches_edge: np.ndarray
+    resolved: np.ndarray  # ECD at or above the resolvable size (see particles.RESOLVABLE_PX)
+    nm_per_px: float | None = None
+
+    def __len__(self) -> int:
+        return int(self.id.size)
+
+    def row(self, i: int) -> ParticleRow:
+        cols = {f.name: getattr(self, f.name)[i] for f in fields(self) if f.name != "nm_per_px"}
+        vals = {k: (bool(v) if isinstance(v, np.bool_) else int(v) if k == "id" else float(v)) for k, v in cols.items()}
+        x = vals["centroid_x_px"] * self.nm_per_px if self.nm_per_px else None
+        y = vals["centroid_y_px"] * self.nm_per_px if self.nm_per_px else None
+        return ParticleRow(centroid_x_nm=x, centroid_y_nm=y, **vals)
+
+    def rows(self) -> list[ParticleRow]:
+        return [self.row(i) for i in range(len(self))]
+
+    @property
+    def sized(self) -> np.ndarray:
+        """Which particles enter the size statistics: inside the frame and resolvable."""
+        return ~self.touches_edge & self.resolved
+
+
+@dataclass
+class ParticleStats:
+    """Counts and size statistics of one frame (names as in the document's ParticleSummary)."""
+
+    table: ParticleTable
+    count: int
+    count_edge: int
+    count_sized: int
+    count_unresolved: int = 0
+    analysed_area_um2: float | None = None
+    density_per_um2: float | None = None
+    ecd_mean: float | None = None
+    ecd_sd: float | None = None
+    d10: float | None = None
+    d50: float | None = None
+    d90: float | None = None
+    ecd_mean_ci: Interval | None = None
+    d50_ci: Interval | None = None
+    lognormal: LogNormalFit | None = None
+    psd: Histogram | None = None
+    resolvable_ecd: float | None = None
+    note: str | None = None
+
+    @property
+    def particles(self) -> list[ParticleRow]:
+        """Row view of the table (what the document lists)."""
+        return self.table.rows()
+
+    @property
+    def sized_ecd(self) -> np.ndarray:
+        return self.table.ecd[self.table.sized]
+
+
+@dataclass(frozen=True)
+class PhaseFraction:
+    name: str
+    area_fraction: float
+    point_count: float
+    ci: Interval | None = None
+    point_count_ci: Interval | None = None
+
+
+@dataclass
+class PhaseStats:
+    phases: list[PhaseFraction]
+    grid_points: int
+    block_px: int
+    subpixel_boundary_px: int = 0  # working pixels on phase boundaries whose area was split sub-pixel
+
+
+@dataclass
+class Measures:
+    """All of a frame's measurements (the document's ``measurements``)."""
+
+    task: str
+    length_unit: str
+    particles: ParticleStats | None = None
+    phases: PhaseStats | None = None
+    sufficiency: list[Sufficiency] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class FrameMeasurements:
-    """What analysis found in one frame: the instance labels on the segmentation grid and the summary document."""
+    """What analysis found in one frame: instance labels on the segmentation grid (``instances``), the measurements,
+    and (particles) the outlines at the frame's resolution they were measured on (``refined``)."""
 
     segmentation: Segmentation
     instances: np.ndarray
-    summary: Measurements
+    summary: Measures
+    refined: RefinedParticles | None = None
     morphology: Morphology | None = None  # phases: widths and intercepts (copilot.result documents it)
+
+    def frame_labels(self) -> np.ndarray:
+        """Labels on the frame's own pixels (what --save-masks writes): the measured outlines for particles, the
+        grid labels taken to the frame (nearest) otherwise."""
+        if self.refined is not None:
+            return paint(self.refined)
+        return nearest_resample(self.instances, self.segmentation.frame.pixels.shape[:2])

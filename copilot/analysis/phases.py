@@ -4,6 +4,11 @@ point count beside it.
 Neighbouring pixels are not independent samples, so a binomial interval over pixels would be far too narrow. The
 frame is cut into square blocks (``phase_block_px``) and the blocks are resampled (block bootstrap). The E562
 estimate counts a regular point grid; its interval treats each block as one E562 field (t · s / √n).
+
+The area fraction itself is measured sub-pixel: a working pixel whose 4-neighbours all share its class counts whole;
+one on a phase boundary is split into ``SUBPIXELS × SUBPIXELS`` points, each given the class of the bilinearly
+interpolated probabilities there (the model's boundary at the frame's resolution or finer; cost grows with the
+boundary length, not the frame area).
 """
 
 from __future__ import annotations
@@ -11,12 +16,49 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from copilot.analysis.measurements import FrameMeasurements
+from copilot.analysis.measurements import FrameMeasurements, Interval, Measures, PhaseFraction, PhaseStats
 from copilot.analysis.morphology import measure_morphology
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.stats import sufficiency
 from copilot.inference.segmentation import Segmentation
-from copilot.document.schema import Interval, Measurements, PhaseFraction, PhaseSummary
+
+SUBPIXELS = 4  # per axis, in working pixels on a phase boundary
+
+
+def boundary_pixels(labels: np.ndarray) -> np.ndarray:
+    """Pixels with a 4-neighbour of another class."""
+    b = np.zeros(labels.shape, bool)
+    dy = labels[1:] != labels[:-1]
+    dx = labels[:, 1:] != labels[:, :-1]
+    b[1:] |= dy
+    b[:-1] |= dy
+    b[:, 1:] |= dx
+    b[:, :-1] |= dx
+    return b
+
+
+def subpixel_fractions(probabilities: np.ndarray, labels: np.ndarray, k: int = SUBPIXELS) -> tuple[np.ndarray, int]:
+    """Area fraction per class with boundary pixels split into k × k points (bilinear probabilities, arg-max);
+    returns the fractions and the number of boundary pixels."""
+    n_classes = probabilities.shape[0]
+    band = boundary_pixels(labels)
+    counts = np.bincount(labels[~band].ravel(), minlength=n_classes)[:n_classes].astype(np.float64)
+    ys, xs = np.nonzero(band)
+    if ys.size:
+        P = np.pad(probabilities, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        offsets = (np.arange(k) + 0.5) / k - 0.5
+        sub = np.zeros(n_classes)
+        for dy in offsets:
+            y0 = ys + int(np.floor(dy)) + 1
+            fy = np.float32(dy - np.floor(dy))
+            for dx in offsets:
+                x0 = xs + int(np.floor(dx)) + 1
+                fx = np.float32(dx - np.floor(dx))
+                v = ((1 - fy) * ((1 - fx) * P[:, y0, x0] + fx * P[:, y0, x0 + 1])
+                     + fy * ((1 - fx) * P[:, y0 + 1, x0] + fx * P[:, y0 + 1, x0 + 1]))
+                sub += np.bincount(v.argmax(axis=0), minlength=n_classes)[:n_classes]
+        counts += sub / (k * k)
+    return counts / labels.size, int(ys.size)
 
 
 def block_fractions(labels: np.ndarray, n_classes: int, block_px: int) -> tuple[np.ndarray, np.ndarray]:
@@ -64,7 +106,7 @@ def measure_phases(seg: Segmentation, settings: AnalysisSettings | None = None) 
     cfg = settings or AnalysisSettings()
     labels = seg.labels
     n_classes = len(seg.class_names)
-    fractions = np.bincount(labels.ravel(), minlength=n_classes)[:n_classes] / labels.size
+    fractions, n_band = subpixel_fractions(seg.probabilities, labels)
     blocks, sizes = block_fractions(labels, n_classes, cfg.phase_block_px)
     boot = block_bootstrap(blocks, sizes, cfg.bootstrap_resamples)
     pc, pc_ci, n_points = point_count(labels, n_classes, cfg.point_grid_spacing_px, cfg.phase_block_px)
@@ -86,11 +128,13 @@ def measure_phases(seg: Segmentation, settings: AnalysisSettings | None = None) 
     head = max(phases[1:], key=lambda ph: ph.area_fraction)
     enough = sufficiency(f"fraction:{head.name}", head.area_fraction, head.ci, len(sizes), cfg.target_precision_rel,
                          len(sizes), scope="frame")
-    summary = PhaseSummary(phases=phases, grid_points=n_points, block_px=cfg.phase_block_px)
+    summary = PhaseStats(phases=phases, grid_points=n_points, block_px=cfg.phase_block_px,
+                         subpixel_boundary_px=n_band)
     unit = "nm" if seg.nm_per_px is not None else "px"
     morphology = None if not cfg.morphology else measure_morphology(
         labels, seg.class_names, seg.nm_per_px or 1.0, block_px=cfg.phase_block_px,
         line_spacing_px=cfg.intercept_line_spacing_px, n_angles=cfg.intercept_angles,
         lamellar_anisotropy=cfg.lamellar_anisotropy, resamples=cfg.bootstrap_resamples)
-    return FrameMeasurements(seg, labels.astype(np.int32), Measurements(task="phases", length_unit=unit, phases=summary,
-                                                                          sufficiency=[enough]), morphology)
+    return FrameMeasurements(seg, labels.astype(np.int32), Measures(task="phases", length_unit=unit, phases=summary,
+                                                                     sufficiency=[enough]),
+                             morphology=morphology)

@@ -18,8 +18,9 @@ SCHEMA_FILE = Path(__file__).with_name("copilot.result.1.schema.json")
 
 
 class _Doc(BaseModel):
-    # NaN/inf would become JSON null and make subscribers reject the document: refuse them where they are made
-    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False)
+    # NaN/inf would become JSON null and make subscribers reject the document: refuse them where they are made.
+    # from_attributes: copilot.result validates analysis' own (dataclass) measurements into documents directly
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), allow_inf_nan=False, from_attributes=True)
 
 
 class Calibration(_Doc):
@@ -62,6 +63,7 @@ class Particle(_Doc):
     mean_intensity: float = Field(..., description="mean raw pixel value in the frame")
     confidence: float = Field(..., description="mean model probability of the particle's own class")
     touches_edge: bool
+    resolved: bool = Field(True, description="ECD at or above the resolvable size (sized); false: counted only")
 
 
 class Interval(_Doc):
@@ -99,6 +101,9 @@ class ParticleSummary(_Doc):
     count: int = Field(..., description="all particles, edge-cut ones included")
     count_edge: int = Field(..., description="particles cut by the frame edge (counted, not sized)")
     count_sized: int = Field(..., description="particles in the size statistics")
+    count_unresolved: int = Field(0, description="particles below the resolvable size (counted, not sized)")
+    resolvable_ecd: float | None = Field(None, description="smallest ECD that is sized, in length_unit")
+    note: str | None = Field(None, description="e.g. every particle below the resolvable size: no sizes reported")
     edge_policy: str = "particles touching the frame edge are counted but excluded from size statistics"
     analysed_area_um2: float | None = Field(None, description="frame area analysed (data bar excluded), µm²")
     density_per_um2: float | None = Field(None, description="count / analysed area")
@@ -116,7 +121,7 @@ class ParticleSummary(_Doc):
 
 class PhaseFraction(_Doc):
     name: str
-    area_fraction: float = Field(..., description="pixel-counted area fraction of the analysed area")
+    area_fraction: float = Field(..., description="area fraction of the analysed area (phase boundaries sub-pixel)")
     ci: Interval | None = Field(None, description="block bootstrap over tiles: respects spatial correlation")
     point_count: float = Field(..., description="ASTM E562 point-count estimate on a regular grid")
     point_count_ci: Interval | None = None
@@ -153,6 +158,7 @@ class PhaseSummary(_Doc):
     grid_points: int = Field(..., description="points of the E562 grid")
     block_px: int = Field(..., description="edge of the bootstrap blocks, grid pixels")
     morphology: MorphologySummary | None = Field(None, description="widths, intercepts, free path, lamellar spacing")
+    subpixel_boundary_px: int = Field(0, description="grid pixels on phase boundaries, measured sub-pixel")
 
 
 class Measurements(_Doc):

@@ -55,6 +55,14 @@ class EmbeddingReference(BaseModel):
     samples: list[list[float]] = Field(default_factory=list, description="a subsample for KID/MMD")
 
 
+class Lineage(BaseModel):
+    """Where an adapted or fine-tuned model came from."""
+
+    model_config = ConfigDict(extra="forbid")
+    parent: str = Field(..., description="name version (sha256 prefix) of the model it started from")
+    method: str
+
+
 class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     name: str
@@ -64,6 +72,10 @@ class ModelCard(BaseModel):
     description: str = ""
     working_nm_per_px: float = Field(..., gt=0, description="the scale the network sees; frames are resampled to it")
     trained_nm_per_px_range: tuple[float, float]
+    trained_particle_px: tuple[float, float] | None = Field(
+        None, description="particles: equivalent diameters (working px) the network was trained on; the per-frame "
+                          "scale choice puts a frame's particles inside this range")
+    lineage: Lineage | None = None
     normalization: Normalization = Normalization()
     tiling: Tiling = Tiling()
     outputs: Outputs

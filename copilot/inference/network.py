@@ -17,6 +17,7 @@ from copilot.frame import Frame
 from copilot.inference.card import ModelCard
 from copilot.inference.preprocess import bounded_scale, normalize, resample, working_scale
 from copilot.readers.limits import DEFAULT_LIMITS
+from copilot.inference.scale import ScalePolicy
 from copilot.inference.segmentation import Segmentation
 from copilot.inference.tiling import blend_window, pad_to_multiple, tile_grid
 
@@ -80,10 +81,12 @@ class NetworkEngine:
         probs, emb = self.run_batch(np.ascontiguousarray(padded[None, None], dtype=np.float32))
         return probs[0, :, :h, :w], np.asarray(emb, np.float32).reshape(-1)
 
-    def prepare(self, frame: Frame) -> tuple[np.ndarray, float]:
-        """Frame → normalized image on the working grid, and the frame pixels per working pixel."""
-        scale = bounded_scale(frame, working_scale(frame, self.card), max_upsample=self.max_upsample,
-                              max_working_px=self.max_working_px)
+    def prepare(self, frame: Frame, factor: float | None = None) -> tuple[np.ndarray, float]:
+        """Frame → normalized image on the working grid (``factor`` frame pixels per working pixel; default: the
+        card's scale), and the frame pixels per working pixel achieved; the factor is bounded by the input limits
+        (``max_upsample``, ``max_working_px``)."""
+        scale = bounded_scale(frame, working_scale(frame, self.card) if factor is None else factor,
+                              max_upsample=self.max_upsample, max_working_px=self.max_working_px)
         img, scale = resample(frame.pixels, scale)
         return normalize(img, self.card.normalization), scale
 
@@ -97,8 +100,16 @@ class NetworkEngine:
         return self.run_tiled(img, tile, self.tile_batch)
 
     def segment(self, frame: Frame) -> Segmentation:
-        img, scale = self.prepare(frame)
+        """The frame at the scale its particles need (``copilot.inference.scale``), one pass or two."""
+        policy = self.__dict__.setdefault("scale_policy", ScalePolicy(self.card))
+        factor, _ = policy.first_guess(frame)
+        img, scale = self.prepare(frame, factor)
         probs, emb = self.infer(img)
+        better, _ = policy.review(frame, scale, probs)
+        if better is not None:
+            img, scale = self.prepare(frame, better)
+            probs, emb = self.infer(img)
+            policy.review(frame, scale, probs)
         return Segmentation(
             frame=frame,
             probabilities=probs,

@@ -18,6 +18,7 @@ import numpy as np
 import onnxruntime as ort
 
 from copilot.analysis.measurements import FrameMeasurements
+from copilot.inference.scale import outside_trained_scale
 from copilot.inference.card import ModelCard
 from copilot.reliability.calibration import ReliabilityCalibration
 from copilot.reliability.features import output_features
@@ -134,11 +135,8 @@ class Assessor:
         frame = fm.segmentation.frame
         if not frame.calibrated:
             found.append(("warn", "no calibration in the file: sizes are in pixels"))
-        elif self.card is not None:
-            lo, hi = self.card.trained_nm_per_px_range
-            if not lo <= frame.nm_per_px <= hi:
-                found.append(("warn", f"magnification outside the trained range ({frame.nm_per_px:.3g} nm/px; "
-                                      f"trained {lo:g}–{hi:g})"))
+        elif self.card is not None and (why := outside_trained_scale(fm.segmentation, self.card)):
+            found.append(("warn", why))
         level = max((lvl for lvl, _ in found), key=LEVELS.index, default="ok")
         order = sorted(found, key=lambda f: -LEVELS.index(f[0]))
         return Verdict(level=level, reasons=tuple(reason for _, reason in order))

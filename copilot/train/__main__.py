@@ -2,10 +2,7 @@
 
 Presets: particles-stem (HAADF-STEM + BF-TEM nanoparticles), phases-sem (SEM two-phase and porous microstructures).
 Each regenerates its simulated data and trains from scratch with a fixed seed and a fixed number of steps (about
-25 min on two CPU cores), then writes model.onnx + card.json into engines/<preset> (or --out). Run it in the
-background with its log beside the model it trains:
-
-    python -m copilot.train PRESET > engines/PRESET/train.log 2>&1 &
+25 min on two CPU cores), then writes model.onnx + card.json into engines/<preset> (or --out).
 """
 
 from __future__ import annotations
@@ -20,15 +17,16 @@ PRESETS = ("particles-stem", "phases-sem")
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m copilot.train", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("recipe", choices=PRESETS, help="the model to train")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the simulated data and the initial weights")
+    ap.add_argument("recipe", choices=PRESETS)
+    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=None, help="training steps (default: the preset's)")
     ap.add_argument("--minutes", type=float, default=32.0,
                     help="cap on the training loop for a slow machine (default 32); the schedule is --steps long")
     ap.add_argument("--n-train", type=int, default=None, help="simulated training patches (default: the preset's)")
     ap.add_argument("--heldout-per-group", type=int, default=24, help="frames per domain group for the card")
-    ap.add_argument("--out", type=Path, default=None,
-                    help="model folder (default engines/<recipe> in a source checkout, else the user's model folder)")
+    ap.add_argument("--out", type=Path, default=None, help="engine folder (default engines/<recipe>)")
+    ap.add_argument("--init", type=Path, default=None,
+                    help="fine-tune from this model.onnx (its card.json beside it) instead of training from scratch")
     args = ap.parse_args(argv)
     if args.recipe == "particles-stem":
         from copilot.train import particles_stem as recipe
@@ -36,9 +34,9 @@ def main(argv: list[str] | None = None) -> int:
         from copilot.train import phases_sem as recipe  # type: ignore[no-redef]
 
     cmd = "python -m copilot.train " + " ".join(sys.argv[1:] if argv is None else argv)
-    recipe.main(minutes=args.minutes, seed=args.seed, n_train=args.n_train or recipe.RECIPE.n_train,
-                out_dir=args.out, command=cmd, steps=args.steps or recipe.RECIPE.steps,
-                heldout_per_group=args.heldout_per_group)
+    recipe.main(minutes=args.minutes, seed=args.seed, n_train=args.n_train or recipe.N_TRAIN,
+                out_dir=args.out or recipe.ENGINE_DIR, command=cmd, steps=args.steps or recipe.STEPS,
+                heldout_per_group=args.heldout_per_group, init_onnx=args.init)
     return 0
 
 

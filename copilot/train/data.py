@@ -5,13 +5,19 @@ No torch here: the same functions build held-out sets for metrics and tests.
 
 Particles: 3 classes (background / particle / boundary). Phases: the class map of ``copilot.sim.sem``
 (``PHASE_CLASS_NAMES``: matrix / second-phase / pore).
+
+Training targets are soft (``soft=True``): each class's coverage fraction of every working pixel, the simulator's
+exact native masks area-averaged onto the working grid (:func:`area_average`), so the network's 0.5 iso-line of
+"particle or boundary" sits where the true edge is, to a fraction of a working pixel.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 import numpy as np
+import scipy.sparse as sp
 from skimage.segmentation import find_boundaries
 
 from copilot.inference.card import Normalization
@@ -45,6 +51,60 @@ def to_working_scale(image: np.ndarray, instances: np.ndarray | None, nm_per_px:
     img, _ = resample(image, working_nm_per_px / nm_per_px)
     lab = None if instances is None else labels_to_grid(instances, img.shape)
     return img, lab
+
+
+def working_shape(shape: tuple[int, int], frame_px_per_px: float) -> tuple[int, int]:
+    """The grid ``copilot.inference.preprocess.resample`` makes of a ``shape`` frame (same rounding rule)."""
+    if abs(frame_px_per_px - 1.0) < 0.02:
+        return int(shape[0]), int(shape[1])
+    return max(1, round(shape[0] / frame_px_per_px)), max(1, round(shape[1] / frame_px_per_px))
+
+
+@lru_cache(maxsize=64)
+def _area_operator(n_in: int, n_out: int) -> sp.csr_matrix:
+    """(n_out, n_in) weights: the overlap of input pixel i with output pixel j (both tiling the same length),
+    divided by the output pixel's length; rows sum to 1."""
+    f = n_in / n_out
+    lo = np.arange(n_out)[:, None] * f
+    i = np.arange(n_in)[None, :]
+    w = np.clip(np.minimum(i + 1, lo + f) - np.maximum(i, lo), 0.0, None) / f
+    return sp.csr_matrix(w.astype(np.float32))
+
+
+def area_average(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Coverage fraction of each pixel of a ``shape`` grid covering the same field as ``mask`` (area averaging,
+    exact for any factor, up or down).
+
+    >>> area_average(np.array([[1, 0, 0], [1, 0, 0], [0, 0, 0]]), (2, 2)).round(3).tolist()
+    [[0.667, 0.0], [0.222, 0.0]]
+    """
+    m = np.asarray(mask, np.float32)
+    tmp = _area_operator(m.shape[0], shape[0]) @ m
+    return np.ascontiguousarray((_area_operator(m.shape[1], shape[1]) @ tmp.T).T, dtype=np.float32)
+
+
+def soft_particle_targets(instances: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """(3, H, W) float32 on a ``shape`` grid from native instance labels: foreground = area coverage; it is
+    'boundary' on the inner edge ring of the nearest-neighbour instances (and on partly covered pixels outside
+    them), 'particle' elsewhere; background = 1 - coverage."""
+    cover = area_average(instances > 0, shape)
+    lab = labels_to_grid(instances, shape)
+    edge = (class_targets(lab) == 2) | (lab == 0)
+    out = np.empty((3, *shape), np.float32)
+    out[0] = 1.0 - cover
+    out[1] = np.where(edge, 0.0, cover)
+    out[2] = np.where(edge, cover, 0.0)
+    return out
+
+
+def soft_class_targets(classes: np.ndarray, shape: tuple[int, int], n_classes: int) -> np.ndarray:
+    """(n_classes, H, W) float32: each class's coverage fraction of every pixel of a ``shape`` grid."""
+    return np.stack([area_average(classes == c, shape) for c in range(n_classes)])
+
+
+def to_uint8(soft: np.ndarray) -> np.ndarray:
+    """Soft targets stored compactly (×255, rounded); training divides by 255."""
+    return np.clip(np.rint(soft * 255.0), 0, 255).astype(np.uint8)
 
 
 def class_targets(instances: np.ndarray) -> np.ndarray:
@@ -131,21 +191,30 @@ def sample_phase_patch(rng: np.random.Generator, patch_px: int = 256, working_nm
     return _patch(simulate_sem, params, rng, patch_px, working_nm_per_px, augment)
 
 
+def _soft_crop(frame: SimFrame, nmpp: float, working_nm_per_px: float, patch_px: int, n_classes: int | None):
+    shape = working_shape(frame.instances.shape, working_nm_per_px / nmpp)
+    if n_classes is None:
+        soft = soft_particle_targets(frame.instances, shape)
+    else:
+        soft = soft_class_targets(frame.instances, shape, n_classes)
+    return to_uint8(soft[:, :patch_px, :patch_px])
+
+
 def make_dataset(n: int, seed: int, patch_px: int = 256, working_nm_per_px: float = 0.5,
                  nm_per_px_range: tuple[float, float] = (0.1, 0.5), progress=None, modality: str = "haadf",
-                 augment: Augment = NO_AUGMENT, norm: Normalization | None = None):
-    """n normalized particle patches: x (n, 1, P, P) float32, y (n, P, P) uint8, instances (n, P, P) int32,
-    frames' truth."""
+                 augment: Augment = NO_AUGMENT, norm: Normalization | None = None, soft: bool = False):
+    """n normalized particle patches: x (n, 1, P, P) float32, y (n, P, P) uint8 classes (``soft``: (n, 3, P, P)
+    uint8 coverage × 255, :func:`soft_particle_targets`), instances (n, P, P) int32, frames' truth."""
     norm = norm or Normalization()
     rng = np.random.default_rng(seed)
     xs = np.empty((n, 1, patch_px, patch_px), np.float32)
-    ys = np.empty((n, patch_px, patch_px), np.uint8)
+    ys = np.empty((n, 3, patch_px, patch_px) if soft else (n, patch_px, patch_px), np.uint8)
     inst = np.empty((n, patch_px, patch_px), np.int32)
     truths = []
     for i in range(n):
-        img, lab, frame, _ = sample_patch(rng, patch_px, working_nm_per_px, nm_per_px_range, modality, augment)
+        img, lab, frame, nmpp = sample_patch(rng, patch_px, working_nm_per_px, nm_per_px_range, modality, augment)
         xs[i, 0] = _daemon_normalize(img, norm)
-        ys[i] = class_targets(lab)
+        ys[i] = _soft_crop(frame, nmpp, working_nm_per_px, patch_px, None) if soft else class_targets(lab)
         inst[i] = lab
         truths.append(frame.truth)
         if progress is not None:
@@ -155,18 +224,20 @@ def make_dataset(n: int, seed: int, patch_px: int = 256, working_nm_per_px: floa
 
 def make_phase_dataset(n: int, seed: int, patch_px: int = 256, working_nm_per_px: float = 1.0,
                        nm_per_px_range: tuple[float, float] = (0.5, 2.0), progress=None, detector: str = "se",
-                       augment: Augment = NO_AUGMENT, norm: Normalization | None = None):
-    """n normalized phase patches: x (n, 1, P, P) float32, y (n, P, P) uint8 class map, frames' truth."""
+                       augment: Augment = NO_AUGMENT, norm: Normalization | None = None, soft: bool = False,
+                       n_classes: int = 3):
+    """n normalized phase patches: x (n, 1, P, P) float32, y (n, P, P) uint8 class map (``soft``: (n, C, P, P)
+    uint8 coverage × 255), frames' truth."""
     norm = norm or Normalization()
     rng = np.random.default_rng(seed)
     xs = np.empty((n, 1, patch_px, patch_px), np.float32)
-    ys = np.empty((n, patch_px, patch_px), np.uint8)
+    ys = np.empty((n, n_classes, patch_px, patch_px) if soft else (n, patch_px, patch_px), np.uint8)
     truths = []
     for i in range(n):
-        img, lab, frame, _ = sample_phase_patch(rng, patch_px, working_nm_per_px, nm_per_px_range, detector,
-                                                augment)
+        img, lab, frame, nmpp = sample_phase_patch(rng, patch_px, working_nm_per_px, nm_per_px_range, detector,
+                                                   augment)
         xs[i, 0] = _daemon_normalize(img, norm)
-        ys[i] = lab
+        ys[i] = _soft_crop(frame, nmpp, working_nm_per_px, patch_px, n_classes) if soft else lab
         truths.append(frame.truth)
         if progress is not None:
             progress(i + 1)

@@ -6,7 +6,8 @@ daemon's own watershed split, D50 over particles not cut by the edge; or phase f
 simulator's exact masks taken to the analysis grid (nearest neighbour at grid pixel centres).
 
 Particles: object F1 at IoU >= 0.5 pooled over the group's objects, precision, recall, mean and median relative D50
-error (daemon's D50 vs the median ECD of the drawn interior particles, frames with >= 5 of them). Phases: pooled
+error (daemon's D50 vs the median ECD of the drawn interior particles, frames with >= 5 of them), median
+per-particle ECD error (matched particles not cut by the edge, daemon's ECD vs the drawn particle's exact ECD). Phases: pooled
 per-class IoU and mIoU, the mean absolute area-fraction error per class in percentage points and the largest of those
 (``fraction_error_pp_max_class_mean``).
 
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from copilot.train.data import labels_to_grid
-from copilot.train.metrics import match_instances
+from copilot.train.metrics import match_instances, particle_ecd_errors
 
 HELDOUT_SEED = 20_261_125
 
@@ -40,13 +41,16 @@ def particle_group_metrics(engine, group: str, n: int, seed: int, size_px: int =
 
     rng = np.random.default_rng(seed)
     tp = npred = ntrue = 0
-    d50_err = []
+    d50_err, ecd_err = [], []
     for i in range(n):
         sim = sample_domain_frame(group, rng, size_px, task="particles", modality=modality)
         fm = measure(engine.segment(Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim")))
         truth = labels_to_grid(sim.instances, fm.instances.shape)
         a, b, c = match_instances(fm.instances, truth)
         tp, npred, ntrue = tp + a, npred + b, ntrue + c
+        table = fm.summary.particles.table
+        exact = {q["instance"]: q["ecd_nm"] for q in sim.truth["particles"] if not q["touches_edge"]}
+        ecd_err.append(particle_ecd_errors(fm.instances, truth, table.ecd, exact, ~table.sized))
         t50 = sim.truth.get("d50_nm", float("nan"))
         inner = sum(1 for q in sim.truth["particles"] if not q["touches_edge"])
         p = fm.summary.particles
@@ -60,6 +64,7 @@ def particle_group_metrics(engine, group: str, n: int, seed: int, size_px: int =
         "recall": float(rec),
         "d50_rel_error_mean": float(np.mean(d50_err)) if d50_err else float("nan"),
         "d50_rel_error_median": float(np.median(d50_err)) if d50_err else float("nan"),
+        "ecd_rel_error_median": float(np.median(np.concatenate(ecd_err))) if ecd_err else float("nan"),
         "frames": float(n),
         "truth_objects": float(ntrue),
     }

@@ -1,4 +1,6 @@
-"""Held-out metrics: pixel mIoU, object F1 at IoU >= 0.5, D50 relative error. No torch."""
+"""Scoring against the simulator's truth, shared by training (held-out metrics), bench/accuracy and the tests: the
+IoU ≥ 0.5 object matcher (:func:`match_instances`, :func:`object_scores`), equivalent diameters with objects cut by
+the frame edge left out (:func:`ecd_nm`), pixel mIoU and the pooled patch metrics. No torch."""
 
 from __future__ import annotations
 
@@ -36,22 +38,59 @@ def pixel_miou(pred: np.ndarray, target: np.ndarray, n_classes: int = 3) -> tupl
     return float(np.nanmean(ious)), ious
 
 
-def match_instances(pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 0.5) -> tuple[int, int, int]:
-    """(true positives, n_pred, n_truth); with IoU >= 0.5 a match is unique, so no assignment is needed."""
-    n_p, n_t = int(pred.max()), int(truth.max())
-    p_ids = np.unique(pred[pred > 0])
-    t_ids = np.unique(truth[truth > 0])
-    if len(p_ids) == 0 or len(t_ids) == 0:
-        return 0, len(p_ids), len(t_ids)
+def matched_pairs(pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 0.5) -> np.ndarray:
+    """(k, 2) array of (pred label, truth label) pairs with IoU ≥ ``iou_threshold`` (unique when the threshold is
+    at least 0.5, so no assignment step is needed)."""
+    n_t = int(truth.max(initial=0))
     both = (pred > 0) & (truth > 0)
+    if not both.any():
+        return np.zeros((0, 2), np.int64)
     pair = pred[both].astype(np.int64) * (n_t + 1) + truth[both]
     uniq, inter = np.unique(pair, return_counts=True)
-    pa = np.bincount(pred.ravel(), minlength=n_p + 1)
+    pa = np.bincount(pred.ravel())
     ta = np.bincount(truth.ravel(), minlength=n_t + 1)
     pi, ti = uniq // (n_t + 1), uniq % (n_t + 1)
     iou = inter / (pa[pi] + ta[ti] - inter)
-    tp = int(np.sum(iou >= iou_threshold)) if iou_threshold > 0.5 else int(len(np.unique(ti[iou >= iou_threshold])))
-    return tp, len(p_ids), len(t_ids)
+    keep = iou >= iou_threshold
+    return np.stack([pi[keep], ti[keep]], axis=1)
+
+
+def match_instances(pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 0.5) -> tuple[int, int, int]:
+    """(true positives, n_pred, n_truth): objects with pixels, matched at IoU ≥ ``iou_threshold``."""
+    n_pred = int(np.unique(pred[pred > 0]).size)
+    n_truth = int(np.unique(truth[truth > 0]).size)
+    if n_pred == 0 or n_truth == 0:
+        return 0, n_pred, n_truth
+    pairs = matched_pairs(pred, truth, iou_threshold)
+    return int(np.unique(pairs[:, 1]).size), n_pred, n_truth
+
+
+def particle_ecd_errors(pred: np.ndarray, truth: np.ndarray, pred_ecd: np.ndarray, truth_ecd: dict[int, float],
+                        skip_pred: np.ndarray | None = None) -> np.ndarray:
+    """Relative ECD error of every matched particle: ``pred_ecd[label - 1]`` (the measurement, e.g. the daemon's
+    table) against ``truth_ecd[truth label]`` (e.g. the simulator's exact diameters); predicted labels flagged in
+    ``skip_pred`` (index label - 1, e.g. cut by the frame edge) and truth labels without a diameter are left out."""
+    out = []
+    for p, t in matched_pairs(pred, truth):
+        if (skip_pred is not None and skip_pred[p - 1]) or t not in truth_ecd:
+            continue
+        out.append(abs(pred_ecd[p - 1] - truth_ecd[t]) / truth_ecd[t])
+    return np.asarray(out, float)
+
+
+def object_scores(pred: np.ndarray, truth: np.ndarray, iou_threshold: float = 0.5) -> dict[str, float]:
+    """Object precision, recall and F1 at IoU ≥ ``iou_threshold`` with the counts behind them (objects count when
+    they have pixels; labels need not be sequential). Empty vs empty scores 1.
+
+    >>> a = np.zeros((8, 8), int); a[1:4, 1:4] = 1; a[5:7, 5:7] = 2
+    >>> object_scores(a, a)["f1"], object_scores(a, np.where(a == 2, 0, a))["precision"]
+    (1.0, 0.5)
+    """
+    tp, n_pred, n_truth = match_instances(pred, truth, iou_threshold)
+    if n_pred == 0 and n_truth == 0:
+        return {"f1": 1.0, "precision": 1.0, "recall": 1.0, "tp": 0, "n_pred": 0, "n_truth": 0}
+    return {"f1": 2 * tp / (n_pred + n_truth), "precision": tp / n_pred if n_pred else 0.0,
+            "recall": tp / n_truth if n_truth else 0.0, "tp": tp, "n_pred": n_pred, "n_truth": n_truth}
 
 
 def ecd_nm(labels: np.ndarray, nm_per_px: float, exclude_edge: bool = True) -> np.ndarray:

@@ -6,7 +6,7 @@ downsampled 1-5x before the network sees them (a 2048² frame at 0.2 nm/px becom
 2048² frame inside the daemon's 0.5 s budget on two CPU cores. Training inputs go through the daemon's own
 ``copilot.inference.preprocess.resample`` and ``normalize``.
 
-Robustness drawn into the training data (``RECIPE.augment``): 15 % of frames at a dose below the nominal range
+Robustness drawn into the training data (``AUGMENT``): 15 % of frames at a dose below the nominal range
 (1.5-8 counts/px), 15 % with a probe blur / defocus beyond it (0.6-2.0 nm), 10 % with the grey scale inverted; touching
 pairs are oversampled (10-50 % of particles placed touching instead of 0-35 %). So the
 ``dose``, ``defocus`` and ``contrast-inversion`` groups of ``copilot.sim.domains`` are covered by training;
@@ -17,52 +17,91 @@ pairs are oversampled (10-50 % of particles placed touching instead of 0-35 %). 
 
 from __future__ import annotations
 
+import json
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
 
 from copilot.train.data import CLASS_NAMES, Augment, make_dataset
 from copilot.train.metrics import evaluate
-from copilot.train.recipe import Recipe, data_ready, fit_and_ship, ort_predict, start
+from copilot.train.recipe import augment, loss_fn, ort_predict, train_steps  # noqa: F401 - re-exported
 
-RECIPE = Recipe(
-    name="particles-stem", version="0.2.0", task="particles", class_names=CLASS_NAMES, working_nm_per_px=0.5,
-    nm_per_px_range=(0.1, 0.5), class_weights=(1.0, 1.0, 2.5), steps=7000, n_train=2400,
-    augment=Augment(p_low_dose=0.15, low_dose=(1.5, 8.0), p_blur=0.15, blur_nm=(0.6, 2.0), p_invert=0.1,
-                    touching=(0.1, 0.5)),
-    covered_groups=("in-domain", "dose", "defocus", "contrast-inversion"),
-    held_out_groups=("magnification", "drift", "charging"))
+NAME = "particles-stem"
+VERSION = "0.3.0"
+WORKING_NM_PER_PX = 0.5
+NM_PER_PX_RANGE = (0.1, 0.8)  # up to 1.6x enlarged: the per-frame scale choice may enlarge small particles 2x
+HELDOUT_NM_PER_PX_RANGE = (0.1, 0.5)  # the patch metrics' frames, as for 0.2.0 (comparable)
+CHANNELS = (8, 16, 32, 64)
+PATCH_PX = 256
+HELDOUT_PX = 384
+CLASS_WEIGHTS = (1.0, 1.0, 2.5)
 MODALITY = "any"  # HAADF-STEM and BF-TEM with equal odds
-DESCRIPTION = """\
-Compact U-Net (channels %s, 3 poolings, additive skips) trained on simulated frames of supported nanoparticles
-(copilot.sim.stem), HAADF-STEM and BF-TEM with equal odds. 'boundary' is the 1-px inner edge ring of each
-particle at the working scale; instances = connected components of 'particle' grown over 'boundary' by
-watershed. Training inputs are made by the daemon's own resample + normalize (copilot.inference.preprocess).
-Robustness trained in (augmentation): low dose 1.5-8 counts/px (15 %%), extra probe blur/defocus 0.6-2.0 nm (15
-%%), inverted grey scale (10 %%); touching pairs oversampled (10-50 %% of particles instead of 0-35 %%): domain
-groups %s are covered by training; groups %s are genuinely held out (never in training). Metrics
-'heldout:<group>' come from copilot.train.heldout (daemon path: OrtEngine + analysis.measure, 512² frames, seed
-%d); the unprefixed ones from %d held-out %d² patches (argmax + simple watershed)."""  # formatted by Recipe.describe
+AUGMENT = Augment(p_low_dose=0.15, low_dose=(1.5, 8.0), p_blur=0.15, blur_nm=(0.6, 2.0), p_invert=0.1,
+                  touching=(0.1, 0.5))
+STEPS = 7000
+# equivalent diameters the network sees (working px): drawn ECDs 2.5-25 nm at 0.5 nm/px (copilot.sim.stem.random_params)
+TRAINED_PARTICLE_PX = (5.0, 50.0)
+N_TRAIN = 2400
+COVERED_GROUPS = ("in-domain", "dose", "defocus", "contrast-inversion")
+HELD_OUT_GROUPS = ("magnification", "drift", "charging")
+FINETUNE_LR = 1e-3  # with --init (fine-tuning a shipped model; no BatchNorm in its fused form)
+ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines" / NAME
 
 
-def main(minutes: float = 30.0, seed: int = 0, n_train: int = RECIPE.n_train, n_heldout: int = 48,
-         out_dir: Path | None = None, command: str | None = None, steps: int = RECIPE.steps,
-         heldout_per_group: int = 24) -> dict:
+def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout: int = 48,
+         out_dir: Path = ENGINE_DIR, command: str | None = None, steps: int = STEPS,
+         heldout_per_group: int = 24, init_onnx: Path | None = None) -> dict:
     """Simulate, train, export, measure, write ``out_dir``/model.onnx + card.json. ``minutes`` caps the training
     loop only (a guard for a slow machine; the schedule is ``steps`` long)."""
-    r = RECIPE
-    log, command, t_start = start(r, command, f"modality {MODALITY}, seed {seed}, {n_train} patches, {steps} steps")
-    xs, ys, _, _ = make_dataset(n_train, seed, r.patch_px, r.working_nm_per_px, r.nm_per_px_range, modality=MODALITY,
-                                augment=r.augment)
-    hx, hy, hinst, _ = make_dataset(n_heldout, seed + 1_000_003, r.heldout_px, r.working_nm_per_px,
-                                    r.nm_per_px_range, modality=MODALITY)
-    data_s = data_ready(log, t_start, ys)
+    import torch
+    from rich.console import Console
+
+    from copilot.train.recipe import fit_and_ship
+
+    console = Console(log_path=False)
+    log = console.log
+    torch.set_num_threads(2)
+    command = command or "python -m copilot.train " + " ".join(sys.argv[1:] or [NAME])
+    t_start = time.perf_counter()
+    log(f"recipe {NAME}: working {WORKING_NM_PER_PX} nm/px, frames {NM_PER_PX_RANGE} nm/px, modality {MODALITY}, "
+        f"seed {seed}, {n_train} patches, {steps} steps, channels {CHANNELS}, {AUGMENT}")
+    xs, ys, _, _ = make_dataset(n_train, seed, PATCH_PX, WORKING_NM_PER_PX, NM_PER_PX_RANGE, modality=MODALITY,
+                                augment=AUGMENT, soft=True)
+    hx, hy, hinst, _ = make_dataset(n_heldout, seed + 1_000_003, HELDOUT_PX, WORKING_NM_PER_PX,
+                                    HELDOUT_NM_PER_PX_RANGE, modality=MODALITY)
+    data_s = time.perf_counter() - t_start
+    frac = ys.mean(axis=(0, 2, 3)) / 255.0
+    log(f"data ready in {data_s:.0f} s; class fractions {np.round(frac, 4).tolist()}")
 
     def patch_metrics(sess) -> dict[str, float]:
         probs, _ = ort_predict(sess, hx)
-        return evaluate(probs, list(hy), list(hinst), r.working_nm_per_px)
+        return evaluate(probs, list(hy), list(hinst), WORKING_NM_PER_PX)
 
-    return fit_and_ship(r, xs=xs, ys=ys, steps=steps, max_minutes=minutes, seed=seed,
-                        out_dir=Path(out_dir or r.out_dir), description=r.describe(DESCRIPTION, n_heldout),
-                        command=command, patch_metrics=patch_metrics, heldout_per_group=heldout_per_group, log=log,
-                        t_start=t_start, data_s=data_s)
+    description = (
+        "Compact U-Net (channels %s, 3 poolings, additive skips) trained on simulated frames of supported "
+        "nanoparticles (copilot.sim.stem), HAADF-STEM and BF-TEM with equal odds, frames at 0.1-0.8 nm/px. Soft "
+        "targets: each working pixel's coverage by particles (exact native masks area-averaged), 'boundary' on the "
+        "inner edge ring of each particle at the working scale (and on partly covered pixels outside it), so "
+        "P(particle) + P(boundary) = 0.5 is the true edge; instances = connected components of 'particle' grown over "
+        "'boundary' by watershed. Training inputs are made by the daemon's own resample + normalize "
+        "(copilot.inference.preprocess). Robustness trained in (augmentation): low dose 1.5-8 counts/px (15 %%), "
+        "extra probe blur/defocus 0.6-2.0 nm (15 %%), inverted grey scale (10 %%); touching pairs oversampled "
+        "(10-50 %% of particles instead of 0-35 %%): domain groups %s are covered by "
+        "training; groups %s are held out (never in training, except 'magnification' frames at 0.7-0.8 nm/px). "
+        "Metrics 'heldout:<group>' come from "
+        "copilot.train.heldout (daemon path: OrtEngine + analysis.measure, 512² frames, seed %d); the unprefixed "
+        "ones from %d held-out %d² patches (argmax + simple watershed)."
+        % (CHANNELS, ", ".join(COVERED_GROUPS), ", ".join(HELD_OUT_GROUPS), 20_261_125, n_heldout, HELDOUT_PX))
+    return fit_and_ship(
+        name=NAME, version=VERSION, task="particles", class_names=CLASS_NAMES, channels=CHANNELS, xs=xs, ys=ys,
+        steps=steps, max_minutes=minutes, seed=seed, out_dir=Path(out_dir), class_weights=CLASS_WEIGHTS,
+        working_nm_per_px=WORKING_NM_PER_PX, trained_nm_per_px_range=NM_PER_PX_RANGE, description=description,
+        command=command, patch_metrics=patch_metrics, heldout_per_group=heldout_per_group, log=log,
+        t_start=t_start, data_s=data_s, init_onnx=init_onnx, lr=FINETUNE_LR if init_onnx else 3e-3,
+        trained_particle_px=TRAINED_PARTICLE_PX)
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(), indent=2))

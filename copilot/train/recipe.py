@@ -10,81 +10,29 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """What one shipped model's recipe fixes: its card's identity, scales, classes, data and training schedule."""
-
-    name: str
-    version: str
-    task: str
-    class_names: tuple[str, ...]
-    working_nm_per_px: float
-    nm_per_px_range: tuple[float, float]
-    class_weights: tuple[float, ...]
-    augment: Any  # copilot.train.data.Augment
-    steps: int
-    n_train: int
-    covered_groups: tuple[str, ...]  # domain groups the augmentation covers
-    held_out_groups: tuple[str, ...]  # never seen in training
-    channels: tuple[int, ...] = (8, 16, 32, 64)
-    patch_px: int = 256
-    heldout_px: int = 384
-
-    def describe(self, template: str, n_heldout: int) -> str:
-        """The card's description: ``template`` % (channels, covered groups, held-out groups, held-out seed,
-        held-out patches, their edge)."""
-        from copilot.train.heldout import HELDOUT_SEED
-
-        return " ".join(template.split()) % (self.channels, ", ".join(self.covered_groups), ", ".join(self.held_out_groups),
-                           HELDOUT_SEED, n_heldout, self.heldout_px)
-
-    @property
-    def out_dir(self) -> Path:
-        from copilot.inference.locate import default_output_dir
-
-        return default_output_dir(self.name)
-
-
-def start(recipe: Recipe, command: str | None, settings: str):
-    """Begin a run: a console log (the caller redirects it beside the model), two torch threads, the command line
-    for the card, the start time."""
-    import torch
-    from rich.console import Console
-
-    log = Console(log_path=False).log
-    torch.set_num_threads(2)
-    log(f"recipe {recipe.name}: working {recipe.working_nm_per_px} nm/px, frames {recipe.nm_per_px_range} nm/px, "
-        f"{settings}, channels {recipe.channels}, {recipe.augment}")
-    return log, command or "python -m copilot.train " + " ".join(sys.argv[1:] or [recipe.name]), time.perf_counter()
-
-
-def data_ready(log, t_start: float, ys: np.ndarray) -> float:
-    """Log and return the seconds the training data took, with its class fractions."""
-    data_s = time.perf_counter() - t_start
-    frac = np.bincount(ys.ravel(), minlength=3) / ys.size
-    log(f"data ready in {data_s:.0f} s; class fractions {np.round(frac, 4).tolist()}")
-    return data_s
-
-
 def loss_fn(logits, target, weights):
-    """Weighted cross-entropy + 0.5 × soft Dice over the non-background classes."""
+    """Weighted cross-entropy + 0.5 × soft Dice over the non-background classes.
+
+    ``target``: class indices (N, H, W) int64, or soft targets (N, C, H, W) float (class coverage fractions summing
+    to 1 per pixel: the cross-entropy is then against that distribution, and Dice uses it in place of one-hot)."""
     import torch
     import torch.nn.functional as F
 
     ce = F.cross_entropy(logits, target, weight=weights)
     p = torch.softmax(logits, dim=1)
-    onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(p.dtype)
+    if target.dim() == 4:
+        onehot = target.to(p.dtype)
+    else:
+        onehot = F.one_hot(target, logits.shape[1]).permute(0, 3, 1, 2).to(p.dtype)
     dims = (0, 2, 3)
     dice = 1 - (2 * (p * onehot).sum(dims) + 1) / (p.sum(dims) + onehot.sum(dims) + 1)
     return ce + 0.5 * dice[1:].mean()
@@ -96,9 +44,9 @@ def augment(x, y, rng):
 
     k = int(rng.integers(4))
     if k:
-        x, y = torch.rot90(x, k, (2, 3)), torch.rot90(y, k, (1, 2))
+        x, y = torch.rot90(x, k, (-2, -1)), torch.rot90(y, k, (-2, -1))
     if rng.random() < 0.5:
-        x, y = torch.flip(x, (3,)), torch.flip(y, (2,))
+        x, y = torch.flip(x, (-1,)), torch.flip(y, (-1,))
     return x, y
 
 
@@ -130,7 +78,8 @@ def train_steps(net, xs, ys, steps: int | None = None, minutes: float | None = N
     rng = np.random.default_rng(seed)
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
     weights = torch.tensor(class_weights, dtype=torch.float32)
-    X, Y = torch.from_numpy(xs), torch.from_numpy(ys.astype(np.int64))
+    soft = ys.ndim == 4  # (n, C, P, P) uint8 coverage × 255 (copilot.train.data.to_uint8)
+    X, Y = torch.from_numpy(xs), torch.from_numpy(ys if soft else ys.astype(np.int64))
     t0 = time.perf_counter()
     budget = minutes * 60 if minutes else None
     history = []
@@ -147,6 +96,8 @@ def train_steps(net, xs, ys, steps: int | None = None, minutes: float | None = N
             g["lr"] = lr * warm * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         idx = rng.choice(len(X), size=batch, replace=False)
         x, y = augment(X[idx], Y[idx], rng)
+        if soft:
+            y = y.float() / 255.0
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(bf16)):
             logits, _ = net(x.contiguous(memory_format=fmt))
         loss = loss_fn(logits.float(), y, weights)
@@ -176,13 +127,18 @@ def ort_predict(sess, xs: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
     return probs, np.stack(embs)
 
 
-def fit_and_ship(recipe: Recipe, *, xs: np.ndarray, ys: np.ndarray, steps: int, max_minutes: float, seed: int,
-                 out_dir: Path, description: str, command: str, patch_metrics: Callable[[object], dict[str, float]],
-                 heldout_per_group: int, log, t_start: float, data_s: float) -> dict:
-    """Train a TinyUNet on (xs, ys), export model.onnx into ``out_dir``, measure, write card.json."""
-    name, version, task, class_names = recipe.name, recipe.version, recipe.task, recipe.class_names
-    channels, class_weights, working_nm_per_px = recipe.channels, recipe.class_weights, recipe.working_nm_per_px
-    trained_nm_per_px_range = recipe.nm_per_px_range
+def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, ...], channels: tuple[int, ...],
+                 xs: np.ndarray, ys: np.ndarray, steps: int, max_minutes: float, seed: int, out_dir: Path,
+                 class_weights: tuple[float, ...], working_nm_per_px: float,
+                 trained_nm_per_px_range: tuple[float, float], description: str, command: str,
+                 patch_metrics: Callable[[object], dict[str, float]], heldout_per_group: int, log,
+                 t_start: float, data_s: float, init_onnx: Path | None = None, lr: float = 3e-3,
+                 trained_particle_px: tuple[float, float] | None = None) -> dict:
+    """Train a TinyUNet on (xs, ys), export model.onnx into ``out_dir``, measure, write card.json.
+
+    ``init_onnx``: fine-tune from that model's weights (its fused form: convolutions with biases, no BatchNorm;
+    :func:`copilot.inference.weights.onnx_to_tensors`) instead of training from scratch; the card records the
+    lineage."""
     import torch
 
     from copilot.inference.card import ModelCard, load_card, sha256_of
@@ -192,13 +148,18 @@ def fit_and_ship(recipe: Recipe, *, xs: np.ndarray, ys: np.ndarray, steps: int, 
     from copilot.train.unet import TinyUNet
 
     torch.manual_seed(seed)
-    net = TinyUNet(n_classes=len(class_names), channels=channels)
+    lineage = None
+    if init_onnx is not None:
+        net, lineage = _fused_from_onnx(Path(init_onnx), channels, len(class_names))
+        log(f"fine-tuning from {lineage['parent']}")
+    else:
+        net = TinyUNet(n_classes=len(class_names), channels=channels)
     bf16 = cpu_has_bf16()
     log(f"TinyUNet {sum(p.numel() for p in net.parameters())} parameters; {steps} steps (cap {max_minutes} min); "
         f"{'bf16 autocast, channels-last' if bf16 else 'float32'}")
     t_train = time.perf_counter()
     history = train_steps(net, xs, ys, steps=steps, minutes=max_minutes, seed=seed, log=log,
-                          class_weights=class_weights, bf16=bf16)
+                          class_weights=class_weights, bf16=bf16, lr=lr)
     train_s = time.perf_counter() - t_train
     log(f"trained {len(history)} steps in {train_s / 60:.1f} min; final loss "
         f"{np.mean([h[1] for h in history[-50:]]):.4f}")
@@ -235,6 +196,8 @@ def fit_and_ship(recipe: Recipe, *, xs: np.ndarray, ys: np.ndarray, steps: int, 
         description=description,
         working_nm_per_px=working_nm_per_px,
         trained_nm_per_px_range=trained_nm_per_px_range,
+        trained_particle_px=trained_particle_px,
+        lineage=lineage,
         tiling={"tile_px": 512, "overlap_px": 32, "multiple_of": 2 ** (len(channels) - 1)},
         outputs={"input": "image", "probabilities": "probabilities", "embedding": "embedding",
                  "embedding_dim": net.embedding_dim},
@@ -256,6 +219,23 @@ def fit_and_ship(recipe: Recipe, *, xs: np.ndarray, ys: np.ndarray, steps: int, 
     log(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1024:.0f} KiB) and {out_dir / 'card.json'}; "
         f"total {metrics['total_minutes']:.1f} min")
     return metrics
+
+
+def _fused_from_onnx(onnx_path: Path, channels: tuple[int, ...], n_classes: int):
+    """A trainable fused TinyUNet holding the weights of ``onnx_path``, and its lineage for the card."""
+    import torch
+
+    from copilot.inference.card import sha256_of
+    from copilot.inference.torch_engine import build_fused_unet
+    from copilot.inference.weights import onnx_to_tensors
+
+    tensors, _ = onnx_to_tensors(onnx_path)
+    net = build_fused_unet(channels, n_classes)
+    net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, strict=True)
+    card = json.loads((onnx_path.parent / "card.json").read_text())
+    parent = f"{card['name']} {card['version']} (sha256 {sha256_of(onnx_path)[:12]})"
+    return net, {"parent": parent, "method": "fine-tuned (fused weights, no BatchNorm) on soft area-coverage "
+                                             "targets"}
 
 
 def finite_metrics(metrics: dict) -> dict:

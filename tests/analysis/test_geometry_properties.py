@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.draw import ellipse, rectangle
 from skimage.measure import regionprops
+from skimage.segmentation import relabel_sequential
 
 from copilot.analysis.particles import measure_particles
 from copilot.analysis.settings import AnalysisSettings
@@ -32,7 +33,10 @@ def test_disc_ecd_within_one_pixel(r, nm, dy, dx):
     p = one(inst, nm)
     assert abs(p.ecd - 2 * r * nm) <= nm
     # a rasterized disc of radius 4 px has solidity ≈ 0.88 (regionprops agrees); it tends to 1 as r grows
-    assert p.circularity > 0.8 and p.solidity > 0.85 and p.aspect_ratio < 1.15
+    # measured on the refined outline of a pixel staircase (the test's hard 0/1 mask, notched at every pixel corner):
+    # its perimeter is longer than a smooth circle's, so circularity sits lower than for a model's smooth
+    # probability field (> 0.85 there: test_refined_geometry)
+    assert p.circularity > 0.7 and p.solidity > 0.85 and p.aspect_ratio < 1.15
     # rasterization: the pixel outline of a disc of radius r spans up to 2·floor(r)+1 px plus corner effects
     assert abs(p.feret_max - 2 * r * nm) <= 2 * nm and abs(p.feret_min - 2 * r * nm) <= 2 * nm
 
@@ -62,23 +66,22 @@ def test_rectangle_feret(h, w, nm):
     assert p.solidity == pytest.approx(1.0)
 
 
-def test_agrees_with_regionprops():
+def test_shape_table_agrees_with_regionprops():
     rng = np.random.default_rng(3)
     inst = np.zeros((200, 200), np.int32)
     for i in range(1, 12):
         rr, cc = ellipse(*rng.integers(20, 180, 2), *rng.integers(4, 14, 2), rotation=rng.random() * 3, shape=inst.shape)
         inst[rr, cc] = i
-    nm = 0.7
-    fm = measure_particles(segmentation_from_instances(inst, nm), NO_MIN)
-    ours = {round(p.centroid_x_px, 3): p for p in fm.summary.particles.particles}
-    for region in regionprops(fm.instances):
-        p = ours[round(region.centroid[1], 3)]
-        assert p.area == pytest.approx(region.area * nm**2)
-        assert p.ecd == pytest.approx(region.equivalent_diameter_area * nm)
-        assert p.solidity == pytest.approx(region.solidity)
-        assert p.circularity == pytest.approx(min(1.0, 4 * math.pi * region.area / region.perimeter**2))
-        assert p.aspect_ratio == pytest.approx(region.axis_major_length / region.axis_minor_length)
-        assert abs(p.feret_max - region.feret_diameter_max * nm) <= nm  # regionprops traces a contour at 0.5
+    inst = relabel_sequential(inst)[0]
+    t = shape_table(inst)
+    for region in regionprops(inst):
+        k = region.label - 1
+        assert t.area[k] == pytest.approx(region.area)
+        assert t.ecd[k] == pytest.approx(region.equivalent_diameter_area)
+        assert t.solidity[k] == pytest.approx(region.solidity)
+        assert t.circularity[k] == pytest.approx(min(1.0, 4 * math.pi * region.area / region.perimeter**2))
+        assert t.aspect_ratio[k] == pytest.approx(region.axis_major_length / region.axis_minor_length)
+        assert abs(t.feret_max[k] - region.feret_diameter_max) <= 1  # regionprops traces a contour at 0.5
 
 
 def test_psd_and_intervals_and_sufficiency():

@@ -24,13 +24,15 @@ def test_exact_fraction_of_known_mask(rows, cols):
     labels[:rows, :cols] = 1
     ph = measure_phases(seg_from_classes(labels)).summary.phases
     lath = ph.phases[1]
-    assert lath.area_fraction == pytest.approx(rows * cols / 256**2)
+    # boundaries are measured sub-pixel (the bilinear iso-line): straight edges are exact, each convex corner of
+    # the mask is rounded off by a fraction of a pixel
+    assert lath.area_fraction == pytest.approx(rows * cols / 256**2, abs=1 / 256**2)
     assert ph.phases[0].area_fraction + lath.area_fraction == pytest.approx(1.0)
 
 
 def test_intervals_contain_truth_and_widen_with_correlation():
     rng = np.random.default_rng(0)
-    fine = (rng.random((512, 512)) < 0.3).astype(np.uint8)  # uncorrelated pixels
+    fine = np.kron((rng.random((256, 256)) < 0.3).astype(np.uint8), np.ones((2, 2), np.uint8))  # uncorrelated 2² px
     coarse = np.kron((rng.random((8, 8)) < 0.3).astype(np.uint8), np.ones((64, 64), np.uint8))  # 64-px patches
     cfg = AnalysisSettings(phase_block_px=64)
     f = measure_phases(seg_from_classes(fine), cfg).summary.phases.phases[1]

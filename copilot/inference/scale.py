@@ -1,0 +1,129 @@
+"""The working scale follows the particles: each frame is resampled so its particles land in the sizes the network
+was trained on (the card's ``trained_particle_px``, equivalent diameters in working pixels).
+
+Choice per frame, per stream:
+
+1. *prior*: the previous frame of the same stream at the same nm/px had a median particle ECD of D nm → working
+   nm/px = D / ``TARGET_PX``; otherwise the card's working nm/px;
+2. the network runs at that scale (the coarse pass when there was no prior) and the median ECD of its particles
+   on the working grid is read off the probabilities (connected foreground components of at least ``MIN_AREA_PX``,
+   so that noise specks do not count: a few ms);
+3. if that median is outside ``[IN_RANGE_PX]`` the frame runs once more at D / ``TARGET_PX``.
+
+Never finer than half the frame's pixel (at most 2× upsampling), never coarser than a working grid of
+``MIN_GRID_PX`` pixels across. Cost: nothing for a frame inside the range; one more network pass for the first
+frame of a stream whose particles are out of range, and for a frame where they jumped out of it. Models without a
+declared particle range (phases) keep the card's scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from copilot.frame import Frame
+from copilot.inference.card import ModelCard
+
+MAX_UPSAMPLING = 2.0
+TARGET_PX = 14.0  # median ECD the choice aims at (the trained medians span 7-28 working px)
+IN_RANGE_PX = (5.0, 30.0)  # median ECDs (working px) left alone: the trained sizes
+MIN_GRID_PX = 96
+MIN_OBJECTS = 3
+MIN_AREA_PX = 8  # components smaller than this (ECD 3.2 working px) are not counted as particles
+
+
+def frame_px_per_px(frame: Frame, working_nm_per_px: float) -> float:
+    """Frame pixels per working pixel for a working scale, within the upsampling and grid-size limits."""
+    if frame.nm_per_px is None:
+        return 1.0
+    factor = working_nm_per_px / frame.nm_per_px
+    edge = max(frame.pixels.shape[:2])
+    return float(np.clip(factor, 1.0 / MAX_UPSAMPLING, max(edge / MIN_GRID_PX, 1.0)))
+
+
+def median_particle_px(probabilities: np.ndarray, class_names: tuple[str, ...]) -> tuple[float | None, int]:
+    """Median equivalent diameter (working px) of the foreground's connected components (``MIN_AREA_PX`` or more)
+    not cut by the edge, and how many there are; None with fewer than ``MIN_OBJECTS``."""
+    fg = probabilities[class_names.index("background")] < 0.5
+    lab, n = ndi.label(fg)
+    if n == 0:
+        return None, 0
+    area = np.bincount(lab.ravel())[1:]
+    edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    keep = np.ones(n, bool)
+    keep[edge[edge > 0] - 1] = False
+    keep &= area >= MIN_AREA_PX  # a low-dose frame's noise specks must not pull it to a finer scale
+    if keep.sum() < MIN_OBJECTS:
+        return None, int(keep.sum())
+    return float(np.median(np.sqrt(4 * area[keep] / np.pi))), int(keep.sum())
+
+
+@dataclass
+class ScaleChoice:
+    """What was chosen for one frame (for the document's timings/notes and the verdict)."""
+
+    frame_px_per_px: float
+    passes: int
+    median_particle_px: float | None
+    reason: str
+
+
+@dataclass
+class ScalePolicy:
+    """Per-stream memory of the particles' size, and the choice described in the module docstring."""
+
+    card: ModelCard
+    last: dict[str, tuple[float, float]] = field(default_factory=dict)  # stream → (frame nm/px, median ECD nm)
+
+    @property
+    def active(self) -> bool:
+        return self.card.trained_particle_px is not None and "background" in self.card.class_names
+
+    def first_guess(self, frame: Frame) -> tuple[float, str]:
+        """Frame pixels per working pixel for the first pass."""
+        default = frame_px_per_px(frame, self.card.working_nm_per_px)
+        if not self.active or frame.nm_per_px is None:
+            return default, "card scale"
+        prior = self.last.get(frame.stream)
+        if prior is not None and abs(prior[0] - frame.nm_per_px) <= 1e-3 * frame.nm_per_px:
+            return frame_px_per_px(frame, prior[1] / TARGET_PX), "previous frame of the stream"
+        return default, "card scale (coarse pass)"
+
+    def review(self, frame: Frame, factor: float, probabilities: np.ndarray) -> tuple[float | None, float | None]:
+        """After a pass at ``factor``: a better factor if the particles are out of range (else None), and the
+        median particle ECD in working px."""
+        if not self.active or frame.nm_per_px is None:
+            return None, None
+        med, _ = median_particle_px(probabilities, tuple(self.card.class_names))
+        if med is None:
+            return None, None
+        self.last[frame.stream] = (frame.nm_per_px, med * factor * frame.nm_per_px)
+        if IN_RANGE_PX[0] <= med <= IN_RANGE_PX[1]:
+            return None, med
+        better = frame_px_per_px(frame, med * factor * frame.nm_per_px / TARGET_PX)
+        if abs(better - factor) <= 0.1 * factor:  # clamped to the limits already
+            return None, med
+        return better, med
+
+
+def outside_trained_scale(seg, card: ModelCard) -> str | None:
+    """Why the network saw this frame at a scale it was not trained on, or None: the resampling factor against the
+    trained one (card's working nm/px over its trained frame nm/px range) and, for particles, their median ECD on
+    the working grid against ``trained_particle_px``. Judges what the network saw, not the frame's raw nm/px."""
+    lo, hi = card.trained_nm_per_px_range
+    f_lo, f_hi = card.working_nm_per_px / hi, card.working_nm_per_px / lo
+    f = seg.frame_px_per_px
+    if card.trained_particle_px is not None and "background" in seg.class_names:
+        med, _ = median_particle_px(seg.probabilities, tuple(seg.class_names))
+        p_lo, p_hi = card.trained_particle_px
+        if med is not None and not p_lo <= med <= p_hi:
+            return (f"magnification outside the trained range (particles {med:.1f} px on the working grid; trained "
+                    f"{p_lo:g}–{p_hi:g} px)")
+        if f >= 1 / MAX_UPSAMPLING - 1e-6:  # resampled within limits: the particle scale is what matters
+            return None
+    if not f_lo * 0.98 <= f <= f_hi * 1.02:
+        return (f"magnification outside the trained range (resampled {1 / f:.3g}×; trained "
+                f"{1 / f_hi:.3g}–{1 / f_lo:.3g}×)")
+    return None

@@ -1,0 +1,67 @@
+"""The working scale follows the particles (copilot.inference.scale), without a network: synthetic probabilities."""
+
+import numpy as np
+import pytest
+
+from copilot.frame import Frame
+from copilot.inference.card import load_card
+from copilot.inference.scale import (MAX_UPSAMPLING, TARGET_PX, ScalePolicy, frame_px_per_px, median_particle_px,
+                                     outside_trained_scale)
+from copilot.inference.segmentation import Segmentation
+
+CLASSES = ("background", "particle", "boundary")
+
+
+def probs_with_discs(shape, radius_px, n=9):
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    fg = np.zeros(shape, bool)
+    step = shape[0] // (int(np.sqrt(n)) + 1)
+    for i in range(1, int(np.sqrt(n)) + 1):
+        for j in range(1, int(np.sqrt(n)) + 1):
+            fg |= (yy - i * step) ** 2 + (xx - j * step) ** 2 < radius_px**2
+    p = np.stack([~fg, fg, np.zeros(shape, bool)]).astype(np.float32)
+    return p
+
+
+@pytest.fixture(scope="module")
+def card():
+    return load_card("particles-stem")[0]
+
+
+def test_median_particle_size_on_the_grid():
+    med, n = median_particle_px(probs_with_discs((200, 200), 10), CLASSES)
+    assert n == 9 and med == pytest.approx(20, rel=0.05)
+
+
+def test_never_more_than_twice_upsampled(card):
+    frame = Frame(np.zeros((256, 256), np.uint16), 2.0, stream="s", frame_id="0", origin="m")
+    assert frame_px_per_px(frame, 0.1) == pytest.approx(1 / MAX_UPSAMPLING)
+
+
+def test_large_particles_ask_for_a_coarser_scale_and_the_stream_remembers(card):
+    policy = ScalePolicy(card)
+    frame = Frame(np.zeros((1024, 1024), np.uint16), 0.5, stream="s", frame_id="0", origin="m")
+    factor, why = policy.first_guess(frame)
+    assert factor == pytest.approx(1.0) and "card" in why
+    better, med = policy.review(frame, factor, probs_with_discs((1024, 1024), 40))  # 80-px particles
+    assert med == pytest.approx(80, rel=0.05) and better == pytest.approx(80 / TARGET_PX, rel=0.05)
+    again, why = policy.first_guess(frame)  # next frame of the stream at the same nm/px
+    assert again == pytest.approx(better, rel=0.01) and "previous" in why
+    other = Frame(frame.pixels, 0.5, stream="other", frame_id="0", origin="m")
+    assert policy.first_guess(other)[0] == pytest.approx(1.0)
+
+
+def test_particles_in_range_are_left_alone(card):
+    policy = ScalePolicy(card)
+    frame = Frame(np.zeros((512, 512), np.uint16), 0.25, stream="s", frame_id="0", origin="m")
+    assert policy.review(frame, 2.0, probs_with_discs((256, 256), 7))[0] is None
+
+
+def test_verdict_reason_judges_the_working_grid(card):
+    def seg(nm, factor, radius):
+        p = probs_with_discs((256, 256), radius)
+        frame = Frame(np.zeros((int(256 * factor),) * 2, np.uint16), nm, stream="s", frame_id="0", origin="m")
+        return Segmentation(frame, p, np.zeros(64, np.float32), CLASSES, "m", "1", "t", frame_px_per_px=factor)
+
+    assert outside_trained_scale(seg(0.05, 10.0, 8), card) is None  # far finer frame, particles in range
+    assert "particles" in outside_trained_scale(seg(0.5, 1.0, 2), card)  # 4-px particles: too small for it
