@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from copilot.config import Settings
 from copilot.errors import UserError
 from copilot.exports import ResultWriter
+from copilot.inference.network import for_batch
 from copilot.inference.select import load_engine
 from copilot.pipeline import Pipeline
 from copilot.sources.base import Arrival
@@ -39,9 +40,9 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
         raise UserError(f"no image files in {', '.join(map(str, paths))} (looked for {' '.join(settings.source.include)}; "
                         "set source.include in a --config to read others)")
     m = settings.model
-    engine = None if dask else load_engine(m.name, m.engine, m.threads, m.max_whole_px,
-                                           state_dir=settings.daemon.state_dir, precision=m.precision,
-                                           triton=settings.triton)
+    engine = None if dask else for_batch(load_engine(m.name, m.engine, m.threads, m.max_whole_px,
+                                                     state_dir=settings.daemon.state_dir, precision=m.precision,
+                                                     triton=settings.triton))
     writer = ResultWriter(out_dir, save_masks=save_masks)
     with Progress(TextColumn("[bold]analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console) as progress:

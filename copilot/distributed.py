@@ -56,8 +56,11 @@ class FrameWorker:
 
         m = settings.model
         self.settings = settings
-        self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=settings.daemon.state_dir,
-                                  precision=m.precision, triton=settings.triton)
+        from copilot.inference.network import for_batch
+
+        self.engine = for_batch(load_engine(m.name, m.engine, m.threads, m.max_whole_px,
+                                            state_dir=settings.daemon.state_dir, precision=m.precision,
+                                            triton=settings.triton))
         from copilot.reliability.score import Assessor
 
         self.assessor = Assessor(self.engine.card, self.engine.folder, settings.verdict)
@@ -83,10 +86,9 @@ class FrameWorker:
         rel = self.assessor.frame(fm)  # the frame's own part; the stream's part (shift window) runs in order
         t4 = time.perf_counter()
         t.update(read=(t1 - t0) * 1e3, infer=(t2 - t1) * 1e3, analyze=(t3 - t2) * 1e3, assess=(t4 - t3) * 1e3)
-        # the probabilities (classes × grid, float32) and the network input stay on the worker: nothing after
-        # this point reads them, and they are most of the bytes
-        slim = replace(fm, segmentation=replace(seg, probabilities=np.zeros((0, 0, 0), np.float32), network_input=None,
-                                                precomputed_maps=seg.maps))
+        # the network input stays on the worker (nothing after this point reads it); the probabilities travel, as
+        # the verdict judges the particle scale the network saw from them
+        slim = replace(fm, segmentation=replace(seg, network_input=None, precomputed_maps=seg.maps))
         u8 = np.round(np.clip(rel.uncertainty, 0, 1) * 255).astype(np.uint8)
         rel = replace(rel, uncertainty=np.zeros((0, 0), np.float32))
         return FrameOutcome(path, "ok", fm=slim, reliability=rel, uncertainty_u8=u8, timings_ms=t)

@@ -58,6 +58,9 @@ class NetworkEngine:
     #: input bounds (``[limits]``; the daemon sets them from its config): largest enlargement, largest working grid
     max_upsample: float = DEFAULT_LIMITS.max_upsample
     max_working_px: float = DEFAULT_LIMITS.max_working_mpx * 1e6
+    # the scale choice starts from the previous frame of the stream (live); False: from the card's scale on every
+    # frame, so a batch gives the same result in any order and on any worker (copilot analyze, --dask)
+    scale_memory: bool = True
 
     def __init__(self, card: ModelCard, folder: Path | None = None, *, max_whole_px: int = 1536,
                  tile_px: int | None = None, tile_batch: int = 1):
@@ -101,7 +104,7 @@ class NetworkEngine:
 
     def segment(self, frame: Frame) -> Segmentation:
         """The frame at the scale its particles need (``copilot.inference.scale``), one pass or two."""
-        policy = self.__dict__.setdefault("scale_policy", ScalePolicy(self.card))
+        policy = self.__dict__.setdefault("scale_policy", ScalePolicy(self.card, remember=self.scale_memory))
         factor, _ = policy.first_guess(frame)
         img, scale = self.prepare(frame, factor)
         probs, emb = self.infer(img)
@@ -152,3 +155,12 @@ class NetworkEngine:
     def describe(self) -> dict:
         return {"engine": self.name, "model": self.card.name, "version": self.card.version,
                 "max_whole_px": self.max_whole_px, "tile_px": self.tile_px, "tile_batch": self.tile_batch}
+
+
+def for_batch(engine):
+    """The engine set for a batch (``copilot analyze``, ``--dask``): every frame's scale choice starts from the card,
+    so results do not depend on the order files are processed in or on which worker runs them."""
+    for e in (engine, getattr(engine, "primary", None)):
+        if isinstance(e, NetworkEngine):
+            e.scale_memory = False
+    return engine

@@ -76,6 +76,7 @@ class ScalePolicy:
 
     card: ModelCard
     last: dict[str, tuple[float, float]] = field(default_factory=dict)  # stream → (frame nm/px, median ECD nm)
+    remember: bool = True  # False: every frame starts at the card's scale (same result whatever the frame order)
 
     @property
     def active(self) -> bool:
@@ -86,7 +87,7 @@ class ScalePolicy:
         default = frame_px_per_px(frame, self.card.working_nm_per_px)
         if not self.active or frame.nm_per_px is None:
             return default, "card scale"
-        prior = self.last.get(frame.stream)
+        prior = self.last.get(frame.stream) if self.remember else None
         if prior is not None and abs(prior[0] - frame.nm_per_px) <= 1e-3 * frame.nm_per_px:
             return frame_px_per_px(frame, prior[1] / TARGET_PX), "previous frame of the stream"
         return default, "card scale (coarse pass)"

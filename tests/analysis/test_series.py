@@ -5,6 +5,7 @@ import pytest
 
 from copilot.analysis.particles import measure_particles
 from copilot.accumulator import Accumulator
+from copilot.result import measurements_document
 from copilot.analysis.series import SeriesTracker, fit_slope, point_from_measurements
 from copilot.result import series_document
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
@@ -148,7 +149,7 @@ def test_accumulator_protocol_rebuild_and_merge():
         last = live.update(fm)
         points.append(point_from_measurements(fm))
         docs.append({"frame_id": tf.acquired_at.isoformat(), "acquired_at": tf.acquired_at.isoformat(),
-                     "measurements": fm.summary.model_dump(mode="json"), "verdict": {"level": "ok"}})
+                     "measurements": measurements_document(fm).model_dump(mode="json"), "verdict": {"level": "ok"}})
     rebuilt = SeriesTracker()
     rebuilt.rebuild("run", docs)
     again = rebuilt.results("run")

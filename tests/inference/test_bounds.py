@@ -22,8 +22,11 @@ def frame(shape, nm_per_px):
 
 def test_enlargement_beyond_max_upsample_is_refused(threshold_model_dir):
     engine = OrtEngine.from_name(threshold_model_dir)
+    f = frame((128, 128), 10.0)  # the card would want 20× (0.5 nm/px): the scale choice never enlarges beyond 2×
+    seg = engine.segment(f)
+    assert seg.frame_px_per_px == pytest.approx(0.5) and seg.probabilities.shape[1:] == (256, 256)
     with pytest.raises(RefusedFrame, match=r"20\.0× enlargement to 2560×2560 px, more than limits.max_upsample = 4"):
-        engine.segment(frame((128, 128), 10.0))
+        engine.prepare(f, 0.05)  # asked for directly, the input bound refuses it with the reason
     seg = engine.segment(frame((128, 128), 1.0))  # 2× enlargement: within the bound
     assert seg.frame_px_per_px == pytest.approx(0.5)
 
