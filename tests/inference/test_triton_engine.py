@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from copilot.inference.network import for_batch
 from copilot.inference.card import load_card
 from copilot.inference.mlserver_launch import MLServer
 from copilot.inference.ort_engine import OrtEngine
@@ -90,7 +91,7 @@ def frames(card_folder):
 
 @pytest.fixture(scope="module")
 def local(card_folder):
-    return OrtEngine(*card_folder, threads=1, max_whole_px=2048)
+    return for_batch(OrtEngine(*card_folder, threads=1, max_whole_px=2048))  # same scale whatever came before
 
 
 @pytest.fixture
@@ -99,7 +100,7 @@ def make():
     made: list = []
 
     def _make(*args, **kwargs) -> TritonEngine:
-        made.append(TritonEngine(*args, **kwargs))
+        made.append(for_batch(TritonEngine(*args, **kwargs)))
         return made[-1]
 
     yield _make
@@ -120,7 +121,7 @@ def test_remote_masks_equal_the_local_engine(server, card_folder, frames, local,
     # a frame larger than max_whole_px as overlapping tiles, 4 per request: the same blending as the local tiled run
     tiled = make(*card_folder, TritonSettings(url=server.grpc_url, tile_batch=4), max_whole_px=256)
     tiled.tile_px = 160
-    ref = OrtEngine(*card_folder, threads=1, max_whole_px=256, tile_px=160, tile_batch=4)
+    ref = for_batch(OrtEngine(*card_folder, threads=1, max_whole_px=256, tile_px=160, tile_batch=4))
     big = max(frames, key=lambda f: f.pixels.size)
     assert _equal_fraction(tiled.segment(big), ref.segment(big)) >= 0.999
     n_tiles = len(tile_grid(*tiled.prepare(big)[0].shape, 160, card_folder[0].tiling.overlap_px))
