@@ -453,8 +453,10 @@ def _calibration(w, rng, good_tif, outside):
             w.add(path, kind, expect)
         return write
 
-    return ([calibrated(10.0, "refused", "upsample-20x") for _ in range(3)]
-            + [calibrated(1e-6, "refused", "grid-below-1px") for _ in range(3)]
+    # a calibration the card cannot use as is: the scale choice follows the particles' size in pixels, within its
+    # clamps (never more than 2x enlarged, never a grid below its minimum), so such frames are measured, not refused
+    return ([calibrated(10.0, "ok", "upsample-20x") for _ in range(3)]
+            + [calibrated(1e-6, "ok", "grid-below-1px") for _ in range(3)]
             + [calibrated(1e300, "ok", "absurd-calibration")]  # beyond what a resolution tag can mean: uncalibrated
             + [calibrated(0.25, "ok", "fine-calibration")])
 
