@@ -189,6 +189,7 @@ def dask_scaling(files_dir: Path, work: Path, rounds: int) -> dict:
     from copilot.config import load_settings
     from copilot.distributed import run_files
     from copilot.exports import ResultWriter
+    from copilot.inference.network import for_batch
     from copilot.inference.select import load_engine
 
     settings = load_settings(None, {"model": {"name": MODEL, "engine": "onnxruntime", "threads": 1}})
@@ -204,7 +205,7 @@ def dask_scaling(files_dir: Path, work: Path, rounds: int) -> dict:
         cpu = None
         t0 = time.perf_counter()
         if mode == "local":
-            st = _run_local(load_engine(MODEL, "onnxruntime", 1), files, settings, sink)
+            st = _run_local(for_batch(load_engine(MODEL, "onnxruntime", 1)), files, settings, sink)
         else:
             n = int(mode.split(":")[1])
             with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
