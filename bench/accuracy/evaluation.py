@@ -112,12 +112,17 @@ def daemon_verdict(engine, fm) -> dict[str, Any]:
         return {"level": None, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def eval_particle_frame(engine, sim, group: str, i: int) -> tuple[dict[str, Any], Kept]:
+def run_model(engine, sim, group: str, i: int):
+    """The simulated frame through the daemon's path: (measurements, seconds it took, the daemon's verdict)."""
     frame = Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim")
     t0 = time.perf_counter()
     fm = measure(engine.segment(frame))
     t_model = time.perf_counter() - t0
-    verdict = daemon_verdict(engine, fm)
+    return fm, t_model, daemon_verdict(engine, fm)
+
+
+def eval_particle_frame(engine, sim, group: str, i: int) -> tuple[dict[str, Any], Kept]:
+    fm, t_model, verdict = run_model(engine, sim, group, i)
     grid = fm.instances.shape
     truth_native = seq(sim.instances)
     truth_g = seq(nearest_to_grid(sim.instances, grid))
@@ -257,11 +262,7 @@ def baseline_phase_map(image: np.ndarray, truth: np.ndarray, n: int) -> np.ndarr
 def eval_phase_frame(engine, sim, group: str, i: int) -> tuple[dict[str, Any], Kept]:
     names = list(engine.card.class_names)
     n = len(names)
-    frame = Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim")
-    t0 = time.perf_counter()
-    fm = measure(engine.segment(frame))
-    t_model = time.perf_counter() - t0
-    verdict = daemon_verdict(engine, fm)
+    fm, t_model, verdict = run_model(engine, sim, group, i)
     grid = fm.instances.shape
     truth_native = truth_classes(sim, names)
     truth_g = nearest_to_grid(truth_native, grid)

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -34,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from copilot.frame import Frame  # noqa: E402
 from copilot.sources.push import push_frames  # noqa: E402
-from tests.faults.kill_rig import free_port  # noqa: E402
+from tests.faults.kill_rig import free_port, ok_rows as journaled  # noqa: E402
 
 
 def threshold_model(folder: Path) -> Path:
@@ -76,17 +75,6 @@ def cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process and its threads (/proc/<pid>/stat)."""
     fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def journaled(db: Path) -> int:
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return conn.execute("SELECT COUNT(*) FROM frames WHERE status = 'ok'").fetchone()[0]
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return 0
 
 
 def wait_for(db: Path, n: int, timeout_s: float = 3600) -> float:

@@ -70,7 +70,8 @@ def _env() -> dict:
     return env
 
 
-def _ok_rows(db: Path) -> int:
+def ok_rows(db: Path) -> int:
+    """Frames the daemon's store holds as processed (read-only: the daemon may be writing)."""
     if not db.exists():
         return 0
     try:
@@ -111,23 +112,23 @@ def run_campaign(work: Path, model_dir: Path, *, frames: int, rate_hz: float = 3
     t_start = time.monotonic()
     try:
         for k in range(kills):
-            before = _ok_rows(state / "results.sqlite")
+            before = ok_rows(state / "results.sqlite")
             proc = subprocess.Popen(daemon_cmd, stdout=daemon_log, stderr=daemon_log, env=env, cwd=ROOT)
             if rnd.random() < early_fraction:  # anywhere, start-up and catch-up included
                 time.sleep(rnd.uniform(*kill_after_s))
             else:  # while it processes: once it has journaled a new frame, a random moment later
                 wait_until = time.monotonic() + 30
-                while _ok_rows(state / "results.sqlite") <= before and time.monotonic() < wait_until:
+                while ok_rows(state / "results.sqlite") <= before and time.monotonic() < wait_until:
                     time.sleep(0.02)
                 time.sleep(rnd.uniform(0, kill_after_s[1] / 2))
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            killed_at_rows.append(_ok_rows(state / "results.sqlite"))
+            killed_at_rows.append(ok_rows(state / "results.sqlite"))
             log(f"kill {k + 1}/{kills}: {writer.written} frames written, {killed_at_rows[-1]} journaled")
         writer.join()
         proc = subprocess.Popen(daemon_cmd, stdout=daemon_log, stderr=daemon_log, env=env, cwd=ROOT)
         deadline = time.monotonic() + finish_timeout_s
-        while _ok_rows(state / "results.sqlite") < frames and time.monotonic() < deadline:
+        while ok_rows(state / "results.sqlite") < frames and time.monotonic() < deadline:
             time.sleep(0.5)
         while _lines(work / "tail.jsonl") < frames and time.monotonic() < deadline:
             time.sleep(0.5)
