@@ -52,3 +52,76 @@ def ort_latency(path: str | Path, size_px: int = 1024, threads: int = 2, repeats
         sess.run(None, {"image": x})
         ts.append(time.perf_counter() - t)
     return float(np.median(ts))
+
+
+PRIOR_NOTE = ("Outputs are calibrated for the training's class weights w: weighted cross-entropy makes a network's "
+              "softmax proportional to w_c·p_c, so −log w_c was added to the head's bias "
+              "(copilot.train.export.correct_class_prior) and the foreground's 0.5 iso-line sits on the true edge.")
+
+
+def correct_class_prior(path: str | Path, class_weights, bias: str = "net.head.bias") -> Path:
+    """Subtract log(class weight) from the output head's bias of an exported model, in place.
+
+    Trained with weighted cross-entropy, a network's softmax estimates p_c·w_c / Σ p_k·w_k; with soft (area-coverage)
+    targets that pushes the iso-lines of the up-weighted classes outward (particles came out ~2-4 % too large). After
+    the shift the outputs are the posteriors p_c, whatever backend runs the model.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    path = Path(path)
+    model = onnx.load(str(path))
+    init = {t.name: t for t in model.graph.initializer}
+    if bias not in init:
+        raise ValueError(f"{path}: no initializer {bias!r} (the output head's bias) to correct")
+    b = numpy_helper.to_array(init[bias]).astype(np.float32)
+    w = np.asarray(class_weights, np.float32)
+    if w.shape != b.shape or not np.all(w > 0):
+        raise ValueError(f"{path}: class weights {tuple(w)} do not match the head's {b.size} classes")
+    init[bias].CopyFrom(numpy_helper.from_array(b - np.log(w), bias))
+    tmp = path.with_name(f".{path.name}.partial")
+    onnx.save(model, str(tmp))
+    tmp.replace(path)
+    return path
+
+
+def calibrate_engine(folder: str | Path, class_weights) -> Path:
+    """:func:`correct_class_prior` on an engine folder's model.onnx, keeping its card true (checksum, note)."""
+    import json
+
+    from copilot.inference.card import load_card, sha256_of
+
+    folder = Path(folder)
+    card, _ = load_card(folder)
+    if PRIOR_NOTE in card.description:
+        raise ValueError(f"{folder}: already calibrated for its class weights")
+    correct_class_prior(folder / "model.onnx", class_weights)
+    data = json.loads((folder / "card.json").read_text())
+    data["description"] = f"{data['description']} {PRIOR_NOTE}"
+    data["model_sha256"] = sha256_of(folder / "model.onnx")
+    tmp = folder / ".card.json.partial"
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(folder / "card.json")
+    load_card(folder)  # still valid
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m copilot.train.export ENGINE_DIR --class-weights 1,1,2.5 (then: python -m copilot.train.heldout
+    ENGINE_DIR --update-card)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m copilot.train.export", description=main.__doc__)
+    ap.add_argument("engine_dir", type=Path)
+    ap.add_argument("--class-weights", required=True, help="the weights the model was trained with, comma-separated")
+    a = ap.parse_args(argv)
+    try:
+        calibrate_engine(a.engine_dir, [float(v) for v in a.class_weights.split(",")])
+    except ValueError as exc:
+        ap.exit(2, f"error: {exc}\n")
+    print(f"calibrated {a.engine_dir / 'model.onnx'} for class weights {a.class_weights}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

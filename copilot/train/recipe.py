@@ -143,7 +143,7 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
 
     from copilot.inference.card import ModelCard, load_card, sha256_of
     from copilot.inference.ort_engine import OrtEngine
-    from copilot.train.export import export_onnx, ort_latency, ort_session
+    from copilot.train.export import PRIOR_NOTE, correct_class_prior, export_onnx, ort_latency, ort_session
     from copilot.train.heldout import evaluate_engine
     from copilot.train.unet import TinyUNet
 
@@ -166,7 +166,7 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    onnx_path = export_onnx(net, out_dir / "model.onnx")
+    onnx_path = correct_class_prior(export_onnx(net, out_dir / "model.onnx"), class_weights)
     runs = ROOT / "runs"
     runs.mkdir(exist_ok=True)  # the torch weights stay out of the engine folder (no pickle at run time)
     torch.save(net.state_dict(), runs / f"{out_dir.name}.pt")
@@ -193,7 +193,7 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
         version=version,
         task=task,  # type: ignore[arg-type]
         class_names=list(class_names),
-        description=description,
+        description=f"{description} {PRIOR_NOTE}",
         working_nm_per_px=working_nm_per_px,
         trained_nm_per_px_range=trained_nm_per_px_range,
         trained_particle_px=trained_particle_px,

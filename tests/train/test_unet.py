@@ -55,3 +55,21 @@ def test_onnx_export_dynamic_hw(tmp_path):
         with torch.no_grad():
             ref = torch.softmax(net(torch.from_numpy(x))[0], dim=1).numpy()
         assert np.allclose(probs, ref, atol=1e-4)
+
+
+def test_class_prior_correction_divides_out_the_training_weights(tmp_path):
+    """Weighted cross-entropy's softmax is ∝ w_c·p_c; the corrected model gives p_c (whatever the backend)."""
+    from copilot.train.export import correct_class_prior, export_onnx, ort_session
+
+    net = TinyUNet(channels=(4, 8, 16, 32)).eval()
+    raw = export_onnx(net, tmp_path / "raw" / "model.onnx")
+    fixed = correct_class_prior(export_onnx(net, tmp_path / "fixed" / "model.onnx"), (1.0, 1.0, 2.5))
+    x = np.random.default_rng(1).standard_normal((1, 1, 64, 64)).astype(np.float32)
+    p_raw = ort_session(raw, threads=1).run(None, {"image": x})[0]
+    p_fix = ort_session(fixed, threads=1).run(None, {"image": x})[0]
+    expect = p_raw / np.array([1.0, 1.0, 2.5], np.float32)[None, :, None, None]
+    expect /= expect.sum(axis=1, keepdims=True)
+    assert np.allclose(p_fix, expect, atol=1e-5)
+    assert (p_fix[:, 2] < p_raw[:, 2]).all()  # the up-weighted class loses exactly its prior
+    with pytest.raises(ValueError, match="do not match"):
+        correct_class_prior(fixed, (1.0, 2.0))
