@@ -412,3 +412,29 @@ def simulate_foil(params: FoilParams, rng: np.random.Generator | int | None = No
     out = np.clip(np.rint(p.offset + counts * np.float32(p.gain * 200.0 / max(p.dose, 1.0))), 0, 65535)
     frame = SimFrame(image=out.astype(np.uint16), instances=inst, nm_per_px=p.nm_per_px, truth=_truth(defects, ids, inst, p))
     return frame
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# domain-shift groups (copilot.sim.domains, task "defects"): each leaves the in-domain draws one way only
+
+def _outside_focus(rng: np.random.Generator) -> float:
+    """Under-focus far beyond the trained range (wide fringes) or close to focus (cavities barely visible)."""
+    return -_log_uniform(rng, 2500.0, 4000.0) if rng.random() < 0.5 else -_log_uniform(rng, 120.0, 200.0)
+
+
+DEFECT_SHIFTS = {
+    "in-domain": lambda rng: {},
+    "over-focus": lambda rng: {"defocus_nm": _log_uniform(rng, 300.0, 1500.0)},
+    "defocus": lambda rng: {"defocus_nm": _outside_focus(rng)},
+    "thickness": lambda rng: {"foil_thickness_nm": float(rng.uniform(170.0, 250.0))},
+    "dose": lambda rng: {"dose": _log_uniform(rng, 15.0, 45.0)},
+    "magnification": lambda rng: {"nm_per_px": (_log_uniform(rng, 0.15, 0.25) if rng.random() < 0.5
+                                                else _log_uniform(rng, 0.9, 1.1))},
+    "loop-density": lambda rng: {"loop_density_per_um2": _log_uniform(rng, 3000.0, 6000.0)},
+}
+DEFECT_GROUPS = tuple(DEFECT_SHIFTS)
+
+
+def defect_domain_params(group: str, rng: np.random.Generator, size_px: int = 512) -> FoilParams:
+    """In-domain draws (``random_foil_params``) with the group's changes applied."""
+    return replace(random_foil_params(rng, size_px=size_px), **DEFECT_SHIFTS[group](rng))
