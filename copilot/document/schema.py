@@ -242,6 +242,8 @@ class Reliability(_Doc):
     predicted_f1: float | None = Field(None, description="regressor's estimate of the frame's object F1 (seed 002)")
     predicted_precision: float | None = None
     predicted_recall: float | None = None
+    predicted_per_class: dict[str, float] = Field(
+        default_factory=dict, description="defects: per class, e.g. cavity_f1, cavity_precision, loop_recall")
     image_confidence: float | None = Field(None, description="mean max-probability over the frame")
     shift_score: float | None = Field(None, description="RMS z-score of the embedding vs the training embeddings")
     shift_window_mmd2: float | None = Field(None, description="MMD² of the recent frames vs the training embeddings")
