@@ -262,7 +262,7 @@ def render_defects(defects: list[Defect], p: FoilParams) -> tuple[np.ndarray, np
             chord = 2 * math.sqrt(d.a_nm * d.b_nm) * np.sqrt(np.clip(1 - rho**2, 0, None))
             cav[sl] += chord / max(p.foil_thickness_nm, 1.0)
         elif d.a_nm * 2 < BLACK_DOT_NM:
-            loops[sl] += np.exp(-0.5 * (rho / 0.6) ** 4)
+            loops[sl] += np.exp(-0.5 * (rho / 0.85) ** 4)
         else:
             dist_nm = np.abs(rho - 1.0 + 0.5 * line / d.a_nm) * d.b_nm
             theta = np.arctan2(dy, dx)
