@@ -168,7 +168,14 @@ class Defect:
     @property
     def diameter_nm(self) -> float:
         """Cavity: equivalent circular diameter of the outline; loop: the ellipse's major axis."""
-        return 2.0 * self.a_nm if self.kind == LOOP else 2.0 * math.sqrt(self.a_nm * self.b_nm)
+        return 2.0 * self.a_nm if self.kind == LOOP else 2.0 * math.sqrt(self.area_nm2 / math.pi)
+
+    @property
+    def area_nm2(self) -> float:
+        """Projected area: the ellipse, or the polygon inscribed in it (``facets`` corners)."""
+        if self.facets:
+            return 0.5 * self.facets * math.sin(2 * math.pi / self.facets) * self.a_nm * self.b_nm
+        return math.pi * self.a_nm * self.b_nm
 
 
 def _draw_sizes(rng: np.random.Generator, n: int, d50: float, sigma: float, lo: float, hi: float) -> np.ndarray:
