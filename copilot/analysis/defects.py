@@ -74,6 +74,11 @@ class DefectStats:
     instance_classes: np.ndarray | None = None  # class index of instance label i + 1 (not in the document)
     instance_diameters: np.ndarray | None = None  # its diameter (length unit), edge-cut ones included
 
+    @property
+    def labels_class(self) -> list[int]:
+        """Class index of each instance label (label i + 1 → entry i): what the views colour by."""
+        return [] if self.instance_classes is None else [int(c) for c in self.instance_classes]
+
     def by_name(self, name: str) -> DefectClassStats | None:
         return next((c for c in self.classes if c.name == name), None)
 

@@ -189,6 +189,9 @@ class DefectSummary(_Doc):
     swelling_ci: Interval | None = Field(None, description="counting and sampling only; t taken as exact")
     dose: float | None = Field(None, description="dose read from the frame's metadata (dose_dpa, dpa, fluence, dose)")
     note: str | None = None
+    labels_class: list[int] = Field(default_factory=list,
+                                    description="class index (into the model's class names) of label i + 1 of the "
+                                                "labels part, at entry i")
 
 
 class Measurements(_Doc):
