@@ -38,7 +38,7 @@ CHANNELS = (8, 16, 32, 64)
 PATCH_PX = 192
 CLASS_WEIGHTS = (1.0, 2.0, 2.0)
 STEPS = 3000
-N_TRAIN = 1100
+N_TRAIN = 900
 COVERED_GROUPS = ("in-domain", "over-focus")
 HELD_OUT_GROUPS = ("defocus", "thickness", "dose", "magnification", "loop-density")
 ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines" / NAME
@@ -103,7 +103,9 @@ def main(minutes: float = 9.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout:
 
     console = Console(log_path=False)
     log = console.log
-    torch.set_num_threads(2)
+    # one thread: on a shared 2-core machine two OpenMP threads that lose a core to another process stall each other
+    # (spin-waits), which costs far more than the second thread gains
+    torch.set_num_threads(1)
     command = command or "python -m copilot.train " + " ".join(sys.argv[1:] or [NAME])
     t_start = time.perf_counter()
     log(f"recipe {NAME}: working {WORKING_NM_PER_PX} nm/px, frames {NM_PER_PX_RANGE} nm/px, seed {seed}, "
