@@ -44,3 +44,23 @@ def test_recipe_end_to_end_writes_a_defects_card(tmp_path, monkeypatch):
     assert card.task == "defects" and card.class_names == ["background", "cavity", "loop"]
     assert {"heldout:in-domain", "heldout:over-focus", "heldout:magnification"} <= set(card.metrics)
     assert "cavity_3nm_f1" in card.metrics["heldout:in-domain"] and "pixel_iou_cavity" in m
+
+    # the reliability recipe on that model: table, ONNX regressor, and the daemon's assessor predicting per class
+    pytest.importorskip("skl2onnx")
+    from copilot.train import defects_reliability as rel
+
+    rows, _ = rel.collect(str(tmp_path), per_group=1, seed=0, size_px=256, log=None)
+    assert len(rows) == 7 and {"cavity_f1", "loop_recall", "cavity_n_objects", "shift_distance"} <= set(rows[0])
+    rel.fit_and_write(str(tmp_path), rows * 3, "test")
+    card, _ = load_card(tmp_path)
+    assert card.reliability_regressor == "reliability.onnx"
+    from copilot.analysis import measure
+    from copilot.frame import Frame
+    from copilot.inference.ort_engine import OrtEngine
+    from copilot.reliability.score import Assessor
+    from copilot.sim.domains import sample_domain_frame
+
+    sim = sample_domain_frame("in-domain", np.random.default_rng(5), 256, task="defects")
+    engine = OrtEngine(card, tmp_path, threads=1)
+    r = Assessor(card, tmp_path).frame(measure(engine.segment(Frame(sim.image, sim.nm_per_px, "s", "1", "sim"))))
+    assert r.predicted_f1 is not None and set(r.predicted_per_class) == set(rel.TARGETS[3:])
