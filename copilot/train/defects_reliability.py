@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -87,43 +86,12 @@ def read_table(path: Path = TABLE) -> list[dict]:
         return [{k: (v if k == "group" else float(v)) for k, v in r.items()} for r in csv.DictReader(fh)]
 
 
-def feature_names(rows: list[dict]) -> list[str]:
-    return [k for k in rows[0] if k != "group" and k not in TARGETS]
-
-
 def fit_and_write(model: str, rows: list[dict], command: str, seed: int = 0) -> Path:
-    """Fit on ``rows``; write reliability.onnx + reliability.json beside the model and name it in the card."""
-    from copilot.inference.card import load_card
-    from copilot.reliability.calibration import FeatureStats, ReliabilityCalibration
-    from copilot.reliability.quality import QUALITY_FEATURES
-    from copilot.train.reliability import fit_regressor, to_onnx
+    """Fit on ``rows``; write reliability.onnx + reliability.json beside the model and name it in the card (the
+    particle recipe's writer with this recipe's targets; no rolling-window calibration)."""
+    from copilot.train.reliability import fit_and_write as write
 
-    names = feature_names(rows)
-    x = np.array([[r[n] for n in names] for r in rows], np.float32)
-    y = np.array([[r[t] for t in TARGETS] for r in rows], np.float32)
-    regressor = fit_regressor(x, y, seed)
-    _, folder = load_card(model)
-    (folder / "reliability.onnx").write_bytes(to_onnx(regressor, len(names), len(TARGETS)))
-    in_domain = [r for r in rows if r["group"] == "in-domain"]
-
-    def stats(values) -> FeatureStats:
-        v = np.asarray(values, float)
-        p01, p05, p95, p99 = np.percentile(v, [1, 5, 95, 99])
-        return FeatureStats(mean=v.mean(), std=v.std(), p01=p01, p05=p05, p95=p95, p99=p99)
-
-    calibration = ReliabilityCalibration(
-        features=names, targets=TARGETS,
-        quality_reference={q: stats([r[q] for r in in_domain]) for q in QUALITY_FEATURES},
-        shift_distance_p99=float(np.percentile([r["shift_distance"] for r in in_domain], 99)),
-        metrics={"frames": float(len(rows)), "groups": float(len({r["group"] for r in rows}))},
-        training_command=command,
-    )
-    (folder / "reliability.json").write_text(calibration.model_dump_json(indent=2) + "\n")
-    card = json.loads((folder / "card.json").read_text())
-    card["reliability_regressor"] = "reliability.onnx"
-    (folder / "card.json").write_text(json.dumps(card, indent=2) + "\n")
-    load_card(folder)  # still valid
-    return folder
+    return write(model, rows, None, command, seed, targets=TARGETS)
 
 
 def main(argv: list[str] | None = None) -> int:
