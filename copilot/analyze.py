@@ -51,7 +51,12 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
         def advance(result) -> None:
             p = result.doc.measurements.particles
             d50 = f"D50 {p.d50:.2f} {result.doc.measurements.length_unit}" if p and p.d50 else ""
-            progress.update(task, advance=1, description=f"{result.doc.frame_id}: {p.count if p else 0} particles {d50}")
+            what = f"{p.count if p else 0} particles {d50}"
+            if result.doc.measurements.defects is not None:
+                from copilot.ui.text import count_text
+
+                what = count_text(result.doc)
+            progress.update(task, advance=1, description=f"{result.doc.frame_id}: {what}")
 
         if dask:
             from copilot.distributed import run_files

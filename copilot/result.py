@@ -66,6 +66,7 @@ def reliability_document(r: FrameReliability) -> Reliability:
         predicted_f1=r.predicted_f1,
         predicted_precision=r.predicted_precision,
         predicted_recall=r.predicted_recall,
+        predicted_per_class=dict(r.predicted_per_class),
         image_confidence=r.image_confidence,
         shift_score=r.shift_score,
         shift_window_mmd2=r.shift_window_mmd2,

@@ -8,7 +8,11 @@ from copilot.inference.segmentation import Segmentation
 
 
 def measure(seg: Segmentation, settings: AnalysisSettings | None = None) -> FrameMeasurements:
-    """Dispatch on the model's task: particle sizing or phase fractions."""
+    """Dispatch on the model's task: particle sizing, phase fractions or radiation defects."""
+    if seg.task == "defects":
+        from copilot.analysis.defects import measure_defects
+
+        return measure_defects(seg, settings)
     if seg.task == "phases":
         from copilot.analysis.phases import measure_phases
 

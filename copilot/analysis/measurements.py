@@ -4,6 +4,7 @@ document; their field names are the document's, so that conversion is a validati
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import numpy as np
 
@@ -166,6 +167,7 @@ class Measures:
     length_unit: str
     particles: ParticleStats | None = None
     phases: PhaseStats | None = None
+    defects: Any = None  # copilot.analysis.defects.DefectStats (task "defects")
     sufficiency: list[Sufficiency] = field(default_factory=list)
 
 

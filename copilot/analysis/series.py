@@ -28,7 +28,7 @@ from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.analysis.stats import median_interval
 
 STOP_LEVEL = 0.68  # a trend stops when this (narrower) interval of the slope includes zero
-ALERTING = ("ecd_mean", "density")  # d50 moves with ecd_mean: one change in size, one alert
+ALERTING = ("ecd_mean", "density", "swelling", "density:cavity", "density:loop")  # d50 moves with ecd_mean
 
 
 # -- plain types ---------------------------------------------------------------------------------------------------
@@ -45,6 +45,7 @@ class FramePoint:
     psd_edges: tuple[float, ...] | None = None
     psd_scale: str = "log"
     verdict: str = "ok"  # ok | warn | fail
+    dose: float | None = None  # defects: the frame's dose from its metadata (copilot.analysis.defect_series)
 
 
 @dataclass(frozen=True)
@@ -111,12 +112,16 @@ def quantity_name(q: str) -> str:
     """Human name: ``ecd_mean`` → ``mean particle size``; ``fraction:pore`` → ``pore area fraction``."""
     if q.startswith("fraction:"):
         return f"{q.split(':', 1)[1]} area fraction"
-    return {"d50": "median particle size (D50)", "ecd_mean": "mean particle size", "density": "particle density"}[q]
+    if q.startswith("density:"):
+        return f"{q.split(':', 1)[1]} density"
+    return {"swelling": "swelling (ΔV/V)", "d50": "median particle size (D50)", "ecd_mean": "mean particle size", "density": "particle density"}[q]
 
 
 def value_unit(q: str, length_unit: str) -> str:
-    if q.startswith("fraction:"):
+    if q.startswith("fraction:") or q == "swelling":
         return "%"
+    if q.startswith("density:"):
+        return "/µm²"
     return "particles/µm²" if q == "density" else length_unit
 
 
@@ -125,7 +130,7 @@ def slope_unit(q: str, length_unit: str) -> str:
 
 
 def _shown(q: str, v: float) -> float:
-    return v * 100 if q.startswith("fraction:") else v  # fractions read as percent
+    return v * 100 if q.startswith("fraction:") or q == "swelling" else v  # fractions read as percent
 
 
 def fmt(v: float) -> str:
@@ -152,9 +157,21 @@ def point_from_measurements(fm: FrameMeasurements, verdict: str = "ok") -> Frame
         return FramePoint(frame.frame_id, frame.acquired_at, values, m.length_unit, sized,
                           np.array(psd.counts) if psd else None, tuple(psd.edges) if psd else None,
                           psd.scale if psd else "log", verdict)
+    if m.defects is not None:
+        return FramePoint(frame.frame_id, frame.acquired_at, defect_values(m.defects), m.length_unit, verdict=verdict,
+                          dose=m.defects.dose)
     phases = m.phases.phases[1:] if m.phases is not None else []
     return FramePoint(frame.frame_id, frame.acquired_at, {f"fraction:{ph.name}": ph.area_fraction for ph in phases},
                       m.length_unit, verdict=verdict)
+
+
+def defect_values(d: Any) -> dict[str, float | None]:
+    """Series values of a defects frame (DefectStats or its document dict): swelling and density per class."""
+    get = (lambda o, k: o.get(k)) if isinstance(d, dict) else getattr
+    values: dict[str, float | None] = {"swelling": get(d, "swelling")}
+    for c in get(d, "classes") or []:
+        values[f"density:{get(c, 'name')}"] = get(c, "density_per_um2")
+    return values
 
 
 def point_from_document(doc: dict[str, Any]) -> FramePoint:
@@ -171,6 +188,9 @@ def point_from_document(doc: dict[str, Any]) -> FramePoint:
                           np.array([q["ecd"] for q in p.get("particles", []) if not q["touches_edge"]], float),
                           np.array(psd["counts"]) if psd else None, tuple(psd["edges"]) if psd else None,
                           psd["scale"] if psd else "log", verdict)
+    if m.get("defects") is not None:
+        return FramePoint(doc["frame_id"], at, defect_values(m["defects"]), m["length_unit"], verdict=verdict,
+                          dose=m["defects"].get("dose"))
     phases = (m.get("phases") or {}).get("phases", [])[1:]
     return FramePoint(doc["frame_id"], at, {f"fraction:{ph['name']}": ph["area_fraction"] for ph in phases},
                       m["length_unit"], verdict=verdict)
@@ -298,6 +318,10 @@ class SeriesTracker:
     # -- internals -------------------------------------------------------------------------------------------------
     def _result(self, st: _Stream, trends: list[TrendFit], alerts: list[SeriesAlert]) -> SeriesResult:
         window = list(st.window)
+        if any(w.dose is not None for w in window):
+            from copilot.analysis.defect_series import dose_trends
+
+            trends = trends + dose_trends(window)
         rolling = _sum([w.psd_counts for w in window if w.psd_counts is not None])
         return SeriesResult(
             frames=st.frames, frames_excluded=st.excluded, window_frames=len(window),
@@ -408,7 +432,7 @@ class SeriesTracker:
                                   ci.low if ci else None, ci.high if ci else None, int(pooled.size),
                                   pooled.size / len(window), target,
                                   usable and last.sized.size >= self.settings.min_sized_per_frame)
-        heads = [q for q in last.values if q.startswith("fraction:")]
+        heads = [q for q in last.values if q.startswith("fraction:") or q == "swelling"]
         if not heads:
             return None
         q = heads[0]  # the frame's headline phase

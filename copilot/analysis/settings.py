@@ -22,6 +22,8 @@ class AnalysisSettings(BaseModel):
     intercept_line_spacing_px: int = Field(8, ge=1, description="spacing of the parallel test lines (morphology)")
     intercept_angles: int = Field(18, ge=2, le=180, description="orientations of the test-line families")
     lamellar_anisotropy: float = Field(2.0, gt=1, description="lamellar when intercepts/length vary this much (max/min)")
+    foil_thickness_nm: float | None = Field(None, gt=0, description="defects: foil thickness for swelling "
+                                            "(else the frame's metadata foil_thickness_nm)")
     target_precision_rel: float = Field(0.02, gt=0, lt=1, description="'enough' when the 95 % half-width is within this")
 
     @model_validator(mode="after")

@@ -161,11 +161,45 @@ class PhaseSummary(_Doc):
     subpixel_boundary_px: int = Field(0, description="grid pixels on phase boundaries, measured sub-pixel")
 
 
+class DefectClass(_Doc):
+    """One radiation-defect class (cavity or loop) in one frame (copilot.analysis.defects)."""
+
+    name: str
+    count: int = Field(..., description="all defects of the class, edge-cut ones included")
+    count_edge: int = Field(..., description="cut by the frame edge: counted, not sized; the estimates weight the "
+                                             "inner ones instead (Miles-Lantuejoul)")
+    density_per_um2: float | None = Field(None, description="edge-corrected areal density, per µm²")
+    density_ci: Interval | None = None
+    diameter_mean: float | None = Field(None, description="in length_unit: ECD (cavity) or ellipse major axis (loop)")
+    diameter_mean_ci: Interval | None = None
+    diameter_median: float | None = None
+    size_histogram: Histogram | None = None
+    diameters: list[float] = Field(default_factory=list, description="each inner defect's diameter, length_unit")
+    size_measure: str = Field("ecd", description="'ecd' or 'ellipse major axis'")
+
+
+class DefectSummary(_Doc):
+    classes: list[DefectClass]
+    analysed_area_um2: float | None = None
+    foil_thickness_nm: float | None = Field(None, description="t in the swelling; None: no swelling")
+    thickness_source: str | None = Field(None, description="'config' or 'metadata'")
+    volume_fraction: float | None = Field(None, description="cavity volume / (A t), spheres of the measured ECD")
+    volume_fraction_ci: Interval | None = None
+    swelling: float | None = Field(None, description="ΔV/V = Σ(π d³/6) / (A t − Σ(π d³/6)), edge-corrected")
+    swelling_ci: Interval | None = Field(None, description="counting and sampling only; t taken as exact")
+    dose: float | None = Field(None, description="dose read from the frame's metadata (dose_dpa, dpa, fluence, dose)")
+    note: str | None = None
+    labels_class: list[int] = Field(default_factory=list,
+                                    description="class index (into the model's class names) of label i + 1 of the "
+                                                "labels part, at entry i")
+
+
 class Measurements(_Doc):
-    task: Literal["particles", "phases"]
+    task: Literal["particles", "phases", "defects"]
     length_unit: Literal["nm", "px"]
     particles: ParticleSummary | None = None
     phases: PhaseSummary | None = None
+    defects: DefectSummary | None = None
     sufficiency: list[Sufficiency] = Field(default_factory=list)
 
 
@@ -211,6 +245,8 @@ class Reliability(_Doc):
     predicted_f1: float | None = Field(None, description="regressor's estimate of the frame's object F1 (seed 002)")
     predicted_precision: float | None = None
     predicted_recall: float | None = None
+    predicted_per_class: dict[str, float] = Field(
+        default_factory=dict, description="defects: per class, e.g. cavity_f1, cavity_precision, loop_recall")
     image_confidence: float | None = Field(None, description="mean max-probability over the frame")
     shift_score: float | None = Field(None, description="RMS z-score of the embedding vs the training embeddings")
     shift_window_mmd2: float | None = Field(None, description="MMD² of the recent frames vs the training embeddings")

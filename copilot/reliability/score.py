@@ -21,6 +21,7 @@ from copilot.analysis.measurements import FrameMeasurements
 from copilot.inference.scale import outside_trained_scale
 from copilot.inference.card import ModelCard
 from copilot.reliability.calibration import ReliabilityCalibration
+from copilot.reliability.defect_features import defect_features
 from copilot.reliability.features import output_features
 from copilot.reliability.quality import image_quality
 from copilot.reliability.shift import ShiftReference, ShiftWindow
@@ -63,6 +64,7 @@ class Assessor:
         """The frame's own reliability (no per-stream state: safe on any worker, in any order)."""
         seg = fm.segmentation
         features = output_features(fm)
+        features.update(defect_features(fm))
         quality = image_quality(seg.frame, seg.network_input)
         distance = self.reference.distance(seg.embedding) if self.reference is not None else None
         features.update(quality)
@@ -72,6 +74,7 @@ class Assessor:
             predicted_f1=predicted.get("f1"),
             predicted_precision=predicted.get("precision"),
             predicted_recall=predicted.get("recall"),
+            predicted_per_class={k: v for k, v in predicted.items() if k not in ("f1", "precision", "recall")},
             image_confidence=features["image_confidence"],
             shift_score=distance,
             quality=quality,

@@ -27,6 +27,7 @@ class FrameReliability:
     uncertainty: np.ndarray = field(repr=False)
     embedding: np.ndarray | None = field(default=None, repr=False)
     shift_window_mmd2: float | None = None
+    predicted_per_class: dict[str, float] = field(default_factory=dict)  # defects: cavity_f1, loop_recall, ...
 
 
 @dataclass(frozen=True)

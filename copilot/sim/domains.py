@@ -8,6 +8,9 @@ Groups are per task (``groups_for(task)``):
   ``drift`` (drift shear, line jitter, scan wobble, scan-line offsets), ``contrast-inversion`` (grey scale
   inverted), ``charging`` (charging streaks and bands). Scan artefacts (drift, charging) only exist in a scanned
   image: those groups draw HAADF-STEM frames.
+* defects (BF-TEM of irradiated foils, ``copilot.sim.irradiation``): ``in-domain`` (under-focus), ``over-focus``,
+  ``defocus`` (far under-focus or near focus), ``thickness`` (thick foil), ``dose``, ``magnification``,
+  ``loop-density`` (dense loops); ``instances`` holds defect instances (classes in ``truth["defects"]``).
 * phases (SEM microstructures, ``copilot.sim.sem``): ``in-domain`` (SE detector, two-phase and porous),
   ``dose``, ``defocus`` (beam blur), ``magnification`` (nm/px outside 0.5-2), ``drift``, ``charging``,
   ``detector`` (BSE instead of SE: atomic-number and channelling contrast instead of topography) and ``etching``
@@ -39,7 +42,7 @@ import numpy as np
 
 from copilot.sim.stem import SimFrame, SimParams, random_params, simulate_frame
 
-TASKS = ("particles", "phases")
+TASKS = ("particles", "phases", "defects")
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -105,6 +108,8 @@ PHASE_SHIFTS: dict[str, Callable[[np.random.Generator], dict]] = {
 PHASE_GROUPS = tuple(PHASE_SHIFTS)
 
 GROUPS_BY_TASK: dict[str, tuple[str, ...]] = {"particles": PARTICLE_GROUPS, "phases": PHASE_GROUPS}
+GROUPS_BY_TASK["defects"] = ("in-domain", "over-focus", "defocus", "thickness", "dose", "magnification",
+                             "loop-density")  # copilot.sim.irradiation.DEFECT_SHIFTS
 
 
 def groups_for(task: str = "particles") -> tuple[str, ...]:
@@ -126,6 +131,10 @@ def domain_params(group: str, rng: np.random.Generator, size_px: int = 512, task
     groups = groups_for(task)
     if group not in groups:
         raise KeyError(f"unknown domain group {group!r} for task {task!r}; known: {', '.join(groups)}")
+    if task == "defects":
+        from copilot.sim.irradiation import defect_domain_params
+
+        return defect_domain_params(group, rng, size_px)
     if task == "phases":
         from copilot.sim.sem import random_sem_params
 
@@ -141,7 +150,11 @@ def sample_domain_frame(group: str, rng: np.random.Generator, size_px: int = 512
     particles: ``instances`` = particle instance labels; phases: ``instances`` = class map (see the module doc).
     """
     params = domain_params(group, rng, size_px, task, modality)
-    if task == "phases":
+    if task == "defects":
+        from copilot.sim.irradiation import simulate_foil
+
+        frame = simulate_foil(params, rng)
+    elif task == "phases":
         from copilot.sim.sem import simulate_sem
 
         frame = simulate_sem(params, rng)

@@ -112,8 +112,8 @@ def collect(model: str, per_group: int, seed: int, size_px: int = 512, groups=DO
     return rows, np.array(embeddings)
 
 
-def feature_names(rows) -> list[str]:
-    return [k for k in rows[0] if k not in ("group", *TARGETS)]
+def feature_names(rows, targets: list[str] = TARGETS) -> list[str]:
+    return [k for k in rows[0] if k not in ("group", *targets)]
 
 
 def fit_regressor(x: np.ndarray, y: np.ndarray, seed: int = 0):
@@ -170,14 +170,16 @@ def read_table(path: Path = TABLE) -> list[dict]:
         return [{k: (v if k == "group" else float(v)) for k, v in r.items()} for r in csv.DictReader(fh)]
 
 
-def fit_and_write(model: str, rows: list[dict], mmd2_p99: float | None, command: str, seed: int = 0) -> Path:
-    """Fit the regressor on ``rows``, write reliability.onnx + reliability.json beside the model, name it in the card."""
-    names = feature_names(rows)
+def fit_and_write(model: str, rows: list[dict], mmd2_p99: float | None, command: str, seed: int = 0,
+                  targets: list[str] = TARGETS) -> Path:
+    """Fit the regressor on ``rows``, write reliability.onnx + reliability.json beside the model, name it in the card.
+    ``targets``: the regressor's outputs (columns of ``rows``; every other column but ``group`` is a feature)."""
+    names = feature_names(rows, targets)
     x = np.array([[r[n] for n in names] for r in rows], np.float32)
-    y = np.array([[r[t] for t in TARGETS] for r in rows], np.float32)
+    y = np.array([[r[t] for t in targets] for r in rows], np.float32)
     regressor = fit_regressor(x, y, seed)
     card, folder = load_card(model)
-    (folder / "reliability.onnx").write_bytes(to_onnx(regressor, len(names)))
+    (folder / "reliability.onnx").write_bytes(to_onnx(regressor, len(names), len(targets)))
     in_domain = [r for r in rows if r["group"] == "in-domain"]
 
     def stats(values) -> FeatureStats:
@@ -187,7 +189,7 @@ def fit_and_write(model: str, rows: list[dict], mmd2_p99: float | None, command:
 
     calibration = ReliabilityCalibration(
         features=names,
-        targets=TARGETS,
+        targets=list(targets),
         quality_reference={q: stats([r[q] for r in in_domain]) for q in QUALITY_FEATURES},
         shift_distance_p99=float(np.percentile([r["shift_distance"] for r in in_domain], 99)),
         shift_mmd2_p99=mmd2_p99,

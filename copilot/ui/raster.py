@@ -21,6 +21,8 @@ _SIZE_ANCHORS = np.array([
 PHASE_RGB = [(0, 0, 0), (230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
              (204, 121, 167)]
 PHASE_FILL_ALPHA = 90
+# Radiation defects by class (copilot.analysis.defects): cavities orange, loops sky blue (Okabe–Ito).
+DEFECT_RGB = {"cavity": (230, 159, 0), "loop": (86, 180, 233)}
 
 
 def size_colour(t: np.ndarray | float) -> np.ndarray:
@@ -49,9 +51,17 @@ def label_colours(doc: ResultDocument, n_labels: int) -> np.ndarray:
     """RGBA lookup table (n_labels + 1, 4): label id → colour. 0 is transparent.
 
     Particles: coloured by ECD on :func:`size_colour` over :func:`size_range`; edge-cut ones ``EDGE_RGB``.
-    Phases: label = class index; class 0 transparent, others from ``PHASE_RGB``.
+    Phases: label = class index; class 0 transparent, others from ``PHASE_RGB``. Defects: by class, ``DEFECT_RGB``.
     """
     lut = np.zeros((n_labels + 1, 4), np.uint8)
+    d = doc.measurements.defects
+    if d is not None:
+        names = ["background", *(c.name for c in d.classes)]
+        for k, c in enumerate(d.labels_class[:n_labels], start=1):
+            name = names[c] if c < len(names) else ""
+            lut[k, :3] = DEFECT_RGB.get(name, EDGE_RGB)
+            lut[k, 3] = 255
+        return lut
     p = doc.measurements.particles
     if p is not None:
         rng = size_range(doc)

@@ -108,6 +108,12 @@ def headline(doc: ResultDocument) -> Headline:
         ci = ph.ci
         return Headline(f"fraction:{ph.name}", f"{ph.name} fraction", ph.area_fraction, ci.low if ci else None,
                         ci.high if ci else None, "")
+    d = m.defects
+    if d is not None:
+        ci = d.swelling_ci
+        pct = (lambda v: None if v is None else 100 * v)
+        return Headline("swelling", "swelling ΔV/V", pct(d.swelling), pct(ci.low) if ci else None,
+                        pct(ci.high) if ci else None, "%")
     return Headline("none", "–", None, None, None, "")
 
 
@@ -118,8 +124,17 @@ def withheld(doc: ResultDocument) -> str | None:
     return "FAIL: " + ("; ".join(doc.verdict.reasons) if doc.verdict.reasons else "the model is not right here")
 
 
+def plural(name: str) -> str:
+    """``cavity`` → ``cavities``, ``loop`` → ``loops``."""
+    return name[:-1] + "ies" if name.endswith("y") else name + "s"
+
+
 def count_text(doc: ResultDocument) -> str:
     p = doc.measurements.particles
+    d = doc.measurements.defects
+    if d is not None:
+        edge = sum(c.count_edge for c in d.classes)
+        return ", ".join(f"{c.count} {plural(c.name)}" for c in d.classes) + (f" ({edge} cut by the edge)" if edge else "")
     if p is None:
         ph = doc.measurements.phases
         return f"{len(ph.phases)} phases" if ph is not None else "–"
@@ -136,6 +151,13 @@ def edge_text(doc: ResultDocument) -> str:
 
 def density_text(doc: ResultDocument) -> str:
     p = doc.measurements.particles
+    d = doc.measurements.defects
+    if d is not None:
+        if d.analysed_area_um2 is None:
+            return "– (uncalibrated)"
+        return ", ".join(f"{plural(c.name)} {fmt_num(c.density_per_um2)}/µm²"
+                         + (f" ({fmt_num(c.density_ci.low)}–{fmt_num(c.density_ci.high)})" if c.density_ci else "")
+                         for c in d.classes)
     if p is None:
         return "–"
     if p.density_per_um2 is None:

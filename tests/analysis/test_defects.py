@@ -1,0 +1,108 @@
+"""Defect measurements on segmentations made from the simulator's exact masks: counts, densities, sizes and swelling
+with the edge correction, against the simulator's truth; the document and the series carry them."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from copilot.analysis import measure
+from copilot.analysis.defects import edge_weights, poisson_interval, swelling, volume_nm3
+from copilot.analysis.settings import AnalysisSettings
+from copilot.frame import Frame
+from copilot.inference.segmentation import Segmentation
+from copilot.sim.irradiation import CLASS_NAMES, FoilParams, class_map, simulate_foil
+from copilot.train.data import soft_class_targets
+from copilot.train.defect_scores import frame_scores, pooled
+
+
+def exact_segmentation(sim, meta=None, factor: int = 1) -> Segmentation:
+    """What a perfect defects model would output: each class's coverage of every grid pixel."""
+    shape = (sim.image.shape[0] // factor, sim.image.shape[1] // factor)
+    probs = soft_class_targets(class_map(sim), shape, 3).astype(np.float32)
+    frame = Frame(sim.image, sim.nm_per_px, stream="t", frame_id="1", origin="sim", meta=meta or {})
+    return Segmentation(frame=frame, probabilities=probs, embedding=np.zeros(4, np.float32),
+                        class_names=CLASS_NAMES, model_name="exact", model_version="0", engine="none",
+                        frame_px_per_px=float(factor), task="defects")
+
+
+def foil(seed: int, **kw):
+    p = replace(FoilParams(size_px=512, nm_per_px=0.5, cavity_density_per_um2=1500, cavity_d50_nm=6.0,
+                           cavity_min_nm=3.0, loop_density_per_um2=400), **kw)
+    return simulate_foil(p, seed)
+
+
+def test_exact_masks_give_f1_one_and_true_diameters():
+    sim = foil(1)
+    fm = measure(exact_segmentation(sim, {"foil_thickness_nm": 80.0}))
+    s = pooled([frame_scores(fm, sim)])
+    assert s["cavity_3nm_f1"] > 0.97 and s["loop_5nm_f1"] > 0.97
+    d = fm.summary.defects
+    truth = sorted(r["diameter_nm"] for r in sim.truth["defects"] if r["class"] == "cavity" and not r["touches_edge"])
+    got = sorted(d.by_name("cavity").diameters)
+    assert len(got) == len(truth)
+    assert np.median(got) == pytest.approx(np.median(truth), rel=0.05)
+    loops = sorted(r["diameter_nm"] for r in sim.truth["defects"] if r["class"] == "loop" and not r["touches_edge"]
+                   and r["diameter_nm"] > 8)
+    big = sorted(x for x in d.by_name("loop").diameters if x > 7.5)
+    assert np.median(big) == pytest.approx(np.median(loops), rel=0.08)  # ellipse major axis
+
+
+def test_swelling_and_density_match_the_truth_over_frames():
+    est, true, dens, dtrue = [], [], [], []
+    for seed in range(6):
+        sim = foil(seed)
+        fm = measure(exact_segmentation(sim, {"foil_thickness_nm": sim.truth["foil_thickness_nm"]}))
+        d = fm.summary.defects
+        est.append(d.swelling)
+        true.append(sim.truth["swelling"])
+        dens.append(d.by_name("cavity").density_per_um2)
+        dtrue.append(sim.truth["density_per_um2"]["cavity"])
+        assert d.swelling_ci.low <= d.swelling <= d.swelling_ci.high
+        assert d.by_name("cavity").density_ci.low < d.by_name("cavity").density_per_um2
+    assert sum(est) / sum(true) == pytest.approx(1.0, abs=0.1)
+    assert sum(dens) / sum(dtrue) == pytest.approx(1.0, abs=0.1)
+
+
+def test_thickness_from_config_wins_and_missing_thickness_says_so():
+    sim = foil(2)
+    seg = exact_segmentation(sim, {"foil_thickness_nm": 80.0})
+    a = measure(seg, AnalysisSettings(foil_thickness_nm=160.0)).summary.defects
+    b = measure(seg).summary.defects
+    assert a.thickness_source == "config" and b.thickness_source == "metadata"
+    assert a.swelling == pytest.approx(b.swelling / 2, rel=0.01)
+    none = measure(exact_segmentation(sim)).summary.defects
+    assert none.swelling is None and "thickness" in none.note and none.by_name("cavity").density_per_um2 > 0
+
+
+def test_formulas():
+    assert swelling(volume_nm3(np.array([10.0]), np.ones(1)), 100.0 * 100.0, 50.0) == pytest.approx(
+        (np.pi / 6 * 1000) / (5e5 - np.pi / 6 * 1000))
+    assert edge_weights(np.array([0.0, 50.0, 100.0]), 100.0, 100.0).tolist() == [1.0, 4.0, 0.0]
+    lo, hi = poisson_interval(10)
+    assert lo == pytest.approx(4.795, abs=0.01) and hi == pytest.approx(18.39, abs=0.02)
+
+
+def test_document_and_series_carry_the_defects():
+    from copilot.analysis.series import SeriesTracker
+    from copilot.document.schema import ResultDocument
+    from copilot.reliability.score import Assessor
+    from copilot.result import Outcome, build_result
+
+    tracker = SeriesTracker()
+    for i, dose in enumerate([0.5, 1.0, 1.5, 2.0]):
+        sim = foil(10 + i, cavity_d50_nm=4.0 + 2 * i)
+        seg = exact_segmentation(sim, {"foil_thickness_nm": 80.0, "dose_dpa": dose})
+        seg = replace(seg, frame=replace(seg.frame, frame_id=str(i),
+                                         acquired_at=seg.frame.acquired_at.replace(minute=i)))
+        fm = measure(seg)
+        series = tracker.update(fm)
+        rel, verdict, _ = Assessor().assess(fm)
+        doc = build_result(Outcome(fm, rel, verdict, series), {"total": 1.0}).doc
+    back = ResultDocument.from_json(doc.to_json())
+    d = back.measurements.defects
+    assert back.measurements.task == "defects" and d.dose == 2.0 and d.swelling > 0
+    assert [c.name for c in d.classes] == ["cavity", "loop"]
+    trends = {t.quantity: t for t in back.series.trends}
+    assert {"swelling", "density:cavity", "swelling vs dose"} <= set(trends)
+    assert trends["swelling vs dose"].slope > 0 and trends["swelling vs dose"].unit == "%/dose unit"
