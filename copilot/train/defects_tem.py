@@ -34,7 +34,7 @@ from copilot.sim.irradiation import CLASS_NAMES, class_map, random_foil_params, 
 from copilot.train.data import NO_AUGMENT, _patch, soft_class_targets, to_uint8, working_shape
 
 NAME = "defects-tem"
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 WORKING_NM_PER_PX = 0.5
 NM_PER_PX_RANGE = (0.3, 0.8)
 CHANNELS = (8, 16, 32, 64)
