@@ -147,7 +147,7 @@ def point_from_measurements(fm: FrameMeasurements, verdict: str = "ok") -> Frame
     p = m.particles
     if p is not None:
         values = {"d50": p.d50, "ecd_mean": p.ecd_mean, "density": p.density_per_um2}
-        sized = np.array([q.ecd for q in p.particles if not q.touches_edge], float)
+        sized = np.asarray(p.table.ecd[~p.table.touches_edge], float)
         psd = p.psd
         return FramePoint(frame.frame_id, frame.acquired_at, values, m.length_unit, sized,
                           np.array(psd.counts) if psd else None, tuple(psd.edges) if psd else None,
