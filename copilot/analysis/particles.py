@@ -22,6 +22,7 @@ from skimage.feature import peak_local_max
 from skimage.segmentation import relabel_sequential, watershed
 
 from copilot.analysis.geometry import RefinedParticles, pack, refine_particles, refinement, split_necks
+from copilot.analysis.instances import watershed_touching
 from copilot.analysis.measurements import FrameMeasurements, Measures, ParticleStats, ParticleTable
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.shape import ShapeTable, shape_table
@@ -43,7 +44,7 @@ def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min
     if "boundary" in class_names:
         foreground = core | (labels == class_names.index("boundary"))
         markers, _ = ndi.label(core)
-        instances = watershed(-probabilities[pid], markers, mask=foreground)
+        instances = watershed_touching(-probabilities[pid], markers, foreground)  # = watershed(…, mask=…)
     else:
         foreground = core
         distance = ndi.distance_transform_edt(foreground)
