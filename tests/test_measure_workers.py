@@ -12,8 +12,8 @@ from copilot.sources.base import Arrival
 
 def frames(n=4, size=256):
     params = SimParams(size_px=size, nm_per_px=0.25, area_fraction=0.15, touching_fraction=0.2)
-    return [Frame(simulate_frame(params, i).image, 0.25, stream="s", frame_id=f"f{i}", origin="sim")
-            for i in range(n)]
+    return [Frame(simulate_frame(params, i).image, 0.25, stream="s", frame_id=f"f{i}", origin="sim",
+                  meta={"odd": {1, 2}} if i == 1 else {"detector": "HAADF", "tilt_deg": 0.5}) for i in range(n)]
 
 
 def run(engine, mode, fr, between=None):
@@ -38,13 +38,15 @@ def engine():
     return OrtEngine.from_name("particles-stem")
 
 
-def test_processes_give_the_documents_threads_give(engine):
-    fr = frames()
+def test_processes_give_the_documents_threads_give(engine, caplog):
+    fr = frames()  # f1 carries metadata that cannot be handed over (a set): it is measured on the thread
     _, on_threads = run(engine, "threads", fr)
     p, in_processes = run(OrtEngine.from_name("particles-stem"), "processes", fr)
     assert p.stats.processed == len(fr) and p.stats.failed == 0
     assert [comparable(r) for r in in_processes] == [comparable(r) for r in on_threads]
     assert in_processes[0].doc.measurements.particles.count > 5
+    assert [r.message for r in caplog.records if "on the thread" in r.message] == [
+        "measuring f1 on the thread: set cannot be handed over"]
     assert {"analyze", "assess", "measure"} <= set(in_processes[0].doc.timings_ms)  # the worker's own stage times
     assert np.array_equal(in_processes[0].parts["labels"], on_threads[0].parts["labels"])
     assert np.array_equal(in_processes[0].frame_labels(), on_threads[0].frame_labels())  # the refined outlines
