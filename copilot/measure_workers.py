@@ -17,7 +17,6 @@ import queue
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from copilot.analysis.measurements import FrameMeasurements
@@ -135,8 +134,8 @@ class MeasureInProcesses:
                 raise UnreadableFrame(job.arrival.origin, answer["error"])
             raise RuntimeError(f"in the measure worker: {answer['error']}")
         job.timings_ms.update(answer["timings_ms"])
-        fm = FrameMeasurements(replace(seg, precomputed_maps=body["maps"]), body["instances"], body["summary"],
-                               refined=body["refined"], morphology=body["morphology"])
+        fm = FrameMeasurements(seg, body["instances"], body["summary"], refined=body["refined"],
+                               morphology=body["morphology"])  # seg.maps: computed here only if still needed
         return Measured(fm, body["reliability"])
 
     def close(self) -> None:
@@ -176,7 +175,7 @@ def serve(inbox, outbox) -> None:
                 reliability = assessor.frame(fm)
                 t2 = time.perf_counter()
                 header = answers.pack({"instances": fm.instances, "summary": fm.summary, "refined": fm.refined,
-                                       "morphology": fm.morphology, "maps": seg.maps, "reliability": reliability})
+                                       "morphology": fm.morphology, "reliability": reliability})
             except UnreadableFrame as exc:
                 send({"error": exc.reason, "unreadable": True})
                 continue
