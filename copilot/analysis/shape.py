@@ -14,7 +14,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage as ndi
 
 
 @dataclass
@@ -144,6 +143,8 @@ def perimeters(instances: np.ndarray, n: int) -> np.ndarray:
 def row_extents(runs: Runs):
     """Each label's occupied rows with their first and last column: (label, row, first, last), sorted by label, then
     row."""
+    if not runs.label.size:
+        return (np.zeros(0, np.intp),) * 4
     key = runs.label * runs.shape[0] + runs.row
     order = np.argsort(key, kind="stable")
     key, first, last = key[order], runs.first[order], runs.last[order]
@@ -198,15 +199,15 @@ def hull_chains(g_lab, g_row, first, last):
     return chain, xs, ys
 
 
-def hull_measures(runs: Runs, n: int, n_dir: int = 90):
+def hull_measures(extents, n: int, image_rows: int, n_dir: int = 90):
     """Feret max, Feret min and convex area (pixels) of labels 1..n at once.
 
     The hull is skimage's (``hull_chains``). Feret diameters: its extent projected on ``n_dir`` directions over 180°
     (Feret max within 0.01 px, Feret min within 0.25 px, exact on the axes). Convex area: the pixel centres of each
     row between the hull's left and right chains, edges included — what convex_hull_image + sum gives (rows where
-    the label has no pixel included).
+    the label has no pixel included). ``extents``: ``row_extents`` of the image, which has ``image_rows`` rows.
     """
-    g_lab, g_row, first, last = row_extents(runs)
+    g_lab, g_row, first, last = extents
     chain, xs, ys = hull_chains(g_lab, g_row, first, last)
     lab = chain >> 1
     x = np.where(chain & 1, -xs, xs)
@@ -222,7 +223,7 @@ def hull_measures(runs: Runs, n: int, n_dir: int = 90):
     top, height = g_row[at], np.r_[g_row[at[1:] - 1], g_row[-1]] - g_row[at] + 1
     g_lab = np.repeat(g_lab[at], height)
     g_row = np.repeat(top - np.r_[0, np.cumsum(height)[:-1]], height) + np.arange(g_lab.size)
-    span = runs.shape[0] + 2
+    span = image_rows + 2
     key = chain * span + ys + 1  # sorted within each side (the left chains come first)
     n_left = int(np.count_nonzero((chain & 1) == 0))
     bounds = []
@@ -237,14 +238,25 @@ def hull_measures(runs: Runs, n: int, n_dir: int = 90):
     return width.max(axis=1), width.min(axis=1), area_convex
 
 
+def touches_edge(extents, n: int, shape: tuple[int, int]) -> np.ndarray:
+    """Which labels 1..n reach the image's border, from their row extents."""
+    g_lab, g_row, first, last = extents
+    edge = np.zeros(n, bool)
+    if g_lab.size:
+        at = np.flatnonzero(np.r_[True, g_lab[1:] != g_lab[:-1]])
+        top, bottom = g_row[at], np.r_[g_row[at[1:] - 1], g_row[-1]]
+        left, right = np.minimum.reduceat(first, at), np.maximum.reduceat(last, at)
+        edge[g_lab[at] - 1] = (top == 0) | (left == 0) | (bottom == shape[0] - 1) | (right == shape[1] - 1)
+    return edge
+
+
 def shape_table(instances: np.ndarray) -> ShapeTable:
     """Geometry of labels 1..max(instances) (labels must be sequential, as relabel_sequential leaves them)."""
     n = int(instances.max(initial=0))
     runs = Runs.of(instances)
+    extents = row_extents(runs)
     area, cr, cc, major, minor = moments(runs, n)
     perim = perimeters(instances, n)
-    fmax, fmin, convex = hull_measures(runs, n) if n else (np.zeros(0),) * 3
-    h, w = instances.shape
-    edge = np.array([sl is not None and (sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == h or sl[1].stop == w)
-                     for sl in ndi.find_objects(instances, max_label=n)], bool).reshape(n)
+    fmax, fmin, convex = hull_measures(extents, n, instances.shape[0]) if n else (np.zeros(0),) * 3
+    edge = touches_edge(extents, n, instances.shape)
     return ShapeTable(np.arange(1, n + 1), area, cr, cc, major, minor, perim, fmax, fmin, convex, edge)

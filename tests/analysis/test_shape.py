@@ -49,6 +49,9 @@ def test_table_equals_regionprops_label_by_label(seed):
         assert t.axis_minor[k] == pytest.approx(r.axis_minor_length, abs=1e-7)
         assert t.perimeter[k] == pytest.approx(perimeter(r.image, 4), abs=1e-9)
         assert t.area_convex[k] == r.area_convex  # exact, rows without a pixel of the label included
+        rows, cols = r.coords.T
+        assert t.touches_edge[k] == (rows.min() == 0 or cols.min() == 0 or rows.max() == inst.shape[0] - 1
+                                     or cols.max() == inst.shape[1] - 1)
 
 
 @pytest.mark.parametrize("seed", [0, 3])
