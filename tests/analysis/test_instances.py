@@ -35,3 +35,19 @@ def test_regions_without_markers_stay_background():
     markers[3, 3] = 1
     out = watershed_touching(np.zeros((20, 20)), markers, mask)
     assert (out[2:6, 2:6] == 1).all() and not out[10:15, 10:15].any()
+
+
+def test_drop_small_is_zeroing_then_relabel_sequential():
+    from skimage.segmentation import relabel_sequential
+
+    from copilot.analysis.instances import drop_small
+
+    rng = np.random.default_rng(5)
+    inst = rng.integers(0, 40, (60, 60)).astype(np.int32) * (rng.random((60, 60)) < 0.5)
+    inst[inst == 7] = 0  # a missing label
+    sizes = np.bincount(inst.ravel())
+    expected = inst.copy()
+    expected[(sizes < 45)[inst] & (inst > 0)] = 0
+    got = drop_small(inst, 45)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, relabel_sequential(expected)[0])
