@@ -157,18 +157,23 @@ def row_extents(runs: Runs):
 
 def _outline_chains(g_lab, g_row, first, last):
     """skimage's hull points (the pixel-edge midpoints of each row's end pixels) as two chains per label, each
-    sorted by y: the left one (x as is) then the right one mirrored (x → −x). Where rows r and r + 1 meet, only the
-    outer of their two corner points is kept (the other lies between it and the other chain)."""
+    sorted by y: the left one (x as is) then the right one mirrored (x → −x). Points that lie between others of
+    the same chain are left out at once: where rows r and r + 1 meet, the inner of their two corner points (and both
+    where the rows end at the same column), and the side points inside a straight vertical stretch."""
     y = g_row.astype(np.float64)
     same_next = np.r_[(g_lab[1:] == g_lab[:-1]) & (g_row[1:] == g_row[:-1] + 1), False]
-    top = ~np.r_[False, same_next[:-1]]  # the first row of a block of consecutive rows
+    same_prev = np.r_[False, same_next[:-1]]
+    top = ~same_prev  # the first row of a block of consecutive rows
     nxt = np.r_[1:g_lab.size, 0] if g_lab.size else np.zeros(0, np.intp)
+    prv = np.r_[0, 0:g_lab.size - 1] if g_lab.size else np.zeros(0, np.intp)
     sides = []
     for side, x in ((0, first.astype(np.float64)), (1, -last.astype(np.float64))):
+        flat_next = same_next & (x == x[nxt])
         corner = np.where(same_next, np.minimum(x, x[nxt]), x)
+        middle = ~(flat_next & same_prev & (x == x[prv]))
         xs = np.stack([x, x - 0.5, corner], axis=1).ravel()
         ys = np.stack([y - 0.5, y, y + 0.5], axis=1).ravel()
-        keep = np.stack([top, np.ones_like(top), np.ones_like(top)], axis=1).ravel()
+        keep = np.stack([top, middle, ~flat_next], axis=1).ravel()
         sides.append((xs[keep], ys[keep], 2 * np.repeat(g_lab, 3)[keep] + side))
     return [np.concatenate(parts) for parts in zip(*sides)]
 
