@@ -22,11 +22,11 @@ from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
 
 from copilot.analysis.geometry import RefinedParticles, pack, refine_particles, refinement, split_necks
-from copilot.analysis.instances import drop_small, watershed_touching
 from copilot.analysis.measurements import FrameMeasurements, Measures, ParticleStats, ParticleTable
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.shape import ShapeTable, shape_table
 from copilot.analysis.stats import lognormal_fit, mean_interval, median_interval, psd_histogram, sufficiency
+from copilot.analysis.instances import drop_small, watershed_touching
 from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
 
