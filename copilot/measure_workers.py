@@ -39,6 +39,7 @@ class MeasureProcess:
     def __init__(self, setup: dict):
         self.proc = subprocess.Popen([sys.executable, "-m", "copilot.measure_workers"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=_child_env())
+        self.setup = setup
         self.requests = Channel()  # segmentations to the worker (its block reused frame after frame)
         self.answers = Reader()  # the worker's answers, from its own block
         self._send(setup)
@@ -101,20 +102,30 @@ class MeasureInProcesses:
 
     def __init__(self, engine, analysis: AnalysisSettings, thresholds: VerdictThresholds, workers: int, local):
         """``local``: (analyze, assess) stages to fall back on for a frame that cannot be handed over."""
-        self.setup = {"card": engine.card.model_dump_json(), "folder": str(engine.folder) if engine.folder else None,
-                      "analysis": analysis.model_dump(mode="json"), "thresholds": thresholds.model_dump(mode="json")}
+        self.analysis, self.thresholds = analysis, thresholds
         self.local = local
         self._idle: queue.Queue = queue.Queue()
         self._all: list[MeasureProcess] = []
+        self.use_engine(engine)
         for _ in range(workers):
             self._idle.put(None)  # started on first use
+
+    def use_engine(self, engine) -> None:
+        """Measure with ``engine``'s card (its regressor and shift reference) from the next frame on: workers
+        started for an earlier one are replaced as they come up (a model swapped between frames)."""
+        self.setup = {"card": engine.card.model_dump_json(), "folder": str(engine.folder) if engine.folder else None,
+                      "analysis": self.analysis.model_dump(mode="json"),
+                      "thresholds": self.thresholds.model_dump(mode="json")}
 
     def __call__(self, seg: Segmentation, job):
         from copilot.pipeline import Measured
 
         proc = self._idle.get()
         try:
-            if proc is None or not proc.alive():
+            if proc is not None and (proc.setup is not self.setup or not proc.alive()):
+                proc.close()
+                proc = None
+            if proc is None:
                 proc = MeasureProcess(self.setup)
                 self._all.append(proc)
             answer, body = proc.measure(seg)
@@ -134,8 +145,7 @@ class MeasureInProcesses:
                 raise UnreadableFrame(job.arrival.origin, answer["error"])
             raise RuntimeError(f"in the measure worker: {answer['error']}")
         job.timings_ms.update(answer["timings_ms"])
-        fm = FrameMeasurements(seg, body["instances"], body["summary"], refined=body["refined"],
-                               morphology=body["morphology"])  # seg.maps: computed here only if still needed
+        fm = FrameMeasurements(segmentation=seg, **body["measurements"])  # seg.maps: computed here only if needed
         return Measured(fm, body["reliability"])
 
     def close(self) -> None:
@@ -146,8 +156,10 @@ class MeasureInProcesses:
 
 def serve(inbox, outbox) -> None:
     """The worker's loop: a setup message, then one answer per segmentation, until end of input."""
-    from copilot.analysis import measure
+    from dataclasses import fields
+
     from copilot.inference.card import ModelCard
+    from copilot.pipeline import AnalyzeStage, AssessStage
     from copilot.reliability.score import Assessor
 
     def send(message: dict) -> None:
@@ -159,7 +171,8 @@ def serve(inbox, outbox) -> None:
         card = ModelCard.model_validate_json(setup["card"])
         assessor = Assessor(card, Path(setup["folder"]) if setup["folder"] else None,
                             VerdictThresholds.model_validate(setup["thresholds"]))
-        settings = AnalysisSettings.model_validate(setup["analysis"])
+        analyze = AnalyzeStage(AnalysisSettings.model_validate(setup["analysis"]))  # the threads' own stages
+        assess = AssessStage(assessor)
     except Exception as exc:
         send({"error": f"{type(exc).__name__}: {exc}"})
         return
@@ -170,12 +183,13 @@ def serve(inbox, outbox) -> None:
             seg = requests.unpack(loads(line)["segmentation"], copy=False)  # views, until the next request
             try:
                 t0 = time.perf_counter()
-                fm = measure(seg, settings)
+                fm = analyze(seg, None)
                 t1 = time.perf_counter()
-                reliability = assessor.frame(fm)
+                reliability = assess(fm, None).reliability
                 t2 = time.perf_counter()
-                header = answers.pack({"instances": fm.instances, "summary": fm.summary, "refined": fm.refined,
-                                       "morphology": fm.morphology, "reliability": reliability})
+                # everything measured but the segmentation, which the pipeline has already
+                measured = {f.name: getattr(fm, f.name) for f in fields(fm) if f.name != "segmentation"}
+                header = answers.pack({"measurements": measured, "reliability": reliability})
             except UnreadableFrame as exc:
                 send({"error": exc.reason, "unreadable": True})
                 continue

@@ -72,3 +72,34 @@ def test_a_killed_worker_is_replaced_and_processing_goes_on(engine):
 def test_processes_mode_is_checked():
     with pytest.raises(ValueError, match="measure_mode"):
         Pipeline(OrtEngine.from_name("particles-stem"), measure_mode="fork")
+
+
+def test_workers_follow_a_model_swapped_between_frames(engine):
+    import time
+
+    from copilot.inference.card import ModelCard
+
+    fr = frames(2, 128)
+    results = []
+    p = Pipeline(engine, sinks=[results.append], workers=1, measure_mode="processes").start()
+    p.submit(Arrival(origin="f0", frame=fr[0]))
+    while not results:
+        time.sleep(0.05)
+    stage = p.lanes[2].stages[0]
+    first = stage._all[0]
+    card = ModelCard.model_validate_json(engine.card.model_dump_json())
+    card.version = "swapped"  # what a promoted model's card would say
+
+    class Swapped:
+        folder = engine.folder
+
+    Swapped.card = card
+    stage.use_engine(Swapped)
+    p.submit(Arrival(origin="f1", frame=fr[1]))
+    while len(results) < 2:
+        time.sleep(0.05)
+    workers = list(stage._all)
+    p.stop()
+    assert p.stats.failed == 0
+    assert len(workers) == 2 and workers[0] is first and not first.alive()  # made way for one with the new card
+    assert workers[1].setup["card"] != first.setup["card"]
