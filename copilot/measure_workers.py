@@ -123,7 +123,7 @@ class MeasureInProcesses:
         proc = self._idle.get()
         try:
             if proc is not None and (proc.setup is not self.setup or not proc.alive()):
-                proc.close()
+                self._retire(proc)
                 proc = None
             if proc is None:
                 proc = MeasureProcess(self.setup)
@@ -135,7 +135,7 @@ class MeasureInProcesses:
             return assess(analyze(seg, job), job)
         except WorkerDied:
             if proc is not None:
-                proc.close()
+                self._retire(proc)
             proc = None
             raise
         finally:
@@ -148,8 +148,13 @@ class MeasureInProcesses:
         fm = FrameMeasurements(segmentation=seg, **body["measurements"])  # seg.maps: computed here only if needed
         return Measured(fm, body["reliability"])
 
+    def _retire(self, proc: MeasureProcess) -> None:
+        proc.close()
+        if proc in self._all:
+            self._all.remove(proc)
+
     def close(self) -> None:
-        for proc in self._all:
+        for proc in list(self._all):
             proc.close()
         self._all.clear()
 
