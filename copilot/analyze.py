@@ -84,7 +84,7 @@ def _run_local(engine, files: list[Path], settings: Settings, sinks: list):
         analysis=settings.analysis,
         series=settings.series,
         thresholds=settings.verdict, queue_size=settings.pipeline.queue_size,
-        workers=settings.pipeline.measure_workers,
+        workers=settings.pipeline.measure_workers, measure_mode=settings.pipeline.measure_mode,
     ).start()
     for f in files:
         pipeline.submit(Arrival(origin=str(f), path=f))

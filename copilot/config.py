@@ -100,6 +100,9 @@ class PipelineSettings(_Section):
     queue_size: int = Field(4, ge=1, description="frames waiting between two stages")
     measure_workers: int = Field(1, ge=1, le=64, description="threads measuring frames side by side (analysis + "
                                                               "reliability); results still leave in frame order")
+    measure_mode: Literal["threads", "processes"] = Field(
+        "threads", description="'processes': each measure worker is a process (arrays in shared memory), so "
+                               "analysis runs on as many cores as workers; 'threads': in this process")
 
 
 class Settings(_Section):

@@ -129,7 +129,7 @@ class Daemon:
             thresholds=settings.verdict,
             send_labels=settings.publish.send_labels,
             queue_size=settings.pipeline.queue_size,
-            workers=settings.pipeline.measure_workers,
+            workers=settings.pipeline.measure_workers, measure_mode=settings.pipeline.measure_mode,
             limits=settings.limits,
             watch_root=settings.source.watch if settings.source.kind == "directory" else None,
             inflight=self.inflight,

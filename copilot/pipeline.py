@@ -8,8 +8,9 @@
 Each stage is a small class (``name``, ``input``, ``output``, ``__call__``); ``STAGES`` is the path, checked at
 import so every arrow carries one type. Lanes are joined by bounded queues, so reading, inference and measurement
 of successive frames overlap and a slow lane pushes back on the source instead of growing memory. The measure
-lane runs on ``workers`` threads (its work is numpy/scipy/scikit-image and ONNX Runtime, which release the GIL for
-most of the time); frames leave it in arrival order (sequence numbers + a reorder buffer), so the per-stream state
+lane runs on ``workers`` threads (``measure_mode="threads"``: numpy/scipy/scikit-image and ONNX Runtime release the
+GIL for part of the time), or hands each frame to one of ``workers`` processes from its threads
+(``"processes"``: copilot.measure_workers, arrays in shared memory); frames leave it in arrival order (sequence numbers + a reorder buffer), so the per-stream state
 in the follow lane (series, shift window: copilot.accumulator) sees every stream's frames in order. Every stage's
 time lands in the result's ``timings_ms`` under the stage's name. ``stop()`` (SIGINT/SIGTERM) stops the source,
 lets every frame already accepted pass through all lanes, then returns.
@@ -264,6 +265,7 @@ class Pipeline:
         send_labels: bool = True,
         queue_size: int = 4,
         workers: int = 1,
+        measure_mode: str = "threads",
         limits: InputLimits | None = None,
         watch_root: Path | None = None,
         inflight=None,
@@ -271,6 +273,8 @@ class Pipeline:
     ):
         if workers < 1:
             raise ValueError(f"workers must be ≥ 1, got {workers}")
+        if measure_mode not in ("threads", "processes"):
+            raise ValueError(f"measure_mode must be 'threads' or 'processes', got {measure_mode!r}")
         self.engine = engine
         self.stream = stream
         self.store = store
@@ -291,7 +295,7 @@ class Pipeline:
         self.lanes = (
             Lane("read", (ReadStage(self),)),
             Lane("infer", (InferStage(engine),)),
-            Lane("measure", (AnalyzeStage(self.analysis), AssessStage(self.assessor)), workers),
+            Lane("measure", self._measure_stages(measure_mode, workers, thresholds), workers),
             Lane("follow", (FollowStage(self.series, self.assessor),)),
             Lane("sink", (SinkStage(self),)),
         )
@@ -302,6 +306,14 @@ class Pipeline:
         self._threads: list[threading.Thread] = []
         self._source = None
         self._started = False
+
+    def _measure_stages(self, mode: str, workers: int, thresholds: VerdictThresholds | None) -> tuple:
+        local = (AnalyzeStage(self.analysis), AssessStage(self.assessor))
+        if mode == "threads":
+            return local
+        from copilot.measure_workers import MeasureInProcesses
+
+        return (MeasureInProcesses(self.engine, self.analysis, self.assessor.thresholds, workers, local),)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self, source=None) -> "Pipeline":
@@ -373,6 +385,10 @@ class Pipeline:
             for t in self._threads:
                 t.join(timeout)
             self._started = False
+        for lane in self.lanes:
+            for stage in lane.stages:
+                if hasattr(stage, "close"):
+                    stage.close()  # worker processes of the measure lane
 
     def healthy(self) -> bool:
         """Every lane thread is alive and none has been stuck on one input for ``stuck_after_s`` (the systemd

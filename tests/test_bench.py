@@ -11,7 +11,8 @@ def test_postprocess_bench_runs_on_the_replay_engine(threshold_model_dir):
     results = runner.run_postprocess_bench((128,), 3, workers=2, model=str(threshold_model_dir), log=lambda *_: None)
     size = results["postprocess"]["sizes"]["128"]
     assert set(size["single"]) >= {"analyze", "assess", "follow", "sink", "total", "cpu_ms"}
-    assert [t["workers"] for t in size["throughput"]] == [1, 2] and size["profile_top"]
+    assert [(t["workers"], t["mode"]) for t in size["throughput"]] == [(1, "threads"), (2, "threads"), (2, "processes")]
+    assert all(t["cpu_ms_per_frame"] > 0 for t in size["throughput"]) and size["profile_top"]
     assert results["machine"]["versions"]["numpy"] and "load1_mean" in results["machine"]
     assert "## Post-processing" in results["markdown"]
 

@@ -241,7 +241,8 @@ def test_stages_form_one_typed_path():
     assert all(a.output is b.input for a, b in zip(STAGES, STAGES[1:]))
 
 
-def test_measure_workers_keep_frame_order_and_series_state_per_stream(tmp_path, threshold_model_dir):
+@pytest.mark.parametrize("mode", ["threads", "processes"])
+def test_measure_workers_keep_frame_order_and_series_state_per_stream(tmp_path, threshold_model_dir, mode):
     """Big and small frames on two streams through 3 measure workers, a corrupt file among them: results leave in
     submission order, each stream's series counts its own frames 1, 2, 3, …, and the gap left by the quarantined
     file does not hold the others back."""
@@ -260,7 +261,7 @@ def test_measure_workers_keep_frame_order_and_series_state_per_stream(tmp_path, 
     arrivals.insert(5, Arrival(origin=str(corrupt), path=corrupt))
     results = []
     p = Pipeline(OrtEngine.from_name(threshold_model_dir), sinks=[results.append], quarantine_dir=tmp_path / "q",
-                 workers=3, queue_size=2).start()
+                 workers=3, queue_size=2, measure_mode=mode).start()
     for a in arrivals:
         p.submit(a)
     p.stop()

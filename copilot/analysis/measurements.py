@@ -101,7 +101,13 @@ class ParticleTable:
         return ParticleRow(centroid_x_nm=x, centroid_y_nm=y, **vals)
 
     def rows(self) -> list[ParticleRow]:
-        return [self.row(i) for i in range(len(self))]
+        """Every row (the same values as ``row(i)``), converted column by column."""
+        names = [f.name for f in fields(self) if f.name != "nm_per_px"]
+        cols = [getattr(self, name).tolist() for name in names]
+        nm = self.nm_per_px
+        i_x, i_y = names.index("centroid_x_px"), names.index("centroid_y_px")
+        return [ParticleRow(centroid_x_nm=v[i_x] * nm if nm else None, centroid_y_nm=v[i_y] * nm if nm else None,
+                            **dict(zip(names, v))) for v in zip(*cols)]
 
     @property
     def sized(self) -> np.ndarray:

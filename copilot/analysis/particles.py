@@ -19,13 +19,14 @@ from dataclasses import fields
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import watershed
 
 from copilot.analysis.geometry import RefinedParticles, pack, refine_particles, refinement, split_necks
 from copilot.analysis.measurements import FrameMeasurements, Measures, ParticleStats, ParticleTable
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.shape import ShapeTable, shape_table
 from copilot.analysis.stats import lognormal_fit, mean_interval, median_interval, psd_histogram, sufficiency
+from copilot.analysis.instances import drop_small, watershed_touching
 from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
 
@@ -43,7 +44,7 @@ def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min
     if "boundary" in class_names:
         foreground = core | (labels == class_names.index("boundary"))
         markers, _ = ndi.label(core)
-        instances = watershed(-probabilities[pid], markers, mask=foreground)
+        instances = watershed_touching(-probabilities[pid], markers, foreground)  # = watershed(…, mask=…)
     else:
         foreground = core
         distance = ndi.distance_transform_edt(foreground)
@@ -52,11 +53,7 @@ def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min
         markers = np.zeros_like(regions)
         markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
         instances = watershed(-distance, markers, mask=foreground)
-    sizes = np.bincount(instances.ravel())
-    small = sizes < min_area_px
-    small[0] = False
-    instances[small[instances]] = 0
-    return relabel_sequential(instances)[0].astype(np.int32)
+    return drop_small(instances, min_area_px)  # and renumbered 1..k, as relabel_sequential would
 
 
 def size_statistics(ecd: np.ndarray) -> dict[str, float | None]:

@@ -42,8 +42,8 @@ def cmd_bench(args) -> int:
     runner = _load_runner()
     md = args.markdown or (str(Path(args.json).with_suffix(".md")) if args.json else None)
     extra = Path(args.daemon_toml).read_text() if args.daemon_toml else ""
-    if args.workers and not args.postprocess:
-        extra += f"\n[pipeline]\nmeasure_workers = {workers}\n"
+    if (args.workers or args.measure_mode) and not args.postprocess:
+        extra += f"\n[pipeline]\nmeasure_workers = {workers}\nmeasure_mode = \"{args.measure_mode or 'threads'}\"\n"
     runner.main(args.sizes, args.frames, json_path=args.json, md_path=md, postprocess=args.postprocess,
                 workers=workers, model=args.model, engine=args.engine,
                 threads=args.threads, nm_per_px=args.nm_per_px, naive=not args.no_naive,
@@ -65,6 +65,8 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--workers", type=int, default=None,
                    help="measure threads: compared with 1 under --postprocess (default 2); the daemon's [pipeline] "
                         "measure_workers otherwise (default: the config's, 1)")
+    b.add_argument("--measure-mode", choices=("threads", "processes"), default=None,
+                   help="the daemon's [pipeline] measure_mode (--postprocess measures both)")
     b.add_argument("--frames", type=int, default=20, help="frames per measurement")
     b.add_argument("--json", default=None, help="write results here (a .md table is written beside it)")
     b.add_argument("--markdown", default=None, help="markdown table path (default: beside --json)")

@@ -100,6 +100,8 @@ class Assessor:
         q = r.quality
         if q.get("dynamic_range", 1.0) < t.blank_dynamic_range:
             found.append(("fail", "blank frame: no contrast to measure"))
+        elif q.get("snr", np.inf) < t.fail_snr:
+            found.append(("fail", f"no structure above the noise (signal-to-noise {q['snr']:.1f})"))
         if r.predicted_f1 is not None:
             if r.predicted_f1 < t.fail_f1:
                 found.append(("fail", f"predicted F1 {r.predicted_f1:.2f}: measurements unreliable"))

@@ -18,4 +18,6 @@ class VerdictThresholds(BaseModel):
     shift_fail_factor: float = Field(2.0, gt=0, description="shift score above this × training p99: fail")
     saturated_fraction: float = Field(0.01, ge=0, le=1)
     blank_dynamic_range: float = Field(1e-3, ge=0, description="below this fraction of the detector range: blank")
+    fail_snr: float = Field(1.0, ge=0, description="signal-to-noise below this: fail (no structure above the noise; "
+                                                   "every simulated frame below 1 had object F1 < 0.5)")
     shift_window: int = Field(10, ge=3, description="frames in the rolling window for the shift MMD²")

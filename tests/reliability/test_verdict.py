@@ -83,3 +83,13 @@ def test_inverted_contrast_is_in_scope_for_a_model_trained_on_both_contrasts(eng
     assert "BF-TEM" in engine.card.description or "bf-tem" in engine.card.description.lower()
     r, v, _ = judge(engine, SHARP, invert=True)
     assert v.level != "fail" and r.predicted_f1 > 0.8, v.reasons
+
+
+def test_noise_without_structure_fails_on_its_signal_to_noise(engine):
+    # a noise frame the network happens to find nothing in gets a high predicted F1 (nothing missed, nothing wrong):
+    # its signal-to-noise below 1 (no simulated frame under 1 reached F1 0.5) is what fails it
+    img = np.random.default_rng(9).poisson(300, (512, 512)).astype(np.uint16)
+    frame = Frame(img, 0.25, stream="no-structure", frame_id="noise", origin="test")  # no prior scale
+    r, v, _ = Assessor(engine.card, engine.folder).assess(measure(engine.segment(frame)))
+    assert r.quality["snr"] < 1.0
+    assert v.level == "fail" and any("no structure above the noise" in x for x in v.reasons), v.reasons

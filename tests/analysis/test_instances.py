@@ -1,0 +1,53 @@
+"""watershed_touching gives what a watershed over the whole image gives."""
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+from skimage.draw import disk
+from skimage.segmentation import watershed
+
+from copilot.analysis.instances import watershed_touching
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_same_labels_as_a_whole_image_watershed(seed):
+    rng = np.random.default_rng(seed)
+    prob = np.zeros((300, 300))
+    for _ in range(80):  # discs, many of them touching or overlapping (one region, several cores)
+        rr, cc = disk(tuple(rng.integers(0, 300, 2)), rng.uniform(3, 12), shape=prob.shape)
+        prob[rr, cc] = np.maximum(prob[rr, cc], rng.uniform(0.6, 1.0))
+    prob = ndi.gaussian_filter(prob, 1.5) + rng.uniform(0, 0.02, prob.shape)
+    foreground = prob > 0.3
+    markers, k = ndi.label(prob > 0.55)
+    expected = watershed(-prob, markers, mask=foreground)
+    got = watershed_touching(-prob, markers, foreground)
+    regions, n = ndi.label(foreground)
+    several = [r for r in range(1, n + 1) if np.unique(markers[regions == r]).size > 2]
+    assert several and k > len(several)  # both kinds of region are there
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_regions_without_markers_stay_background():
+    mask = np.zeros((20, 20), bool)
+    mask[2:6, 2:6] = True
+    mask[10:15, 10:15] = True
+    markers = np.zeros((20, 20), np.int32)
+    markers[3, 3] = 1
+    out = watershed_touching(np.zeros((20, 20)), markers, mask)
+    assert (out[2:6, 2:6] == 1).all() and not out[10:15, 10:15].any()
+
+
+def test_drop_small_is_zeroing_then_relabel_sequential():
+    from skimage.segmentation import relabel_sequential
+
+    from copilot.analysis.instances import drop_small
+
+    rng = np.random.default_rng(5)
+    inst = rng.integers(0, 40, (60, 60)).astype(np.int32) * (rng.random((60, 60)) < 0.5)
+    inst[inst == 7] = 0  # a missing label
+    sizes = np.bincount(inst.ravel())
+    expected = inst.copy()
+    expected[(sizes < 45)[inst] & (inst > 0)] = 0
+    got = drop_small(inst, 45)
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, relabel_sequential(expected)[0])

@@ -1,0 +1,56 @@
+"""Dataclass trees of arrays across processes without pickle: what goes in comes out, and nothing else does."""
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from copilot.analysis.measurements import Interval, Sufficiency
+from copilot.frame import Frame
+from copilot.handoff import Channel, HandoffError, Reader
+
+
+def test_round_trip_keeps_types_values_and_shared_arrays():
+    entropy = np.random.default_rng(0).random((5, 7)).astype(np.float32)
+    frame = Frame(np.arange(12, dtype=np.uint16).reshape(3, 4), 0.25, stream="s", frame_id="f", origin="o",
+                  acquired_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc), meta={"gain": 2.5, "n": 3})
+    obj = {"frame": frame, "iv": Interval(1.0, 2.0), "suff": Sufficiency("d50", None, 0.02, False, "frame"),
+           "t": (1, "a", None), "l": [np.float32(1.5), np.int64(7), True], "p": Path("/x/y"),
+           "entropy": entropy, "again": entropy, "empty": np.zeros((0, 3), np.int32)}
+    channel, reader = Channel(), Reader()
+    try:
+        back = reader.unpack(channel.pack(obj))
+        assert back["frame"].acquired_at == frame.acquired_at and back["frame"].meta == frame.meta
+        np.testing.assert_array_equal(back["frame"].pixels, frame.pixels)
+        assert back["frame"].pixels.dtype == np.uint16
+        assert back["iv"] == obj["iv"] and back["suff"] == obj["suff"] and back["t"] == (1, "a", None)
+        assert type(back["l"][0]) is np.float32 and back["l"][1] == 7 and back["p"] == Path("/x/y")
+        assert back["again"] is back["entropy"] and back["entropy"].dtype == np.float32
+        assert back["empty"].shape == (0, 3)
+        big = np.ones((2048, 1024), np.float64)  # does not fit: the channel grows, the reader follows
+        np.testing.assert_array_equal(reader.unpack(channel.pack({"big": big}))["big"], big)
+    finally:
+        reader.close()
+        channel.close()
+
+
+def test_refuses_what_it_cannot_rebuild_safely():
+    @dataclass
+    class Foreign:
+        x: int
+
+    channel = Channel()
+    try:
+        with pytest.raises(HandoffError, match="not a copilot type"):
+            channel.pack(Foreign(1))
+        with pytest.raises(HandoffError, match="object arrays"):
+            channel.pack(np.array([object()]))
+        with pytest.raises(HandoffError, match="cannot be handed over"):
+            channel.pack({1, 2})
+    finally:
+        channel.close()
+    header = {"tree": {"$c": "os:system", "f": {}}, "block": None, "layout": []}
+    with pytest.raises(HandoffError, match="not a copilot type"):
+        Reader().unpack(header)
