@@ -12,10 +12,12 @@ all particles at once (``copilot.analysis.shape``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from copilot.analysis.outline import longest_outline, pockets
 
 
 def refinement(frame_px_per_px: float) -> int:
@@ -31,12 +33,15 @@ def refinement(frame_px_per_px: float) -> int:
 @dataclass
 class RefinedParticles:
     """Particle ``k`` (label k + 1) is ``tiles[k]``, a boolean mask on the refined grid whose top-left refined pixel
-    is ``origins[k]`` (row, col). Refined pixel (u, v) covers frame pixel (u // m, v // m)."""
+    is ``origins[k]`` (row, col). Refined pixel (u, v) covers frame pixel (u // m, v // m). ``fields[k]`` is the
+    interpolated foreground probability on the same pixels, 0 where another particle owns them: its 0.5 iso-line is
+    the sub-pixel outline (``tiles[k]`` = field ≥ 0.5, or the grid pixels where the probability never reaches 0.5)."""
 
     m: int
     frame_shape: tuple[int, int]
     tiles: list[np.ndarray]
     origins: np.ndarray
+    fields: list[np.ndarray] = field(default_factory=list)
 
 
 def _axis(n_frame: int, n_work: int, m: int):
@@ -63,10 +68,11 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
     # ownership: each working pixel's instance, grown by one pixel so that the iso-line may pass just outside it
     grown = ndi.grey_dilation(instances, size=3)
     owner = np.where(instances > 0, instances, grown)
-    tiles, origins = [], np.zeros((n, 2), np.intp)
+    tiles, fields, origins = [], [], np.zeros((n, 2), np.intp)
     for k, sl in enumerate(ndi.find_objects(instances, max_label=n)):
         if sl is None:
             tiles.append(np.zeros((0, 0), bool))
+            fields.append(np.zeros((0, 0), np.float32))
             continue
         a, b = max(sl[0].start - 1, 0), min(sl[0].stop + 1, h)
         c, d = max(sl[1].start - 1, 0), min(sl[1].stop + 1, w)
@@ -80,12 +86,14 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
         up = rows[:, rx0[v0:v1] - q0] * (1 - wx) + rows[:, rx1[v0:v1] - q0] * wx
         near = np.ix_(ny[u0:u1], nx[v0:v1])
         mine = owner[near] == k + 1
-        mask = (up >= 0.5) & mine
+        own = np.where(mine, up, 0).astype(np.float32)
+        mask = own >= 0.5
         if not mask.any():  # an object whose probability never reaches 0.5 between grid points: its grid pixels
             mask = instances[near] == k + 1
         tiles.append(mask)
+        fields.append(own)
         origins[k] = (u0, v0)
-    return RefinedParticles(m, (H, W), tiles, origins)
+    return RefinedParticles(m, (H, W), tiles, origins, fields)
 
 
 def pack(tiles: list[np.ndarray], width: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -128,21 +136,13 @@ def paint(refined: RefinedParticles) -> np.ndarray:
 
 
 MAX_PIECE_ELONGATION = 1.6  # pieces of a necked pair are round-ish; halves of a long convex particle are not
-NOTCH = 0.03  # the notches a split removes cover at least this fraction of the outline's area (70 % neck: ~4 %)
-MAX_NECK = 0.8  # the cut is at most this × the smaller piece's ECD (a 70 % neck cuts ~0.75 of it)
+MAX_NECK = 1.05  # the cut is at most this × the smaller piece's ECD (a 70 % neck: ~0.8 drawn, up to ~0.96 as
+# the network rounds it)
 MIN_PIECE = 0.2  # the smaller piece has at least this fraction of the larger one's area (discs of 2:1 diameter: 0.25)
-NECK_DEPTH = 0.15  # a saddle of the distance map this deep (fraction of the particle's largest inscribed radius)
-
-
-def _notch_area(tile: np.ndarray, pieces: np.ndarray, n: int) -> float:
-    """Convex deficiency of the whole outline minus that of its pieces: large for two particles joined at a neck
-    (the two notches), about zero for a convex particle however ragged its outline (the pieces keep the texture)."""
-    from skimage.morphology import convex_hull_image
-
-    def deficiency(mask):
-        return float(convex_hull_image(mask).sum() - mask.sum())
-
-    return deficiency(tile) - sum(deficiency(pieces == j) for j in range(1, n + 1))
+NECK_DEPTH_PX = 0.6  # both concavities at least this deep (working px): the iso-line's own waviness stays < 0.5
+NECK_DEPTH = 0.05  # … and this deep relative to the cut between them (a 70 % neck of equal discs: ~0.2, rounded
+# by the network ~0.08-0.15; a convex particle's largest pockets: < 0.04)
+SMOOTH_PX = 2.0  # the outline is smoothed over this arc (working px) before its pockets are measured
 
 
 def _elongation(mask: np.ndarray) -> float:
@@ -152,33 +152,55 @@ def _elongation(mask: np.ndarray) -> float:
     return float(np.sqrt(max(ev[1], 1e-9) / max(ev[0], 1e-9)))
 
 
-def _cut_length(pieces: np.ndarray) -> float:
-    """Length (pixels) of the lines between differently labelled pieces."""
-    a, b = pieces[1:], pieces[:-1]
-    c, d = pieces[:, 1:], pieces[:, :-1]
-    return float(np.hypot(np.sum((a != b) & (a > 0) & (b > 0)), np.sum((c != d) & (c > 0) & (d > 0))))
+def smooth_closed(points: np.ndarray, k: int) -> np.ndarray:
+    """A closed outline's points averaged over ``k`` neighbours (circularly)."""
+    if k < 2 or len(points) <= 2 * k:
+        return points
+    ker = np.ones(k) / k
+    wrapped = np.concatenate([points[-k:], points, points[:k]])
+    return np.stack([np.convolve(wrapped[:, j], ker, "same")[k:-k] for j in (0, 1)], axis=1)
+
+
+def neck_cut(tile: np.ndarray, field: np.ndarray, px_per_work: float) -> np.ndarray | None:
+    """The tile's pixels labelled with the side of its neck they lie on (1, 2; 0 outside the particle's outline,
+    whose field values the pieces share), or None when it has none.
+
+    The neck is where the two deepest pockets of the smoothed sub-pixel outline face each other: both at least
+    ``NECK_DEPTH_PX`` working px and ``NECK_DEPTH`` × their distance deep. The tile is cut along the line through
+    them; the cut must be at most ``MAX_NECK`` × the smaller piece's ECD, that piece at least ``MIN_PIECE`` of the
+    larger, and no piece elongated beyond ``MAX_PIECE_ELONGATION`` (a convex particle has no such pockets at all)."""
+    outline = smooth_closed(longest_outline(field), int(round(SMOOTH_PX * px_per_work)))
+    found = pockets(outline)
+    if len(found) < 2:
+        return None
+    (_, i), (depth, j) = found[:2]
+    p, q = outline[i], outline[j]
+    cut = float(np.hypot(*(q - p)))
+    if depth < max(NECK_DEPTH_PX * px_per_work, NECK_DEPTH * cut):
+        return None
+    rows, cols = np.ogrid[:tile.shape[0], :tile.shape[1]]
+    side = (q[0] - p[0]) * (cols - p[1]) - (q[1] - p[1]) * (rows - p[0]) > 0
+    pieces = np.where(tile, 1 + side, 0)
+    sizes = np.bincount(pieces.ravel(), minlength=3)[1:]
+    if sizes.min() < MIN_PIECE * sizes.max() or cut > MAX_NECK * np.sqrt(4 * sizes.min() / np.pi):
+        return None
+    if max(_elongation(pieces == 1), _elongation(pieces == 2)) > MAX_PIECE_ELONGATION:
+        return None
+    return 1 + side
 
 
 def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np.ndarray
                 ) -> tuple[RefinedParticles, np.ndarray, int]:
-    """Split touching particles the network's boundary class left joined, at their neck.
-
-    For each candidate (not convex enough: solidity below what a convex outline reaches), the distance map of its
-    refined outline is searched for more than one maximum standing ``NECK_DEPTH`` × the largest inscribed radius
-    (and at least 1.5 working pixels, beyond the outline's own uncertainty) above the saddle between them, cut by a
-    line at most ``MAX_NECK`` × the smaller piece's ECD long; two discs joined by a neck up to ~80 % of
-    the smaller diameter have such a saddle, a convex particle has a single maximum. The outline is then cut by a
-    watershed of the distance map, and the grid labels follow (each grid pixel takes the piece at its centre, or the
-    nearest piece). Returns the new outlines, the new grid labels and how many particles were split.
-    """
-    from skimage.morphology import h_maxima
-    from skimage.segmentation import watershed
-
+    """Split touching particles the network's boundary class left joined, at their neck (``neck_cut``), for each
+    candidate (not convex enough: solidity below what a convex outline reaches). The grid labels follow: each grid
+    pixel takes the piece at its centre, or the nearest piece. Returns the new outlines, the new grid labels and how
+    many particles were split."""
     H, W = refined.frame_shape
     h, w = instances.shape
     m = refined.m
     sy, sx = H * m / h, W * m / w  # refined pixels per grid pixel
     tiles, origins = list(refined.tiles), [tuple(o) for o in refined.origins]
+    fields = list(refined.fields)
     out = instances.copy()
     n_split = 0
     slices = ndi.find_objects(instances)
@@ -186,21 +208,10 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
         tile = tiles[k]
         if tile.sum() < 16:
             continue
-        dt = ndi.distance_transform_edt(np.pad(tile, 1))[1:-1, 1:-1]
-        depth = max(1.5 * min(sy, sx), NECK_DEPTH * float(dt.max()))  # ≥ 1.5 working px: the outline's own noise
-        markers, n = ndi.label(h_maxima(dt, depth))
-        if n < 2:
+        sides = neck_cut(tile, fields[k], min(sy, sx))
+        if sides is None:
             continue
-        pieces = watershed(-dt, markers, mask=tile)
-        sizes = np.bincount(pieces.ravel())[1:]
-        if sizes.min() < MIN_PIECE * sizes.max():  # a sliver (a ragged or streaked edge), not a second particle
-            continue
-        if _cut_length(pieces) > MAX_NECK * np.sqrt(4 * sizes.min() / np.pi):  # cut as wide as a piece: no neck
-            continue
-        if _notch_area(tile, pieces, n) < NOTCH * tile.sum():  # the concavity is the outline's texture, not a neck
-            continue
-        if max(_elongation(pieces == j) for j in range(1, n + 1)) > MAX_PIECE_ELONGATION:  # halves of a long shape
-            continue
+        pieces = np.where(tile, sides, 0)
         u0, v0 = origins[k]
         # grid pixels of this particle take the piece at (or nearest to) their centre
         sl = slices[k]
@@ -210,16 +221,15 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
         rv = np.clip(np.floor((cols + 0.5) * sx).astype(int) - v0, 0, tile.shape[1] - 1)
         _, (iy, ix) = ndi.distance_transform_edt(pieces == 0, return_indices=True)
         piece = pieces[iy[ru, rv], ix[ru, rv]]
-        if np.unique(piece).size < n:  # a piece too small to own a grid pixel: keep the particle whole
+        if np.unique(piece).size < 2:  # a piece too small to own a grid pixel: keep the particle whole
             continue
         n_split += 1
-        tiles[k] = pieces == 1
-        new_labels = [k + 1]
-        for j in range(2, n + 1):
-            tiles.append(pieces == j)
-            origins.append((u0, v0))
-            new_labels.append(len(tiles))
-        out[rows, cols] = np.asarray(new_labels)[piece - 1]
+        field = fields[k]
+        tiles[k], fields[k] = pieces == 1, np.where(sides == 1, field, 0)
+        tiles.append(pieces == 2)
+        fields.append(np.where(sides == 2, field, 0))
+        origins.append((u0, v0))
+        out[rows, cols] = np.where(piece == 1, k + 1, len(tiles))
     if not n_split:
         return refined, instances, 0
-    return RefinedParticles(m, refined.frame_shape, tiles, np.asarray(origins, np.intp)), out, n_split
+    return RefinedParticles(m, refined.frame_shape, tiles, np.asarray(origins, np.intp), fields), out, n_split
