@@ -21,7 +21,8 @@ from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.segmentation import relabel_sequential, watershed
 
-from copilot.analysis.geometry import RefinedParticles, pack, refine_particles, refinement, split_necks
+from copilot.analysis.geometry import (RefinedParticles, pack, refine_particles, refinement, split_necks,
+                                      subpixel_feret)
 from copilot.analysis.measurements import FrameMeasurements, Measures, ParticleStats, ParticleTable
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.shape import ShapeTable, shape_table
@@ -130,9 +131,12 @@ def refined_table(seg: Segmentation, instances: np.ndarray
         confidence = np.asarray(ndi.mean(foreground, instances, np.arange(1, n + 1))) if n else np.zeros(0)
     confidence = np.nan_to_num(confidence)
     ecd = t.ecd * u
+    sub_max, sub_min = subpixel_feret(refined.tiles, refined.fields)  # the pixel outline's where it has no iso-line
+    feret_max = np.where(np.isfinite(sub_max), sub_max, t.feret_max)
+    feret_min = np.where(np.isfinite(sub_min), sub_min, t.feret_min)
     table = ParticleTable(
         id=np.arange(1, n + 1), centroid_x_px=cx, centroid_y_px=cy, area=t.area * u**2, ecd=ecd,
-        feret_max=t.feret_max * u, feret_min=t.feret_min * u, aspect_ratio=t.aspect_ratio,
+        feret_max=feret_max * u, feret_min=feret_min * u, aspect_ratio=t.aspect_ratio,
         circularity=t.circularity, solidity=t.solidity,
         mean_intensity=frame_intensity_means(seg, instances, n), confidence=confidence, touches_edge=edge,
         resolved=t.ecd / m >= RESOLVABLE_PX, nm_per_px=frame_nm)
