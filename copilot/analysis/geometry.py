@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from copilot.analysis.outline import longest_outline, pockets
+from copilot.analysis.shape import ShapeTable, perimeters
 
 
 def refinement(frame_px_per_px: float) -> int:
@@ -118,67 +119,106 @@ def pack(tiles: list[np.ndarray], width: int = 2048) -> tuple[np.ndarray, np.nda
     return canvas, offsets
 
 
-def _run_end_crossings(labels: np.ndarray, field: np.ndarray):
-    """Where the 0.5 iso-line crosses each row at both ends of every run of a label (linear between the end pixel
-    and its outer neighbour, as marching squares places it; the pixel edge where that neighbour belongs to another
-    particle): label, row and sub-pixel column of each crossing. A canvas from ``pack`` (margins of one pixel)."""
-    width = labels.shape[1]
-    idx = np.flatnonzero(labels)
-    if idx.size == 0:
-        return np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
-    lab = labels.ravel()[idx]
-    row, col = np.divmod(idx, width)
-    start = np.flatnonzero(np.r_[True, (lab[1:] != lab[:-1]) | (row[1:] != row[:-1])])
-    end = np.r_[start[1:], idx.size] - 1
+def runs(labels: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every run of a label along the rows of a ``pack`` canvas, its ends where the 0.5 iso-line crosses the row
+    (linear between the end pixel and its outer neighbour, as marching squares places it; the pixel edge where that
+    neighbour belongs to another particle): label, row, sub-pixel start and end column of each run."""
+    flat = labels.ravel()
     f = field.ravel()
+    left = np.r_[0, flat[:-1]]
+    right = np.r_[flat[1:], 0]
+    first = np.flatnonzero((flat != left) & (flat > 0))
+    last = np.flatnonzero((flat != right) & (flat > 0))
 
     def inset(i: np.ndarray, step: int) -> np.ndarray:
-        inside, outside = f[i], f[i + step]
+        inside, outside = f[i], f[i + step] if step < 0 else f[np.minimum(i + step, f.size - 1)]
         crossed = (inside >= 0.5) & (outside < 0.5)
         return np.where(crossed, (inside - 0.5) / np.maximum(inside - outside, 1e-6), 0.5)
 
-    xs = np.r_[col[start] - inset(idx[start], -1), col[end] + inset(idx[end], 1)]
-    return np.r_[lab[start], lab[end]], np.r_[row[start], row[end]].astype(np.float64), xs
+    row, col = np.divmod(first, labels.shape[1])
+    return (flat[first], row.astype(np.float64), col - inset(first, -1),
+            last % labels.shape[1] + inset(last, 1))
 
 
-def subpixel_feret(tiles: list[np.ndarray], fields: list[np.ndarray], n_dir: int = 36, fine: int = 11
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """Feret max and min (refined px) of every particle's sub-pixel outline, all at once: the iso-line's crossings
-    at the ends of each row and each column run (the points its hull can pass through) projected on ``n_dir``
-    directions, then on ``fine`` directions within one step of each particle's narrowest (a polygon's width has a
-    cusp there). NaN for a particle without a tile. A pixel outline's hull would overshoot by up to a pixel."""
+def run_moments(lab: np.ndarray, row: np.ndarray, x0: np.ndarray, x1: np.ndarray, n: int):
+    """Area, centroid (row, col) and the two ellipse axis lengths (4·√λ of the inertia tensor, as regionprops) of
+    labels 1..n, integrated over their runs (each a strip one row high from x0 to x1)."""
+    length = x1 - x0
+    sx = (x1 * x1 - x0 * x0) / 2
+    sxx = (x1 ** 3 - x0 ** 3) / 3
+
+    def total(w):
+        return np.bincount(lab, weights=w, minlength=n + 1)[1:]
+
+    area = total(length)
+    safe = np.maximum(area, 1e-12)
+    cc, cr = total(sx) / safe, total(row * length) / safe
+    mcc = total(sxx) / safe - cc * cc
+    mrr = total((row * row + 1 / 12) * length) / safe - cr * cr
+    mrc = total(row * sx) / safe - cr * cc
+    half_trace, root = (mrr + mcc) / 2, np.sqrt(((mrr - mcc) / 2) ** 2 + mrc**2)
+    major = 4 * np.sqrt(np.maximum(half_trace + root, 0))
+    minor = 4 * np.sqrt(np.maximum(half_trace - root, 0))
+    return area, cr, cc, major, minor
+
+
+def support(canvas: np.ndarray, fcanvas: np.ndarray, row_runs: tuple, n: int, centre: np.ndarray, n_dir: int = 36,
+            fine: int = 11) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Feret max, Feret min and convex area (canvas px) of labels 1..n of a packed canvas, from the sub-pixel
+    iso-line of its field canvas: its crossings at the ends of each row run (``row_runs``: ``runs`` of the canvas) and
+    each column run (the points its hull can pass through) projected on ``n_dir`` directions, then on ``fine`` directions within one step of each particle's
+    narrowest (a polygon's width has a cusp there). The convex area is that of the polygon the 2·``n_dir``
+    supporting lines enclose (a circle's +0.06 %). ``centre``: (n, 2) a point inside each (row, col)."""
+    la, ya, xa0, xa1 = row_runs
+    lb, xb, yb0, yb1 = runs(np.ascontiguousarray(canvas.T), np.ascontiguousarray(fcanvas.T))
+    lab = np.r_[la, la, lb, lb]
+    order = np.argsort(lab, kind="stable")
+    lab = lab[order]
+    ys = np.r_[ya, ya, yb0, yb1][order] - centre[lab - 1, 0]
+    xs = np.r_[xa0, xa1, xb, xb][order] - centre[lab - 1, 1]
+    fmax, fmin, hull = np.zeros(n), np.zeros(n), np.zeros(n)
+    if lab.size == 0:
+        return fmax, fmin, hull
+    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
+    present = lab[starts] - 1
+
+    def extent(c: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (k,) for all or (k, points)
+        proj = c * xs + s * ys if c.ndim == 2 else np.outer(c, xs) + np.outer(s, ys)
+        return np.maximum.reduceat(proj, starts, axis=1).T, np.minimum.reduceat(proj, starts, axis=1).T
+
+    step = np.pi / n_dir
+    theta = np.arange(n_dir) * step
+    hi, lo = extent(np.cos(theta), np.sin(theta))
+    coarse = hi - lo
+    best = theta[np.argmin(coarse, axis=1)][np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, lab.size]))]
+    off = np.linspace(-step, step, fine)[:, None]  # cos/sin of best + off without a trig call per point
+    cb, sb = np.cos(best), np.sin(best)
+    fhi, flo = extent(cb * np.cos(off) - sb * np.sin(off), sb * np.cos(off) + cb * np.sin(off))
+    fmax[present] = np.maximum(coarse.max(axis=1), (fhi - flo).max(axis=1))
+    fmin[present] = np.minimum(coarse.min(axis=1), (fhi - flo).min(axis=1))
+    h = np.concatenate([hi, -lo], axis=1)  # support in directions k·step, k = 0 … 2·n_dir − 1
+    side = (np.roll(h, 1, axis=1) + np.roll(h, -1, axis=1) - 2 * h * np.cos(step)) / np.sin(step)
+    hull[present] = 0.5 * (h * side).sum(axis=1)
+    return fmax, fmin, hull
+
+
+def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray]) -> tuple[ShapeTable, np.ndarray]:
+    """Shape of every tile at once (refined px), packed on one canvas (``pack``; returns each tile's offset in it):
+    area, centroid and ellipse axes of the sub-pixel iso-line integrated row by row (``run_moments``), Feret
+    diameters and convex area of its hull (``support``), perimeter of the refined pixels (regionprops')."""
     n = len(tiles)
     canvas, offsets = pack(tiles)
     fcanvas = np.zeros(canvas.shape, np.float32)
     for f, (oy, ox) in zip(fields, offsets):
         if f.size:
-            fcanvas[oy:oy + f.shape[0], ox:ox + f.shape[1]] = np.maximum(fcanvas[oy:oy + f.shape[0],
-                                                                                 ox:ox + f.shape[1]], f)
-    la, ya, xa = _run_end_crossings(canvas, fcanvas)
-    lb, xb, yb = _run_end_crossings(np.ascontiguousarray(canvas.T), np.ascontiguousarray(fcanvas.T))
-    lab, ys, xs = np.r_[la, lb], np.r_[ya, yb], np.r_[xa, xb]
-    order = np.argsort(lab, kind="stable")
-    lab, ys, xs = lab[order], ys[order], xs[order]
-    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
-    present = lab[starts] - 1
-
-    def widths(c: np.ndarray, s: np.ndarray) -> np.ndarray:  # (k,) directions for all, or (k, points) per point
-        proj = c * xs + s * ys if c.ndim == 2 else np.outer(c, xs) + np.outer(s, ys)
-        return (np.maximum.reduceat(proj, starts, axis=1) - np.minimum.reduceat(proj, starts, axis=1)).T
-
-    fmax, fmin = np.full(n, np.nan), np.full(n, np.nan)
-    if lab.size == 0:
-        return fmax, fmin
-    step = np.pi / n_dir
-    theta = np.arange(n_dir) * step
-    coarse = widths(np.cos(theta), np.sin(theta))
-    best = theta[np.argmin(coarse, axis=1)][np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, lab.size]))]
-    off = np.linspace(-step, step, fine)[:, None]  # cos/sin of best + off without a trig call per point
-    cb, sb = np.cos(best), np.sin(best)
-    fine_w = widths(cb * np.cos(off) - sb * np.sin(off), sb * np.cos(off) + cb * np.sin(off))
-    fmax[present] = np.maximum(coarse.max(axis=1), fine_w.max(axis=1))
-    fmin[present] = np.minimum(coarse.min(axis=1), fine_w.min(axis=1))
-    return fmax, fmin
+            view = fcanvas[oy:oy + f.shape[0], ox:ox + f.shape[1]]
+            np.maximum(view, f, out=view)
+    row_runs = runs(canvas, fcanvas)
+    area, cr, cc, major, minor = run_moments(*row_runs, n)
+    perim = perimeters(canvas, n)
+    fmax, fmin, hull = support(canvas, fcanvas, row_runs, n, np.stack([cr, cc], axis=1))
+    return ShapeTable(np.arange(1, n + 1), area, cr, cc, major, minor, perim, fmax, fmin, hull,
+                      np.zeros(n, bool)), offsets
 
 
 def paint(refined: RefinedParticles) -> np.ndarray:

@@ -21,11 +21,10 @@ from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.segmentation import relabel_sequential, watershed
 
-from copilot.analysis.geometry import (RefinedParticles, pack, refine_particles, refinement, split_necks,
-                                      subpixel_feret)
+from copilot.analysis.geometry import RefinedParticles, outline_table, refine_particles, refinement, split_necks
 from copilot.analysis.measurements import FrameMeasurements, Measures, ParticleStats, ParticleTable
 from copilot.analysis.settings import AnalysisSettings
-from copilot.analysis.shape import ShapeTable, shape_table
+from copilot.analysis.shape import ShapeTable
 from copilot.analysis.stats import lognormal_fit, mean_interval, median_interval, psd_histogram, sufficiency
 from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
@@ -103,8 +102,7 @@ def refined_table(seg: Segmentation, instances: np.ndarray
     m = refinement(seg.frame_px_per_px)
     foreground = 1.0 - seg.probabilities[seg.class_names.index("background")]
     refined = refine_particles(foreground, instances, frame_shape, m)
-    canvas, offsets = pack(refined.tiles)
-    t = shape_table(canvas)
+    t, offsets = outline_table(refined.tiles, refined.fields)
     tiles_before = refined.tiles
     # a neck makes an outline both less solid and elongated (two discs joined at 70 % of the diameter: solidity
     # 0.96, Feret ratio 1.7); small round particles, most of a frame, are not looked at
@@ -113,8 +111,8 @@ def refined_table(seg: Segmentation, instances: np.ndarray
     if n_split:  # touching particles the boundary class left joined: measure the pieces they became
         changed = np.flatnonzero(np.r_[[a is not b for a, b in zip(refined.tiles, tiles_before)],
                                        np.ones(len(refined.tiles) - len(tiles_before), bool)])
-        sub_canvas, sub_offsets = pack([refined.tiles[k] for k in changed])
-        t = merge_tables(t, shape_table(sub_canvas), changed, len(refined.tiles))
+        sub, sub_offsets = outline_table([refined.tiles[k] for k in changed], [refined.fields[k] for k in changed])
+        t = merge_tables(t, sub, changed, len(refined.tiles))
         offsets = np.concatenate([offsets, np.zeros((len(refined.tiles) - len(offsets), 2), np.intp)])
         offsets[changed] = sub_offsets
         instances = split
@@ -131,12 +129,9 @@ def refined_table(seg: Segmentation, instances: np.ndarray
         confidence = np.asarray(ndi.mean(foreground, instances, np.arange(1, n + 1))) if n else np.zeros(0)
     confidence = np.nan_to_num(confidence)
     ecd = t.ecd * u
-    sub_max, sub_min = subpixel_feret(refined.tiles, refined.fields)  # the pixel outline's where it has no iso-line
-    feret_max = np.where(np.isfinite(sub_max), sub_max, t.feret_max)
-    feret_min = np.where(np.isfinite(sub_min), sub_min, t.feret_min)
     table = ParticleTable(
         id=np.arange(1, n + 1), centroid_x_px=cx, centroid_y_px=cy, area=t.area * u**2, ecd=ecd,
-        feret_max=feret_max * u, feret_min=feret_min * u, aspect_ratio=t.aspect_ratio,
+        feret_max=t.feret_max * u, feret_min=t.feret_min * u, aspect_ratio=t.aspect_ratio,
         circularity=t.circularity, solidity=t.solidity,
         mean_intensity=frame_intensity_means(seg, instances, n), confidence=confidence, touches_edge=edge,
         resolved=t.ecd / m >= RESOLVABLE_PX, nm_per_px=frame_nm)

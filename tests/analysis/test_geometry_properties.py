@@ -64,8 +64,9 @@ def test_rectangle_feret(h, w, nm):
     # outside each pixel edge
     assert p.feret_min == pytest.approx(min(h, w) * nm, abs=0.03 * nm)
     assert abs(p.feret_max - math.hypot(h, w) * nm) <= nm
-    assert p.area == pytest.approx(h * w * nm**2)
-    assert p.solidity == pytest.approx(1.0)
+    # the iso-line runs 0.01 px outside the edges (above) and rounds the 4 corners a little
+    assert p.area == pytest.approx(h * w * nm**2, abs=(0.011 * 2 * (h + w) + 0.35) * nm**2)
+    assert p.solidity == pytest.approx(1.0, abs=3e-3)  # the hull: 72 supporting lines (a circle +0.06 %)
 
 
 def test_shape_table_agrees_with_regionprops():
