@@ -18,7 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from copilot.analysis.outline import longest_outline, pockets
-from copilot.analysis.shape import ShapeTable, perimeters
+from copilot.analysis.shape import ShapeTable
 
 
 def refinement(frame_px_per_px: float) -> int:
@@ -162,13 +162,10 @@ def run_moments(lab: np.ndarray, row: np.ndarray, x0: np.ndarray, x1: np.ndarray
     return area, cr, cc, major, minor
 
 
-def support(canvas: np.ndarray, fcanvas: np.ndarray, row_runs: tuple, n: int, centre: np.ndarray, n_dir: int = 36,
-            fine: int = 11) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Feret max, Feret min and convex area (canvas px) of labels 1..n of a packed canvas, from the sub-pixel
-    iso-line of its field canvas: its crossings at the ends of each row run (``row_runs``: ``runs`` of the canvas) and
-    each column run (the points its hull can pass through) projected on ``n_dir`` directions, then on ``fine`` directions within one step of each particle's
-    narrowest (a polygon's width has a cusp there). The convex area is that of the polygon the 2·``n_dir``
-    supporting lines enclose (a circle's +0.06 %). ``centre``: (n, 2) a point inside each (row, col)."""
+def crossings(canvas: np.ndarray, fcanvas: np.ndarray, row_runs: tuple, centre: np.ndarray):
+    """The sub-pixel iso-line's crossings at the ends of each row run (``row_runs``: ``runs`` of the canvas) and each
+    column run, the points its hull can pass through: label (sorted), row and column relative to ``centre`` ((n, 2),
+    a point inside each particle), and where each label's points start."""
     la, ya, xa0, xa1 = row_runs
     lb, xb, yb0, yb1 = runs(np.ascontiguousarray(canvas.T), np.ascontiguousarray(fcanvas.T))
     lab = np.r_[la, la, lb, lb]
@@ -176,10 +173,34 @@ def support(canvas: np.ndarray, fcanvas: np.ndarray, row_runs: tuple, n: int, ce
     lab = lab[order]
     ys = np.r_[ya, ya, yb0, yb1][order] - centre[lab - 1, 0]
     xs = np.r_[xa0, xa1, xb, xb][order] - centre[lab - 1, 1]
+    return lab, ys, xs, np.flatnonzero(np.r_[lab.size > 0, lab[1:] != lab[:-1]])
+
+
+def perimeter(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
+    """Length of the polygon through each particle's crossings in the order of their angle around its centre: the
+    sub-pixel iso-line's length for a star-shaped outline (longer, as it zigzags, for one that is not)."""
+    out = np.zeros(n)
+    if lab.size == 0:
+        return out
+    o = np.lexsort((np.arctan2(ys, xs), lab))
+    y, x = ys[o], xs[o]
+    ends = np.r_[starts[1:], lab.size] - 1
+    step = np.hypot(np.diff(y), np.diff(x))
+    step[ends[:-1]] = 0.0  # no segment from one particle to the next …
+    closing = np.hypot(y[ends] - y[starts], x[ends] - x[starts])  # … but each closes on its first point
+    out[lab[starts] - 1] = np.add.reduceat(np.r_[step, 0.0], starts) + closing
+    return out
+
+
+def support(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, n: int, n_dir: int = 36,
+            fine: int = 11) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Feret max, Feret min and convex area of each particle's hull through its ``crossings``, from their extent on
+    ``n_dir`` directions, then on ``fine`` directions within one step of each particle's narrowest (a polygon's
+    width has a cusp there). The convex area is that of the polygon the 2·``n_dir`` supporting lines enclose (a
+    circle's +0.06 %)."""
     fmax, fmin, hull = np.zeros(n), np.zeros(n), np.zeros(n)
     if lab.size == 0:
         return fmax, fmin, hull
-    starts = np.flatnonzero(np.r_[True, lab[1:] != lab[:-1]])
     present = lab[starts] - 1
 
     def extent(c: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (k,) for all or (k, points)
@@ -205,7 +226,7 @@ def support(canvas: np.ndarray, fcanvas: np.ndarray, row_runs: tuple, n: int, ce
 def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray]) -> tuple[ShapeTable, np.ndarray]:
     """Shape of every tile at once (refined px), packed on one canvas (``pack``; returns each tile's offset in it):
     area, centroid and ellipse axes of the sub-pixel iso-line integrated row by row (``run_moments``), Feret
-    diameters and convex area of its hull (``support``), perimeter of the refined pixels (regionprops')."""
+    diameters and convex area of its hull (``support``) and its length (``perimeter``), all from its ``crossings``."""
     n = len(tiles)
     canvas, offsets = pack(tiles)
     fcanvas = np.zeros(canvas.shape, np.float32)
@@ -215,8 +236,9 @@ def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray]) -> tuple[Sh
             np.maximum(view, f, out=view)
     row_runs = runs(canvas, fcanvas)
     area, cr, cc, major, minor = run_moments(*row_runs, n)
-    perim = perimeters(canvas, n)
-    fmax, fmin, hull = support(canvas, fcanvas, row_runs, n, np.stack([cr, cc], axis=1))
+    points = crossings(canvas, fcanvas, row_runs, np.stack([cr, cc], axis=1))
+    fmax, fmin, hull = support(*points, n)
+    perim = perimeter(*points, n)
     return ShapeTable(np.arange(1, n + 1), area, cr, cc, major, minor, perim, fmax, fmin, hull,
                       np.zeros(n, bool)), offsets
 

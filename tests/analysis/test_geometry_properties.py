@@ -66,7 +66,7 @@ def test_rectangle_feret(h, w, nm):
     assert abs(p.feret_max - math.hypot(h, w) * nm) <= nm
     # the iso-line runs 0.01 px outside the edges (above) and rounds the 4 corners a little
     assert p.area == pytest.approx(h * w * nm**2, abs=(0.011 * 2 * (h + w) + 0.35) * nm**2)
-    assert p.solidity == pytest.approx(1.0, abs=3e-3)  # the hull: 72 supporting lines (a circle +0.06 %)
+    assert p.solidity == pytest.approx(1.0, abs=5e-3)  # the hull: 72 supporting lines, a little outside corners
 
 
 def test_shape_table_agrees_with_regionprops():
