@@ -108,3 +108,45 @@ def test_many_touching_pairs_keep_the_table_consistent():
     assert len(t) == len(t.touches_edge) == len(t.confidence) == fm.summary.particles.count
     assert np.isfinite(t.confidence).all() and np.isfinite(t.mean_intensity).all()
     assert fm.summary.particles.count >= 12  # every pair found (most of them split: bench/accuracy)
+
+
+def coverage_ellipse_segmentation(a_nm, b_nm, angle, frame_nm, working_nm=0.5, field_nm=40.0, fine=8):
+    """One ellipse's exact coverage field on the working grid (as in coverage_segmentation)."""
+    n_fine = int(round(field_nm / working_nm)) * fine
+    yy, xx = (np.mgrid[:n_fine, :n_fine] + 0.5) * (working_nm / fine)
+    c, s = np.cos(angle), np.sin(angle)
+    u, v = (xx - 20.3) * c + (yy - 19.6) * s, -(xx - 20.3) * s + (yy - 19.6) * c
+    cover = area_average((u / a_nm) ** 2 + (v / b_nm) ** 2 < 1, (n_fine // fine,) * 2)
+    probs = np.stack([1 - cover, np.where(cover > 0.999, cover, 0), np.where(cover > 0.999, 0, cover)])
+    n_frame = int(round(field_nm / frame_nm))
+    frame = Frame(np.zeros((n_frame, n_frame), np.uint16), frame_nm, stream="s", frame_id="f", origin="mem")
+    return Segmentation(frame, probs.astype(np.float32), np.zeros(2, np.float32), CLASSES, "m", "1", "test",
+                        frame_px_per_px=n_frame * fine / n_fine)
+
+
+@pytest.mark.parametrize("frame_nm", [0.05, 0.2, 0.5])
+@pytest.mark.parametrize("ecd_nm,aspect,angle", [(6.0, 1.6, 0.3), (10.0, 2.0, 1.2), (16.0, 1.5, 2.5)])
+def test_ellipse_feret_from_the_sub_pixel_outline(frame_nm, ecd_nm, aspect, angle):
+    """Feret max/min of the iso-line's hull, not of a pixel outline (whose hull overshoots by up to a pixel): within
+    1.5 % of the drawn ellipse's axes at every frame scale."""
+    a, b = ecd_nm / 2 * np.sqrt(aspect), ecd_nm / 2 / np.sqrt(aspect)
+    (p,) = measure_particles(coverage_ellipse_segmentation(a, b, angle, frame_nm), NO_MIN).summary.particles.particles
+    assert p.feret_max == pytest.approx(2 * a, rel=0.015) and p.feret_min == pytest.approx(2 * b, rel=0.015)
+    assert p.ecd == pytest.approx(ecd_nm, rel=0.01)
+    perimeter = np.pi * (3 * (a + b) - np.sqrt((3 * a + b) * (a + 3 * b)))  # Ramanujan
+    assert p.solidity > 0.98 and p.circularity == pytest.approx(4 * np.pi * np.pi * a * b / perimeter**2, rel=0.02)
+
+
+def test_outline_table_of_a_smooth_disc():
+    """Area, perimeter, Feret and convex area of a disc's iso-line, from its run ends alone."""
+    from copilot.analysis.geometry import outline_table
+
+    yy, xx = np.mgrid[:60, :60]
+    field = np.clip(20.5 - np.hypot(yy - 30.2, xx - 29.7), 0, 1).astype(np.float32)  # radius 20, 1-px edge ramp
+    t, offsets = outline_table([field >= 0.5], [field])
+    assert t.area[0] == pytest.approx(np.pi * 400, rel=0.002)
+    assert t.perimeter[0] == pytest.approx(2 * np.pi * 20, rel=0.005)
+    assert t.feret_max[0] == pytest.approx(40, rel=0.005) and t.feret_min[0] == pytest.approx(40, rel=0.005)
+    assert t.area_convex[0] == pytest.approx(np.pi * 400, rel=0.004)
+    assert abs(t.centroid_row[0] - offsets[0][0] - 30.2) < 0.05 and abs(t.centroid_col[0] - offsets[0][1] - 29.7) < 0.05
+    assert t.axis_major[0] == pytest.approx(40, rel=0.005) and t.axis_minor[0] == pytest.approx(40, rel=0.005)
