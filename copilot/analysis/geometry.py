@@ -4,10 +4,12 @@ The network's grid is coarse (a 4 nm particle is 8 working pixels at 0.5 nm/px);
 P(particle) + P(boundary) is trained on area-coverage targets, so its 0.5 iso-line is the true edge to a fraction of
 a working pixel. For each particle, inside its bounding box only (cost grows with particle area, not frame area),
 that field is interpolated bilinearly onto a *refined grid* — the frame's pixels, each split into ``m × m`` when the
-frame is not at least twice finer than the working grid — and thresholded at 0.5. Which particle a refined pixel
-belongs to is the working-grid instance nearest to it (the watershed split of touching particles); the outline itself
-is the iso-line. The tiles are packed side by side into one small canvas so that every shape quantity is computed for
-all particles at once (``copilot.analysis.shape``).
+working grid is finer than the frame — and thresholded at 0.5. Which particle a refined pixel belongs to is the
+working-grid instance nearest to it (the watershed split of touching particles). The tiles are packed side by side
+into one canvas, and every shape quantity comes, for all particles at once, from the sub-pixel iso-line: where it
+crosses each row and column at the ends of the particle's runs (``runs``, ``crossings``) — area and moments
+integrated run by run, Feret diameters and convex area from the support function of those crossings, the perimeter
+of the polygon through them. Work is per run and per crossing, not per pixel.
 """
 
 from __future__ import annotations
@@ -22,13 +24,14 @@ from copilot.analysis.shape import ShapeTable
 
 
 def refinement(frame_px_per_px: float) -> int:
-    """Refined pixels per frame pixel (per axis): 1 when a working pixel spans at least 2 frame pixels, else enough
-    that a refined pixel is at most half a working pixel.
+    """Refined pixels per frame pixel (per axis): 1 when a working pixel spans at least one frame pixel, else enough
+    that rows of refined pixels are at most one working pixel apart (the outline's ends on each row are sub-pixel,
+    from the probability field, so row spacing is all the refinement buys).
 
     >>> refinement(2.5), refinement(1.0), refinement(0.5)
-    (1, 2, 4)
+    (1, 1, 2)
     """
-    return max(1, int(np.ceil(2.0 / frame_px_per_px - 1e-9)))
+    return max(1, int(np.ceil(1.0 / frame_px_per_px - 1e-9)))
 
 
 @dataclass

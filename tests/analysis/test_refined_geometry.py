@@ -46,7 +46,7 @@ def test_coverage_field_gives_sub_pixel_diameters(frame_nm, radius_nm):
 
 
 def test_refinement_factor_and_cost_follow_the_particles():
-    assert refinement(2.5) == 1 and refinement(1.0) == 2 and refinement(0.5) == 4
+    assert refinement(2.5) == 1 and refinement(1.0) == 1 and refinement(0.5) == 2 and refinement(0.7) == 2
     seg = coverage_segmentation([3.0], [(10.0, 10.0)], 200.0, 0.5, 0.1)  # 2000² frame, one particle
     inst = np.zeros(seg.probabilities.shape[1:], np.int32)
     inst[seg.probabilities[0] < 0.5] = 1
