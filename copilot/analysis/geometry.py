@@ -72,8 +72,23 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
     # ownership: each working pixel's instance, grown by one pixel so that the iso-line may pass just outside it
     grown = ndi.grey_dilation(instances, size=3)
     owner = np.where(instances > 0, instances, grown)
+    slices = ndi.find_objects(instances, max_label=n)
+    # rows of the refined grid that hold particles, interpolated once (working columns): each box then only needs
+    # its columns interpolated
+    used = np.zeros(H * m + 1, np.int32)
+    for sl in slices:
+        if sl is not None:
+            used[int(np.floor(max(sl[0].start - 1, 0) * sy * m))] += 1
+            used[min(int(np.ceil(min(sl[0].stop + 1, h) * sy * m)), H * m)] -= 1
+    rows = np.flatnonzero(np.cumsum(used[:-1]) > 0)
+    at = np.zeros(H * m, np.intp)
+    at[rows] = np.arange(rows.size)
+    wy = fy[rows, None]
+    interp = (foreground[ry0[rows]] * (1 - wy) + foreground[ry1[rows]] * wy).astype(np.float32)
+    own_rows = owner[ny[rows]]
+    gx = (1 - fx).astype(np.float32)
     tiles, fields, origins = [], [], np.zeros((n, 2), np.intp)
-    for k, sl in enumerate(ndi.find_objects(instances, max_label=n)):
+    for k, sl in enumerate(slices):
         if sl is None:
             tiles.append(np.zeros((0, 0), bool))
             fields.append(np.zeros((0, 0), np.float32))
@@ -82,18 +97,13 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
         c, d = max(sl[1].start - 1, 0), min(sl[1].stop + 1, w)
         u0, u1 = int(np.floor(a * sy * m)), min(int(np.ceil(b * sy * m)), H * m)
         v0, v1 = int(np.floor(c * sx * m)), min(int(np.ceil(d * sx * m)), W * m)
-        j0, j1 = ry0[u0], ry1[u1 - 1] + 1
-        q0, q1 = rx0[v0], rx1[v1 - 1] + 1
-        fg = foreground[j0:j1, q0:q1]
-        wy, wx = fy[u0:u1, None], fx[None, v0:v1]
-        rows = fg[ry0[u0:u1] - j0] * (1 - wy) + fg[ry1[u0:u1] - j0] * wy
-        up = rows[:, rx0[v0:v1] - q0] * (1 - wx) + rows[:, rx1[v0:v1] - q0] * wx
-        near = np.ix_(ny[u0:u1], nx[v0:v1])
-        mine = owner[near] == k + 1
-        own = np.where(mine, up, 0).astype(np.float32)
+        r0, r1 = at[u0], at[u1 - 1] + 1
+        box = interp[r0:r1]
+        own = box[:, rx0[v0:v1]] * gx[v0:v1] + box[:, rx1[v0:v1]] * fx[v0:v1]
+        own *= own_rows[r0:r1][:, nx[v0:v1]] == k + 1
         mask = own >= 0.5
         if not mask.any():  # an object whose probability never reaches 0.5 between grid points: its grid pixels
-            mask = instances[near] == k + 1
+            mask = instances[np.ix_(ny[u0:u1], nx[v0:v1])] == k + 1
         tiles.append(mask)
         fields.append(own)
         origins[k] = (u0, v0)
