@@ -175,12 +175,12 @@ def run_moments(lab: np.ndarray, row: np.ndarray, x0: np.ndarray, x1: np.ndarray
     return area, cr, cc, major, minor
 
 
-def crossings(canvas: np.ndarray, fcanvas: np.ndarray, row_runs: tuple, centre: np.ndarray):
-    """The sub-pixel iso-line's crossings at the ends of each row run (``row_runs``: ``runs`` of the canvas) and each
-    column run, the points its hull can pass through: label (sorted), row and column relative to ``centre`` ((n, 2),
-    a point inside each particle), and where each label's points start."""
+def crossings(row_runs: tuple, col_runs: tuple, centre: np.ndarray):
+    """The sub-pixel iso-line's crossings at the ends of each row run and each column run (``runs`` of a canvas and
+    of its transpose), the points its hull can pass through: label (sorted), row and column relative to ``centre``
+    ((n, 2), a point inside each particle), and where each label's points start."""
     la, ya, xa0, xa1 = row_runs
-    lb, xb, yb0, yb1 = runs(np.ascontiguousarray(canvas.T), np.ascontiguousarray(fcanvas.T))
+    lb, xb, yb0, yb1 = col_runs
     lab = np.r_[la, la, lb, lb]
     order = np.argsort(lab, kind="stable")
     lab = lab[order]
@@ -238,7 +238,8 @@ def support(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray,
 
 def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray]) -> tuple[ShapeTable, np.ndarray]:
     """Shape of every tile at once (refined px), packed on one canvas (``pack``; returns each tile's offset in it):
-    area, centroid and ellipse axes of the sub-pixel iso-line integrated row by row (``run_moments``), Feret
+    area, centroid and ellipse axes of the sub-pixel iso-line integrated run by run (``run_moments``; the mean of
+    the row and the column integrals, whose sampling errors partly cancel), Feret
     diameters and convex area of its hull (``support``) and its length (``perimeter``), all from its ``crossings``."""
     n = len(tiles)
     canvas, offsets = pack(tiles)
@@ -248,8 +249,11 @@ def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray]) -> tuple[Sh
             view = fcanvas[oy:oy + f.shape[0], ox:ox + f.shape[1]]
             np.maximum(view, f, out=view)
     row_runs = runs(canvas, fcanvas)
-    area, cr, cc, major, minor = run_moments(*row_runs, n)
-    points = crossings(canvas, fcanvas, row_runs, np.stack([cr, cc], axis=1))
+    col_runs = runs(np.ascontiguousarray(canvas.T), np.ascontiguousarray(fcanvas.T))
+    by_rows = run_moments(*row_runs, n)
+    a_c, cc_c, cr_c, major_c, minor_c = run_moments(*col_runs, n)  # the same integrals column by column
+    area, cr, cc, major, minor = (np.add(x, y) / 2 for x, y in zip(by_rows, (a_c, cr_c, cc_c, major_c, minor_c)))
+    points = crossings(row_runs, col_runs, np.stack([cr, cc], axis=1))
     fmax, fmin, hull = support(*points, n)
     perim = perimeter(*points, n)
     return ShapeTable(np.arange(1, n + 1), area, cr, cc, major, minor, perim, fmax, fmin, hull,
