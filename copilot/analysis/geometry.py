@@ -285,6 +285,9 @@ NECK_DEPTH_PX = 0.6  # both concavities at least this deep (working px): the iso
 NECK_DEPTH = 0.05  # … and this deep relative to the cut between them (a 70 % neck of equal discs: ~0.2, rounded
 # by the network ~0.08-0.15; a convex particle's largest pockets: < 0.04)
 SMOOTH_PX = 2.0  # the outline is smoothed over this arc (working px) before its pockets are measured
+VALLEY = 0.03  # a filled neck: P(particle) dips this much below both sides (4 nm discs at 70 %: 0.04-0.10;
+# ellipses and discs of the standards: < 0.02)
+VALLEY_SPAN = 0.4  # … within the middle 40 % of the particle's length
 
 
 def _elongation(mask: np.ndarray) -> float:
@@ -320,10 +323,23 @@ def neck_cut(tile: np.ndarray, field: np.ndarray, px_per_work: float) -> np.ndar
     cut = float(np.hypot(*(q - p)))
     if depth < max(NECK_DEPTH_PX * px_per_work, NECK_DEPTH * cut):
         return None
+    return _halves(tile, p, q, cut)
+
+
+def _halves(tile: np.ndarray, p: np.ndarray, q: np.ndarray, cut: float | None = None) -> np.ndarray | None:
+    """The tile's pixels on either side (1, 2) of the line through p and q, if they make two particles: the smaller
+    at least ``MIN_PIECE`` of the larger, the cut (``cut``, else the tile's chord along the line) at most
+    ``MAX_NECK`` × its ECD, neither elongated beyond ``MAX_PIECE_ELONGATION``; else None."""
     rows, cols = np.ogrid[:tile.shape[0], :tile.shape[1]]
-    side = (q[0] - p[0]) * (cols - p[1]) - (q[1] - p[1]) * (rows - p[0]) > 0
+    d = q - p
+    across = (d[0] * (cols - p[1]) - d[1] * (rows - p[0])) / np.hypot(*d)
+    side = across > 0
     pieces = np.where(tile, 1 + side, 0)
     sizes = np.bincount(pieces.ravel(), minlength=3)[1:]
+    if cut is None:  # the chord: tile pixels within half a pixel of the line, their extent along it
+        on = tile & (np.abs(across) <= 0.5)
+        along = ((rows - p[0]) * d[0] + (cols - p[1]) * d[1]) / np.hypot(*d)
+        cut = float(np.ptp(np.broadcast_to(along, tile.shape)[on]) + 1) if on.any() else 0.0
     if sizes.min() < MIN_PIECE * sizes.max() or cut > MAX_NECK * np.sqrt(4 * sizes.min() / np.pi):
         return None
     if max(_elongation(pieces == 1), _elongation(pieces == 2)) > MAX_PIECE_ELONGATION:
@@ -331,10 +347,41 @@ def neck_cut(tile: np.ndarray, field: np.ndarray, px_per_work: float) -> np.ndar
     return 1 + side
 
 
-def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np.ndarray
-                ) -> tuple[RefinedParticles, np.ndarray, int]:
-    """Split touching particles the network's boundary class left joined, at their neck (``neck_cut``), for each
-    candidate (not convex enough: solidity below what a convex outline reaches). The grid labels follow: each grid
+def valley_cut(tile: np.ndarray, origin: tuple[int, int], grid_rows: np.ndarray, grid_cols: np.ndarray,
+               particle: np.ndarray, scale: tuple[float, float]) -> np.ndarray | None:
+    """Like ``neck_cut``, for a neck the network filled in (no pockets in the outline) but where its particle
+    probability still dips: along the particle's long axis (its grid pixels, ``particle`` probability, 1-px bins),
+    a valley ``VALLEY`` below the lower of the two peaks beside it, in the middle ``VALLEY_SPAN`` of the length; the
+    tile is cut across the axis there (same checks on the pieces)."""
+    if grid_rows.size < 6:
+        return None
+    yx = np.stack([grid_rows, grid_cols], axis=1).astype(float)
+    centre = yx.mean(axis=0)
+    axis = np.linalg.eigh(np.cov((yx - centre).T))[1][:, 1]
+    t = (yx - centre) @ axis
+    bins = np.floor(t - t.min()).astype(int)
+    profile = np.full(bins.max() + 1, -1.0)
+    np.maximum.at(profile, bins, particle[grid_rows, grid_cols])
+    if profile.size < 5:
+        return None
+    left = np.maximum.accumulate(profile)[:-2]
+    right = np.maximum.accumulate(profile[::-1])[::-1][2:]
+    depth = np.minimum(left, right) - profile[1:-1]
+    i = int(np.argmax(depth))
+    where = (i + 1) / (profile.size - 1)
+    if depth[i] < VALLEY or abs(where - 0.5) > VALLEY_SPAN / 2:
+        return None
+    point = centre + axis * (t.min() + i + 1.5)  # the valley bin's centre, grid coordinates
+    sy, sx = scale
+    p = (point + 0.5) * (sy, sx) - 0.5 - np.asarray(origin, float)
+    across = np.array([-axis[1] * sy, axis[0] * sx])
+    return _halves(tile, p, p + across)
+
+
+def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np.ndarray,
+                particle: np.ndarray | None = None) -> tuple[RefinedParticles, np.ndarray, int]:
+    """Split touching particles the network's boundary class left joined, at their neck (``neck_cut``, else
+    ``valley_cut`` on the ``particle`` class probability of the working grid), for each candidate (not convex enough: solidity below what a convex outline reaches). The grid labels follow: each grid
     pixel takes the piece at its centre, or the nearest piece. Returns the new outlines, the new grid labels and how
     many particles were split."""
     H, W = refined.frame_shape
@@ -351,6 +398,10 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
         if tile.sum() < 16:
             continue
         sides = neck_cut(tile, fields[k], min(sy, sx))
+        sl = slices[k]
+        if sides is None and particle is not None:
+            r, c = np.nonzero(instances[sl] == k + 1)
+            sides = valley_cut(tile, origins[k], r + sl[0].start, c + sl[1].start, particle, (sy, sx))
         if sides is None:
             continue
         pieces = np.where(tile, sides, 0)

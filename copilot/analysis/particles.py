@@ -30,7 +30,7 @@ from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
 
 RESOLVABLE_PX = 3.0  # smallest ECD (frame pixels) that is sized: below it a disc is a handful of pixels
-CONVEX_SOLIDITY = 0.97  # refined outlines less solid than this are checked for a neck (geometry.split_necks)…
+CONVEX_SOLIDITY = 0.985  # refined outlines less solid than this are checked for a neck (geometry.split_necks)…
 NECK_FERET_RATIO = 1.4  # …when also this elongated (two unequal discs, 2:1, joined at 70 %: 1.4)
 
 def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min_area_px: float = 4,
@@ -105,9 +105,11 @@ def refined_table(seg: Segmentation, instances: np.ndarray
     t, offsets = outline_table(refined.tiles, refined.fields)
     tiles_before = refined.tiles
     # a neck makes an outline both less solid and elongated (two discs joined at 70 % of the diameter: solidity
-    # 0.96, Feret ratio 1.7); small round particles, most of a frame, are not looked at
+    # 0.92-0.98 as the network draws them, Feret ratio 1.6-1.8); small round particles, most of a frame, are not
+    # looked at
     necked = (t.solidity < CONVEX_SOLIDITY) & (t.feret_max > NECK_FERET_RATIO * t.feret_min) & (t.area >= 30)
-    refined, split, n_split = split_necks(refined, instances, necked)
+    particle = seg.probabilities[seg.class_names.index("particle")] if "particle" in seg.class_names else None
+    refined, split, n_split = split_necks(refined, instances, necked, particle)
     if n_split:  # touching particles the boundary class left joined: measure the pieces they became
         changed = np.flatnonzero(np.r_[[a is not b for a, b in zip(refined.tiles, tiles_before)],
                                        np.ones(len(refined.tiles) - len(tiles_before), bool)])
