@@ -23,6 +23,10 @@ from copilot.analysis.outline import longest_outline, pockets
 from copilot.analysis.shape import ShapeTable
 
 
+LEVEL = 0.5  # the outline's probability: where a coverage-trained field puts the true edge (a model whose outline
+# sits elsewhere would declare its own level; particles-stem 0.3.0 measured on the standards: ~0.65-0.7)
+
+
 def refinement(frame_px_per_px: float) -> int:
     """Refined pixels per frame pixel (per axis): 1 when a working pixel spans at least one frame pixel, else enough
     that rows of refined pixels are at most one working pixel apart (the outline's ends on each row are sub-pixel,
@@ -62,8 +66,9 @@ def _axis(n_frame: int, n_work: int, m: int):
 
 
 def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape: tuple[int, int],
-                     m: int) -> RefinedParticles:
-    """Outlines of labels 1..n of ``instances`` (working grid) on the refined grid of a ``frame_shape`` frame."""
+                     m: int, level: float = LEVEL) -> RefinedParticles:
+    """Outlines (the ``level`` iso-line) of labels 1..n of ``instances`` (working grid) on the refined grid of a
+    ``frame_shape`` frame."""
     h, w = instances.shape
     H, W = frame_shape
     n = int(instances.max(initial=0))
@@ -101,7 +106,7 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
         box = interp[r0:r1]
         own = box[:, rx0[v0:v1]] * gx[v0:v1] + box[:, rx1[v0:v1]] * fx[v0:v1]
         own *= own_rows[r0:r1][:, nx[v0:v1]] == k + 1
-        mask = own >= 0.5
+        mask = own >= level
         if not mask.any():  # an object whose probability never reaches 0.5 between grid points: its grid pixels
             mask = instances[np.ix_(ny[u0:u1], nx[v0:v1])] == k + 1
         tiles.append(mask)
@@ -132,7 +137,8 @@ def pack(tiles: list[np.ndarray], width: int = 2048) -> tuple[np.ndarray, np.nda
     return canvas, offsets
 
 
-def runs(labels: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def runs(labels: np.ndarray, field: np.ndarray, level: float = LEVEL
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Every run of a label along the rows of a ``pack`` canvas, its ends where the 0.5 iso-line crosses the row
     (linear between the end pixel and its outer neighbour, as marching squares places it; the pixel edge where that
     neighbour belongs to another particle): label, row, sub-pixel start and end column of each run."""
@@ -145,8 +151,8 @@ def runs(labels: np.ndarray, field: np.ndarray) -> tuple[np.ndarray, np.ndarray,
 
     def inset(i: np.ndarray, step: int) -> np.ndarray:
         inside, outside = f[i], f[i + step] if step < 0 else f[np.minimum(i + step, f.size - 1)]
-        crossed = (inside >= 0.5) & (outside < 0.5)
-        return np.where(crossed, (inside - 0.5) / np.maximum(inside - outside, 1e-6), 0.5)
+        crossed = (inside >= level) & (outside < level)
+        return np.where(crossed, (inside - level) / np.maximum(inside - outside, 1e-6), 0.5)
 
     row, col = np.divmod(first, labels.shape[1])
     return (flat[first], row.astype(np.float64), col - inset(first, -1),
@@ -236,7 +242,8 @@ def support(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray,
     return fmax, fmin, hull
 
 
-def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray]) -> tuple[ShapeTable, np.ndarray]:
+def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray], level: float = LEVEL
+                  ) -> tuple[ShapeTable, np.ndarray]:
     """Shape of every tile at once (refined px), packed on one canvas (``pack``; returns each tile's offset in it):
     area, centroid and ellipse axes of the sub-pixel iso-line integrated run by run (``run_moments``; the mean of
     the row and the column integrals, whose sampling errors partly cancel), Feret
@@ -248,8 +255,8 @@ def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray]) -> tuple[Sh
         if f.size:
             view = fcanvas[oy:oy + f.shape[0], ox:ox + f.shape[1]]
             np.maximum(view, f, out=view)
-    row_runs = runs(canvas, fcanvas)
-    col_runs = runs(np.ascontiguousarray(canvas.T), np.ascontiguousarray(fcanvas.T))
+    row_runs = runs(canvas, fcanvas, level)
+    col_runs = runs(np.ascontiguousarray(canvas.T), np.ascontiguousarray(fcanvas.T), level)
     by_rows = run_moments(*row_runs, n)
     a_c, cc_c, cr_c, major_c, minor_c = run_moments(*col_runs, n)  # the same integrals column by column
     area, cr, cc, major, minor = (np.add(x, y) / 2 for x, y in zip(by_rows, (a_c, cr_c, cc_c, major_c, minor_c)))
