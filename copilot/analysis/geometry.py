@@ -388,9 +388,10 @@ def valley_cut(tile: np.ndarray, origin: tuple[int, int], grid_rows: np.ndarray,
 def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np.ndarray,
                 particle: np.ndarray | None = None) -> tuple[RefinedParticles, np.ndarray, int]:
     """Split touching particles the network's boundary class left joined, at their neck (``neck_cut``, else
-    ``valley_cut`` on the ``particle`` class probability of the working grid), for each candidate (not convex enough: solidity below what a convex outline reaches). The grid labels follow: each grid
-    pixel takes the piece at its centre, or the nearest piece. Returns the new outlines, the new grid labels and how
-    many particles were split."""
+    ``valley_cut`` on the ``particle`` class probability of the working grid), for each candidate (not convex
+    enough: solidity below what a convex outline reaches). The grid labels follow: each grid pixel takes the piece
+    at its centre, or the nearest piece. Returns the new outlines, the new grid labels and how many particles were
+    split."""
     H, W = refined.frame_shape
     h, w = instances.shape
     m = refined.m
