@@ -33,8 +33,8 @@ from copilot.inference.card import ModelCard
 
 MAX_UPSAMPLING = 2.0
 TARGET_PX = 14.0  # median ECD a finer grid aims at (the trained medians span 7-28 working px)
-MIN_PX = 9.0  # median ECDs below this (working px, at the card's scale) ask for a finer grid (a 3.9 nm D50 at
-# 0.5 nm/px: 7.8 px)
+MIN_PX = 6.5  # median ECDs below this (working px, at the card's scale) ask for a finer grid: below the trained
+# medians (7-28 px), so in-domain frames keep one pass
 COARSE_PX = 28.0  # median ECDs above this ask for a coarser grid, one where they are this size
 RERUN_CHANGE = 0.25  # a first pass is rerun when the scale its particles ask for differs by more than this
 MIN_GRID_PX = 96
