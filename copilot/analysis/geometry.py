@@ -4,39 +4,52 @@ The network's grid is coarse (a 4 nm particle is 8 working pixels at 0.5 nm/px);
 P(particle) + P(boundary) is trained on area-coverage targets, so its 0.5 iso-line is the true edge to a fraction of
 a working pixel. For each particle, inside its bounding box only (cost grows with particle area, not frame area),
 that field is interpolated bilinearly onto a *refined grid* — the frame's pixels, each split into ``m × m`` when the
-frame is not at least twice finer than the working grid — and thresholded at 0.5. Which particle a refined pixel
-belongs to is the working-grid instance nearest to it (the watershed split of touching particles); the outline itself
-is the iso-line. The tiles are packed side by side into one small canvas so that every shape quantity is computed for
-all particles at once (``copilot.analysis.shape``).
+working grid is finer than the frame — and thresholded at 0.5. Which particle a refined pixel belongs to is the
+working-grid instance nearest to it (the watershed split of touching particles). The tiles are packed side by side
+into one canvas, and every shape quantity comes, for all particles at once, from the sub-pixel iso-line: where it
+crosses each row and column at the ends of the particle's runs (``runs``, ``crossings``) — area and moments
+integrated run by run, Feret diameters and convex area from the support function of those crossings, the perimeter
+of the polygon through them. Work is per run and per crossing, not per pixel.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
 
+from copilot.analysis.outline import longest_outline, pockets
+from copilot.analysis.shape import ShapeTable
+
+
+LEVEL = 0.5  # the outline's probability: where a coverage-trained field puts the true edge (a model whose outline
+# sits elsewhere would declare its own level; particles-stem 0.3.0 measured on the standards: ~0.65-0.7)
+
 
 def refinement(frame_px_per_px: float) -> int:
-    """Refined pixels per frame pixel (per axis): 1 when a working pixel spans at least 2 frame pixels, else enough
-    that a refined pixel is at most half a working pixel.
+    """Refined pixels per frame pixel (per axis): 1 when a working pixel spans at least one frame pixel, else enough
+    that rows of refined pixels are at most one working pixel apart (the outline's ends on each row are sub-pixel,
+    from the probability field, so row spacing is all the refinement buys).
 
     >>> refinement(2.5), refinement(1.0), refinement(0.5)
-    (1, 2, 4)
+    (1, 1, 2)
     """
-    return max(1, int(np.ceil(2.0 / frame_px_per_px - 1e-9)))
+    return max(1, int(np.ceil(1.0 / frame_px_per_px - 1e-9)))
 
 
 @dataclass
 class RefinedParticles:
     """Particle ``k`` (label k + 1) is ``tiles[k]``, a boolean mask on the refined grid whose top-left refined pixel
-    is ``origins[k]`` (row, col). Refined pixel (u, v) covers frame pixel (u // m, v // m)."""
+    is ``origins[k]`` (row, col). Refined pixel (u, v) covers frame pixel (u // m, v // m). ``fields[k]`` is the
+    interpolated foreground probability on the same pixels, 0 where another particle owns them: its 0.5 iso-line is
+    the sub-pixel outline (``tiles[k]`` = field ≥ 0.5, or the grid pixels where the probability never reaches 0.5)."""
 
     m: int
     frame_shape: tuple[int, int]
     tiles: list[np.ndarray]
     origins: np.ndarray
+    fields: list[np.ndarray] = field(default_factory=list)
 
 
 def _axis(n_frame: int, n_work: int, m: int):
@@ -53,8 +66,9 @@ def _axis(n_frame: int, n_work: int, m: int):
 
 
 def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape: tuple[int, int],
-                     m: int) -> RefinedParticles:
-    """Outlines of labels 1..n of ``instances`` (working grid) on the refined grid of a ``frame_shape`` frame."""
+                     m: int, level: float = LEVEL) -> RefinedParticles:
+    """Outlines (the ``level`` iso-line) of labels 1..n of ``instances`` (working grid) on the refined grid of a
+    ``frame_shape`` frame."""
     h, w = instances.shape
     H, W = frame_shape
     n = int(instances.max(initial=0))
@@ -63,29 +77,42 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
     # ownership: each working pixel's instance, grown by one pixel so that the iso-line may pass just outside it
     grown = ndi.grey_dilation(instances, size=3)
     owner = np.where(instances > 0, instances, grown)
-    tiles, origins = [], np.zeros((n, 2), np.intp)
-    for k, sl in enumerate(ndi.find_objects(instances, max_label=n)):
+    slices = ndi.find_objects(instances, max_label=n)
+    # rows of the refined grid that hold particles, interpolated once (working columns): each box then only needs
+    # its columns interpolated
+    used = np.zeros(H * m + 1, np.int32)
+    for sl in slices:
+        if sl is not None:
+            used[int(np.floor(max(sl[0].start - 1, 0) * sy * m))] += 1
+            used[min(int(np.ceil(min(sl[0].stop + 1, h) * sy * m)), H * m)] -= 1
+    rows = np.flatnonzero(np.cumsum(used[:-1]) > 0)
+    at = np.zeros(H * m, np.intp)
+    at[rows] = np.arange(rows.size)
+    wy = fy[rows, None]
+    interp = (foreground[ry0[rows]] * (1 - wy) + foreground[ry1[rows]] * wy).astype(np.float32)
+    own_rows = owner[ny[rows]]
+    gx = (1 - fx).astype(np.float32)
+    tiles, fields, origins = [], [], np.zeros((n, 2), np.intp)
+    for k, sl in enumerate(slices):
         if sl is None:
             tiles.append(np.zeros((0, 0), bool))
+            fields.append(np.zeros((0, 0), np.float32))
             continue
         a, b = max(sl[0].start - 1, 0), min(sl[0].stop + 1, h)
         c, d = max(sl[1].start - 1, 0), min(sl[1].stop + 1, w)
         u0, u1 = int(np.floor(a * sy * m)), min(int(np.ceil(b * sy * m)), H * m)
         v0, v1 = int(np.floor(c * sx * m)), min(int(np.ceil(d * sx * m)), W * m)
-        j0, j1 = ry0[u0], ry1[u1 - 1] + 1
-        q0, q1 = rx0[v0], rx1[v1 - 1] + 1
-        fg = foreground[j0:j1, q0:q1]
-        wy, wx = fy[u0:u1, None], fx[None, v0:v1]
-        rows = fg[ry0[u0:u1] - j0] * (1 - wy) + fg[ry1[u0:u1] - j0] * wy
-        up = rows[:, rx0[v0:v1] - q0] * (1 - wx) + rows[:, rx1[v0:v1] - q0] * wx
-        near = np.ix_(ny[u0:u1], nx[v0:v1])
-        mine = owner[near] == k + 1
-        mask = (up >= 0.5) & mine
+        r0, r1 = at[u0], at[u1 - 1] + 1
+        box = interp[r0:r1]
+        own = box[:, rx0[v0:v1]] * gx[v0:v1] + box[:, rx1[v0:v1]] * fx[v0:v1]
+        own *= own_rows[r0:r1][:, nx[v0:v1]] == k + 1
+        mask = own >= level
         if not mask.any():  # an object whose probability never reaches 0.5 between grid points: its grid pixels
-            mask = instances[near] == k + 1
+            mask = instances[np.ix_(ny[u0:u1], nx[v0:v1])] == k + 1
         tiles.append(mask)
+        fields.append(own)
         origins[k] = (u0, v0)
-    return RefinedParticles(m, (H, W), tiles, origins)
+    return RefinedParticles(m, (H, W), tiles, origins, fields)
 
 
 def pack(tiles: list[np.ndarray], width: int = 2048) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +137,136 @@ def pack(tiles: list[np.ndarray], width: int = 2048) -> tuple[np.ndarray, np.nda
     return canvas, offsets
 
 
+def runs(labels: np.ndarray, field: np.ndarray, level: float = LEVEL
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every run of a label along the rows of a ``pack`` canvas, its ends where the 0.5 iso-line crosses the row
+    (linear between the end pixel and its outer neighbour, as marching squares places it; the pixel edge where that
+    neighbour belongs to another particle): label, row, sub-pixel start and end column of each run."""
+    flat = labels.ravel()
+    f = field.ravel()
+    left = np.r_[0, flat[:-1]]
+    right = np.r_[flat[1:], 0]
+    first = np.flatnonzero((flat != left) & (flat > 0))
+    last = np.flatnonzero((flat != right) & (flat > 0))
+
+    def inset(i: np.ndarray, step: int) -> np.ndarray:
+        inside, outside = f[i], f[i + step] if step < 0 else f[np.minimum(i + step, f.size - 1)]
+        crossed = (inside >= level) & (outside < level)
+        return np.where(crossed, (inside - level) / np.maximum(inside - outside, 1e-6), 0.5)
+
+    row, col = np.divmod(first, labels.shape[1])
+    return (flat[first], row.astype(np.float64), col - inset(first, -1),
+            last % labels.shape[1] + inset(last, 1))
+
+
+def run_moments(lab: np.ndarray, row: np.ndarray, x0: np.ndarray, x1: np.ndarray, n: int):
+    """Area, centroid (row, col) and the two ellipse axis lengths (4·√λ of the inertia tensor, as regionprops) of
+    labels 1..n, integrated over their runs (each a strip one row high from x0 to x1)."""
+    length = x1 - x0
+    sx = (x1 * x1 - x0 * x0) / 2
+    sxx = (x1 ** 3 - x0 ** 3) / 3
+
+    def total(w):
+        return np.bincount(lab, weights=w, minlength=n + 1)[1:]
+
+    area = total(length)
+    safe = np.maximum(area, 1e-12)
+    cc, cr = total(sx) / safe, total(row * length) / safe
+    mcc = total(sxx) / safe - cc * cc
+    mrr = total((row * row + 1 / 12) * length) / safe - cr * cr
+    mrc = total(row * sx) / safe - cr * cc
+    half_trace, root = (mrr + mcc) / 2, np.sqrt(((mrr - mcc) / 2) ** 2 + mrc**2)
+    major = 4 * np.sqrt(np.maximum(half_trace + root, 0))
+    minor = 4 * np.sqrt(np.maximum(half_trace - root, 0))
+    return area, cr, cc, major, minor
+
+
+def crossings(row_runs: tuple, col_runs: tuple, centre: np.ndarray):
+    """The sub-pixel iso-line's crossings at the ends of each row run and each column run (``runs`` of a canvas and
+    of its transpose), the points its hull can pass through: label (sorted), row and column relative to ``centre``
+    ((n, 2), a point inside each particle), and where each label's points start."""
+    la, ya, xa0, xa1 = row_runs
+    lb, xb, yb0, yb1 = col_runs
+    lab = np.r_[la, la, lb, lb]
+    order = np.argsort(lab, kind="stable")
+    lab = lab[order]
+    ys = np.r_[ya, ya, yb0, yb1][order] - centre[lab - 1, 0]
+    xs = np.r_[xa0, xa1, xb, xb][order] - centre[lab - 1, 1]
+    return lab, ys, xs, np.flatnonzero(np.r_[lab.size > 0, lab[1:] != lab[:-1]])
+
+
+def perimeter(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
+    """Length of the polygon through each particle's crossings in the order of their angle around its centre: the
+    sub-pixel iso-line's length for a star-shaped outline (longer, as it zigzags, for one that is not)."""
+    out = np.zeros(n)
+    if lab.size == 0:
+        return out
+    o = np.lexsort((np.arctan2(ys, xs), lab))
+    y, x = ys[o], xs[o]
+    ends = np.r_[starts[1:], lab.size] - 1
+    step = np.hypot(np.diff(y), np.diff(x))
+    step[ends[:-1]] = 0.0  # no segment from one particle to the next …
+    closing = np.hypot(y[ends] - y[starts], x[ends] - x[starts])  # … but each closes on its first point
+    out[lab[starts] - 1] = np.add.reduceat(np.r_[step, 0.0], starts) + closing
+    return out
+
+
+def support(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, n: int, n_dir: int = 36,
+            fine: int = 11) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Feret max, Feret min and convex area of each particle's hull through its ``crossings``, from their extent on
+    ``n_dir`` directions, then on ``fine`` directions within one step of each particle's narrowest (a polygon's
+    width has a cusp there). The convex area is that of the polygon the 2·``n_dir`` supporting lines enclose (a
+    circle's +0.06 %)."""
+    fmax, fmin, hull = np.zeros(n), np.zeros(n), np.zeros(n)
+    if lab.size == 0:
+        return fmax, fmin, hull
+    present = lab[starts] - 1
+
+    def extent(c: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (k,) for all or (k, points)
+        proj = c * xs + s * ys if c.ndim == 2 else np.outer(c, xs) + np.outer(s, ys)
+        return np.maximum.reduceat(proj, starts, axis=1).T, np.minimum.reduceat(proj, starts, axis=1).T
+
+    step = np.pi / n_dir
+    theta = np.arange(n_dir) * step
+    hi, lo = extent(np.cos(theta), np.sin(theta))
+    coarse = hi - lo
+    best = theta[np.argmin(coarse, axis=1)][np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, lab.size]))]
+    off = np.linspace(-step, step, fine)[:, None]  # cos/sin of best + off without a trig call per point
+    cb, sb = np.cos(best), np.sin(best)
+    fhi, flo = extent(cb * np.cos(off) - sb * np.sin(off), sb * np.cos(off) + cb * np.sin(off))
+    fmax[present] = np.maximum(coarse.max(axis=1), (fhi - flo).max(axis=1))
+    fmin[present] = np.minimum(coarse.min(axis=1), (fhi - flo).min(axis=1))
+    h = np.concatenate([hi, -lo], axis=1)  # support in directions k·step, k = 0 … 2·n_dir − 1
+    side = (np.roll(h, 1, axis=1) + np.roll(h, -1, axis=1) - 2 * h * np.cos(step)) / np.sin(step)
+    hull[present] = 0.5 * (h * side).sum(axis=1)
+    return fmax, fmin, hull
+
+
+def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray], level: float = LEVEL
+                  ) -> tuple[ShapeTable, np.ndarray]:
+    """Shape of every tile at once (refined px), packed on one canvas (``pack``; returns each tile's offset in it):
+    area, centroid and ellipse axes of the sub-pixel iso-line integrated run by run (``run_moments``; the mean of
+    the row and the column integrals, whose sampling errors partly cancel), Feret
+    diameters and convex area of its hull (``support``) and its length (``perimeter``), all from its ``crossings``."""
+    n = len(tiles)
+    canvas, offsets = pack(tiles)
+    fcanvas = np.zeros(canvas.shape, np.float32)
+    for f, (oy, ox) in zip(fields, offsets):
+        if f.size:
+            view = fcanvas[oy:oy + f.shape[0], ox:ox + f.shape[1]]
+            np.maximum(view, f, out=view)
+    row_runs = runs(canvas, fcanvas, level)
+    col_runs = runs(np.ascontiguousarray(canvas.T), np.ascontiguousarray(fcanvas.T), level)
+    by_rows = run_moments(*row_runs, n)
+    a_c, cc_c, cr_c, major_c, minor_c = run_moments(*col_runs, n)  # the same integrals column by column
+    area, cr, cc, major, minor = (np.add(x, y) / 2 for x, y in zip(by_rows, (a_c, cr_c, cc_c, major_c, minor_c)))
+    points = crossings(row_runs, col_runs, np.stack([cr, cc], axis=1))
+    fmax, fmin, hull = support(*points, n)
+    perim = perimeter(*points, n)
+    return ShapeTable(np.arange(1, n + 1), area, cr, cc, major, minor, perim, fmax, fmin, hull,
+                      np.zeros(n, bool)), offsets
+
+
 def paint(refined: RefinedParticles) -> np.ndarray:
     """The particles as a label image on the frame's pixels (what --save-masks writes): a frame pixel takes the
     label covering most of its refined pixels, if they cover at least half of it."""
@@ -128,21 +285,16 @@ def paint(refined: RefinedParticles) -> np.ndarray:
 
 
 MAX_PIECE_ELONGATION = 1.6  # pieces of a necked pair are round-ish; halves of a long convex particle are not
-NOTCH = 0.03  # the notches a split removes cover at least this fraction of the outline's area (70 % neck: ~4 %)
-MAX_NECK = 0.8  # the cut is at most this × the smaller piece's ECD (a 70 % neck cuts ~0.75 of it)
+MAX_NECK = 1.05  # the cut is at most this × the smaller piece's ECD (a 70 % neck: ~0.8 drawn, up to ~0.96 as
+# the network rounds it)
 MIN_PIECE = 0.2  # the smaller piece has at least this fraction of the larger one's area (discs of 2:1 diameter: 0.25)
-NECK_DEPTH = 0.15  # a saddle of the distance map this deep (fraction of the particle's largest inscribed radius)
-
-
-def _notch_area(tile: np.ndarray, pieces: np.ndarray, n: int) -> float:
-    """Convex deficiency of the whole outline minus that of its pieces: large for two particles joined at a neck
-    (the two notches), about zero for a convex particle however ragged its outline (the pieces keep the texture)."""
-    from skimage.morphology import convex_hull_image
-
-    def deficiency(mask):
-        return float(convex_hull_image(mask).sum() - mask.sum())
-
-    return deficiency(tile) - sum(deficiency(pieces == j) for j in range(1, n + 1))
+NECK_DEPTH_PX = 0.6  # both concavities at least this deep (working px): the iso-line's own waviness stays < 0.5
+NECK_DEPTH = 0.05  # … and this deep relative to the cut between them (a 70 % neck of equal discs: ~0.2, rounded
+# by the network ~0.08-0.15; a convex particle's largest pockets: < 0.04)
+SMOOTH_PX = 2.0  # the outline is smoothed over this arc (working px) before its pockets are measured
+VALLEY = 0.03  # a filled neck: P(particle) dips this much below both sides (4 nm discs at 70 %: 0.04-0.10;
+# ellipses and discs of the standards: < 0.02)
+VALLEY_SPAN = 0.4  # … within the middle 40 % of the particle's length
 
 
 def _elongation(mask: np.ndarray) -> float:
@@ -152,33 +304,100 @@ def _elongation(mask: np.ndarray) -> float:
     return float(np.sqrt(max(ev[1], 1e-9) / max(ev[0], 1e-9)))
 
 
-def _cut_length(pieces: np.ndarray) -> float:
-    """Length (pixels) of the lines between differently labelled pieces."""
-    a, b = pieces[1:], pieces[:-1]
-    c, d = pieces[:, 1:], pieces[:, :-1]
-    return float(np.hypot(np.sum((a != b) & (a > 0) & (b > 0)), np.sum((c != d) & (c > 0) & (d > 0))))
+def smooth_closed(points: np.ndarray, k: int) -> np.ndarray:
+    """A closed outline's points averaged over ``k`` neighbours (circularly)."""
+    if k < 2 or len(points) <= 2 * k:
+        return points
+    ker = np.ones(k) / k
+    wrapped = np.concatenate([points[-k:], points, points[:k]])
+    return np.stack([np.convolve(wrapped[:, j], ker, "same")[k:-k] for j in (0, 1)], axis=1)
 
 
-def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np.ndarray
-                ) -> tuple[RefinedParticles, np.ndarray, int]:
-    """Split touching particles the network's boundary class left joined, at their neck.
+def neck_cut(tile: np.ndarray, field: np.ndarray, px_per_work: float) -> np.ndarray | None:
+    """The tile's pixels labelled with the side of its neck they lie on (1, 2; 0 outside the particle's outline,
+    whose field values the pieces share), or None when it has none.
 
-    For each candidate (not convex enough: solidity below what a convex outline reaches), the distance map of its
-    refined outline is searched for more than one maximum standing ``NECK_DEPTH`` × the largest inscribed radius
-    (and at least 1.5 working pixels, beyond the outline's own uncertainty) above the saddle between them, cut by a
-    line at most ``MAX_NECK`` × the smaller piece's ECD long; two discs joined by a neck up to ~80 % of
-    the smaller diameter have such a saddle, a convex particle has a single maximum. The outline is then cut by a
-    watershed of the distance map, and the grid labels follow (each grid pixel takes the piece at its centre, or the
-    nearest piece). Returns the new outlines, the new grid labels and how many particles were split.
-    """
-    from skimage.morphology import h_maxima
-    from skimage.segmentation import watershed
+    The neck is where the two deepest pockets of the smoothed sub-pixel outline face each other: both at least
+    ``NECK_DEPTH_PX`` working px and ``NECK_DEPTH`` × their distance deep. The tile is cut along the line through
+    them; the cut must be at most ``MAX_NECK`` × the smaller piece's ECD, that piece at least ``MIN_PIECE`` of the
+    larger, and no piece elongated beyond ``MAX_PIECE_ELONGATION`` (a convex particle has no such pockets at all)."""
+    outline = smooth_closed(longest_outline(field), int(round(SMOOTH_PX * px_per_work)))
+    found = pockets(outline)
+    if len(found) < 2:
+        return None
+    (_, i), (depth, j) = found[:2]
+    p, q = outline[i], outline[j]
+    cut = float(np.hypot(*(q - p)))
+    if depth < max(NECK_DEPTH_PX * px_per_work, NECK_DEPTH * cut):
+        return None
+    return _halves(tile, p, q, cut)
 
+
+def _halves(tile: np.ndarray, p: np.ndarray, q: np.ndarray, cut: float | None = None) -> np.ndarray | None:
+    """The tile's pixels on either side (1, 2) of the line through p and q, if they make two particles: the smaller
+    at least ``MIN_PIECE`` of the larger, the cut (``cut``, else the tile's chord along the line) at most
+    ``MAX_NECK`` × its ECD, neither elongated beyond ``MAX_PIECE_ELONGATION``; else None."""
+    rows, cols = np.ogrid[:tile.shape[0], :tile.shape[1]]
+    d = q - p
+    across = (d[0] * (cols - p[1]) - d[1] * (rows - p[0])) / np.hypot(*d)
+    side = across > 0
+    pieces = np.where(tile, 1 + side, 0)
+    sizes = np.bincount(pieces.ravel(), minlength=3)[1:]
+    if cut is None:  # the chord: tile pixels within half a pixel of the line, their extent along it
+        on = tile & (np.abs(across) <= 0.5)
+        along = ((rows - p[0]) * d[0] + (cols - p[1]) * d[1]) / np.hypot(*d)
+        cut = float(np.ptp(np.broadcast_to(along, tile.shape)[on]) + 1) if on.any() else 0.0
+    if sizes.min() < MIN_PIECE * sizes.max() or cut > MAX_NECK * np.sqrt(4 * sizes.min() / np.pi):
+        return None
+    if max(_elongation(pieces == 1), _elongation(pieces == 2)) > MAX_PIECE_ELONGATION:
+        return None
+    return 1 + side
+
+
+def valley_cut(tile: np.ndarray, origin: tuple[int, int], grid_rows: np.ndarray, grid_cols: np.ndarray,
+               particle: np.ndarray, scale: tuple[float, float]) -> np.ndarray | None:
+    """Like ``neck_cut``, for a neck the network filled in (no pockets in the outline) but where its particle
+    probability still dips: along the particle's long axis (its grid pixels, ``particle`` probability, 1-px bins),
+    a valley ``VALLEY`` below the lower of the two peaks beside it, in the middle ``VALLEY_SPAN`` of the length; the
+    tile is cut across the axis there (same checks on the pieces)."""
+    if grid_rows.size < 6:
+        return None
+    yx = np.stack([grid_rows, grid_cols], axis=1).astype(float)
+    centre = yx.mean(axis=0)
+    axis = np.linalg.eigh(np.cov((yx - centre).T))[1][:, 1]
+    t = (yx - centre) @ axis
+    bins = np.floor(t - t.min()).astype(int)
+    profile = np.full(bins.max() + 1, -1.0)
+    np.maximum.at(profile, bins, particle[grid_rows, grid_cols])
+    if profile.size < 5:
+        return None
+    left = np.maximum.accumulate(profile)[:-2]
+    right = np.maximum.accumulate(profile[::-1])[::-1][2:]
+    depth = np.minimum(left, right) - profile[1:-1]
+    i = int(np.argmax(depth))
+    where = (i + 1) / (profile.size - 1)
+    if depth[i] < VALLEY or abs(where - 0.5) > VALLEY_SPAN / 2:
+        return None
+    point = centre + axis * (t.min() + i + 1.5)  # the valley bin's centre, grid coordinates
+    sy, sx = scale
+    p = (point + 0.5) * (sy, sx) - 0.5 - np.asarray(origin, float)
+    across = np.array([-axis[1] * sy, axis[0] * sx])
+    return _halves(tile, p, p + across)
+
+
+def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np.ndarray,
+                particle: np.ndarray | None = None) -> tuple[RefinedParticles, np.ndarray, int]:
+    """Split touching particles the network's boundary class left joined, at their neck (``neck_cut``, else
+    ``valley_cut`` on the ``particle`` class probability of the working grid), for each candidate (not convex
+    enough: solidity below what a convex outline reaches). The grid labels follow: each grid pixel takes the piece
+    at its centre, or the nearest piece. Returns the new outlines, the new grid labels and how many particles were
+    split."""
     H, W = refined.frame_shape
     h, w = instances.shape
     m = refined.m
     sy, sx = H * m / h, W * m / w  # refined pixels per grid pixel
     tiles, origins = list(refined.tiles), [tuple(o) for o in refined.origins]
+    fields = list(refined.fields)
     out = instances.copy()
     n_split = 0
     slices = ndi.find_objects(instances)
@@ -186,21 +405,14 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
         tile = tiles[k]
         if tile.sum() < 16:
             continue
-        dt = ndi.distance_transform_edt(np.pad(tile, 1))[1:-1, 1:-1]
-        depth = max(1.5 * min(sy, sx), NECK_DEPTH * float(dt.max()))  # ≥ 1.5 working px: the outline's own noise
-        markers, n = ndi.label(h_maxima(dt, depth))
-        if n < 2:
+        sides = neck_cut(tile, fields[k], min(sy, sx))
+        sl = slices[k]
+        if sides is None and particle is not None:
+            r, c = np.nonzero(instances[sl] == k + 1)
+            sides = valley_cut(tile, origins[k], r + sl[0].start, c + sl[1].start, particle, (sy, sx))
+        if sides is None:
             continue
-        pieces = watershed(-dt, markers, mask=tile)
-        sizes = np.bincount(pieces.ravel())[1:]
-        if sizes.min() < MIN_PIECE * sizes.max():  # a sliver (a ragged or streaked edge), not a second particle
-            continue
-        if _cut_length(pieces) > MAX_NECK * np.sqrt(4 * sizes.min() / np.pi):  # cut as wide as a piece: no neck
-            continue
-        if _notch_area(tile, pieces, n) < NOTCH * tile.sum():  # the concavity is the outline's texture, not a neck
-            continue
-        if max(_elongation(pieces == j) for j in range(1, n + 1)) > MAX_PIECE_ELONGATION:  # halves of a long shape
-            continue
+        pieces = np.where(tile, sides, 0)
         u0, v0 = origins[k]
         # grid pixels of this particle take the piece at (or nearest to) their centre
         sl = slices[k]
@@ -210,16 +422,15 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
         rv = np.clip(np.floor((cols + 0.5) * sx).astype(int) - v0, 0, tile.shape[1] - 1)
         _, (iy, ix) = ndi.distance_transform_edt(pieces == 0, return_indices=True)
         piece = pieces[iy[ru, rv], ix[ru, rv]]
-        if np.unique(piece).size < n:  # a piece too small to own a grid pixel: keep the particle whole
+        if np.unique(piece).size < 2:  # a piece too small to own a grid pixel: keep the particle whole
             continue
         n_split += 1
-        tiles[k] = pieces == 1
-        new_labels = [k + 1]
-        for j in range(2, n + 1):
-            tiles.append(pieces == j)
-            origins.append((u0, v0))
-            new_labels.append(len(tiles))
-        out[rows, cols] = np.asarray(new_labels)[piece - 1]
+        field = fields[k]
+        tiles[k], fields[k] = pieces == 1, np.where(sides == 1, field, 0)
+        tiles.append(pieces == 2)
+        fields.append(np.where(sides == 2, field, 0))
+        origins.append((u0, v0))
+        out[rows, cols] = np.where(piece == 1, k + 1, len(tiles))
     if not n_split:
         return refined, instances, 0
-    return RefinedParticles(m, refined.frame_shape, tiles, np.asarray(origins, np.intp)), out, n_split
+    return RefinedParticles(m, refined.frame_shape, tiles, np.asarray(origins, np.intp), fields), out, n_split

@@ -21,17 +21,17 @@ from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
 
-from copilot.analysis.geometry import RefinedParticles, pack, refine_particles, refinement, split_necks
+from copilot.analysis.geometry import RefinedParticles, outline_table, refine_particles, refinement, split_necks
 from copilot.analysis.measurements import FrameMeasurements, Measures, ParticleStats, ParticleTable
 from copilot.analysis.settings import AnalysisSettings
-from copilot.analysis.shape import ShapeTable, shape_table
+from copilot.analysis.shape import ShapeTable
 from copilot.analysis.stats import lognormal_fit, mean_interval, median_interval, psd_histogram, sufficiency
 from copilot.analysis.instances import drop_small, watershed_touching
 from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
 
 RESOLVABLE_PX = 3.0  # smallest ECD (frame pixels) that is sized: below it a disc is a handful of pixels
-CONVEX_SOLIDITY = 0.97  # refined outlines less solid than this are checked for a neck (geometry.split_necks)…
+CONVEX_SOLIDITY = 0.985  # refined outlines less solid than this are checked for a neck (geometry.split_necks)…
 NECK_FERET_RATIO = 1.4  # …when also this elongated (two unequal discs, 2:1, joined at 70 %: 1.4)
 
 def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min_area_px: float = 4,
@@ -99,18 +99,19 @@ def refined_table(seg: Segmentation, instances: np.ndarray
     m = refinement(seg.frame_px_per_px)
     foreground = 1.0 - seg.probabilities[seg.class_names.index("background")]
     refined = refine_particles(foreground, instances, frame_shape, m)
-    canvas, offsets = pack(refined.tiles)
-    t = shape_table(canvas)
+    t, offsets = outline_table(refined.tiles, refined.fields)
     tiles_before = refined.tiles
     # a neck makes an outline both less solid and elongated (two discs joined at 70 % of the diameter: solidity
-    # 0.96, Feret ratio 1.7); small round particles, most of a frame, are not looked at
+    # 0.92-0.98 as the network draws them, Feret ratio 1.6-1.8); small round particles, most of a frame, are not
+    # looked at
     necked = (t.solidity < CONVEX_SOLIDITY) & (t.feret_max > NECK_FERET_RATIO * t.feret_min) & (t.area >= 30)
-    refined, split, n_split = split_necks(refined, instances, necked)
+    particle = seg.probabilities[seg.class_names.index("particle")] if "particle" in seg.class_names else None
+    refined, split, n_split = split_necks(refined, instances, necked, particle)
     if n_split:  # touching particles the boundary class left joined: measure the pieces they became
         changed = np.flatnonzero(np.r_[[a is not b for a, b in zip(refined.tiles, tiles_before)],
                                        np.ones(len(refined.tiles) - len(tiles_before), bool)])
-        sub_canvas, sub_offsets = pack([refined.tiles[k] for k in changed])
-        t = merge_tables(t, shape_table(sub_canvas), changed, len(refined.tiles))
+        sub, sub_offsets = outline_table([refined.tiles[k] for k in changed], [refined.fields[k] for k in changed])
+        t = merge_tables(t, sub, changed, len(refined.tiles))
         offsets = np.concatenate([offsets, np.zeros((len(refined.tiles) - len(offsets), 2), np.intp)])
         offsets[changed] = sub_offsets
         instances = split

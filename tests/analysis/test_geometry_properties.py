@@ -60,10 +60,13 @@ def test_rectangle_feret(h, w, nm):
     rr, cc = rectangle((10, 10), extent=(h, w))
     inst[rr, cc] = 1
     p = one(inst, nm)
-    assert p.feret_min == pytest.approx(min(h, w) * nm, abs=1e-6)
+    # Feret from the sub-pixel iso-line: this field is 0.98 inside, 0.04 outside, so its 0.5 line sits 0.01 px
+    # outside each pixel edge
+    assert p.feret_min == pytest.approx(min(h, w) * nm, abs=0.03 * nm)
     assert abs(p.feret_max - math.hypot(h, w) * nm) <= nm
-    assert p.area == pytest.approx(h * w * nm**2)
-    assert p.solidity == pytest.approx(1.0)
+    # the iso-line runs 0.01 px outside the edges (above) and rounds the 4 corners a little
+    assert p.area == pytest.approx(h * w * nm**2, abs=(0.011 * 2 * (h + w) + 0.35) * nm**2)
+    assert p.solidity == pytest.approx(1.0, abs=5e-3)  # the hull: 72 supporting lines, a little outside corners
 
 
 def test_shape_table_agrees_with_regionprops():

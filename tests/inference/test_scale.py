@@ -5,7 +5,7 @@ import pytest
 
 from copilot.frame import Frame
 from copilot.inference.card import load_card
-from copilot.inference.scale import (MAX_UPSAMPLING, TARGET_PX, ScalePolicy, frame_px_per_px, median_particle_px,
+from copilot.inference.scale import (COARSE_PX, MAX_UPSAMPLING, TARGET_PX, ScalePolicy, frame_px_per_px, median_particle_px,
                                      outside_trained_scale)
 from copilot.inference.segmentation import Segmentation
 
@@ -44,7 +44,7 @@ def test_large_particles_ask_for_a_coarser_scale_and_the_stream_remembers(card):
     factor, why = policy.first_guess(frame)
     assert factor == pytest.approx(1.0) and "card" in why
     better, med = policy.review(frame, factor, probs_with_discs((1024, 1024), 40))  # 80-px particles
-    assert med == pytest.approx(80, rel=0.05) and better == pytest.approx(80 / TARGET_PX, rel=0.05)
+    assert med == pytest.approx(80, rel=0.05) and better == pytest.approx(80 / COARSE_PX, rel=0.05)
     again, why = policy.first_guess(frame)  # next frame of the stream at the same nm/px
     assert again == pytest.approx(better, rel=0.01) and "previous" in why
     other = Frame(frame.pixels, 0.5, stream="other", frame_id="0", origin="m")
@@ -65,3 +65,14 @@ def test_verdict_reason_judges_the_working_grid(card):
 
     assert outside_trained_scale(seg(0.05, 10.0, 8), card) is None  # far finer frame, particles in range
     assert "particles" in outside_trained_scale(seg(0.5, 1.0, 2), card)  # 4-px particles: too small for it
+
+
+def test_small_particles_ask_for_a_finer_scale_within_twice_upsampled(card):
+    """6-px particles at the card's scale (3 nm at 0.5 nm/px) are too few pixels to size to a few %: the frame runs
+    again finer (here capped at 2× upsampling); 8-px ones (in the trained range) stay at the card's scale."""
+    policy = ScalePolicy(card)
+    frame = Frame(np.zeros((512, 512), np.uint16), 0.5, stream="s", frame_id="0", origin="m")
+    better, med = policy.review(frame, 1.0, probs_with_discs((512, 512), 3))
+    assert med == pytest.approx(6, rel=0.1) and better == pytest.approx(1 / MAX_UPSAMPLING)
+    assert 6 / TARGET_PX < better  # capped: the target alone would upsample more
+    assert ScalePolicy(card).review(frame, 1.0, probs_with_discs((512, 512), 4))[0] is None
