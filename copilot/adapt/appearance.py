@@ -177,7 +177,7 @@ def fine_tune(net, xs: np.ndarray, ys: np.ndarray, class_weights: tuple[float, .
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if progress is not None:
             progress(step, steps, losses[-1])
         if log is not None and step % 25 == 0:
@@ -191,10 +191,9 @@ def appearance_adapt(net, task: str, images: list[np.ndarray], scales_nm: list[f
                      candidates: int = 48, seed: int = 0, device: str = "cpu", progress=None,
                      log=None) -> MethodResult:
     """Fit the appearance, render ``n_render`` pairs, fine-tune ``net`` (in place) for ``steps``."""
-    multiple = card.tiling.multiple_of
-    patch_px = max(multiple, min(patch_px, min(min(im.shape) for im in images)) // multiple * multiple)
+    patch_px = max(card.tiling.multiple_of, patch_px // card.tiling.multiple_of * card.tiling.multiple_of)
     t0 = time.perf_counter()
-    kept = fit_appearance(task, images, scales_nm, card, candidates=candidates, patch_px=min(patch_px, 128),
+    kept = fit_appearance(task, images, scales_nm, card, candidates=candidates, patch_px=128,
                           seed=seed, log=log)
     xs, ys = render_training_set(task, kept, scales_nm, card, n_render, patch_px, seed=seed + 1)
     render_s = time.perf_counter() - t0

@@ -19,17 +19,24 @@ def adapted_version(parent_version: str, method: str, when: datetime) -> str:
 
 
 def write_engine(net, parent: ModelCard, parent_dir: Path, out_dir: Path, *, method: str, frames: int,
-                 frames_source: str, inputs: np.ndarray, info: dict, command: str,
+                 frames_source: str, inputs, generic, info: dict, command: str,
                  when: datetime | None = None) -> ModelCard:
-    """Export ``net`` into ``out_dir`` (created; an existing model there is replaced) and write its card."""
+    """Export ``net`` into ``out_dir`` (created; an existing model there is replaced) and write its card.
+
+    The card's embedding reference is the adapted network's embeddings of what it learnt from (``inputs``) and of
+    ``generic`` frames of the parent's own domain: both are its training distribution now."""
     from copilot.train.export import export_onnx, ort_session
-    from copilot.train.recipe import finite_metrics, ort_predict
+    from copilot.inference.tiling import pad_to_multiple
+    from copilot.train.recipe import finite_metrics
 
     when = when or datetime.now(timezone.utc)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = export_onnx(net, out_dir / "model.onnx")
-    _, emb = ort_predict(ort_session(onnx_path, threads=2), inputs)
+    sess = ort_session(onnx_path, threads=2)
+    m = parent.tiling.multiple_of
+    emb = np.stack([sess.run(None, {"image": pad_to_multiple(np.asarray(x).reshape(np.shape(x)[-2:]), m)[0][None, None].astype(np.float32)})[1][0]
+                    for x in list(inputs) + list(generic)])
     rng = np.random.default_rng(0)
     samples = emb[rng.choice(len(emb), size=min(200, len(emb)), replace=False)]
     if parent.reliability_regressor:
@@ -62,3 +69,14 @@ def write_decision(out_dir: Path, decision: dict) -> Path:
     path = Path(out_dir) / "adaptation.json"
     path.write_text(json.dumps(decision, indent=2, default=float) + "\n")
     return path
+
+
+def generic_inputs(card, n: int = 16, patch_px: int = 192, seed: int = 7) -> np.ndarray:
+    """(n, 1, P, P) simulator patches from the parent's own training range (no augmentation)."""
+    from copilot.train.data import make_dataset, make_phase_dataset
+
+    kw = dict(patch_px=patch_px, working_nm_per_px=card.working_nm_per_px,
+              nm_per_px_range=tuple(card.trained_nm_per_px_range), norm=card.normalization)
+    if card.task == "particles":
+        return make_dataset(n, seed, modality="any", **kw)[0]
+    return make_phase_dataset(n, seed, n_classes=len(card.class_names), **kw)[0]

@@ -41,7 +41,7 @@ def adapt_engine(model: str | Path, frames: list[Frame], out_dir: Path | None, s
 
     ``progress(stage, done, total)``: stage is "prepare", "adapt", "export", "check"."""
     from copilot.adapt import checks
-    from copilot.adapt.engine_folder import adapted_version, write_decision, write_engine
+    from copilot.adapt.engine_folder import adapted_version, generic_inputs, write_decision, write_engine
     from copilot.adapt.frames import working_images
     from copilot.adapt.promote import adapted_root, promote
     from copilot.inference.card import load_card
@@ -79,7 +79,8 @@ def adapt_engine(model: str | Path, frames: list[Frame], out_dir: Path | None, s
     tick("export", 0, 1)
     res.info["adapt_seconds"] = round(time.perf_counter() - t0, 1)
     new = write_engine(res.net, card, folder, out_dir, method=opts.method, frames=len(frames), frames_source=source,
-                       inputs=res.inputs, info=res.info, command=command, when=when)
+                       inputs=res.inputs, generic=generic_inputs(card) if opts.method == "selftrain" else [],
+                       info=res.info, command=command, when=when)
     log(f"wrote {new.name} {new.version} to {out_dir}; checking it against {card.version} without labels")
     tick("check", 0, 1)
     ncard, nfolder = load_card(out_dir)

@@ -21,7 +21,7 @@ from copilot.adapt.torchnet import d4, d4_inverse, require_torch
 @dataclass
 class MethodResult:
     net: object  # the adapted torch network (eval mode, CPU)
-    inputs: np.ndarray  # (n, 1, s, s) what it learnt from: its embedding reference
+    inputs: list[np.ndarray] | np.ndarray  # what it learnt from, (1, 1, h, w) each: its embedding reference
     info: dict[str, float] = field(default_factory=dict)
 
 
@@ -71,13 +71,13 @@ def self_train(net, images: list[np.ndarray], class_weights: tuple[float, ...], 
             for pt, ps in zip(teacher.parameters(), net.parameters()):
                 pt.mul_(ema).add_(ps.detach(), alpha=1 - ema)
         kept_fraction.append(float(keep.mean()))
-        losses.append(float(loss))
+        losses.append(loss.item())
         if progress is not None:
             progress(step, steps, losses[-1])
         if log is not None and step % 25 == 0:
             log(f"self-training step {step}/{steps}: loss {np.mean(losses[-25:]):.4f}, pseudo-labelled pixels "
                 f"{np.mean(kept_fraction[-25:]):.1%}, {time.perf_counter() - t0:.0f} s")
     teacher.cpu().eval()  # the teacher is the smoother of the two: it is the adapted model
-    inputs = random_crops(images, min(64, 8 * len(images)), crop_px, np.random.default_rng(seed + 1))
+    inputs = [im[None, None] for im in images]  # the target frames are now its training data
     return MethodResult(teacher, inputs, {"steps": float(steps), "pseudo_label_fraction": float(np.mean(kept_fraction)),
                                           "final_loss": float(np.mean(losses[-25:]))})
