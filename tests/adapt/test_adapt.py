@@ -1,0 +1,158 @@
+"""copilot.adapt: a few real adaptation steps on the shipped particle model, the engine version it writes, the
+label-free checks, promotion, rollback and the hot swap. Never a full adaptation."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from copilot.adapt.checks import decide  # noqa: E402
+from copilot.adapt.engine_folder import adapted_version  # noqa: E402
+from copilot.adapt.promote import promote, rollback  # noqa: E402
+from copilot.adapt.run import AdaptOptions, adapt_engine  # noqa: E402
+from copilot.errors import UserError  # noqa: E402
+from copilot.frame import Frame  # noqa: E402
+from copilot.inference.card import load_card  # noqa: E402
+from copilot.inference.ort_engine import OrtEngine  # noqa: E402
+from copilot.sim.domains import sample_domain_frame  # noqa: E402
+
+
+def dose_frames(n: int = 3, size: int = 256, seed: int = 3) -> list[Frame]:
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        s = sample_domain_frame("dose", rng, size)
+        out.append(Frame(s.image, s.nm_per_px, stream="t", frame_id=str(i), origin=f"sim:{i}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def user_dir(tmp_path_factory):
+    """The user's data folder (XDG_DATA_HOME) for this module: promotions land here, not in the real one."""
+    root = tmp_path_factory.mktemp("xdg")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_DATA_HOME", str(root))
+    yield root / "copilot" / "engines"
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def adapted(user_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("adapted") / "engine"
+    outcome = adapt_engine("particles-stem", dose_frames(), out, "test frames",
+                           AdaptOptions(method="selftrain", steps=2, promote=False), command="pytest",
+                           log=lambda *a: None)
+    return outcome
+
+
+def test_adapted_engine_is_a_new_version_with_lineage(adapted):
+    card, folder = load_card(adapted.folder)  # valid card, sha256 matches model.onnx
+    parent, _ = load_card("particles-stem")
+    assert card.name == parent.name and card.version != parent.version
+    assert card.version.startswith(parent.version.split("+")[0] + "+selftrain.")
+    assert card.lineage.parent_version == parent.version and card.lineage.method == "selftrain"
+    assert card.lineage.frames == 3 and card.lineage.frames_source == "test frames" and card.lineage.adapted_at
+    assert card.reliability_regressor and (folder / card.reliability_regressor).is_file()
+    assert len(card.embedding_reference.mean) == card.outputs.embedding_dim
+    record = json.loads((folder / "adaptation.json").read_text())
+    assert record["promoted"] is False and set(record["checks"]) >= {"view_agreement", "no_collapse"}
+    seg = OrtEngine(card, folder).segment(dose_frames(1)[0])
+    assert seg.model_version == card.version and seg.probabilities.shape[0] == 3
+
+
+def test_a_model_no_better_than_its_parent_is_not_promoted():
+    card, folder = load_card("particles-stem")
+    d = decide(OrtEngine(card, folder), OrtEngine(card, folder), dose_frames(2))
+    assert not d.promote and any("predicted F1 not up" in r for r in d.reasons)
+    assert d.adapted["confident_agreement"] == 1.0 and d.checks["no_collapse"]
+
+
+def test_promote_and_rollback(adapted, user_dir):
+    parent, parent_dir = load_card("particles-stem")
+    installed = promote(adapted.folder)
+    assert installed == user_dir / "particles-stem"
+    card, folder = load_card("particles-stem")  # the user's folder comes first on the search path
+    assert folder == installed and card.version == adapted.version
+    removed, now = rollback("particles-stem")
+    assert removed == adapted.version and parent.version in now
+    card, folder = load_card("particles-stem")
+    assert card.version == parent.version and folder == parent_dir
+    assert (user_dir / ".rolled-back" / "particles-stem" / adapted.version / "model.onnx").is_file()
+    with pytest.raises(UserError, match="nothing to roll back"):
+        rollback("particles-stem")
+
+
+def test_hot_swap_loads_a_promoted_model_between_frames(adapted, tmp_path):
+    from copilot.adapt.hotswap import EngineWatch
+    from copilot.pipeline import InferStage
+
+    parent, parent_dir = load_card("particles-stem")
+    live = tmp_path / "particles-stem"
+    shutil.copytree(parent_dir, live)
+    t = [0.0]
+    watch = EngineWatch(live, lambda: OrtEngine(*load_card(live)), parent.model_sha256, interval_s=1.0,
+                        clock=lambda: t[0])
+    swapped = []
+    stage = InferStage(OrtEngine(parent, live), watch, swapped.append)
+    frame = dose_frames(1)[0]
+    assert stage(frame, None).model_version == parent.version
+    for f in ("model.onnx", "card.json"):
+        shutil.copy2(adapted.folder / f, live / f)
+    assert stage(frame, None).model_version == parent.version  # not looked at again within interval_s
+    t[0] = 5.0
+    assert stage(frame, None).model_version == adapted.version
+    assert len(swapped) == 1 and watch.swaps == 1
+    (live / "model.onnx").write_bytes(b"broken")  # a bad model on disk: logged, the current one keeps running
+    (live / "card.json").touch()
+    t[0] = 10.0
+    assert stage(frame, None).model_version == adapted.version
+
+
+def test_appearance_fit_and_render_few_steps():
+    from copilot.adapt.appearance import appearance_adapt, appearance_descriptor
+    from copilot.adapt.torchnet import trainable_from_onnx
+
+    card, folder = load_card("particles-stem")
+    engine = OrtEngine(card, folder)
+    frames = dose_frames(2)
+    images = [engine.prepare(f)[0] for f in frames]
+    net = trainable_from_onnx(folder / "model.onnx")
+    before = [p.detach().clone() for p in net.parameters()]
+    res = appearance_adapt(net, "particles", images, [f.nm_per_px for f in frames], card, (1.0, 1.0, 2.5), steps=1,
+                           n_render=4, patch_px=64, candidates=4)
+    assert res.inputs.shape == (4, 1, 64, 64) and np.isfinite(res.inputs).all()
+    assert any(not np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(before, net.parameters()))
+    assert 0 <= res.info["fitted_modality_haadf_share"] + res.info.get("fitted_modality_bf-tem_share", 0) <= 1.0001
+    rng = np.random.default_rng(0)
+    sharp = rng.standard_normal((128, 128))
+    from scipy import ndimage as ndi
+
+    blurred = ndi.gaussian_filter(sharp, 2.0)
+    blurred = (blurred - blurred.mean()) / blurred.std()
+    # the descriptor's highest frequency band holds less of the power in a blurred image
+    assert appearance_descriptor(blurred)[-1] < appearance_descriptor(sharp)[-1]
+
+
+def test_adapted_version_sorts_after_its_parent_and_names_the_method():
+    from datetime import datetime, timezone
+
+    v = adapted_version("0.2.0+selftrain.20260101t000000", "appearance", datetime(2026, 11, 29, 20, 30, tzinfo=timezone.utc))
+    assert v == "0.2.0+appearance.20261129t203000"
+
+
+def test_cli_errors_are_one_line(capsys, tmp_path):
+    from copilot.cli import main
+
+    assert main(["adapt", "--model", "particles-stem"]) == 2
+    assert "--stream S, --frames DIR or --rollback" in capsys.readouterr().err
+    assert main(["adapt", "--model", "particles-stem", "--frames", str(tmp_path)]) == 2
+    assert "no readable image" in capsys.readouterr().err
+    (tmp_path / "a.tif").write_bytes(b"")
+    assert main(["adapt", "--model", "particles-stem", "--stream", "x", "--state-dir", str(tmp_path)]) == 2
+    assert "no results store" in capsys.readouterr().err
