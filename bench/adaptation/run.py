@@ -115,7 +115,8 @@ def worse(task: str, before: dict, after: dict) -> bool:
     return after["fraction_error_pp"] > before["fraction_error_pp"] + 0.5
 
 
-def run_group(model: str, task: str, group: str, methods: list[str], n: int, size: int, steps: dict, log) -> dict:
+def run_group(model: str, task: str, group: str, methods: list[str], n: int, size: int, steps: dict, log,
+              render_pairs: int = 96) -> dict:
     from copilot.adapt.run import AdaptOptions, adapt_engine
     from copilot.inference.card import load_card
     from copilot.inference.ort_engine import OrtEngine
@@ -130,7 +131,8 @@ def run_group(model: str, task: str, group: str, methods: list[str], n: int, siz
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
             out = adapt_engine(model, as_frames(ts, group), Path(tmp) / "engine", f"bench group {group}",
-                               AdaptOptions(method=method, steps=steps.get(method), seed=0, promote=False),
+                               AdaptOptions(method=method, steps=steps.get(method), seed=0, promote=False,
+                                            render_pairs=render_pairs),
                                command=f"bench.adaptation {group} {method}", log=lambda *_: None)
             took = time.perf_counter() - t0
             ncard, nfolder = load_card(out.folder)
@@ -175,16 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--methods", default="selftrain,appearance")
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--steps-selftrain", type=int, default=None)
-    ap.add_argument("--steps-appearance", type=int, default=None)
+    ap.add_argument("--steps-selftrain", type=int, default=100)
+    ap.add_argument("--steps-appearance", type=int, default=120)
+    ap.add_argument("--render-pairs", type=int, default=80)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(2)
     model = a.model or ("particles-stem" if a.task == "particles" else "phases-sem")
-    default = ("dose,defocus,magnification,in-domain,othersim" if a.task == "particles"
-               else "dose,defocus,magnification,drift,charging,detector,etching")
+    default = ("dose,defocus,magnification,othersim,in-domain" if a.task == "particles"
+               else "detector,dose,etching,defocus,magnification")
     groups = (a.groups or default).split(",")
     out = a.json or HERE / f"{a.task}.json"
     steps = {"selftrain": a.steps_selftrain, "appearance": a.steps_appearance}
@@ -192,9 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda msg: print(f"[{time.perf_counter() - t0:6.0f} s] {msg}", flush=True)  # noqa: E731
     rows = []
     meta = {"task": a.task, "model": model, "frames_per_group": a.frames, "size_px": a.size, "seed": SEED,
+            "steps": steps, "render_pairs": a.render_pairs,
             "machine": platform.processor() or platform.machine(), "torch_threads": 2}
     for g in groups:
-        rows.append(run_group(model, a.task, g, a.methods.split(","), a.frames, a.size, steps, log))
+        rows.append(run_group(model, a.task, g, a.methods.split(","), a.frames, a.size, steps, log, a.render_pairs))
         bad = sum(m["bad_promotion"] for r in rows for m in r["methods"].values())
         out.write_text(json.dumps({**meta, "groups": rows, "bad_promotions": bad,
                                    "minutes": round((time.perf_counter() - t0) / 60, 1)}, indent=2) + "\n")

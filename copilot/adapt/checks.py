@@ -4,8 +4,8 @@ Both models see the same target frames through the daemon's own path (engine, an
 model is promoted only if every check passes:
 
 * ``predicted_f1``: the reliability regressor's mean predicted F1 is up (skipped where the card has no regressor);
-* ``shift``: the frames' mean shift score against each model's own reference is down (the adapted reference is
-  what it learnt from);
+* ``shift``: the frames' mean shift score against each model's own reference, in units of that reference's own
+  typical score (median over its samples), is not up (the adapted reference is what it learnt from);
 * ``view_agreement``: its labels agree with those of a rotated and mirrored copy of the frame (mean IoU over the
   non-background classes) at least as well as the parent's (within ``view_tolerance``);
 * ``confident_agreement``: where the parent is sure of a pixel (confidence ≥ 0.9) the adapted model mostly agrees;
@@ -103,9 +103,18 @@ def survey(engine, assessor, frames: list[Frame], limits: CheckLimits) -> tuple[
         if i < limits.view_frames:
             views.append(_view_agreement(engine, frame, labels, n_classes))
     rep.predicted_f1 = float(np.mean(f1)) if f1 else None
-    rep.shift = float(np.mean(shift)) if shift else None
+    typical = _typical_shift(assessor)
+    rep.shift = float(np.mean(shift)) / typical if shift and typical else None
     rep.view_agreement = float(np.mean(views)) if views else 1.0
     return rep, maps
+
+
+def _typical_shift(assessor) -> float | None:
+    """Median shift score of the reference's own samples: the scale a frame's shift score is read against."""
+    ref = assessor.reference
+    if ref is None or not ref.ref.samples:
+        return None
+    return float(np.median([ref.distance(np.asarray(s)) for s in ref.ref.samples])) or None
 
 
 def _ratio_ok(a: float, b: float, lo_hi: tuple[float, float]) -> tuple[bool, float]:
@@ -136,7 +145,7 @@ def decide(parent_engine, adapted_engine, frames: list[Frame], limits: CheckLimi
     if p.shift is not None and a.shift is not None:
         checks["shift"] = a.shift <= p.shift
         if not checks["shift"]:
-            reasons.append(f"shift score up ({p.shift:.2f} → {a.shift:.2f})")
+            reasons.append(f"shift score up ({p.shift:.2f} → {a.shift:.2f} × its reference's typical score)")
     checks["view_agreement"] = a.view_agreement >= p.view_agreement - limits.view_tolerance
     if not checks["view_agreement"]:
         reasons.append(f"less consistent between views ({p.view_agreement:.3f} → {a.view_agreement:.3f})")

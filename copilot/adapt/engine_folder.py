@@ -71,7 +71,7 @@ def write_decision(out_dir: Path, decision: dict) -> Path:
     return path
 
 
-def generic_inputs(card, n: int = 16, patch_px: int = 192, seed: int = 7) -> np.ndarray:
+def generic_inputs(card, n: int = 12, patch_px: int = 160, seed: int = 7) -> np.ndarray:
     """(n, 1, P, P) simulator patches from the parent's own training range (no augmentation)."""
     from copilot.train.data import make_dataset, make_phase_dataset
 

@@ -23,6 +23,8 @@ class AdaptOptions:
     device: str = "auto"
     threads: int = 2
     promote: bool = True  # install into the user's folder when the checks pass
+    render_pairs: int = 96  # appearance: simulator pairs rendered in the target's appearance
+    patch_px: int = 192  # appearance: their edge on the working grid
 
 
 @dataclass
@@ -73,7 +75,8 @@ def adapt_engine(model: str | Path, frames: list[Frame], out_dir: Path | None, s
         from copilot.adapt.appearance import appearance_adapt
 
         res = appearance_adapt(net, card.task, images, scales, card, weights, steps=opts.steps or 150,
-                               seed=opts.seed, device=device, progress=step_cb, log=log)
+                               n_render=opts.render_pairs, patch_px=opts.patch_px, seed=opts.seed, device=device,
+                               progress=step_cb, log=log)
     when = datetime.now(timezone.utc)
     out_dir = Path(out_dir) if out_dir else adapted_root() / card.name / adapted_version(card.version, opts.method, when)
     tick("export", 0, 1)
