@@ -41,7 +41,9 @@ class AutoAdapt:
 
     def __call__(self, result) -> None:
         doc = result.doc
-        if Path(doc.origin).is_file():
+        if Path(doc.origin).is_file():  # a file processed again counts once
+            if doc.origin in self._origins:
+                self._origins.remove(doc.origin)
             self._origins.append(doc.origin)
         mmd, limit = doc.reliability.shift_window_mmd2, self.threshold()
         self._past = self._past + 1 if (mmd is not None and limit and mmd > limit) else 0
