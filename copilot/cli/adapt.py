@@ -49,6 +49,9 @@ def run(args) -> int:
         raise UserError(f"--limit {args.limit}: adaptation needs at least 2 frames")
     from copilot.adapt.frames import frames_from_folder, frames_from_stream
     from copilot.adapt.run import AdaptOptions, adapt_engine
+    from copilot.adapt.torchnet import require_torch
+
+    require_torch()  # before reading any frame
 
     if args.frames is not None:
         frames, source = frames_from_folder(args.frames, args.limit), f"folder {args.frames}"

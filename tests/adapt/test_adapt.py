@@ -195,3 +195,16 @@ def test_automatic_mode_adapts_after_n_drifting_frames(user_dir, tmp_path):
     assert not auto.running and auto.status()["state"] == st["state"]
     if st["state"] == "promoted":
         rollback("particles-stem")
+
+
+def test_without_torch_one_line_names_the_extra(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None\nfrom copilot.cli import main\n"
+            f"sys.exit(main(['adapt', '--model', 'particles-stem', '--frames', {str(tmp_path)!r}]))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=Path(__file__).resolve().parents[2])
+    assert r.returncode == 2, r.stderr
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "copilot[train]" in lines[0]
