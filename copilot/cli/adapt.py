@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--no-promote", action="store_true", help="check but never install into the user's folder")
     p.add_argument("--device", default="auto", help="auto (a CUDA GPU when torch sees one), cpu, cuda, cuda:1 ...")
     p.add_argument("--threads", type=int, default=2, help="CPU threads")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="random seed (crops, augmentations, simulator draws)")
     p.set_defaults(func=run)
 
 
