@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 from rich.progress import Progress
-from skimage.segmentation import relabel_sequential
 
 from copilot.analysis import measure
 from copilot.frame import Frame
@@ -31,6 +30,7 @@ from copilot.reliability.calibration import FeatureStats, ReliabilityCalibration
 from copilot.reliability.quality import QUALITY_FEATURES
 from copilot.reliability.score import Assessor
 from copilot.sim.domains import DOMAIN_GROUPS, sample_domain_frame
+from copilot.train import metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLE = ROOT / "bench" / "reliability" / "table.csv"
@@ -39,26 +39,9 @@ console = Console()
 
 
 def object_scores(pred: np.ndarray, truth: np.ndarray, iou: float = 0.5) -> dict[str, float]:
-    """Object precision, recall and F1 with IoU ≥ ``iou`` matching (unique for IoU > 0.5). Empty vs empty is 1.
-
-    Labels are made sequential first: objects count only if they have pixels in the frame (the simulator keeps the
-    numbers of particles placed outside it, and the grid resampling can drop tiny ones).
-    """
-    pred = relabel_sequential(pred)[0]
-    truth = relabel_sequential(truth)[0]
-    n_pred, n_truth = int(pred.max(initial=0)), int(truth.max(initial=0))
-    if n_pred == 0 and n_truth == 0:
-        return {"f1": 1.0, "precision": 1.0, "recall": 1.0}
-    both = (pred > 0) & (truth > 0)
-    pairs, inter = np.unique(np.stack([pred[both], truth[both]]), axis=1, return_counts=True)
-    area_p = np.bincount(pred.ravel(), minlength=n_pred + 1)
-    area_t = np.bincount(truth.ravel(), minlength=n_truth + 1)
-    ious = inter / (area_p[pairs[0]] + area_t[pairs[1]] - inter) if pairs.size else np.zeros(0)
-    tp = int((ious >= iou).sum())
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_truth if n_truth else 0.0
-    f1 = 2 * tp / (n_pred + n_truth)
-    return {"f1": f1, "precision": precision, "recall": recall}
+    """The regressor's targets: object F1, precision and recall (:func:`copilot.train.metrics.object_scores`)."""
+    scores = metrics.object_scores(pred, truth, iou)
+    return {k: float(scores[k]) for k in ("f1", "precision", "recall")}
 
 
 NEGATIVE_GROUP = "not-particles"
