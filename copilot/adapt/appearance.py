@@ -152,7 +152,7 @@ def render_training_set(task: str, kept: list[dict], scales_nm: list[float], car
 
 
 def fine_tune(net, xs: np.ndarray, ys: np.ndarray, class_weights: tuple[float, ...], *, steps: int, batch: int = 8,
-              lr: float = 5e-4, seed: int = 0, device: str = "cpu", progress=None, log=None) -> list[float]:
+              lr: float = 1e-3, seed: int = 0, device: str = "cpu", progress=None, log=None) -> list[float]:
     """Fine-tune on soft targets (``copilot.train.recipe.loss_fn``, the 8 symmetries), on ``device``."""
     torch = require_torch()
     import math
