@@ -1,7 +1,8 @@
 """Cheap method: mean-teacher self-training with confidence-filtered pseudo-labels (seed 000's self-ensembling).
 
 The teacher (an exponential moving average of the student, starting as the parent) labels a crop of a target frame
-averaged over two views (the crop and its mirror); pixels where it is less sure than ``confidence`` are ignored.
+averaged over two views (the crop and its mirror); per class, pixels it is less sure of than ``confidence`` (or than
+the class's median, when lower) are ignored.
 The student learns those labels from a perturbed view (one of the 8 symmetries of the square, extra noise, a
 contrast change) — consistency between augmented views — and the teacher follows the student slowly, which keeps
 the pseudo-labels from drifting. No labels, no simulator: minutes on two CPU cores.
@@ -33,6 +34,19 @@ def perturb(x, rng: np.random.Generator, noise: float = 0.15, contrast: float = 
     return x * gain + offset + noise * float(rng.uniform(0, 1)) * torch.randn_like(x)
 
 
+def class_balanced_keep(conf, target, n_classes: int, confidence: float):
+    """Pixels to learn from: per class, those at least as sure as ``confidence`` or as the median pixel the teacher
+    gives that class, whichever is lower (class-balanced self-training: a rare, unsure class such as the particles
+    of a low-dose frame keeps pseudo-labels instead of being drowned by confident background)."""
+    torch = require_torch()
+    thr = torch.full((n_classes,), confidence, device=conf.device)
+    for c in range(n_classes):
+        sel = conf[target == c]
+        if sel.numel():
+            thr[c] = torch.clamp(sel.median(), max=confidence)
+    return (conf >= thr[target]).float()
+
+
 def self_train(net, images: list[np.ndarray], class_weights: tuple[float, ...], *, steps: int = 120, batch: int = 4,
                crop_px: int = 192, lr: float = 3e-4, confidence: float = 0.9, ema: float = 0.99, seed: int = 0,
                device: str = "cpu", progress=None, log=None) -> MethodResult:
@@ -58,7 +72,7 @@ def self_train(net, images: list[np.ndarray], class_weights: tuple[float, ...], 
             p = torch.softmax(teacher(x)[0], 1)
             p = 0.5 * (p + torch.flip(torch.softmax(teacher(torch.flip(x, (-1,)))[0], 1), (-1,)))
             conf, target = p.max(1)
-            keep = (conf >= confidence).float()
+            keep = class_balanced_keep(conf, target, p.shape[1], confidence)
         k, flip = int(rng.integers(4)), bool(rng.random() < 0.5)
         logits, _ = net(perturb(d4(x, k, flip), rng))
         logits = d4_inverse(logits, k, flip)
