@@ -11,9 +11,9 @@ N="${FRAMES:-10}"
 date -u
 "$PY" -m bench.adaptation.run --task particles --frames "$N" --groups dose,defocus,magnification --json $B/particles.json
 date -u
-"$PY" -m bench.adaptation.run --task phases --frames "$N" --groups detector,dose --json $B/phases.json
-date -u
 "$PY" -m bench.adaptation.timing --json $B/timing.json
+date -u
+"$PY" -m bench.adaptation.run --task phases --frames "$N" --groups detector,dose --json $B/phases.json
 date -u
 "$PY" -m bench.adaptation.run --task particles --frames "$N" --groups othersim,in-domain --json $B/particles-more.json
 date -u
