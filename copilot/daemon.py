@@ -145,8 +145,9 @@ class Daemon:
 
     def _load_engine(self):
         m, limits = self.settings.model, self.settings.limits
-        engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=Path(self.settings.daemon.state_dir),
-                             precision=m.precision, triton=self.settings.triton)
+        engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px,
+                             state_dir=Path(self.settings.daemon.state_dir), precision=m.precision,
+                             triton=self.settings.triton)
         engine.max_upsample = limits.max_upsample
         engine.max_working_px = limits.max_working_mpx * 1e6
         return engine

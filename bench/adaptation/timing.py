@@ -1,7 +1,7 @@
 """Wall-clock of one cheap adaptation (selftrain, default steps) on 50 frames of 1024² on this machine's CPU,
 stage by stage (reading the frames onto the working grid, adapting, writing the engine, the label-free checks).
 
-    python -m bench.adaptation.timing [--frames 50] [--size 1024] [--method selftrain] [--json bench/adaptation/timing.json]
+    python -m bench.adaptation.timing [--frames 50] [--size 1024] [--method selftrain] [--json FILE]
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                            promote=False), command="bench.adaptation.timing", progress=progress, log=print)
     total = time.perf_counter() - t0
     stages[t_stage[1]] = round(time.perf_counter() - t_stage[0], 1)
-    res = {"frames": a.frames, "size_px": a.size, "group": a.group, "method": a.method, "seconds_total": round(total, 1),
+    res = {"frames": a.frames, "size_px": a.size, "group": a.group, "method": a.method,
+           "seconds_total": round(total, 1),
            "seconds_by_stage": stages, "steps": out.decision["info"].get("steps"), "cpu_count": os.cpu_count(),
            "torch_threads": 2, "load_1min_start": round(load0, 2), "load_1min_end": round(os.getloadavg()[0], 2),
            "target_seconds": 300}

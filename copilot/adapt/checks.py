@@ -139,7 +139,7 @@ def decide(parent_engine, adapted_engine, frames: list[Frame], limits: CheckLimi
     checks: dict[str, bool] = {}
     reasons: list[str] = []
     if p.predicted_f1 is not None and a.predicted_f1 is not None:
-        checks["predicted_f1"] = a.predicted_f1 >= p.predicted_f1 + limits.min_f1_gain and a.predicted_f1 > p.predicted_f1
+        checks["predicted_f1"] = a.predicted_f1 > p.predicted_f1 + limits.min_f1_gain
         if not checks["predicted_f1"]:
             reasons.append(f"predicted F1 not up ({p.predicted_f1:.3f} → {a.predicted_f1:.3f})")
     if p.shift is not None and a.shift is not None:

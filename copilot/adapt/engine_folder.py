@@ -26,7 +26,6 @@ def write_engine(net, parent: ModelCard, parent_dir: Path, out_dir: Path, *, met
     The card's embedding reference is the adapted network's embeddings of what it learnt from (``inputs``) and of
     ``generic`` frames of the parent's own domain: both are its training distribution now."""
     from copilot.train.export import export_onnx, ort_session
-    from copilot.inference.tiling import pad_to_multiple
     from copilot.train.recipe import finite_metrics
 
     when = when or datetime.now(timezone.utc)
@@ -35,8 +34,7 @@ def write_engine(net, parent: ModelCard, parent_dir: Path, out_dir: Path, *, met
     onnx_path = export_onnx(net, out_dir / "model.onnx")
     sess = ort_session(onnx_path, threads=2)
     m = parent.tiling.multiple_of
-    emb = np.stack([sess.run(None, {"image": pad_to_multiple(np.asarray(x).reshape(np.shape(x)[-2:]), m)[0][None, None].astype(np.float32)})[1][0]
-                    for x in list(inputs) + list(generic)])
+    emb = np.stack([_embedding(sess, np.asarray(x).reshape(np.shape(x)[-2:]), m) for x in [*inputs, *generic]])
     rng = np.random.default_rng(0)
     samples = emb[rng.choice(len(emb), size=min(200, len(emb)), replace=False)]
     if parent.reliability_regressor:
@@ -62,6 +60,13 @@ def write_engine(net, parent: ModelCard, parent_dir: Path, out_dir: Path, *, met
     tmp.write_text(card.model_dump_json(indent=2) + "\n")
     tmp.replace(out_dir / "card.json")
     return card
+
+
+def _embedding(sess, img: np.ndarray, multiple: int) -> np.ndarray:
+    from copilot.inference.tiling import pad_to_multiple
+
+    x = pad_to_multiple(img, multiple)[0][None, None].astype(np.float32)
+    return sess.run(None, {"image": x})[1][0]
 
 
 def write_decision(out_dir: Path, decision: dict) -> Path:

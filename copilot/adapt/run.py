@@ -1,4 +1,4 @@
-"""One adaptation from frames to decision: adapt → new engine version → label-free checks → promote or keep aside."""
+"""One adaptation, frames to decision: adapt → a new engine version → label-free checks → promote or keep aside."""
 
 from __future__ import annotations
 
@@ -78,7 +78,8 @@ def adapt_engine(model: str | Path, frames: list[Frame], out_dir: Path | None, s
                                n_render=opts.render_pairs, patch_px=opts.patch_px, seed=opts.seed, device=device,
                                progress=step_cb, log=log)
     when = datetime.now(timezone.utc)
-    out_dir = Path(out_dir) if out_dir else adapted_root() / card.name / adapted_version(card.version, opts.method, when)
+    version = adapted_version(card.version, opts.method, when)
+    out_dir = Path(out_dir) if out_dir else adapted_root() / card.name / version
     tick("export", 0, 1)
     res.info["adapt_seconds"] = round(time.perf_counter() - t0, 1)
     new = write_engine(res.net, card, folder, out_dir, method=opts.method, frames=len(frames), frames_source=source,

@@ -143,7 +143,8 @@ def test_appearance_fit_and_render_few_steps():
 def test_adapted_version_sorts_after_its_parent_and_names_the_method():
     from datetime import datetime, timezone
 
-    v = adapted_version("0.2.0+selftrain.20260101t000000", "appearance", datetime(2026, 11, 29, 20, 30, tzinfo=timezone.utc))
+    when = datetime(2026, 11, 29, 20, 30, tzinfo=timezone.utc)
+    v = adapted_version("0.2.0+selftrain.20260101t000000", "appearance", when)
     assert v == "0.2.0+appearance.20261129t203000"
 
 
