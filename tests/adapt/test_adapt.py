@@ -209,3 +209,33 @@ def test_without_torch_one_line_names_the_extra(tmp_path):
     assert r.returncode == 2, r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "copilot[train]" in lines[0]
+
+
+def test_running_pipeline_swaps_models_between_frames_and_documents_name_the_version(adapted, tmp_path):
+    import time
+
+    from copilot.adapt.hotswap import EngineWatch
+    from copilot.pipeline import Pipeline
+    from copilot.sim.tiff import write_tiff
+    from copilot.sources.base import Arrival
+
+    parent, parent_dir = load_card("particles-stem")
+    live = tmp_path / "particles-stem"
+    shutil.copytree(parent_dir, live)
+    rng = np.random.default_rng(4)
+    files = [write_tiff(tmp_path / f"f{i}.tif", sample_domain_frame("dose", rng, 192)) for i in range(2)]
+    results = []
+    watch = EngineWatch(live, lambda: OrtEngine(*load_card(live)), parent.model_sha256, interval_s=0.0)
+    p = Pipeline(OrtEngine(parent, live), sinks=[results.append], quarantine_dir=tmp_path / "q", engine_watch=watch)
+    p.start()
+    p.submit(Arrival(origin=str(files[0]), path=files[0]))
+    deadline = time.monotonic() + 120
+    while not results and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for f in ("model.onnx", "card.json"):
+        shutil.copy2(adapted.folder / f, live / f)
+    p.submit(Arrival(origin=str(files[1]), path=files[1]))
+    p.stop()
+    versions = [r.doc.model.version for r in results]
+    assert versions == [parent.version, adapted.version]
+    assert p.engine.card.version == adapted.version and p.assessor.card.version == adapted.version
