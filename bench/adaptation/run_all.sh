@@ -7,15 +7,16 @@ cd "$(dirname "$0")/../.."
 export PYTHONPATH="$PWD"
 PY="${PYTHON:-.venv/bin/python}"
 B="bench/adaptation"
-N="${FRAMES:-10}"
+N="${FRAMES:-8}"
+S="--steps-selftrain 80 --steps-appearance 100 --render-pairs 64"
 date -u
-"$PY" -m bench.adaptation.run --task particles --frames "$N" --groups dose,defocus,magnification --json $B/particles.json
+"$PY" -m bench.adaptation.run --task particles --frames "$N" $S --groups dose,defocus,magnification --json $B/particles.json
 date -u
 "$PY" -m bench.adaptation.timing --json $B/timing.json
 date -u
-"$PY" -m bench.adaptation.run --task phases --frames "$N" --groups detector,dose --json $B/phases.json
+"$PY" -m bench.adaptation.run --task phases --frames "$N" $S --groups detector,dose --json $B/phases.json
 date -u
-"$PY" -m bench.adaptation.run --task particles --frames "$N" --groups othersim,in-domain --json $B/particles-more.json
+"$PY" -m bench.adaptation.run --task particles --frames "$N" $S --groups othersim,in-domain --json $B/particles-more.json
 date -u
-"$PY" -m bench.adaptation.run --task phases --frames "$N" --groups etching,defocus,magnification --json $B/phases-more.json
+"$PY" -m bench.adaptation.run --task phases --frames "$N" $S --groups etching,defocus,magnification --json $B/phases-more.json
 date -u
