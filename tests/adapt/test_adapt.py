@@ -239,3 +239,25 @@ def test_running_pipeline_swaps_models_between_frames_and_documents_name_the_ver
     versions = [r.doc.model.version for r in results]
     assert versions == [parent.version, adapted.version]
     assert p.engine.card.version == adapted.version and p.assessor.card.version == adapted.version
+
+
+def test_stream_frames_are_the_files_behind_its_stored_results(tmp_path):
+    from copilot.adapt.frames import frames_from_stream
+    from copilot.pipeline import Pipeline
+    from copilot.sim.tiff import write_tiff
+    from copilot.sources.base import Arrival
+    from copilot.store import ResultStore
+
+    rng = np.random.default_rng(6)
+    files = [write_tiff(tmp_path / f"f{i}.tif", sample_domain_frame("in-domain", rng, 160)) for i in range(3)]
+    with ResultStore(tmp_path / "results.sqlite") as store:
+        p = Pipeline(OrtEngine.from_name("particles-stem"), stream="cam1", store=store, quarantine_dir=tmp_path / "q")
+        p.start()
+        for f in files:
+            p.submit(Arrival(origin=str(f), path=f))
+        p.stop()
+    files[0].unlink()  # gone since: skipped
+    frames = frames_from_stream(tmp_path, "cam1", limit=10)
+    assert [f.frame_id for f in frames] == ["f1", "f2"] and all(f.nm_per_px for f in frames)
+    with pytest.raises(UserError, match="none of its"):
+        frames_from_stream(tmp_path, "other", limit=10)
