@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from copilot.adapt.settings import AdaptSettings
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.eds.settings import EdsSettings
 from copilot.errors import UserError
@@ -118,6 +119,7 @@ class Settings(_Section):
     security: SecuritySettings = SecuritySettings()
     metrics: MetricsSettings = MetricsSettings()
     limits: InputLimits = InputLimits()
+    adapt: AdaptSettings = AdaptSettings()
     eds: EdsSettings | None = None  # EDS lines, k-factors and inclusion classes (configs/sem-inclusions-eds.toml)
 
 

@@ -10,6 +10,8 @@ from dataclasses import asdict
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from copilot.adapt.auto import AutoAdapt
+from copilot.adapt.hotswap import EngineWatch
 from copilot.config import ConfigError, Settings
 from copilot.delivery import Delivery, PublishSink, new_epoch, open_session_exports
 from copilot.inflight import InflightLog
@@ -103,10 +105,7 @@ class Daemon:
         self.skipped_at_start = skip_poison(self.inflight, self.store)
         self.source = build_source(settings, self.store, self.security)  # a bad source fails here, before any bind
         m = settings.model
-        self.engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px, state_dir=state, precision=m.precision,
-                                  triton=settings.triton)
-        self.engine.max_upsample = settings.limits.max_upsample
-        self.engine.max_working_px = settings.limits.max_working_mpx * 1e6
+        self.engine = self._load_engine()
         self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint, history=self.store,
                                    security=self.security)
         self._prune()
@@ -117,11 +116,12 @@ class Daemon:
                                             gap_min=settings.daemon.session_gap_min)
         self.session_dir = self.exports.out_dir
         self.delivery = Delivery(self.store, [PublishSink(self.publisher), self.exports])
+        self.auto_adapt = AutoAdapt(settings.adapt, m.name, self._window_warn)
         self.pipeline = Pipeline(
             self.engine,
             stream=settings.daemon.stream,
             store=self.store,
-            sinks=[self.delivery, self._observe, *extra_sinks],
+            sinks=[self.delivery, self._observe, self.auto_adapt, *extra_sinks],
             quarantine_dir=state / "quarantine",
             quarantine_mode=settings.daemon.quarantine,
             analysis=settings.analysis,
@@ -134,12 +134,28 @@ class Daemon:
             watch_root=settings.source.watch if settings.source.kind == "directory" else None,
             inflight=self.inflight,
             stuck_after_s=settings.limits.max_stage_s,
+            engine_watch=EngineWatch(m.name, self._load_engine, self.engine.card.model_sha256,
+                                     settings.adapt.hot_swap_interval_s) if settings.adapt.hot_swap else None,
         )
         self.metrics = Metrics(self.status, settings.metrics.listen) if settings.metrics.listen else None
         self.notifier = SystemdNotifier()
         self._stop = threading.Event()
         self.started_at = time.time()
         self.problems: list[str] = []  # why run() gave up, when it did
+
+    def _load_engine(self):
+        m, limits = self.settings.model, self.settings.limits
+        engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px,
+                             state_dir=Path(self.settings.daemon.state_dir), precision=m.precision,
+                             triton=self.settings.triton)
+        engine.max_upsample = limits.max_upsample
+        engine.max_working_px = limits.max_working_mpx * 1e6
+        return engine
+
+    def _window_warn(self) -> float | None:
+        """The rolling shift window's warn level of the model in use (MMD², from its reliability calibration)."""
+        cal = self.pipeline.assessor.calibration
+        return cal.shift_mmd2_p99 if cal is not None else None
 
     def _prune(self) -> None:
         days = self.settings.daemon.keep_documents_days
@@ -156,16 +172,18 @@ class Daemon:
         problems = self.pipeline.problems()
         return {
             "stream": self.settings.daemon.stream,
-            "model_version": self.engine.card.version,
+            "model_version": self.pipeline.engine.card.version,
             "session_epoch": self.epoch,
             "last_seq": self.store.last_seqs(),
             "delivery": asdict(self.delivery.stats),
             "publisher": self.publisher.stats(),
             "session_dir": str(self.session_dir),
-            "model": self.engine.card.name,
-            "engine": self.engine.name,
-            "engine_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.engine, "selection", [])],
-            "engine_status": self.engine.status() if hasattr(self.engine, "status") else None,
+            "model": self.pipeline.engine.card.name,
+            "engine": self.pipeline.engine.name,
+            "engine_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.pipeline.engine, "selection",
+                                                                                  [])],
+            "engine_status": self.pipeline.engine.status() if hasattr(self.pipeline.engine, "status") else None,
+            "adaptation": self.auto_adapt.status(),
             "uptime_s": round(time.time() - self.started_at, 1),
             "queues": self.pipeline.queue_depths(),
             "healthy": not problems,

@@ -124,10 +124,17 @@ class InferStage:
 
     name, input, output = "infer", Frame, Segmentation
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, watch=None, on_swap: Callable[[Engine], None] | None = None):
         self.engine = engine
+        self.watch = watch  # copilot.adapt.hotswap.EngineWatch: a promoted model is loaded between frames
+        self.on_swap = on_swap
 
     def __call__(self, frame: Frame, job: Job) -> Segmentation:
+        if self.watch is not None and (new := self.watch.poll()) is not None:
+            old, self.engine = self.engine, new
+            if self.on_swap is not None:
+                self.on_swap(new)
+            old.close()
         return self.engine.segment(frame)
 
 
@@ -270,6 +277,7 @@ class Pipeline:
         watch_root: Path | None = None,
         inflight=None,
         stuck_after_s: float = 600.0,
+        engine_watch=None,
     ):
         if workers < 1:
             raise ValueError(f"workers must be ≥ 1, got {workers}")
@@ -294,7 +302,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self.lanes = (
             Lane("read", (ReadStage(self),)),
-            Lane("infer", (InferStage(engine),)),
+            Lane("infer", (InferStage(engine, engine_watch, self._swapped),)),
             Lane("measure", self._measure_stages(measure_mode, workers, thresholds), workers),
             Lane("follow", (FollowStage(self.series, self.assessor),)),
             Lane("sink", (SinkStage(self),)),
@@ -337,6 +345,18 @@ class Pipeline:
             self._source = source
             source.start(self.submit)
         return self
+
+    def _swapped(self, engine: Engine) -> None:
+        """A hot swap (between frames): the new model's reliability (regressor, shift reference, windows)."""
+        self.engine = engine
+        assessor = Assessor(engine.card, engine.folder, self.assessor.thresholds)
+        for lane in self.lanes:
+            for stage in lane.stages:
+                if isinstance(stage, (AssessStage, FollowStage)):
+                    stage.assessor = assessor
+                elif hasattr(stage, "use_engine"):  # measure worker processes: the new card from the next frame
+                    stage.use_engine(engine)
+                    stage.local[1].assessor = assessor
 
     def rebuild_state(self, recent: dict[str, list[dict]]) -> None:
         """Per-stream state (series, shift window: Accumulators) from the store's recent documents after a restart

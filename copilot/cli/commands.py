@@ -17,6 +17,7 @@ from copilot.errors import UserError
 from copilot import hub
 from copilot.cli import keys as keys_cli, tail
 from copilot.cli import grains as grains_cli
+from copilot.cli import adapt as adapt_cli
 from copilot.cli import inclusions as eds_cli
 
 console = Console(stderr=True)
@@ -173,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys_cli.add_parser(sub)
     eds_cli.add_parser(sub)
     grains_cli.add_parser(sub)
+    adapt_cli.add_parser(sub)
     add_verbose(p)
     return p
 

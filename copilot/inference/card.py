@@ -61,6 +61,11 @@ class Lineage(BaseModel):
     model_config = ConfigDict(extra="forbid")
     parent: str = Field(..., description="name version (sha256 prefix) of the model it started from")
     method: str
+    # label-free adaptation (copilot.adapt); additive, absent on trained models
+    parent_version: str | None = Field(None, description="the parent's version (rollback returns to it)")
+    frames: int | None = Field(None, ge=0, description="unlabeled target frames the adaptation learnt from")
+    frames_source: str | None = Field(None, description="where they came from: a stream or a folder")
+    adapted_at: str | None = Field(None, description="when (UTC, ISO 8601)")
 
 
 class ModelCard(BaseModel):

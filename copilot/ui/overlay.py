@@ -32,6 +32,7 @@ from typing import Sequence
 from copilot.ui.qt import BG, DIM, FG, QtCore, QtWidgets, esc, label
 from copilot.ui.client import Client, Endpoint
 from copilot.ui.model import ViewModel
+from copilot.ui.text import adaptation_text
 from copilot.ui.panels.stream import StreamPanel
 
 log = logging.getLogger(__name__)
@@ -164,6 +165,8 @@ class OverlayWindow(QtWidgets.QWidget):
             live = self.model.liveness(c.name, now)
             extra = f", daemon {s.get('processed', 0)} processed" if s and live.live else ""
             parts.append(f"{c.name}: {live.state}{extra}")
+            if live.live and (adapting := adaptation_text(s)):
+                parts.append(adapting)
             if self.waiting is not None and not live.live:
                 self.waiting.setText(esc(live.text(now)))
         for name, st in sorted(self.model.streams.items()):

@@ -294,3 +294,26 @@ def log_ticks(lo: float, hi: float, min_ticks: int = 3) -> list[tuple[float, str
                 out.append((math.log10(v), fmt_num(v, 2)))
         out.sort()
     return out
+
+
+def adaptation_text(status: dict[str, Any]) -> str | None:
+    """The daemon's background adaptation (status ``adaptation``), or None when there is nothing to say.
+
+    >>> adaptation_text({"adaptation": {"state": "running", "stage": "adapt", "done": 30, "total": 120}})
+    'adapting the model: adapt 30/120'
+    >>> adaptation_text({"adaptation": {"state": "kept aside", "version": "0.2.0+selftrain.x", "reasons": ["shift up"]}})
+    'adapted model 0.2.0+selftrain.x kept aside: shift up'
+    >>> adaptation_text({"adaptation": {"state": "idle"}}) is None
+    True
+    """
+    a = status.get("adaptation") or {}
+    state = a.get("state")
+    if state == "running":
+        return f"adapting the model: {a.get('stage', '')} {a.get('done', 0)}/{a.get('total', 0)}"
+    if state == "promoted":
+        return f"adapted model {a.get('version')} promoted"
+    if state == "kept aside":
+        return f"adapted model {a.get('version')} kept aside: " + "; ".join(a.get("reasons") or [])
+    if state == "failed":
+        return f"adaptation failed: {a.get('error')}"
+    return None

@@ -22,8 +22,8 @@ from rich.text import Text
 
 from copilot.document.schema import ResultDocument
 from copilot.ui.model import ViewModel
-from copilot.ui.text import (alert_text, clock, count_text, headline, is_enough, sufficiency_text, trend_of,
-                              trend_text)
+from copilot.ui.text import (adaptation_text, alert_text, clock, count_text, headline, is_enough, sufficiency_text,
+                              trend_of, trend_text)
 
 SPARK = "▁▂▃▄▅▆▇█"
 VERDICT_STYLE = {"ok": "bold green", "warn": "bold yellow", "fail": "bold red"}
@@ -176,6 +176,8 @@ class TopModel:
             state = f"{s['state']}, " if s.get("state") else ""
             parts.append(Text(f"daemon: {state}{s.get('processed', 0)} processed, {s.get('quarantined', 0)} "
                               f"quarantined, {s.get('failed', 0)} failed, queues {s.get('queues')}", style="dim"))
+            if adapting := adaptation_text(s):
+                parts.append(Text(adapting, style="bold"))
         if self.logs is not None and self.logs.lines:
             parts.append(Text("\n".join(self.logs.lines), style="dim italic"))
         return Group(*parts)

@@ -1,0 +1,183 @@
+"""Label-free checks that decide whether an adapted model replaces its parent.
+
+Both models see the same target frames through the daemon's own path (engine, analysis, reliability). The adapted
+model is promoted only if every check passes:
+
+* ``predicted_f1``: the reliability regressor's mean predicted F1 is up (skipped where the card has no regressor);
+* ``shift``: the frames' mean shift score against each model's own reference, in units of that reference's own
+  typical score (median over its samples), is not up (the adapted reference is what it learnt from);
+* ``view_agreement``: its labels agree with those of a rotated and mirrored copy of the frame (mean IoU over the
+  non-background classes) at least as well as the parent's (within ``view_tolerance``);
+* ``confident_agreement``: where the parent is sure of a pixel (confidence ≥ 0.9) the adapted model mostly agrees;
+* ``no_collapse``: on the frames the parent is most confident about, the object count (particles) and the
+  non-background area fraction do not drift from the parent's beyond the limits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from copilot.frame import Frame
+
+
+@dataclass(frozen=True)
+class CheckLimits:
+    min_f1_gain: float = 0.0
+    view_tolerance: float = 0.02
+    min_confident_agreement: float = 0.85
+    count_ratio: tuple[float, float] = (0.67, 1.5)
+    area_ratio: tuple[float, float] = (0.67, 1.5)
+    view_frames: int = 6
+
+
+@dataclass
+class ModelReport:
+    """One model on the target frames (means over frames)."""
+
+    predicted_f1: float | None
+    shift: float | None
+    view_agreement: float
+    counts: list[float] = field(default_factory=list)
+    areas: list[float] = field(default_factory=list)
+    image_confidence: list[float] = field(default_factory=list)
+
+
+@dataclass
+class Decision:
+    promote: bool
+    reasons: list[str]
+    checks: dict[str, bool]
+    parent: dict
+    adapted: dict
+
+    def as_dict(self) -> dict:
+        return {"promote": self.promote, "reasons": self.reasons, "checks": self.checks, "parent": self.parent,
+                "adapted": self.adapted}
+
+
+def _class_iou(a: np.ndarray, b: np.ndarray, n_classes: int) -> float:
+    ious = []
+    for c in range(1, n_classes):
+        union = np.count_nonzero((a == c) | (b == c))
+        if union:
+            ious.append(np.count_nonzero((a == c) & (b == c)) / union)
+    return float(np.mean(ious)) if ious else 1.0
+
+
+def _to_shape(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    from copilot.train.data import labels_to_grid
+
+    return labels if labels.shape == shape else labels_to_grid(labels, shape)
+
+
+def _view_agreement(engine, frame: Frame, labels: np.ndarray, n_classes: int) -> float:
+    """IoU between the labels of the frame and those of its transposed copy, taken back."""
+    from dataclasses import replace
+
+    view = replace(frame, pixels=np.ascontiguousarray(frame.pixels.T))
+    back = engine.segment(view).maps.labels.T
+    return _class_iou(labels, _to_shape(back, labels.shape), n_classes)
+
+
+def survey(engine, assessor, frames: list[Frame], limits: CheckLimits) -> tuple[ModelReport, list]:
+    """Run one model over the frames; returns its report and each frame's (labels, confidence) for comparison."""
+    from copilot.analysis import measure
+
+    n_classes = len(engine.card.class_names)
+    f1, shift, views, maps = [], [], [], []
+    rep = ModelReport(None, None, 0.0)
+    for i, frame in enumerate(frames):
+        fm = measure(engine.segment(frame))
+        r = assessor.frame(fm)
+        if r.predicted_f1 is not None:
+            f1.append(r.predicted_f1)
+        if r.shift_score is not None:
+            shift.append(r.shift_score)
+        labels = fm.segmentation.maps.labels
+        maps.append((labels, fm.segmentation.maps.confidence))
+        rep.counts.append(float(fm.instances.max(initial=0)) if fm.summary.particles is not None else 0.0)
+        rep.areas.append(float(np.count_nonzero(labels > 0) / labels.size))
+        rep.image_confidence.append(float(r.image_confidence or 0.0))
+        if i < limits.view_frames:
+            views.append(_view_agreement(engine, frame, labels, n_classes))
+    rep.predicted_f1 = float(np.mean(f1)) if f1 else None
+    typical = _typical_shift(assessor)
+    rep.shift = float(np.mean(shift)) / typical if shift and typical else None
+    rep.view_agreement = float(np.mean(views)) if views else 1.0
+    return rep, maps
+
+
+def _typical_shift(assessor) -> float | None:
+    """Median shift score of the reference's own samples: the scale a frame's shift score is read against."""
+    ref = assessor.reference
+    if ref is None or not ref.ref.samples:
+        return None
+    return float(np.median([ref.distance(np.asarray(s)) for s in ref.ref.samples])) or None
+
+
+def _ratio_ok(a: float, b: float, lo_hi: tuple[float, float]) -> tuple[bool, float]:
+    if b <= 0:
+        return a <= 0, float("inf") if a > 0 else 1.0
+    r = a / b
+    return lo_hi[0] <= r <= lo_hi[1], r
+
+
+def decide(parent_engine, adapted_engine, frames: list[Frame], limits: CheckLimits | None = None,
+           thresholds=None) -> Decision:
+    """Compare the adapted model with its parent on ``frames`` (no labels); promote only if every check passes."""
+    from copilot.reliability.score import Assessor
+
+    limits = limits or CheckLimits()
+    for e in (parent_engine, adapted_engine):
+        e.scale_memory = False  # each frame from the card's scale: the same input for both models
+    pa = Assessor(parent_engine.card, parent_engine.folder, thresholds)
+    aa = Assessor(adapted_engine.card, adapted_engine.folder, thresholds)
+    p, pmaps = survey(parent_engine, pa, frames, limits)
+    a, amaps = survey(adapted_engine, aa, frames, limits)
+    checks: dict[str, bool] = {}
+    reasons: list[str] = []
+    if p.predicted_f1 is not None and a.predicted_f1 is not None:
+        checks["predicted_f1"] = a.predicted_f1 > p.predicted_f1 + limits.min_f1_gain
+        if not checks["predicted_f1"]:
+            reasons.append(f"predicted F1 not up ({p.predicted_f1:.3f} → {a.predicted_f1:.3f})")
+    if p.shift is not None and a.shift is not None:
+        checks["shift"] = a.shift <= p.shift
+        if not checks["shift"]:
+            reasons.append(f"shift score up ({p.shift:.2f} → {a.shift:.2f} × its reference's typical score)")
+    checks["view_agreement"] = a.view_agreement >= p.view_agreement - limits.view_tolerance
+    if not checks["view_agreement"]:
+        reasons.append(f"less consistent between views ({p.view_agreement:.3f} → {a.view_agreement:.3f})")
+    agree = []
+    for (pl, pc), (al, _) in zip(pmaps, amaps):
+        sure = pc >= 0.9
+        if sure.any():
+            agree.append(float(np.mean(_to_shape(al, pl.shape)[sure] == pl[sure])))
+    confident_agreement = float(np.mean(agree)) if agree else 1.0
+    checks["confident_agreement"] = confident_agreement >= limits.min_confident_agreement
+    if not checks["confident_agreement"]:
+        reasons.append(f"disagrees with the parent where the parent is sure ({confident_agreement:.1%} of pixels "
+                       f"agree, < {limits.min_confident_agreement:.0%})")
+    sure_frames = np.argsort(p.image_confidence)[len(frames) // 2:] if len(frames) > 1 else np.arange(len(frames))
+    pick = lambda xs: float(np.sum(np.asarray(xs)[sure_frames]))  # noqa: E731
+    area_ok, area_ratio = _ratio_ok(pick(a.areas), pick(p.areas), limits.area_ratio)
+    count_ok, count_ratio = True, 1.0
+    if parent_engine.card.task == "particles":
+        count_ok, count_ratio = _ratio_ok(pick(a.counts), pick(p.counts), limits.count_ratio)
+    checks["no_collapse"] = area_ok and count_ok
+    if not checks["no_collapse"]:
+        reasons.append(f"drifts from the parent on its confident frames (objects ×{count_ratio:.2f}, "
+                       f"area ×{area_ratio:.2f})")
+    evidence = ("predicted_f1" in checks) or ("shift" in checks)
+    if not evidence:
+        reasons.append("no label-free evidence that it is better (no regressor, no embedding reference)")
+    promote = evidence and all(checks.values())
+
+    def summary(r: ModelReport) -> dict:
+        return {"predicted_f1": r.predicted_f1, "shift": r.shift, "view_agreement": r.view_agreement,
+                "objects_on_confident_frames": pick(r.counts), "area_on_confident_frames": pick(r.areas)}
+
+    adapted = summary(a) | {"confident_agreement": confident_agreement, "count_ratio": count_ratio,
+                            "area_ratio": area_ratio}
+    return Decision(promote, reasons, checks, summary(p), adapted)

@@ -1,0 +1,77 @@
+"""The unlabeled target frames: from a folder, or the files behind a stream's recent result documents, and the
+normalized working-grid images the network sees (the daemon's own resample + normalize)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from copilot.errors import UserError
+from copilot.frame import Frame
+
+
+def frames_from_folder(folder: Path, limit: int = 50) -> list[Frame]:
+    """Up to ``limit`` readable frames of ``folder`` (newest last by name); unreadable files are skipped."""
+    from copilot.readers import read_frame
+    from copilot.errors import UnreadableFrame
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"--frames {folder}: not a folder")
+    frames = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))[-limit * 2:]:
+        try:
+            frames.append(read_frame(path, stream="adapt"))
+        except (UnreadableFrame, OSError, ValueError):
+            continue
+    if not frames:
+        raise UserError(f"--frames {folder}: no readable image in it")
+    return frames[-limit:]
+
+
+def frames_from_stream(state_dir: Path, stream: str, limit: int = 50) -> list[Frame]:
+    """The files behind the last ``limit`` result documents of ``stream`` in ``<state_dir>/results.sqlite``, read
+    again from where they were acquired (files that have gone are skipped)."""
+    from copilot.readers import read_frame
+    from copilot.errors import UnreadableFrame
+    from copilot.store import ResultStore
+
+    db = Path(state_dir) / "results.sqlite"
+    if not db.is_file():
+        raise UserError(f"--stream {stream}: no results store at {db} (pass --state-dir, or --frames DIR)")
+    with ResultStore(db) as store:
+        docs = store.recent(stream, limit)
+    frames = []
+    for doc in docs:
+        origin = doc.get("origin") or ""
+        try:
+            frames.append(read_frame(Path(origin), stream=stream))
+        except (UnreadableFrame, OSError, ValueError):
+            continue
+    if not frames:
+        raise UserError(f"--stream {stream}: none of its {len(docs)} recent frames can be read again "
+                        f"(socket frames are not kept; pass --frames DIR)")
+    return frames
+
+
+def working_images(engine, frames: list[Frame]) -> list[np.ndarray]:
+    """Each frame as the network sees it (float32, normalized, at the card's working scale, bounded by the
+    engine's input limits)."""
+    return [engine.prepare(f)[0].astype(np.float32) for f in frames]
+
+
+def random_crops(images: list[np.ndarray], n: int, size_px: int, rng: np.random.Generator,
+                 multiple: int = 8) -> np.ndarray:
+    """(n, 1, s, s) crops drawn from the images (s = ``size_px``, or smaller for small images, a multiple of
+    ``multiple``); images smaller than s are padded by reflection."""
+    s = max(multiple, min(size_px, max(min(im.shape) for im in images)) // multiple * multiple)
+    out = np.empty((n, 1, s, s), np.float32)
+    for i in range(n):
+        im = images[int(rng.integers(len(images)))]
+        if min(im.shape) < s:
+            im = np.pad(im, [(0, max(0, s - im.shape[0])), (0, max(0, s - im.shape[1]))], mode="reflect")
+        y = int(rng.integers(im.shape[0] - s + 1))
+        x = int(rng.integers(im.shape[1] - s + 1))
+        out[i, 0] = im[y:y + s, x:x + s]
+    return out

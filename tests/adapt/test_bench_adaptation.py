@@ -1,0 +1,30 @@
+"""The adaptation bench's own parts: the second simulator and the true-label scoring (bench/adaptation)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.adaptation.othersim import other_frame
+from bench.adaptation.run import score, table, targets, worse
+from copilot.inference.ort_engine import OrtEngine
+
+
+def test_second_simulator_has_exact_faceted_particles():
+    f = other_frame(np.random.default_rng(2), 256, nm_per_px=0.25)
+    assert f.image.dtype == np.uint16 and f.instances.shape == (256, 256)
+    n = f.instances.max()
+    assert n >= 3 and set(np.unique(f.instances)) == set(range(n + 1))
+    assert f.inner <= n and (np.isnan(f.d50_nm) or 2.0 < f.d50_nm < 25.0)
+
+
+def test_score_and_table_on_a_few_frames():
+    engine = OrtEngine.from_name("particles-stem")
+    ts = targets("particles", "othersim", 2, 256, 1)
+    m = score(engine, ts, "othersim")
+    assert 0.0 <= m["object_f1"] <= 1.0 and 0.0 <= m["precision"] <= 1.0
+    worse_m = dict(m, object_f1=m["object_f1"] - 0.1)
+    assert worse("particles", m, worse_m) and not worse("particles", m, m)
+    row = {"group": "othersim", "before": m, "methods": {"selftrain": {"after": worse_m, "promote": True,
+                                                                        "bad_promotion": True}}}
+    md = table("particles", [row])
+    assert "| othersim |" in md and "(yes, BAD)" in md
