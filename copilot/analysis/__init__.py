@@ -8,7 +8,11 @@ from copilot.inference.segmentation import Segmentation
 
 
 def measure(seg: Segmentation, settings: AnalysisSettings | None = None) -> FrameMeasurements:
-    """Dispatch on the model's task: particle sizing or phase fractions."""
+    """Dispatch on the model's task: particle sizing, phase fractions or grain size."""
+    if seg.task == "grains":
+        from copilot.analysis.grain_frame import measure_grain_frame
+
+        return measure_grain_frame(seg, settings)
     if seg.task == "phases":
         from copilot.analysis.phases import measure_phases
 

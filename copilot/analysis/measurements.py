@@ -159,6 +159,33 @@ class PhaseStats:
 
 
 @dataclass
+class GrainStats:
+    """Grains of one frame (ASTM E112 / E1382 / E930; names as in the document's GrainSummary). Counts: grains
+    inside the frame and cut by its edge; sizes of the inside grains in µm; None where the frame is uncalibrated."""
+
+    count: int
+    count_edge: int
+    analysed_area_mm2: float | None = None
+    grains_per_mm2: float | None = None
+    g_planimetric: float | None = None
+    g_planimetric_ci: Interval | None = None
+    g_intercept: float | None = None
+    g_intercept_ci: Interval | None = None
+    mean_intercept_um: float | None = None
+    ecd_mean_um: float | None = None
+    ecd_sd_um: float | None = None
+    ecd_d10_um: float | None = None
+    ecd_d50_um: float | None = None
+    ecd_d90_um: float | None = None
+    area_mean_um2: float | None = None
+    ala_g: float | None = None
+    ala: bool = False
+    g_histogram: Histogram | None = None
+    boundary_fraction: float | None = None
+    note: str | None = None
+
+
+@dataclass
 class Measures:
     """All of a frame's measurements (the document's ``measurements``)."""
 
@@ -166,6 +193,7 @@ class Measures:
     length_unit: str
     particles: ParticleStats | None = None
     phases: PhaseStats | None = None
+    grains: GrainStats | None = None
     sufficiency: list[Sufficiency] = field(default_factory=list)
 
 
@@ -179,6 +207,7 @@ class FrameMeasurements:
     summary: Measures
     refined: RefinedParticles | None = None
     morphology: Morphology | None = None  # phases: widths and intercepts (copilot.result documents it)
+    boundaries: np.ndarray | None = None  # grains: the boundary map on the segmentation grid
 
     def frame_labels(self) -> np.ndarray:
         """Labels on the frame's own pixels (what --save-masks writes): the measured outlines for particles, the

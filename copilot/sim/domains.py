@@ -39,7 +39,7 @@ import numpy as np
 
 from copilot.sim.stem import SimFrame, SimParams, random_params, simulate_frame
 
-TASKS = ("particles", "phases")
+TASKS = ("particles", "phases", "grains")
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -104,7 +104,10 @@ PHASE_SHIFTS: dict[str, Callable[[np.random.Generator], dict]] = {
 }
 PHASE_GROUPS = tuple(PHASE_SHIFTS)
 
-GROUPS_BY_TASK: dict[str, tuple[str, ...]] = {"particles": PARTICLE_GROUPS, "phases": PHASE_GROUPS}
+from copilot.sim.grain_frames import GRAIN_GROUPS  # noqa: E402 (grains: etched polycrystals, own module)
+
+GROUPS_BY_TASK: dict[str, tuple[str, ...]] = {"particles": PARTICLE_GROUPS, "phases": PHASE_GROUPS,
+                                             "grains": GRAIN_GROUPS}
 
 
 def groups_for(task: str = "particles") -> tuple[str, ...]:
@@ -126,6 +129,10 @@ def domain_params(group: str, rng: np.random.Generator, size_px: int = 512, task
     groups = groups_for(task)
     if group not in groups:
         raise KeyError(f"unknown domain group {group!r} for task {task!r}; known: {', '.join(groups)}")
+    if task == "grains":
+        from copilot.sim.grain_frames import grain_domain_params
+
+        return grain_domain_params(group, rng, size_px)
     if task == "phases":
         from copilot.sim.sem import random_sem_params
 
@@ -141,7 +148,11 @@ def sample_domain_frame(group: str, rng: np.random.Generator, size_px: int = 512
     particles: ``instances`` = particle instance labels; phases: ``instances`` = class map (see the module doc).
     """
     params = domain_params(group, rng, size_px, task, modality)
-    if task == "phases":
+    if task == "grains":
+        from copilot.sim.grain_frames import simulate_grains
+
+        frame = simulate_grains(params, rng)
+    elif task == "phases":
         from copilot.sim.sem import simulate_sem
 
         frame = simulate_sem(params, rng)

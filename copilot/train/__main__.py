@@ -1,6 +1,7 @@
 """python -m copilot.train PRESET [--seed 0] [--out DIR]      (= copilot train PRESET)
 
-Presets: particles-stem (HAADF-STEM + BF-TEM nanoparticles), phases-sem (SEM two-phase and porous microstructures).
+Presets: particles-stem (HAADF-STEM + BF-TEM nanoparticles), phases-sem (SEM two-phase and porous microstructures),
+grains-sem (etched polycrystals: grain boundaries for ASTM E112).
 Each regenerates its simulated data and trains from scratch with a fixed seed and a fixed number of steps (about
 25 min on two CPU cores), then writes model.onnx + card.json into engines/<preset> (or --out).
 """
@@ -11,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-PRESETS = ("particles-stem", "phases-sem")
+PRESETS = ("particles-stem", "phases-sem", "grains-sem")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.recipe == "particles-stem":
         from copilot.train import particles_stem as recipe
+    elif args.recipe == "grains-sem":
+        from copilot.train import grains_sem as recipe  # type: ignore[no-redef]
     else:
         from copilot.train import phases_sem as recipe  # type: ignore[no-redef]
 

@@ -119,6 +119,10 @@ def evaluate_engine(engine, task: str, per_group: int = 24, seed: int = HELDOUT_
         s = seed + 1009 * j
         if task == "particles":
             m = particle_group_metrics(engine, group, per_group, s, size_px, modality)
+        elif task == "grains":
+            from copilot.train.grains_metrics import grain_group_metrics
+
+            m = grain_group_metrics(engine, group, per_group, s, size_px)
         else:
             m = phase_group_metrics(engine, group, per_group, s, size_px)
         out[key] = m
