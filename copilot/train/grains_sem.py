@@ -42,7 +42,7 @@ CLASS_WEIGHTS = (1.0, 1.5)
 MIN_BAND_WORKING_PX = 2.0
 AUGMENT = Augment(p_low_dose=0.2, low_dose=(1.5, 6.0), p_blur=0.2, blur_nm=(400.0, 800.0))
 STEPS = 3000
-N_TRAIN = 480
+N_TRAIN = 600
 COVERED_GROUPS = ("in-domain", "dose", "defocus")
 HELD_OUT_GROUPS = ("magnification", "drift", "charging", "detector", "etching")
 ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines" / NAME
