@@ -49,9 +49,11 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
         task = progress.add_task("", total=len(files))
 
         def advance(result) -> None:
-            p = result.doc.measurements.particles
+            p, g = result.doc.measurements.particles, result.doc.measurements.grains
             d50 = f"D50 {p.d50:.2f} {result.doc.measurements.length_unit}" if p and p.d50 else ""
-            progress.update(task, advance=1, description=f"{result.doc.frame_id}: {p.count if p else 0} particles {d50}")
+            what = (f"{g.count} grains G {g.g_planimetric:.2f}" if g.g_planimetric is not None else f"{g.count} grains") \
+                if g else f"{p.count if p else 0} particles {d50}"
+            progress.update(task, advance=1, description=f"{result.doc.frame_id}: {what}")
 
         if dask:
             from copilot.distributed import run_files

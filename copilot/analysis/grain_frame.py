@@ -13,7 +13,7 @@ import numpy as np
 from skimage.filters import apply_hysteresis_threshold
 
 from copilot.analysis.grains import GrainsResult, g_planimetric, measure_grains
-from copilot.analysis.measurements import FrameMeasurements, GrainStats, Histogram, Interval, Measures
+from copilot.analysis.measurements import FrameMeasurements, GrainStats, GrainTable, Histogram, Interval, Measures
 from copilot.analysis.settings import AnalysisSettings
 from copilot.inference.segmentation import Segmentation
 
@@ -41,14 +41,28 @@ def _g_value(v) -> tuple[float | None, Interval | None]:
     return float(v.g), ci
 
 
-def grain_stats(r: GrainsResult, boundaries: np.ndarray, area_mm2: float | None) -> GrainStats:
+def grain_table(r: GrainsResult, frame_px_per_px: float) -> GrainTable:
+    """The interior grains' columns; centroids from the grid to frame pixels."""
+    ids = np.asarray(r.interior_ids, np.int64)
+    n = int(r.grains.max(initial=0)) + 1
+    area = np.bincount(r.grains.ravel(), minlength=n).astype(np.float64)
+    yy, xx = np.indices(r.grains.shape, dtype=np.float64)
+    cy = np.bincount(r.grains.ravel(), yy.ravel(), minlength=n)[ids] / np.maximum(area[ids], 1)
+    cx = np.bincount(r.grains.ravel(), xx.ravel(), minlength=n)[ids] / np.maximum(area[ids], 1)
+    to_frame = lambda c: (c + 0.5) * frame_px_per_px - 0.5  # noqa: E731
+    return GrainTable(ids, to_frame(cx), to_frame(cy), np.asarray(r.areas_um2, float), np.asarray(r.ecd_um, float),
+                      grain_g_each(r.areas_um2))
+
+
+def grain_stats(r: GrainsResult, boundaries: np.ndarray, area_mm2: float | None,
+                frame_px_per_px: float = 1.0) -> GrainStats:
     """Plain measurements of one frame from ``measure_grains``' result (sizes None when uncalibrated)."""
     calibrated = area_mm2 is not None
     ecd = r.ecd_um if calibrated else np.zeros(0)
     gp, gp_ci = _g_value(r.planimetric) if calibrated else (None, None)
     gi, gi_ci = _g_value(r.intercept) if calibrated else (None, None)
     edges, counts = r.g_histogram
-    hist = Histogram(edges=[float(e) for e in edges], counts=[int(c) for c in counts], scale="ASTM E112 G") \
+    hist = Histogram(edges=[float(e) for e in edges], counts=[int(c) for c in counts], scale="linear") \
         if calibrated and len(counts) else None
     n_a = (r.n_inside + 0.5 * r.n_intercepted + 1) / area_mm2 if calibrated else None
     q = (lambda p: float(np.percentile(ecd, p))) if len(ecd) else (lambda p: None)
@@ -61,7 +75,8 @@ def grain_stats(r: GrainsResult, boundaries: np.ndarray, area_mm2: float | None)
         ecd_d10_um=q(10), ecd_d50_um=q(50), ecd_d90_um=q(90),
         area_mean_um2=float(r.areas_um2.mean()) if calibrated and len(r.areas_um2) else None,
         ala_g=r.ala_g if calibrated else None, ala=bool(r.ala) if calibrated else False, g_histogram=hist,
-        boundary_fraction=float(boundaries.mean()), note=note)
+        boundary_fraction=float(boundaries.mean()), note=note,
+        table=grain_table(r, frame_px_per_px) if calibrated else None)
 
 
 def measure_grain_frame(seg: Segmentation, settings: AnalysisSettings | None = None) -> FrameMeasurements:
@@ -75,7 +90,7 @@ def measure_grain_frame(seg: Segmentation, settings: AnalysisSettings | None = N
     area_mm2 = None if nm is None else b.size * (nm * 1e-6) ** 2
     unit = "nm" if nm is not None else "px"
     return FrameMeasurements(seg, r.grains.astype(np.int32),
-                             Measures(task="grains", length_unit=unit, grains=grain_stats(r, b, area_mm2)),
+                             Measures(task="grains", length_unit=unit, grains=grain_stats(r, b, area_mm2, seg.frame_px_per_px)),
                              boundaries=b)
 
 

@@ -46,6 +46,7 @@ class GrainsResult:
     g_histogram: tuple[np.ndarray, np.ndarray]  # (edges in G, counts) of interior grains
     ala_g: float | None
     ala: bool
+    interior_ids: np.ndarray | None = None  # ids in ``grains`` of the interior grains (order of areas_um2, ecd_um)
 
 
 def g_planimetric(na_per_mm2: float) -> float:
@@ -167,4 +168,4 @@ def measure_grains(boundaries: np.ndarray, nm_per_px: float, *, fields: int = 3,
     ala_g = float(g_each.min()) if len(g_each) else None
     ala = ala_g is not None and planimetric.g - ala_g >= ala_gap
     return GrainsResult(filled, n_in, n_cut, areas_mm2 * 1e6, 2 * np.sqrt(areas_mm2 * 1e6 / np.pi), planimetric,
-                        intercept, mean_l_um, (edges, counts), ala_g, bool(ala))
+                        intercept, mean_l_um, (edges, counts), ala_g, bool(ala), interior)

@@ -158,6 +158,39 @@ class PhaseStats:
     subpixel_boundary_px: int = 0  # working pixels on phase boundaries whose area was split sub-pixel
 
 
+@dataclass(frozen=True)
+class GrainRow:
+    """One grain inside the frame (a row of :class:`GrainTable`)."""
+
+    id: int
+    centroid_x_px: float
+    centroid_y_px: float
+    area_um2: float
+    ecd_um: float
+    g: float
+
+
+@dataclass
+class GrainTable:
+    """Columns of the grains inside the frame: id (in the label mask), centroid in frame pixels, area (µm²), ECD
+    (µm) and the grain's own E112 G from its area."""
+
+    id: np.ndarray
+    centroid_x_px: np.ndarray
+    centroid_y_px: np.ndarray
+    area_um2: np.ndarray
+    ecd_um: np.ndarray
+    g: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.id.size)
+
+    def rows(self) -> list[GrainRow]:
+        cols = [self.id.tolist(), self.centroid_x_px.tolist(), self.centroid_y_px.tolist(), self.area_um2.tolist(),
+                self.ecd_um.tolist(), self.g.tolist()]
+        return [GrainRow(int(i), x, y, a, d, g) for i, x, y, a, d, g in zip(*cols)]
+
+
 @dataclass
 class GrainStats:
     """Grains of one frame (ASTM E112 / E1382 / E930; names as in the document's GrainSummary). Counts: grains
@@ -183,6 +216,12 @@ class GrainStats:
     g_histogram: Histogram | None = None
     boundary_fraction: float | None = None
     note: str | None = None
+    table: GrainTable | None = None
+
+    @property
+    def grains(self) -> list[GrainRow]:
+        """Row view of the table (what the document lists)."""
+        return [] if self.table is None else self.table.rows()
 
 
 @dataclass

@@ -28,7 +28,7 @@ from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.analysis.stats import median_interval
 
 STOP_LEVEL = 0.68  # a trend stops when this (narrower) interval of the slope includes zero
-ALERTING = ("ecd_mean", "density")  # d50 moves with ecd_mean: one change in size, one alert
+ALERTING = ("ecd_mean", "density", "g")  # d50 moves with ecd_mean: one change in size, one alert; g: grain growth
 
 
 # -- plain types ---------------------------------------------------------------------------------------------------
@@ -111,12 +111,15 @@ def quantity_name(q: str) -> str:
     """Human name: ``ecd_mean`` → ``mean particle size``; ``fraction:pore`` → ``pore area fraction``."""
     if q.startswith("fraction:"):
         return f"{q.split(':', 1)[1]} area fraction"
-    return {"d50": "median particle size (D50)", "ecd_mean": "mean particle size", "density": "particle density"}[q]
+    return {"d50": "median particle size (D50)", "ecd_mean": "mean particle size", "density": "particle density",
+            "g": "ASTM grain size number G"}[q]
 
 
 def value_unit(q: str, length_unit: str) -> str:
     if q.startswith("fraction:"):
         return "%"
+    if q == "g":
+        return "G"
     return "particles/µm²" if q == "density" else length_unit
 
 
@@ -152,6 +155,9 @@ def point_from_measurements(fm: FrameMeasurements, verdict: str = "ok") -> Frame
         return FramePoint(frame.frame_id, frame.acquired_at, values, m.length_unit, sized,
                           np.array(psd.counts) if psd else None, tuple(psd.edges) if psd else None,
                           psd.scale if psd else "log", verdict)
+    if m.grains is not None:
+        return FramePoint(frame.frame_id, frame.acquired_at, {"g": m.grains.g_planimetric}, m.length_unit,
+                          verdict=verdict)
     phases = m.phases.phases[1:] if m.phases is not None else []
     return FramePoint(frame.frame_id, frame.acquired_at, {f"fraction:{ph.name}": ph.area_fraction for ph in phases},
                       m.length_unit, verdict=verdict)
@@ -171,6 +177,9 @@ def point_from_document(doc: dict[str, Any]) -> FramePoint:
                           np.array([q["ecd"] for q in p.get("particles", []) if not q["touches_edge"]], float),
                           np.array(psd["counts"]) if psd else None, tuple(psd["edges"]) if psd else None,
                           psd["scale"] if psd else "log", verdict)
+    if m.get("grains") is not None:
+        return FramePoint(doc["frame_id"], at, {"g": m["grains"].get("g_planimetric")}, m["length_unit"],
+                          verdict=verdict)
     phases = (m.get("phases") or {}).get("phases", [])[1:]
     return FramePoint(doc["frame_id"], at, {f"fraction:{ph['name']}": ph["area_fraction"] for ph in phases},
                       m["length_unit"], verdict=verdict)
