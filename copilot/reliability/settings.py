@@ -19,3 +19,8 @@ class VerdictThresholds(BaseModel):
     saturated_fraction: float = Field(0.01, ge=0, le=1)
     blank_dynamic_range: float = Field(1e-3, ge=0, description="below this fraction of the detector range: blank")
     shift_window: int = Field(10, ge=3, description="frames in the rolling window for the shift MMD²")
+    min_grains: int = Field(50, ge=0, description="grains: fewer counted than this (E112: 50 per field): warn")
+    grain_max_boundary_fraction: float = Field(0.45, gt=0, le=1, description="grains: boundaries cover more: fail")
+    grain_g_ci_half: float = Field(0.5, gt=0, description="grains: planimetric G's 95 % half-width above this: warn")
+    grain_method_gap: float = Field(1.0, gt=0, description="grains: planimetric and intercept G further apart: warn")
+    min_width_samples: int = Field(50, ge=0, description="phases: fewer medial-axis samples of a phase: warn")

@@ -22,7 +22,8 @@ from rich.text import Text
 
 from copilot.document.schema import ResultDocument
 from copilot.ui.model import ViewModel
-from copilot.ui.text import alert_text, clock, headline, is_enough, sufficiency_text, trend_of, trend_text
+from copilot.ui.text import (alert_text, clock, count_text, headline, is_enough, sufficiency_text, trend_of,
+                             trend_text)
 
 SPARK = "▁▂▃▄▅▆▇█"
 VERDICT_STYLE = {"ok": "bold green", "warn": "bold yellow", "fail": "bold red"}
@@ -96,6 +97,8 @@ class TopModel:
         if p is not None:
             edge = f" ({p.count_edge} cut by the edge: counted, not sized)" if p.count_edge else ""
             g.add_row("count", Text.assemble((str(p.count), "bold"), edge))
+        elif d.measurements.grains is not None:
+            g.add_row("grains", count_text(d))
         if lines["withheld"]:
             g.add_row(h.label, Text.assemble(("withheld", "bold dim"), "  ", (lines["withheld"], "red")))
         else:
@@ -103,7 +106,7 @@ class TopModel:
             if lines["interval"]:
                 value.append(f"   {lines['interval']}", style="default")
             g.add_row(h.label, value)
-        if p is not None:
+        if p is not None or d.measurements.grains is not None:
             g.add_row("density", lines["density"])
         trend = trend_of(d, h.quantity)
         line = Text(sparkline([q.value for q in st.history if not q.fail], width=32), style="cyan")
