@@ -1,7 +1,7 @@
 """The ``grains`` task: a boundary model's probabilities → closed grains → ASTM E112 G (``copilot.analysis.grains``).
 
-Boundaries are the pixels of the working grid whose boundary probability passes a hysteresis threshold (at least
-``grain_boundary_low``, connected to a pixel of at least ``grain_boundary_high``): faint stretches of a boundary stay
+Boundaries are the pixels of the working grid whose boundary probability passes a hysteresis threshold (above
+``grain_boundary_low``, 4-connected to a pixel above ``grain_boundary_high``): faint stretches of a boundary stay
 joined to its confident parts, so a shallow etch does not merge grains. Gaps up to ``grain_close_px`` are bridged.
 Grain counts do not depend on the grid's resolution (a grain is a closed region); sizes are in µm from the working
 grid's own calibration. An uncalibrated frame gets counts only (G needs a scale; the note says so).
@@ -10,7 +10,7 @@ grid's own calibration. An uncalibrated frame gets counts only (G needs a scale;
 from __future__ import annotations
 
 import numpy as np
-from skimage.filters import apply_hysteresis_threshold
+from scipy import ndimage as ndi
 
 from copilot.analysis.grains import GrainsResult, g_planimetric, measure_grains
 from copilot.analysis.measurements import FrameMeasurements, GrainStats, GrainTable, Histogram, Interval, Measures
@@ -31,7 +31,12 @@ def boundary_map(probabilities: np.ndarray, class_names: tuple[str, ...], low: f
     if BOUNDARY_CLASS not in class_names:
         raise ValueError(f"a grains model needs a {BOUNDARY_CLASS!r} class; it has {', '.join(class_names)}")
     pb = probabilities[class_names.index(BOUNDARY_CLASS)]
-    return apply_hysteresis_threshold(pb, low, high)
+    weak = pb > low
+    lab, n = ndi.label(weak)
+    seeded = np.zeros(n + 1, bool)
+    seeded[lab[pb > high]] = True
+    seeded[0] = False
+    return seeded[lab]
 
 
 def _g_value(v) -> tuple[float | None, Interval | None]:
@@ -44,11 +49,12 @@ def _g_value(v) -> tuple[float | None, Interval | None]:
 def grain_table(r: GrainsResult, frame_px_per_px: float) -> GrainTable:
     """The interior grains' columns; centroids from the grid to frame pixels."""
     ids = np.asarray(r.interior_ids, np.int64)
-    n = int(r.grains.max(initial=0)) + 1
-    area = np.bincount(r.grains.ravel(), minlength=n).astype(np.float64)
-    yy, xx = np.indices(r.grains.shape, dtype=np.float64)
-    cy = np.bincount(r.grains.ravel(), yy.ravel(), minlength=n)[ids] / np.maximum(area[ids], 1)
-    cx = np.bincount(r.grains.ravel(), xx.ravel(), minlength=n)[ids] / np.maximum(area[ids], 1)
+    h, w = r.grains.shape
+    flat = r.grains.ravel()
+    n = int(flat.max(initial=0)) + 1
+    area = np.maximum(np.bincount(flat, minlength=n)[ids], 1).astype(np.float64)
+    cy = np.bincount(flat, np.repeat(np.arange(h, dtype=np.float64), w), minlength=n)[ids] / area
+    cx = np.bincount(flat, np.tile(np.arange(w, dtype=np.float64), h), minlength=n)[ids] / area
     to_frame = lambda c: (c + 0.5) * frame_px_per_px - 0.5  # noqa: E731
     return GrainTable(ids, to_frame(cx), to_frame(cy), np.asarray(r.areas_um2, float), np.asarray(r.ecd_um, float),
                       grain_g_each(r.areas_um2))
