@@ -36,13 +36,13 @@ NAME = "grains-sem"
 VERSION = "0.1.0"
 CLASS_NAMES = ("grain", "boundary")
 CHANNELS = (8, 16, 32, 64)
-PATCH_PX = 192
+PATCH_PX = 128
 HELDOUT_PX = 384
 CLASS_WEIGHTS = (1.0, 1.5)
 MIN_BAND_WORKING_PX = 2.0
 AUGMENT = Augment(p_low_dose=0.2, low_dose=(1.5, 6.0), p_blur=0.2, blur_nm=(400.0, 800.0))
 STEPS = 3000
-N_TRAIN = 600
+N_TRAIN = 800
 COVERED_GROUPS = ("in-domain", "dose", "defocus")
 HELD_OUT_GROUPS = ("magnification", "drift", "charging", "detector", "etching")
 ENGINE_DIR = Path(__file__).resolve().parents[2] / "engines" / NAME
