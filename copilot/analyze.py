@@ -78,7 +78,7 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
 def _run_local(engine, files: list[Path], settings: Settings, sinks: list):
     pipeline = Pipeline(
         engine, stream=settings.daemon.stream, sinks=sinks, quarantine_dir=None,
-        analysis=settings.analysis,
+        analysis=settings.analysis, eds=settings.eds,
         series=settings.series,
         thresholds=settings.verdict, queue_size=settings.pipeline.queue_size,
         workers=settings.pipeline.measure_workers,

@@ -135,11 +135,19 @@ class AnalyzeStage:
 
     name, input, output = "analyze", Segmentation, FrameMeasurements
 
-    def __init__(self, settings: AnalysisSettings):
+    def __init__(self, settings: AnalysisSettings, eds=None):
         self.settings = settings
+        self.eds = eds  # EdsSettings: inclusions from the EDS spectrum image of .bcf/.emd frames
 
     def __call__(self, seg: Segmentation, job: Job) -> FrameMeasurements:
-        return measure(seg, self.settings)
+        fm = measure(seg, self.settings)
+        if self.eds is not None and seg.frame.origin:
+            from dataclasses import replace
+
+            from copilot.eds.frame_eds import frame_inclusions
+
+            fm = replace(fm, inclusions=frame_inclusions(seg.frame.origin, self.eds))
+        return fm
 
 
 class AssessStage:
@@ -259,6 +267,7 @@ class Pipeline:
         quarantine_dir: Path | None = None,
         quarantine_mode: str = "record",
         analysis: AnalysisSettings | None = None,
+        eds=None,
         series: SeriesSettings | None = None,
         thresholds: VerdictThresholds | None = None,
         send_labels: bool = True,
@@ -278,6 +287,7 @@ class Pipeline:
         self.quarantine_dir = quarantine_dir
         self.quarantine_mode = quarantine_mode
         self.analysis = analysis or AnalysisSettings()
+        self.eds = eds
         self.series = SeriesTracker(series, self.analysis)
         self.assessor = Assessor(engine.card, engine.folder, thresholds)
         self.send_labels = send_labels
@@ -291,7 +301,7 @@ class Pipeline:
         self.lanes = (
             Lane("read", (ReadStage(self),)),
             Lane("infer", (InferStage(engine),)),
-            Lane("measure", (AnalyzeStage(self.analysis), AssessStage(self.assessor)), workers),
+            Lane("measure", (AnalyzeStage(self.analysis, self.eds), AssessStage(self.assessor)), workers),
             Lane("follow", (FollowStage(self.series, self.assessor),)),
             Lane("sink", (SinkStage(self),)),
         )

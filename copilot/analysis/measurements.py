@@ -247,6 +247,7 @@ class FrameMeasurements:
     refined: RefinedParticles | None = None
     morphology: Morphology | None = None  # phases: widths and intercepts (copilot.result documents it)
     boundaries: np.ndarray | None = None  # grains: the boundary map on the segmentation grid
+    inclusions: object | None = None  # copilot.eds.frame_eds.FrameInclusions, when the frame's file holds EDS
 
     def frame_labels(self) -> np.ndarray:
         """Labels on the frame's own pixels (what --save-masks writes): the measured outlines for particles, the

@@ -199,12 +199,46 @@ class GrainSummary(_Doc):
     grains: list[Grain] = Field(default_factory=list, description="the grains inside the frame")
 
 
+class InclusionClassCount(_Doc):
+    name: str
+    count: int
+    area_px: int = Field(..., description="EDS map pixels of the class's inclusions")
+    count_per_mm2: float | None = Field(None, description="None when the EDS map is uncalibrated")
+    area_fraction: float = Field(..., description="of the EDS map's field")
+
+
+class Inclusion(_Doc):
+    id: int
+    inclusion_class: str = Field(..., description="first matching rule of [[eds.classes]], or 'unclassified'")
+    confidence: float = Field(..., description="probability that the class's rule holds, given the counting noise")
+    area_px: int = Field(..., description="EDS map pixels")
+    centroid_x_px: float = Field(..., description="on the EDS map's grid")
+    centroid_y_px: float
+    counts: int = Field(..., description="all counts of the summed spectrum")
+    fractions: dict[str, float] = Field(default_factory=dict, description="element fractions (basis), non-matrix, detected")
+    fraction_sigma: dict[str, float] = Field(default_factory=dict)
+
+
+class InclusionSummary(_Doc):
+    """Inclusions from the frame file's EDS spectrum image (copilot.eds): classes, counts and areas per mm²."""
+
+    basis: str = Field(..., description="atomic | weight: the basis of the fractions")
+    note: str = Field(..., description="semi-quantitative: what the fractions are and are not")
+    eds_shape: list[int] | None = Field(None, description="height, width of the EDS map (pixels)")
+    counts_per_px: float | None = Field(None, description="mean counts per EDS pixel (all channels)")
+    field_area_mm2: float | None = None
+    classes: list[InclusionClassCount] = Field(default_factory=list)
+    inclusions: list[Inclusion] = Field(default_factory=list)
+    unavailable: str | None = Field(None, description="why the file's EDS could not be analysed")
+
+
 class Measurements(_Doc):
     task: Literal["particles", "phases", "grains"]
     length_unit: Literal["nm", "px"]
     particles: ParticleSummary | None = None
     phases: PhaseSummary | None = None
     grains: GrainSummary | None = None
+    inclusions: InclusionSummary | None = Field(None, description="EDS frames of a config with an [eds] section")
     sufficiency: list[Sufficiency] = Field(default_factory=list)
 
 
