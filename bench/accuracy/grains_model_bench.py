@@ -63,8 +63,8 @@ def stage_costs(engine, assessor, repeats: int = 3) -> dict[str, tuple[float, fl
     return best
 
 
-def main() -> str:
-    card, folder = load_card("grains-sem")
+def main(engine_name: str = "grains-sem") -> str:
+    card, folder = load_card(engine_name)
     engine = OrtEngine(card, folder, threads=2)
     costs = stage_costs(engine, Assessor(card, folder))
     n = int(costs.pop("grains")[0])
@@ -94,5 +94,7 @@ def main() -> str:
 
 
 if __name__ == "__main__":
-    OUT.write_text(main())
+    import sys
+
+    OUT.write_text(main(*sys.argv[1:2]))
     print(OUT.read_text())
