@@ -2,7 +2,9 @@
 
 Boundaries are the pixels of the working grid whose boundary probability passes a hysteresis threshold (above
 ``grain_boundary_low``, 4-connected to a pixel above ``grain_boundary_high``): faint stretches of a boundary stay
-joined to its confident parts, so a shallow etch does not merge grains. Gaps up to ``grain_close_px`` are bridged.
+joined to its confident parts, so a shallow etch does not merge grains (a missed boundary stretch merges two grains
+and lowers G; the defaults 0.1 / 0.4 and 2 px closing were chosen on tuning frames apart from the card's held-out
+ones: in-domain mean |ΔG| 0.21 → 0.09). Gaps up to ``grain_close_px`` are bridged.
 Grain counts do not depend on the grid's resolution (a grain is a closed region); sizes are in µm from the working
 grid's own calibration. An uncalibrated frame gets counts only (G needs a scale; the note says so).
 """
@@ -20,11 +22,11 @@ from copilot.inference.segmentation import Segmentation
 BOUNDARY_CLASS = "boundary"
 
 
-def boundary_map(probabilities: np.ndarray, class_names: tuple[str, ...], low: float = 0.3,
-                 high: float = 0.5) -> np.ndarray:
+def boundary_map(probabilities: np.ndarray, class_names: tuple[str, ...], low: float = 0.1,
+                 high: float = 0.4) -> np.ndarray:
     """Boolean boundaries from (C, h, w) probabilities by hysteresis on the boundary class.
 
-    >>> p = np.zeros((2, 3, 3), np.float32); p[1, 1] = [0.6, 0.4, 0.2]; p[0] = 1 - p[1]
+    >>> p = np.zeros((2, 3, 3), np.float32); p[1, 1] = [0.6, 0.2, 0.05]; p[0] = 1 - p[1]
     >>> boundary_map(p, ("grain", "boundary")).astype(int).tolist()
     [[0, 0, 0], [1, 1, 0], [0, 0, 0]]
     """
