@@ -5,7 +5,8 @@ morphology (enough medial axis to quote a width).
 Each check returns ``(level, reason)`` pairs for ``copilot.reliability.score.Assessor.verdict``.
 
 * grains: no closed grain → fail; boundaries over ``grain_max_boundary_fraction`` of the frame (the model sees no
-  grain structure) → fail; fewer than ``min_grains`` counted (E112 §11 asks for 50 or more per field) → warn; the
+  grain structure) → fail; grains under ``min_grain_px`` across (mean ECD on the model's grid) → warn; fewer than
+  ``min_grains`` counted (E112 §11 asks for 50 or more per field) → warn; the
   planimetric G's 95 % interval wider than ±``grain_g_ci_half`` → warn; planimetric and intercept G more than
   ``grain_method_gap`` apart → warn (broken boundaries merge grains and lower the planimetric G much more than the
   intercept G; spurious boundaries do the opposite).
@@ -34,6 +35,10 @@ def grain_reasons(fm: FrameMeasurements, t: VerdictThresholds) -> list[tuple[str
     if g.boundary_fraction is not None and g.boundary_fraction > t.grain_max_boundary_fraction:
         found.append(("fail", f"boundaries cover {g.boundary_fraction:.0%} of the frame: no grain structure the "
                               "model recognises"))
+    nm = fm.segmentation.nm_per_px
+    if g.ecd_mean_um is not None and nm and g.ecd_mean_um * 1e3 / nm < t.min_grain_px:
+        found.append(("warn", f"grains only {g.ecd_mean_um * 1e3 / nm:.0f} px across on the model's grid: boundaries "
+                              "take much of them (raise the magnification)"))
     if 0 < counted < t.min_grains:
         found.append(("warn", f"only {counted:g} grains counted: ASTM E112 asks for {t.min_grains} or more per field "
                               "(lower the magnification)"))
