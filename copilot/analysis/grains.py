@@ -98,7 +98,7 @@ def close_grains(boundaries: np.ndarray, close_px: int = 0, min_area_px: int = 4
     return lut[grains]
 
 
-GROW_STEPS = 4  # boundary pixels further than this (chessboard) from every grain fall back to the exact transform
+GROW_STEPS = 64  # boundary pixels further than this (chessboard) from every grain fall back to the exact transform
 
 
 def fill_boundaries(grains: np.ndarray) -> np.ndarray:
