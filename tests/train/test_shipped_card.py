@@ -9,6 +9,7 @@ from copilot.inference.card import ENGINES_DIR, load_card, sha256_of
 EXPECTED = {
     "particles-stem": ("particles", ["background", "particle", "boundary"]),
     "phases-sem": ("phases", ["matrix", "second-phase", "pore"]),
+    "grains-sem": ("grains", ["grain", "boundary"]),
 }
 
 
@@ -46,7 +47,7 @@ def test_card_has_heldout_metrics_per_group(name):
     for group in groups_for(card.task):
         m = card.metrics[f"heldout:{group}"]
         assert isinstance(m, dict)
-        key = "object_f1" if card.task == "particles" else "fraction_error_pp_max_class_mean"
+        key = {"particles": "object_f1", "grains": "boundary_f1"}.get(card.task, "fraction_error_pp_max_class_mean")
         assert key in m
     assert "ort_cpu2_latency_s_1024px" in card.metrics
 
