@@ -4,6 +4,7 @@ document; their field names are the document's, so that conversion is a validati
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +12,9 @@ from copilot.analysis.morphology import Morphology
 from copilot.analysis.geometry import RefinedParticles, paint
 from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
+
+if TYPE_CHECKING:
+    from copilot.eds.frame_eds import FrameInclusions
 
 
 @dataclass(frozen=True)
@@ -247,7 +251,7 @@ class FrameMeasurements:
     refined: RefinedParticles | None = None
     morphology: Morphology | None = None  # phases: widths and intercepts (copilot.result documents it)
     boundaries: np.ndarray | None = None  # grains: the boundary map on the segmentation grid
-    inclusions: object | None = None  # copilot.eds.frame_eds.FrameInclusions, when the frame's file holds EDS
+    inclusions: "FrameInclusions | None" = None  # EDS of the frame's file (.bcf/.emd) when the config has [eds]
 
     def frame_labels(self) -> np.ndarray:
         """Labels on the frame's own pixels (what --save-masks writes): the measured outlines for particles, the

@@ -16,21 +16,10 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
+from copilot.analysis.phases import boundary_pixels as label_edges  # pixels with a 4-neighbour of another label
 from copilot.train.data import labels_to_grid
 
 TOLERANCE_PX = 2.0
-
-
-def label_edges(labels: np.ndarray) -> np.ndarray:
-    """Pixels with a 4-neighbour of another label (a 2-px line along every boundary)."""
-    b = np.zeros(labels.shape, bool)
-    dy = labels[1:] != labels[:-1]
-    dx = labels[:, 1:] != labels[:, :-1]
-    b[1:] |= dy
-    b[:-1] |= dy
-    b[:, 1:] |= dx
-    b[:, :-1] |= dx
-    return b
 
 
 def boundary_match(pred: np.ndarray, truth_labels: np.ndarray, tol_px: float = TOLERANCE_PX) -> tuple[int, int, int, int]:
