@@ -109,3 +109,22 @@ def test_analyze_with_the_grains_preset_writes_grains_csv(tmp_path, grains_model
     for f, d in zip(frames, docs):
         assert float(f["g_planimetric"]) == pytest.approx(d["measurements"]["grains"]["g_planimetric"])
         assert float(f["g_planimetric_ci_low"]) < float(f["g_planimetric"]) < float(f["g_planimetric_ci_high"])
+
+
+def test_shipped_grains_model_measures_g_on_in_domain_frames():
+    from copilot.inference.card import ENGINES_DIR
+    from copilot.sim.domains import sample_domain_frame
+    from copilot.train.grains_metrics import grain_frame_errors, summarize
+
+    if not (ENGINES_DIR / "grains-sem" / "card.json").is_file():
+        pytest.skip("grains-sem not trained yet")
+    card, folder = load_card("grains-sem")
+    eng = OrtEngine(card, folder, threads=2)
+    rng = np.random.default_rng(4242)
+    rows = []
+    for i in range(3):
+        sim = sample_domain_frame("in-domain", rng, 384, task="grains")
+        rows.append(grain_frame_errors(measure(eng.segment(Frame(sim.image, sim.nm_per_px, stream="s",
+                                                                 frame_id=str(i), origin="sim"))), sim))
+    m = summarize(rows)
+    assert m["boundary_f1"] > 0.85 and m["g_planimetric_abs_error_max"] < 0.5, m
