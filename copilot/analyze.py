@@ -49,9 +49,10 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
         task = progress.add_task("", total=len(files))
 
         def advance(result) -> None:
-            p = result.doc.measurements.particles
+            p, g = result.doc.measurements.particles, result.doc.measurements.grains
             d50 = f"D50 {p.d50:.2f} {result.doc.measurements.length_unit}" if p and p.d50 else ""
-            what = f"{p.count if p else 0} particles {d50}"
+            what = (f"{g.count} grains G {g.g_planimetric:.2f}" if g.g_planimetric is not None else f"{g.count} grains") \
+                if g else f"{p.count if p else 0} particles {d50}"
             if result.doc.measurements.defects is not None:
                 from copilot.ui.text import count_text
 
@@ -81,7 +82,7 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
 def _run_local(engine, files: list[Path], settings: Settings, sinks: list):
     pipeline = Pipeline(
         engine, stream=settings.daemon.stream, sinks=sinks, quarantine_dir=None,
-        analysis=settings.analysis,
+        analysis=settings.analysis, eds=settings.eds,
         series=settings.series,
         thresholds=settings.verdict, queue_size=settings.pipeline.queue_size,
         workers=settings.pipeline.measure_workers, measure_mode=settings.pipeline.measure_mode,

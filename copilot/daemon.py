@@ -125,6 +125,7 @@ class Daemon:
             quarantine_dir=state / "quarantine",
             quarantine_mode=settings.daemon.quarantine,
             analysis=settings.analysis,
+            eds=settings.eds,
             series=settings.series,
             thresholds=settings.verdict,
             send_labels=settings.publish.send_labels,

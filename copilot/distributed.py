@@ -82,6 +82,10 @@ class FrameWorker:
         seg = self.engine.segment(frame)
         t2 = time.perf_counter()
         fm = measure(seg, self.settings.analysis)
+        if self.settings.eds is not None:  # inclusions from the file's EDS spectrum image (.bcf/.emd)
+            from copilot.eds.frame_eds import frame_inclusions
+
+            fm = replace(fm, inclusions=frame_inclusions(str(path), self.settings.eds))
         t3 = time.perf_counter()
         rel = self.assessor.frame(fm)  # the frame's own part; the stream's part (shift window) runs in order
         t4 = time.perf_counter()

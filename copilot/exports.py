@@ -1,4 +1,4 @@
-"""Write results where people open them: results.jsonl, frames.csv, particles.csv, Fiji-ready label TIFFs, and at
+"""Write results where people open them: results.jsonl, frames.csv, particles.csv, grains.csv, Fiji-ready label TIFFs, and at
 the end a session summary (JSON) with a PSD plot and a trend plot (PNG)."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import tifffile
 
 from copilot.inference.preprocess import nearest_resample
 from copilot.document.schema import ResultDocument, SeriesSummary
+from copilot.grain_exports import GRAIN_COLUMNS, GRAIN_FRAME_COLUMNS, grain_frame_columns, grain_rows
 from copilot.result import Result
 
 FRAME_COLUMNS = [
@@ -22,7 +23,7 @@ FRAME_COLUMNS = [
     "density_per_um2", "ecd_mean", "ecd_sd", "d10", "d50", "d90", "d50_ci_low", "d50_ci_high", "geometric_mean", "sigma_g",
     "phase_fractions", "enough", "image_confidence", "predicted_f1", "verdict", "reasons", "end_to_end_ms",
     "seq", "queue_wait_ms",
-]
+] + GRAIN_FRAME_COLUMNS
 PARTICLE_COLUMNS = [
     "frame_id", "particle_id", "centroid_x_px", "centroid_y_px", "area_nm2", "ecd_nm", "feret_max_nm", "feret_min_nm",
     "aspect_ratio", "circularity", "solidity", "mean_intensity", "confidence", "touches_edge",
@@ -51,6 +52,7 @@ def frame_row(d: ResultDocument) -> dict:
             row.update(geometric_mean=p.lognormal.geometric_mean, sigma_g=p.lognormal.sigma_g)
     if d.measurements.phases is not None:
         row["phase_fractions"] = json.dumps({ph.name: round(ph.area_fraction, 6) for ph in d.measurements.phases.phases})
+    row.update(grain_frame_columns(d))
     return row
 
 
@@ -325,7 +327,7 @@ class ResultWriter:
     """
 
     name = "exports"
-    FILES = ("results.jsonl", "frames.csv", "particles.csv")
+    FILES = ("results.jsonl", "frames.csv", "particles.csv", "grains.csv")
 
     def __init__(self, out_dir: Path, save_masks: bool = False, *, resume: dict[str, int] | None = None):
         self.out_dir = Path(out_dir)
@@ -343,13 +345,14 @@ class ResultWriter:
                 handles[fname] = open(path, "a", newline="", encoding="utf-8")
             else:
                 handles[fname] = open(path, "w", newline="", encoding="utf-8")
-        self._jsonl, self._frames_fh, self._particles_fh = (handles[f] for f in self.FILES)
+        self._jsonl, self._frames_fh, self._particles_fh, self._grains_fh = (handles[f] for f in self.FILES)
         self._frames = csv.DictWriter(self._frames_fh, FRAME_COLUMNS)
         self._particles = csv.DictWriter(self._particles_fh, PARTICLE_COLUMNS)
-        if self._frames_fh.tell() == 0:
-            self._frames.writeheader()
-        if self._particles_fh.tell() == 0:
-            self._particles.writeheader()
+        self._grains = csv.DictWriter(self._grains_fh, GRAIN_COLUMNS)
+        for fh, writer in ((self._frames_fh, self._frames), (self._particles_fh, self._particles),
+                           (self._grains_fh, self._grains)):
+            if fh.tell() == 0:
+                writer.writeheader()
 
     @property
     def count(self) -> int:
@@ -378,7 +381,8 @@ class ResultWriter:
             self._jsonl.write(d.to_json() + "\n")
             self._frames.writerow(frame_row(d))
             self._particles.writerows(particle_rows(d))
-            for fh in (self._jsonl, self._frames_fh, self._particles_fh):
+            self._grains.writerows(grain_rows(d))
+            for fh in self._handles():
                 fh.flush()
             if self.save_masks and result.frame_labels is not None:  # the measured outlines, frame pixels
                 self._write_mask(d, result.frame_labels())
@@ -386,8 +390,11 @@ class ResultWriter:
                 self._write_mask(d, np.asarray(result.parts["labels"]))
             return json.dumps(self.offsets())
 
+    def _handles(self) -> tuple:
+        return self._jsonl, self._frames_fh, self._particles_fh, self._grains_fh
+
     def offsets(self) -> dict[str, int]:
-        return {f: fh.tell() for f, fh in zip(self.FILES, (self._jsonl, self._frames_fh, self._particles_fh))}
+        return {f: fh.tell() for f, fh in zip(self.FILES, self._handles())}
 
     def _write_mask(self, d: ResultDocument, labels: np.ndarray) -> None:
         if labels.shape != (d.image.height_px, d.image.width_px):
@@ -400,7 +407,7 @@ class ResultWriter:
 
     def close(self) -> dict:
         with self._lock:
-            for fh in (self._jsonl, self._frames_fh, self._particles_fh):
+            for fh in self._handles():
                 fh.close()
             summary = self.aggregate.summary()
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

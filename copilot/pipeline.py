@@ -143,11 +143,19 @@ class AnalyzeStage:
 
     name, input, output = "analyze", Segmentation, FrameMeasurements
 
-    def __init__(self, settings: AnalysisSettings):
+    def __init__(self, settings: AnalysisSettings, eds=None):
         self.settings = settings
+        self.eds = eds  # EdsSettings: inclusions from the EDS spectrum image of .bcf/.emd frames
 
     def __call__(self, seg: Segmentation, job: Job) -> FrameMeasurements:
-        return measure(seg, self.settings)
+        fm = measure(seg, self.settings)
+        if self.eds is not None and seg.frame.origin:
+            from dataclasses import replace
+
+            from copilot.eds.frame_eds import frame_inclusions
+
+            fm = replace(fm, inclusions=frame_inclusions(seg.frame.origin, self.eds))
+        return fm
 
 
 class AssessStage:
@@ -267,6 +275,7 @@ class Pipeline:
         quarantine_dir: Path | None = None,
         quarantine_mode: str = "record",
         analysis: AnalysisSettings | None = None,
+        eds=None,
         series: SeriesSettings | None = None,
         thresholds: VerdictThresholds | None = None,
         send_labels: bool = True,
@@ -290,6 +299,7 @@ class Pipeline:
         self.quarantine_dir = quarantine_dir
         self.quarantine_mode = quarantine_mode
         self.analysis = analysis or AnalysisSettings()
+        self.eds = eds
         self.series = SeriesTracker(series, self.analysis)
         self.assessor = Assessor(engine.card, engine.folder, thresholds)
         self.send_labels = send_labels
@@ -316,8 +326,8 @@ class Pipeline:
         self._started = False
 
     def _measure_stages(self, mode: str, workers: int, thresholds: VerdictThresholds | None) -> tuple:
-        local = (AnalyzeStage(self.analysis), AssessStage(self.assessor))
-        if mode == "threads":
+        local = (AnalyzeStage(self.analysis, self.eds), AssessStage(self.assessor))
+        if mode == "threads" or self.eds is not None:  # EDS cubes are read from the frame's file: on the thread
             return local
         from copilot.measure_workers import MeasureInProcesses
 

@@ -21,6 +21,9 @@ from copilot.document.schema import (
     Calibration,
     Histogram,
     ImageInfo,
+    Inclusion,
+    InclusionClassCount,
+    InclusionSummary,
     Interval,
     Measurements,
     ModelRef,
@@ -109,9 +112,29 @@ def measurements_document(fm: FrameMeasurements) -> Measurements:
     """Analysis' own measurements (``copilot.analysis.measurements``) as the document's ``measurements``, with the
     phase morphology added when it was measured."""
     doc = Measurements.model_validate(fm.summary, from_attributes=True)
+    if fm.inclusions is not None:
+        doc = doc.model_copy(update={"inclusions": inclusions_document(fm.inclusions)})
     if fm.morphology is None or doc.phases is None:
         return doc
     return doc.model_copy(update={"phases": doc.phases.model_copy(update={"morphology": morphology_document(fm.morphology)})})
+
+
+def inclusions_document(fi) -> InclusionSummary:
+    """``copilot.eds.frame_eds.FrameInclusions`` → the document's ``measurements.inclusions``."""
+    r = fi.report
+    if r is None:
+        from copilot.eds.inclusions import SEMI_QUANT
+
+        return InclusionSummary(basis="atomic", note=SEMI_QUANT, unavailable=fi.unavailable)
+    return InclusionSummary(
+        basis=r.basis, note=r.note, eds_shape=list(fi.eds_shape) if fi.eds_shape else None,
+        counts_per_px=fi.counts_per_px, field_area_mm2=r.field_area_mm2,
+        classes=[InclusionClassCount(name=c.name, count=c.count, area_px=c.area_px, count_per_mm2=c.count_per_mm2,
+                                     area_fraction=c.area_fraction) for c in r.classes],
+        inclusions=[Inclusion(id=o.id, inclusion_class=o.inclusion_class, confidence=o.confidence, area_px=o.area_px,
+                              centroid_x_px=o.centroid_yx_px[1], centroid_y_px=o.centroid_yx_px[0], counts=o.counts,
+                              fractions=o.fractions, fraction_sigma=o.fraction_sigma) for o in r.objects],
+    )
 
 
 def build_result(outcome: Outcome, timings_ms: dict[str, float], *, send_labels: bool = True,

@@ -4,7 +4,7 @@ document; their field names are the document's, so that conversion is a validati
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -12,6 +12,9 @@ from copilot.analysis.morphology import Morphology
 from copilot.analysis.geometry import RefinedParticles, paint
 from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
+
+if TYPE_CHECKING:
+    from copilot.eds.frame_eds import FrameInclusions
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,72 @@ class PhaseStats:
     subpixel_boundary_px: int = 0  # working pixels on phase boundaries whose area was split sub-pixel
 
 
+@dataclass(frozen=True)
+class GrainRow:
+    """One grain inside the frame (a row of :class:`GrainTable`)."""
+
+    id: int
+    centroid_x_px: float
+    centroid_y_px: float
+    area_um2: float
+    ecd_um: float
+    g: float
+
+
+@dataclass
+class GrainTable:
+    """Columns of the grains inside the frame: id (in the label mask), centroid in frame pixels, area (µm²), ECD
+    (µm) and the grain's own E112 G from its area."""
+
+    id: np.ndarray
+    centroid_x_px: np.ndarray
+    centroid_y_px: np.ndarray
+    area_um2: np.ndarray
+    ecd_um: np.ndarray
+    g: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.id.size)
+
+    def rows(self) -> list[GrainRow]:
+        cols = [self.id.tolist(), self.centroid_x_px.tolist(), self.centroid_y_px.tolist(), self.area_um2.tolist(),
+                self.ecd_um.tolist(), self.g.tolist()]
+        return [GrainRow(int(i), x, y, a, d, g) for i, x, y, a, d, g in zip(*cols)]
+
+
+@dataclass
+class GrainStats:
+    """Grains of one frame (ASTM E112 / E1382 / E930; names as in the document's GrainSummary). Counts: grains
+    inside the frame and cut by its edge; sizes of the inside grains in µm; None where the frame is uncalibrated."""
+
+    count: int
+    count_edge: int
+    analysed_area_mm2: float | None = None
+    grains_per_mm2: float | None = None
+    g_planimetric: float | None = None
+    g_planimetric_ci: Interval | None = None
+    g_intercept: float | None = None
+    g_intercept_ci: Interval | None = None
+    mean_intercept_um: float | None = None
+    ecd_mean_um: float | None = None
+    ecd_sd_um: float | None = None
+    ecd_d10_um: float | None = None
+    ecd_d50_um: float | None = None
+    ecd_d90_um: float | None = None
+    area_mean_um2: float | None = None
+    ala_g: float | None = None
+    ala: bool = False
+    g_histogram: Histogram | None = None
+    boundary_fraction: float | None = None
+    note: str | None = None
+    table: GrainTable | None = None
+
+    @property
+    def grains(self) -> list[GrainRow]:
+        """Row view of the table (what the document lists)."""
+        return [] if self.table is None else self.table.rows()
+
+
 @dataclass
 class Measures:
     """All of a frame's measurements (the document's ``measurements``)."""
@@ -174,6 +243,7 @@ class Measures:
     particles: ParticleStats | None = None
     phases: PhaseStats | None = None
     defects: Any = None  # copilot.analysis.defects.DefectStats (task "defects")
+    grains: GrainStats | None = None
     sufficiency: list[Sufficiency] = field(default_factory=list)
 
 
@@ -187,6 +257,8 @@ class FrameMeasurements:
     summary: Measures
     refined: RefinedParticles | None = None
     morphology: Morphology | None = None  # phases: widths and intercepts (copilot.result documents it)
+    boundaries: np.ndarray | None = None  # grains: the boundary map on the segmentation grid
+    inclusions: "FrameInclusions | None" = None  # EDS of the frame's file (.bcf/.emd) when the config has [eds]
 
     def frame_labels(self) -> np.ndarray:
         """Labels on the frame's own pixels (what --save-masks writes): the measured outlines for particles, the

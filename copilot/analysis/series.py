@@ -28,7 +28,7 @@ from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.analysis.stats import median_interval
 
 STOP_LEVEL = 0.68  # a trend stops when this (narrower) interval of the slope includes zero
-ALERTING = ("ecd_mean", "density", "swelling", "density:cavity", "density:loop")  # d50 moves with ecd_mean
+ALERTING = ("ecd_mean", "density", "swelling", "density:cavity", "density:loop", "g")  # d50 moves with ecd_mean; g: grain growth
 
 
 # -- plain types ---------------------------------------------------------------------------------------------------
@@ -114,7 +114,8 @@ def quantity_name(q: str) -> str:
         return f"{q.split(':', 1)[1]} area fraction"
     if q.startswith("density:"):
         return f"{q.split(':', 1)[1]} density"
-    return {"swelling": "swelling (ΔV/V)", "d50": "median particle size (D50)", "ecd_mean": "mean particle size", "density": "particle density"}[q]
+    return {"swelling": "swelling (ΔV/V)", "d50": "median particle size (D50)", "ecd_mean": "mean particle size",
+            "density": "particle density", "g": "ASTM grain size number G"}[q]
 
 
 def value_unit(q: str, length_unit: str) -> str:
@@ -122,6 +123,8 @@ def value_unit(q: str, length_unit: str) -> str:
         return "%"
     if q.startswith("density:"):
         return "/µm²"
+    if q == "g":
+        return "G"
     return "particles/µm²" if q == "density" else length_unit
 
 
@@ -160,6 +163,9 @@ def point_from_measurements(fm: FrameMeasurements, verdict: str = "ok") -> Frame
     if m.defects is not None:
         return FramePoint(frame.frame_id, frame.acquired_at, defect_values(m.defects), m.length_unit, verdict=verdict,
                           dose=m.defects.dose)
+    if m.grains is not None:
+        return FramePoint(frame.frame_id, frame.acquired_at, {"g": m.grains.g_planimetric}, m.length_unit,
+                          verdict=verdict)
     phases = m.phases.phases[1:] if m.phases is not None else []
     return FramePoint(frame.frame_id, frame.acquired_at, {f"fraction:{ph.name}": ph.area_fraction for ph in phases},
                       m.length_unit, verdict=verdict)
@@ -191,6 +197,9 @@ def point_from_document(doc: dict[str, Any]) -> FramePoint:
     if m.get("defects") is not None:
         return FramePoint(doc["frame_id"], at, defect_values(m["defects"]), m["length_unit"], verdict=verdict,
                           dose=m["defects"].get("dose"))
+    if m.get("grains") is not None:
+        return FramePoint(doc["frame_id"], at, {"g": m["grains"].get("g_planimetric")}, m["length_unit"],
+                          verdict=verdict)
     phases = (m.get("phases") or {}).get("phases", [])[1:]
     return FramePoint(doc["frame_id"], at, {f"fraction:{ph['name']}": ph["area_fraction"] for ph in phases},
                       m["length_unit"], verdict=verdict)

@@ -1,5 +1,5 @@
-"""``copilot grains IMAGE``: ASTM E112 grain size from a boundary mask or an etched micrograph (classical path, until a
-grains boundary model ships)."""
+"""``copilot grains IMAGE``: ASTM E112 grain size from a boundary mask, or from an etched micrograph by the grains
+boundary model (``--boundaries model``: the daemon's own engine and boundary analysis) or classically (dark/bright)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,14 @@ from copilot.errors import UserError
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("grains", help="ASTM E112 grain size (planimetric + intercept) from a boundary image")
     p.add_argument("image", type=Path, help="any image the readers take (TIFF, PNG, DM, ...)")
-    p.add_argument("--boundaries", choices=["mask", "dark", "bright"], default="mask",
-                   help="mask: non-zero pixels are boundaries; dark/bright: etched boundaries (top-hat, Otsu hysteresis)")
+    p.add_argument("--boundaries", choices=["mask", "model", "dark", "bright"], default="mask",
+                   help="mask: non-zero pixels are boundaries; model: the grains boundary model (--model); dark/bright: "
+                        "etched boundaries found classically (top-hat, Otsu hysteresis)")
+    p.add_argument("--model", default="grains-sem", help="grains model for --boundaries model (name or folder)")
     p.add_argument("--nm-per-px", type=float, default=None, help="calibration when the file carries none")
-    p.add_argument("--close-px", type=int, default=1, help="bridge boundary gaps up to this many pixels")
+    p.add_argument("--close-px", type=int, default=None,
+                   help="bridge boundary gaps up to this many pixels (default 1; with --boundaries model the "
+                        "analysis' grain_close_px, 2 working px)")
     p.add_argument("--fields", type=int, default=3, help="fields per side for the 95 %% intervals (fields² in all)")
     p.add_argument("--out", type=Path, default=None, help="write grains.csv (interior grains) here")
     p.set_defaults(func=run)
@@ -37,6 +41,22 @@ def boundary_map(pixels: np.ndarray, kind: str, radius_px: int = 4) -> np.ndarra
     return apply_hysteresis_threshold(lines, 0.3 * high, high)
 
 
+def model_boundaries(frame, nm_per_px: float, model: str) -> tuple[np.ndarray, float]:
+    """The grains model's boundary map (working grid) and that grid's nm/px."""
+    from dataclasses import replace
+
+    from copilot.analysis.grain_frame import boundary_map as model_map
+    from copilot.analysis.settings import AnalysisSettings
+    from copilot.inference.select import load_engine
+
+    engine = load_engine(model, "auto", threads=2)
+    if engine.card.task != "grains":
+        raise UserError(f"{model} is a {engine.card.task} model: --boundaries model needs a grains model")
+    seg = engine.segment(replace(frame, nm_per_px=nm_per_px))
+    cfg = AnalysisSettings()
+    return model_map(seg.probabilities, seg.class_names, cfg.grain_boundary_low, cfg.grain_boundary_high), seg.nm_per_px
+
+
 def run(args) -> int:
     from copilot.analysis.grains import measure_grains
     from copilot.readers import read_frame
@@ -47,7 +67,15 @@ def run(args) -> int:
         raise UserError(f"{args.image.name} carries no calibration: pass --nm-per-px")
     if args.fields < 2:
         raise UserError("--fields must be at least 2 (intervals need two fields or more)")
-    r = measure_grains(boundary_map(frame.pixels, args.boundaries), nm, fields=args.fields, close_px=args.close_px)
+    if args.boundaries == "model":
+        b, nm = model_boundaries(frame, nm, args.model)
+    else:
+        b = boundary_map(frame.pixels, args.boundaries)
+    if args.close_px is None:
+        from copilot.analysis.settings import AnalysisSettings
+
+        args.close_px = AnalysisSettings().grain_close_px if args.boundaries == "model" else 1
+    r = measure_grains(b, nm, fields=args.fields, close_px=args.close_px)
 
     def show(v):
         if v is None:

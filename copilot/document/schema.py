@@ -194,12 +194,85 @@ class DefectSummary(_Doc):
                                                 "labels part, at entry i")
 
 
+class Grain(_Doc):
+    id: int = Field(..., description="the grain's id in the label mask")
+    centroid_x_px: float = Field(..., description="in frame pixels")
+    centroid_y_px: float = Field(..., description="in frame pixels")
+    area_um2: float
+    ecd_um: float = Field(..., description="equivalent circular diameter, µm")
+    g: float = Field(..., description="the grain's own E112 G from its area (E1382-style)")
+
+
+class GrainSummary(_Doc):
+    """ASTM E112 grain size of one frame from the model's boundary map (copilot.analysis.grains says how). Sizes
+    in µm (named so), of the grains inside the frame; None where the frame is uncalibrated."""
+
+    count: int = Field(..., description="grains inside the frame")
+    count_edge: int = Field(..., description="grains cut by the frame edge (half in the planimetric count, not sized)")
+    analysed_area_mm2: float | None = None
+    grains_per_mm2: float | None = Field(None, description="E112 planimetric N_A = (inside + ½ edge + 1) / area")
+    g_planimetric: float | None = Field(None, description="E112 grain size number, planimetric (Jeffries)")
+    g_planimetric_ci: Interval | None = Field(None, description="95 %, t over fields of the frame (E112 §15)")
+    g_intercept: float | None = Field(None, description="E112 grain size number, intercept (Abrams three circles)")
+    g_intercept_ci: Interval | None = None
+    mean_intercept_um: float | None = Field(None, description="mean lineal intercept, µm")
+    ecd_mean_um: float | None = None
+    ecd_sd_um: float | None = None
+    ecd_d10_um: float | None = None
+    ecd_d50_um: float | None = None
+    ecd_d90_um: float | None = None
+    area_mean_um2: float | None = None
+    ala_g: float | None = Field(None, description="G of the largest grain (ASTM E930)")
+    ala: bool = Field(False, description="ALA condition: the largest grain is 3 G or more coarser than the frame's G")
+    g_histogram: Histogram | None = Field(None, description="E1382-style: each inside grain's G from its area, "
+                                                            "half-G classes (edges in G)")
+    boundary_fraction: float | None = Field(None, description="share of the analysis grid on boundaries")
+    note: str | None = None
+    edge_policy: str = "grains cut by the frame edge count half in N_A (E112) and stay out of the sizes"
+    grains: list[Grain] = Field(default_factory=list, description="the grains inside the frame")
+
+
+class InclusionClassCount(_Doc):
+    name: str
+    count: int
+    area_px: int = Field(..., description="EDS map pixels of the class's inclusions")
+    count_per_mm2: float | None = Field(None, description="None when the EDS map is uncalibrated")
+    area_fraction: float = Field(..., description="of the EDS map's field")
+
+
+class Inclusion(_Doc):
+    id: int
+    inclusion_class: str = Field(..., description="first matching rule of [[eds.classes]], or 'unclassified'")
+    confidence: float = Field(..., description="probability that the class's rule holds, given the counting noise")
+    area_px: int = Field(..., description="EDS map pixels")
+    centroid_x_px: float = Field(..., description="on the EDS map's grid")
+    centroid_y_px: float
+    counts: int = Field(..., description="all counts of the summed spectrum")
+    fractions: dict[str, float] = Field(default_factory=dict, description="element fractions (basis), non-matrix, detected")
+    fraction_sigma: dict[str, float] = Field(default_factory=dict)
+
+
+class InclusionSummary(_Doc):
+    """Inclusions from the frame file's EDS spectrum image (copilot.eds): classes, counts and areas per mm²."""
+
+    basis: str = Field(..., description="atomic | weight: the basis of the fractions")
+    note: str = Field(..., description="semi-quantitative: what the fractions are and are not")
+    eds_shape: list[int] | None = Field(None, description="height, width of the EDS map (pixels)")
+    counts_per_px: float | None = Field(None, description="mean counts per EDS pixel (all channels)")
+    field_area_mm2: float | None = None
+    classes: list[InclusionClassCount] = Field(default_factory=list)
+    inclusions: list[Inclusion] = Field(default_factory=list)
+    unavailable: str | None = Field(None, description="why the file's EDS could not be analysed")
+
+
 class Measurements(_Doc):
-    task: Literal["particles", "phases", "defects"]
+    task: Literal["particles", "phases", "grains", "defects"]
     length_unit: Literal["nm", "px"]
     particles: ParticleSummary | None = None
     phases: PhaseSummary | None = None
+    grains: GrainSummary | None = None
     defects: DefectSummary | None = None
+    inclusions: InclusionSummary | None = Field(None, description="EDS frames of a config with an [eds] section")
     sufficiency: list[Sufficiency] = Field(default_factory=list)
 
 

@@ -72,7 +72,7 @@ class ModelCard(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     name: str
     version: str
-    task: Literal["particles", "phases", "defects"]
+    task: Literal["particles", "phases", "grains", "defects"]
     class_names: list[str] = Field(..., min_length=2)
     description: str = ""
     working_nm_per_px: float = Field(..., gt=0, description="the scale the network sees; frames are resampled to it")

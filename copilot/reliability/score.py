@@ -27,6 +27,7 @@ from copilot.reliability.quality import image_quality
 from copilot.reliability.shift import ShiftReference, ShiftWindow
 from copilot.reliability.types import FrameReliability, Verdict
 from copilot.reliability.settings import VerdictThresholds
+from copilot.reliability.task_checks import task_reasons
 
 LEVELS = ("ok", "warn", "fail")
 
@@ -137,6 +138,7 @@ class Assessor:
         p = fm.summary.particles
         if p is not None and p.count_sized < t.min_objects:
             found.append(("warn", f"too few objects to measure ({p.count_sized} sized)"))
+        found.extend(task_reasons(fm, t))
         frame = fm.segmentation.frame
         if not frame.calibrated:
             found.append(("warn", "no calibration in the file: sizes are in pixels"))

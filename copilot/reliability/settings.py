@@ -21,3 +21,12 @@ class VerdictThresholds(BaseModel):
     fail_snr: float = Field(1.0, ge=0, description="signal-to-noise below this: fail (no structure above the noise; "
                                                    "every simulated frame below 1 had object F1 < 0.5)")
     shift_window: int = Field(10, ge=3, description="frames in the rolling window for the shift MMD²")
+    min_grains: int = Field(50, ge=0, description="grains: fewer counted than this (E112: 50 per field): warn")
+    grain_max_boundary_fraction: float = Field(0.7, gt=0, le=1, description="grains: boundaries cover more: fail")
+    min_grain_px: float = Field(10.0, ge=0, description="grains: mean ECD under this many grid px: warn")
+    grain_g_ci_half: float = Field(0.5, gt=0, description="grains: planimetric G's 95 % half-width above this: warn")
+    grain_method_gap: float = Field(1.0, gt=0, description="grains: planimetric and intercept G further apart: warn")
+    eds_min_counts_per_px: float = Field(25.0, ge=0, description="EDS: fewer counts per map pixel: warn")
+    eds_min_confidence: float = Field(0.7, ge=0, le=1, description="EDS: mean inclusion class confidence below: warn")
+    eds_max_unclassified: float = Field(0.2, ge=0, le=1, description="EDS: more inclusions matching no rule: warn")
+    min_width_samples: int = Field(50, ge=0, description="phases: fewer medial-axis samples of a phase: warn")

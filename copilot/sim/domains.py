@@ -42,7 +42,7 @@ import numpy as np
 
 from copilot.sim.stem import SimFrame, SimParams, random_params, simulate_frame
 
-TASKS = ("particles", "phases", "defects")
+TASKS = ("particles", "phases", "grains", "defects")
 
 
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
@@ -107,7 +107,10 @@ PHASE_SHIFTS: dict[str, Callable[[np.random.Generator], dict]] = {
 }
 PHASE_GROUPS = tuple(PHASE_SHIFTS)
 
-GROUPS_BY_TASK: dict[str, tuple[str, ...]] = {"particles": PARTICLE_GROUPS, "phases": PHASE_GROUPS}
+from copilot.sim.grain_frames import GRAIN_GROUPS  # noqa: E402 (grains: etched polycrystals, own module)
+
+GROUPS_BY_TASK: dict[str, tuple[str, ...]] = {"particles": PARTICLE_GROUPS, "phases": PHASE_GROUPS,
+                                             "grains": GRAIN_GROUPS}
 GROUPS_BY_TASK["defects"] = ("in-domain", "over-focus", "defocus", "thickness", "dose", "magnification",
                              "loop-density")  # copilot.sim.irradiation.DEFECT_SHIFTS
 
@@ -135,6 +138,10 @@ def domain_params(group: str, rng: np.random.Generator, size_px: int = 512, task
         from copilot.sim.irradiation import defect_domain_params
 
         return defect_domain_params(group, rng, size_px)
+    if task == "grains":
+        from copilot.sim.grain_frames import grain_domain_params
+
+        return grain_domain_params(group, rng, size_px)
     if task == "phases":
         from copilot.sim.sem import random_sem_params
 
@@ -154,6 +161,10 @@ def sample_domain_frame(group: str, rng: np.random.Generator, size_px: int = 512
         from copilot.sim.irradiation import simulate_foil
 
         frame = simulate_foil(params, rng)
+    if task == "grains":
+        from copilot.sim.grain_frames import simulate_grains
+
+        frame = simulate_grains(params, rng)
     elif task == "phases":
         from copilot.sim.sem import simulate_sem
 

@@ -66,9 +66,10 @@ def simulate_polycrystal(shape: tuple[int, int] = (512, 512), grain_g: float = 8
     yy, xx = np.mgrid[:h, :w].astype(np.float64)
     if curvature_px > 0:
         scale = 1 / np.sqrt(density_px)
+        from copilot.sim.grain_frames import smooth_field
+
         for grid in (yy, xx):
-            field = ndi.gaussian_filter(rng.normal(size=shape), scale)
-            grid += curvature_px * field / (field.std() + 1e-12)
+            grid += curvature_px * smooth_field(shape, scale, rng)
     pts = np.stack([yy.ravel(), xx.ravel()], axis=1)
     if size_sigma > 0:  # power diagram: argmin |p − s|² − r², r² ∝ log-normal weights (mean cell area unchanged)
         weights = rng.lognormal(0, size_sigma, n)

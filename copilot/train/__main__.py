@@ -1,7 +1,8 @@
 """python -m copilot.train PRESET [--seed 0] [--out DIR]      (= copilot train PRESET)
 
 Presets: particles-stem (HAADF-STEM + BF-TEM nanoparticles), phases-sem (SEM two-phase and porous microstructures),
-defects-tem (BF-TEM cavities and dislocation loops in irradiated foils).
+grains-sem (etched polycrystals: grain boundaries for ASTM E112), defects-tem (BF-TEM cavities and dislocation
+loops in irradiated foils).
 Each regenerates its simulated data and trains from scratch with a fixed seed and a fixed number of steps (about
 25 min on two CPU cores), then writes model.onnx + card.json into engines/<preset> (or --out).
 """
@@ -12,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-PRESETS = ("particles-stem", "phases-sem", "defects-tem")
+PRESETS = ("particles-stem", "phases-sem", "grains-sem", "defects-tem")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         from copilot.train import particles_stem as recipe
     elif args.recipe == "defects-tem":
         from copilot.train import defects_tem as recipe  # type: ignore[no-redef]
+    elif args.recipe == "grains-sem":
+        from copilot.train import grains_sem as recipe  # type: ignore[no-redef]
     else:
         from copilot.train import phases_sem as recipe  # type: ignore[no-redef]
 

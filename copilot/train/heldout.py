@@ -123,6 +123,10 @@ def evaluate_engine(engine, task: str, per_group: int = 24, seed: int = HELDOUT_
             from copilot.train.defect_scores import defect_group_metrics
 
             m = defect_group_metrics(engine, group, per_group, s, size_px)
+        elif task == "grains":
+            from copilot.train.grains_metrics import grain_group_metrics
+
+            m = grain_group_metrics(engine, group, per_group, s, size_px)
         else:
             m = phase_group_metrics(engine, group, per_group, s, size_px)
         out[key] = m

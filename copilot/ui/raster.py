@@ -34,11 +34,15 @@ def size_colour(t: np.ndarray | float) -> np.ndarray:
 
 
 def size_range(doc: ResultDocument) -> tuple[float, float] | None:
-    """The ECD range the colour scale spans: 5th–95th percentile of the sized particles of this frame."""
-    p = doc.measurements.particles
-    if p is None:
+    """The ECD range the colour scale spans: 5th–95th percentile of the sized particles (grains: of the grains
+    inside the frame, µm) of this frame."""
+    p, g = doc.measurements.particles, doc.measurements.grains
+    if g is not None:
+        ecd = np.array([q.ecd_um for q in g.grains if math.isfinite(q.ecd_um)])
+    elif p is None:
         return None
-    ecd = np.array([q.ecd for q in p.particles if not q.touches_edge and math.isfinite(q.ecd)])
+    else:
+        ecd = np.array([q.ecd for q in p.particles if not q.touches_edge and math.isfinite(q.ecd)])
     if ecd.size == 0:
         return None
     lo, hi = (float(x) for x in np.percentile(ecd, [5, 95]))
@@ -51,6 +55,7 @@ def label_colours(doc: ResultDocument, n_labels: int) -> np.ndarray:
     """RGBA lookup table (n_labels + 1, 4): label id → colour. 0 is transparent.
 
     Particles: coloured by ECD on :func:`size_colour` over :func:`size_range`; edge-cut ones ``EDGE_RGB``.
+    Grains: by ECD the same way (the view fills them); grains cut by the edge ``EDGE_RGB``.
     Phases: label = class index; class 0 transparent, others from ``PHASE_RGB``. Defects: by class, ``DEFECT_RGB``.
     """
     lut = np.zeros((n_labels + 1, 4), np.uint8)
@@ -70,6 +75,15 @@ def label_colours(doc: ResultDocument, n_labels: int) -> np.ndarray:
         for q in p.particles:
             if 1 <= q.id <= n_labels and not q.touches_edge and rng is not None:
                 lut[q.id, :3] = size_colour((q.ecd - rng[0]) / (rng[1] - rng[0]))
+        return lut
+    g = doc.measurements.grains
+    if g is not None:  # grains filled by size (ECD); grains cut by the edge are not sized
+        rng = size_range(doc)
+        lut[1:, :3] = EDGE_RGB
+        lut[1:, 3] = 255
+        for q in g.grains:
+            if 1 <= q.id <= n_labels and rng is not None:
+                lut[q.id, :3] = size_colour((q.ecd_um - rng[0]) / (rng[1] - rng[0]))
         return lut
     for k in range(1, n_labels + 1):
         lut[k, :3] = PHASE_RGB[1 + (k - 1) % (len(PHASE_RGB) - 1)]

@@ -103,6 +103,9 @@ def headline(doc: ResultDocument) -> Headline:
         p = m.particles
         ci = p.d50_ci
         return Headline("d50", "D50", p.d50, ci.low if ci else None, ci.high if ci else None, m.length_unit)
+    if m.grains is not None:
+        ci = m.grains.g_planimetric_ci
+        return Headline("g", "G", m.grains.g_planimetric, ci.low if ci else None, ci.high if ci else None, "")
     if m.phases is not None and len(m.phases.phases) > 1:
         ph = m.phases.phases[1]
         ci = ph.ci
@@ -130,7 +133,10 @@ def plural(name: str) -> str:
 
 
 def count_text(doc: ResultDocument) -> str:
-    p = doc.measurements.particles
+    p, g = doc.measurements.particles, doc.measurements.grains
+    if g is not None:
+        intercept = "" if g.g_intercept is None else f", G intercept {g.g_intercept:.2f}"
+        return f"{g.count} grains, {g.count_edge} cut by the edge{intercept}" + (" · ALA" if g.ala else "")
     d = doc.measurements.defects
     if d is not None:
         edge = sum(c.count_edge for c in d.classes)
@@ -150,7 +156,9 @@ def edge_text(doc: ResultDocument) -> str:
 
 
 def density_text(doc: ResultDocument) -> str:
-    p = doc.measurements.particles
+    p, g = doc.measurements.particles, doc.measurements.grains
+    if g is not None:
+        return "– (uncalibrated)" if g.grains_per_mm2 is None else f"{fmt_num(g.grains_per_mm2)} grains/mm²"
     d = doc.measurements.defects
     if d is not None:
         if d.analysed_area_um2 is None:

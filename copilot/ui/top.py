@@ -99,6 +99,8 @@ class TopModel:
             g.add_row("count", Text.assemble((str(p.count), "bold"), edge))
         elif d.measurements.defects is not None:
             g.add_row("count", count_text(d))
+        elif d.measurements.grains is not None:
+            g.add_row("grains", count_text(d))
         if lines["withheld"]:
             g.add_row(h.label, Text.assemble(("withheld", "bold dim"), "  ", (lines["withheld"], "red")))
         else:
@@ -106,7 +108,7 @@ class TopModel:
             if lines["interval"]:
                 value.append(f"   {lines['interval']}", style="default")
             g.add_row(h.label, value)
-        if p is not None or d.measurements.defects is not None:
+        if p is not None or d.measurements.defects is not None or d.measurements.grains is not None:
             g.add_row("density", lines["density"])
         if d.reliability.predicted_per_class:
             g.add_row("predicted F1", ", ".join(f"{k[:-3]} {v:.2f}" for k, v in d.reliability.predicted_per_class.items()

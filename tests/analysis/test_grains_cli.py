@@ -40,3 +40,23 @@ def test_grains_command_needs_a_calibration(tmp_path, capsys, polycrystal):
     iio.imwrite(tmp_path / "mask.png", (polycrystal.boundaries * 255).astype(np.uint8))
     assert main(["grains", str(tmp_path / "mask.png")]) == 2
     assert "--nm-per-px" in capsys.readouterr().err
+
+
+def test_grains_command_with_a_boundary_model(tmp_path, capsys, grains_model_dir, threshold_model_dir):
+    from copilot.sim.grain_frames import random_grain_params, simulate_grains
+    from copilot.sim.tiff import write_tiff
+
+    sim = simulate_grains(random_grain_params(np.random.default_rng(0), 384, nm_per_px_range=(250.0, 250.0),
+                                              grain_g=11.0, dose=400.0, probe_blur_nm=60.0, scratches=0,
+                                              twins_per_grain=0.0, etch_depth=0.45, etch_variation=0.1, rim=0.0,
+                                              shading=0.0, line_jitter_px=0.0, scanline_noise=0.0), 0)
+    write_tiff(tmp_path / "etched.tif", sim)
+    assert main(["grains", str(tmp_path / "etched.tif"), "--boundaries", "model", "--model", str(grains_model_dir),
+                 "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    g = float(out.split("planimetric (Jeffries)")[1].split("G = ")[1].split()[0])
+    assert g == pytest.approx(sim.truth["g"], abs=0.3)
+    assert (tmp_path / "grains.csv").read_text().startswith("area_um2,ecd_um,g")
+    assert main(["grains", str(tmp_path / "etched.tif"), "--boundaries", "model", "--model",
+                 str(threshold_model_dir)]) == 2
+    assert "needs a grains model" in capsys.readouterr().err

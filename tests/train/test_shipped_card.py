@@ -10,6 +10,7 @@ EXPECTED = {
     "particles-stem": ("particles", ["background", "particle", "boundary"]),
     "phases-sem": ("phases", ["matrix", "second-phase", "pore"]),
     "defects-tem": ("defects", ["background", "cavity", "loop"]),
+    "grains-sem": ("grains", ["grain", "boundary"]),
 }
 
 
@@ -47,7 +48,8 @@ def test_card_has_heldout_metrics_per_group(name):
     for group in groups_for(card.task):
         m = card.metrics[f"heldout:{group}"]
         assert isinstance(m, dict)
-        key = {"particles": "object_f1", "defects": "cavity_3nm_f1"}.get(card.task, "fraction_error_pp_max_class_mean")
+        key = {"particles": "object_f1", "defects": "cavity_3nm_f1", "grains": "boundary_f1"}.get(
+            card.task, "fraction_error_pp_max_class_mean")
         assert key in m
     assert "ort_cpu2_latency_s_1024px" in card.metrics
 

@@ -119,7 +119,7 @@ class FrameView(pg.GraphicsLayoutWidget):
             labels = st.labels
             n = int(labels.max(initial=0))
             lut = label_colours(doc, n)
-            fill = PHASE_FILL_ALPHA if doc.measurements.task == "phases" else 0
+            fill = PHASE_FILL_ALPHA if doc.measurements.task in ("phases", "grains") else 0
             rgba, s = render_outlines(labels, lut, doc.image.grid_frame_px, (H, W), target, fill_alpha=fill)
             self.outlines.setImage(rgba, levels=(0, 255), autoLevels=False)
             self.outlines.setRect(QtCore.QRectF(0, 0, rgba.shape[1] * s, rgba.shape[0] * s))

@@ -33,8 +33,10 @@ class Numbers(QtWidgets.QWidget):
         h = headline(doc)
         fg = FG if live else DIM
         self.count.setStyleSheet(f"color: {fg};")
-        if p is not None:
-            self.count.setText(f"{p.count} <span style='font-size:12pt; font-weight:normal'>particles</span>")
+        g = doc.measurements.grains
+        if p is not None or g is not None:
+            n, what = (p.count, "particles") if p is not None else (g.count, "grains")
+            self.count.setText(f"{n} <span style='font-size:12pt; font-weight:normal'>{what}</span>")
         elif h.value is not None and not lines["withheld"]:
             self.count.setText(f"{h.value * 100:.1f} % <span style='font-size:12pt; font-weight:normal'>"
                                f"{esc(h.label)}</span>")
@@ -50,6 +52,8 @@ class Numbers(QtWidgets.QWidget):
         rows = [head]
         if p is not None:
             rows.append(f"{esc(lines['edge'])} · density {esc(lines['density'])}")
+        elif g is not None:
+            rows.append(f"{esc(lines['count'])} · {esc(lines['density'])}")
         suff_colour = VERDICT_COLOURS["ok"] if is_enough(doc) else AMBER
         rows.append(f"sufficiency: <b style='color:{suff_colour if live else DIM}'>{esc(lines['sufficiency'])}</b>")
         rows.append(esc(lines["trend"]))
@@ -84,10 +88,11 @@ def legend_html(doc, st) -> str:
                          f"{esc(ph.name)} {ph.area_fraction * 100:.1f} %")
         return " &nbsp; ".join(items)
     rng = size_range(doc)
-    if rng is None or st.labels is None and not doc.measurements.particles.particles:
+    grains = doc.measurements.grains is not None
+    if rng is None or st.labels is None and (grains or not doc.measurements.particles.particles):
         return ""
-    unit = doc.measurements.length_unit
+    unit = "µm" if grains else doc.measurements.length_unit
     swatches = "".join(f"<span style='background:{hex_rgb(size_colour(t))}'>&nbsp;&nbsp;&nbsp;</span>"
                        for t in np.linspace(0, 1, 7))
-    return (f"outline colour = ECD: {fmt_num(rng[0])} {swatches} {fmt_num(rng[1])} {unit}"
+    return (f"{'fill' if grains else 'outline'} colour = ECD: {fmt_num(rng[0])} {swatches} {fmt_num(rng[1])} {unit}"
             f" &nbsp;<span style='background:{hex_rgb(EDGE_RGB)}'>&nbsp;&nbsp;&nbsp;</span> cut by the edge")
