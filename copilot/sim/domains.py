@@ -161,7 +161,7 @@ def sample_domain_frame(group: str, rng: np.random.Generator, size_px: int = 512
         from copilot.sim.irradiation import simulate_foil
 
         frame = simulate_foil(params, rng)
-    if task == "grains":
+    elif task == "grains":
         from copilot.sim.grain_frames import simulate_grains
 
         frame = simulate_grains(params, rng)
