@@ -367,6 +367,7 @@ class Pipeline:
                 elif hasattr(stage, "use_engine"):  # measure worker processes: the new card from the next frame
                     stage.use_engine(engine)
                     stage.local[1].assessor = assessor
+        self.assessor = assessor
 
     def rebuild_state(self, recent: dict[str, list[dict]]) -> None:
         """Per-stream state (series, shift window: Accumulators) from the store's recent documents after a restart
