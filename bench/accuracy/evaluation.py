@@ -64,11 +64,18 @@ def seq(labels: np.ndarray) -> np.ndarray:
     return relabel_sequential(np.asarray(labels, np.int32))[0].astype(np.int32)
 
 
+REPORTED_TASKS = ("particles", "phases")  # grains and defects have their own benches (grains_model.md, defects.md)
+
+
 def discover_engines(names: list[str] | None = None) -> list[str]:
+    import json
+
     from copilot.inference.card import ENGINES_DIR
 
     found = sorted(d.name for d in ENGINES_DIR.iterdir()
-                   if (d / "card.json").is_file() and (d / "model.onnx").is_file()) if ENGINES_DIR.is_dir() else []
+                   if (d / "card.json").is_file() and (d / "model.onnx").is_file()
+                   and json.loads((d / "card.json").read_text()).get("task") in REPORTED_TASKS) \
+        if ENGINES_DIR.is_dir() else []
     if names:
         paths = [n for n in names if (Path(n) / "card.json").is_file()]  # an engine folder outside engines/
         missing = [n for n in names if n not in found and n not in paths]
