@@ -3,7 +3,8 @@
 Both models see the same target frames through the daemon's own path (engine, analysis, reliability). The adapted
 model is promoted only if every check passes:
 
-* ``predicted_f1``: the reliability regressor's mean predicted F1 is up (skipped where the card has no regressor);
+* ``predicted_f1``: the reliability regressor's mean predicted F1 is up; a model whose card has no regressor is
+  never promoted automatically (nothing label-free says it got better);
 * ``shift``: the frames' mean shift score against each model's own reference, in units of that reference's own
   typical score (median over its samples), is not up (the adapted reference is what it learnt from);
 * ``view_agreement``: its labels agree with those of a rotated and mirrored copy of the frame (mean IoU over the
@@ -169,9 +170,12 @@ def decide(parent_engine, adapted_engine, frames: list[Frame], limits: CheckLimi
     if not checks["no_collapse"]:
         reasons.append(f"drifts from the parent on its confident frames (objects ×{count_ratio:.2f}, "
                        f"area ×{area_ratio:.2f})")
-    evidence = ("predicted_f1" in checks) or ("shift" in checks)
+    # a shift score that went down only says the model now looks like the frames it learnt from; without a regressor
+    # that predicts its F1 nothing says it got better (phases: self-training promoted twice, worse on true labels)
+    evidence = "predicted_f1" in checks
     if not evidence:
-        reasons.append("no label-free evidence that it is better (no regressor, no embedding reference)")
+        reasons.append("no reliability regressor to predict its quality: kept aside for a person to check "
+                       "(copilot engines install FOLDER promotes it by hand)")
     promote = evidence and all(checks.values())
 
     def summary(r: ModelReport) -> dict:

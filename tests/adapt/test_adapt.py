@@ -73,6 +73,20 @@ def test_a_model_no_better_than_its_parent_is_not_promoted():
     assert d.adapted["confident_agreement"] == 1.0 and d.checks["no_collapse"]
 
 
+def test_a_model_without_a_regressor_is_never_promoted_automatically():
+    """phases-sem has no reliability regressor: a lower shift score alone is no evidence (the bench saw self-trained
+    phase models promoted that were worse on true labels)."""
+    card, folder = load_card("phases-sem")
+    assert card.reliability_regressor is None
+    rng = np.random.default_rng(3)
+    frames = [Frame(sample_domain_frame("dose", rng, 128, task="phases").image, 2.0, stream="s", frame_id=str(i),
+                    origin="sim")
+              for i in range(2)]
+    d = decide(OrtEngine(card, folder), OrtEngine(card, folder), frames)
+    assert not d.promote and "predicted_f1" not in d.checks
+    assert any("no reliability regressor" in r for r in d.reasons)
+
+
 def test_promote_and_rollback(adapted, user_dir):
     parent, parent_dir = load_card("particles-stem")
     installed = promote(adapted.folder)
