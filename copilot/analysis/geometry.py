@@ -343,15 +343,39 @@ def _halves(tile: np.ndarray, p: np.ndarray, q: np.ndarray, cut: float | None = 
     side = across > 0
     pieces = np.where(tile, 1 + side, 0)
     sizes = np.bincount(pieces.ravel(), minlength=3)[1:]
-    if cut is None:  # the chord: tile pixels within half a pixel of the line, their extent along it
-        on = tile & (np.abs(across) <= 0.5)
-        along = ((rows - p[0]) * d[0] + (cols - p[1]) * d[1]) / np.hypot(*d)
-        cut = float(np.ptp(np.broadcast_to(along, tile.shape)[on]) + 1) if on.any() else 0.0
+    if cut is None:
+        cut = _chord(tile, p, q)
     if sizes.min() < MIN_PIECE * sizes.max() or cut > MAX_NECK * np.sqrt(4 * sizes.min() / np.pi):
         return None
+    # a neck is narrower than the widest part of each piece beside it (measured parallel to the cut, a pixel or
+    # more away from it); a convex particle is widest where it would be cut, so it is never split
+    along = np.broadcast_to(((rows - p[0]) * d[0] + (cols - p[1]) * d[1]) / np.hypot(*d), tile.shape)
+    off = np.broadcast_to(np.rint(across), tile.shape)
+    for piece in (1, 2):
+        sel = (pieces == piece) & (np.abs(off) >= 1)
+        if not sel.any():
+            return None
+        o, a = off[sel].astype(int), along[sel]
+        o -= o.min()
+        lo, hi = np.full(o.max() + 1, np.inf), np.full(o.max() + 1, -np.inf)
+        np.minimum.at(lo, o, a)
+        np.maximum.at(hi, o, a)
+        width = hi - lo + 1
+        if cut >= width.max():
+            return None
     if max(_elongation(pieces == 1), _elongation(pieces == 2)) > MAX_PIECE_ELONGATION:
         return None
     return 1 + side
+
+
+def _chord(tile: np.ndarray, p: np.ndarray, q: np.ndarray) -> float:
+    """The tile's extent along the line through p and q (its pixels within half a pixel of the line)."""
+    rows, cols = np.ogrid[:tile.shape[0], :tile.shape[1]]
+    d = q - p
+    across = (d[0] * (cols - p[1]) - d[1] * (rows - p[0])) / np.hypot(*d)
+    on = tile & (np.abs(across) <= 0.5)
+    along = ((rows - p[0]) * d[0] + (cols - p[1]) * d[1]) / np.hypot(*d)
+    return float(np.ptp(np.broadcast_to(along, tile.shape)[on]) + 1) if on.any() else 0.0
 
 
 def valley_cut(tile: np.ndarray, origin: tuple[int, int], grid_rows: np.ndarray, grid_cols: np.ndarray,
@@ -378,10 +402,13 @@ def valley_cut(tile: np.ndarray, origin: tuple[int, int], grid_rows: np.ndarray,
     where = (i + 1) / (profile.size - 1)
     if depth[i] < VALLEY or abs(where - 0.5) > VALLEY_SPAN / 2:
         return None
-    point = centre + axis * (t.min() + i + 1.5)  # the valley bin's centre, grid coordinates
     sy, sx = scale
-    p = (point + 0.5) * (sy, sx) - 0.5 - np.asarray(origin, float)
     across = np.array([-axis[1] * sy, axis[0] * sx])
+
+    def at(b: float) -> np.ndarray:  # bin centre → tile coordinates
+        return (centre + axis * (t.min() + b + 0.5) + 0.5) * (sy, sx) - 0.5 - np.asarray(origin, float)
+
+    p = at(i + 1)
     return _halves(tile, p, p + across)
 
 
