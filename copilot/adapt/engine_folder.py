@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from copilot.inference.card import Lineage, ModelCard, sha256_of
+from copilot.inference.card import Lineage, ModelCard, save_card, sha256_of
 
 
 def adapted_version(parent_version: str, method: str, when: datetime) -> str:
@@ -56,9 +56,7 @@ def write_engine(net, parent: ModelCard, parent_dir: Path, out_dir: Path, *, met
         "model_sha256": sha256_of(onnx_path),
         "training_command": command,
     })
-    tmp = out_dir / ".card.json.partial"
-    tmp.write_text(card.model_dump_json(indent=2) + "\n")
-    tmp.replace(out_dir / "card.json")
+    save_card(card, out_dir)
     return card
 
 

@@ -102,6 +102,13 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def save_card(card: ModelCard, folder: Path) -> None:
+    """Write ``folder``/card.json atomically (a reader never sees half a card)."""
+    tmp = Path(folder) / ".card.json.partial"
+    tmp.write_text(card.model_dump_json(indent=2) + "\n")
+    tmp.replace(Path(folder) / "card.json")
+
+
 def load_card(name_or_path: str | Path, verify_sha256: bool = True) -> tuple[ModelCard, Path]:
     """Load and validate a card; return it with its folder. Refuses a model.onnx whose sha256 differs from the card."""
     folder = find_model(name_or_path)

@@ -87,22 +87,16 @@ def correct_class_prior(path: str | Path, class_weights, bias: str = "net.head.b
 
 def calibrate_engine(folder: str | Path, class_weights) -> Path:
     """:func:`correct_class_prior` on an engine folder's model.onnx, keeping its card true (checksum, note)."""
-    import json
-
-    from copilot.inference.card import load_card, sha256_of
+    from copilot.inference.card import load_card, save_card, sha256_of
 
     folder = Path(folder)
     card, _ = load_card(folder)
     if PRIOR_NOTE in card.description:
         raise ValueError(f"{folder}: already calibrated for its class weights")
     correct_class_prior(folder / "model.onnx", class_weights)
-    data = json.loads((folder / "card.json").read_text())
-    data["description"] = f"{data['description']} {PRIOR_NOTE}"
-    data["model_sha256"] = sha256_of(folder / "model.onnx")
-    tmp = folder / ".card.json.partial"
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(folder / "card.json")
-    load_card(folder)  # still valid
+    save_card(card.model_copy(update={"description": f"{card.description} {PRIOR_NOTE}",
+                                      "model_sha256": sha256_of(folder / "model.onnx")}), folder)
+    load_card(folder)  # the checksum matches the corrected model
     return folder
 
 

@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="write the metrics here")
     ap.add_argument("--update-card", action="store_true", help="store the results in the card as heldout:<group>")
     a = ap.parse_args(argv)
-    from copilot.inference.card import load_card
+    from copilot.inference.card import load_card, save_card
     from copilot.inference.ort_engine import OrtEngine
 
     card, folder = load_card(a.engine)
@@ -159,12 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     if a.update_card:
         from copilot.train.recipe import finite_metrics
 
-        data = json.loads((folder / "card.json").read_text())
-        data["metrics"] = {k: v for k, v in data.get("metrics", {}).items() if not k.startswith("heldout:")}
-        data["metrics"].update(finite_metrics({f"heldout:{g}": m for g, m in res.items()}))
-        tmp = folder / ".card.json.partial"
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        tmp.replace(folder / "card.json")
+        metrics = {k: v for k, v in card.metrics.items() if not k.startswith("heldout:")}
+        metrics.update(finite_metrics({f"heldout:{g}": m for g, m in res.items()}))
+        save_card(card.model_copy(update={"metrics": metrics}), folder)
         load_card(folder)  # still valid
         print(f"updated {folder / 'card.json'}")
     return 0

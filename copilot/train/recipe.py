@@ -250,7 +250,6 @@ def finite_metrics(metrics: dict) -> dict:
 
 
 def _write_card(card, out_dir: Path) -> None:
-    card = card.model_copy(update={"metrics": finite_metrics(card.metrics)})
-    tmp = out_dir / ".card.json.partial"
-    tmp.write_text(card.model_dump_json(indent=2) + "\n")
-    tmp.replace(out_dir / "card.json")
+    from copilot.inference.card import save_card
+
+    save_card(card.model_copy(update={"metrics": finite_metrics(card.metrics)}), out_dir)
