@@ -60,7 +60,8 @@ class SocketSource:
         self.stream_default = stream_default
         self.rcvhwm = rcvhwm
         self.poll_timeout_s = poll_timeout_s
-        self._context = context
+        self._context = context  # None: a private context, terminated by stop() so the port is free on return
+        self._own_context: zmq.Context | None = None
         self.security = security  # copilot.security.ServerSecurity: CURVE, allow-listed pushers only
         self.limits = limits or InputLimits()
         self._socket: zmq.Socket | None = None
@@ -80,7 +81,9 @@ class SocketSource:
         if self._thread is not None:
             raise RuntimeError("SocketSource already started")
         self._emit = emit
-        ctx = self._context or zmq.Context.instance()
+        if self._context is None:
+            self._own_context = zmq.Context()
+        ctx = self._context or self._own_context
         sock = ctx.socket(zmq.PULL)
         try:
             if self.security is not None:
@@ -96,6 +99,7 @@ class SocketSource:
                 sock.connect(self.endpoint)
         except Exception:
             sock.close(linger=0)
+            self._release_context()
             raise
         self._socket = sock
         # The socket is handed to the receive thread here and used by that thread only from now on.
@@ -105,9 +109,20 @@ class SocketSource:
                  self.endpoint, self.max_bytes)
 
     def stop(self) -> None:
+        """Stop receiving; on return the bound port can be bound again (closing a ZeroMQ socket alone is
+        asynchronous, terminating the context it lived in is not)."""
         self._stopping.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+            self._release_context()
+
+    def _release_context(self) -> None:
+        ctx, self._own_context = self._own_context, None
+        if ctx is None:
+            return
+        if self.security is not None:
+            self.security.release(ctx)  # its ZAP handler holds a socket in ctx
+        ctx.term()
 
     def stats(self) -> dict[str, Any]:
         return {
