@@ -148,8 +148,7 @@ def open_session_exports(store: ResultStore, sessions_dir: Path, stream: str, *,
     if state is not None:
         folder = Path(state["dir"])
         offsets = state.get("offsets", {})
-        intact = folder.is_dir() and all(
-            (folder / f).exists() and (folder / f).stat().st_size >= offsets.get(f, 0) for f in ResultWriter.FILES)
+        intact = ResultWriter.can_resume(folder, offsets)
         age = datetime.now(timezone.utc) - datetime.fromisoformat(state["updated_at"])
         if not intact:
             log.warning("export session %s is incomplete on disk; starting a new session", folder)

@@ -1,4 +1,5 @@
-"""Write results where people open them: results.jsonl, frames.csv, particles.csv, grains.csv, Fiji-ready label TIFFs, and at
+"""Write results where people open them: results.jsonl, frames.csv, particles.csv, grains.csv, inclusions.csv, Fiji-ready
+label TIFFs, and at
 the end a session summary (JSON) with a PSD plot and a trend plot (PNG)."""
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import tifffile
 from copilot.inference.preprocess import nearest_resample
 from copilot.document.schema import ResultDocument, SeriesSummary
 from copilot.grain_exports import GRAIN_COLUMNS, GRAIN_FRAME_COLUMNS, grain_frame_columns, grain_rows
+from copilot.inclusion_exports import (INCLUSION_COLUMNS, INCLUSION_FRAME_COLUMNS, inclusion_frame_columns,
+                                       inclusion_rows)
 from copilot.result import Result
 
 FRAME_COLUMNS = [
@@ -23,7 +26,7 @@ FRAME_COLUMNS = [
     "density_per_um2", "ecd_mean", "ecd_sd", "d10", "d50", "d90", "d50_ci_low", "d50_ci_high", "geometric_mean", "sigma_g",
     "phase_fractions", "enough", "image_confidence", "predicted_f1", "verdict", "reasons", "end_to_end_ms",
     "seq", "queue_wait_ms",
-] + GRAIN_FRAME_COLUMNS
+] + GRAIN_FRAME_COLUMNS + INCLUSION_FRAME_COLUMNS
 PARTICLE_COLUMNS = [
     "frame_id", "particle_id", "centroid_x_px", "centroid_y_px", "area_nm2", "ecd_nm", "feret_max_nm", "feret_min_nm",
     "aspect_ratio", "circularity", "solidity", "mean_intensity", "confidence", "touches_edge",
@@ -53,6 +56,7 @@ def frame_row(d: ResultDocument) -> dict:
     if d.measurements.phases is not None:
         row["phase_fractions"] = json.dumps({ph.name: round(ph.area_fraction, 6) for ph in d.measurements.phases.phases})
     row.update(grain_frame_columns(d))
+    row.update(inclusion_frame_columns(d))
     return row
 
 
@@ -327,7 +331,9 @@ class ResultWriter:
     """
 
     name = "exports"
-    FILES = ("results.jsonl", "frames.csv", "particles.csv", "grains.csv")
+    FILES = ("results.jsonl", "frames.csv", "particles.csv", "grains.csv", "inclusions.csv")
+    CSV_COLUMNS = {"frames.csv": FRAME_COLUMNS, "particles.csv": PARTICLE_COLUMNS, "grains.csv": GRAIN_COLUMNS,
+                   "inclusions.csv": INCLUSION_COLUMNS}
 
     def __init__(self, out_dir: Path, save_masks: bool = False, *, resume: dict[str, int] | None = None):
         self.out_dir = Path(out_dir)
@@ -345,14 +351,29 @@ class ResultWriter:
                 handles[fname] = open(path, "a", newline="", encoding="utf-8")
             else:
                 handles[fname] = open(path, "w", newline="", encoding="utf-8")
-        self._jsonl, self._frames_fh, self._particles_fh, self._grains_fh = (handles[f] for f in self.FILES)
-        self._frames = csv.DictWriter(self._frames_fh, FRAME_COLUMNS)
-        self._particles = csv.DictWriter(self._particles_fh, PARTICLE_COLUMNS)
-        self._grains = csv.DictWriter(self._grains_fh, GRAIN_COLUMNS)
-        for fh, writer in ((self._frames_fh, self._frames), (self._particles_fh, self._particles),
-                           (self._grains_fh, self._grains)):
-            if fh.tell() == 0:
+        self._handles = tuple(handles[f] for f in self.FILES)
+        self._jsonl = handles["results.jsonl"]
+        self._csv = {f: csv.DictWriter(handles[f], cols) for f, cols in self.CSV_COLUMNS.items()}
+        for f, writer in self._csv.items():
+            if handles[f].tell() == 0:
                 writer.writeheader()
+
+    @classmethod
+    def can_resume(cls, folder: Path, offsets: dict[str, int]) -> bool:
+        """Whether a session folder can be continued: every file it recorded is there, at least as long as
+        recorded, and every CSV has this version's columns (a folder from an older version starts a new session
+        rather than mixing column sets)."""
+        for f in cls.FILES:
+            path = folder / f
+            if f not in offsets:
+                continue  # a file kind this folder's version did not write: created on resume
+            if not path.exists() or path.stat().st_size < offsets[f]:
+                return False
+            if f in cls.CSV_COLUMNS and offsets[f] > 0:
+                with open(path, newline="", encoding="utf-8") as fh:
+                    if next(csv.reader(fh), None) != cls.CSV_COLUMNS[f]:
+                        return False
+        return folder.is_dir()
 
     @property
     def count(self) -> int:
@@ -379,10 +400,11 @@ class ResultWriter:
             self.aggregate.add(d)
             self._count += 1
             self._jsonl.write(d.to_json() + "\n")
-            self._frames.writerow(frame_row(d))
-            self._particles.writerows(particle_rows(d))
-            self._grains.writerows(grain_rows(d))
-            for fh in self._handles():
+            self._csv["frames.csv"].writerow(frame_row(d))
+            self._csv["particles.csv"].writerows(particle_rows(d))
+            self._csv["grains.csv"].writerows(grain_rows(d))
+            self._csv["inclusions.csv"].writerows(inclusion_rows(d))
+            for fh in self._handles:
                 fh.flush()
             if self.save_masks and result.frame_labels is not None:  # the measured outlines, frame pixels
                 self._write_mask(d, result.frame_labels())
@@ -390,11 +412,8 @@ class ResultWriter:
                 self._write_mask(d, np.asarray(result.parts["labels"]))
             return json.dumps(self.offsets())
 
-    def _handles(self) -> tuple:
-        return self._jsonl, self._frames_fh, self._particles_fh, self._grains_fh
-
     def offsets(self) -> dict[str, int]:
-        return {f: fh.tell() for f, fh in zip(self.FILES, self._handles())}
+        return {f: fh.tell() for f, fh in zip(self.FILES, self._handles)}
 
     def _write_mask(self, d: ResultDocument, labels: np.ndarray) -> None:
         if labels.shape != (d.image.height_px, d.image.width_px):
@@ -407,7 +426,7 @@ class ResultWriter:
 
     def close(self) -> dict:
         with self._lock:
-            for fh in self._handles():
+            for fh in self._handles:
                 fh.close()
             summary = self.aggregate.summary()
             (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))

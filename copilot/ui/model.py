@@ -22,8 +22,8 @@ import numpy as np
 
 from copilot.document.schema import ResultDocument
 from copilot.ui.text import (
-    clock, count_text, density_text, e2e_ms, edge_text, fmt_num, headline, latency_text, sufficiency_text, trend_of,
-    trend_text, withheld,
+    clock, count_text, density_text, e2e_ms, edge_text, fmt_num, headline, inclusion_text, latency_text,
+    sufficiency_text, trend_of, trend_text, withheld,
 )
 
 HEARTBEAT_S = 2.0  # the daemon's status interval
@@ -326,6 +326,7 @@ class ViewModel:
             "latency": latency_text(doc, None if st.from_snapshot else st.delivery_ms)
             + (" (from the snapshot)" if st.from_snapshot else ""),
             "edge": edge_text(doc),
+            "inclusions": "withheld" if why and doc.measurements.inclusions is not None else inclusion_text(doc),
             "model": f"{doc.model.name} {doc.model.version} on {doc.model.engine}",
             "calibration": (f"{fmt_num(doc.calibration.nm_per_px)} nm/px ({doc.calibration.source})"
                             if doc.calibration.calibrated else "uncalibrated: lengths in px"),

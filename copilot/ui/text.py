@@ -148,6 +148,24 @@ def count_text(doc: ResultDocument) -> str:
     return f"{p.count} particles{edge}"
 
 
+def inclusion_text(doc: ResultDocument, max_classes: int = 4) -> str:
+    """``7 inclusions: oxide 4 (12.5/mm²), sulfide 3 (9.4/mm²)`` from the frame's EDS; "" without EDS analysis."""
+    s = doc.measurements.inclusions
+    if s is None:
+        return ""
+    if s.unavailable:
+        return f"EDS not analysed: {s.unavailable}"
+    found = sorted((c for c in s.classes if c.count), key=lambda c: -c.count)
+    total = sum(c.count for c in found)
+    if not total:
+        return "no inclusions in the EDS map"
+    parts = [f"{c.name} {c.count}" + (f" ({fmt_num(c.count_per_mm2)}/mm²)" if c.count_per_mm2 is not None else "")
+             for c in found[:max_classes]]
+    if len(found) > max_classes:
+        parts.append(f"+{len(found) - max_classes} more classes")
+    return f"{total} inclusion{'s' if total != 1 else ''}: " + ", ".join(parts)
+
+
 def edge_text(doc: ResultDocument) -> str:
     p = doc.measurements.particles
     if p is None:

@@ -110,6 +110,8 @@ class TopModel:
             g.add_row(h.label, value)
         if p is not None or d.measurements.defects is not None or d.measurements.grains is not None:
             g.add_row("density", lines["density"])
+        if lines["inclusions"]:
+            g.add_row("inclusions", lines["inclusions"])
         if d.reliability.predicted_per_class:
             g.add_row("predicted F1", ", ".join(f"{k[:-3]} {v:.2f}" for k, v in d.reliability.predicted_per_class.items()
                                                 if k.endswith("_f1")))

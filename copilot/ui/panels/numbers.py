@@ -54,6 +54,8 @@ class Numbers(QtWidgets.QWidget):
             rows.append(f"{esc(lines['edge'])} · density {esc(lines['density'])}")
         elif g is not None:
             rows.append(f"{esc(lines['count'])} · {esc(lines['density'])}")
+        if lines["inclusions"]:
+            rows.append(esc(lines["inclusions"]))
         suff_colour = VERDICT_COLOURS["ok"] if is_enough(doc) else AMBER
         rows.append(f"sufficiency: <b style='color:{suff_colour if live else DIM}'>{esc(lines['sufficiency'])}</b>")
         rows.append(esc(lines["trend"]))
