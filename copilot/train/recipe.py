@@ -150,7 +150,7 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
     torch.manual_seed(seed)
     lineage = None
     if init_onnx is not None:
-        net, lineage = _fused_from_onnx(Path(init_onnx), channels, len(class_names))
+        net, lineage = _fused_from_onnx(Path(init_onnx), channels, len(class_names), class_weights)
         log(f"fine-tuning from {lineage['parent']}")
     else:
         net = TinyUNet(n_classes=len(class_names), channels=channels)
@@ -221,21 +221,32 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
     return metrics
 
 
-def _fused_from_onnx(onnx_path: Path, channels: tuple[int, ...], n_classes: int):
-    """A trainable fused TinyUNet holding the weights of ``onnx_path``, and its lineage for the card."""
+def _fused_from_onnx(onnx_path: Path, channels: tuple[int, ...], n_classes: int,
+                     class_weights: tuple[float, ...] | None = None):
+    """A trainable fused TinyUNet holding the weights of ``onnx_path``, and its lineage for the card.
+
+    A parent calibrated for its class weights (its card carries the prior note) gets ``+log w`` back on the head's
+    bias, so training starts at the weighted loss's own optimum and the export's correction is applied once."""
     import torch
 
     from copilot.inference.card import sha256_of
     from copilot.inference.torch_engine import build_fused_unet
     from copilot.inference.weights import onnx_to_tensors
+    from copilot.train.export import PRIOR_NOTE
 
     tensors, _ = onnx_to_tensors(onnx_path)
+    card = json.loads((onnx_path.parent / "card.json").read_text())
+    method = "fine-tuned (fused weights, no BatchNorm) on soft area-coverage targets"
+    if PRIOR_NOTE in card.get("description", "") and class_weights is not None:
+        head = [k for k in tensors if k.endswith("head.bias")]
+        if len(head) != 1 or tensors[head[0]].shape != (len(class_weights),):
+            raise ValueError(f"{onnx_path}: cannot find the output head's bias to undo its class-prior correction")
+        tensors[head[0]] = tensors[head[0]] + np.log(np.asarray(class_weights, np.float32))
+        method += "; the parent's class-prior correction undone before training (applied again at export)"
     net = build_fused_unet(channels, n_classes)
     net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, strict=True)
-    card = json.loads((onnx_path.parent / "card.json").read_text())
     parent = f"{card['name']} {card['version']} (sha256 {sha256_of(onnx_path)[:12]})"
-    return net, {"parent": parent, "method": "fine-tuned (fused weights, no BatchNorm) on soft area-coverage "
-                                             "targets"}
+    return net, {"parent": parent, "method": method}
 
 
 def finite_metrics(metrics: dict) -> dict:

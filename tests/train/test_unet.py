@@ -73,3 +73,26 @@ def test_class_prior_correction_divides_out_the_training_weights(tmp_path):
     assert (p_fix[:, 2] < p_raw[:, 2]).all()  # the up-weighted class loses exactly its prior
     with pytest.raises(ValueError, match="do not match"):
         correct_class_prior(fixed, (1.0, 2.0))
+
+
+def test_fine_tuning_a_calibrated_parent_undoes_its_correction_once(tmp_path):
+    """A parent shipped with −log w on its head starts training at the weighted loss's optimum (+log w back), so
+    the export's correction is not applied twice; an uncalibrated parent is loaded as it is."""
+    import json
+
+    import torch
+
+    from copilot.train.export import PRIOR_NOTE, correct_class_prior, export_onnx
+    from copilot.train.recipe import _fused_from_onnx
+
+    w = (1.0, 1.0, 2.5)
+    net = TinyUNet(channels=(4, 8, 16, 32)).eval()
+    for folder, note in (("raw", ""), ("calibrated", PRIOR_NOTE)):
+        path = export_onnx(net, tmp_path / folder / "model.onnx")
+        if note:
+            correct_class_prior(path, w)
+        (tmp_path / folder / "card.json").write_text(json.dumps({"name": "m", "version": "1", "description": note}))
+    raw, lineage_raw = _fused_from_onnx(tmp_path / "raw" / "model.onnx", (4, 8, 16, 32), 3, w)
+    cal, lineage_cal = _fused_from_onnx(tmp_path / "calibrated" / "model.onnx", (4, 8, 16, 32), 3, w)
+    assert torch.allclose(cal.state_dict()["head.bias"], raw.state_dict()["head.bias"], atol=1e-6)
+    assert "undone" in lineage_cal["method"] and "undone" not in lineage_raw["method"]
