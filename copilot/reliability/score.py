@@ -54,12 +54,14 @@ class Assessor:
         self.window = ShiftWindow(self.reference, self.thresholds.shift_window)
 
     def predict(self, features: dict[str, float]) -> dict[str, float]:
-        """Predicted targets (f1, precision, recall), clipped to [0, 1]; empty without a regressor."""
+        """Predicted targets: scores (f1, precision, recall, per class) clipped to [0, 1], errors (``*_error``,
+        e.g. the grains' ``g_abs_error``) to ≥ 0; empty without a regressor."""
         if self._session is None:
             return {}
         x = np.array([[features[name] for name in self.calibration.features]], np.float32)
         y = self._session.run(None, {self.calibration.input_name: x})[0].reshape(-1)
-        return {t: float(np.clip(v, 0.0, 1.0)) for t, v in zip(self.calibration.targets, y)}
+        return {t: float(max(v, 0.0) if t.endswith("_error") else np.clip(v, 0.0, 1.0))
+                for t, v in zip(self.calibration.targets, y)}
 
     def frame(self, fm: FrameMeasurements) -> FrameReliability:
         """The frame's own reliability (no per-stream state: safe on any worker, in any order)."""
@@ -138,7 +140,7 @@ class Assessor:
         p = fm.summary.particles
         if p is not None and p.count_sized < t.min_objects:
             found.append(("warn", f"too few objects to measure ({p.count_sized} sized)"))
-        found.extend(task_reasons(fm, t))
+        found.extend(task_reasons(fm, t, r.predicted_per_class))
         frame = fm.segmentation.frame
         if not frame.calibrated:
             found.append(("warn", "no calibration in the file: sizes are in pixels"))

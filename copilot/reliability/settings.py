@@ -25,6 +25,8 @@ class VerdictThresholds(BaseModel):
     grain_max_boundary_fraction: float = Field(0.7, gt=0, le=1, description="grains: boundaries cover more: fail")
     min_grain_px: float = Field(10.0, ge=0, description="grains: mean ECD under this many grid px: warn")
     grain_g_ci_half: float = Field(0.5, gt=0, description="grains: planimetric G's 95 % half-width above this: warn")
+    grain_predicted_g_error: float = Field(0.5, gt=0, description="grains: the reliability regressor's predicted "
+                                           "|ΔG| above this (E112 shift target ±0.5): warn")
     grain_method_gap: float = Field(1.0, gt=0, description="grains: planimetric and intercept G further apart: warn")
     eds_min_counts_per_px: float = Field(25.0, ge=0, description="EDS: fewer counts per map pixel: warn")
     eds_min_confidence: float = Field(0.7, ge=0, le=1, description="EDS: mean inclusion class confidence below: warn")

@@ -9,7 +9,8 @@ Each check returns ``(level, reason)`` pairs for ``copilot.reliability.score.Ass
   ``min_grains`` counted (E112 §11 asks for 50 or more per field) → warn; the
   planimetric G's 95 % interval wider than ±``grain_g_ci_half`` → warn; planimetric and intercept G more than
   ``grain_method_gap`` apart → warn (broken boundaries merge grains and lower the planimetric G much more than the
-  intercept G; spurious boundaries do the opposite).
+  intercept G; spurious boundaries do the opposite); the reliability regressor's predicted |ΔG| above
+  ``grain_predicted_g_error`` → warn.
 * inclusions (EDS): the file's EDS could not be analysed → warn; fewer than ``eds_min_counts_per_px`` counts per
   EDS pixel → warn (class accuracy falls to about 0.92 at 10 counts/px on simulated cubes, bench/accuracy/eds.md);
   mean class confidence under ``eds_min_confidence`` or more than ``eds_max_unclassified`` of the inclusions
@@ -24,11 +25,15 @@ from copilot.analysis.measurements import FrameMeasurements
 from copilot.reliability.settings import VerdictThresholds
 
 
-def grain_reasons(fm: FrameMeasurements, t: VerdictThresholds) -> list[tuple[str, str]]:
+def grain_reasons(fm: FrameMeasurements, t: VerdictThresholds,
+                  predicted: dict[str, float] | None = None) -> list[tuple[str, str]]:
     g = fm.summary.grains
     if g is None:
         return []
     found: list[tuple[str, str]] = []
+    dg = (predicted or {}).get("g_abs_error")
+    if dg is not None and g.count > 0 and dg > t.grain_predicted_g_error:
+        found.append(("warn", f"predicted G error ±{dg:.1f} on this frame (good practice: ±0.25)"))
     counted = g.count + 0.5 * g.count_edge
     if g.count == 0:
         found.append(("fail", "no closed grains: no grain boundary network found"))
@@ -82,6 +87,7 @@ def inclusion_reasons(fm: FrameMeasurements, t: VerdictThresholds) -> list[tuple
     return found
 
 
-def task_reasons(fm: FrameMeasurements, t: VerdictThresholds) -> list[tuple[str, str]]:
-    """All task-specific reasons of one frame."""
-    return grain_reasons(fm, t) + morphology_reasons(fm, t) + inclusion_reasons(fm, t)
+def task_reasons(fm: FrameMeasurements, t: VerdictThresholds,
+                 predicted: dict[str, float] | None = None) -> list[tuple[str, str]]:
+    """All task-specific reasons of one frame (``predicted``: the regressor's task targets, e.g. g_abs_error)."""
+    return grain_reasons(fm, t, predicted) + morphology_reasons(fm, t) + inclusion_reasons(fm, t)

@@ -33,7 +33,7 @@ from copilot.train.data import Augment, area_average, native_size, to_uint8, to_
 from copilot.train.recipe import ort_predict
 
 NAME = "grains-sem"
-VERSION = "0.1.0"
+VERSION = "0.2.0"
 CLASS_NAMES = ("grain", "boundary")
 CHANNELS = (8, 16, 32, 64)
 PATCH_PX = 128

@@ -23,7 +23,7 @@ from rich.progress import Progress
 
 from copilot.analysis import measure
 from copilot.frame import Frame
-from copilot.inference.card import load_card
+from copilot.inference.card import load_card, save_card
 from copilot.inference.ort_engine import OrtEngine
 from copilot.inference.preprocess import nearest_resample as nearest_to_grid
 from copilot.reliability.calibration import FeatureStats, ReliabilityCalibration
@@ -197,9 +197,7 @@ def fit_and_write(model: str, rows: list[dict], mmd2_p99: float | None, command:
         training_command=command,
     )
     (folder / "reliability.json").write_text(calibration.model_dump_json(indent=2) + "\n")
-    card_data = json.loads((folder / "card.json").read_text())
-    card_data["reliability_regressor"] = "reliability.onnx"
-    (folder / "card.json").write_text(json.dumps(card_data, indent=2) + "\n")
+    save_card(card.model_copy(update={"reliability_regressor": "reliability.onnx"}), folder)
     return folder
 
 

@@ -22,8 +22,8 @@ from rich.text import Text
 
 from copilot.document.schema import ResultDocument
 from copilot.ui.model import ViewModel
-from copilot.ui.text import (adaptation_text, alert_text, clock, count_text, headline, is_enough, sufficiency_text,
-                              trend_of, trend_text)
+from copilot.ui.text import (adaptation_text, alert_text, clock, count_text, fmt_num, headline, is_enough,
+                              sufficiency_text, trend_of, trend_text)
 
 SPARK = "▁▂▃▄▅▆▇█"
 VERDICT_STYLE = {"ok": "bold green", "warn": "bold yellow", "fail": "bold red"}
@@ -112,9 +112,12 @@ class TopModel:
             g.add_row("density", lines["density"])
         if lines["inclusions"]:
             g.add_row("inclusions", lines["inclusions"])
-        if d.reliability.predicted_per_class:
-            g.add_row("predicted F1", ", ".join(f"{k[:-3]} {v:.2f}" for k, v in d.reliability.predicted_per_class.items()
-                                                if k.endswith("_f1")))
+        predicted = d.reliability.predicted_per_class
+        if any(k.endswith("_f1") for k in predicted):
+            g.add_row("predicted F1", ", ".join(f"{k[:-3]} {v:.2f}" for k, v in predicted.items() if k.endswith("_f1")))
+        if "g_abs_error" in predicted:
+            g.add_row("predicted G error", f"±{predicted['g_abs_error']:.2f} (boundary F1 "
+                                           f"{fmt_num(d.reliability.predicted_f1, 2)})")
         trend = trend_of(d, h.quantity)
         line = Text(sparkline([q.value for q in st.history if not q.fail], width=32), style="cyan")
         line.append(("  " if line.plain else "") + lines["trend"].split(" trend ", 1)[-1],

@@ -86,3 +86,51 @@ def test_a_few_steps_export_and_run_the_daemon_path(tmp_path):
     assert list(res) == ["in-domain", "detector"]
     for m in res.values():
         assert 0.0 <= m["boundary_f1"] <= 1.0 and m["frames"] == 1.0 and "g_planimetric_abs_error_mean" in m
+
+
+def test_frame_targets_score_boundaries_and_cap_the_g_error():
+    from copilot.train.grains_reliability import G_ERROR_CAP, frame_targets
+
+    t = frame_targets({"tp_pred": 8, "n_pred": 10, "tp_true": 6, "n_true": 10, "dg_planimetric": -0.3})
+    assert t["precision"] == 0.8 and t["recall"] == 0.6 and t["f1"] == pytest.approx(2 * 0.48 / 1.4)
+    assert t["g_abs_error"] == pytest.approx(0.3)
+    assert frame_targets({"tp_pred": 0, "n_pred": 0, "tp_true": 0, "n_true": 50,
+                          "dg_planimetric": np.nan}) == {"f1": 0.0, "precision": 0.0, "recall": 0.0,
+                                                         "g_abs_error": G_ERROR_CAP}
+    assert frame_targets({"tp_pred": 0, "n_pred": 0, "tp_true": 0, "n_true": 0, "dg_planimetric": 9.0})["f1"] == 1.0
+
+
+def test_grains_regressor_recipe_and_the_verdict_on_a_predicted_g_error(tmp_path):
+    """The recipe on the shipped model (a copy): table, ONNX regressor; the assessor predicts the G error (≥ 0,
+    not clipped to 1) and the verdict warns when it is beyond the threshold."""
+    pytest.importorskip("skl2onnx")
+    import shutil
+    from pathlib import Path
+
+    from copilot.analysis import measure
+    from copilot.frame import Frame
+    from copilot.reliability.score import Assessor
+    from copilot.reliability.settings import VerdictThresholds
+    from copilot.reliability.task_checks import grain_reasons
+    from copilot.sim.domains import sample_domain_frame
+    from copilot.train import grains_reliability as rel
+
+    shipped = Path(__file__).resolve().parents[2] / "engines" / "grains-sem"
+    folder = tmp_path / "grains-sem"
+    shutil.copytree(shipped, folder, ignore=shutil.ignore_patterns("reliability.*"))
+    rows, _ = rel.collect(str(folder), per_group=1, seed=0, size_px=160, log=None)
+    assert len(rows) >= 6 and set(rel.TARGETS) <= set(rows[0]) and "shift_distance" in rows[0]
+    for i, r in enumerate(rows):  # spread the G error so the trees have something to fit
+        r["g_abs_error"] = 1.5 * (i % 2)
+    rel.fit_and_write(str(folder), rows * 3, "test")
+    card, _ = load_card(folder)
+    assert card.reliability_regressor == "reliability.onnx"
+    sim = sample_domain_frame("in-domain", np.random.default_rng(5), 160, task="grains")
+    fm = measure(OrtEngine(card, folder, threads=1).segment(Frame(sim.image, sim.nm_per_px, "s", "1", "sim")))
+    r = Assessor(card, folder).frame(fm)
+    assert r.predicted_f1 is not None and set(r.predicted_per_class) == {"g_abs_error"}
+    assert r.predicted_per_class["g_abs_error"] >= 0.0
+    t = VerdictThresholds()
+    assert fm.summary.grains.count > 0
+    assert any("predicted G error ±1.2" in why for _, why in grain_reasons(fm, t, {"g_abs_error": 1.2}))
+    assert not any("predicted G error" in why for _, why in grain_reasons(fm, t, {"g_abs_error": 0.2}))
