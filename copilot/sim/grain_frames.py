@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
+from copilot.sim.instrument import ScanInstrument
 from copilot.sim.polycrystal import na_from_g, simulate_polycrystal
 from copilot.sim.stem import SimFrame, acquire
 
@@ -42,7 +43,7 @@ DETECTORS = ("se", "bse")
 
 
 @dataclass(frozen=True)
-class GrainSemParams:
+class GrainSemParams(ScanInstrument):
     size_px: int | tuple[int, int] = 512
     nm_per_px: float = 250.0
     grain_g: float = 11.0
@@ -60,24 +61,11 @@ class GrainSemParams:
     pits_per_grain: float = 0.0
     shading: float = 0.15
     detector: str = "se"
-    # instrument (duck-typed for copilot.sim.stem.acquire)
+    # instrument: an SEM's probe and detector (the rest as in ScanInstrument, read by copilot.sim.stem.acquire)
     probe_blur_nm: float = 150.0
     dose: float = 40.0
-    read_noise: float = 0.5
-    scanline_noise: float = 0.01
     line_jitter_px: float = 0.3
-    drift_shear: float = 0.0
-    scan_wobble_px: float = 0.0
-    scan_wobble_period_px: float = 40.0
-    charging: float = 0.0
-    charging_decay_px: float = 60.0
     detector_offset: float = 500.0
-    detector_full_scale: float = 30000.0
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        s = self.size_px
-        return (int(s), int(s)) if np.isscalar(s) else (int(s[0]), int(s[1]))
 
     @property
     def mean_grain_px(self) -> float:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from copilot.sim.instrument import FrameGeometry
 from copilot.sim.stem import SimFrame
 
 CLASS_NAMES = ("background", "cavity", "loop")
@@ -47,7 +48,7 @@ BLACK_DOT_NM = 5.0
 
 
 @dataclass(frozen=True)
-class FoilParams:
+class FoilParams(FrameGeometry):
     """One acquisition of an irradiated foil. Lengths in nm; dose in electrons per pixel of the bright beam."""
 
     size_px: int | tuple[int, int] = 512
@@ -90,11 +91,6 @@ class FoilParams:
     gain: float = 60.0  # 16-bit counts per electron
     offset: float = 200.0
     min_gap_nm: float = 1.5
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        s = self.size_px
-        return (int(s), int(s)) if np.isscalar(s) else (int(s[0]), int(s[1]))
 
     @property
     def fresnel_width_nm(self) -> float:

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from copilot.sim.instrument import ScanInstrument
 from copilot.sim.stem import SimFrame, acquire, pick
 
 CLASS_NAMES = ("matrix", "second-phase", "pore")
@@ -51,9 +52,9 @@ DETECTORS = ("se", "bse")
 
 
 @dataclass(frozen=True)
-class SemParams:
-    """Parameters of one simulated SEM acquisition. Lengths in nm. Instrument fields share their names (and
-    meaning) with ``copilot.sim.stem.SimParams``, so the same ``acquire`` runs the scan."""
+class SemParams(ScanInstrument):
+    """Parameters of one simulated SEM acquisition. Lengths in nm. The instrument fields are ScanInstrument's, so
+    the same ``acquire`` runs the scan."""
 
     size_px: int | tuple[int, int] = 1024
     nm_per_px: float = 1.0
@@ -91,24 +92,11 @@ class SemParams:
     bse_second: float = 0.65
     bse_pore: float = 0.08
     channeling: float = 0.04  # BSE per-grain orientation contrast (std)
-    # instrument (as in SimParams)
+    # instrument: an SEM's probe and detector (the rest as in ScanInstrument)
     probe_blur_nm: float = 1.5  # Gaussian sigma of the beam
     dose: float = 40.0
-    read_noise: float = 0.5
-    scanline_noise: float = 0.01
     line_jitter_px: float = 0.3
-    drift_shear: float = 0.0
-    scan_wobble_px: float = 0.0
-    scan_wobble_period_px: float = 40.0
-    charging: float = 0.0
-    charging_decay_px: float = 60.0
     detector_offset: float = 500.0
-    detector_full_scale: float = 30000.0
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        s = self.size_px
-        return (int(s), int(s)) if np.isscalar(s) else (int(s[0]), int(s[1]))
 
 
 def random_sem_params(rng: np.random.Generator, size_px: int | tuple[int, int] = 1024,

@@ -38,10 +38,12 @@ from typing import Any
 import numpy as np
 from scipy import ndimage as ndi
 
+from copilot.sim.instrument import ScanInstrument
+
 
 @dataclass(frozen=True)
-class SimParams:
-    """Parameters of one simulated acquisition. Lengths in nm, times in s."""
+class SimParams(ScanInstrument):
+    """Parameters of one simulated acquisition. Lengths in nm, times in s; instrument fields in ScanInstrument."""
 
     size_px: int | tuple[int, int] = 1024
     nm_per_px: float = 0.2
@@ -67,24 +69,6 @@ class SimParams:
     support_grain_nm: float = 0.35
     support_slow_contrast: float = 0.03
     support_slow_nm: float = 8.0  # cell size of the slow thickness variation (was 32 px before 0.2)
-    # instrument
-    probe_blur_nm: float = 0.15  # Gaussian sigma of probe + focus
-    dose: float = 60.0  # expected counts per pixel at unit signal
-    read_noise: float = 0.5  # counts
-    scanline_noise: float = 0.01  # std of per-line additive offset (signal units)
-    line_jitter_px: float = 0.4  # std of per-line horizontal jitter (px, rounded)
-    drift_shear: float = 0.0  # px of x shift per row (linear drift during the scan)
-    detector_offset: float = 1000.0
-    detector_full_scale: float = 30000.0  # output value of unit signal (before noise)
-    scan_wobble_px: float = 0.0  # amplitude of a periodic line displacement (mains pick-up), px
-    scan_wobble_period_px: float = 40.0  # its period in scan lines
-    charging: float = 0.0  # amplitude of charging streaks (signal units); see copilot.sim.artifacts
-    charging_decay_px: float = 60.0  # length of the streak tails along the scan direction
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        s = self.size_px
-        return (int(s), int(s)) if np.isscalar(s) else (int(s[0]), int(s[1]))
 
 
 @dataclass(frozen=True)

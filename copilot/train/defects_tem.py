@@ -21,7 +21,6 @@ faster than from scratch (``FINETUNE_LR``).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -101,18 +100,9 @@ def main(minutes: float = 9.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout:
          out_dir: Path = ENGINE_DIR, command: str | None = None, steps: int = STEPS,
          heldout_per_group: int = 12, init_onnx: Path | None = None) -> dict:
     """Simulate, train, export, measure, write ``out_dir``/model.onnx + card.json."""
-    import torch
-    from rich.console import Console
+    from copilot.train.recipe import fit_and_ship, ort_predict, start_recipe
 
-    from copilot.train.recipe import fit_and_ship, ort_predict
-
-    console = Console(log_path=False)
-    log = console.log
-    # one thread: on a shared 2-core machine two OpenMP threads that lose a core to another process stall each other
-    # (spin-waits), which costs far more than the second thread gains
-    torch.set_num_threads(1)
-    command = command or "python -m copilot.train " + " ".join(sys.argv[1:] or [NAME])
-    t_start = time.perf_counter()
+    log, command, t_start = start_recipe(NAME, command)
     log(f"recipe {NAME}: working {WORKING_NM_PER_PX} nm/px, frames {NM_PER_PX_RANGE} nm/px, seed {seed}, "
         f"{n_train} patches of {PATCH_PX}², {steps} steps, channels {CHANNELS}")
     xs, ys, _ = make_defect_dataset(n_train, seed, PATCH_PX)

@@ -18,7 +18,6 @@ Robustness drawn into the training data (``AUGMENT``): 20 % of patches at a dose
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -117,16 +116,9 @@ def main(minutes: float = 13.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
          out_dir: Path = ENGINE_DIR, command: str | None = None, steps: int = STEPS,
          heldout_per_group: int = 12, init_onnx: Path | None = None) -> dict:
     """Simulate, train, export, measure, write ``out_dir``/model.onnx + card.json."""
-    import torch
-    from rich.console import Console
+    from copilot.train.recipe import fit_and_ship, start_recipe
 
-    from copilot.train.recipe import fit_and_ship
-
-    console = Console(log_path=False)
-    log = console.log
-    torch.set_num_threads(2)
-    command = command or "python -m copilot.train " + " ".join(sys.argv[1:] or [NAME])
-    t_start = time.perf_counter()
+    log, command, t_start = start_recipe(NAME, command)
     log(f"recipe {NAME}: working {WORKING_NM_PER_PX} nm/px, frames {NM_PER_PX_RANGE} nm/px, seed {seed}, "
         f"{n_train} patches of {PATCH_PX}², {steps} steps, channels {CHANNELS}, {AUGMENT}")
     xs, ys, _ = make_grain_dataset(n_train, seed, augment=AUGMENT)

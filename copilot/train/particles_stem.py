@@ -18,7 +18,6 @@ pairs are oversampled (10-50 % of particles placed touching instead of 0-35 %). 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 
 from copilot.train.data import CLASS_NAMES, Augment, make_dataset
 from copilot.train.metrics import evaluate
-from copilot.train.recipe import augment, loss_fn, ort_predict, train_steps  # noqa: F401 - re-exported
+from copilot.train.recipe import ort_predict
 
 NAME = "particles-stem"
 VERSION = "0.4.0"
@@ -55,16 +54,9 @@ def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
          heldout_per_group: int = 24, init_onnx: Path | None = None) -> dict:
     """Simulate, train, export, measure, write ``out_dir``/model.onnx + card.json. ``minutes`` caps the training
     loop only (a guard for a slow machine; the schedule is ``steps`` long)."""
-    import torch
-    from rich.console import Console
+    from copilot.train.recipe import fit_and_ship, start_recipe
 
-    from copilot.train.recipe import fit_and_ship
-
-    console = Console(log_path=False)
-    log = console.log
-    torch.set_num_threads(2)
-    command = command or "python -m copilot.train " + " ".join(sys.argv[1:] or [NAME])
-    t_start = time.perf_counter()
+    log, command, t_start = start_recipe(NAME, command)
     log(f"recipe {NAME}: working {WORKING_NM_PER_PX} nm/px, frames {NM_PER_PX_RANGE} nm/px, modality {MODALITY}, "
         f"seed {seed}, {n_train} patches, {steps} steps, channels {CHANNELS}, {AUGMENT}")
     xs, ys, _, _ = make_dataset(n_train, seed, PATCH_PX, WORKING_NM_PER_PX, NM_PER_PX_RANGE, modality=MODALITY,

@@ -18,7 +18,6 @@ seen in training (genuinely held out).
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -71,16 +70,9 @@ def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
          out_dir: Path = ENGINE_DIR, command: str | None = None, steps: int = STEPS,
          heldout_per_group: int = 24, init_onnx: Path | None = None) -> dict:
     """Simulate, train, export, measure, write ``out_dir``/model.onnx + card.json."""
-    import torch
-    from rich.console import Console
+    from copilot.train.recipe import fit_and_ship, start_recipe
 
-    from copilot.train.recipe import fit_and_ship
-
-    console = Console(log_path=False)
-    log = console.log
-    torch.set_num_threads(2)
-    command = command or "python -m copilot.train " + " ".join(sys.argv[1:] or [NAME])
-    t_start = time.perf_counter()
+    log, command, t_start = start_recipe(NAME, command)
     log(f"recipe {NAME}: working {WORKING_NM_PER_PX} nm/px, frames {NM_PER_PX_RANGE} nm/px, detector {DETECTOR}, "
         f"seed {seed}, {n_train} patches, {steps} steps, channels {CHANNELS}, {AUGMENT}")
     xs, ys, _ = make_phase_dataset(n_train, seed, PATCH_PX, WORKING_NM_PER_PX, NM_PER_PX_RANGE, detector=DETECTOR,

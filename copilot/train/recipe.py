@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Callable
@@ -17,6 +18,18 @@ from typing import Callable
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_recipe(name: str, command: str | None) -> tuple[Callable[..., None], str, float]:
+    """A recipe's console log, the command line its card records, and its start time; torch on two threads
+    (``python -m copilot.train`` sets OMP_WAIT_POLICY=PASSIVE before torch loads, so a thread that loses its core to
+    another process sleeps instead of spinning and stalling the other)."""
+    import torch
+    from rich.console import Console
+
+    torch.set_num_threads(2)
+    command = command or "python -m copilot.train " + " ".join(sys.argv[1:] or [name])
+    return Console(log_path=False).log, command, time.perf_counter()
 
 
 def loss_fn(logits, target, weights):

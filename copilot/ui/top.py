@@ -23,7 +23,7 @@ from rich.text import Text
 from copilot.document.schema import ResultDocument
 from copilot.ui.model import ViewModel
 from copilot.ui.text import (adaptation_text, alert_text, clock, count_text, fmt_num, headline, is_enough,
-                              sufficiency_text, trend_of, trend_text)
+                              sufficiency_text, trend_of)
 
 SPARK = "▁▂▃▄▅▆▇█"
 VERDICT_STYLE = {"ok": "bold green", "warn": "bold yellow", "fail": "bold red"}
