@@ -71,7 +71,7 @@ def test_port_in_use(tmp_path, capsys, threshold_model_dir):
     taken = ctx.socket(zmq.PUB)
     port = taken.bind_to_random_port("tcp://127.0.0.1")
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[model]\nname = "{threshold_model_dir}"\nengine = "onnxruntime-cpu"\n'
+    cfg.write_text(f'[model]\nname = "{threshold_model_dir}"\nbackend = "onnxruntime-cpu"\n'
                    f'[publish]\npub_endpoint = "tcp://127.0.0.1:{port}"\nsnapshot_endpoint = "tcp://127.0.0.1:{port + 1}"\n')
     (tmp_path / "acq").mkdir()
     try:

@@ -49,13 +49,13 @@ def collect(model: str, per_group: int, seed: int, size_px: int = 512, log=print
     """One row per simulated frame: group, features, targets; plus the in-domain embeddings."""
     from copilot.analysis import measure
     from copilot.frame import Frame
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
     from copilot.reliability.score import Assessor
     from copilot.sim.domains import groups_for, sample_domain_frame
     from copilot.train.defect_scores import frame_scores
 
-    engine = OrtEngine.from_name(model, threads=2)
-    assessor = Assessor(engine.card.model_copy(update={"reliability_regressor": None}), engine.folder)
+    backend = OrtBackend.from_name(model, threads=2)
+    assessor = Assessor(backend.card.model_copy(update={"reliability_regressor": None}), backend.folder)
     rng = np.random.default_rng(seed)
     rows, embeddings = [], []
     for group in groups_for("defects"):
@@ -63,7 +63,7 @@ def collect(model: str, per_group: int, seed: int, size_px: int = 512, log=print
             sim = sample_domain_frame(group, rng, size_px, task="defects")
             frame = Frame(sim.image, sim.nm_per_px, stream=f"{group}-{i}", frame_id=str(i), origin="sim",
                           meta={"foil_thickness_nm": sim.truth["foil_thickness_nm"]})
-            fm = measure(engine.segment(frame))
+            fm = measure(backend.segment(frame))
             rows.append({"group": group, **assessor.frame(fm).features, **frame_targets(frame_scores(fm, sim))})
             if group == "in-domain":
                 embeddings.append(fm.segmentation.embedding)

@@ -326,7 +326,7 @@ class ViewModel:
             "latency": latency_text(doc, None if st.from_snapshot else st.delivery_ms)
             + (" (from the snapshot)" if st.from_snapshot else ""),
             "edge": edge_text(doc),
-            "model": f"{doc.model.name} {doc.model.version} on {doc.model.engine}",
+            "model": f"{doc.model.name} {doc.model.version} on {doc.model.backend}",
             "calibration": (f"{fmt_num(doc.calibration.nm_per_px)} nm/px ({doc.calibration.source})"
                             if doc.calibration.calibrated else "uncalibrated: lengths in px"),
             "unit": doc.measurements.length_unit,
