@@ -41,8 +41,8 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
                         "set source.include in a --config to read others)")
     m = settings.model
     backend = None if dask else for_batch(load_backend(m.name, m.backend, m.threads, m.max_whole_px,
-                                                     state_dir=settings.daemon.state_dir, precision=m.precision,
-                                                     triton=settings.triton))
+                                                       state_dir=settings.daemon.state_dir, precision=m.precision,
+                                                       triton=settings.triton))
     writer = ResultWriter(out_dir, save_masks=save_masks)
     with Progress(TextColumn("[bold]analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console) as progress:

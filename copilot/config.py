@@ -67,10 +67,11 @@ class SourceSettings(_Section):
 class ModelSettings(_Section):
     name: str = "particles-stem"
     backend: Literal["auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt",
-                    "torch-cuda", "torch-cpu", "triton"] = Field(
+                     "torch-cuda", "torch-cpu", "triton"] = Field(
         "auto", description="auto: TensorRT > ORT-TensorRT > ORT-CUDA > torch-CUDA > ORT-CPU, whichever this machine "
         "has; triton: a shared inference server ([triton] section)")
-    precision: Literal["fp16", "fp32"] = Field("fp16", description="GPU backends; every build is verified against ORT-CPU")
+    precision: Literal["fp16", "fp32"] = Field("fp16", description="GPU backends; every build is verified against "
+                                                                   "ORT-CPU")
     threads: int = Field(2, ge=1, le=256)
     max_whole_px: int = Field(2048, ge=64, description="frames up to this size (working scale) run untiled")
 

@@ -136,7 +136,7 @@ class Daemon:
             inflight=self.inflight,
             stuck_after_s=settings.limits.max_stage_s,
             model_watch=ModelWatch(m.name, self._load_backend, self.backend.card.model_sha256,
-                                     settings.adapt.hot_swap_interval_s) if settings.adapt.hot_swap else None,
+                                   settings.adapt.hot_swap_interval_s) if settings.adapt.hot_swap else None,
         )
         self.metrics = Metrics(self.status, settings.metrics.listen) if settings.metrics.listen else None
         self.notifier = SystemdNotifier()
@@ -147,8 +147,8 @@ class Daemon:
     def _load_backend(self):
         m, limits = self.settings.model, self.settings.limits
         backend = load_backend(m.name, m.backend, m.threads, m.max_whole_px,
-                             state_dir=Path(self.settings.daemon.state_dir), precision=m.precision,
-                             triton=self.settings.triton)
+                               state_dir=Path(self.settings.daemon.state_dir), precision=m.precision,
+                               triton=self.settings.triton)
         backend.max_upsample = limits.max_upsample
         backend.max_working_px = limits.max_working_mpx * 1e6
         return backend
@@ -182,7 +182,7 @@ class Daemon:
             "model": self.pipeline.backend.card.name,
             "backend": self.pipeline.backend.name,
             "backend_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.pipeline.backend, "selection",
-                                                                                  [])],
+                                                                                    [])],
             "backend_status": self.pipeline.backend.status() if hasattr(self.pipeline.backend, "status") else None,
             "adaptation": self.auto_adapt.status(),
             "uptime_s": round(time.time() - self.started_at, 1),

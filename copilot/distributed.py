@@ -59,8 +59,8 @@ class FrameWorker:
         from copilot.inference.network import for_batch
 
         self.backend = for_batch(load_backend(m.name, m.backend, m.threads, m.max_whole_px,
-                                            state_dir=settings.daemon.state_dir, precision=m.precision,
-                                            triton=settings.triton))
+                                              state_dir=settings.daemon.state_dir, precision=m.precision,
+                                              triton=settings.triton))
         from copilot.reliability.score import Assessor
 
         self.assessor = Assessor(self.backend.card, self.backend.folder, settings.verdict)

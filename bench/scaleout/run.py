@@ -143,7 +143,7 @@ def transport_floor(shape=(1, 1, 1024, 1024), n_classes: int = 3, emb: int = 64,
 def daemons(srv: MLServer, frames, model: str, n_daemons: int, per_daemon: int) -> dict:
     card, folder = load_card(MODEL)
     backends = [TritonBackend(card, folder, TritonSettings(url=srv.grpc_url, model_name=model, verify=False),
-                            max_whole_px=2048) for _ in range(n_daemons)]
+                              max_whole_px=2048) for _ in range(n_daemons)]
     for e in backends:
         e.segment(frames[0])
         e.batched_with_others = e.largest_server_batch = 0

@@ -110,7 +110,7 @@ def cmd_build(args) -> int:
             from copilot.inference.trt_backend import load_tensorrt
 
             backend = load_tensorrt(card, folder, state_dir=state, precision=args.precision, rebuild=args.force,
-                                   console=console)
+                                    console=console)
             console.print(f"[green]TensorRT plan ready and verified:[/green] {backend.plan_path}")
         elif args.backend == "torch":
             from copilot.inference.weights import convert, read_metadata
@@ -141,7 +141,7 @@ def cmd_verify(args) -> int:
     card, folder, state, threads = _resolve(args)
     try:
         backend = select_backend(card, folder, args.backend, threads=threads, state_dir=state, verify=False,
-                               strict=True, precision=args.precision)
+                                 strict=True, precision=args.precision)
     except Exception as exc:
         console.print(f"[red]cannot load {args.backend}:[/red] {exc}")
         return 2
@@ -189,7 +189,7 @@ def add_engines_parser(sub) -> argparse.ArgumentParser:
     b = es.add_parser("build", help="build (or rebuild) a TensorRT plan, or torch safetensors weights; verifies")
     _common(b)
     add_backend_option(b, choices=("tensorrt", "torch"), default="tensorrt",
-                   help="tensorrt: a plan for this GPU; torch: safetensors weights (default tensorrt)")
+                       help="tensorrt: a plan for this GPU; torch: safetensors weights (default tensorrt)")
     b.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision (default fp16)")
     b.add_argument("--force", action="store_true", help="rebuild even when a plan is cached (or was refused)")
     b.add_argument("--out", default=None, help="torch: where to write the safetensors file")

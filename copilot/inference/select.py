@@ -130,22 +130,22 @@ def candidates(card: ModelCard, folder: Path, *, threads: int = 2, max_whole_px:
 
         cache = state / "engines" / card.name / card.model_sha256[:12] / "ort-trt"
         return OrtBackend(card, folder, threads=threads, max_whole_px=t, tile_batch=8,
-                         providers=ort_tensorrt_providers(cache, card, fp16=precision == "fp16"))
+                          providers=ort_tensorrt_providers(cache, card, fp16=precision == "fp16"))
 
     def ort_cuda():
         from copilot.inference.ort_backend import ort_cuda_providers
 
         return OrtBackend(card, folder, threads=threads, max_whole_px=max(max_whole_px, GPU_WHOLE_PX), tile_px=2 * t,
-                         tile_batch=GPU_TILE_BATCH, providers=ort_cuda_providers())
+                          tile_batch=GPU_TILE_BATCH, providers=ort_cuda_providers())
 
     def torch_backend(device: str):
         from copilot.inference.torch_backend import TorchBackend
 
         gpu = device == "cuda"
         return TorchBackend(card, folder, state_dir=state, device=device, dtype=torch_dtype(device, precision),
-                           threads=threads,
-                           max_whole_px=max(max_whole_px, GPU_WHOLE_PX) if gpu else max_whole_px,
-                           tile_px=2 * t if gpu else None, tile_batch=GPU_TILE_BATCH if gpu else 1)
+                            threads=threads,
+                            max_whole_px=max(max_whole_px, GPU_WHOLE_PX) if gpu else max_whole_px,
+                            tile_px=2 * t if gpu else None, tile_batch=GPU_TILE_BATCH if gpu else 1)
 
     from copilot.inference.triton_backend import triton_candidate
 
@@ -191,9 +191,9 @@ def try_candidate(cand: Candidate, reference: Callable[[], Backend], verify: boo
 
 
 def select_backend(card: ModelCard, folder: Path, backend: str = "auto", *, threads: int = 2,
-                  max_whole_px: int = 1536, state_dir: Path | None = None, verify: bool = True,
-                  strict: bool = False, precision: str = "fp16",
-                  table: dict[str, Candidate] | None = None, triton=None) -> Backend:
+                   max_whole_px: int = 1536, state_dir: Path | None = None, verify: bool = True,
+                   strict: bool = False, precision: str = "fp16",
+                   table: dict[str, Candidate] | None = None, triton=None) -> Backend:
     """The backend for ``backend`` (a name from BACKEND_CHOICES), with ``backend.selection`` saying why."""
     backend = ALIASES.get(backend, backend)
     if backend not in BACKEND_CHOICES:
@@ -311,11 +311,11 @@ class RuntimeFallback:
 
 
 def load_backend(model: str, backend: str = "auto", threads: int = 2, max_whole_px: int = 1536, *,
-                state_dir: Path | str | None = None, verify: bool = True, strict: bool = False,
-                precision: str = "fp16", triton=None) -> Backend:
+                 state_dir: Path | str | None = None, verify: bool = True, strict: bool = False,
+                 precision: str = "fp16", triton=None) -> Backend:
     """Load ``model`` (name or folder) on ``backend``; see the module docstring for ``auto``. ``triton``: the
     ``[triton]`` settings (TritonSettings) for ``backend = "triton"``."""
     card, folder = load_card(model)
     return select_backend(card, folder, backend, threads=threads, max_whole_px=max_whole_px,
-                         state_dir=Path(state_dir) if state_dir else None, verify=verify, strict=strict,
-                         precision=precision, triton=triton)
+                          state_dir=Path(state_dir) if state_dir else None, verify=verify, strict=strict,
+                          precision=precision, triton=triton)

@@ -350,7 +350,7 @@ def triton_candidate(card: ModelCard, folder: Path, settings: TritonSettings | N
 
     def build() -> TritonBackend:
         backend = TritonBackend(card, folder, s, max_whole_px=max_whole_px,
-                              local=lambda: OrtBackend(card, folder, threads=threads, max_whole_px=max_whole_px))
+                                local=lambda: OrtBackend(card, folder, threads=threads, max_whole_px=max_whole_px))
         if backend.status()["state"] != "ok":  # unreachable at start: nothing to verify against yet
             log.warning("triton: server unreachable at start; its answers are not verified this session")
             cand.verify = False

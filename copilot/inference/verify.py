@@ -214,7 +214,7 @@ def reference_like(reference, candidate, frame: Frame):
 
 
 def verify_backend(candidate, reference, frames: list[Frame] | None = None, *, threshold: float = MIOU_THRESHOLD,
-                  frames_from: str | None = None, embedding_tolerance: float = EMBEDDING_TOLERANCE) -> Verification:
+                   frames_from: str | None = None, embedding_tolerance: float = EMBEDDING_TOLERANCE) -> Verification:
     """Segment ``frames`` with both backends and compare the arg-max masks and the embeddings (module docstring)."""
     card: ModelCard = reference.card
     if frames is None:
@@ -228,7 +228,7 @@ def verify_backend(candidate, reference, frames: list[Frame] | None = None, *, t
         b = candidate.segment(frame)
         if a.probabilities.shape != b.probabilities.shape:
             raise BackendRefused(f"{candidate.name}: probabilities of shape {b.probabilities.shape} for "
-                                f"{frame.frame_id}, reference {a.probabilities.shape}")
+                                 f"{frame.frame_id}, reference {a.probabilities.shape}")
         cm = confusion(a.labels, b.labels, n)
         total += cm
         fi = iou_from_confusion(cm)
@@ -294,7 +294,7 @@ def load_verified_build(*, artifact, record_path, key: dict, build, load, refere
     v = (record or {}).get("verification") if same else None
     if v and not v.get("accepted"):
         raise BackendRefused(f"{artifact} was refused when it was built: {v.get('message')}; "
-                            "rebuild with `copilot engines build --force`")
+                             "rebuild with `copilot engines build --force`")
     if v:  # accepted before: load and re-check
         log.info("using verified %s (mIoU %.4f)", artifact, v.get("miou", float("nan")))
         checked = recheck_frames is not None

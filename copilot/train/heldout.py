@@ -104,7 +104,7 @@ def phase_group_metrics(backend, group: str, n: int, seed: int, size_px: int = 5
 
 
 def evaluate_backend(backend, task: str, per_group: int = 24, seed: int = HELDOUT_SEED, size_px: int = 512,
-                    groups: tuple[str, ...] | None = None, log=print) -> dict[str, dict[str, float]]:
+                     groups: tuple[str, ...] | None = None, log=print) -> dict[str, dict[str, float]]:
     """Metrics per group (the same frames for every backend given the same seed). Particles add the in-domain group
     split by modality (``in-domain-haadf``, ``in-domain-bf-tem``)."""
     from copilot.sim.domains import groups_for

@@ -111,7 +111,7 @@ def test_hot_swap_loads_a_promoted_model_between_frames(adapted, tmp_path):
     shutil.copytree(parent_dir, live)
     t = [0.0]
     watch = ModelWatch(live, lambda: OrtBackend(*load_card(live)), parent.model_sha256, interval_s=1.0,
-                        clock=lambda: t[0])
+                       clock=lambda: t[0])
     swapped = []
     stage = InferStage(OrtBackend(parent, live), watch, swapped.append)
     frame = dose_frames(1)[0]

@@ -112,7 +112,8 @@ class FakeContext:
 
     def get_tensor_shape(self, name: str):
         n, _, h, w = self.shape
-        return (n, self.cuda_engine.n_classes, h, w) if name == self.cuda_engine.outputs[0] else (n, self.cuda_engine.dim)
+        plan = self.cuda_engine
+        return (n, plan.n_classes, h, w) if name == plan.outputs[0] else (n, plan.dim)
 
     def set_tensor_address(self, name: str, ptr: int) -> bool:
         if self.reject_addresses or name not in self.cuda_engine.io:

@@ -8,7 +8,7 @@ import pytest
 
 from copilot.inference.card import load_card
 from copilot.inference.ort_backend import (DeviceFallback, OrtBackend, node_placement, open_device_session,
-                                          ort_distributions, ort_tensorrt_cache, ort_tensorrt_providers)
+                                           ort_distributions, ort_tensorrt_cache, ort_tensorrt_providers)
 
 AZURE = "AzureExecutionProvider"
 needs_azure = pytest.mark.skipif(AZURE not in ort.get_available_providers(), reason="no AzureExecutionProvider")

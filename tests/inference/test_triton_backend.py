@@ -253,7 +253,7 @@ def test_select_registers_triton_and_never_falls_back_silently(server, card_fold
     with pytest.raises(RuntimeError, match="backend triton unavailable.*nope"):
         load_backend(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, model_name="nope"))
     chosen = load_backend(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, model_name="nope",
-                                                                fallback="local"))
+                                                                 fallback="local"))
     assert chosen.name == "onnxruntime-cpu"
 
 
@@ -266,7 +266,8 @@ def test_daemon_configured_for_triton_reports_its_state(server, tmp_path):
     (tmp_path / "acq").mkdir()
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n[source]\nwatch = "{tmp_path / "acq"}"\n'
-                   f'[model]\nname = "{MODEL}"\nbackend = "triton"\n[triton]\nurl = "{server.grpc_url}"\nverify = false\n'
+                   f'[model]\nname = "{MODEL}"\nbackend = "triton"\n'
+                   f'[triton]\nurl = "{server.grpc_url}"\nverify = false\n'
                    '[publish]\npub_endpoint = "tcp://127.0.0.1:*"\nsnapshot_endpoint = "tcp://127.0.0.1:*"\n')
     daemon = Daemon(load_settings(cfg))
     try:

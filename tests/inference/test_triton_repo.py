@@ -89,7 +89,7 @@ def test_an_unreachable_http_server_is_unavailable_not_a_model_error():
 
     card, folder = load_card(MODEL)
     e = TritonBackend(card, folder, TritonSettings(url="127.0.0.1:1", protocol="http", max_wait_s=0.3, backoff_s=0.1,
-                                                  connect_timeout_s=0.5))
+                                                   connect_timeout_s=0.5))
     assert e.status()["state"] == "down"
     with pytest.raises(RemoteUnavailable):
         e.segment(validation_frames(card, n_tiles=1, n_large=0)[0][0])

@@ -10,7 +10,7 @@ import pytest
 from copilot.inference.card import load_card
 from copilot.inference.ort_backend import OrtBackend
 from copilot.inference.trt_backend import (BuildProgress, PerThreadDevice, TensorRTBackend, _set_timing_cache,
-                                          check_io_tensors, checked)
+                                           check_io_tensors, checked)
 from copilot.inference.trt_plan import default_profiles, plan_run, shape_classes
 from copilot.inference.verify import frames_for, verify_backend
 from tests.inference.fake_tensorrt import FAKE_TRT, FakeCuda, FakeCudaEngine, TensorIOMode

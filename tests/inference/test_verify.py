@@ -179,7 +179,7 @@ def test_requested_backend_that_is_refused_falls_back_to_cpu(card_folder, monkey
     backend = select_backend(card, folder, "tensorrt", table=table)
     assert backend.name == "onnxruntime-cpu"
     assert backend.selection[0][1].startswith("refused:") and backend.selection[-1] == ("onnxruntime-cpu",
-                                                                                     "selected (fallback)")
+                                                                                        "selected (fallback)")
     with pytest.raises(RuntimeError, match="backend tensorrt unavailable: refused"):
         select_backend(card, folder, "tensorrt", table=table, strict=True)
 

@@ -82,7 +82,7 @@ def test_a_few_steps_export_and_run_the_daemon_path(tmp_path):
     (folder / "card.json").write_text(card.model_dump_json())
     c, f = load_card(folder)
     res = evaluate_backend(OrtBackend(c, f, threads=1), "grains", per_group=1, size_px=128,
-                          groups=("in-domain", "detector"), log=None)
+                           groups=("in-domain", "detector"), log=None)
     assert list(res) == ["in-domain", "detector"]
     for m in res.values():
         assert 0.0 <= m["boundary_f1"] <= 1.0 and m["frames"] == 1.0 and "g_planimetric_abs_error_mean" in m

@@ -13,7 +13,7 @@ from copilot.train.heldout import evaluate_backend
 def test_particles_groups_through_the_daemon_path(threshold_model_dir):
     card, folder = load_card(threshold_model_dir)
     res = evaluate_backend(OrtBackend(card, folder, threads=1), "particles", per_group=1, size_px=96,
-                          groups=("in-domain", "contrast-inversion"), log=None)
+                           groups=("in-domain", "contrast-inversion"), log=None)
     assert list(res) == ["in-domain-haadf", "in-domain-bf-tem", "in-domain", "contrast-inversion"]
     for m in res.values():
         assert 0.0 <= m["object_f1"] <= 1.0 and m["frames"] == 1.0
@@ -26,7 +26,7 @@ def test_phases_groups_through_the_daemon_path(threshold_model_dir):
     (threshold_model_dir / "card.json").write_text(json.dumps(data))
     card, folder = load_card(threshold_model_dir)
     res = evaluate_backend(OrtBackend(card, folder, threads=1), "phases", per_group=1, size_px=96,
-                          groups=("in-domain", "detector"), log=None)
+                           groups=("in-domain", "detector"), log=None)
     assert list(res) == ["in-domain", "detector"]
     m = res["detector"]
     assert 0.0 <= m["fraction_error_pp_max_class_mean"] <= 100.0
