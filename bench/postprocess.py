@@ -23,7 +23,7 @@ POST_STAGES = ("analyze", "assess", "follow", "sink")
 
 
 class ReplayBackend:
-    """An Backend (copilot.inference.segmentation) that replays recorded segmentations, keyed by frame id."""
+    """A Backend (copilot.inference.segmentation) that replays recorded segmentations, keyed by frame id."""
 
     name = "replay"
 
