@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One GPU check, under 8 minutes on a lent GPU machine (one NVIDIA GPU, torch-CUDA in its python3, nothing reachable):
-# build and verify every engine that can be built there, run the `gpu` tests and `copilot bench` at 1024² and 2048²,
+# build and verify every backend that can be built there, run the `gpu` tests and `copilot bench` at 1024² and 2048²,
 # and write the results to bench/results/gpu-check/ (and to $OUT when set, so they come back).
 #
 #   bench/gpu_check.sh --fetch-wheels   # HERE, before: the few pure-Python packages that machine lacks → .cache/gpu-wheels
@@ -81,27 +81,27 @@ else
   skip install-wheels "no $WHEELS (run bench/gpu_check.sh --fetch-wheels here first)"
   export PYTHONPATH=$REPO
 fi
-step import 30 $PY -c "import copilot.daemon, copilot.inference.select, copilot.inference.trt_engine; print('ok')"
+step import 30 $PY -c "import copilot.daemon, copilot.inference.select, copilot.inference.trt_backend; print('ok')"
 
 CLI=($PY -m copilot.cli)
 step engines-list 60 "${CLI[@]}" engines list --model particles-stem --state-dir "$STATE"
 
 # 3. build and verify what can be built here (each verified against ONNX Runtime on the CPU, every shape class)
-step torch-weights 60 "${CLI[@]}" engines build --engine torch --model particles-stem --state-dir "$STATE"
+step torch-weights 60 "${CLI[@]}" engines build --backend torch --model particles-stem --state-dir "$STATE"
 for prec in fp16 fp32; do
-  step "verify-torch-cuda-$prec" 90 "${CLI[@]}" engines verify --engine torch-cuda --precision $prec --tiles 4 \
+  step "verify-torch-cuda-$prec" 90 "${CLI[@]}" engines verify --backend torch-cuda --precision $prec --tiles 4 \
     --model particles-stem --state-dir "$STATE"
 done
 if has tensorrt; then
   for prec in fp16 fp32; do
-    step "build-tensorrt-$prec" 150 "${CLI[@]}" engines build --engine tensorrt --precision $prec \
+    step "build-tensorrt-$prec" 150 "${CLI[@]}" engines build --backend tensorrt --precision $prec \
       --model particles-stem --state-dir "$STATE"
   done
 else
   skip build-tensorrt "tensorrt is not installed on this machine"
 fi
 if $PY -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" 2>/dev/null; then
-  step verify-onnxruntime-cuda 90 "${CLI[@]}" engines verify --engine onnxruntime-cuda --tiles 4 \
+  step verify-onnxruntime-cuda 90 "${CLI[@]}" engines verify --backend onnxruntime-cuda --tiles 4 \
     --model particles-stem --state-dir "$STATE"
 else
   skip verify-onnxruntime-cuda "onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu not installed)"
@@ -111,8 +111,8 @@ fi
 step pytest-gpu 150 $PY -m pytest -q -m gpu -p no:cacheprovider --timeout 120 tests/inference \
   --junitxml="$RES/pytest-gpu.xml"
 
-# 5. the benchmark at 1024² and 2048² with the engine `auto` picks (daemon vs engine alone)
-step bench-auto 200 "${CLI[@]}" bench --sizes 1024,2048 --frames "$FRAMES" --engine auto --no-naive \
+# 5. the benchmark at 1024² and 2048² with the backend `auto` picks (daemon vs backend alone)
+step bench-auto 200 "${CLI[@]}" bench --sizes 1024,2048 --frames "$FRAMES" --backend auto --no-naive \
   --json "$RES/bench-auto.json" --workdir /tmp/copilot-gpu-bench
 
 # 6. summary
@@ -131,7 +131,7 @@ for s in steps:
     print(f"| {s['step']} | {s['status']} | {s['rc']} | {s['seconds']} | {s['note']} |")
 bench = res / "bench-auto.md"
 if bench.exists():
-    print("\n## copilot bench (auto engine)\n\n" + bench.read_text())
+    print("\n## copilot bench (auto backend)\n\n" + bench.read_text())
 EOF
 cat "$RES/summary.md"
 rm -rf "$STATE"

@@ -65,7 +65,7 @@ def make_case(name: str, folder: Path) -> Path:
 def child(path: Path) -> dict:
     from copilot.config import load_settings
     from copilot.daemon import Daemon  # noqa: F401  (same imports as the daemon)
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
     from copilot.pipeline import Pipeline
     from copilot.sources.base import Arrival
     from copilot.store import ResultStore
@@ -73,9 +73,9 @@ def child(path: Path) -> dict:
     settings = load_settings()
     state = Path(tempfile.mkdtemp())
     store = ResultStore(state / "results.sqlite")
-    engine = OrtEngine.from_name("particles-stem", threads=2)
+    backend = OrtBackend.from_name("particles-stem", threads=2)
     results: list = []
-    pipe = Pipeline(engine, store=store, sinks=[results.append], quarantine_dir=state / "quarantine",
+    pipe = Pipeline(backend, store=store, sinks=[results.append], quarantine_dir=state / "quarantine",
                     **_limits(settings))
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t0 = time.perf_counter()

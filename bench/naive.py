@@ -1,7 +1,7 @@
 """The script a user would write without the co-pilot: watchdog + torch eager + skimage regionprops, sequential.
 
 It is the benchmark's baseline: the same network and weights (torch eager, fp32, default threads), percentile
-normalization, no pipelining, no engine choice, no reuse of work: each file event runs read → torch forward →
+normalization, no pipelining, no backend choice, no reuse of work: each file event runs read → torch forward →
 argmax → label → regionprops → publish, one frame after the other, in watchdog's event thread. By default it runs the
 network on the frame as acquired, as a user who takes a segmentation model and applies it to their images does;
 ``--working-scale`` makes it follow the model card and first rescale the frame to the card's nm/px (skimage
@@ -28,7 +28,7 @@ def load_network(model: str):
     import tempfile
 
     from copilot.inference.card import load_card
-    from copilot.inference.torch_engine import build_fused_unet, load_safetensors_state
+    from copilot.inference.torch_backend import build_fused_unet, load_safetensors_state
     from copilot.inference.weights import convert
 
     card, folder = load_card(model)

@@ -1,6 +1,6 @@
 """``copilot bench --postprocess``: everything but inference, per stage, per frame size, on 1 and N workers.
 
-A :class:`ReplayEngine` returns network outputs recorded once from the real engine (class probabilities, embedding,
+A :class:`ReplayBackend` returns network outputs recorded once from the real backend (class probabilities, embedding,
 the normalized input the network saw) instantly, so what is timed is the daemon's own code after the network:
 the pipeline's stage objects (analyze, assess, follow, sink) called one after another on in-memory frames
 (``single``), then the whole pipeline with its measure lane on 1 thread, N threads and N worker processes
@@ -22,27 +22,27 @@ import numpy as np
 POST_STAGES = ("analyze", "assess", "follow", "sink")
 
 
-class ReplayEngine:
-    """An Engine (copilot.inference.segmentation) that replays recorded segmentations, keyed by frame id."""
+class ReplayBackend:
+    """A Backend (copilot.inference.segmentation) that replays recorded segmentations, keyed by frame id."""
 
     name = "replay"
 
     def __init__(self, card, folder: Path | None, recorded: dict):
         self.card = card
         self.folder = folder
-        self.selection = [("replay", "recorded outputs of the real engine")]
+        self.selection = [("replay", "recorded outputs of the real backend")]
         self._recorded = recorded
 
     @classmethod
-    def record(cls, engine, frames) -> "ReplayEngine":
-        """Run ``engine`` once on each frame and keep its outputs."""
-        recorded = {f.frame_id: engine.segment(f) for f in frames}
-        return cls(engine.card, engine.folder, recorded)
+    def record(cls, backend, frames) -> "ReplayBackend":
+        """Run ``backend`` once on each frame and keep its outputs."""
+        recorded = {f.frame_id: backend.segment(f) for f in frames}
+        return cls(backend.card, backend.folder, recorded)
 
     def segment(self, frame):
         seg = self._recorded[frame.frame_id]
         # a fresh Segmentation (its output maps are computed again, as for a new frame), same arrays
-        return replace(seg, frame=frame, engine=self.name, precomputed_maps=None)
+        return replace(seg, frame=frame, backend=self.name, precomputed_maps=None)
 
     def close(self) -> None:
         self._recorded.clear()
@@ -102,7 +102,7 @@ def single(replay, frames, repeats: int, profile: bool = False) -> dict:
 
 
 def throughput(replay, frames, n: int, workers: int, mode: str = "threads") -> dict:
-    """Frames per second through the whole pipeline (replay engine) with ``workers`` measure threads or processes
+    """Frames per second through the whole pipeline (replay backend) with ``workers`` measure threads or processes
     (``mode``); one warm-up frame per worker first (worker processes start then)."""
     from copilot.pipeline import Pipeline
     from copilot.sources.base import Arrival
@@ -162,18 +162,18 @@ def _profile_top(prof: cProfile.Profile, frames: int, n: int = 15) -> list[dict]
             for (f, line, fn), (_, nc, tt, ct, _c) in rows]
 
 
-def run_postprocess(sizes, frames: int, *, model: str = "particles-stem", engine: str = "onnxruntime",
+def run_postprocess(sizes, frames: int, *, model: str = "particles-stem", backend: str = "onnxruntime",
                     threads: int = 2, nm_per_px: float = 0.2, workers: int = 2, distinct: int = 4,
                     log=print) -> dict:
-    from copilot.inference.select import load_engine
+    from copilot.inference.select import load_backend
 
-    real = load_engine(model, engine, threads)
+    real = load_backend(model, backend, threads)
     results = {"settings": {"model": model, "card_version": real.card.version, "recorded_with": real.name,
                             "nm_per_px": nm_per_px, "frames": frames, "workers": workers,
                             "working_nm_per_px": real.card.working_nm_per_px}, "sizes": {}}
     for size in sizes:
         fr = simulated_frames(size, min(distinct, frames), nm_per_px)
-        replay = ReplayEngine.record(real, fr)
+        replay = ReplayBackend.record(real, fr)
         grid = replay.segment(fr[0]).probabilities.shape[1:]
         r = {"grid_px": list(grid), "single": single(replay, fr, frames, profile=False)}
         r["profile_top"] = single(replay, fr, max(2, frames // 2), profile=True)["profile_top"]
@@ -194,7 +194,7 @@ def run_postprocess(sizes, frames: int, *, model: str = "particles-stem", engine
 
 def markdown(results: dict) -> list[str]:
     s = results["settings"]
-    lines = ["## Post-processing (replay engine: recorded network outputs, no inference)", "",
+    lines = ["## Post-processing (replay backend: recorded network outputs, no inference)", "",
              f"Outputs recorded once with {s['recorded_with']} ({s['model']} {s['card_version']}, working "
              f"{s['working_nm_per_px']} nm/px; frames at {s['nm_per_px']} nm/px). *single*: the pipeline's stage "
              f"objects one after another on one thread, {s['frames']} frames: wall-clock ms, and the thread's CPU ms "

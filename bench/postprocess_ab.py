@@ -5,7 +5,7 @@
 On a shared machine the load changes from one minute to the next; alternating short runs of the two trees and
 comparing their per-frame CPU time (the thread's CPU, ``bench/postprocess.py``'s ``single``) gives a fairer before →
 after than two runs far apart. Each run is a fresh interpreter with that tree first on ``sys.path``; the frames are
-the bench's simulated frames, the network outputs recorded by each run from the same engine.
+the bench's simulated frames, the network outputs recorded by each run from the same backend.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import numpy as np
 _RUN = """
 import json, sys
 sys.path.insert(0, {tree!r})
-from bench.postprocess import ReplayEngine, simulated_frames, single
-from copilot.inference.select import load_engine
-real = load_engine("particles-stem", "onnxruntime", 2)
+from bench.postprocess import ReplayBackend, simulated_frames, single
+from copilot.inference.select import load_backend
+real = load_backend("particles-stem", "onnxruntime", 2)
 fr = simulated_frames({size}, 3, 0.2)
-out = single(ReplayEngine.record(real, fr), fr, {frames})
+out = single(ReplayBackend.record(real, fr), fr, {frames})
 print(json.dumps({{k: v["p50"] for k, v in out["cpu_ms"].items()}} | {{"particles": out["particles_per_frame"]}}))
 """
 

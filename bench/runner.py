@@ -1,8 +1,8 @@
-"""``copilot bench``: end-to-end latency and throughput of the daemon vs the engine alone vs a naive script.
+"""``copilot bench``: end-to-end latency and throughput of the daemon vs the backend alone vs a naive script.
 
 For each frame size (simulated 16-bit HAADF-STEM frames from ``copilot.sim``, written as calibrated TIFFs):
 
-1. **engine only** — the same engine the daemon selects (``load_engine``), ``segment`` on frames already in memory,
+1. **backend only** — the same backend the daemon selects (``load_backend``), ``segment`` on frames already in memory,
    one after the other: latency percentiles and throughput (frames/s = 1 / mean).
 2. **daemon** — ``copilot run`` in its own process, watching a folder; each frame is renamed into the folder (the
    writer's "file closed") and the latency runs until a real ZeroMQ subscriber in this process has the result
@@ -11,8 +11,8 @@ For each frame size (simulated 16-bit HAADF-STEM frames from ``copilot.sim``, wr
    the stages do not cover (file event → arrival, queue waits, store + publish + transport) is reported as well.
 3. **naive** — ``bench/naive.py`` (watchdog + torch eager + skimage regionprops, sequential), measured the same way.
 
-Targets (reported, never asserted): daemon p50 ≤ 1.25 × engine p50 and sustained throughput ≥ 0.8 × engine-only
-(1024², 2048²); p50 ≤ 3 × engine at 512²; ≥ 4 × the naive script; a 2048² frame end to end ≤ 0.5 s on 2 CPU cores.
+Targets (reported, never asserted): daemon p50 ≤ 1.25 × backend p50 and sustained throughput ≥ 0.8 × backend-only
+(1024², 2048²); p50 ≤ 3 × backend at 512²; ≥ 4 × the naive script; a 2048² frame end to end ≤ 0.5 s on 2 CPU cores.
 Without torch the naive baseline is skipped with one line and the rest is measured.
 """
 
@@ -214,16 +214,16 @@ def measure_throughput(files: list[Staged], acq: Path, listener: Listener, timeo
             "fps_including_fill": n / (ts[-1] - t0), "wall_s": ts[-1] - t0, "stages_ms_p50_under_load": stages}
 
 
-def engine_only(engine, tiffs: list[Path], n: int) -> dict:
+def backend_only(backend, tiffs: list[Path], n: int) -> dict:
     from copilot.readers import read_frame
 
     frames = [read_frame(p, stream="bench") for p in tiffs]
-    engine.segment(frames[0])  # warm-up
+    backend.segment(frames[0])  # warm-up
     times = []
     cpu0 = time.process_time()
     for k in range(n):
         t = time.perf_counter()
-        engine.segment(frames[k % len(frames)])
+        backend.segment(frames[k % len(frames)])
         times.append(time.perf_counter() - t)
     out = pct(times)
     out["fps"] = 1.0 / float(np.mean(times))
@@ -246,13 +246,13 @@ def stage_breakdown(timings: list[dict], lat_s: list[float]) -> dict:
 
 
 # -- processes --------------------------------------------------------------------------------------------------
-def start_daemon(work: Path, acq: Path, model: str, engine: str, threads: int, pub: str, snap: str,
+def start_daemon(work: Path, acq: Path, model: str, backend: str, threads: int, pub: str, snap: str,
                  extra_toml: str = "") -> subprocess.Popen:
     cfg = work / "bench.toml"
     cfg.write_text(
         f'[daemon]\nstream = "bench"\nstate_dir = "{work / "state"}"\n'
         f'[source]\nkind = "directory"\nwatch = "{acq}"\nsettle_s = 0.2\n'
-        f'[model]\nname = "{model}"\nengine = "{engine}"\nthreads = {threads}\n'
+        f'[model]\nname = "{model}"\nbackend = "{backend}"\nthreads = {threads}\n'
         f'[publish]\npub_endpoint = "{pub}"\nsnapshot_endpoint = "{snap}"\n' + extra_toml
     )
     log = open(work / "daemon.log", "w")
@@ -307,9 +307,9 @@ def versions() -> dict[str, str]:
     return out
 
 
-def machine_info(engine_name: str) -> dict:
+def machine_info(backend_name: str) -> dict:
     info = {"python": platform.python_version(), "platform": platform.platform(), "cpu": platform.processor(),
-            "cpu_count": os.cpu_count(), "engine": engine_name, "load_avg_at_start": os.getloadavg(),
+            "cpu_count": os.cpu_count(), "backend": backend_name, "load_avg_at_start": os.getloadavg(),
             "versions": versions()}
     info["onnxruntime"] = info["versions"]["onnxruntime"] or info["versions"]["onnxruntime-gpu"]
     try:
@@ -356,19 +356,19 @@ def torch_missing() -> str | None:
 
 
 def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "particles-stem",
-              engine: str = "auto", threads: int = 2, nm_per_px: float = 0.2, naive: bool = True,
+              backend: str = "auto", threads: int = 2, nm_per_px: float = 0.2, naive: bool = True,
               workdir: Path | None = None, distinct: int = 4, log=print,
               naive_variants: tuple[str, ...] = ("native", "working-scale"), extra_toml: str = "") -> dict:
-    from copilot.inference.select import load_engine
+    from copilot.inference.select import load_backend
 
     sampler = LoadSampler()
     work = Path(workdir or tempfile.mkdtemp(prefix="copilot-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     frames_dir = work / "frames"
-    eng = load_engine(model, engine, threads, state_dir=work / "state")
-    log(f"engine: {eng.name} ({'; '.join(f'{n}: {o}' for n, o in getattr(eng, 'selection', []))})")
+    eng = load_backend(model, backend, threads, state_dir=work / "state")
+    log(f"backend: {eng.name} ({'; '.join(f'{n}: {o}' for n, o in getattr(eng, 'selection', []))})")
     results: dict = {"created_at": datetime.now(timezone.utc).isoformat(), "machine": machine_info(eng.name),
-                     "settings": {"model": model, "card_version": eng.card.version, "engine": engine,
+                     "settings": {"model": model, "card_version": eng.card.version, "backend": backend,
                                   "threads": threads, "nm_per_px": nm_per_px, "frames": frames,
                                   "working_nm_per_px": eng.card.working_nm_per_px,
                                   "daemon_config_extra": extra_toml}, "sizes": {}}
@@ -377,8 +377,8 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
         t = time.perf_counter()
         tiffs[size] = simulated_tiffs(size, min(distinct, frames), frames_dir, nm_per_px)
         log(f"{size}²: {len(tiffs[size])} simulated frames ready ({time.perf_counter() - t:.1f} s)")
-        results["sizes"][str(size)] = {"engine_only": engine_only(eng, tiffs[size], frames)}
-        log(f"{size}² engine only: {results['sizes'][str(size)]['engine_only']}")
+        results["sizes"][str(size)] = {"backend_only": backend_only(eng, tiffs[size], frames)}
+        log(f"{size}² backend only: {results['sizes'][str(size)]['backend_only']}")
     eng.close()
     del eng
 
@@ -387,7 +387,7 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
     shutil.rmtree(acq, ignore_errors=True)
     acq.mkdir(parents=True)
     pub, snap = f"tcp://127.0.0.1:{free_port()}", f"tcp://127.0.0.1:{free_port()}"
-    proc = start_daemon(work, acq, model, engine, threads, pub, snap, extra_toml)
+    proc = start_daemon(work, acq, model, backend, threads, pub, snap, extra_toml)
     listener, sub = daemon_listener(pub, snap)
     try:
         warm_up(listener, stage(tiffs[sizes[0]], acq, 20, "warmup"), acq, "the daemon")
@@ -434,11 +434,11 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
 
     for size in sizes:
         r = results["sizes"][str(size)]
-        e, d = r["engine_only"], r["daemon"]
-        ratios = {"daemon_p50_over_engine_p50": d["latency_s"]["p50"] / e["p50"],
-                  "daemon_fps_over_engine_fps": d["throughput"]["fps_sustained"] / e["fps"]}
+        e, d = r["backend_only"], r["daemon"]
+        ratios = {"daemon_p50_over_backend_p50": d["latency_s"]["p50"] / e["p50"],
+                  "daemon_fps_over_backend_fps": d["throughput"]["fps_sustained"] / e["fps"]}
         if d["throughput"].get("cpu_ms_per_frame") and e.get("cpu_ms_per_frame"):
-            ratios["engine_cpu_over_daemon_cpu"] = e["cpu_ms_per_frame"] / d["throughput"]["cpu_ms_per_frame"]
+            ratios["backend_cpu_over_daemon_cpu"] = e["cpu_ms_per_frame"] / d["throughput"]["cpu_ms_per_frame"]
         if "naive" in r:
             ratios["daemon_fps_over_naive_fps"] = d["throughput"]["fps_sustained"] / r["naive"]["throughput"][
                 "fps_sustained"]
@@ -451,10 +451,10 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
         r["ratios"] = ratios
         targets = {}
         if size in (1024, 2048):
-            targets["p50_le_1.25x_engine"] = ratios["daemon_p50_over_engine_p50"] <= 1.25
-            targets["throughput_ge_0.8x_engine"] = ratios["daemon_fps_over_engine_fps"] >= 0.8
+            targets["p50_le_1.25x_backend"] = ratios["daemon_p50_over_backend_p50"] <= 1.25
+            targets["throughput_ge_0.8x_backend"] = ratios["daemon_fps_over_backend_fps"] >= 0.8
         if size == 512:
-            targets["p50_le_3x_engine"] = ratios["daemon_p50_over_engine_p50"] <= 3.0
+            targets["p50_le_3x_backend"] = ratios["daemon_p50_over_backend_p50"] <= 3.0
         if "daemon_fps_over_naive_fps" in ratios:
             targets["ge_4x_naive"] = ratios["daemon_fps_over_naive_fps"] >= 4.0
         if size == 2048:
@@ -470,7 +470,7 @@ def markdown(results: dict) -> str:
         f"# copilot bench — {results['created_at'][:19]}Z",
         "",
         f"{m['cpu']} ({m['cpu_count']} cores), Python {m['python']}, onnxruntime {m['onnxruntime']}, "
-        f"engine **{m['engine']}**, {s['threads']} threads; model {s['model']} {s['card_version']} "
+        f"backend **{m['backend']}**, {s['threads']} threads; model {s['model']} {s['card_version']} "
         f"(working {s['working_nm_per_px']} nm/px); frames simulated at {s['nm_per_px']} nm/px, {s['frames']} per "
         f"measurement; load average (1/5/15 min) at start {tuple(round(x, 2) for x in m['load_avg_at_start'])}, "
         f"at end {tuple(round(x, 2) for x in m.get('load_avg_at_end', ()))}; 1-min load during the run "
@@ -479,34 +479,34 @@ def markdown(results: dict) -> str:
         "",
         "Latency: file renamed into the watched folder → result document received by a ZeroMQ subscriber (one "
         "frame at a time). Throughput: all frames renamed in at once, (n − 1) / (last − first result). "
-        "*engine*: `segment()` alone on the same frames in memory. *naive*: `bench/naive.py` (watchdog + torch "
+        "*backend*: `segment()` alone on the same frames in memory. *naive*: `bench/naive.py` (watchdog + torch "
         "eager + skimage regionprops, sequential) on the frame as acquired; *naive-ws*: the same script rescaling "
         "to the card's working scale first.",
         "",
-        "| frame | engine p50 (s) | daemon p50 / p95 / p99 (s) | naive p50 (s) | naive-ws p50 (s) | engine fps | "
-        "daemon fps | naive fps | naive-ws fps | p50 ÷ engine | fps ÷ engine | fps ÷ naive | fps ÷ naive-ws |",
+        "| frame | backend p50 (s) | daemon p50 / p95 / p99 (s) | naive p50 (s) | naive-ws p50 (s) | backend fps | "
+        "daemon fps | naive fps | naive-ws fps | p50 ÷ backend | fps ÷ backend | fps ÷ naive | fps ÷ naive-ws |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for size, r in results["sizes"].items():
-        e, d, n, nw = r["engine_only"], r["daemon"], r.get("naive"), r.get("naive_working_scale")
+        e, d, n, nw = r["backend_only"], r["daemon"], r.get("naive"), r.get("naive_working_scale")
         lat, ra = d["latency_s"], r["ratios"]
         cells = [f"{size}²", f"{e['p50']:.3f}", f"{lat['p50']:.3f} / {lat['p95']:.3f} / {lat['p99']:.3f}",
                  f"{n['latency_s']['p50']:.3f}" if n else "–", f"{nw['latency_s']['p50']:.3f}" if nw else "–",
                  f"{e['fps']:.2f}", f"{d['throughput']['fps_sustained']:.2f}",
                  f"{n['throughput']['fps_sustained']:.2f}" if n else "–",
                  f"{nw['throughput']['fps_sustained']:.2f}" if nw else "–",
-                 f"{ra['daemon_p50_over_engine_p50']:.2f}×", f"{ra['daemon_fps_over_engine_fps']:.2f}×",
+                 f"{ra['daemon_p50_over_backend_p50']:.2f}×", f"{ra['daemon_fps_over_backend_fps']:.2f}×",
                  f"{ra['daemon_fps_over_naive_fps']:.1f}×" if n else "–",
                  f"{ra['daemon_fps_over_naive_working_scale_fps']:.1f}×" if nw else "–"]
         lines.append("| " + " | ".join(cells) + " |")
-    if all("engine_cpu_over_daemon_cpu" in r["ratios"] for r in results["sizes"].values()):
+    if all("backend_cpu_over_daemon_cpu" in r["ratios"] for r in results["sizes"].values()):
         lines += ["", "CPU per frame (ms of CPU, all threads; steadier than wall-clock on a shared machine — on a "
                   "CPU-bound box, throughput ∝ 1 / CPU per frame):", "",
-                  "| frame | engine only | daemon (throughput run) | engine ÷ daemon |", "| --- | --- | --- | --- |"]
+                  "| frame | backend only | daemon (throughput run) | backend ÷ daemon |", "| --- | --- | --- | --- |"]
         for size, r in results["sizes"].items():
-            lines.append(f"| {size}² | {r['engine_only']['cpu_ms_per_frame']:.0f} | "
+            lines.append(f"| {size}² | {r['backend_only']['cpu_ms_per_frame']:.0f} | "
                          f"{r['daemon']['throughput']['cpu_ms_per_frame']:.0f} | "
-                         f"{r['ratios']['engine_cpu_over_daemon_cpu']:.2f}× |")
+                         f"{r['ratios']['backend_cpu_over_daemon_cpu']:.2f}× |")
     lines += ["", "Per-stage p50 inside the daemon (ms, from the result documents' `timings_ms`):", "",
               "| frame | read | infer | analyze | assess | follow | queues/hand-offs | file event + publish + transport | "
               "daemon end_to_end |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -529,7 +529,7 @@ def markdown(results: dict) -> str:
 
 
 def run_postprocess_bench(sizes, frames, *, workers: int = 2, model: str = "particles-stem",
-                          engine: str = "onnxruntime", threads: int = 2, nm_per_px: float = 0.2, log=print) -> dict:
+                          backend: str = "onnxruntime", threads: int = 2, nm_per_px: float = 0.2, log=print) -> dict:
     """``copilot bench --postprocess``: bench/postprocess.py with the machine, load and versions recorded."""
     import importlib.util
 
@@ -537,8 +537,8 @@ def run_postprocess_bench(sizes, frames, *, workers: int = 2, model: str = "part
     post = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(post)
     sampler = LoadSampler()
-    results = {"created_at": datetime.now(timezone.utc).isoformat(), "machine": machine_info(engine),
-               "postprocess": post.run_postprocess(sizes, frames, model=model, engine=engine, threads=threads,
+    results = {"created_at": datetime.now(timezone.utc).isoformat(), "machine": machine_info(backend),
+               "postprocess": post.run_postprocess(sizes, frames, model=model, backend=backend, threads=threads,
                                                    nm_per_px=nm_per_px, workers=workers, log=log)}
     results["machine"].update(sampler.stop())
     m = results["machine"]
@@ -554,9 +554,9 @@ def main(sizes, frames, json_path=None, md_path=None, postprocess: bool = False,
          **kwargs) -> dict:
     if postprocess:
         keep = {k: kwargs[k] for k in ("model", "threads", "nm_per_px") if k in kwargs}
-        engine = kwargs.get("engine", "auto")
+        backend = kwargs.get("backend", "auto")
         results = run_postprocess_bench(sizes, frames, workers=workers,
-                                        engine="onnxruntime" if engine == "auto" else engine, **keep)
+                                        backend="onnxruntime" if backend == "auto" else backend, **keep)
         md = results.pop("markdown")
         _write(results, md, json_path, md_path)
         return results

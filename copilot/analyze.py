@@ -12,7 +12,7 @@ from copilot.config import Settings
 from copilot.errors import UserError
 from copilot.exports import ResultWriter
 from copilot.inference.network import for_batch
-from copilot.inference.select import load_engine
+from copilot.inference.select import load_backend
 from copilot.pipeline import Pipeline
 from copilot.sources.base import Arrival
 
@@ -40,9 +40,9 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
         raise UserError(f"no image files in {', '.join(map(str, paths))} (looked for {' '.join(settings.source.include)}; "
                         "set source.include in a --config to read others)")
     m = settings.model
-    engine = None if dask else for_batch(load_engine(m.name, m.engine, m.threads, m.max_whole_px,
-                                                     state_dir=settings.daemon.state_dir, precision=m.precision,
-                                                     triton=settings.triton))
+    backend = None if dask else for_batch(load_backend(m.name, m.backend, m.threads, m.max_whole_px,
+                                                       state_dir=settings.daemon.state_dir, precision=m.precision,
+                                                       triton=settings.triton))
     writer = ResultWriter(out_dir, save_masks=save_masks)
     with Progress(TextColumn("[bold]analyze"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.description}"), console=console) as progress:
@@ -70,7 +70,7 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
                 console.print(f"copilot analyze: {exc}")
                 return 2
         else:
-            st = _run_local(engine, files, settings, [writer, advance])
+            st = _run_local(backend, files, settings, [writer, advance])
         progress.update(task, completed=len(files))
     writer.close()
     console.print(f"{st.processed} analysed, {st.quarantined} unreadable, {st.failed} failed → {out_dir}")
@@ -79,9 +79,9 @@ def analyze_paths(paths: list[Path], out_dir: Path, settings: Settings, save_mas
     return 0 if st.processed else 1
 
 
-def _run_local(engine, files: list[Path], settings: Settings, sinks: list):
+def _run_local(backend, files: list[Path], settings: Settings, sinks: list):
     pipeline = Pipeline(
-        engine, stream=settings.daemon.stream, sinks=sinks, quarantine_dir=None,
+        backend, stream=settings.daemon.stream, sinks=sinks, quarantine_dir=None,
         analysis=settings.analysis, eds=settings.eds,
         series=settings.series,
         thresholds=settings.verdict, queue_size=settings.pipeline.queue_size,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,13 +57,21 @@ class Results:
 
 
 def analyze_image(image: Any, nm_per_px: float | None = None, model: str | Path | None = None, *,
-                  engine: str | None = None, config: str | Path | None = None,
-                  frame_id: str = "image") -> ImageAnalysis:
+                  backend: str | None = None, config: str | Path | None = None,
+                  frame_id: str = "image", engine: str | None = None) -> ImageAnalysis:
     """Segment and measure one 2-D image with a model (default: the config's ``model.name``).
 
     ``image`` is a numpy array, a hyperspy signal or a rosettasciio signal dict; for the last two, nm/px comes
     from the signal axes unless ``nm_per_px`` is given. ``None`` everywhere means uncalibrated: pixel units.
+    ``backend`` runs the model (``auto``, ``onnxruntime-cpu``, ``tensorrt``, ...; default: the config's
+    ``model.backend``). ``engine`` is its former name: deprecated (a DeprecationWarning), still accepted.
     """
+    if engine is not None:
+        warnings.warn("analyze_image(engine=...) is now analyze_image(backend=...)", DeprecationWarning, stacklevel=2)
+        if backend is not None and backend != engine:
+            raise UserError(f"analyze_image: engine={engine!r} and backend={backend!r} disagree; engine is the "
+                            "deprecated name of backend: pass backend only")
+        backend = engine
     settings = load_settings(Path(config) if config else None)
     pixels, axes_nm, origin = _pixels_and_scale(image)
     scale = nm_per_px if nm_per_px is not None else axes_nm
@@ -71,7 +80,7 @@ def analyze_image(image: Any, nm_per_px: float | None = None, model: str | Path 
     frame = Frame(pixels, float(scale) if scale is not None else None, stream=settings.daemon.stream,
                   frame_id=frame_id, origin=origin,
                   calibration_source=("argument" if nm_per_px is not None else "signal axes") if scale else "none")
-    result = _run(frame, settings, str(model or settings.model.name), engine or settings.model.engine)
+    result = _run(frame, settings, str(model or settings.model.name), backend or settings.model.backend)
     doc = result.doc
     labels = result.parts.get("labels")
     labels = nearest_resample(np.asarray(labels), frame.shape) if labels is not None else np.zeros(frame.shape, int)
@@ -151,19 +160,19 @@ def _pixels_and_scale(image: Any) -> tuple[np.ndarray, float | None, str]:
 
 
 @functools.lru_cache(maxsize=4)
-def _engine(model: str, engine: str, threads: int, max_whole_px: int):
-    from copilot.inference.select import load_engine
+def _backend(model: str, backend: str, threads: int, max_whole_px: int):
+    from copilot.inference.select import load_backend
 
-    return load_engine(model, engine, threads, max_whole_px)
+    return load_backend(model, backend, threads, max_whole_px)
 
 
-def _run(frame: Frame, settings: Settings, model: str, engine: str):
+def _run(frame: Frame, settings: Settings, model: str, backend: str):
     from copilot.pipeline import Pipeline
     from copilot.sources.base import Arrival
 
     m = settings.model
     results: list = []
-    pipeline = Pipeline(_engine(model, engine, m.threads, m.max_whole_px), stream=frame.stream,
+    pipeline = Pipeline(_backend(model, backend, m.threads, m.max_whole_px), stream=frame.stream,
                         sinks=[results.append], quarantine_dir=None, analysis=settings.analysis,
                         series=settings.series, thresholds=settings.verdict).start()
     pipeline.submit(Arrival(origin=frame.origin, frame=frame))

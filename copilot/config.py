@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from copilot.adapt.settings import AdaptSettings
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
@@ -16,6 +17,9 @@ from copilot.errors import UserError
 from copilot.inference.triton_settings import TritonSettings
 from copilot.reliability.settings import VerdictThresholds
 from copilot.readers.limits import InputLimits
+
+log = logging.getLogger(__name__)
+_warned: set[str] = set()
 
 DEFAULT_INCLUDE = ["*.tif", "*.tiff", "*.dm3", "*.dm4", "*.emd", "*.ser", "*.bcf", "*.mrc", "*.png"]
 
@@ -26,7 +30,7 @@ class _Section(BaseModel):
 
 class DaemonSettings(_Section):
     stream: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$", description="stream name: topic suffix")
-    state_dir: Path = Field(Path("state"), description="results database, quarantine, engine caches")
+    state_dir: Path = Field(Path("state"), description="results database, quarantine, backend caches")
     quarantine: Literal["record", "copy"] = Field(
         "record", description="an unreadable or refused file: 'record' keeps its reason and fingerprint in the results "
         "store (the acquisition folder is read-only to the co-pilot); 'copy' also copies a regular file inside the "
@@ -62,13 +66,31 @@ class SourceSettings(_Section):
 
 class ModelSettings(_Section):
     name: str = "particles-stem"
-    engine: Literal["auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt",
-                    "torch-cuda", "torch-cpu", "triton"] = Field(
+    backend: Literal["auto", "onnxruntime", "onnxruntime-cpu", "onnxruntime-cuda", "onnxruntime-tensorrt", "tensorrt",
+                     "torch-cuda", "torch-cpu", "triton"] = Field(
         "auto", description="auto: TensorRT > ORT-TensorRT > ORT-CUDA > torch-CUDA > ORT-CPU, whichever this machine "
         "has; triton: a shared inference server ([triton] section)")
-    precision: Literal["fp16", "fp32"] = Field("fp16", description="GPU engines; every build is verified against ORT-CPU")
+    precision: Literal["fp16", "fp32"] = Field("fp16", description="GPU backends; every build is verified against "
+                                                                   "ORT-CPU")
     threads: int = Field(2, ge=1, le=256)
     max_whole_px: int = Field(2048, ge=64, description="frames up to this size (working scale) run untiled")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_alias(cls, data):
+        """``engine``, the former name of ``backend``, is still read (deprecated, logged once): the same values; given
+        both, they must agree."""
+        if isinstance(data, dict) and "engine" in data:
+            data = dict(data)
+            engine = data.pop("engine")
+            if "backend" in data and _canonical(data["backend"]) != _canonical(engine):
+                raise ValueError(f"[model] engine = {engine!r} and [model] backend = {data['backend']!r} disagree: "
+                                 "[model] engine is the deprecated name of [model] backend; remove it")
+            data.setdefault("backend", engine)
+            if "engine" not in _warned:
+                _warned.add("engine")
+                log.warning("[model] engine is now [model] backend: rename it in your config (engine is still read)")
+        return data
 
 
 class PublishSettings(_Section):
@@ -141,12 +163,20 @@ def load_settings(path: Path | None = None, overrides: dict | None = None) -> Se
     given = {(section, k) for section, values in (overrides or {}).items() for k, v in values.items() if v is not None}
     for section, k in given:
         data.setdefault(section, {})[k] = overrides[section][k]
+    if ("model", "backend") in given and "engine" in data.get("model", {}):  # the command line wins over the file
+        data["model"]["engine"] = data["model"]["backend"]
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(_problem(e) + (" (from the command line)" if tuple(e["loc"][:2]) in given else "")
                              for e in exc.errors())
         raise ConfigError(f"{where + ': ' if path else ''}{problems} (the fields: `copilot config --schema`)") from exc
+
+
+def _canonical(backend) -> str:
+    from copilot.inference.names import ALIASES
+
+    return ALIASES.get(backend, backend)
 
 
 def _problem(error: dict) -> str:

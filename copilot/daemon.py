@@ -1,4 +1,4 @@
-"""The service: settings → store, engine, publisher, source, pipeline; runs until SIGINT/SIGTERM."""
+"""The service: settings → store, backend, publisher, source, pipeline; runs until SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from copilot.adapt.auto import AutoAdapt
-from copilot.adapt.hotswap import EngineWatch
+from copilot.adapt.hotswap import ModelWatch
 from copilot.config import ConfigError, Settings
 from copilot.delivery import Delivery, PublishSink, new_epoch, open_session_exports
 from copilot.inflight import InflightLog
-from copilot.inference.select import load_engine
+from copilot.inference.select import load_backend
 from copilot.metrics import Metrics, parse_listen
 from copilot.pipeline import Pipeline
 from copilot.publish.publisher import Publisher
@@ -105,7 +105,7 @@ class Daemon:
         self.skipped_at_start = skip_poison(self.inflight, self.store)
         self.source = build_source(settings, self.store, self.security)  # a bad source fails here, before any bind
         m = settings.model
-        self.engine = self._load_engine()
+        self.backend = self._load_backend()
         self.publisher = Publisher(settings.publish.pub_endpoint, settings.publish.snapshot_endpoint, history=self.store,
                                    security=self.security)
         self._prune()
@@ -118,7 +118,7 @@ class Daemon:
         self.delivery = Delivery(self.store, [PublishSink(self.publisher), self.exports])
         self.auto_adapt = AutoAdapt(settings.adapt, m.name, self._window_warn)
         self.pipeline = Pipeline(
-            self.engine,
+            self.backend,
             stream=settings.daemon.stream,
             store=self.store,
             sinks=[self.delivery, self._observe, self.auto_adapt, *extra_sinks],
@@ -135,8 +135,8 @@ class Daemon:
             watch_root=settings.source.watch if settings.source.kind == "directory" else None,
             inflight=self.inflight,
             stuck_after_s=settings.limits.max_stage_s,
-            engine_watch=EngineWatch(m.name, self._load_engine, self.engine.card.model_sha256,
-                                     settings.adapt.hot_swap_interval_s) if settings.adapt.hot_swap else None,
+            model_watch=ModelWatch(m.name, self._load_backend, self.backend.card.model_sha256,
+                                   settings.adapt.hot_swap_interval_s) if settings.adapt.hot_swap else None,
         )
         self.metrics = Metrics(self.status, settings.metrics.listen) if settings.metrics.listen else None
         self.notifier = SystemdNotifier()
@@ -144,14 +144,14 @@ class Daemon:
         self.started_at = time.time()
         self.problems: list[str] = []  # why run() gave up, when it did
 
-    def _load_engine(self):
+    def _load_backend(self):
         m, limits = self.settings.model, self.settings.limits
-        engine = load_engine(m.name, m.engine, m.threads, m.max_whole_px,
-                             state_dir=Path(self.settings.daemon.state_dir), precision=m.precision,
-                             triton=self.settings.triton)
-        engine.max_upsample = limits.max_upsample
-        engine.max_working_px = limits.max_working_mpx * 1e6
-        return engine
+        backend = load_backend(m.name, m.backend, m.threads, m.max_whole_px,
+                               state_dir=Path(self.settings.daemon.state_dir), precision=m.precision,
+                               triton=self.settings.triton)
+        backend.max_upsample = limits.max_upsample
+        backend.max_working_px = limits.max_working_mpx * 1e6
+        return backend
 
     def _window_warn(self) -> float | None:
         """The rolling shift window's warn level of the model in use (MMD², from its reliability calibration)."""
@@ -173,17 +173,17 @@ class Daemon:
         problems = self.pipeline.problems()
         return {
             "stream": self.settings.daemon.stream,
-            "model_version": self.pipeline.engine.card.version,
+            "model_version": self.pipeline.backend.card.version,
             "session_epoch": self.epoch,
             "last_seq": self.store.last_seqs(),
             "delivery": asdict(self.delivery.stats),
             "publisher": self.publisher.stats(),
             "session_dir": str(self.session_dir),
-            "model": self.pipeline.engine.card.name,
-            "engine": self.pipeline.engine.name,
-            "engine_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.pipeline.engine, "selection",
-                                                                                  [])],
-            "engine_status": self.pipeline.engine.status() if hasattr(self.pipeline.engine, "status") else None,
+            "model": self.pipeline.backend.card.name,
+            "backend": self.pipeline.backend.name,
+            "backend_selection": [f"{name}: {outcome}" for name, outcome in getattr(self.pipeline.backend, "selection",
+                                                                                    [])],
+            "backend_status": self.pipeline.backend.status() if hasattr(self.pipeline.backend, "status") else None,
             "adaptation": self.auto_adapt.status(),
             "uptime_s": round(time.time() - self.started_at, 1),
             "queues": self.pipeline.queue_depths(),
@@ -206,7 +206,7 @@ class Daemon:
         if replayed:
             log.info("delivered %d journaled result(s) a previous run had not published/exported", replayed)
         self.pipeline.start(self.source)
-        self.notifier.ready(f"watching with {self.engine.card.name} on {self.engine.name}")
+        self.notifier.ready(f"watching with {self.backend.card.name} on {self.backend.name}")
         log.info("co-pilot ready: stream %s, publishing on %s", self.settings.daemon.stream,
                  self.settings.publish.pub_endpoint)
         interval = self.notifier.watchdog_interval_s() or 2.0

@@ -1,6 +1,6 @@
 """``copilot analyze PATHS --dask SCHEDULER``: the offline pipeline with each file as a dask.distributed task.
 
-    client (here)                               workers (one engine each, loaded once by a WorkerPlugin)
+    client (here)                               workers (one backend each, loaded once by a WorkerPlugin)
     files ──► submit, a bounded window ──────►  read ─► segment ─► measure ─► per-frame evidence
     in file order: series, shift window, ◄────  (measurements, embedding, features; the probabilities stay there)
     verdict, result document ─► exports
@@ -49,21 +49,21 @@ class FrameOutcome:
 
 
 class FrameWorker:
-    """Everything one worker needs, built once: the engine (``load_engine``) and the analysis settings."""
+    """Everything one worker needs, built once: the backend (``load_backend``) and the analysis settings."""
 
     def __init__(self, settings: Settings):
-        from copilot.inference.select import load_engine
+        from copilot.inference.select import load_backend
 
         m = settings.model
         self.settings = settings
         from copilot.inference.network import for_batch
 
-        self.engine = for_batch(load_engine(m.name, m.engine, m.threads, m.max_whole_px,
-                                            state_dir=settings.daemon.state_dir, precision=m.precision,
-                                            triton=settings.triton))
+        self.backend = for_batch(load_backend(m.name, m.backend, m.threads, m.max_whole_px,
+                                              state_dir=settings.daemon.state_dir, precision=m.precision,
+                                              triton=settings.triton))
         from copilot.reliability.score import Assessor
 
-        self.assessor = Assessor(self.engine.card, self.engine.folder, settings.verdict)
+        self.assessor = Assessor(self.backend.card, self.backend.folder, settings.verdict)
 
     def run(self, path: str) -> FrameOutcome:
         from copilot.analysis import measure
@@ -79,7 +79,7 @@ class FrameWorker:
         except FileNotFoundError as exc:
             return FrameOutcome(path, "unreadable", f"vanished: {exc}")
         t1 = time.perf_counter()
-        seg = self.engine.segment(frame)
+        seg = self.backend.segment(frame)
         t2 = time.perf_counter()
         fm = measure(seg, self.settings.analysis)
         if self.settings.eds is not None:  # inclusions from the file's EDS spectrum image (.bcf/.emd)
@@ -99,7 +99,7 @@ class FrameWorker:
 
 
 class CopilotAnalyzePlugin(WorkerPlugin):
-    """Loads the engine once per worker process (again in a worker that replaces a dead one)."""
+    """Loads the backend once per worker process (again in a worker that replaces a dead one)."""
 
     name = PLUGIN_NAME
 
@@ -112,11 +112,11 @@ class CopilotAnalyzePlugin(WorkerPlugin):
 
     def teardown(self, worker) -> None:
         if self.frames is not None:
-            getattr(self.frames.engine, "close", lambda: None)()
+            getattr(self.frames.backend, "close", lambda: None)()
 
 
 def analyze_on_worker(path: str) -> FrameOutcome:
-    """The task: one file on this worker's engine (loaded by the plugin)."""
+    """The task: one file on this worker's backend (loaded by the plugin)."""
     worker = get_worker()
     out = worker.plugins[PLUGIN_NAME].frames.run(path)
     out.worker = worker.address

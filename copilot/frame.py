@@ -1,4 +1,4 @@
-"""Frame: the one type that leaves a reader or a socket and enters the engine."""
+"""Frame: the one type that leaves a reader or a socket and enters the backend."""
 
 from __future__ import annotations
 

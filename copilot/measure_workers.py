@@ -100,20 +100,20 @@ class MeasureInProcesses:
 
     name, input, output = "measure", Segmentation, "Measured"
 
-    def __init__(self, engine, analysis: AnalysisSettings, thresholds: VerdictThresholds, workers: int, local):
+    def __init__(self, backend, analysis: AnalysisSettings, thresholds: VerdictThresholds, workers: int, local):
         """``local``: (analyze, assess) stages to fall back on for a frame that cannot be handed over."""
         self.analysis, self.thresholds = analysis, thresholds
         self.local = local
         self._idle: queue.Queue = queue.Queue()
         self._all: list[MeasureProcess] = []
-        self.use_engine(engine)
+        self.use_backend(backend)
         for _ in range(workers):
             self._idle.put(None)  # started on first use
 
-    def use_engine(self, engine) -> None:
-        """Measure with ``engine``'s card (its regressor and shift reference) from the next frame on: workers
+    def use_backend(self, backend) -> None:
+        """Measure with ``backend``'s card (its regressor and shift reference) from the next frame on: workers
         started for an earlier one are replaced as they come up (a model swapped between frames)."""
-        self.setup = {"card": engine.card.model_dump_json(), "folder": str(engine.folder) if engine.folder else None,
+        self.setup = {"card": backend.card.model_dump_json(), "folder": str(backend.folder) if backend.folder else None,
                       "analysis": self.analysis.model_dump(mode="json"),
                       "thresholds": self.thresholds.model_dump(mode="json")}
 

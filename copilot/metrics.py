@@ -1,5 +1,5 @@
 """Prometheus endpoint (prometheus-client): per-stage latency histograms, frames by outcome, queue depths,
-skipped/dropped counts, last seq per stream, engine and model version.
+skipped/dropped counts, last seq per stream, backend and model version.
 
 Served over HTTP on ``metrics.listen`` (``127.0.0.1:9464`` by default; ``""`` turns it off). Counts are read from
 the daemon's status at scrape time, so they never drift from what the status heartbeat says.
@@ -51,9 +51,9 @@ class _StatusCollector:
         dropped.add_metric(["pruned_before_delivery"], dlv.get("too_old", 0))
         yield dropped
         yield _replayed(pub, dlv)
-        info = InfoMetricFamily("copilot_engine", "engine and model serving this stream")
+        info = InfoMetricFamily("copilot_backend", "backend and model serving this stream")
         info.add_metric([], {"model": str(st.get("model", "")), "model_version": str(st.get("model_version", "")),
-                             "engine": str(st.get("engine", "")), "session_epoch": str(st.get("session_epoch", ""))})
+                             "backend": str(st.get("backend", "")), "session_epoch": str(st.get("session_epoch", ""))})
         yield info
         yield GaugeMetricFamily("copilot_healthy", "1 while every stage thread is alive", value=int(st.get("healthy", 1)))
         yield GaugeMetricFamily("copilot_uptime_seconds", "seconds since the daemon started", value=st.get("uptime_s", 0))

@@ -32,7 +32,7 @@ from copilot.analysis.series import SeriesTracker
 from copilot.analysis.settings import AnalysisSettings, SeriesSettings
 from copilot.errors import UnreadableFrame
 from copilot.frame import Frame
-from copilot.inference.segmentation import Engine, Segmentation
+from copilot.inference.segmentation import Backend, Segmentation
 from copilot.readers import read_frame
 from copilot.readers.base import path_text
 from copilot.readers.limits import InputLimits
@@ -120,22 +120,22 @@ class ReadStage:
 
 
 class InferStage:
-    """Frame → Segmentation on the engine (one thread: engines hold sessions and device memory)."""
+    """Frame → Segmentation on the backend (one thread: backends hold sessions and device memory)."""
 
     name, input, output = "infer", Frame, Segmentation
 
-    def __init__(self, engine: Engine, watch=None, on_swap: Callable[[Engine], None] | None = None):
-        self.engine = engine
-        self.watch = watch  # copilot.adapt.hotswap.EngineWatch: a promoted model is loaded between frames
+    def __init__(self, backend: Backend, watch=None, on_swap: Callable[[Backend], None] | None = None):
+        self.backend = backend
+        self.watch = watch  # copilot.adapt.hotswap.ModelWatch: a promoted model is loaded between frames
         self.on_swap = on_swap
 
     def __call__(self, frame: Frame, job: Job) -> Segmentation:
         if self.watch is not None and (new := self.watch.poll()) is not None:
-            old, self.engine = self.engine, new
+            old, self.backend = self.backend, new
             if self.on_swap is not None:
                 self.on_swap(new)
             old.close()
-        return self.engine.segment(frame)
+        return self.backend.segment(frame)
 
 
 class AnalyzeStage:
@@ -267,7 +267,7 @@ class Pipeline:
 
     def __init__(
         self,
-        engine: Engine,
+        backend: Backend,
         *,
         stream: str = "default",
         store=None,
@@ -286,13 +286,13 @@ class Pipeline:
         watch_root: Path | None = None,
         inflight=None,
         stuck_after_s: float = 600.0,
-        engine_watch=None,
+        model_watch=None,
     ):
         if workers < 1:
             raise ValueError(f"workers must be ≥ 1, got {workers}")
         if measure_mode not in ("threads", "processes"):
             raise ValueError(f"measure_mode must be 'threads' or 'processes', got {measure_mode!r}")
-        self.engine = engine
+        self.backend = backend
         self.stream = stream
         self.store = store
         self.sinks = list(sinks or [])
@@ -301,7 +301,7 @@ class Pipeline:
         self.analysis = analysis or AnalysisSettings()
         self.eds = eds
         self.series = SeriesTracker(series, self.analysis)
-        self.assessor = Assessor(engine.card, engine.folder, thresholds)
+        self.assessor = Assessor(backend.card, backend.folder, thresholds)
         self.send_labels = send_labels
         self.limits = limits or InputLimits()
         self.watch_root = watch_root  # quarantine copies only from inside this tree
@@ -312,7 +312,7 @@ class Pipeline:
         self.stats = PipelineStats()
         self.lanes = (
             Lane("read", (ReadStage(self),)),
-            Lane("infer", (InferStage(engine, engine_watch, self._swapped),)),
+            Lane("infer", (InferStage(backend, model_watch, self._swapped),)),
             Lane("measure", self._measure_stages(measure_mode, workers, thresholds), workers),
             Lane("follow", (FollowStage(self.series, self.assessor),)),
             Lane("sink", (SinkStage(self),)),
@@ -331,7 +331,7 @@ class Pipeline:
             return local
         from copilot.measure_workers import MeasureInProcesses
 
-        return (MeasureInProcesses(self.engine, self.analysis, self.assessor.thresholds, workers, local),)
+        return (MeasureInProcesses(self.backend, self.analysis, self.assessor.thresholds, workers, local),)
 
     # -- lifecycle -------------------------------------------------------------------------------------------
     def start(self, source=None) -> "Pipeline":
@@ -356,23 +356,23 @@ class Pipeline:
             source.start(self.submit)
         return self
 
-    def _swapped(self, engine: Engine) -> None:
+    def _swapped(self, backend: Backend) -> None:
         """A hot swap (between frames): the new model's reliability (regressor, shift reference, windows)."""
-        self.engine = engine
-        assessor = Assessor(engine.card, engine.folder, self.assessor.thresholds)
+        self.backend = backend
+        assessor = Assessor(backend.card, backend.folder, self.assessor.thresholds)
         for lane in self.lanes:
             for stage in lane.stages:
                 if isinstance(stage, (AssessStage, FollowStage)):
                     stage.assessor = assessor
-                elif hasattr(stage, "use_engine"):  # measure worker processes: the new card from the next frame
-                    stage.use_engine(engine)
+                elif hasattr(stage, "use_backend"):  # measure worker processes: the new card from the next frame
+                    stage.use_backend(backend)
                     stage.local[1].assessor = assessor
         self.assessor = assessor
 
     def rebuild_state(self, recent: dict[str, list[dict]]) -> None:
         """Per-stream state (series, shift window: Accumulators) from the store's recent documents after a restart
         (``{stream: [document dicts, oldest first]}``)."""
-        card = self.engine.card  # another model's embeddings and sizes would not compare
+        card = self.backend.card  # another model's embeddings and sizes would not compare
         follow = next(s for lane in self.lanes for s in lane.stages if isinstance(s, FollowStage))
         for stream, docs in recent.items():
             docs = [d for d in docs if (d.get("model") or {}).get("name") == card.name

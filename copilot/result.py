@@ -162,7 +162,7 @@ def build_result(outcome: Outcome, timings_ms: dict[str, float], *, send_labels:
             signal=frame.meta.get("signal"),
             grid_frame_px=seg.frame_px_per_px,
         ),
-        model=ModelRef(name=seg.model_name, version=seg.model_version, engine=seg.engine),
+        model=ModelRef(name=seg.model_name, version=seg.model_version, backend=seg.backend),
         timings_ms=timings_ms,
         measurements=measurements_document(fm),
         series=series_document(outcome.series) if isinstance(outcome.series, SeriesResult) else outcome.series,

@@ -92,3 +92,13 @@ def test_read_results_from_an_analyze_folder_and_from_a_store(image, threshold_m
     (tmp_path / "other.sqlite").write_bytes(b"not a database at all, " * 100)
     with pytest.raises(UserError, match="not a co-pilot results store"):
         copilot.read_results(tmp_path / "other.sqlite")
+
+
+def test_engine_keyword_is_the_deprecated_name_of_backend(image, threshold_model_dir):
+    with pytest.warns(DeprecationWarning, match=r"analyze_image\(engine=...\) is now analyze_image\(backend=...\)"):
+        doc, _ = copilot.analyze_image(image, nm_per_px=0.5, model=threshold_model_dir, engine="onnxruntime-cpu")
+    assert doc.model.backend == doc.model.engine == "onnxruntime-cpu"
+    with pytest.warns(DeprecationWarning), pytest.raises(ValueError, match="unknown backend 'no-such-backend'"):
+        copilot.analyze_image(image, model=threshold_model_dir, engine="no-such-backend")  # the value is used
+    with pytest.warns(DeprecationWarning), pytest.raises(UserError, match="engine='tensorrt' and backend="):
+        copilot.analyze_image(image, model=threshold_model_dir, engine="tensorrt", backend="onnxruntime-cpu")

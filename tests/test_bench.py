@@ -6,7 +6,7 @@ import sys
 from copilot.cli.bench import REPO, _load_runner
 
 
-def test_postprocess_bench_runs_on_the_replay_engine(threshold_model_dir):
+def test_postprocess_bench_runs_on_the_replay_backend(threshold_model_dir):
     runner = _load_runner()
     results = runner.run_postprocess_bench((128,), 3, workers=2, model=str(threshold_model_dir), log=lambda *_: None)
     size = results["postprocess"]["sizes"]["128"]

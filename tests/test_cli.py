@@ -71,7 +71,7 @@ def test_port_in_use(tmp_path, capsys, threshold_model_dir):
     taken = ctx.socket(zmq.PUB)
     port = taken.bind_to_random_port("tcp://127.0.0.1")
     cfg = tmp_path / "c.toml"
-    cfg.write_text(f'[model]\nname = "{threshold_model_dir}"\nengine = "onnxruntime-cpu"\n'
+    cfg.write_text(f'[model]\nname = "{threshold_model_dir}"\nbackend = "onnxruntime-cpu"\n'
                    f'[publish]\npub_endpoint = "tcp://127.0.0.1:{port}"\nsnapshot_endpoint = "tcp://127.0.0.1:{port + 1}"\n')
     (tmp_path / "acq").mkdir()
     try:
@@ -113,3 +113,14 @@ def test_demo_never_empties_a_folder_that_is_not_a_demo(tmp_path, capsys):
     line = one_line_error(capsys, "demo", "--state-dir", str(tmp_path), "--frames", "1", "--no-live")
     assert "keep.tif" in line and "--state-dir" in line
     assert (tmp_path / "keep.tif").read_bytes() == b"someone's data"
+
+
+def test_engine_is_a_hidden_alias_of_backend(threshold_model_dir, tmp_path, capsys):
+    """Scripts written before the rename pass --engine; it still names the backend, and help shows --backend."""
+    common = ["--model", str(threshold_model_dir), "--state-dir", str(tmp_path / "state")]
+    assert main(["engines", "verify", "--engine", "torch-cpu", *common]) == 2  # auto (the default) would load
+    assert "cannot load torch-cpu" in capsys.readouterr().out
+    assert main(["engines", "verify", "--engine", "onnxruntime-cpu", "--tiles", "1", *common]) == 0
+    assert "│ backend " in capsys.readouterr().out
+    verify = dict(all_parsers(build_parser()))["copilot engines verify"]
+    assert "--backend" in verify.format_help() and "--engine" not in verify.format_help()

@@ -52,3 +52,26 @@ def test_loading_the_config_does_not_import_onnxruntime():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_engine_is_read_as_backend_with_a_warning_once(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr("copilot.config._warned", set())
+    cfg = tmp_path / "old.toml"
+    cfg.write_text('[model]\nengine = "onnxruntime-cpu"\n')
+    with caplog.at_level("WARNING", logger="copilot.config"):
+        assert load_settings(cfg).model.backend == "onnxruntime-cpu"
+        assert load_settings(cfg).model.backend == "onnxruntime-cpu"
+    assert [r.getMessage() for r in caplog.records].count(
+        "[model] engine is now [model] backend: rename it in your config (engine is still read)") == 1
+
+
+def test_engine_and_backend_must_agree_and_the_command_line_wins(tmp_path):
+    cfg = tmp_path / "both.toml"
+    cfg.write_text('[model]\nengine = "onnxruntime"\nbackend = "onnxruntime-cpu"\n')  # the same backend
+    assert load_settings(cfg).model.backend == "onnxruntime-cpu"
+    cfg.write_text('[model]\nengine = "tensorrt"\nbackend = "onnxruntime-cpu"\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(cfg)
+    assert "[model] engine = 'tensorrt' and [model] backend = 'onnxruntime-cpu' disagree" in str(err.value)
+    cfg.write_text('[model]\nengine = "tensorrt"\n')
+    assert load_settings(cfg, {"model": {"backend": "torch-cpu"}}).model.backend == "torch-cpu"

@@ -26,7 +26,7 @@ def archive(tmp_path_factory) -> Path:
     run_microscope(acq, n_frames=N_FRAMES, interval_s=0.01, time_scale=6000, size_px=256, seed=3)
     (acq / "frame_00003b.tif").write_bytes(b"II*\x00" + b"\x00" * 10)  # a TIFF header and nothing else
     # ONNX Runtime CPU named outright: `auto` would import torch in every worker just to find no GPU
-    (acq.parent / f"{acq.name}.toml").write_text('[model]\nengine = "onnxruntime"\n')
+    (acq.parent / f"{acq.name}.toml").write_text('[model]\nbackend = "onnxruntime"\n')
     return acq
 
 

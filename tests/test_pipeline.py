@@ -14,7 +14,7 @@ import tifffile
 
 from copilot.config import load_settings
 from copilot.daemon import Daemon
-from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.ort_backend import OrtBackend
 from copilot.pipeline import Pipeline
 from copilot.publish.subscriber import Subscriber
 from copilot.sources.base import Arrival
@@ -52,7 +52,7 @@ def test_corrupt_tiff_is_quarantined_and_next_frame_processed(tmp_path, threshol
     corrupt.write_bytes(good.read_bytes()[:300])
     results = []
     store = ResultStore(tmp_path / "results.sqlite")
-    p = Pipeline(OrtEngine.from_name(threshold_model_dir), store=store, sinks=[results.append],
+    p = Pipeline(OrtBackend.from_name(threshold_model_dir), store=store, sinks=[results.append],
                  quarantine_dir=tmp_path / "quarantine")
     run_files(p, [corrupt, good])
     assert p.stats.quarantined == 1 and p.stats.processed == 1
@@ -70,17 +70,17 @@ def test_corrupt_tiff_is_quarantined_and_next_frame_processed(tmp_path, threshol
 
 def test_restart_does_not_reprocess_stored_frames(tmp_path, threshold_model_dir):
     files = [write_frame(tmp_path / f"f{i}.tif", seed=i) for i in range(3)]
-    engine = OrtEngine.from_name(threshold_model_dir)
+    backend = OrtBackend.from_name(threshold_model_dir)
     store = ResultStore(tmp_path / "results.sqlite")
-    first = run_files(Pipeline(engine, store=store), files[:2])
+    first = run_files(Pipeline(backend, store=store), files[:2])
     assert first.stats.processed == 2
     store.close()
     store = ResultStore(tmp_path / "results.sqlite")  # the daemon restarted
-    second = run_files(Pipeline(engine, store=store), files)
+    second = run_files(Pipeline(backend, store=store), files)
     assert second.stats.skipped == 2 and second.stats.processed == 1
     write_frame(files[0], seed=99)  # rewritten with new content: a new frame
     os.utime(files[0], ns=(time.time_ns(), time.time_ns() + 10**9))
-    third = run_files(Pipeline(engine, store=store), files)
+    third = run_files(Pipeline(backend, store=store), files)
     assert third.stats.processed == 1 and third.stats.skipped == 2
     store.close()
 
@@ -260,7 +260,7 @@ def test_measure_workers_keep_frame_order_and_series_state_per_stream(tmp_path, 
     corrupt.write_bytes(b"II*\0" + b"\0" * 50)
     arrivals.insert(5, Arrival(origin=str(corrupt), path=corrupt))
     results = []
-    p = Pipeline(OrtEngine.from_name(threshold_model_dir), sinks=[results.append], quarantine_dir=tmp_path / "q",
+    p = Pipeline(OrtBackend.from_name(threshold_model_dir), sinks=[results.append], quarantine_dir=tmp_path / "q",
                  workers=3, queue_size=2, measure_mode=mode).start()
     for a in arrivals:
         p.submit(a)
@@ -277,27 +277,27 @@ def test_measure_workers_keep_frame_order_and_series_state_per_stream(tmp_path, 
 
 def test_workers_must_be_positive(threshold_model_dir):
     with pytest.raises(ValueError, match="workers"):
-        Pipeline(OrtEngine.from_name(threshold_model_dir), workers=0)
+        Pipeline(OrtBackend.from_name(threshold_model_dir), workers=0)
 
 
 def test_restart_rebuilds_the_shift_window_from_the_store(tmp_path, threshold_model_dir):
     """After a restart the rolling shift window holds the stream's last frames again (from their documents)."""
     from copilot.inference.card import EmbeddingReference
 
-    engine = OrtEngine.from_name(threshold_model_dir)
+    backend = OrtBackend.from_name(threshold_model_dir)
     rng = np.random.default_rng(0)
     samples = rng.normal([0.2, 0.9], 0.05, (50, 2))
-    card = engine.card.model_copy(update={"embedding_reference": EmbeddingReference(
+    card = backend.card.model_copy(update={"embedding_reference": EmbeddingReference(
         mean=samples.mean(0).tolist(), std=samples.std(0).tolist(), samples=samples.tolist())})
-    engine.card = card
+    backend.card = card
     files = [write_frame(tmp_path / f"f{i}.tif", seed=i) for i in range(4)]
     store = ResultStore(tmp_path / "results.sqlite")
     results = []
-    run_files(Pipeline(engine, store=store, sinks=[results.append]), files[:3])
-    restarted = Pipeline(engine, store=store, sinks=[results.append])
+    run_files(Pipeline(backend, store=store, sinks=[results.append]), files[:3])
+    restarted = Pipeline(backend, store=store, sinks=[results.append])
     run_files(restarted, files[3:])
     fresh = []
-    run_files(Pipeline(engine, sinks=[fresh.append]), files)
+    run_files(Pipeline(backend, sinks=[fresh.append]), files)
     assert results[-1].doc.reliability.shift_window_mmd2 == pytest.approx(fresh[-1].doc.reliability.shift_window_mmd2,
                                                                          rel=1e-3)
     assert results[-1].doc.reliability.shift_window_mmd2 is not None

@@ -33,7 +33,7 @@ def make_doc(stream: str, n: int, origin: str | None = None) -> ResultDocument:
         processed_at=T0 + timedelta(seconds=n, milliseconds=200),
         calibration=Calibration(nm_per_px=0.5, calibrated=True, source="tiff-resolution", length_unit="nm"),
         image=ImageInfo(height_px=512, width_px=512, dtype="uint16"),
-        model=ModelRef(name="particles-stem", version="1.0.0", engine="onnxruntime-cpu"),
+        model=ModelRef(name="particles-stem", version="1.0.0", backend="onnxruntime-cpu"),
         timings_ms={"read": 2.0, "infer": 30.0, "total": 35.0},
         measurements=Measurements(
             task="particles", length_unit="nm", particles=ParticleSummary(count=n, count_edge=0, count_sized=n)

@@ -1,7 +1,7 @@
 """An MLServer runtime that serves an ONNX file with ONNX Runtime over the Open Inference Protocol (KServe v2).
 
 Stand-alone (needs mlserver, onnxruntime and numpy, not the co-pilot), so it can run on any inference host. It
-exists because Triton's server cannot be installed everywhere: the co-pilot's ``triton`` engine speaks the same
+exists because Triton's server cannot be installed everywhere: the co-pilot's ``triton`` backend speaks the same
 protocol to Triton in production and to MLServer with this runtime in tests and small labs.
 
 ``model-settings.json`` (``copilot engines export-triton REPO --mlserver`` writes it)::

@@ -3,7 +3,7 @@
     python bench/accuracy/defects_bench.py                    # from the card's held-out metrics (no simulation)
     python bench/accuracy/defects_bench.py --per-group 40     # measure again through the daemon's path first
 
-The held-out frames (``copilot.train.defect_scores.defect_group_metrics``: simulator → OrtEngine.segment →
+The held-out frames (``copilot.train.defect_scores.defect_group_metrics``: simulator → OrtBackend.segment →
 analysis.measure with the foil thickness in the frame metadata) are scored per class at IoU ≥ 0.5: cavities ≥ 3 nm,
 loops ≥ 5 nm, and swelling against the simulator's exact ΔV/V. The predicted-F1 rows come from
 bench/reliability/defects_results.json (``bench/reliability/defects_evaluate.py``). Writes defects.md (+ .json).
@@ -83,10 +83,10 @@ def main(argv=None) -> int:
 
     card, folder = load_card(a.model)
     if a.per_group:
-        from copilot.inference.ort_engine import OrtEngine
-        from copilot.train.heldout import evaluate_engine
+        from copilot.inference.ort_backend import OrtBackend
+        from copilot.train.heldout import evaluate_backend
 
-        groups = evaluate_engine(OrtEngine(card, folder, threads=2), "defects", per_group=a.per_group)
+        groups = evaluate_backend(OrtBackend(card, folder, threads=2), "defects", per_group=a.per_group)
         source = f"{a.per_group} frames of 512² per group, measured by this script"
     else:
         groups = {k.split(":", 1)[1]: v for k, v in card.metrics.items() if k.startswith("heldout:")}

@@ -1,7 +1,7 @@
 """Scoring the shipped models and the classical baseline on every simulated domain group.
 
-The same simulated frames go through the learned model exactly as the daemon runs it (``OrtEngine`` →
-``engine.segment`` → ``copilot.analysis.measure``) and through the classical baseline (``copilot.baseline``) at the
+The same simulated frames go through the learned model exactly as the daemon runs it (``OrtBackend`` →
+``backend.segment`` → ``copilot.analysis.measure``) and through the classical baseline (``copilot.baseline``) at the
 frame's own resolution. Objects are scored on the model's analysis grid by the shared scorer
 (``copilot.train.metrics``: IoU ≥ 0.5 matcher, edge-excluded ECD); sizes and fractions are the daemon's own numbers
 (measured at the frame's resolution), against the simulator's exact truth.
@@ -104,32 +104,32 @@ class Kept:
 _ASSESSORS: dict[str, Any] = {}
 
 
-def daemon_verdict(engine, fm) -> dict[str, Any]:
-    """The daemon's own reliability verdict for this frame (ok / warn / fail, predicted F1, reasons), if the engine
+def daemon_verdict(backend, fm) -> dict[str, Any]:
+    """The daemon's own reliability verdict for this frame (ok / warn / fail, predicted F1, reasons), if the backend
     ships a reliability regressor; the rolling shift window runs per stream (= per group here), as in a session."""
     try:
         from copilot.reliability.score import Assessor
 
-        key = f"{engine.card.name}:{engine.card.model_sha256}"
+        key = f"{backend.card.name}:{backend.card.model_sha256}"
         if key not in _ASSESSORS:
-            _ASSESSORS[key] = Assessor(engine.card, engine.folder)
+            _ASSESSORS[key] = Assessor(backend.card, backend.folder)
         rel, verdict, _ = _ASSESSORS[key].assess(fm)
         return {"level": verdict.level, "reasons": list(verdict.reasons), "predicted_f1": rel.predicted_f1}
     except Exception as exc:  # noqa: BLE001 - the accuracy bench must not depend on the reliability stage
         return {"level": None, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def run_model(engine, sim, group: str, i: int):
+def run_model(backend, sim, group: str, i: int):
     """The simulated frame through the daemon's path: (measurements, seconds it took, the daemon's verdict)."""
     frame = Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim")
     t0 = time.perf_counter()
-    fm = measure(engine.segment(frame))
+    fm = measure(backend.segment(frame))
     t_model = time.perf_counter() - t0
-    return fm, t_model, daemon_verdict(engine, fm)
+    return fm, t_model, daemon_verdict(backend, fm)
 
 
-def eval_particle_frame(engine, sim, group: str, i: int) -> tuple[dict[str, Any], Kept]:
-    fm, t_model, verdict = run_model(engine, sim, group, i)
+def eval_particle_frame(backend, sim, group: str, i: int) -> tuple[dict[str, Any], Kept]:
+    fm, t_model, verdict = run_model(backend, sim, group, i)
     grid = fm.instances.shape
     truth_native = seq(sim.instances)
     truth_g = seq(nearest_to_grid(sim.instances, grid))
@@ -148,8 +148,8 @@ def eval_particle_frame(engine, sim, group: str, i: int) -> tuple[dict[str, Any]
         "group": group, "i": i, "nm_per_px": float(sim.nm_per_px), "grid_shape": list(grid),
         "modality": sim.truth.get("modality", params.get("modality", "haadf")),
         "grid_nm_per_px": float(fm.segmentation.nm_per_px),
-        "in_trained_range": bool(engine.card.trained_nm_per_px_range[0] * 0.999 <= sim.nm_per_px
-                                 <= engine.card.trained_nm_per_px_range[1] * 1.001),
+        "in_trained_range": bool(backend.card.trained_nm_per_px_range[0] * 0.999 <= sim.nm_per_px
+                                 <= backend.card.trained_nm_per_px_range[1] * 1.001),
         "params": {k: params.get(k) for k in ("d50_nm", "area_fraction", "dose", "probe_blur_nm", "drift_shear",
                                                "line_jitter_px", "scanline_noise", "touching_fraction",
                                                "particle_signal", "background", "support_contrast")},
@@ -266,10 +266,10 @@ def baseline_phase_map(image: np.ndarray, truth: np.ndarray, n: int) -> np.ndarr
     return np.asarray(order, np.int32)[levels]
 
 
-def eval_phase_frame(engine, sim, group: str, i: int) -> tuple[dict[str, Any], Kept]:
-    names = list(engine.card.class_names)
+def eval_phase_frame(backend, sim, group: str, i: int) -> tuple[dict[str, Any], Kept]:
+    names = list(backend.card.class_names)
     n = len(names)
-    fm, t_model, verdict = run_model(engine, sim, group, i)
+    fm, t_model, verdict = run_model(backend, sim, group, i)
     grid = fm.instances.shape
     truth_native = truth_classes(sim, names)
     truth_g = nearest_to_grid(truth_native, grid)
@@ -316,21 +316,21 @@ def pool_phases(rows: list[dict[str, Any]], who: str, names: list[str]) -> dict[
 
 
 def evaluate_model(name: str, per_group: int, size_px: int, seed: int, progress: Progress) -> dict[str, Any]:
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
 
-    engine = OrtEngine.from_name(name, threads=2)
-    task = engine.card.task
+    backend = OrtBackend.from_name(name, threads=2)
+    task = backend.card.task
     groups, how = groups_for_task(task)
     from copilot.inference.card import ENGINES_DIR
 
-    name_arg, name = name, engine.card.name
-    if Path(engine.folder).resolve().parent != ENGINES_DIR.resolve():  # a candidate outside engines/: say which
-        name = f"{engine.card.name}@{Path(engine.folder).name}"
-    out: dict[str, Any] = {"model": name, "source": str(name_arg), "version": engine.card.version, "task": task,
-                           "class_names": list(engine.card.class_names),
-                           "working_nm_per_px": engine.card.working_nm_per_px,
-                           "trained_nm_per_px_range": list(engine.card.trained_nm_per_px_range),
-                           "card_metrics": engine.card.metrics, "groups_source": how, "groups": {}, "frames": []}
+    name_arg, name = name, backend.card.name
+    if Path(backend.folder).resolve().parent != ENGINES_DIR.resolve():  # a candidate outside engines/: say which
+        name = f"{backend.card.name}@{Path(backend.folder).name}"
+    out: dict[str, Any] = {"model": name, "source": str(name_arg), "version": backend.card.version, "task": task,
+                           "class_names": list(backend.card.class_names),
+                           "working_nm_per_px": backend.card.working_nm_per_px,
+                           "trained_nm_per_px_range": list(backend.card.trained_nm_per_px_range),
+                           "card_metrics": backend.card.metrics, "groups_source": how, "groups": {}, "frames": []}
     if not groups:
         out["note"] = f"copilot.sim.domains offers no simulated groups for task {task!r}: nothing to score"
         console.log(f"[yellow]{name}: {out['note']}")
@@ -343,7 +343,7 @@ def evaluate_model(name: str, per_group: int, size_px: int, seed: int, progress:
         rows, kept = [], []
         for i in range(per_group):
             sim = sample_frame(group, rng, size_px, task)
-            row, k = evaluate_frame(engine, sim, group, i)
+            row, k = evaluate_frame(backend, sim, group, i)
             rows.append(row)
             kept.append(k)
             progress.update(bar, advance=1, description=f"{name} · {group} {i + 1}/{per_group}")
@@ -355,7 +355,7 @@ def evaluate_model(name: str, per_group: int, size_px: int, seed: int, progress:
                         f"{_fmt(summary['model']['d50_rel_error_mean'], pct=True)} baseline "
                         f"{_fmt(summary['baseline']['d50_rel_error_mean'], pct=True)}")
         else:
-            names = list(engine.card.class_names)
+            names = list(backend.card.class_names)
             summary = {"model": pool_phases(rows, "model", names), "baseline": pool_phases(rows, "baseline", names)}
             key = lambda r: -max(r["model"]["abs_error_pp"])  # noqa: E731
             console.log(f"{name} · {group}: fraction error model "
@@ -373,7 +373,7 @@ def evaluate_model(name: str, per_group: int, size_px: int, seed: int, progress:
         for tag, j in (("worst", order[0]), ("median", order[len(order) // 2])):
             p = OUT / f"overlay_{name}_{group}_{tag}.png"
             overlay_png(p, kept[j], f"{name} on '{group}' — {tag} frame of {len(rows)} (#{j})", task,
-                        pore_class(engine.card.class_names))
+                        pore_class(backend.card.class_names))
             summary.setdefault("overlays", {})[tag] = p.name
         del kept
     return out
@@ -387,24 +387,24 @@ def is_in_domain(group: str) -> bool:
 def show_frames(name: str, specs: list[str], per_group: int, size_px: int, seed: int, crop: int = 192) -> None:
     """Re-simulate frames named ``GROUP:INDEX`` (same seeds as the run) and save a full overlay plus a zoom on the
     top-left ``crop`` px as ``diag_<model>_<group>_<index>.png``: the evidence behind diagnosis.md."""
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
 
     from copilot.inference.card import ENGINES_DIR
 
-    engine = OrtEngine.from_name(name, threads=2)
-    task = engine.card.task
-    label = engine.card.name
-    if Path(engine.folder).resolve().parent != ENGINES_DIR.resolve():
-        label = f"{engine.card.name}@{Path(engine.folder).name}"
+    backend = OrtBackend.from_name(name, threads=2)
+    task = backend.card.task
+    label = backend.card.name
+    if Path(backend.folder).resolve().parent != ENGINES_DIR.resolve():
+        label = f"{backend.card.name}@{Path(backend.folder).name}"
     evaluate_frame = eval_particle_frame if task == "particles" else eval_phase_frame
     for spec in specs:
         group, idx = spec.rsplit(":", 1)
         rng = np.random.default_rng([seed, sum(map(ord, group)), len(group)])
         for i in range(int(idx) + 1):
             sim = sample_frame(group, rng, size_px, task)
-        row, kept = evaluate_frame(engine, sim, group, int(idx))
+        row, kept = evaluate_frame(backend, sim, group, int(idx))
         base = OUT / f"diag_{label}_{group}_{idx}"
-        tint = pore_class(engine.card.class_names)
+        tint = pore_class(backend.card.class_names)
         overlay_png(base.with_suffix(".png"), kept, f"{label} on '{group}' frame #{idx}", task, tint)
         c = min(crop, kept.image.shape[0])
         zoom = Kept(kept.image[:c, :c], seq(kept.truth[:c, :c]), seq(kept.model[:c, :c]), seq(kept.baseline[:c, :c]),

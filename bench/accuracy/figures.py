@@ -144,7 +144,7 @@ def real_overlay_png(path: Path, image: np.ndarray, model_labels, baseline, entr
     if model_labels is not None:
         panels.append((f"learned: {entry['model']}", model_labels, COLORS["model"], model_tint))
     else:
-        panels.append(("learned: no engine for this task", None, None, 0))
+        panels.append(("learned: no backend for this task", None, None, 0))
     panels.append(("classical baseline" + (" (darkest Otsu class tinted)" if entry["task"] == "phases" else ""),
                    baseline, COLORS["baseline"], 0))
     fig, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), 6.8))

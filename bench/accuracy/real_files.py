@@ -28,20 +28,20 @@ REAL_FILES = [
 
 
 def run_real_files(models: list[str]) -> list[dict[str, Any]]:
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
     from copilot.readers import read_frame
     from copilot.readers.vendor_samples import fetch_vendor_file
 
     out = []
-    engines: dict[str, Any] = {}
+    backends: dict[str, Any] = {}
     by_task: dict[str, list[str]] = {}
     for name in models:
         try:
-            eng = OrtEngine.from_name(name, threads=2)
+            eng = OrtBackend.from_name(name, threads=2)
         except Exception as exc:  # noqa: BLE001
             console.log(f"[yellow]cannot load {name}: {exc}")
             continue
-        engines[name] = eng
+        backends[name] = eng
         by_task.setdefault(eng.card.task, []).append(name)
     preferred = {"particles": "particles-stem", "phases": "phases-sem"}
     for package, version, member, task, label, known in REAL_FILES:
@@ -61,10 +61,10 @@ def run_real_files(models: list[str]) -> list[dict[str, Any]]:
         model_labels = None
         if model is None:
             entry["model"] = None
-            entry["model_note"] = (f"no shipped engine for task {task!r} (wanted {preferred[task]}); "
-                                   f"shipped: {sorted(engines)}")
+            entry["model_note"] = (f"no shipped model for task {task!r} (wanted {preferred[task]}); "
+                                   f"shipped: {sorted(backends)}")
         else:
-            eng = engines[model]
+            eng = backends[model]
             lo, hi = eng.card.trained_nm_per_px_range
             t0 = time.perf_counter()
             fm = measure(eng.segment(frame))
@@ -102,7 +102,7 @@ def run_real_files(models: list[str]) -> list[dict[str, Any]]:
                                  "fractions_dark_to_bright": (np.bincount(bl.ravel(), minlength=n)[:n] / bl.size).tolist(),
                                  "pore_fraction": float(np.mean(bl == 0))}
         png = OUT / f"real_{stem}.png"
-        model_tint = pore_class(engines[model].card.class_names) if model else 0
+        model_tint = pore_class(backends[model].card.class_names) if model else 0
         real_overlay_png(png, frame.pixels, model_labels, bl, entry, model_tint)
         entry["overlay"] = png.name
         out.append(entry)

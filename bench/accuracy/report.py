@@ -189,7 +189,7 @@ def sizing_section(after: dict[str, Any] | None, before: dict[str, Any] | None) 
         L += ["", "Analysis cost (`measure` alone, p50 s per frame on the same stored segmentations of simulated "
               "HAADF frames at 0.2 nm/px, before and after runs alternated on a loaded 2-core machine (load ~3); "
               "`copilot bench` has the full-daemon numbers):\n",
-              "| frame | before | after | engine `segment` (after) |", "| --- | ---: | ---: | ---: |"]
+              "| frame | before | after | backend `segment` (after) |", "| --- | ---: | ---: | ---: |"]
         for size, a in ca.items():
             b = cb.get(size, {})
             sec = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
@@ -204,7 +204,7 @@ def write_report(results: dict[str, Any]) -> None:
     L.append(f"Generated {results['generated']} by `{results['command']}` "
              f"({results['per_group']} simulated frames of {results['size_px']}² per group, seed {results['seed']}; "
              f"{results['host']}). Numbers in `results.json`; re-render with `--report-only`.\n")
-    L.append("**How it is measured.** The learned model runs exactly as the daemon runs it (`OrtEngine` on the CPU, "
+    L.append("**How it is measured.** The learned model runs exactly as the daemon runs it (`OrtBackend` on the CPU, "
              "2 threads → `copilot.analysis.measure`), so its instances live on the analysis grid (the card's working "
              "nm/px). The classical baseline (`copilot.baseline`: 1-px Gaussian, global Otsu with the contrast guessed "
              "per frame, holes filled, objects < 2 nm² removed, distance-transform watershed with seeds ≥ 2 nm apart) "
@@ -284,9 +284,9 @@ def write_report(results: dict[str, Any]) -> None:
             L.append(f"- {group}: [median frame]({ov.get('median')}), [worst frame]({ov.get('worst')})")
         L.append("")
     for task, info in results.get("tasks_without_engine", {}).items():
-        L.append(f"## Task '{task}': no shipped engine\n")
+        L.append(f"## Task '{task}': no shipped model\n")
         L.append(f"The simulator offers {len(info['groups'])} '{task}' groups ({', '.join(info['groups']) or '–'}; "
-                 f"{info['source']}), but no engine under `engines/` has task '{task}', so nothing is scored and "
+                 f"{info['source']}), but no model under `engines/` has task '{task}', so nothing is scored and "
                  f"the phase-fraction target (≤ {TARGETS['phases_fraction_error_pp']} pp) is not measured. "
                  "Rerun this benchmark once one ships; it is picked up automatically.\n")
     L.append("## Real instrument files (no labels)\n")

@@ -3,12 +3,12 @@
     .venv/bin/python bench/accuracy/run.py [--per-group 24] [--size 512] [--seed 20261125] [--models NAME ...]
     .venv/bin/python bench/accuracy/run.py --report-only      # rebuild report.md (+ PNGs) from results.json
 
-For every engine under ``engines/`` (card.json + model.onnx) and every domain group the simulator offers for the
-engine's task (``copilot.sim.domains``; every group except ``in-domain`` is a held-out shift), the same simulated
+For every model under ``engines/`` (card.json + model.onnx) and every domain group the simulator offers for the
+backend's task (``copilot.sim.domains``; every group except ``in-domain`` is a held-out shift), the same simulated
 frames go through
 
-* the learned model, run exactly as the daemon runs it: ``OrtEngine.from_name(name, threads=2)`` →
-  ``engine.segment(frame)`` → ``copilot.analysis.measure`` (instances on the analysis grid, the card's working nm/px);
+* the learned model, run exactly as the daemon runs it: ``OrtBackend.from_name(name, threads=2)`` →
+  ``backend.segment(frame)`` → ``copilot.analysis.measure`` (instances on the analysis grid, the card's working nm/px);
 * the classical baseline (``copilot.baseline``: Otsu + distance-transform watershed; contrast guessed per frame),
   run on the frame at its own resolution, as a microscopist would run Fiji.
 
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=512, help="frame edge in pixels (default 512)")
     ap.add_argument("--seed", type=int, default=20261125, help="the same seed gives the same frames per group")
     ap.add_argument("--models", nargs="*",
-                    help="engine names or engine folders (default: every engine under engines/)")
+                    help="model names or engine folders (default: every model under engines/)")
     ap.add_argument("--no-real", action="store_true", help="skip the real vendor files")
     ap.add_argument("--report-only", action="store_true", help="rebuild report.md and charts from results.json")
     ap.add_argument("--show", nargs="+", metavar="GROUP:INDEX",

@@ -31,18 +31,18 @@ def match(rows, parts, nm_per_px: float):
     return nearest_rows(rows, [(p.cx_nm, p.cy_nm) for p in parts], nm_per_px, [max(p.a_nm, 1.0) for p in parts])
 
 
-def measure_frame(engine, sim, stream: str):
-    fm = measure(engine.segment(Frame(sim.image, sim.nm_per_px, stream=stream, frame_id="0", origin="sim")))
+def measure_frame(backend, sim, stream: str):
+    fm = measure(backend.segment(Frame(sim.image, sim.nm_per_px, stream=stream, frame_id="0", origin="sim")))
     ps = fm.summary.particles
     return fm, ([] if ps is None else ps.particles)
 
 
-def known_shapes(engine, seed: int = 0) -> dict:
+def known_shapes(backend, seed: int = 0) -> dict:
     out: dict = {}
     for nm in SCALES:
         discs = [(d, 1.0, 0.0) for d in DISC_NM]
         sim, parts = standard_frame(discs, nm, seed)
-        _, rows = measure_frame(engine, sim, f"discs-{nm}")
+        _, rows = measure_frame(backend, sim, f"discs-{nm}")
         got = match(rows, parts, nm)
         per = []
         for (d, _, _), q in zip(discs, got):
@@ -56,7 +56,7 @@ def known_shapes(engine, seed: int = 0) -> dict:
         ell = [(d, asp, ang) for (d, asp), ang in zip(ELLIPSE_NM, np.linspace(0, np.pi, len(ELLIPSE_NM),
                                                                                   endpoint=False))]
         sim_e, parts_e = standard_frame(ell, nm, seed + 100)
-        _, rows_e = measure_frame(engine, sim_e, f"ellipses-{nm}")
+        _, rows_e = measure_frame(backend, sim_e, f"ellipses-{nm}")
         feret = []
         for p, q in zip(parts_e, match(rows_e, parts_e, nm)):
             if q is None:
@@ -77,15 +77,15 @@ def known_shapes(engine, seed: int = 0) -> dict:
             "ellipse_feret_max_rel_error_max": float(max(fmax)) if fmax else None,
             "ellipse_feret_min_rel_error_max": float(max(fmin)) if fmin else None,
             "ellipses_found": float(np.mean([r["found"] for r in feret])),
-            "pairs": touching(engine, nm, seed),
+            "pairs": touching(backend, nm, seed),
         }
     return out
 
 
-def touching(engine, nm_per_px: float, seed: int = 0) -> dict:
+def touching(backend, nm_per_px: float, seed: int = 0) -> dict:
     """Touching pairs (neck 0-70 % of the smaller diameter): split into two; single discs never split."""
     sim, pairs = touching_pairs(PAIRS, nm_per_px, seed)
-    _, rows = measure_frame(engine, sim, f"pairs-{nm_per_px}")
+    _, rows = measure_frame(backend, sim, f"pairs-{nm_per_px}")
     split = []
     for p1, p2 in pairs:
         a, b = nearest_rows(rows, [(p1.cx_nm, p1.cy_nm), (p2.cx_nm, p2.cy_nm)], nm_per_px, 0.6 * min(p1.a_nm, p2.a_nm))
@@ -95,7 +95,7 @@ def touching(engine, nm_per_px: float, seed: int = 0) -> dict:
                               for n in sorted({q[2] for q in PAIRS})}}
 
 
-def sintering(engine, nm_per_px: float = 0.5, size_px: int = 1536, n: int = 12, seed: int = 0) -> dict:
+def sintering(backend, nm_per_px: float = 0.5, size_px: int = 1536, n: int = 12, seed: int = 0) -> dict:
     """Frames of one stream whose particles' median ECD grows geometrically from 3 to 60 nm (same nm/px)."""
     d50s = np.geomspace(3.0, 60.0, n)
     rows = []
@@ -106,7 +106,7 @@ def sintering(engine, nm_per_px: float = 0.5, size_px: int = 1536, n: int = 12, 
                            min_diameter_nm=float(d) * 0.5, max_diameter_nm=float(d) * 2.0, area_fraction=area,
                            touching_fraction=0.0, max_aspect=1.2, min_gap_nm=max(0.5, 0.1 * d), **CLEAN)
         sim = simulate_frame(params, rng)
-        fm = measure(engine.segment(Frame(sim.image, nm_per_px, stream="sintering", frame_id=str(i), origin="sim")))
+        fm = measure(backend.segment(Frame(sim.image, nm_per_px, stream="sintering", frame_id=str(i), origin="sim")))
         ps = fm.summary.particles
         t50 = float(sim.truth["d50_nm"])
         d50 = None if ps is None else ps.d50
@@ -119,8 +119,8 @@ def sintering(engine, nm_per_px: float = 0.5, size_px: int = 1536, n: int = 12, 
             "median_rel_error": float(np.median(errs)), "within_3pct": int(sum(e <= 0.03 for e in errs))}
 
 
-def analysis_cost(engine, sizes=(1024, 2048), nm_per_px: float = 0.2, frames: int = 5, seed: int = 0) -> dict:
-    """Seconds of ``measure`` per frame (p50 over ``frames`` simulated frames), the engine's time beside it."""
+def analysis_cost(backend, sizes=(1024, 2048), nm_per_px: float = 0.2, frames: int = 5, seed: int = 0) -> dict:
+    """Seconds of ``measure`` per frame (p50 over ``frames`` simulated frames), the backend's time beside it."""
     from copilot.sim.stem import random_params
 
     out = {}
@@ -131,7 +131,7 @@ def analysis_cost(engine, sizes=(1024, 2048), nm_per_px: float = 0.2, frames: in
             params = random_params(rng, s, (nm_per_px, nm_per_px), modality="haadf")
             sim = simulate_frame(params, rng)
             t0 = time.perf_counter()
-            seg = engine.segment(Frame(sim.image, nm_per_px, stream=f"cost-{s}-{i}", frame_id="0", origin="sim"))
+            seg = backend.segment(Frame(sim.image, nm_per_px, stream=f"cost-{s}-{i}", frame_id="0", origin="sim"))
             t1, c1 = time.perf_counter(), time.process_time()
             measure(seg)
             t2, c2 = time.perf_counter(), time.process_time()
@@ -155,7 +155,7 @@ def _code_version() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from copilot.inference.card import load_card
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="particles-stem")
@@ -164,16 +164,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", choices=("shapes", "pairs", "sintering", "cost"), default=None)
     args = ap.parse_args(argv)
     card, folder = load_card(args.model)
-    engine = OrtEngine(card, folder, threads=2)
+    backend = OrtBackend(card, folder, threads=2)
     res: dict = {"model": card.name, "version": card.version, "code": _code_version()}
     if args.only in (None, "shapes"):
-        res["known_shapes"] = known_shapes(engine)
+        res["known_shapes"] = known_shapes(backend)
     if args.only == "pairs":
-        res["pairs"] = {str(nm): touching(engine, nm) for nm in SCALES}
+        res["pairs"] = {str(nm): touching(backend, nm) for nm in SCALES}
     if args.only in (None, "sintering"):
-        res["sintering"] = sintering(engine, n=5 if args.quick else 12, size_px=768 if args.quick else 1536)
+        res["sintering"] = sintering(backend, n=5 if args.quick else 12, size_px=768 if args.quick else 1536)
     if args.only in (None, "cost"):
-        res["cost"] = analysis_cost(engine, frames=2 if args.quick else 5)
+        res["cost"] = analysis_cost(backend, frames=2 if args.quick else 5)
     text = json.dumps(res, indent=2)
     if args.json:
         args.json.write_text(text + "\n")

@@ -65,22 +65,22 @@ def as_frames(ts: list[Target], group: str):
             for i, t in enumerate(ts)]
 
 
-def score(engine, ts: list[Target], group: str) -> dict[str, float]:
-    """True-label metrics of one engine on the targets (the daemon's path: segment, measure, assess)."""
+def score(backend, ts: list[Target], group: str) -> dict[str, float]:
+    """True-label metrics of one backend on the targets (the daemon's path: segment, measure, assess)."""
     from copilot.analysis import measure
     from copilot.reliability.score import Assessor
     from copilot.train.data import labels_to_grid
     from copilot.train.metrics import match_instances
 
-    engine.scale_memory = False
-    assessor = Assessor(engine.card, engine.folder)
-    names = list(engine.card.class_names)
+    backend.scale_memory = False
+    assessor = Assessor(backend.card, backend.folder)
+    names = list(backend.card.class_names)
     tp = npred = ntrue = 0
     d50_err, f1_err, frac_err = [], [], []
     inter, union = np.zeros(len(names)), np.zeros(len(names))
     for frame, t in zip(as_frames(ts, group), ts):
-        fm = measure(engine.segment(frame))
-        if engine.card.task == "particles":
+        fm = measure(backend.segment(frame))
+        if backend.card.task == "particles":
             truth = labels_to_grid(t.labels, fm.instances.shape)
             a, b, c = match_instances(fm.instances, truth)
             tp, npred, ntrue = tp + a, npred + b, ntrue + c
@@ -100,7 +100,7 @@ def score(engine, ts: list[Target], group: str) -> dict[str, float]:
             true_frac = np.bincount(native.ravel(), minlength=len(names))[:len(names)] / native.size
             pred_frac = np.array([ph.area_fraction for ph in fm.summary.phases.phases])
             frac_err.append(100 * np.abs(pred_frac - true_frac))
-    if engine.card.task == "particles":
+    if backend.card.task == "particles":
         return {"object_f1": 2 * tp / max(npred + ntrue, 1), "precision": tp / max(npred, 1),
                 "recall": tp / max(ntrue, 1), "d50_rel_error": float(np.mean(d50_err)) if d50_err else float("nan"),
                 "predicted_f1_abs_error": float(np.mean(f1_err)) if f1_err else float("nan")}
@@ -119,24 +119,24 @@ def run_group(model: str, task: str, group: str, methods: list[str], n: int, siz
               render_pairs: int = 96) -> dict:
     from copilot.adapt.run import AdaptOptions, adapt_engine
     from copilot.inference.card import load_card
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
 
     seed = SEED + sum(map(ord, group))
     ts = targets(task, group, n, size, seed)
     card, folder = load_card(model)
-    before = score(OrtEngine(card, folder, threads=2), ts, group)
+    before = score(OrtBackend(card, folder, threads=2), ts, group)
     log(f"{group}: parent {card.version} " + _fmt(before))
     row = {"group": group, "parent_version": card.version, "before": before, "methods": {}}
     for method in methods:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
-            out = adapt_engine(model, as_frames(ts, group), Path(tmp) / "engine", f"bench group {group}",
+            out = adapt_engine(model, as_frames(ts, group), Path(tmp) / "model", f"bench group {group}",
                                AdaptOptions(method=method, steps=steps.get(method), seed=0, promote=False,
                                             render_pairs=render_pairs),
                                command=f"bench.adaptation {group} {method}", log=lambda *_: None)
             took = time.perf_counter() - t0
             ncard, nfolder = load_card(out.folder)
-            after = score(OrtEngine(ncard, nfolder, threads=2), ts, group)
+            after = score(OrtBackend(ncard, nfolder, threads=2), ts, group)
         d = out.decision
         promote = d["promote"]
         row["methods"][method] = {"after": after, "promote": promote, "reasons": d["reasons"], "checks": d["checks"],

@@ -1,5 +1,5 @@
 """Wall-clock of one cheap adaptation (selftrain, default steps) on 50 frames of 1024² on this machine's CPU,
-stage by stage (reading the frames onto the working grid, adapting, writing the engine, the label-free checks).
+stage by stage (reading the frames onto the working grid, adapting, writing the backend, the label-free checks).
 
     python -m bench.adaptation.timing [--frames 50] [--size 1024] [--method selftrain] [--json FILE]
 """

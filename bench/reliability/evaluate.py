@@ -86,18 +86,18 @@ def out_of_scope_frames(rng: np.random.Generator, n_each: int = 10):
 def verdicts_out_of_scope(model: str, seed: int = 1):
     from copilot.analysis import measure
     from copilot.frame import Frame
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
     from copilot.reliability.score import Assessor
 
-    engine = OrtEngine.from_name(model)
+    backend = OrtBackend.from_name(model)
     rng = np.random.default_rng(seed)
     result = {}
     for name, frames in out_of_scope_frames(rng).items():
         levels, reasons = [], []
         for i, img in enumerate(frames):
-            assessor = Assessor(engine.card, engine.folder)  # fresh: no rolling window carried across frames
+            assessor = Assessor(backend.card, backend.folder)  # fresh: no rolling window carried across frames
             frame = Frame(img, 0.25, stream=f"{name}-{i}", frame_id=str(i), origin="bench")
-            _, verdict, _ = assessor.assess(measure(engine.segment(frame)))
+            _, verdict, _ = assessor.assess(measure(backend.segment(frame)))
             levels.append(verdict.level)
             reasons.append(verdict.reasons[0] if verdict.reasons else "")
         result[name] = {"frames": len(levels), "fail": levels.count("fail"), "warn": levels.count("warn"),

@@ -1,4 +1,4 @@
-"""Scaling-out benchmark: the triton engine against a local V2 server, two daemons on one server, analyze --dask.
+"""Scaling-out benchmark: the triton backend against a local V2 server, two daemons on one server, analyze --dask.
 
     python bench/scaleout/run.py [--frames 6] [--archive 12] [--out bench/scaleout]
 
@@ -6,9 +6,9 @@ Writes results.json and results.md beside this file (or in --out). Numbers only,
 at start and end says how busy the machine was.
 
 1. remote vs local: 1024² frames (simulated HAADF, already at the card's working scale 0.5 nm/px, so the network
-   sees 1024²) segmented by ONNX Runtime CPU here and by the ``triton`` engine (gRPC) against MLServer +
+   sees 1024²) segmented by ONNX Runtime CPU here and by the ``triton`` backend (gRPC) against MLServer +
    adapters/mlserver_onnx on 127.0.0.1; mask equality in % of pixels, per-frame latency p50 of both, the difference.
-2. two daemons, one server: each "daemon" is a thread with its own TritonEngine segmenting frames back to back;
+2. two daemons, one server: each "daemon" is a thread with its own TritonBackend segmenting frames back to back;
    aggregate frames/s for one and for two daemons (best of two interleaved tries each), on a model with adaptive (dynamic) batching (max batch 8,
    10 ms window) and on the same model without (max batch 1).
 3. archive on Dask: ``copilot analyze`` over the same files locally, with ``--dask local:1`` and ``--dask local:2``
@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from copilot.inference.card import load_card  # noqa: E402
 from copilot.inference.mlserver_launch import MLServer  # noqa: E402
-from copilot.inference.ort_engine import OrtEngine  # noqa: E402
-from copilot.inference.triton_engine import TritonEngine  # noqa: E402
+from copilot.inference.ort_backend import OrtBackend  # noqa: E402
+from copilot.inference.triton_backend import TritonBackend  # noqa: E402
 from copilot.inference.triton_repo import export_model, mlserver_settings, triton_version  # noqa: E402
 from copilot.inference.triton_settings import TritonSettings  # noqa: E402
 
@@ -67,8 +67,8 @@ def make_repo(root: Path, threads: int) -> None:
 
 def remote_vs_local(srv: MLServer, frames, threads: int) -> dict:
     card, folder = load_card(MODEL)
-    local = OrtEngine(card, folder, threads=threads, max_whole_px=2048)
-    remote = TritonEngine(card, folder, TritonSettings(url=srv.grpc_url), max_whole_px=2048)
+    local = OrtBackend(card, folder, threads=threads, max_whole_px=2048)
+    remote = TritonBackend(card, folder, TritonSettings(url=srv.grpc_url), max_whole_px=2048)
     local.segment(frames[0]), remote.segment(frames[0])  # warm-up
     t_local, t_remote, t_server, equal, dprob = [], [], [], [], 0.0
     for f in frames:
@@ -142,21 +142,21 @@ def transport_floor(shape=(1, 1, 1024, 1024), n_classes: int = 3, emb: int = 64,
 
 def daemons(srv: MLServer, frames, model: str, n_daemons: int, per_daemon: int) -> dict:
     card, folder = load_card(MODEL)
-    engines = [TritonEngine(card, folder, TritonSettings(url=srv.grpc_url, model_name=model, verify=False),
-                            max_whole_px=2048) for _ in range(n_daemons)]
-    for e in engines:
+    backends = [TritonBackend(card, folder, TritonSettings(url=srv.grpc_url, model_name=model, verify=False),
+                              max_whole_px=2048) for _ in range(n_daemons)]
+    for e in backends:
         e.segment(frames[0])
         e.batched_with_others = e.largest_server_batch = 0
     start = threading.Barrier(n_daemons + 1)
     done = []
 
-    def daemon(e: TritonEngine) -> None:
+    def daemon(e: TritonBackend) -> None:
         start.wait()
         for i in range(per_daemon):
             e.segment(frames[i % len(frames)])
         done.append(time.perf_counter())
 
-    threads = [threading.Thread(target=daemon, args=(e,)) for e in engines]
+    threads = [threading.Thread(target=daemon, args=(e,)) for e in backends]
     for t in threads:
         t.start()
     start.wait()
@@ -166,8 +166,8 @@ def daemons(srv: MLServer, frames, model: str, n_daemons: int, per_daemon: int) 
     wall = max(done) - t0
     return {"daemons": n_daemons, "frames": n_daemons * per_daemon, "seconds": round(wall, 2),
             "frames_per_s": round(n_daemons * per_daemon / wall, 3),
-            "requests_batched_with_another_daemon": sum(e.batched_with_others for e in engines),
-            "largest_server_batch": max(e.largest_server_batch for e in engines)}
+            "requests_batched_with_another_daemon": sum(e.batched_with_others for e in backends),
+            "largest_server_batch": max(e.largest_server_batch for e in backends)}
 
 
 def _worker_cpu_s() -> float:
@@ -190,9 +190,9 @@ def dask_scaling(files_dir: Path, work: Path, rounds: int) -> dict:
     from copilot.distributed import run_files
     from copilot.exports import ResultWriter
     from copilot.inference.network import for_batch
-    from copilot.inference.select import load_engine
+    from copilot.inference.select import load_backend
 
-    settings = load_settings(None, {"model": {"name": MODEL, "engine": "onnxruntime", "threads": 1}})
+    settings = load_settings(None, {"model": {"name": MODEL, "backend": "onnxruntime", "threads": 1}})
     files = collect_files([files_dir], settings.source.include)
     ref = None
     runs = []
@@ -205,7 +205,7 @@ def dask_scaling(files_dir: Path, work: Path, rounds: int) -> dict:
         cpu = None
         t0 = time.perf_counter()
         if mode == "local":
-            st = _run_local(for_batch(load_engine(MODEL, "onnxruntime", 1)), files, settings, sink)
+            st = _run_local(for_batch(load_backend(MODEL, "onnxruntime", 1)), files, settings, sink)
         else:
             n = int(mode.split(":")[1])
             with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -255,7 +255,7 @@ def write_md(res: dict, path: Path) -> None:
         "# Scaling out — results", "",
         f"Machine: {res['machine']}; load average at start {res['load_start']}, at end {res['load_end']} "
         f"(shared with other jobs: read the absolute numbers with that in mind).", "",
-        "## Remote engine (triton, gRPC) vs local ONNX Runtime CPU, 1024² working grid", "",
+        "## Remote backend (triton, gRPC) vs local ONNX Runtime CPU, 1024² working grid", "",
         f"Load average when this part started: {res.get('remote_load_start', res['load_start'])}.", "",
         "| measure | value |", "| --- | --- |",
         f"| frames | {r['frames']} (grid {r['grid_px'][0]}×{r['grid_px'][1]} px) |",
@@ -306,7 +306,7 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=6, help="1024² frames for parts 1 and 2")
     ap.add_argument("--per-daemon", type=int, default=6, help="frames each daemon segments in part 2")
     ap.add_argument("--archive", type=int, default=12, help="files for the Dask part")
-    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads, local engine and server")
+    ap.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads, local backend and server")
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     ap.add_argument("--rounds", type=int, default=2, help="local:1 / local:2 pairs in the Dask part")
     ap.add_argument("--parts", default="remote,dask", help="remote (parts 1 and 2, one server) and/or dask; a part "

@@ -198,7 +198,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=10_000)
     p.add_argument("--warmup", type=int, default=1000)
     p.add_argument("--size", type=int, default=512)
-    p.add_argument("--model", default=None, help="a shipped engine name (default: the tests' threshold model)")
+    p.add_argument("--model", default=None, help="a shipped model name (default: the tests' threshold model)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--stall-block", type=int, default=300)
     p.add_argument("--stall-blocks", type=int, default=6)

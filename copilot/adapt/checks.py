@@ -1,6 +1,6 @@
 """Label-free checks that decide whether an adapted model replaces its parent.
 
-Both models see the same target frames through the daemon's own path (engine, analysis, reliability). The adapted
+Both models see the same target frames through the daemon's own path (backend, analysis, reliability). The adapted
 model is promoted only if every check passes:
 
 * ``predicted_f1``: the reliability regressor's mean predicted F1 is up; a model whose card has no regressor is
@@ -73,24 +73,24 @@ def _to_shape(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return labels if labels.shape == shape else labels_to_grid(labels, shape)
 
 
-def _view_agreement(engine, frame: Frame, labels: np.ndarray, n_classes: int) -> float:
+def _view_agreement(backend, frame: Frame, labels: np.ndarray, n_classes: int) -> float:
     """IoU between the labels of the frame and those of its transposed copy, taken back."""
     from dataclasses import replace
 
     view = replace(frame, pixels=np.ascontiguousarray(frame.pixels.T))
-    back = engine.segment(view).maps.labels.T
+    back = backend.segment(view).maps.labels.T
     return _class_iou(labels, _to_shape(back, labels.shape), n_classes)
 
 
-def survey(engine, assessor, frames: list[Frame], limits: CheckLimits) -> tuple[ModelReport, list]:
+def survey(backend, assessor, frames: list[Frame], limits: CheckLimits) -> tuple[ModelReport, list]:
     """Run one model over the frames; returns its report and each frame's (labels, confidence) for comparison."""
     from copilot.analysis import measure
 
-    n_classes = len(engine.card.class_names)
+    n_classes = len(backend.card.class_names)
     f1, shift, views, maps = [], [], [], []
     rep = ModelReport(None, None, 0.0)
     for i, frame in enumerate(frames):
-        fm = measure(engine.segment(frame))
+        fm = measure(backend.segment(frame))
         r = assessor.frame(fm)
         if r.predicted_f1 is not None:
             f1.append(r.predicted_f1)
@@ -102,7 +102,7 @@ def survey(engine, assessor, frames: list[Frame], limits: CheckLimits) -> tuple[
         rep.areas.append(float(np.count_nonzero(labels > 0) / labels.size))
         rep.image_confidence.append(float(r.image_confidence or 0.0))
         if i < limits.view_frames:
-            views.append(_view_agreement(engine, frame, labels, n_classes))
+            views.append(_view_agreement(backend, frame, labels, n_classes))
     rep.predicted_f1 = float(np.mean(f1)) if f1 else None
     typical = _typical_shift(assessor)
     rep.shift = float(np.mean(shift)) / typical if shift and typical else None
@@ -125,18 +125,18 @@ def _ratio_ok(a: float, b: float, lo_hi: tuple[float, float]) -> tuple[bool, flo
     return lo_hi[0] <= r <= lo_hi[1], r
 
 
-def decide(parent_engine, adapted_engine, frames: list[Frame], limits: CheckLimits | None = None,
+def decide(parent_backend, adapted_backend, frames: list[Frame], limits: CheckLimits | None = None,
            thresholds=None) -> Decision:
     """Compare the adapted model with its parent on ``frames`` (no labels); promote only if every check passes."""
     from copilot.reliability.score import Assessor
 
     limits = limits or CheckLimits()
-    for e in (parent_engine, adapted_engine):
+    for e in (parent_backend, adapted_backend):
         e.scale_memory = False  # each frame from the card's scale: the same input for both models
-    pa = Assessor(parent_engine.card, parent_engine.folder, thresholds)
-    aa = Assessor(adapted_engine.card, adapted_engine.folder, thresholds)
-    p, pmaps = survey(parent_engine, pa, frames, limits)
-    a, amaps = survey(adapted_engine, aa, frames, limits)
+    pa = Assessor(parent_backend.card, parent_backend.folder, thresholds)
+    aa = Assessor(adapted_backend.card, adapted_backend.folder, thresholds)
+    p, pmaps = survey(parent_backend, pa, frames, limits)
+    a, amaps = survey(adapted_backend, aa, frames, limits)
     checks: dict[str, bool] = {}
     reasons: list[str] = []
     if p.predicted_f1 is not None and a.predicted_f1 is not None:
@@ -164,7 +164,7 @@ def decide(parent_engine, adapted_engine, frames: list[Frame], limits: CheckLimi
     pick = lambda xs: float(np.sum(np.asarray(xs)[sure_frames]))  # noqa: E731
     area_ok, area_ratio = _ratio_ok(pick(a.areas), pick(p.areas), limits.area_ratio)
     count_ok, count_ratio = True, 1.0
-    if parent_engine.card.task == "particles":
+    if parent_backend.card.task == "particles":
         count_ok, count_ratio = _ratio_ok(pick(a.counts), pick(p.counts), limits.count_ratio)
     checks["no_collapse"] = area_ok and count_ok
     if not checks["no_collapse"]:

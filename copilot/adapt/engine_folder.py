@@ -1,4 +1,4 @@
-"""An adapted network → a new engine version: model.onnx, card.json with lineage, the parent's reliability
+"""An adapted network → a new model version: model.onnx, card.json with lineage, the parent's reliability
 regressor, an embedding reference of what it learnt from."""
 
 from __future__ import annotations

@@ -55,10 +55,10 @@ def frames_from_stream(state_dir: Path, stream: str, limit: int = 50) -> list[Fr
     return frames
 
 
-def working_images(engine, frames: list[Frame]) -> list[np.ndarray]:
+def working_images(backend, frames: list[Frame]) -> list[np.ndarray]:
     """Each frame as the network sees it (float32, normalized, at the card's working scale, bounded by the
-    engine's input limits)."""
-    return [engine.prepare(f)[0].astype(np.float32) for f in frames]
+    backend's input limits)."""
+    return [backend.prepare(f)[0].astype(np.float32) for f in frames]
 
 
 def random_crops(images: list[np.ndarray], n: int, size_px: int, rng: np.random.Generator,

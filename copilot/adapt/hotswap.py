@@ -1,9 +1,9 @@
 """Hot swap: the running daemon loads a newly promoted (or rolled back) model between two frames, no restart.
 
-:class:`EngineWatch` re-resolves the configured model on the search path at most every ``interval_s``; when the
-folder found or its card changed and the model's sha256 differs from the engine in use, it loads the new engine
+:class:`ModelWatch` re-resolves the configured model on the search path at most every ``interval_s``; when the
+folder found or its card changed and the model's sha256 differs from the backend in use, it loads the new backend
 (the daemon's own loader: same backend choice, limits and verification). A model that fails to load is logged and
-the current engine keeps running.
+the current backend keeps running.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 
-class EngineWatch:
+class ModelWatch:
     def __init__(self, model: str | Path, load: Callable[[], object], current_sha256: str, interval_s: float = 2.0,
                  clock: Callable[[], float] = time.monotonic):
         self.model = model
@@ -39,7 +39,7 @@ class EngineWatch:
         return str(folder), st.st_mtime_ns, st.st_size
 
     def poll(self):
-        """A new engine when the model on the search path changed since the last call, else None."""
+        """A new backend when the model on the search path changed since the last call, else None."""
         now = self.clock()
         if now - self._checked < self.interval_s:
             return None
@@ -54,12 +54,12 @@ class EngineWatch:
             card, _ = load_card(self.model)
             if card.model_sha256 == self.sha256:
                 return None
-            engine = self.load()
+            backend = self.load()
         except Exception as exc:
             log.warning("model %s changed on disk but could not be loaded (keeping the current one): %s",
                         self.model, exc)
             return None
-        self.sha256 = engine.card.model_sha256
+        self.sha256 = backend.card.model_sha256
         self.swaps += 1
-        log.info("hot swap: now %s %s from %s", engine.card.name, engine.card.version, key[0])
-        return engine
+        log.info("hot swap: now %s %s from %s", backend.card.name, backend.card.version, key[0])
+        return backend

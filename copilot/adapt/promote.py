@@ -1,6 +1,6 @@
 """Promotion and rollback in the user's model folder (``copilot.inference.locate.user_models_dir``).
 
-Promoting installs the adapted engine as ``<user>/<name>`` (found before the shipped model of the same name, so
+Promoting installs the adapted model as ``<user>/<name>`` (found before the shipped model of the same name, so
 the daemon's hot swap picks it up); whatever was installed there before moves to ``<user>/.history/<name>/<version>``.
 Rollback moves the current one to ``<user>/.rolled-back/<name>/<version>`` and restores the newest history entry,
 or — when there is none — leaves the shipped parent to be found again. Rejected adaptations stay where they were

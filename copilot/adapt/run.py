@@ -1,4 +1,4 @@
-"""One adaptation, frames to decision: adapt → a new engine version → label-free checks → promote or keep aside."""
+"""One adaptation, frames to decision: adapt → a new model version → label-free checks → promote or keep aside."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ class AdaptOutcome:
 
 def adapt_engine(model: str | Path, frames: list[Frame], out_dir: Path | None, source: str, opts: AdaptOptions,
                  command: str, progress=None, log=print) -> AdaptOutcome:
-    """Adapt ``model`` to ``frames`` with ``opts.method``, write the engine, check it, promote it (or not).
+    """Adapt ``model`` to ``frames`` with ``opts.method``, write the model folder, check it, promote it (or not).
 
     ``progress(stage, done, total)``: stage is "prepare", "adapt", "export", "check"."""
     from copilot.adapt import checks
@@ -47,7 +47,7 @@ def adapt_engine(model: str | Path, frames: list[Frame], out_dir: Path | None, s
     from copilot.adapt.frames import working_images
     from copilot.adapt.promote import adapted_root, promote
     from copilot.inference.card import load_card
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
 
     if opts.method not in METHODS:
         raise UserError(f"--method {opts.method!r}: choose one of {', '.join(METHODS)}")
@@ -56,7 +56,7 @@ def adapt_engine(model: str | Path, frames: list[Frame], out_dir: Path | None, s
     device = pick_device(opts.device)
     t0 = time.perf_counter()
     card, folder = load_card(model)
-    parent = OrtEngine(card, folder, threads=opts.threads)
+    parent = OrtBackend(card, folder, threads=opts.threads)
     parent.scale_memory = False
     tick = progress or (lambda *a: None)
     tick("prepare", 0, len(frames))
@@ -88,7 +88,7 @@ def adapt_engine(model: str | Path, frames: list[Frame], out_dir: Path | None, s
     log(f"wrote {new.name} {new.version} to {out_dir}; checking it against {card.version} without labels")
     tick("check", 0, 1)
     ncard, nfolder = load_card(out_dir)
-    decision = checks.decide(parent, OrtEngine(ncard, nfolder, threads=opts.threads), frames)
+    decision = checks.decide(parent, OrtBackend(ncard, nfolder, threads=opts.threads), frames)
     installed = None
     if decision.promote and opts.promote:
         installed = promote(out_dir)

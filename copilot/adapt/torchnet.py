@@ -27,7 +27,7 @@ def pick_device(device: str = "auto") -> str:
 def trainable_from_onnx(onnx_path: Path):
     """A fused TinyUNet holding ``onnx_path``'s weights (``copilot.inference.weights``), in train mode on the CPU."""
     torch = require_torch()
-    from copilot.inference.torch_engine import build_fused_unet
+    from copilot.inference.torch_backend import build_fused_unet
     from copilot.inference.weights import onnx_to_tensors
 
     tensors, meta = onnx_to_tensors(onnx_path)

@@ -7,6 +7,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+from copilot.cli.engines import add_backend_option
 from copilot.errors import UserError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -45,7 +46,7 @@ def cmd_bench(args) -> int:
     if (args.workers or args.measure_mode) and not args.postprocess:
         extra += f"\n[pipeline]\nmeasure_workers = {workers}\nmeasure_mode = \"{args.measure_mode or 'threads'}\"\n"
     runner.main(args.sizes, args.frames, json_path=args.json, md_path=md, postprocess=args.postprocess,
-                workers=workers, model=args.model, engine=args.engine,
+                workers=workers, model=args.model, backend=args.backend,
                 threads=args.threads, nm_per_px=args.nm_per_px, naive=not args.no_naive,
                 naive_variants=tuple(v for v in args.naive.split(",") if v),
                 extra_toml=extra,
@@ -55,12 +56,12 @@ def cmd_bench(args) -> int:
 
 def add_bench_parser(sub) -> argparse.ArgumentParser:
     """Register ``copilot bench`` on the CLI's sub-parsers."""
-    b = sub.add_parser("bench", help="end-to-end latency/throughput vs the engine alone and a naive script; "
+    b = sub.add_parser("bench", help="end-to-end latency/throughput vs the backend alone and a naive script; "
                                      "--postprocess: everything after inference, per stage")
     b.add_argument("--sizes", type=_sizes, default=(512, 1024, 2048, 4096),
                    help="frame edges in pixels, comma-separated")
     b.add_argument("--postprocess", action="store_true",
-                   help="measure post-processing only (replay engine: recorded network outputs), per stage, on 1 "
+                   help="measure post-processing only (replay backend: recorded network outputs), per stage, on 1 "
                         "and --workers measure threads")
     b.add_argument("--workers", type=int, default=None,
                    help="measure threads: compared with 1 under --postprocess (default 2); the daemon's [pipeline] "
@@ -71,7 +72,7 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--json", default=None, help="write results here (a .md table is written beside it)")
     b.add_argument("--markdown", default=None, help="markdown table path (default: beside --json)")
     b.add_argument("--model", default="particles-stem", help="model name or folder")
-    b.add_argument("--engine", default="auto", help="engine (`copilot engines list`; default auto)")
+    add_backend_option(b, default="auto", help="backend (`copilot engines list`; default auto)")
     b.add_argument("--threads", type=int, default=2, help="inference threads")
     b.add_argument("--nm-per-px", type=float, default=0.2, help="calibration of the simulated frames")
     b.add_argument("--no-naive", action="store_true", help="skip the naive-script baselines")

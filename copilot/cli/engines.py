@@ -1,10 +1,10 @@
 """``copilot engines list | install | build | verify``: models and where they were found, what this machine can
-run, install a model into the user folder, build TensorRT plans, check an engine.
+run, install a model into the user folder, build TensorRT plans, check a backend.
 
     copilot engines list   [--model particles-stem] [--state-dir state]
     copilot engines install FOLDER [--replace]
-    copilot engines build  [--engine tensorrt|torch] [--precision fp16|fp32] [--force]
-    copilot engines verify [--engine auto|tensorrt|onnxruntime-cuda|torch-cuda|...] [--tiles 8]
+    copilot engines build  [--backend tensorrt|torch] [--precision fp16|fp32] [--force]
+    copilot engines verify [--backend auto|tensorrt|onnxruntime-cuda|torch-cuda|...] [--tiles 8]
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def cmd_list(args) -> int:
     _print_models(console)
     card, folder, state, threads = _resolve(args)
     table = candidates(card, folder, threads=threads, state_dir=state)
-    t = Table(title=f"engines for {card.name} {card.version} (auto tries them top to bottom)")
-    t.add_column("engine")
+    t = Table(title=f"backends for {card.name} {card.version} (auto tries them top to bottom)")
+    t.add_column("backend")
     t.add_column("here?")
     for name in [*AUTO_ORDER, "torch-cpu"]:
         reason = table[name].probe()
@@ -101,30 +101,30 @@ def cmd_install(args) -> int:
 def cmd_build(args) -> int:
     from rich.console import Console
 
-    from copilot.inference.verify import EngineRefused
+    from copilot.inference.verify import BackendRefused
 
     console = Console()
     card, folder, state, _ = _resolve(args)
     try:
-        if args.engine == "tensorrt":
-            from copilot.inference.trt_engine import load_tensorrt
+        if args.backend == "tensorrt":
+            from copilot.inference.trt_backend import load_tensorrt
 
-            engine = load_tensorrt(card, folder, state_dir=state, precision=args.precision, rebuild=args.force,
-                                   console=console)
-            console.print(f"[green]TensorRT plan ready and verified:[/green] {engine.plan_path}")
-        elif args.engine == "torch":
+            backend = load_tensorrt(card, folder, state_dir=state, precision=args.precision, rebuild=args.force,
+                                    console=console)
+            console.print(f"[green]TensorRT plan ready and verified:[/green] {backend.plan_path}")
+        elif args.backend == "torch":
             from copilot.inference.weights import convert, read_metadata
 
             out = Path(args.out) if args.out else state / "engines" / card.name / f"{card.model_sha256[:16]}.safetensors"
             convert(card.model_path(folder), out)
             console.print(f"[green]safetensors weights written:[/green] {out} {read_metadata(out)}")
         else:
-            raise SystemExit(f"nothing to build for {args.engine}")
-    except EngineRefused as exc:
+            raise SystemExit(f"nothing to build for {args.backend}")
+    except BackendRefused as exc:
         console.print(f"[red]refused:[/red] {exc}")
         return 1
     except (ImportError, RuntimeError, NotImplementedError) as exc:
-        console.print(f"[red]cannot build {args.engine}:[/red] {exc}")
+        console.print(f"[red]cannot build {args.backend}:[/red] {exc}")
         return 2
     return 0
 
@@ -133,26 +133,26 @@ def cmd_verify(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from copilot.inference.ort_engine import OrtEngine
-    from copilot.inference.select import select_engine
-    from copilot.inference.verify import frames_for, validation_frames, verify_engine
+    from copilot.inference.ort_backend import OrtBackend
+    from copilot.inference.select import select_backend
+    from copilot.inference.verify import frames_for, validation_frames, verify_backend
 
     console = Console()
     card, folder, state, threads = _resolve(args)
     try:
-        engine = select_engine(card, folder, args.engine, threads=threads, state_dir=state, verify=False,
-                               strict=True, precision=args.precision)
+        backend = select_backend(card, folder, args.backend, threads=threads, state_dir=state, verify=False,
+                                 strict=True, precision=args.precision)
     except Exception as exc:
-        console.print(f"[red]cannot load {args.engine}:[/red] {exc}")
+        console.print(f"[red]cannot load {args.backend}:[/red] {exc}")
         return 2
-    engine = getattr(engine, "primary", engine)  # the device engine itself, not its run-time CPU fall-back
-    frames, src = (frames_for(engine, card, n_tiles=args.tiles) if args.large < 0
+    backend = getattr(backend, "primary", backend)  # the device backend itself, not its run-time CPU fall-back
+    frames, src = (frames_for(backend, card, n_tiles=args.tiles) if args.large < 0
                    else validation_frames(card, n_tiles=args.tiles, n_large=args.large))
-    v = verify_engine(engine, OrtEngine(card, folder, threads=threads), frames, frames_from=src)
+    v = verify_backend(backend, OrtBackend(card, folder, threads=threads), frames, frames_from=src)
     t = Table(title=v.message)
     t.add_column("measure")
     t.add_column("value", justify="right")
-    for k in ("engine", "reference", "miou", "worst_frame_miou", "max_abs_prob_diff", "max_abs_embedding_diff",
+    for k in ("backend", "reference", "miou", "worst_frame_miou", "max_abs_prob_diff", "max_abs_embedding_diff",
               "n_frames", "seconds"):
         val = getattr(v, k)
         t.add_row(k, f"{val:.4g}" if isinstance(val, float) else str(val))
@@ -163,14 +163,21 @@ def cmd_verify(args) -> int:
     return 0 if v.accepted else 1
 
 
+def add_backend_option(parser: argparse.ArgumentParser, **kwargs) -> None:
+    """``--backend``, and ``--engine`` (its former name, hidden) for scripts written before the rename."""
+    parser.add_argument("--backend", **kwargs)
+    parser.add_argument("--engine", dest="backend", default=argparse.SUPPRESS, help=argparse.SUPPRESS,
+                        **{k: v for k, v in kwargs.items() if k in ("choices", "type")})
+
+
 def add_engines_parser(sub) -> argparse.ArgumentParser:
     """Register ``copilot engines ...`` on the CLI's sub-parsers."""
-    from copilot.inference.names import ENGINE_CHOICES
+    from copilot.inference.names import BACKEND_CHOICES
 
     e = sub.add_parser("engines", help="models and where they were found, the backends this machine can run; "
                                       "install a model; build TensorRT plans; verify")
     es = e.add_subparsers(dest="engines_command", required=True)
-    lst = es.add_parser("list", help="the models and where each was found; which engines run here (and why "
+    lst = es.add_parser("list", help="the models and where each was found; which backends run here (and why "
                                         "not); cached plans")
     _common(lst)
     lst.set_defaults(func=cmd_list)
@@ -181,20 +188,20 @@ def add_engines_parser(sub) -> argparse.ArgumentParser:
     i.set_defaults(func=cmd_install)
     b = es.add_parser("build", help="build (or rebuild) a TensorRT plan, or torch safetensors weights; verifies")
     _common(b)
-    b.add_argument("--engine", choices=("tensorrt", "torch"), default="tensorrt",
-                   help="tensorrt: a plan for this GPU; torch: safetensors weights (default tensorrt)")
+    add_backend_option(b, choices=("tensorrt", "torch"), default="tensorrt",
+                       help="tensorrt: a plan for this GPU; torch: safetensors weights (default tensorrt)")
     b.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="TensorRT precision (default fp16)")
     b.add_argument("--force", action="store_true", help="rebuild even when a plan is cached (or was refused)")
     b.add_argument("--out", default=None, help="torch: where to write the safetensors file")
     b.set_defaults(func=cmd_build)
-    v = es.add_parser("verify", help="segment validation frames with an engine and ONNX Runtime CPU, compare")
+    v = es.add_parser("verify", help="segment validation frames with a backend and ONNX Runtime CPU, compare")
     _common(v)
-    v.add_argument("--engine", choices=ENGINE_CHOICES, default="auto", help="the engine to check (default auto)")
+    add_backend_option(v, choices=BACKEND_CHOICES, default="auto", help="the backend to check (default auto)")
     v.add_argument("--precision", choices=("fp16", "fp32"), default="fp16",
-                   help="GPU engines' precision (default fp16)")
+                   help="GPU backends' precision (default fp16)")
     v.add_argument("--tiles", type=int, default=8, help="validation frames of one tile")
     v.add_argument("--large", type=int, default=-1,
-                   help="validation frames of 2.5 tiles (default: one frame per shape class of the engine)")
+                   help="validation frames of 2.5 tiles (default: one frame per shape class of the backend)")
     v.set_defaults(func=cmd_verify)
     from copilot.cli import export_triton as export_triton_cli
 

@@ -1,5 +1,5 @@
 """``copilot grains IMAGE``: ASTM E112 grain size from a boundary mask, or from an etched micrograph by the grains
-boundary model (``--boundaries model``: the daemon's own engine and boundary analysis) or classically (dark/bright)."""
+boundary model (``--boundaries model``: the daemon's own backend and boundary analysis) or classically (dark/bright)."""
 
 from __future__ import annotations
 
@@ -47,12 +47,12 @@ def model_boundaries(frame, nm_per_px: float, model: str) -> tuple[np.ndarray, f
 
     from copilot.analysis.grain_frame import boundary_map as model_map
     from copilot.analysis.settings import AnalysisSettings
-    from copilot.inference.select import load_engine
+    from copilot.inference.select import load_backend
 
-    engine = load_engine(model, "auto", threads=2)
-    if engine.card.task != "grains":
-        raise UserError(f"{model} is a {engine.card.task} model: --boundaries model needs a grains model")
-    seg = engine.segment(replace(frame, nm_per_px=nm_per_px))
+    backend = load_backend(model, "auto", threads=2)
+    if backend.card.task != "grains":
+        raise UserError(f"{model} is a {backend.card.task} model: --boundaries model needs a grains model")
+    seg = backend.segment(replace(frame, nm_per_px=nm_per_px))
     cfg = AnalysisSettings()
     return model_map(seg.probabilities, seg.class_names, cfg.grain_boundary_low, cfg.grain_boundary_high), seg.nm_per_px
 

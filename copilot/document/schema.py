@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_ID = "copilot.result/1"
 SCHEMA_FILE = Path(__file__).with_name("copilot.result.1.schema.json")
@@ -41,10 +41,35 @@ class ImageInfo(_Doc):
     )
 
 
+def _backend_or_engine(schema: dict) -> None:
+    """JSON schema of ModelRef: ``backend`` or ``engine`` (documents stored before the rename have only ``engine``)."""
+    for key in ("backend", "engine"):
+        schema["properties"][key].pop("default", None)
+    schema["anyOf"] = [{"required": ["backend"]}, {"required": ["engine"]}]
+
+
 class ModelRef(_Doc):
+    model_config = ConfigDict(json_schema_extra=_backend_or_engine)
+
     name: str
     version: str
-    engine: str
+    backend: str = Field(None, description="what ran the model: onnxruntime-cpu, tensorrt, torch-cuda, triton, ...")
+    engine: str = Field(None, description="deprecated: same as backend (kept for subscribers of copilot.result/1 that "
+                                          "read it)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_backend_and_engine(cls, data):
+        """Either name fills the other: new documents carry both, stored ones from before the rename ``engine`` only."""
+        if isinstance(data, dict):
+            backend, engine = data.get("backend"), data.get("engine")
+            if backend is not None and engine is not None and backend != engine:
+                raise ValueError(f"model.backend {backend!r} and model.engine {engine!r} differ; engine is the "
+                                 "deprecated name of backend and must be the same")
+            if backend is None and engine is None:
+                raise ValueError("model.backend is missing")
+            data = {**data, "backend": backend or engine, "engine": backend or engine}
+        return data
 
 
 class Particle(_Doc):

@@ -1,1 +1,1 @@
-"""Engines: Frame → Segmentation."""
+"""Inference backends: Frame → Segmentation."""

@@ -1,6 +1,6 @@
 """Run MLServer (a V2 / Open Inference Protocol server that installs with pip) on free loopback ports.
 
-For tests and benchmarks of the ``triton`` engine, and for a lab that wants a shared inference server without
+For tests and benchmarks of the ``triton`` backend, and for a lab that wants a shared inference server without
 Triton. The repository is what ``copilot engines export-triton REPO --mlserver`` writes; the runtime is
 ``adapters/mlserver_onnx`` (put on the server's Python path here).
 

@@ -1,9 +1,9 @@
 """What every backend shares: Frame → working grid → network (whole or tiled) → Segmentation.
 
-A backend only implements :meth:`NetworkEngine.run_batch` (a batch of normalized images in, class probabilities and
+A backend only implements :meth:`NetworkBackend.run_batch` (a batch of normalized images in, class probabilities and
 embeddings out). Resampling to the card's working nm/px, normalization, padding to the network's multiple, tiling
 with blended overlaps and the Segmentation it returns are identical for ONNX Runtime, TensorRT and torch, so two
-engines given the same frame differ only by their arithmetic — which is what verification compares.
+backends given the same frame differ only by their arithmetic — which is what verification compares.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def _window(h: int, w: int, overlap_px: int) -> np.ndarray:
     return win
 
 
-class NetworkEngine:
+class NetworkBackend:
     """Base class. Subclasses set ``name`` and implement ``run_batch``.
 
     ``max_whole_px``: working-grid images up to this edge run in one pass; larger ones run as overlapping tiles of
@@ -120,7 +120,7 @@ class NetworkEngine:
             class_names=tuple(self.card.class_names),
             model_name=self.card.name,
             model_version=self.card.version,
-            engine=self.name,
+            backend=self.name,
             frame_px_per_px=scale,
             task=self.card.task,
             network_input=img,
@@ -153,14 +153,14 @@ class NetworkEngine:
         """Release device memory, streams, sessions (no-op by default)."""
 
     def describe(self) -> dict:
-        return {"engine": self.name, "model": self.card.name, "version": self.card.version,
+        return {"backend": self.name, "model": self.card.name, "version": self.card.version,
                 "max_whole_px": self.max_whole_px, "tile_px": self.tile_px, "tile_batch": self.tile_batch}
 
 
-def for_batch(engine):
-    """The engine set for a batch (``copilot analyze``, ``--dask``): every frame's scale choice starts from the card,
+def for_batch(backend):
+    """The backend set for a batch (``copilot analyze``, ``--dask``): every frame's scale choice starts from the card,
     so results do not depend on the order files are processed in or on which worker runs them."""
-    for e in (engine, getattr(engine, "primary", None)):
-        if isinstance(e, NetworkEngine):
+    for e in (backend, getattr(backend, "primary", None)):
+        if isinstance(e, NetworkBackend):
             e.scale_memory = False
-    return engine
+    return backend

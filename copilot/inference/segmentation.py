@@ -1,4 +1,4 @@
-"""Segmentation: the one type that leaves an engine and enters analysis, and the Engine protocol behind it."""
+"""Segmentation: the one type that leaves a backend and enters analysis, and the Backend protocol behind it."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ class Segmentation:
     resampled to the card's nm/px: one segmentation pixel spans ``frame_px_per_px`` frame pixels in each direction
     and ``nm_per_px`` nanometres (``None`` for an uncalibrated frame, which is segmented at its own scale).
     ``network_input`` is the normalized image the network saw (working grid); reliability measures image quality on
-    it. ``maps`` (labels, confidence, entropy) is computed once, on first use; an engine that reduces the
+    it. ``maps`` (labels, confidence, entropy) is computed once, on first use; a backend that reduces the
     probabilities on its device passes it in ready-made.
     """
 
@@ -77,7 +77,7 @@ class Segmentation:
     class_names: tuple[str, ...]
     model_name: str
     model_version: str
-    engine: str
+    backend: str
     frame_px_per_px: float = 1.0
     task: str = "particles"
     network_input: np.ndarray | None = None
@@ -103,11 +103,11 @@ class Segmentation:
 
 
 @runtime_checkable
-class Engine(Protocol):
+class Backend(Protocol):
     """Anything that turns a Frame into a Segmentation: what the pipeline reads from an inference backend.
 
     ``card``: the model card (classes, working scale, embedding reference, reliability regressor); ``folder``: where
-    the card's files are (None for an engine without one); ``selection``: ``(candidate, outcome)`` pairs saying why
+    the card's files are (None for a backend without one); ``selection``: ``(candidate, outcome)`` pairs saying why
     this backend was chosen (may be empty); ``close`` releases sessions and device memory.
     """
 

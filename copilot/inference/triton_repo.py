@@ -7,7 +7,7 @@
     REPO/<name>/model-settings.json with ``--mlserver``: the same folder served by MLServer (adapters/mlserver_onnx)
 
 Triton wants integer version folders: card version ``MAJOR.MINOR.PATCH`` becomes ``MAJOR*1000000 + MINOR*1000 +
-PATCH`` (0.2.0 → 2000); ``triton_version`` is the one place that mapping lives, and the ``triton`` engine uses it.
+PATCH`` (0.2.0 → 2000); ``triton_version`` is the one place that mapping lives, and the ``triton`` backend uses it.
 """
 
 from __future__ import annotations

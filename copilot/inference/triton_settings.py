@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TritonSettings(BaseModel):
-    """The ``triton`` engine: an Open Inference Protocol (KServe v2) server, Triton in production."""
+    """The ``triton`` backend: an Open Inference Protocol (KServe v2) server, Triton in production."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     url: str = Field("127.0.0.1:8001", description="host:port of the server (gRPC port, or HTTP port with "
@@ -30,7 +30,7 @@ class TritonSettings(BaseModel):
     backoff_max_s: float = Field(5.0, gt=0)
     max_wait_s: float = Field(300.0, gt=0, description="how long a frame waits for the server before it fails")
     fallback: Literal["none", "local"] = Field("none", description="'local': run ONNX Runtime CPU here while the "
-                                                "server is unreachable (the result's model.engine says so)")
+                                                "server is unreachable (the result's model.backend says so)")
     recheck_s: float = Field(5.0, gt=0, description="while falling back, try the server again after this long")
     tile_batch: int = Field(4, ge=1, description="tiles per request for frames larger than model.max_whole_px")
     verify: bool = Field(True, description="check the server's answers against ONNX Runtime CPU on start "

@@ -1,11 +1,11 @@
 """TensorRT plans without TensorRT: optimization profiles, which profile runs a given shape, and the plan cache key.
 
-Everything here is plain Python so it is tested on machines without a GPU; ``trt_engine.py`` does the building and
+Everything here is plain Python so it is tested on machines without a GPU; ``trt_backend.py`` does the building and
 running.
 
 Profiles. A plan carries one optimization profile per tile edge ``T`` (the card's ``tile_px`` × 1, 2, 4 by default):
 ``min = (1, 1, m, m)`` (``m`` = the card's ``multiple_of``, so any small frame fits) and ``opt = max = (B, 1, T, T)``
-with the batch ``B`` that the engine really sends there: a working-grid image that fits a profile runs whole, one
+with the batch ``B`` that the backend really sends there: a working-grid image that fits a profile runs whole, one
 per call, on the smallest such profile (so B = 1), and a larger one runs as ``T``-tiles of the largest profile,
 ``tile_batch`` per call (B = ``tile_batch`` for that profile only). Every (mode, profile) pair that can occur is a
 *shape class* (:func:`shape_classes`); verification runs one frame through each.
@@ -140,7 +140,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-").lower() or "unknown"
 
 
-FP16_CONVERSION_VERSION = 2  # bump whenever trt_engine.fp16_onnx changes what it writes
+FP16_CONVERSION_VERSION = 2  # bump whenever trt_backend.fp16_onnx changes what it writes
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Verification: a new engine must segment like the reference (ONNX Runtime on the CPU) before it is used.
+"""Verification: a new backend must segment like the reference (ONNX Runtime on the CPU) before it is used.
 
 Validation frames are made deterministically from the card alone, so every machine checks the same pixels:
 
@@ -8,14 +8,14 @@ Validation frames are made deterministically from the card alone, so every machi
   through the whole-frame / tiled paths and the larger optimization profiles;
 * without it: bright discs of 3–20 working pixels on a smooth background with Poisson-like noise, same sizes and seed.
 
-An engine that knows its own shape classes (TensorRT: whole frames on each optimization profile, and the tiled path)
+A backend that knows its own shape classes (TensorRT: whole frames on each optimization profile, and the tiled path)
 says so with ``verification_sizes()``; the frames then include one of each size, so every profile and the tiled path
 are checked, not just the first.
 
-Both engines segment the same frames through their full ``segment`` path. Agreement is the mean over classes of the
+Both backends segment the same frames through their full ``segment`` path. Agreement is the mean over classes of the
 intersection-over-union of the arg-max masks, pooled over all frames (a class absent from both masks is skipped),
 *and* the pooled embedding (which feeds the domain-shift score) within ``embedding_tolerance`` training standard
-deviations of the reference in every dimension. Failing either, the engine is refused with :class:`EngineRefused`;
+deviations of the reference in every dimension. Failing either, the backend is refused with :class:`BackendRefused`;
 the caller falls back. Only a failed comparison refuses: an error while loading or running (a transient CUDA
 out-of-memory, say) is retried and then reported as an error, and never recorded as a refusal.
 """
@@ -39,8 +39,8 @@ MIOU_THRESHOLD = 0.99
 EMBEDDING_TOLERANCE = 0.1  # max |Δ embedding| in units of the training embeddings' SD (shift scores are RMS z-scores)
 
 
-class EngineRefused(RuntimeError):
-    """An engine whose masks do not agree with the reference; ``verification`` says by how much."""
+class BackendRefused(RuntimeError):
+    """A backend whose masks do not agree with the reference; ``verification`` says by how much."""
 
     def __init__(self, message: str, verification: "Verification | None" = None):
         super().__init__(message)
@@ -49,7 +49,7 @@ class EngineRefused(RuntimeError):
 
 @dataclass
 class Verification:
-    engine: str
+    backend: str
     reference: str
     accepted: bool
     miou: float
@@ -182,19 +182,19 @@ def mean_iou(ref: np.ndarray, cand: np.ndarray, n_classes: int) -> float:
     return float(np.nanmean(iou)) if np.isfinite(iou).any() else 1.0
 
 
-def run_path(engine, h: int, w: int) -> tuple[str, int, int]:
-    """How ``engine`` runs an h × w working-grid image: ``("whole", 0, 1)`` or ``("tiled", tile_px, batch)``;
-    ``engine.run_path`` when it has one (TensorRT's profiles), else :class:`NetworkEngine`'s rule."""
-    own = getattr(engine, "run_path", None)
+def run_path(backend, h: int, w: int) -> tuple[str, int, int]:
+    """How ``backend`` runs an h × w working-grid image: ``("whole", 0, 1)`` or ``("tiled", tile_px, batch)``;
+    ``backend.run_path`` when it has one (TensorRT's profiles), else :class:`NetworkBackend`'s rule."""
+    own = getattr(backend, "run_path", None)
     if own is not None:
         return own(h, w)
-    if max(h, w) <= engine.max_whole_px:
+    if max(h, w) <= backend.max_whole_px:
         return "whole", 0, 1
     from copilot.inference.network import balanced_tile_px
 
-    t = engine.card.tiling
-    return "tiled", engine.tile_px or balanced_tile_px(h, w, engine.max_whole_px, t.overlap_px, t.multiple_of), \
-        engine.tile_batch
+    t = backend.card.tiling
+    return "tiled", backend.tile_px or balanced_tile_px(h, w, backend.max_whole_px, t.overlap_px, t.multiple_of), \
+        backend.tile_batch
 
 
 def reference_like(reference, candidate, frame: Frame):
@@ -209,13 +209,13 @@ def reference_like(reference, candidate, frame: Frame):
     probs, emb = reference.run_network(img) if mode == "whole" else reference.run_tiled(img, tile, batch)
     card = reference.card
     return Segmentation(frame=frame, probabilities=probs, embedding=emb, class_names=tuple(card.class_names),
-                        model_name=card.name, model_version=card.version, engine=reference.name,
+                        model_name=card.name, model_version=card.version, backend=reference.name,
                         frame_px_per_px=scale, task=card.task)
 
 
-def verify_engine(candidate, reference, frames: list[Frame] | None = None, *, threshold: float = MIOU_THRESHOLD,
-                  frames_from: str | None = None, embedding_tolerance: float = EMBEDDING_TOLERANCE) -> Verification:
-    """Segment ``frames`` with both engines and compare the arg-max masks and the embeddings (module docstring)."""
+def verify_backend(candidate, reference, frames: list[Frame] | None = None, *, threshold: float = MIOU_THRESHOLD,
+                   frames_from: str | None = None, embedding_tolerance: float = EMBEDDING_TOLERANCE) -> Verification:
+    """Segment ``frames`` with both backends and compare the arg-max masks and the embeddings (module docstring)."""
     card: ModelCard = reference.card
     if frames is None:
         frames, frames_from = frames_for(candidate, card)
@@ -227,8 +227,8 @@ def verify_engine(candidate, reference, frames: list[Frame] | None = None, *, th
         a = reference_like(reference, candidate, frame)
         b = candidate.segment(frame)
         if a.probabilities.shape != b.probabilities.shape:
-            raise EngineRefused(f"{candidate.name}: probabilities of shape {b.probabilities.shape} for "
-                                f"{frame.frame_id}, reference {a.probabilities.shape}")
+            raise BackendRefused(f"{candidate.name}: probabilities of shape {b.probabilities.shape} for "
+                                 f"{frame.frame_id}, reference {a.probabilities.shape}")
         cm = confusion(a.labels, b.labels, n)
         total += cm
         fi = iou_from_confusion(cm)
@@ -247,7 +247,7 @@ def verify_engine(candidate, reference, frames: list[Frame] | None = None, *, th
            f"{zemb:.3g} SD (tolerance {embedding_tolerance}{'' if emb_ok else ': EXCEEDED'}) on {len(frames)} "
            f"validation frames from {frames_from or 'the caller'}")
     return Verification(
-        engine=candidate.name, reference=reference.name, accepted=accepted, miou=miou, threshold=threshold,
+        backend=candidate.name, reference=reference.name, accepted=accepted, miou=miou, threshold=threshold,
         worst_frame_miou=worst, class_iou={c: (None if np.isnan(v) else float(v)) for c, v in zip(card.class_names, iou)},
         max_abs_prob_diff=dprob, max_abs_embedding_diff=demb, embedding_diff=zemb,
         embedding_tolerance=embedding_tolerance, n_frames=len(frames), frame_shapes=shapes,
@@ -257,10 +257,10 @@ def verify_engine(candidate, reference, frames: list[Frame] | None = None, *, th
 
 def require_agreement(candidate, reference, frames: list[Frame] | None = None, *,
                       threshold: float = MIOU_THRESHOLD) -> Verification:
-    """:func:`verify_engine`, raising :class:`EngineRefused` when the engine disagrees."""
-    v = verify_engine(candidate, reference, frames, threshold=threshold)
+    """:func:`verify_backend`, raising :class:`BackendRefused` when the backend disagrees."""
+    v = verify_backend(candidate, reference, frames, threshold=threshold)
     if not v.accepted:
-        raise EngineRefused(v.message + "; falling back", v)
+        raise BackendRefused(v.message + "; falling back", v)
     log.info(v.message)
     return v
 
@@ -268,7 +268,7 @@ def require_agreement(candidate, reference, frames: list[Frame] | None = None, *
 def load_verified_build(*, artifact, record_path, key: dict, build, load, reference, rebuild: bool = False,
                         frames: list[Frame] | None = None, recheck_frames: list[Frame] | None = None,
                         threshold: float = MIOU_THRESHOLD, attempts: int = 3, retry_delay_s: float = 2.0):
-    """The cache + verification rule for built engines (TensorRT plans), independent of TensorRT.
+    """The cache + verification rule for built artifacts (TensorRT plans), independent of TensorRT.
 
     The record (``record_path``, JSON) holds the ``key``, the build time and the verification (``None`` until one
     completes). For the same key and an existing ``artifact``:
@@ -281,9 +281,9 @@ def load_verified_build(*, artifact, record_path, key: dict, build, load, refere
 
     Otherwise ``build()`` writes the artifact and the record is written at once. Loading and verifying are tried
     ``attempts`` times: an exception there (a CUDA out-of-memory) is retried and finally raised as is — it is never
-    recorded as a refusal. Only a comparison that fails refuses (:class:`EngineRefused`, recorded).
+    recorded as a refusal. Only a comparison that fails refuses (:class:`BackendRefused`, recorded).
 
-    Returns ``(engine, verification)``; ``verification`` is the re-check for a cached artifact (``None`` when no
+    Returns ``(backend, verification)``; ``verification`` is the re-check for a cached artifact (``None`` when no
     ``recheck_frames``).
     """
     from copilot.inference.trt_plan import read_record, write_record
@@ -293,8 +293,8 @@ def load_verified_build(*, artifact, record_path, key: dict, build, load, refere
     same = artifact.exists() and record is not None and record.get("key") == key and not rebuild
     v = (record or {}).get("verification") if same else None
     if v and not v.get("accepted"):
-        raise EngineRefused(f"{artifact} was refused when it was built: {v.get('message')}; "
-                            "rebuild with `copilot engines build --force`")
+        raise BackendRefused(f"{artifact} was refused when it was built: {v.get('message')}; "
+                             "rebuild with `copilot engines build --force`")
     if v:  # accepted before: load and re-check
         log.info("using verified %s (mIoU %.4f)", artifact, v.get("miou", float("nan")))
         checked = recheck_frames is not None
@@ -308,18 +308,18 @@ def load_verified_build(*, artifact, record_path, key: dict, build, load, refere
         checked, check_frames = True, frames
     last: Exception | None = None
     for attempt in range(1, max(1, attempts) + 1):
-        engine = None
+        backend = None
         try:
-            engine = load(artifact)
+            backend = load(artifact)
             if not checked:
-                return engine, None
-            result = verify_engine(engine, reference(), check_frames, threshold=threshold)
-        except EngineRefused as exc:  # a comparison that could not even be made (wrong output shape)
-            _close(engine)
+                return backend, None
+            result = verify_backend(backend, reference(), check_frames, threshold=threshold)
+        except BackendRefused as exc:  # a comparison that could not even be made (wrong output shape)
+            _close(backend)
             write_record(record_path, {**record, "verification": {"accepted": False, "message": str(exc)}})
             raise
         except Exception as exc:  # noqa: BLE001 — load/run errors are retried, never recorded as refusals
-            _close(engine)
+            _close(backend)
             last = exc
             log.warning("%s: attempt %d/%d failed: %s: %s", artifact, attempt, attempts, type(exc).__name__, exc)
             write_record(record_path, {**record, "last_error": f"{type(exc).__name__}: {exc}"})
@@ -328,21 +328,21 @@ def load_verified_build(*, artifact, record_path, key: dict, build, load, refere
             continue
         if v and result.accepted:
             log.info("re-check of cached %s: %s", artifact, result.message)
-            return engine, result
+            return backend, result
         write_record(record_path, {**{k: x for k, x in record.items() if k != "last_error"},
                                    "verification": result.to_dict()})
         if not result.accepted:
-            _close(engine)
-            raise EngineRefused(result.message + "; falling back", result)
+            _close(backend)
+            raise BackendRefused(result.message + "; falling back", result)
         log.info(result.message)
-        return engine, result
+        return backend, result
     raise RuntimeError(f"{artifact}: loading or verifying failed {attempts} times; last error: "
                        f"{type(last).__name__}: {last}") from last
 
 
-def _close(engine) -> None:
-    if engine is not None:
+def _close(backend) -> None:
+    if backend is not None:
         try:
-            engine.close()
-        except Exception as exc:  # noqa: BLE001 — closing a broken engine must not hide why it broke
-            log.warning("closing %s failed: %s", getattr(engine, "name", engine), exc)
+            backend.close()
+        except Exception as exc:  # noqa: BLE001 — closing a broken backend must not hide why it broke
+            log.warning("closing %s failed: %s", getattr(backend, "name", backend), exc)

@@ -1,4 +1,4 @@
-"""ONNX initializers → safetensors weights for the torch engine (no pickle anywhere).
+"""ONNX initializers → safetensors weights for the torch backend (no pickle anywhere).
 
 The training recipe exports ``model.onnx`` only (its torch ``state_dict`` goes to ``runs/`` as a pickle, which the
 daemon never loads). ONNX export in eval mode folds every BatchNorm into the preceding convolution, so the ONNX file
@@ -89,7 +89,7 @@ def onnx_to_tensors(onnx_path: str | Path) -> tuple[dict[str, np.ndarray], dict[
         convs.append((m.group(1) if m else None, w, b))
 
     if not convs:
-        raise ValueError(f"{onnx_path}: no convolution in the graph; the torch engine runs TinyUNet models only")
+        raise ValueError(f"{onnx_path}: no convolution in the graph; the torch backend runs TinyUNet models only")
     downs0 = [c for c in convs if c[0] is not None and re.fullmatch(r"downs\.\d+\.0", c[0])]
     if len(downs0) >= 2 and all(c[0] is not None for c in convs):
         channels = tuple(int(c[1].shape[0]) for c in downs0)

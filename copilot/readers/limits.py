@@ -3,7 +3,7 @@
 ``InputLimits`` is the ``[limits]`` config section. Readers call :func:`check_header_pixels` with what the file's
 header declares *before* decoding (a 389 kB zlib TIFF can declare 20000² pixels); :func:`checked_pixels` validates the
 decoded array (files and socket frames alike) and masks a few non-finite pixels or refuses the frame, so no NaN/inf
-ever reaches the engine or per-stream state.
+ever reaches the backend or per-stream state.
 
 >>> pixels, notes = checked_pixels(np.array([[1.0, np.nan], [3.0, 4.0]] * 4, np.float32), "mem", InputLimits(
 ...                                max_nonfinite_fraction=0.5))

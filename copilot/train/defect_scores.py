@@ -107,8 +107,8 @@ def pooled(rows: list[dict[str, float]]) -> dict[str, float]:
     return out
 
 
-def defect_group_metrics(engine, group: str, n: int, seed: int, size_px: int = 512) -> dict[str, float]:
-    """Held-out metrics of one domain group through the daemon's path (engine.segment + analysis.measure); the
+def defect_group_metrics(backend, group: str, n: int, seed: int, size_px: int = 512) -> dict[str, float]:
+    """Held-out metrics of one domain group through the daemon's path (backend.segment + analysis.measure); the
     frame's metadata carries the foil thickness, as a microscope's would."""
     from copilot.analysis import measure
     from copilot.frame import Frame
@@ -120,5 +120,5 @@ def defect_group_metrics(engine, group: str, n: int, seed: int, size_px: int = 5
         sim = sample_domain_frame(group, rng, size_px, task="defects")
         frame = Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim",
                       meta={"foil_thickness_nm": sim.truth["foil_thickness_nm"]})
-        rows.append(frame_scores(measure(engine.segment(frame)), sim))
+        rows.append(frame_scores(measure(backend.segment(frame)), sim))
     return pooled(rows)

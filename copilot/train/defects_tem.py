@@ -121,7 +121,7 @@ def main(minutes: float = 9.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout:
         "unlabelled distractors, bend contours, thickness fringes, contamination, drift. Frames at 0.3-0.8 nm/px, "
         "working 0.5 nm/px. Soft targets (area coverage per class). Augmented: over-focus 25 %%, defocus 200-2500 "
         "nm, foil 40-170 nm, low dose 10 %%, dense loops 15 %%. Groups %s covered by training; %s beyond it. "
-        "Metrics 'heldout:<group>' from copilot.train.heldout (daemon path: OrtEngine + analysis.measure, 512² "
+        "Metrics 'heldout:<group>' from copilot.train.heldout (daemon path: OrtBackend + analysis.measure, 512² "
         "frames): object F1 at IoU >= 0.5 per class, cavities >= 3 nm and loops >= 5 nm, swelling errors.%s"
         % (CHANNELS, ", ".join(COVERED_GROUPS), ", ".join(HELD_OUT_GROUPS),
            f" Fine-tuned from {Path(init_onnx).parent.name} (lineage) at lr {FINETUNE_LR}." if init_onnx else ""))

@@ -5,7 +5,7 @@ precision = share of predicted centre-line pixels within ``tol_px`` of a true on
 pixels within ``tol_px`` of a predicted one, pooled over a group's frames. Truth: where the simulator's grain ids
 change, on the analysis grid (nearest neighbour at grid pixel centres).
 
-G errors: the daemon's planimetric G (``measure`` of ``engine.segment``) minus the simulator's realized seed density
+G errors: the daemon's planimetric G (``measure`` of ``backend.segment``) minus the simulator's realized seed density
 G, and the intercept G minus E112's intercept G of the true mean intercept (for 2-D Voronoi they differ; see
 ``bench/accuracy/grains.md``).
 """
@@ -82,8 +82,8 @@ def summarize(rows: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
-def grain_group_metrics(engine, group: str, n: int, seed: int, size_px: int = 512) -> dict[str, float]:
-    """``n`` frames of ``group`` through ``engine.segment`` + ``copilot.analysis.measure``, scored."""
+def grain_group_metrics(backend, group: str, n: int, seed: int, size_px: int = 512) -> dict[str, float]:
+    """``n`` frames of ``group`` through ``backend.segment`` + ``copilot.analysis.measure``, scored."""
     from copilot.analysis import measure
     from copilot.frame import Frame
     from copilot.sim.domains import sample_domain_frame
@@ -92,6 +92,6 @@ def grain_group_metrics(engine, group: str, n: int, seed: int, size_px: int = 51
     rows = []
     for i in range(n):
         sim = sample_domain_frame(group, rng, size_px, task="grains")
-        fm = measure(engine.segment(Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim")))
+        fm = measure(backend.segment(Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim")))
         rows.append(grain_frame_errors(fm, sim))
     return summarize(rows)

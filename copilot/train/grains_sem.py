@@ -139,7 +139,7 @@ def main(minutes: float = 13.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
         "least %g working px, area-averaged onto the working grid. Training inputs are made by the daemon's own "
         "resample + normalize. Robustness trained in: low dose 1.5-6 counts/px (20 %%), extra beam blur "
         "400-800 nm (20 %%): domain groups %s are covered by training; groups %s are genuinely held out. Metrics "
-        "'heldout:<group>' come from copilot.train.heldout (daemon path: OrtEngine + analysis.measure, 512² "
+        "'heldout:<group>' come from copilot.train.heldout (daemon path: OrtBackend + analysis.measure, 512² "
         "frames, seed %d): boundary F1 at 2 working px tolerance and ASTM E112 G errors (planimetric vs the "
         "realized seed density, intercept vs the true mean intercept); the unprefixed ones from %d held-out %d² "
         "patches." % (CHANNELS, MIN_BAND_WORKING_PX, ", ".join(COVERED_GROUPS), ", ".join(HELD_OUT_GROUPS),

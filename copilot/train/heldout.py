@@ -1,6 +1,6 @@
 """Held-out metrics per domain group, measured the way the daemon measures a frame.
 
-Each frame of a group (``copilot.sim.domains.sample_domain_frame``) goes through ``OrtEngine.segment`` (resample to
+Each frame of a group (``copilot.sim.domains.sample_domain_frame``) goes through ``OrtBackend.segment`` (resample to
 the card's working nm/px, normalize, network, whole or tiled) and ``copilot.analysis.measure`` (instances by the
 daemon's own watershed split, D50 over particles not cut by the edge; or phase fractions), and is scored against the
 simulator's exact masks taken to the analysis grid (nearest neighbour at grid pixel centres).
@@ -33,7 +33,7 @@ from copilot.train.metrics import match_instances, particle_ecd_errors
 HELDOUT_SEED = 20_261_125
 
 
-def particle_group_metrics(engine, group: str, n: int, seed: int, size_px: int = 512,
+def particle_group_metrics(backend, group: str, n: int, seed: int, size_px: int = 512,
                            modality: str | None = None) -> dict[str, float]:
     from copilot.analysis import measure
     from copilot.frame import Frame
@@ -44,7 +44,7 @@ def particle_group_metrics(engine, group: str, n: int, seed: int, size_px: int =
     d50_err, ecd_err = [], []
     for i in range(n):
         sim = sample_domain_frame(group, rng, size_px, task="particles", modality=modality)
-        fm = measure(engine.segment(Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim")))
+        fm = measure(backend.segment(Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim")))
         truth = labels_to_grid(sim.instances, fm.instances.shape)
         a, b, c = match_instances(fm.instances, truth)
         tp, npred, ntrue = tp + a, npred + b, ntrue + c
@@ -70,19 +70,19 @@ def particle_group_metrics(engine, group: str, n: int, seed: int, size_px: int =
     }
 
 
-def phase_group_metrics(engine, group: str, n: int, seed: int, size_px: int = 512) -> dict[str, float]:
+def phase_group_metrics(backend, group: str, n: int, seed: int, size_px: int = 512) -> dict[str, float]:
     from copilot.analysis import measure
     from copilot.frame import Frame
     from copilot.sim.domains import sample_domain_frame
 
-    names = list(engine.card.class_names)
+    names = list(backend.card.class_names)
     k = len(names)
     rng = np.random.default_rng(seed)
     inter, union = np.zeros(k), np.zeros(k)
     errs = []
     for i in range(n):
         sim = sample_domain_frame(group, rng, size_px, task="phases")
-        fm = measure(engine.segment(Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim")))
+        fm = measure(backend.segment(Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim")))
         lut = np.array([names.index(c) for c in sim.truth["class_names"]], np.int32)
         truth_native = lut[sim.instances]
         truth = labels_to_grid(truth_native, fm.instances.shape)
@@ -103,9 +103,9 @@ def phase_group_metrics(engine, group: str, n: int, seed: int, size_px: int = 51
     return out
 
 
-def evaluate_engine(engine, task: str, per_group: int = 24, seed: int = HELDOUT_SEED, size_px: int = 512,
-                    groups: tuple[str, ...] | None = None, log=print) -> dict[str, dict[str, float]]:
-    """Metrics per group (the same frames for every engine given the same seed). Particles add the in-domain group
+def evaluate_backend(backend, task: str, per_group: int = 24, seed: int = HELDOUT_SEED, size_px: int = 512,
+                     groups: tuple[str, ...] | None = None, log=print) -> dict[str, dict[str, float]]:
+    """Metrics per group (the same frames for every backend given the same seed). Particles add the in-domain group
     split by modality (``in-domain-haadf``, ``in-domain-bf-tem``)."""
     from copilot.sim.domains import groups_for
 
@@ -118,17 +118,17 @@ def evaluate_engine(engine, task: str, per_group: int = 24, seed: int = HELDOUT_
         t0 = time.perf_counter()
         s = seed + 1009 * j
         if task == "particles":
-            m = particle_group_metrics(engine, group, per_group, s, size_px, modality)
+            m = particle_group_metrics(backend, group, per_group, s, size_px, modality)
         elif task == "defects":
             from copilot.train.defect_scores import defect_group_metrics
 
-            m = defect_group_metrics(engine, group, per_group, s, size_px)
+            m = defect_group_metrics(backend, group, per_group, s, size_px)
         elif task == "grains":
             from copilot.train.grains_metrics import grain_group_metrics
 
-            m = grain_group_metrics(engine, group, per_group, s, size_px)
+            m = grain_group_metrics(backend, group, per_group, s, size_px)
         else:
-            m = phase_group_metrics(engine, group, per_group, s, size_px)
+            m = phase_group_metrics(backend, group, per_group, s, size_px)
         out[key] = m
         if log is not None:
             log(f"  {key:18s} " + " ".join(f"{k}={v:.4f}" for k, v in m.items() if k not in ("frames",))
@@ -139,7 +139,7 @@ def evaluate_engine(engine, task: str, per_group: int = 24, seed: int = HELDOUT_
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m copilot.train.heldout", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("engine", help="engine name (engines/<name>) or folder with card.json + model.onnx")
+    ap.add_argument("model", help="model name (engines/<name>) or folder with card.json + model.onnx")
     ap.add_argument("--per-group", type=int, default=24, help="frames per domain group")
     ap.add_argument("--seed", type=int, default=HELDOUT_SEED, help="seed of the held-out frames")
     ap.add_argument("--size", type=int, default=512, help="frame edge in pixels")
@@ -147,12 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--update-card", action="store_true", help="store the results in the card as heldout:<group>")
     a = ap.parse_args(argv)
     from copilot.inference.card import load_card, save_card
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
 
-    card, folder = load_card(a.engine)
-    engine = OrtEngine(card, folder, threads=2)
+    card, folder = load_card(a.model)
+    backend = OrtBackend(card, folder, threads=2)
     print(f"{card.name} {card.version} ({folder}): {a.per_group} frames of {a.size}² per group, seed {a.seed}")
-    res = evaluate_engine(engine, card.task, a.per_group, a.seed, a.size)
+    res = evaluate_backend(backend, card.task, a.per_group, a.seed, a.size)
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(res, indent=2) + "\n")

@@ -83,7 +83,7 @@ def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
         "(10-50 %% of particles instead of 0-35 %%): domain groups %s are covered by "
         "training; groups %s are held out (never in training, except 'magnification' frames at 0.7-0.8 nm/px). "
         "Metrics 'heldout:<group>' come from "
-        "copilot.train.heldout (daemon path: OrtEngine + analysis.measure, 512² frames, seed %d); the unprefixed "
+        "copilot.train.heldout (daemon path: OrtBackend + analysis.measure, 512² frames, seed %d); the unprefixed "
         "ones from %d held-out %d² patches (argmax + simple watershed)."
         % (CHANNELS, ", ".join(COVERED_GROUPS), ", ".join(HELD_OUT_GROUPS), 20_261_125, n_heldout, HELDOUT_PX))
     return fit_and_ship(

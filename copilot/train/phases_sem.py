@@ -97,7 +97,7 @@ def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
         "resample + normalize (copilot.inference.preprocess). Robustness trained in (augmentation): low dose "
         "1.5-6 counts/px (20 %%), extra beam blur 3-7 nm (20 %%): domain groups %s are covered by training; groups "
         "%s are genuinely held out (never in training; 'detector' = BSE). Metrics 'heldout:<group>' come from "
-        "copilot.train.heldout (daemon path: OrtEngine + analysis.measure, 512² frames, seed %d): area-fraction "
+        "copilot.train.heldout (daemon path: OrtBackend + analysis.measure, 512² frames, seed %d): area-fraction "
         "error per class in percentage points; the unprefixed ones from %d held-out %d² patches."
         % (CHANNELS, ", ".join(COVERED_GROUPS), ", ".join(HELD_OUT_GROUPS), 20_261_125, n_heldout, HELDOUT_PX))
     return fit_and_ship(

@@ -155,9 +155,9 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
     import torch
 
     from copilot.inference.card import ModelCard, load_card, sha256_of
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
     from copilot.train.export import PRIOR_NOTE, correct_class_prior, export_onnx, ort_latency, ort_session
-    from copilot.train.heldout import evaluate_engine
+    from copilot.train.heldout import evaluate_backend
     from copilot.train.unet import TinyUNet
 
     torch.manual_seed(seed)
@@ -221,10 +221,10 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
     )
     _write_card(card, out_dir)
 
-    # per-group held-out metrics through the daemon's own path (engine + analysis)
+    # per-group held-out metrics through the daemon's own path (backend + analysis)
     log(f"held-out sets per domain group ({heldout_per_group} frames of 512² each):")
     c, folder = load_card(out_dir)
-    groups = evaluate_engine(OrtEngine(c, folder, threads=2), task, per_group=heldout_per_group, log=log)
+    groups = evaluate_backend(OrtBackend(c, folder, threads=2), task, per_group=heldout_per_group, log=log)
     metrics.update({f"heldout:{g}": m for g, m in groups.items()})
     metrics["total_minutes"] = round((time.perf_counter() - t_start) / 60, 2)
     card = card.model_copy(update={"metrics": metrics})
@@ -243,7 +243,7 @@ def _fused_from_onnx(onnx_path: Path, channels: tuple[int, ...], n_classes: int,
     import torch
 
     from copilot.inference.card import sha256_of
-    from copilot.inference.torch_engine import build_fused_unet
+    from copilot.inference.torch_backend import build_fused_unet
     from copilot.inference.weights import onnx_to_tensors
     from copilot.train.export import PRIOR_NOTE
 

@@ -24,7 +24,7 @@ from rich.progress import Progress
 from copilot.analysis import measure
 from copilot.frame import Frame
 from copilot.inference.card import load_card, save_card
-from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.ort_backend import OrtBackend
 from copilot.inference.preprocess import nearest_resample as nearest_to_grid
 from copilot.reliability.calibration import FeatureStats, ReliabilityCalibration
 from copilot.reliability.quality import QUALITY_FEATURES
@@ -84,9 +84,9 @@ def collect(model: str, per_group: int, seed: int, size_px: int = 512, groups=DO
 
     ``negatives`` frames (default ``per_group``) of the not-particles group are added with F1 = 0 when the model
     finds anything (1 when it rightly finds nothing)."""
-    engine = OrtEngine.from_name(model, threads=2)
-    card = engine.card.model_copy(update={"reliability_regressor": None})
-    assessor = Assessor(card, engine.folder)
+    backend = OrtBackend.from_name(model, threads=2)
+    card = backend.card.model_copy(update={"reliability_regressor": None})
+    assessor = Assessor(card, backend.folder)
     rng = np.random.default_rng(seed)
     rows, embeddings = [], []
     with Progress(console=console) as progress:
@@ -95,7 +95,7 @@ def collect(model: str, per_group: int, seed: int, size_px: int = 512, groups=DO
             for i in range(per_group):
                 sim = sample_domain_frame(group, rng, size_px)
                 frame = Frame(sim.image, sim.nm_per_px, stream=f"{group}-{i}", frame_id=str(i), origin="sim")
-                fm = measure(engine.segment(frame))
+                fm = measure(backend.segment(frame))
                 reliability = assessor.frame(fm)
                 truth = nearest_to_grid(sim.instances, fm.instances.shape)
                 rows.append({"group": group, **reliability.features, **object_scores(fm.instances, truth)})
@@ -105,7 +105,7 @@ def collect(model: str, per_group: int, seed: int, size_px: int = 512, groups=DO
         for i in range(per_group if negatives is None else negatives):
             image = not_particles_frame(rng, size_px)
             frame = Frame(image, 0.25, stream=f"neg-{i}", frame_id=str(i), origin="sim")
-            fm = measure(engine.segment(frame))
+            fm = measure(backend.segment(frame))
             reliability = assessor.frame(fm)
             rows.append({"group": NEGATIVE_GROUP, **reliability.features,
                          **object_scores(fm.instances, np.zeros_like(fm.instances))})
@@ -148,8 +148,8 @@ def window_mmd_p99(model: str, seed: int = 0, runs: int = 12, window: int = 10, 
     from copilot.sim.sintering import SinteringRun
     from copilot.sim.stem import random_params
 
-    engine = OrtEngine.from_name(model, threads=2)
-    ref = engine.card.embedding_reference
+    backend = OrtBackend.from_name(model, threads=2)
+    ref = backend.card.embedding_reference
     if ref is None or not ref.samples:
         return None
     mon = ShiftReference(ref)
@@ -159,7 +159,7 @@ def window_mmd_p99(model: str, seed: int = 0, runs: int = 12, window: int = 10, 
         params = random_params(rng, size_px=size_px, touching_fraction=0.0)
         run = SinteringRun(seed=seed + r, params=params, growth_nm_per_min=float(rng.uniform(0, 0.5)),
                            interval_s=30, duration_s=30 * window)
-        emb = np.stack([engine.segment(Frame(tf.frame.image, tf.frame.nm_per_px, "s", str(tf.index), "sim")).embedding
+        emb = np.stack([backend.segment(Frame(tf.frame.image, tf.frame.nm_per_px, "s", str(tf.index), "sim")).embedding
                         for tf in run.frames(window)])
         values.append(mon.window_mmd2(mon.standardize(emb)))
     return float(np.percentile(values, 99))

@@ -33,12 +33,12 @@ class TaskRecipe:
         """One row per simulated frame: group, features, targets; plus the in-domain embeddings."""
         from copilot.analysis import measure
         from copilot.frame import Frame
-        from copilot.inference.ort_engine import OrtEngine
+        from copilot.inference.ort_backend import OrtBackend
         from copilot.reliability.score import Assessor
         from copilot.sim.domains import groups_for, sample_domain_frame
 
-        engine = OrtEngine.from_name(model, threads=2)
-        assessor = Assessor(engine.card.model_copy(update={"reliability_regressor": None}), engine.folder)
+        backend = OrtBackend.from_name(model, threads=2)
+        assessor = Assessor(backend.card.model_copy(update={"reliability_regressor": None}), backend.folder)
         rng = np.random.default_rng(seed)
         rows, embeddings = [], []
         for group in groups_for(self.task):
@@ -46,7 +46,7 @@ class TaskRecipe:
                 sim = sample_domain_frame(group, rng, size_px, task=self.task)
                 frame = Frame(sim.image, sim.nm_per_px, stream=f"{group}-{i}", frame_id=str(i), origin="sim",
                               meta=self.frame_meta(sim))
-                fm = measure(engine.segment(frame))
+                fm = measure(backend.segment(frame))
                 rows.append({"group": group, **assessor.frame(fm).features, **self.score(fm, sim)})
                 if group == "in-domain":
                     embeddings.append(fm.segmentation.embedding)

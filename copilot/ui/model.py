@@ -327,7 +327,7 @@ class ViewModel:
             + (" (from the snapshot)" if st.from_snapshot else ""),
             "edge": edge_text(doc),
             "inclusions": "withheld" if why and doc.measurements.inclusions is not None else inclusion_text(doc),
-            "model": f"{doc.model.name} {doc.model.version} on {doc.model.engine}",
+            "model": f"{doc.model.name} {doc.model.version} on {doc.model.backend}",
             "calibration": (f"{fmt_num(doc.calibration.nm_per_px)} nm/px ({doc.calibration.source})"
                             if doc.calibration.calibrated else "uncalibrated: lengths in px"),
             "unit": doc.measurements.length_unit,

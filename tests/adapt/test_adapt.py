@@ -1,4 +1,4 @@
-"""copilot.adapt: a few real adaptation steps on the shipped particle model, the engine version it writes, the
+"""copilot.adapt: a few real adaptation steps on the shipped particle model, the model version it writes, the
 label-free checks, promotion, rollback and the hot swap. Never a full adaptation."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from copilot.adapt.run import AdaptOptions, adapt_engine  # noqa: E402
 from copilot.errors import UserError  # noqa: E402
 from copilot.frame import Frame  # noqa: E402
 from copilot.inference.card import load_card  # noqa: E402
-from copilot.inference.ort_engine import OrtEngine  # noqa: E402
+from copilot.inference.ort_backend import OrtBackend  # noqa: E402
 from copilot.sim.domains import sample_domain_frame  # noqa: E402
 
 
@@ -44,7 +44,7 @@ def user_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def adapted(user_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("adapted") / "engine"
+    out = tmp_path_factory.mktemp("adapted") / "model"
     outcome = adapt_engine("particles-stem", dose_frames(), out, "test frames",
                            AdaptOptions(method="selftrain", steps=2, promote=False), command="pytest",
                            log=lambda *a: None)
@@ -62,13 +62,13 @@ def test_adapted_engine_is_a_new_version_with_lineage(adapted):
     assert len(card.embedding_reference.mean) == card.outputs.embedding_dim
     record = json.loads((folder / "adaptation.json").read_text())
     assert record["promoted"] is False and set(record["checks"]) >= {"view_agreement", "no_collapse"}
-    seg = OrtEngine(card, folder).segment(dose_frames(1)[0])
+    seg = OrtBackend(card, folder).segment(dose_frames(1)[0])
     assert seg.model_version == card.version and seg.probabilities.shape[0] == 3
 
 
 def test_a_model_no_better_than_its_parent_is_not_promoted():
     card, folder = load_card("particles-stem")
-    d = decide(OrtEngine(card, folder), OrtEngine(card, folder), dose_frames(2))
+    d = decide(OrtBackend(card, folder), OrtBackend(card, folder), dose_frames(2))
     assert not d.promote and any("predicted F1 not up" in r for r in d.reasons)
     assert d.adapted["confident_agreement"] == 1.0 and d.checks["no_collapse"]
 
@@ -82,7 +82,7 @@ def test_a_model_without_a_regressor_is_never_promoted_automatically():
     frames = [Frame(sample_domain_frame("dose", rng, 128, task="phases").image, 2.0, stream="s", frame_id=str(i),
                     origin="sim")
               for i in range(2)]
-    d = decide(OrtEngine(card, folder), OrtEngine(card, folder), frames)
+    d = decide(OrtBackend(card, folder), OrtBackend(card, folder), frames)
     assert not d.promote and "predicted_f1" not in d.checks
     assert any("no reliability regressor" in r for r in d.reasons)
 
@@ -103,17 +103,17 @@ def test_promote_and_rollback(adapted, user_dir):
 
 
 def test_hot_swap_loads_a_promoted_model_between_frames(adapted, tmp_path):
-    from copilot.adapt.hotswap import EngineWatch
+    from copilot.adapt.hotswap import ModelWatch
     from copilot.pipeline import InferStage
 
     parent, parent_dir = load_card("particles-stem")
     live = tmp_path / "particles-stem"
     shutil.copytree(parent_dir, live)
     t = [0.0]
-    watch = EngineWatch(live, lambda: OrtEngine(*load_card(live)), parent.model_sha256, interval_s=1.0,
-                        clock=lambda: t[0])
+    watch = ModelWatch(live, lambda: OrtBackend(*load_card(live)), parent.model_sha256, interval_s=1.0,
+                       clock=lambda: t[0])
     swapped = []
-    stage = InferStage(OrtEngine(parent, live), watch, swapped.append)
+    stage = InferStage(OrtBackend(parent, live), watch, swapped.append)
     frame = dose_frames(1)[0]
     assert stage(frame, None).model_version == parent.version
     for f in ("model.onnx", "card.json"):
@@ -133,9 +133,9 @@ def test_appearance_fit_and_render_few_steps():
     from copilot.adapt.torchnet import trainable_from_onnx
 
     card, folder = load_card("particles-stem")
-    engine = OrtEngine(card, folder)
+    backend = OrtBackend(card, folder)
     frames = dose_frames(2)
-    images = [engine.prepare(f)[0] for f in frames]
+    images = [backend.prepare(f)[0] for f in frames]
     net = trainable_from_onnx(folder / "model.onnx")
     before = [p.detach().clone() for p in net.parameters()]
     res = appearance_adapt(net, "particles", images, [f.nm_per_px for f in frames], card, (1.0, 1.0, 2.5), steps=1,
@@ -228,7 +228,7 @@ def test_without_torch_one_line_names_the_extra(tmp_path):
 def test_running_pipeline_swaps_models_between_frames_and_documents_name_the_version(adapted, tmp_path):
     import time
 
-    from copilot.adapt.hotswap import EngineWatch
+    from copilot.adapt.hotswap import ModelWatch
     from copilot.pipeline import Pipeline
     from copilot.sim.tiff import write_tiff
     from copilot.sources.base import Arrival
@@ -239,8 +239,8 @@ def test_running_pipeline_swaps_models_between_frames_and_documents_name_the_ver
     rng = np.random.default_rng(4)
     files = [write_tiff(tmp_path / f"f{i}.tif", sample_domain_frame("dose", rng, 192)) for i in range(2)]
     results = []
-    watch = EngineWatch(live, lambda: OrtEngine(*load_card(live)), parent.model_sha256, interval_s=0.0)
-    p = Pipeline(OrtEngine(parent, live), sinks=[results.append], quarantine_dir=tmp_path / "q", engine_watch=watch)
+    watch = ModelWatch(live, lambda: OrtBackend(*load_card(live)), parent.model_sha256, interval_s=0.0)
+    p = Pipeline(OrtBackend(parent, live), sinks=[results.append], quarantine_dir=tmp_path / "q", model_watch=watch)
     p.start()
     p.submit(Arrival(origin=str(files[0]), path=files[0]))
     deadline = time.monotonic() + 120
@@ -252,7 +252,7 @@ def test_running_pipeline_swaps_models_between_frames_and_documents_name_the_ver
     p.stop()
     versions = [r.doc.model.version for r in results]
     assert versions == [parent.version, adapted.version]
-    assert p.engine.card.version == adapted.version and p.assessor.card.version == adapted.version
+    assert p.backend.card.version == adapted.version and p.assessor.card.version == adapted.version
 
 
 def test_stream_frames_are_the_files_behind_its_stored_results(tmp_path):
@@ -265,7 +265,7 @@ def test_stream_frames_are_the_files_behind_its_stored_results(tmp_path):
     rng = np.random.default_rng(6)
     files = [write_tiff(tmp_path / f"f{i}.tif", sample_domain_frame("in-domain", rng, 160)) for i in range(3)]
     with ResultStore(tmp_path / "results.sqlite") as store:
-        p = Pipeline(OrtEngine.from_name("particles-stem"), stream="cam1", store=store, quarantine_dir=tmp_path / "q")
+        p = Pipeline(OrtBackend.from_name("particles-stem"), stream="cam1", store=store, quarantine_dir=tmp_path / "q")
         p.start()
         for f in files:
             p.submit(Arrival(origin=str(f), path=f))

@@ -6,7 +6,7 @@ import numpy as np
 
 from bench.adaptation.othersim import other_frame
 from bench.adaptation.run import score, table, targets, worse
-from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.ort_backend import OrtBackend
 
 
 def test_second_simulator_has_exact_faceted_particles():
@@ -18,9 +18,9 @@ def test_second_simulator_has_exact_faceted_particles():
 
 
 def test_score_and_table_on_a_few_frames():
-    engine = OrtEngine.from_name("particles-stem")
+    backend = OrtBackend.from_name("particles-stem")
     ts = targets("particles", "othersim", 2, 256, 1)
-    m = score(engine, ts, "othersim")
+    m = score(backend, ts, "othersim")
     assert 0.0 <= m["object_f1"] <= 1.0 and 0.0 <= m["precision"] <= 1.0
     worse_m = dict(m, object_f1=m["object_f1"] - 0.1)
     assert worse("particles", m, worse_m) and not worse("particles", m, m)

@@ -22,7 +22,7 @@ def exact_segmentation(sim, meta=None, factor: int = 1) -> Segmentation:
     probs = soft_class_targets(class_map(sim), shape, 3).astype(np.float32)
     frame = Frame(sim.image, sim.nm_per_px, stream="t", frame_id="1", origin="sim", meta=meta or {})
     return Segmentation(frame=frame, probabilities=probs, embedding=np.zeros(4, np.float32),
-                        class_names=CLASS_NAMES, model_name="exact", model_version="0", engine="none",
+                        class_names=CLASS_NAMES, model_name="exact", model_version="0", backend="none",
                         frame_px_per_px=float(factor), task="defects")
 
 

@@ -1,4 +1,4 @@
-"""The grains task through the daemon's own stages: engine → analysis → reliability → document → exports."""
+"""The grains task through the daemon's own stages: backend → analysis → reliability → document → exports."""
 
 import csv
 import json
@@ -12,7 +12,7 @@ from copilot.analysis.grain_frame import boundary_map
 from copilot.cli import main
 from copilot.frame import Frame
 from copilot.inference.card import load_card
-from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.ort_backend import OrtBackend
 from copilot.reliability.score import Assessor
 from copilot.result import Outcome, build_result
 from copilot.sim.grain_frames import random_grain_params, simulate_grains
@@ -29,14 +29,14 @@ def clean_frame(seed: int, size: int = 256, g: float = 11.0):
 
 
 @pytest.fixture
-def engine(grains_model_dir):
+def backend(grains_model_dir):
     card, folder = load_card(grains_model_dir)
-    return OrtEngine(card, folder, threads=1)
+    return OrtBackend(card, folder, threads=1)
 
 
-def test_clean_etched_frame_gives_true_g(engine):
+def test_clean_etched_frame_gives_true_g(backend):
     sim = clean_frame(0, 384)
-    fm = measure(engine.segment(Frame(sim.image, sim.nm_per_px, stream="s", frame_id="0", origin="sim")))
+    fm = measure(backend.segment(Frame(sim.image, sim.nm_per_px, stream="s", frame_id="0", origin="sim")))
     g = fm.summary.grains
     assert fm.summary.task == "grains" and fm.boundaries.shape == fm.instances.shape
     assert g.g_planimetric == pytest.approx(sim.truth["g"], abs=0.25)
@@ -56,9 +56,9 @@ def test_hysteresis_keeps_faint_stretches_of_a_boundary():
         boundary_map(p, ("background", "particle"))
 
 
-def test_document_and_verdict(engine, grains_model_dir):
+def test_document_and_verdict(backend, grains_model_dir):
     sim = clean_frame(1, 384)
-    fm = measure(engine.segment(Frame(sim.image, sim.nm_per_px, stream="s", frame_id="1", origin="sim")))
+    fm = measure(backend.segment(Frame(sim.image, sim.nm_per_px, stream="s", frame_id="1", origin="sim")))
     card, folder = load_card(grains_model_dir)
     rel, verdict, _ = Assessor(card, folder).assess(fm)
     assert verdict.level == "ok", verdict.reasons
@@ -72,22 +72,22 @@ def test_document_and_verdict(engine, grains_model_dir):
     assert ids <= set(np.unique(fm.instances).tolist())
 
 
-def test_verdict_flags_few_grains_and_no_structure(engine, grains_model_dir):
+def test_verdict_flags_few_grains_and_no_structure(backend, grains_model_dir):
     card, folder = load_card(grains_model_dir)
     assessor = Assessor(card, folder)
     coarse = clean_frame(2, 192, g=9.5)  # a handful of grains: E112 wants 50
-    fm = measure(engine.segment(Frame(coarse.image, coarse.nm_per_px, stream="s", frame_id="c", origin="sim")))
+    fm = measure(backend.segment(Frame(coarse.image, coarse.nm_per_px, stream="s", frame_id="c", origin="sim")))
     _, verdict, _ = assessor.assess(fm)
     assert any("ASTM E112 asks for 50" in r for r in verdict.reasons)
     dark = np.full((192, 192), 500, np.uint16) + np.random.default_rng(0).integers(0, 3, (192, 192)).astype(np.uint16)
-    fm = measure(engine.segment(Frame(dark, 250.0, stream="s", frame_id="d", origin="sim")))
+    fm = measure(backend.segment(Frame(dark, 250.0, stream="s", frame_id="d", origin="sim")))
     _, verdict, _ = assessor.assess(fm)
     assert verdict.level == "fail"
 
 
-def test_uncalibrated_frame_counts_grains_without_g(engine):
+def test_uncalibrated_frame_counts_grains_without_g(backend):
     sim = clean_frame(3, 256)
-    fm = measure(engine.segment(Frame(sim.image, None, stream="s", frame_id="u", origin="sim")))
+    fm = measure(backend.segment(Frame(sim.image, None, stream="s", frame_id="u", origin="sim")))
     g = fm.summary.grains
     assert g.count > 20 and g.g_planimetric is None and g.grains_per_mm2 is None and g.grains == []
     assert "uncalibrated" in g.note and fm.summary.length_unit == "px"
@@ -119,7 +119,7 @@ def test_shipped_grains_model_measures_g_on_in_domain_frames():
     if not (ENGINES_DIR / "grains-sem" / "card.json").is_file():
         pytest.skip("grains-sem not trained yet")
     card, folder = load_card("grains-sem")
-    eng = OrtEngine(card, folder, threads=2)
+    eng = OrtBackend(card, folder, threads=2)
     rng = np.random.default_rng(4242)
     rows = []
     for i in range(3):

@@ -96,7 +96,7 @@ def run_campaign(work: Path, model_dir: Path, *, frames: int, rate_hz: float = 3
     cfg.write_text(
         f'[daemon]\nstream = "kill"\nstate_dir = "{state}"\n'
         f'[source]\nwatch = "{acq}"\nsettle_s = 0.05\n'
-        f'[model]\nname = "{model_dir}"\nengine = "onnxruntime-cpu"\nthreads = 1\n'
+        f'[model]\nname = "{model_dir}"\nbackend = "onnxruntime-cpu"\nthreads = 1\n'
         f'[publish]\npub_endpoint = "{pub}"\nsnapshot_endpoint = "{snap}"\n'
     )
     env = _env()

@@ -115,7 +115,7 @@ import tifffile
 from copilot.daemon import Daemon
 settings = load_settings(overrides={"daemon": {"state_dir": sys.argv[1], "stream": "kill"},
     "source": {"kind": "directory", "watch": sys.argv[2], "settle_s": 0.1},
-    "model": {"name": sys.argv[3], "engine": "onnxruntime-cpu", "threads": 1, "max_whole_px": 4096},
+    "model": {"name": sys.argv[3], "backend": "onnxruntime-cpu", "threads": 1, "max_whole_px": 4096},
     "publish": {"pub_endpoint": sys.argv[4], "snapshot_endpoint": sys.argv[5]}})
 sys.exit(Daemon(settings).run())
 """

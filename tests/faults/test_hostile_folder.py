@@ -47,7 +47,7 @@ def daemon_settings(tmp_path: Path, model_dir: Path, **source):
     return load_settings(overrides={
         "daemon": {"state_dir": str(tmp_path / "state"), "stream": "faults", "quarantine": "copy"},
         "source": {"kind": "directory", "settle_s": 0.2, **source},
-        "model": {"name": str(model_dir), "engine": "onnxruntime-cpu", "threads": 1},
+        "model": {"name": str(model_dir), "backend": "onnxruntime-cpu", "threads": 1},
         "publish": {"pub_endpoint": f"tcp://127.0.0.1:{free_port()}",
                     "snapshot_endpoint": f"tcp://127.0.0.1:{free_port()}"},
     })

@@ -7,7 +7,7 @@ import time
 
 import tifffile
 
-from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.ort_backend import OrtBackend
 from copilot.pipeline import Pipeline
 from copilot.sources.directory import DirectorySource
 from tests.conftest import disc_image
@@ -29,7 +29,7 @@ def test_end_to_end_includes_the_backlog(tmp_path, threshold_model_dir):
         time.sleep(SINK_S)
         docs.append(result.doc)
 
-    pipeline = Pipeline(OrtEngine.from_name(threshold_model_dir), sinks=[slow_sink], queue_size=1)
+    pipeline = Pipeline(OrtBackend.from_name(threshold_model_dir), sinks=[slow_sink], queue_size=1)
     pipeline.start(DirectorySource(acq, settle_s=0.05))
     deadline = time.time() + 120
     while len(docs) < n and time.time() < deadline:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from copilot.frame import Frame
-from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.ort_backend import OrtBackend
 from copilot.pipeline import Pipeline
 from copilot.sources.base import Arrival
 from copilot.store import ResultStore
@@ -40,22 +40,22 @@ def run(pipeline: Pipeline, batch: list[Frame]) -> list:
 
 
 @pytest.fixture
-def engine(threshold_model_dir):
+def backend(threshold_model_dir):
     card = json.loads((threshold_model_dir / "card.json").read_text())
     rng = np.random.default_rng(0)
     card["embedding_reference"] = {"mean": [0.1, 0.5], "std": [0.05, 0.2],
                                    "samples": rng.normal([0.1, 0.5], [0.05, 0.2], size=(40, 2)).tolist()}
     (threshold_model_dir / "card.json").write_text(json.dumps(card))
-    return OrtEngine.from_name(threshold_model_dir)
+    return OrtBackend.from_name(threshold_model_dir)
 
 
-def test_series_and_shift_window_continue_across_a_restart(tmp_path, engine):
+def test_series_and_shift_window_continue_across_a_restart(tmp_path, backend):
     batch = frames(8)
-    straight = run(Pipeline(engine, store=ResultStore(tmp_path / "a.sqlite")), batch)
+    straight = run(Pipeline(backend, store=ResultStore(tmp_path / "a.sqlite")), batch)
 
     store = ResultStore(tmp_path / "b.sqlite")
-    run(Pipeline(engine, store=store), batch[:5])
-    restarted = Pipeline(engine, store=store)  # a new daemon: empty state until rebuilt
+    run(Pipeline(backend, store=store), batch[:5])
+    restarted = Pipeline(backend, store=store)  # a new daemon: empty state until rebuilt
     restarted.rebuild_state({s: store.recent(s, 20) for s in store.last_seqs()})
     resumed = run(restarted, batch[5:])
 
@@ -69,5 +69,5 @@ def test_series_and_shift_window_continue_across_a_restart(tmp_path, engine):
         assert b.reliability.shift_window_mmd2 == pytest.approx(a.reliability.shift_window_mmd2, rel=1e-4)
     assert resumed[0].reliability.shift_window_mmd2 is not None
 
-    fresh = run(Pipeline(engine, store=ResultStore(tmp_path / "c.sqlite")), batch[5:])  # what a restart did before
+    fresh = run(Pipeline(backend, store=ResultStore(tmp_path / "c.sqlite")), batch[5:])  # what a restart did before
     assert fresh[0].series.frames == 1 != resumed[0].series.frames

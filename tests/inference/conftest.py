@@ -1,4 +1,4 @@
-"""Fixtures for the engine tests: a tiny real TinyUNet exported to ONNX (with non-trivial BatchNorm statistics, so
+"""Fixtures for the backend tests: a tiny real TinyUNet exported to ONNX (with non-trivial BatchNorm statistics, so
 the BN folding is exercised) and its card; skipped where torch is not installed."""
 
 from __future__ import annotations

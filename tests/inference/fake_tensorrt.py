@@ -1,9 +1,9 @@
-"""A stand-in for TensorRT and CUDA on machines without a GPU, for testing TensorRTEngine's own logic.
+"""A stand-in for TensorRT and CUDA on machines without a GPU, for testing TensorRTBackend's own logic.
 
 ``FakeCuda`` keeps "device" memory in numpy arrays addressed by integers; ``FakeCudaEngine`` describes a plan the
 way ``ICudaEngine`` does (I/O tensor names and modes, profiles, activation memory) and its execution contexts run the
 real ONNX model with ONNX Runtime on the CPU, reading and writing that memory at the addresses bound to them — so
-a wrong binding, shape or buffer size in the engine gives wrong numbers here as it would on a GPU.
+a wrong binding, shape or buffer size in the backend gives wrong numbers here as it would on a GPU.
 """
 
 from __future__ import annotations
@@ -86,8 +86,8 @@ class FakeCuda:
 
 
 class FakeContext:
-    def __init__(self, engine: "FakeCudaEngine"):
-        self.engine = engine
+    def __init__(self, cuda_engine: "FakeCudaEngine"):
+        self.cuda_engine = cuda_engine
         self.profile = None
         self.memory = None
         self.shape = None
@@ -104,28 +104,29 @@ class FakeContext:
         return True
 
     def set_input_shape(self, name: str, shape) -> bool:
-        p = self.engine.profiles[self.profile]
-        if self.reject_shapes or name != self.engine.input or not p.fits(shape[0], shape[2], shape[3]):
+        p = self.cuda_engine.profiles[self.profile]
+        if self.reject_shapes or name != self.cuda_engine.input or not p.fits(shape[0], shape[2], shape[3]):
             return False
         self.shape = tuple(shape)
         return True
 
     def get_tensor_shape(self, name: str):
         n, _, h, w = self.shape
-        return (n, self.engine.n_classes, h, w) if name == self.engine.outputs[0] else (n, self.engine.dim)
+        plan = self.cuda_engine
+        return (n, plan.n_classes, h, w) if name == plan.outputs[0] else (n, plan.dim)
 
     def set_tensor_address(self, name: str, ptr: int) -> bool:
-        if self.reject_addresses or name not in self.engine.io:
+        if self.reject_addresses or name not in self.cuda_engine.io:
             return False
         self.addresses[name] = ptr
         return True
 
     def execute_async_v3(self, stream: int) -> bool:
-        mem = self.engine.cuda.mem
+        mem = self.cuda_engine.cuda.mem
         count = int(np.prod(self.shape))
-        x = mem[self.addresses[self.engine.input]].view(np.float32)[:count].reshape(self.shape)
-        outs = self.engine.session.run(list(self.engine.outputs), {self.engine.input: x.copy()})
-        for name, value in zip(self.engine.outputs, outs):
+        x = mem[self.addresses[self.cuda_engine.input]].view(np.float32)[:count].reshape(self.shape)
+        outs = self.cuda_engine.session.run(list(self.cuda_engine.outputs), {self.cuda_engine.input: x.copy()})
+        for name, value in zip(self.cuda_engine.outputs, outs):
             flat = np.ascontiguousarray(value, np.float32).reshape(-1)
             mem[self.addresses[name]].view(np.float32)[: flat.size] = flat
         self.runs.append(self.shape)
@@ -133,7 +134,7 @@ class FakeContext:
 
 
 class FakeCudaEngine:
-    """What TensorRTEngine reads from an ICudaEngine, for the card's model run by ONNX Runtime."""
+    """What TensorRTBackend reads from an ICudaEngine, for the card's model run by ONNX Runtime."""
 
     def __init__(self, card, folder, profiles, cuda: FakeCuda, io: dict | None = None):
         out = card.outputs
@@ -168,12 +169,12 @@ class FakeCudaEngine:
 
 
 class ReducingFakeCuda(FakeCuda):
-    """FakeCuda that, like the torch.cuda backend, reduces the probabilities where they lie (torch on the CPU here)."""
+    """FakeCuda that, like the torch.cuda binding, reduces the probabilities where they lie (torch on the CPU here)."""
 
     def reduce(self, ptr, shape, dtype, hw, stream):
         import torch
 
-        from copilot.inference.torch_engine import reduce_on_device
+        from copilot.inference.torch_backend import reduce_on_device
 
         count = int(np.prod(shape))
         probs = torch.from_numpy(self.mem[ptr].view(dtype)[:count].reshape(shape)[0, :, :hw[0], :hw[1]].copy())

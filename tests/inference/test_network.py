@@ -1,4 +1,4 @@
-"""The shared engine path: fast exact resampling, balanced CPU tiles, batched tiles."""
+"""The shared backend path: fast exact resampling, balanced CPU tiles, batched tiles."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from skimage.transform import resize
 
 from copilot.inference.card import load_card
 from copilot.inference.network import balanced_tile_px
-from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.ort_backend import OrtBackend
 from copilot.inference.preprocess import resample
 
 
@@ -40,9 +40,9 @@ def test_balanced_tiles_cover_with_few_tiles(h, w, max_px):
 
 def test_balanced_and_batched_tiles_match_the_whole_frame(threshold_model_dir, disc_frame):
     card, folder = load_card(threshold_model_dir)
-    whole = OrtEngine(card, folder, max_whole_px=4096).segment(disc_frame)
+    whole = OrtBackend(card, folder, max_whole_px=4096).segment(disc_frame)
     for kwargs in ({"max_whole_px": 100}, {"max_whole_px": 64, "tile_px": 64, "tile_batch": 4}):
-        tiled = OrtEngine(card, folder, **kwargs).segment(disc_frame)
+        tiled = OrtBackend(card, folder, **kwargs).segment(disc_frame)
         np.testing.assert_allclose(tiled.probabilities, whole.probabilities, atol=1e-5)
         np.testing.assert_allclose(tiled.embedding, whole.embedding, rtol=0.05)
 
@@ -50,7 +50,7 @@ def test_balanced_and_batched_tiles_match_the_whole_frame(threshold_model_dir, d
 def test_unet_batched_tiles_match_single_tiles(unet_model_dir):
     card, folder = load_card(unet_model_dir)
     img = np.random.default_rng(2).standard_normal((150, 170)).astype(np.float32)
-    one = OrtEngine(card, folder, max_whole_px=64, tile_px=64).infer(img)
-    four = OrtEngine(card, folder, max_whole_px=64, tile_px=64, tile_batch=4).infer(img)
+    one = OrtBackend(card, folder, max_whole_px=64, tile_px=64).infer(img)
+    four = OrtBackend(card, folder, max_whole_px=64, tile_px=64, tile_batch=4).infer(img)
     np.testing.assert_allclose(one[0], four[0], atol=1e-5)
     np.testing.assert_allclose(one[1], four[1], atol=1e-5)

@@ -7,8 +7,8 @@ import onnxruntime as ort
 import pytest
 
 from copilot.inference.card import load_card
-from copilot.inference.ort_engine import (DeviceFallback, OrtEngine, node_placement, open_device_session,
-                                          ort_distributions, ort_tensorrt_cache, ort_tensorrt_providers)
+from copilot.inference.ort_backend import (DeviceFallback, OrtBackend, node_placement, open_device_session,
+                                           ort_distributions, ort_tensorrt_cache, ort_tensorrt_providers)
 
 AZURE = "AzureExecutionProvider"
 needs_azure = pytest.mark.skipif(AZURE not in ort.get_available_providers(), reason="no AzureExecutionProvider")
@@ -23,14 +23,14 @@ def card_folder(threshold_model_dir):
 def test_strict_session_refuses_nodes_on_the_cpu(card_folder):
     card, folder = card_folder
     with pytest.raises(RuntimeError, match=f"could not run the model on {AZURE} alone.*assigned to the default CPU"):
-        OrtEngine(card, folder, providers=[AZURE, "CPUExecutionProvider"], allow_cpu_nodes=False)
+        OrtBackend(card, folder, providers=[AZURE, "CPUExecutionProvider"], allow_cpu_nodes=False)
 
 
 @needs_azure
 def test_a_device_session_whose_nodes_all_ran_on_the_cpu_is_refused_with_its_placement(card_folder):
     card, folder = card_folder
     with pytest.raises(RuntimeError, match=r"ran every node of the model on the CPU.*'CPUExecutionProvider': 10"):
-        OrtEngine(card, folder, providers=[AZURE])
+        OrtBackend(card, folder, providers=[AZURE])
 
 
 @needs_azure
@@ -49,7 +49,7 @@ def test_an_unavailable_provider_is_a_clear_error(card_folder):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this onnxruntime has CUDA")
     with pytest.raises(RuntimeError, match="has no CUDAExecutionProvider.*install onnxruntime-gpu"):
-        OrtEngine(card, folder, providers=["CUDAExecutionProvider"])
+        OrtBackend(card, folder, providers=["CUDAExecutionProvider"])
     # ONNX Runtime itself, asked the same strictly, fails instead of running on the CPU
     with pytest.raises(RuntimeError, match="assigned to the default CPU EP"):
         open_device_session(str(card.model_path(folder)), ["CUDAExecutionProvider"], ort.SessionOptions,
@@ -58,17 +58,17 @@ def test_an_unavailable_provider_is_a_clear_error(card_folder):
 
 def test_a_session_that_changes_provider_at_run_time_is_caught(card_folder):
     card, folder = card_folder
-    engine = OrtEngine(card, folder)
-    assert engine.session._enable_fallback is False  # ORT's own run-time fall-back is off
+    backend = OrtBackend(card, folder)
+    assert backend.session._enable_fallback is False  # ORT's own run-time fall-back is off
     x = np.zeros((1, 1, 8, 8), np.float32)
-    engine.run_batch(x)
+    backend.run_batch(x)
     # what ORT's fall-back does to a session (set_providers to the fallback list), here to another provider
     other = AZURE if AZURE in ort.get_available_providers() else None
     if other is None:
         pytest.skip("no second provider to switch to")
-    engine.session.set_providers([other, "CPUExecutionProvider"])
+    backend.session.set_providers([other, "CPUExecutionProvider"])
     with pytest.raises(DeviceFallback, match="moved from CPUExecutionProvider"):
-        engine.run_batch(x)
+        backend.run_batch(x)
 
 
 def test_ort_tensorrt_engine_cache_is_keyed_by_precision(card_folder, tmp_path):

@@ -1,16 +1,16 @@
-"""Run-time fall-back: a device engine that keeps failing hands over to ONNX Runtime CPU; no frame is lost."""
+"""Run-time fall-back: a device backend that keeps failing hands over to ONNX Runtime CPU; no frame is lost."""
 
 import numpy as np
 import pytest
 
 from copilot.frame import Frame
 from copilot.inference.card import load_card
-from copilot.inference.ort_engine import OrtEngine
-from copilot.inference.select import Candidate, RuntimeFallback, select_engine
+from copilot.inference.ort_backend import OrtBackend
+from copilot.inference.select import Candidate, RuntimeFallback, select_backend
 
 
-class FlakyDevice(OrtEngine):
-    """A device engine whose device fails on the frames in ``bad`` (by call number), or from call ``dead_from`` on."""
+class FlakyDevice(OrtBackend):
+    """A device backend whose device fails on the frames in ``bad`` (by call number), or from call ``dead_from`` on."""
 
     def __init__(self, *args, bad=(), dead_from=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -36,55 +36,55 @@ def _frame(i=0, shape=(96, 96)):
     return Frame(rng.poisson(100, shape).astype(np.uint16), nm_per_px=0.5, stream="s", frame_id=f"f{i}", origin="t")
 
 
-def test_isolated_device_errors_are_covered_by_the_cpu_engine(card_folder):
+def test_isolated_device_errors_are_covered_by_the_cpu_backend(card_folder):
     card, folder = card_folder
-    engine = RuntimeFallback(FlakyDevice(card, folder, bad={2, 4}), lambda: OrtEngine(card, folder), max_errors=2)
-    segs = [engine.segment(_frame(i)) for i in range(6)]
-    assert [s.engine for s in segs] == ["fake-cuda", "onnxruntime-cpu"] * 2 + ["fake-cuda"] * 2
-    assert not engine.switched and engine.device_errors == 2 and engine.name == "fake-cuda"
+    backend = RuntimeFallback(FlakyDevice(card, folder, bad={2, 4}), lambda: OrtBackend(card, folder), max_errors=2)
+    segs = [backend.segment(_frame(i)) for i in range(6)]
+    assert [s.backend for s in segs] == ["fake-cuda", "onnxruntime-cpu"] * 2 + ["fake-cuda"] * 2
+    assert not backend.switched and backend.device_errors == 2 and backend.name == "fake-cuda"
 
 
-def test_repeated_device_errors_switch_to_the_cpu_engine_for_good(card_folder):
+def test_repeated_device_errors_switch_to_the_cpu_backend_for_good(card_folder):
     card, folder = card_folder
     device = FlakyDevice(card, folder, dead_from=3)
-    engine = RuntimeFallback(device, lambda: OrtEngine(card, folder), max_errors=3)
-    segs = [engine.segment(_frame(i)) for i in range(8)]
-    assert [s.engine for s in segs] == ["fake-cuda"] * 2 + ["onnxruntime-cpu"] * 6
-    assert engine.switched and engine.name == "onnxruntime-cpu" and device.closed
+    backend = RuntimeFallback(device, lambda: OrtBackend(card, folder), max_errors=3)
+    segs = [backend.segment(_frame(i)) for i in range(8)]
+    assert [s.backend for s in segs] == ["fake-cuda"] * 2 + ["onnxruntime-cpu"] * 6
+    assert backend.switched and backend.name == "onnxruntime-cpu" and device.closed
     assert device.calls == 5  # three failures, then never asked again
-    assert engine.selection[-2][0] == "fake-cuda" and "3 consecutive device errors" in engine.selection[-2][1]
-    assert engine.card is card  # the rest is the active engine's
+    assert backend.selection[-2][0] == "fake-cuda" and "3 consecutive device errors" in backend.selection[-2][1]
+    assert backend.card is card  # the rest is the active backend's
 
 
 def test_a_bad_frame_is_its_own_error_not_a_device_error(card_folder):
     card, folder = card_folder
-    engine = RuntimeFallback(FlakyDevice(card, folder), lambda: OrtEngine(card, folder), max_errors=1)
+    backend = RuntimeFallback(FlakyDevice(card, folder), lambda: OrtBackend(card, folder), max_errors=1)
     bad = Frame(np.zeros((0, 5), np.uint16), nm_per_px=0.5, stream="s", frame_id="empty", origin="t")
     with pytest.raises(Exception):
-        engine.segment(bad)
-    assert not engine.switched and engine.device_errors == 0
+        backend.segment(bad)
+    assert not backend.switched and backend.device_errors == 0
 
 
-def test_select_wraps_device_engines_only(card_folder):
+def test_select_wraps_device_backends_only(card_folder):
     card, folder = card_folder
     names = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda")
     table = {n: Candidate(n, lambda: "not here", lambda: None) for n in names}
     table["torch-cuda"] = Candidate("torch-cuda", lambda: None, lambda: FlakyDevice(card, folder), verify=False)
-    table["onnxruntime-cpu"] = Candidate("onnxruntime-cpu", lambda: None, lambda: OrtEngine(card, folder),
+    table["onnxruntime-cpu"] = Candidate("onnxruntime-cpu", lambda: None, lambda: OrtBackend(card, folder),
                                          verify=False)
-    engine = select_engine(card, folder, "auto", table=table)
-    assert isinstance(engine, RuntimeFallback) and engine.name == "fake-cuda"
-    assert engine.selection[-1] == ("torch-cuda", "selected")
-    cpu = select_engine(card, folder, "onnxruntime-cpu", table=table)
-    assert isinstance(cpu, OrtEngine)
+    backend = select_backend(card, folder, "auto", table=table)
+    assert isinstance(backend, RuntimeFallback) and backend.name == "fake-cuda"
+    assert backend.selection[-1] == ("torch-cuda", "selected")
+    cpu = select_backend(card, folder, "onnxruntime-cpu", table=table)
+    assert isinstance(cpu, OrtBackend)
 
 
-def test_a_remote_engine_keeps_its_own_fallback_policy(card_folder):
+def test_a_remote_backend_keeps_its_own_fallback_policy(card_folder):
     card, folder = card_folder
     names = ("tensorrt", "onnxruntime-tensorrt", "onnxruntime-cuda", "torch-cuda")
     table = {n: Candidate(n, lambda: "not here", lambda: None) for n in names}
-    table["onnxruntime-cpu"] = Candidate("onnxruntime-cpu", lambda: None, lambda: OrtEngine(card, folder),
+    table["onnxruntime-cpu"] = Candidate("onnxruntime-cpu", lambda: None, lambda: OrtBackend(card, folder),
                                          verify=False)
     table["triton"] = Candidate("triton", lambda: None, lambda: FlakyDevice(card, folder), verify=False)
-    engine = select_engine(card, folder, "triton", table=table)
-    assert isinstance(engine, FlakyDevice)  # not wrapped: the triton settings decide about local fall-back
+    backend = select_backend(card, folder, "triton", table=table)
+    assert isinstance(backend, FlakyDevice)  # not wrapped: the triton settings decide about local fall-back

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from copilot.frame import Frame
-from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.ort_backend import OrtBackend
 from copilot.inference.preprocess import resample
 from copilot.inference.tiling import blend_window, pad_to_multiple, tile_grid
 
@@ -42,25 +42,25 @@ def test_resample_keeps_scale_and_mean():
 
 
 def test_tiled_inference_matches_whole_frame(threshold_model_dir, disc_frame):
-    whole = OrtEngine.from_name(threshold_model_dir, max_whole_px=4096).segment(disc_frame)
-    tiled_engine = OrtEngine.from_name(threshold_model_dir, max_whole_px=64)
-    tiled = tiled_engine.segment(disc_frame)
+    whole = OrtBackend.from_name(threshold_model_dir, max_whole_px=4096).segment(disc_frame)
+    tiled_backend = OrtBackend.from_name(threshold_model_dir, max_whole_px=64)
+    tiled = tiled_backend.segment(disc_frame)
     assert tiled.probabilities.shape == whole.probabilities.shape == (3, 256, 256)
     np.testing.assert_allclose(tiled.probabilities, whole.probabilities, atol=1e-5)
     np.testing.assert_allclose(tiled.probabilities.sum(axis=0), 1.0, atol=1e-5)
 
 
-def test_engine_resamples_to_working_scale(threshold_model_dir, disc_frame):
+def test_backend_resamples_to_working_scale(threshold_model_dir, disc_frame):
     fine = Frame(disc_frame.pixels, nm_per_px=0.25, stream="s", frame_id="f", origin="m")
-    seg = OrtEngine.from_name(threshold_model_dir).segment(fine)
+    seg = OrtBackend.from_name(threshold_model_dir).segment(fine)
     assert seg.probabilities.shape[1:] == (128, 128)
     assert seg.frame_px_per_px == 2.0 and seg.nm_per_px == pytest.approx(0.5)
     unc = Frame(disc_frame.pixels, nm_per_px=None, stream="s", frame_id="f", origin="m")
-    seg = OrtEngine.from_name(threshold_model_dir).segment(unc)
+    seg = OrtBackend.from_name(threshold_model_dir).segment(unc)
     assert seg.probabilities.shape[1:] == (256, 256) and seg.nm_per_px is None
 
 
 def test_card_sha256_mismatch_is_refused(threshold_model_dir):
     (threshold_model_dir / "model.onnx").write_bytes((threshold_model_dir / "model.onnx").read_bytes() + b"\0")
     with pytest.raises(ValueError, match="sha256"):
-        OrtEngine.from_name(threshold_model_dir)
+        OrtBackend.from_name(threshold_model_dir)

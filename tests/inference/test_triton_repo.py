@@ -74,22 +74,22 @@ def test_triton_config_section(tmp_path):
     from copilot.config import ConfigError, load_settings
 
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[model]\nengine = "triton"\n[triton]\nurl = "gpu:8001"\nfallback = "local"\n')
+    cfg.write_text('[model]\nbackend = "triton"\n[triton]\nurl = "gpu:8001"\nfallback = "local"\n')
     s = load_settings(cfg)
-    assert s.model.engine == "triton" and s.triton.url == "gpu:8001" and s.triton.fallback == "local"
+    assert s.model.backend == "triton" and s.triton.url == "gpu:8001" and s.triton.fallback == "local"
     cfg.write_text('[triton]\nurll = "gpu:8001"\n')
     with pytest.raises(ConfigError, match="triton.urll"):
         load_settings(cfg)
 
 
 def test_an_unreachable_http_server_is_unavailable_not_a_model_error():
-    from copilot.inference.triton_engine import RemoteUnavailable, TritonEngine
+    from copilot.inference.triton_backend import RemoteUnavailable, TritonBackend
     from copilot.inference.triton_settings import TritonSettings
     from copilot.inference.verify import validation_frames
 
     card, folder = load_card(MODEL)
-    e = TritonEngine(card, folder, TritonSettings(url="127.0.0.1:1", protocol="http", max_wait_s=0.3, backoff_s=0.1,
-                                                  connect_timeout_s=0.5))
+    e = TritonBackend(card, folder, TritonSettings(url="127.0.0.1:1", protocol="http", max_wait_s=0.3, backoff_s=0.1,
+                                                   connect_timeout_s=0.5))
     assert e.status()["state"] == "down"
     with pytest.raises(RemoteUnavailable):
         e.segment(validation_frames(card, n_tiles=1, n_large=0)[0][0])

@@ -6,7 +6,7 @@ import pytest
 pytest.importorskip("onnx")
 
 from copilot.inference.card import load_card  # noqa: E402
-from copilot.inference.trt_engine import fp16_onnx  # noqa: E402
+from copilot.inference.trt_backend import fp16_onnx  # noqa: E402
 
 
 def test_fp16_graph_keeps_float32_io_and_agrees(unet_model_dir, tmp_path):

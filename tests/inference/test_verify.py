@@ -1,4 +1,4 @@
-"""Verification of new engines against ONNX Runtime CPU, the plan-cache rule, and fallback — with ONNX Runtime
+"""Verification of new backends against ONNX Runtime CPU, the plan-cache rule, and fallback — with ONNX Runtime
 standing in for TensorRT."""
 
 import json
@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 
 from copilot.inference.card import load_card
-from copilot.inference.ort_engine import OrtEngine
-from copilot.inference.select import Candidate, select_engine
-from copilot.inference.verify import (EngineRefused, load_verified_build, mean_iou, validation_frames,
-                                      verify_engine)
+from copilot.inference.ort_backend import OrtBackend
+from copilot.inference.select import Candidate, select_backend
+from copilot.inference.verify import (BackendRefused, load_verified_build, mean_iou, validation_frames,
+                                      verify_backend)
 
 
-class ShiftedEngine(OrtEngine):
+class ShiftedBackend(OrtBackend):
     """A broken backend: its probabilities are shifted by a few pixels (a wrong stride, a bad reformat)."""
 
     def __init__(self, *args, **kwargs):
@@ -25,7 +25,7 @@ class ShiftedEngine(OrtEngine):
         return np.roll(probs, 3, axis=(2, 3)), emb
 
 
-class NoisyEngine(OrtEngine):
+class NoisyBackend(OrtBackend):
     """A healthy reduced-precision backend: tiny differences in the probabilities (fp16-like)."""
 
     def __init__(self, *args, **kwargs):
@@ -69,27 +69,27 @@ def test_mean_iou():
     assert mean_iou(np.zeros(4, int), np.zeros(4, int), 3) == 1.0  # absent classes are skipped
 
 
-def test_identical_engine_is_accepted(card_folder, frames):
+def test_identical_backend_is_accepted(card_folder, frames):
     card, folder = card_folder
-    v = verify_engine(OrtEngine(card, folder, max_whole_px=64), OrtEngine(card, folder), frames)
+    v = verify_backend(OrtBackend(card, folder, max_whole_px=64), OrtBackend(card, folder), frames)
     assert v.accepted and v.miou == 1.0 and v.n_frames == 5  # tiled candidate vs whole-frame reference
     assert "accepted" in v.message
 
 
 def test_small_numeric_differences_are_accepted(card_folder, frames):
     card, folder = card_folder
-    v = verify_engine(NoisyEngine(card, folder), OrtEngine(card, folder), frames)
+    v = verify_backend(NoisyBackend(card, folder), OrtBackend(card, folder), frames)
     assert v.accepted and v.miou > 0.99 and 0 < v.max_abs_prob_diff < 1e-3
 
 
-def test_perturbed_engine_is_refused_with_a_clear_message(card_folder, frames):
+def test_perturbed_backend_is_refused_with_a_clear_message(card_folder, frames):
     card, folder = card_folder
-    v = verify_engine(ShiftedEngine(card, folder), OrtEngine(card, folder), frames)
+    v = verify_backend(ShiftedBackend(card, folder), OrtBackend(card, folder), frames)
     assert not v.accepted and v.miou < 0.99
     assert "shifted REFUSED" in v.message and "mIoU" in v.message and "threshold 0.99" in v.message
 
 
-def _build_rule(tmp_path, card, folder, engine_cls, frames):
+def _build_rule(tmp_path, card, folder, backend_cls, frames):
     calls = {"build": 0, "load": 0, "reference": 0}
     artifact = tmp_path / "x.plan"
 
@@ -99,11 +99,11 @@ def _build_rule(tmp_path, card, folder, engine_cls, frames):
 
     def load(path):
         calls["load"] += 1
-        return engine_cls(card, folder)
+        return backend_cls(card, folder)
 
     def reference():
         calls["reference"] += 1
-        return OrtEngine(card, folder)
+        return OrtBackend(card, folder)
 
     kwargs = dict(artifact=artifact, record_path=tmp_path / "x.json", key={"precision": "fp16", "profiles": [(1, 2)]},
                   build=build, load=load, reference=reference, frames=frames)
@@ -112,27 +112,27 @@ def _build_rule(tmp_path, card, folder, engine_cls, frames):
 
 def test_new_build_is_verified_then_cached_without_reverification(tmp_path, card_folder, frames):
     card, folder = card_folder
-    calls, kw = _build_rule(tmp_path, card, folder, NoisyEngine, frames)
-    engine, v = load_verified_build(**kw)
+    calls, kw = _build_rule(tmp_path, card, folder, NoisyBackend, frames)
+    backend, v = load_verified_build(**kw)
     assert v.accepted and calls == {"build": 1, "load": 1, "reference": 1}
     record = json.loads((tmp_path / "x.json").read_text())
     assert record["verification"]["accepted"] and record["key"]["precision"] == "fp16"
-    engine, v = load_verified_build(**kw)  # next start: cached and verified
+    backend, v = load_verified_build(**kw)  # next start: cached and verified
     assert v is None and calls == {"build": 1, "load": 2, "reference": 1}
-    engine, v = load_verified_build(**{**kw, "rebuild": True})
+    backend, v = load_verified_build(**{**kw, "rebuild": True})
     assert v.accepted and calls["build"] == 2
-    engine, v = load_verified_build(**{**kw, "key": {"precision": "fp32"}})  # another key: a new build
+    backend, v = load_verified_build(**{**kw, "key": {"precision": "fp32"}})  # another key: a new build
     assert calls["build"] == 3
 
 
 def test_refused_build_is_recorded_and_not_rebuilt_on_every_start(tmp_path, card_folder, frames):
     card, folder = card_folder
-    calls, kw = _build_rule(tmp_path, card, folder, ShiftedEngine, frames)
-    with pytest.raises(EngineRefused, match="REFUSED.*falling back") as info:
+    calls, kw = _build_rule(tmp_path, card, folder, ShiftedBackend, frames)
+    with pytest.raises(BackendRefused, match="REFUSED.*falling back") as info:
         load_verified_build(**kw)
     assert info.value.verification.miou < 0.99
     assert not json.loads((tmp_path / "x.json").read_text())["verification"]["accepted"]
-    with pytest.raises(EngineRefused, match="refused when it was built"):
+    with pytest.raises(BackendRefused, match="refused when it was built"):
         load_verified_build(**kw)
     assert calls["build"] == 1 and calls["reference"] == 1
 
@@ -142,12 +142,12 @@ def _table(card, folder, **builds):
     table = {n: Candidate(n, lambda: "not on this machine", lambda: None) for n in names}
     for n, build in builds.items():
         table[n.replace("_", "-")] = Candidate(n, lambda: None, build)
-    table["onnxruntime-cpu"] = Candidate("onnxruntime-cpu", lambda: None, lambda: OrtEngine(card, folder),
+    table["onnxruntime-cpu"] = Candidate("onnxruntime-cpu", lambda: None, lambda: OrtBackend(card, folder),
                                          verify=False)
     return table
 
 
-def test_auto_falls_back_past_a_refused_engine(card_folder, monkeypatch):
+def test_auto_falls_back_past_a_refused_backend(card_folder, monkeypatch):
     card, folder = card_folder
     import copilot.inference.verify as verify
 
@@ -157,11 +157,11 @@ def test_auto_falls_back_past_a_refused_engine(card_folder, monkeypatch):
     def broken():
         raise RuntimeError("CUDA driver too old")
 
-    table = _table(card, folder, tensorrt=lambda: ShiftedEngine(card, folder), onnxruntime_cuda=broken,
-                   torch_cuda=lambda: NoisyEngine(card, folder))
-    engine = select_engine(card, folder, "auto", table=table)
-    assert engine.name == "noisy"
-    outcomes = dict(engine.selection)
+    table = _table(card, folder, tensorrt=lambda: ShiftedBackend(card, folder), onnxruntime_cuda=broken,
+                   torch_cuda=lambda: NoisyBackend(card, folder))
+    backend = select_backend(card, folder, "auto", table=table)
+    assert backend.name == "noisy"
+    outcomes = dict(backend.selection)
     assert outcomes["tensorrt"].startswith("refused:") and "mIoU" in outcomes["tensorrt"]
     assert outcomes["onnxruntime-tensorrt"] == "skipped: not on this machine"
     assert outcomes["onnxruntime-cuda"] == "failed to load: RuntimeError: CUDA driver too old"
@@ -169,22 +169,22 @@ def test_auto_falls_back_past_a_refused_engine(card_folder, monkeypatch):
     assert "onnxruntime-cpu" not in outcomes
 
 
-def test_requested_engine_that_is_refused_falls_back_to_cpu(card_folder, monkeypatch):
+def test_requested_backend_that_is_refused_falls_back_to_cpu(card_folder, monkeypatch):
     card, folder = card_folder
     import copilot.inference.verify as verify
 
     small = validation_frames(card, n_tiles=3, n_large=0)
     monkeypatch.setattr(verify, "validation_frames", lambda c, **k: small)
-    table = _table(card, folder, tensorrt=lambda: ShiftedEngine(card, folder))
-    engine = select_engine(card, folder, "tensorrt", table=table)
-    assert engine.name == "onnxruntime-cpu"
-    assert engine.selection[0][1].startswith("refused:") and engine.selection[-1] == ("onnxruntime-cpu",
-                                                                                     "selected (fallback)")
-    with pytest.raises(RuntimeError, match="engine tensorrt unavailable: refused"):
-        select_engine(card, folder, "tensorrt", table=table, strict=True)
+    table = _table(card, folder, tensorrt=lambda: ShiftedBackend(card, folder))
+    backend = select_backend(card, folder, "tensorrt", table=table)
+    assert backend.name == "onnxruntime-cpu"
+    assert backend.selection[0][1].startswith("refused:") and backend.selection[-1] == ("onnxruntime-cpu",
+                                                                                        "selected (fallback)")
+    with pytest.raises(RuntimeError, match="backend tensorrt unavailable: refused"):
+        select_backend(card, folder, "tensorrt", table=table, strict=True)
 
 
-class EmbeddingOffsetEngine(OrtEngine):
+class EmbeddingOffsetBackend(OrtBackend):
     """Masks exactly right, embedding off by ``offset`` (an FP16 mean gone wrong)."""
 
     def __init__(self, *args, offset=0.5, **kwargs):
@@ -198,17 +198,17 @@ class EmbeddingOffsetEngine(OrtEngine):
 
 def test_embedding_difference_is_judged(card_folder, frames):
     card, folder = card_folder
-    ref = OrtEngine(card, folder)
-    bad = verify_engine(EmbeddingOffsetEngine(card, folder, offset=0.5), ref, frames)
+    ref = OrtBackend(card, folder)
+    bad = verify_backend(EmbeddingOffsetBackend(card, folder, offset=0.5), ref, frames)
     assert not bad.accepted and bad.miou == 1.0 and bad.embedding_diff > bad.embedding_tolerance
     assert "EXCEEDED" in bad.message
-    ok = verify_engine(EmbeddingOffsetEngine(card, folder, offset=0.01), ref, frames)
+    ok = verify_backend(EmbeddingOffsetBackend(card, folder, offset=0.01), ref, frames)
     assert ok.accepted and 0 < ok.embedding_diff < ok.embedding_tolerance
 
 
 def test_load_errors_are_retried_and_never_recorded_as_refusals(tmp_path, card_folder, frames):
     card, folder = card_folder
-    calls, kw = _build_rule(tmp_path, card, folder, NoisyEngine, frames)
+    calls, kw = _build_rule(tmp_path, card, folder, NoisyBackend, frames)
     failures = iter([RuntimeError("CUDA error: out of memory")])
 
     def flaky_load(path):
@@ -216,16 +216,16 @@ def test_load_errors_are_retried_and_never_recorded_as_refusals(tmp_path, card_f
         err = next(failures, None)
         if err:
             raise err
-        return NoisyEngine(card, folder)
+        return NoisyBackend(card, folder)
 
-    engine, v = load_verified_build(**{**kw, "load": flaky_load, "retry_delay_s": 0})
+    backend, v = load_verified_build(**{**kw, "load": flaky_load, "retry_delay_s": 0})
     assert v.accepted and calls["build"] == 1 and calls["load"] == 2
     assert json.loads((tmp_path / "x.json").read_text())["verification"]["accepted"]
 
 
 def test_a_load_failure_after_a_good_build_keeps_the_build(tmp_path, card_folder, frames):
     card, folder = card_folder
-    calls, kw = _build_rule(tmp_path, card, folder, NoisyEngine, frames)
+    calls, kw = _build_rule(tmp_path, card, folder, NoisyBackend, frames)
 
     def broken_load(path):
         calls["load"] += 1
@@ -236,7 +236,7 @@ def test_a_load_failure_after_a_good_build_keeps_the_build(tmp_path, card_folder
     record = json.loads((tmp_path / "x.json").read_text())
     assert record["verification"] is None and "illegal memory access" in record["last_error"]
     assert calls == {"build": 1, "load": 2, "reference": 0}
-    engine, v = load_verified_build(**kw)  # next start: the plan is there, only verified — not rebuilt
+    backend, v = load_verified_build(**kw)  # next start: the plan is there, only verified — not rebuilt
     assert v.accepted and calls["build"] == 1
     record = json.loads((tmp_path / "x.json").read_text())
     assert record["verification"]["accepted"] and "last_error" not in record
@@ -244,28 +244,28 @@ def test_a_load_failure_after_a_good_build_keeps_the_build(tmp_path, card_folder
 
 def test_errors_while_verifying_are_not_refusals(tmp_path, card_folder, frames):
     card, folder = card_folder
-    calls, kw = _build_rule(tmp_path, card, folder, NoisyEngine, frames)
+    calls, kw = _build_rule(tmp_path, card, folder, NoisyBackend, frames)
 
-    class Crashing(NoisyEngine):
+    class Crashing(NoisyBackend):
         def run_batch(self, x):
             raise RuntimeError("CUDA error: out of memory")
 
     with pytest.raises(RuntimeError, match="out of memory"):
         load_verified_build(**{**kw, "load": lambda p: Crashing(card, folder), "attempts": 2, "retry_delay_s": 0})
     assert json.loads((tmp_path / "x.json").read_text())["verification"] is None
-    engine, v = load_verified_build(**kw)
+    backend, v = load_verified_build(**kw)
     assert v.accepted and calls["build"] == 1
 
 
 def test_a_cached_plan_is_rechecked_and_refused_when_it_no_longer_agrees(tmp_path, card_folder, frames):
     card, folder = card_folder
-    calls, kw = _build_rule(tmp_path, card, folder, NoisyEngine, frames)
+    calls, kw = _build_rule(tmp_path, card, folder, NoisyBackend, frames)
     load_verified_build(**kw)
-    engine, v = load_verified_build(**{**kw, "recheck_frames": frames[:2]})
+    backend, v = load_verified_build(**{**kw, "recheck_frames": frames[:2]})
     assert v.accepted and v.n_frames == 2 and calls["build"] == 1
-    with pytest.raises(EngineRefused, match="REFUSED"):
-        load_verified_build(**{**kw, "recheck_frames": frames[:2], "load": lambda p: ShiftedEngine(card, folder)})
+    with pytest.raises(BackendRefused, match="REFUSED"):
+        load_verified_build(**{**kw, "recheck_frames": frames[:2], "load": lambda p: ShiftedBackend(card, folder)})
     assert not json.loads((tmp_path / "x.json").read_text())["verification"]["accepted"]
-    with pytest.raises(EngineRefused, match="refused when it was built"):
+    with pytest.raises(BackendRefused, match="refused when it was built"):
         load_verified_build(**kw)
     assert calls["build"] == 1

@@ -32,7 +32,7 @@ def make_doc(stream: str = "cam1", n: int = 0, **overrides) -> ResultDocument:
         processed_at=T0 + timedelta(milliseconds=n, microseconds=500),
         calibration=Calibration(nm_per_px=0.25, calibrated=True, source="tiff-resolution", length_unit="nm"),
         image=ImageInfo(height_px=64, width_px=80, dtype="uint16"),
-        model=ModelRef(name="particles-stem", version="1.0.0", engine="onnxruntime-cpu"),
+        model=ModelRef(name="particles-stem", version="1.0.0", backend="onnxruntime-cpu"),
         timings_ms={"read": 1.5, "infer": 12.0, "analyze": 2.0, "total": 15.5},
         measurements=Measurements(
             task="particles",

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from pydantic import ValidationError
+
 from copilot.document.schema import (
     SCHEMA_FILE,
     SCHEMA_ID,
@@ -46,3 +49,25 @@ def test_result_document_round_trips_through_json(doc_factory):
     assert back == doc
     assert back.to_json() == text
     assert back.processed_at.tzinfo is not None
+
+
+def test_a_stored_document_with_only_engine_parses_and_gets_backend(doc_factory):
+    """Documents stored before the rename name the backend ``model.engine`` only; new ones carry both, equal."""
+    data = json.loads(doc_factory("cam1", 1).to_json())
+    assert data["model"]["backend"] == data["model"]["engine"] == "onnxruntime-cpu"
+    del data["model"]["backend"]
+    old = ResultDocument.from_json(json.dumps(data))
+    assert old.model.backend == "onnxruntime-cpu" and json.loads(old.to_json())["model"]["backend"] == "onnxruntime-cpu"
+    data["model"]["backend"] = "tensorrt"  # the deprecated name must not say something else
+    with pytest.raises(ValidationError, match="model.backend 'tensorrt' and model.engine 'onnxruntime-cpu' differ"):
+        ResultDocument.from_json(json.dumps(data))
+
+
+def test_the_json_schema_accepts_backend_or_engine_but_not_neither():
+    jsonschema = pytest.importorskip("jsonschema")
+    model_ref = {**json_schema()["$defs"]["ModelRef"], "$defs": {}}
+    for model in ({"name": "m", "version": "1", "backend": "b", "engine": "b"},
+                  {"name": "m", "version": "1", "engine": "b"}, {"name": "m", "version": "1", "backend": "b"}):
+        jsonschema.validate(model, model_ref)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"name": "m", "version": "1"}, model_ref)

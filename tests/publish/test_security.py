@@ -113,7 +113,7 @@ def test_socket_source_takes_frames_from_allowed_pushers_only(keys):
 
 def test_metrics_endpoint_serves_status_and_latencies():
     status = {"processed": 7, "failed": 1, "queues": [0, 2, 0, 0], "last_seq": {"cam1": 7}, "model": "m",
-              "model_version": "1", "engine": "onnxruntime-cpu", "publisher": {"dropped": 3, "replayed": 2}}
+              "model_version": "1", "backend": "onnxruntime-cpu", "publisher": {"dropped": 3, "replayed": 2}}
     m = Metrics(lambda: status, "127.0.0.1:0")
     try:
         from copilot.result import Result

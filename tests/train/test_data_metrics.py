@@ -48,7 +48,7 @@ def test_normalize_matches_card_convention():
 
 
 def test_training_inputs_are_what_the_daemon_feeds_the_network():
-    """Train on exactly what the engine will see: the daemon's resample + normalize, bit for bit."""
+    """Train on exactly what the backend will see: the daemon's resample + normalize, bit for bit."""
     rng = np.random.default_rng(0)
     img = rng.integers(0, 60000, (300, 300)).astype(np.uint16)
     for nm_per_px in (0.1, 0.2, 0.37, 0.5):  # integer factors and not

@@ -56,11 +56,11 @@ def test_recipe_end_to_end_writes_a_defects_card(tmp_path, monkeypatch):
     assert card.reliability_regressor == "reliability.onnx"
     from copilot.analysis import measure
     from copilot.frame import Frame
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
     from copilot.reliability.score import Assessor
     from copilot.sim.domains import sample_domain_frame
 
     sim = sample_domain_frame("in-domain", np.random.default_rng(5), 256, task="defects")
-    engine = OrtEngine(card, tmp_path, threads=1)
-    r = Assessor(card, tmp_path).frame(measure(engine.segment(Frame(sim.image, sim.nm_per_px, "s", "1", "sim"))))
+    backend = OrtBackend(card, tmp_path, threads=1)
+    r = Assessor(card, tmp_path).frame(measure(backend.segment(Frame(sim.image, sim.nm_per_px, "s", "1", "sim"))))
     assert r.predicted_f1 is not None and set(r.predicted_per_class) == set(rel.TARGETS[3:])

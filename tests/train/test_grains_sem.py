@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 
 from copilot.inference.card import load_card
-from copilot.inference.ort_engine import OrtEngine
+from copilot.inference.ort_backend import OrtBackend
 from copilot.train.data import working_shape
 from copilot.train.grains_metrics import boundary_match, f1_from, summarize
 from copilot.train.grains_sem import (AUGMENT, CLASS_NAMES, grain_patch_metrics, make_grain_dataset,
                                       soft_boundary_targets)
-from copilot.train.heldout import evaluate_engine
+from copilot.train.heldout import evaluate_backend
 
 
 def test_soft_targets_cover_every_boundary_at_least_two_working_px_wide():
@@ -81,8 +81,8 @@ def test_a_few_steps_export_and_run_the_daemon_path(tmp_path):
                      training_command="tests")
     (folder / "card.json").write_text(card.model_dump_json())
     c, f = load_card(folder)
-    res = evaluate_engine(OrtEngine(c, f, threads=1), "grains", per_group=1, size_px=128,
-                          groups=("in-domain", "detector"), log=None)
+    res = evaluate_backend(OrtBackend(c, f, threads=1), "grains", per_group=1, size_px=128,
+                           groups=("in-domain", "detector"), log=None)
     assert list(res) == ["in-domain", "detector"]
     for m in res.values():
         assert 0.0 <= m["boundary_f1"] <= 1.0 and m["frames"] == 1.0 and "g_planimetric_abs_error_mean" in m
@@ -126,7 +126,7 @@ def test_grains_regressor_recipe_and_the_verdict_on_a_predicted_g_error(tmp_path
     card, _ = load_card(folder)
     assert card.reliability_regressor == "reliability.onnx"
     sim = sample_domain_frame("in-domain", np.random.default_rng(5), 160, task="grains")
-    fm = measure(OrtEngine(card, folder, threads=1).segment(Frame(sim.image, sim.nm_per_px, "s", "1", "sim")))
+    fm = measure(OrtBackend(card, folder, threads=1).segment(Frame(sim.image, sim.nm_per_px, "s", "1", "sim")))
     r = Assessor(card, folder).frame(fm)
     assert r.predicted_f1 is not None and set(r.predicted_per_class) == {"g_abs_error"}
     assert r.predicted_per_class["g_abs_error"] >= 0.0

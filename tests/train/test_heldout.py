@@ -1,4 +1,4 @@
-"""Held-out metrics per domain group run the daemon's own path (engine + analysis) on simulated frames."""
+"""Held-out metrics per domain group run the daemon's own path (backend + analysis) on simulated frames."""
 
 import json
 
@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from copilot.inference.card import load_card
-from copilot.inference.ort_engine import OrtEngine
-from copilot.train.heldout import evaluate_engine
+from copilot.inference.ort_backend import OrtBackend
+from copilot.train.heldout import evaluate_backend
 
 
 def test_particles_groups_through_the_daemon_path(threshold_model_dir):
     card, folder = load_card(threshold_model_dir)
-    res = evaluate_engine(OrtEngine(card, folder, threads=1), "particles", per_group=1, size_px=96,
-                          groups=("in-domain", "contrast-inversion"), log=None)
+    res = evaluate_backend(OrtBackend(card, folder, threads=1), "particles", per_group=1, size_px=96,
+                           groups=("in-domain", "contrast-inversion"), log=None)
     assert list(res) == ["in-domain-haadf", "in-domain-bf-tem", "in-domain", "contrast-inversion"]
     for m in res.values():
         assert 0.0 <= m["object_f1"] <= 1.0 and m["frames"] == 1.0
@@ -25,8 +25,8 @@ def test_phases_groups_through_the_daemon_path(threshold_model_dir):
                 trained_nm_per_px_range=[0.5, 4.0])
     (threshold_model_dir / "card.json").write_text(json.dumps(data))
     card, folder = load_card(threshold_model_dir)
-    res = evaluate_engine(OrtEngine(card, folder, threads=1), "phases", per_group=1, size_px=96,
-                          groups=("in-domain", "detector"), log=None)
+    res = evaluate_backend(OrtBackend(card, folder, threads=1), "phases", per_group=1, size_px=96,
+                           groups=("in-domain", "detector"), log=None)
     assert list(res) == ["in-domain", "detector"]
     m = res["detector"]
     assert 0.0 <= m["fraction_error_pp_max_class_mean"] <= 100.0

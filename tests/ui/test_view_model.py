@@ -35,7 +35,7 @@ def doc(n: int = 0, stream: str = "s", particles=(), suff: Sufficiency | None = 
         stream=stream, frame_id=f"f{n:03d}", origin="mem", acquired_at=T0 + timedelta(seconds=n),
         calibration=Calibration(nm_per_px=0.5, calibrated=True, source="test", length_unit="nm"),
         image=ImageInfo(height_px=40, width_px=60, dtype="uint16", grid_frame_px=2.0),
-        model=ModelRef(name="m", version="1", engine="cpu"), timings_ms={"end_to_end": 420.0},
+        model=ModelRef(name="m", version="1", backend="cpu"), timings_ms={"end_to_end": 420.0},
         measurements=Measurements(task="particles", length_unit="nm", particles=ParticleSummary(
             count=len(ps), count_edge=sum(p.touches_edge for p in ps),
             count_sized=len(ps) if count_sized is None else count_sized, d50=10.0 + n,

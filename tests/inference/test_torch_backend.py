@@ -1,4 +1,4 @@
-"""The torch engine: safetensors weights converted from the ONNX initializers, loaded without pickle, segmenting like
+"""The torch backend: safetensors weights converted from the ONNX initializers, loaded without pickle, segmenting like
 ONNX Runtime."""
 
 import json
@@ -13,9 +13,9 @@ pytest.importorskip("onnx")
 
 from copilot.frame import Frame  # noqa: E402
 from copilot.inference.card import load_card  # noqa: E402
-from copilot.inference.ort_engine import OrtEngine  # noqa: E402
-from copilot.inference.torch_engine import TorchEngine, load_safetensors_state  # noqa: E402
-from copilot.inference.verify import validation_frames, verify_engine  # noqa: E402
+from copilot.inference.ort_backend import OrtBackend  # noqa: E402
+from copilot.inference.torch_backend import TorchBackend, load_safetensors_state  # noqa: E402
+from copilot.inference.verify import validation_frames, verify_backend  # noqa: E402
 from copilot.inference.weights import convert, fused_conv_names, onnx_to_tensors, read_metadata  # noqa: E402
 
 
@@ -50,26 +50,26 @@ def test_loading_weights_never_unpickles(unet_model_dir, weights, monkeypatch):
     state, meta = load_safetensors_state(weights)
     assert "head.weight" in state
     card, folder = load_card(unet_model_dir)
-    TorchEngine(card, folder, weights=weights)
+    TorchBackend(card, folder, weights=weights)
 
 
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_torch_matches_onnxruntime_on_a_small_input(unet_model_dir, weights, channels_last):
     card, folder = load_card(unet_model_dir)
     x = np.random.default_rng(1).standard_normal((2, 1, 48, 80)).astype(np.float32)
-    p_ref, e_ref = OrtEngine(card, folder).run_batch(x)
-    p, e = TorchEngine(card, folder, weights=weights, channels_last=channels_last).run_batch(x)
+    p_ref, e_ref = OrtBackend(card, folder).run_batch(x)
+    p, e = TorchBackend(card, folder, weights=weights, channels_last=channels_last).run_batch(x)
     assert p.shape == p_ref.shape and p.dtype == np.float32
     np.testing.assert_allclose(p, p_ref, atol=1e-4)
     np.testing.assert_allclose(e, e_ref, atol=1e-4)
 
 
-def test_torch_engine_passes_verification_and_converts_weights_into_state_dir(unet_model_dir, tmp_path):
+def test_torch_backend_passes_verification_and_converts_weights_into_state_dir(unet_model_dir, tmp_path):
     card, folder = load_card(unet_model_dir)
-    engine = TorchEngine(card, folder, state_dir=tmp_path)  # no model.safetensors shipped: converted once
-    assert engine.weights.is_relative_to(tmp_path / "engines" / "tiny-unet") and engine.name == "torch-cpu"
+    backend = TorchBackend(card, folder, state_dir=tmp_path)  # no model.safetensors shipped: converted once
+    assert backend.weights.is_relative_to(tmp_path / "engines" / "tiny-unet") and backend.name == "torch-cpu"
     frames, src = validation_frames(card, n_tiles=3, n_large=1)
-    v = verify_engine(engine, OrtEngine(card, folder), frames, frames_from=src)
+    v = verify_backend(backend, OrtBackend(card, folder), frames, frames_from=src)
     assert v.accepted and v.miou > 0.99, v.message
 
 
@@ -77,11 +77,11 @@ def test_bfloat16_runs_and_mostly_agrees(unet_model_dir, weights):
     card, folder = load_card(unet_model_dir)
     frame = Frame(validation_frames(card, n_tiles=1, n_large=0)[0][0].pixels, nm_per_px=0.5, stream="s",
                   frame_id="f", origin="m")
-    a = OrtEngine(card, folder).segment(frame)
-    b = TorchEngine(card, folder, weights=weights, dtype="bfloat16").segment(frame)
+    a = OrtBackend(card, folder).segment(frame)
+    b = TorchBackend(card, folder, weights=weights, dtype="bfloat16").segment(frame)
     assert b.probabilities.dtype == np.float32 and (a.labels == b.labels).mean() > 0.9
     with pytest.raises(ValueError, match="float16 needs CUDA"):
-        TorchEngine(card, folder, weights=weights, dtype="float16")
+        TorchBackend(card, folder, weights=weights, dtype="float16")
 
 
 def test_weights_of_another_model_are_refused(unet_model_dir, weights, tmp_path):
@@ -91,7 +91,7 @@ def test_weights_of_another_model_are_refused(unet_model_dir, weights, tmp_path)
     tensors, meta = onnx_to_tensors(unet_model_dir / "model.onnx")
     save_file(tensors, str(tmp_path / "other.safetensors"), metadata={**meta, "onnx_sha256": "0" * 64})
     with pytest.raises(ValueError, match="another model.onnx"):
-        TorchEngine(card, folder, weights=tmp_path / "other.safetensors")
+        TorchBackend(card, folder, weights=tmp_path / "other.safetensors")
 
 
 @pytest.mark.gpu
@@ -99,8 +99,8 @@ def test_weights_of_another_model_are_refused(unet_model_dir, weights, tmp_path)
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_torch_cuda_passes_verification(unet_model_dir, weights, dtype):
     card, folder = load_card(unet_model_dir)
-    engine = TorchEngine(card, folder, weights=weights, device="cuda", dtype=dtype)
-    v = verify_engine(engine, OrtEngine(card, folder))
+    backend = TorchBackend(card, folder, weights=weights, device="cuda", dtype=dtype)
+    v = verify_backend(backend, OrtBackend(card, folder))
     assert v.accepted, v.message
 
 
@@ -112,7 +112,7 @@ def test_fp32_asked_is_fp32_on_cuda():
 
 
 def test_device_reductions_match_the_host_ones():
-    from copilot.inference.torch_engine import reduce_on_device
+    from copilot.inference.torch_backend import reduce_on_device
     from copilot.reliability.features import entropy_map
 
     rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""The ``triton`` engine against a real V2 server: MLServer with the ONNX Runtime adapter (adapters/mlserver_onnx),
+"""The ``triton`` backend against a real V2 server: MLServer with the ONNX Runtime adapter (adapters/mlserver_onnx),
 started on free loopback ports from a repository written by ``copilot engines export-triton --mlserver``."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 from copilot.inference.network import for_batch
 from copilot.inference.card import load_card
 from copilot.inference.mlserver_launch import MLServer
-from copilot.inference.ort_engine import OrtEngine
-from copilot.inference.triton_engine import RemoteModelError, RemoteUnavailable, TritonEngine
+from copilot.inference.ort_backend import OrtBackend
+from copilot.inference.triton_backend import RemoteModelError, RemoteUnavailable, TritonBackend
 from copilot.inference.triton_repo import export_model, mlserver_settings, triton_version
 from copilot.inference.triton_settings import TritonSettings
 from copilot.inference.tiling import tile_grid
@@ -91,16 +91,16 @@ def frames(card_folder):
 
 @pytest.fixture(scope="module")
 def local(card_folder):
-    return for_batch(OrtEngine(*card_folder, threads=1, max_whole_px=2048))  # same scale whatever came before
+    return for_batch(OrtBackend(*card_folder, threads=1, max_whole_px=2048))  # same scale whatever came before
 
 
 @pytest.fixture
 def make():
-    """TritonEngine(...), closed after the test: a gRPC channel left open keeps reconnecting to a dead server."""
+    """TritonBackend(...), closed after the test: a gRPC channel left open keeps reconnecting to a dead server."""
     made: list = []
 
-    def _make(*args, **kwargs) -> TritonEngine:
-        made.append(for_batch(TritonEngine(*args, **kwargs)))
+    def _make(*args, **kwargs) -> TritonBackend:
+        made.append(for_batch(TritonBackend(*args, **kwargs)))
         return made[-1]
 
     yield _make
@@ -112,16 +112,16 @@ def _equal_fraction(a, b) -> float:
     return float((a.labels == b.labels).mean())
 
 
-def test_remote_masks_equal_the_local_engine(server, card_folder, frames, local, make):
+def test_remote_masks_equal_the_local_backend(server, card_folder, frames, local, make):
     remote = make(*card_folder, TritonSettings(url=server.grpc_url), max_whole_px=2048)
     for f in frames:
         seg = remote.segment(f)
-        assert seg.engine == "triton"
+        assert seg.backend == "triton"
         assert _equal_fraction(seg, local.segment(f)) >= 0.999
     # a frame larger than max_whole_px as overlapping tiles, 4 per request: the same blending as the local tiled run
     tiled = make(*card_folder, TritonSettings(url=server.grpc_url, tile_batch=4), max_whole_px=256)
     tiled.tile_px = 160
-    ref = for_batch(OrtEngine(*card_folder, threads=1, max_whole_px=256, tile_px=160, tile_batch=4))
+    ref = for_batch(OrtBackend(*card_folder, threads=1, max_whole_px=256, tile_px=160, tile_batch=4))
     big = max(frames, key=lambda f: f.pixels.size)
     assert _equal_fraction(tiled.segment(big), ref.segment(big)) >= 0.999
     n_tiles = len(tile_grid(*tiled.prepare(big)[0].shape, 160, card_folder[0].tiling.overlap_px))
@@ -137,9 +137,9 @@ def test_http_protocol_without_the_binary_extension(server, card_folder, frames,
 
 
 def test_two_clients_are_batched_together_by_the_server(server, card_folder, frames, local, make):
-    """Two daemons' engines send at once; the server runs their requests as one batch (adaptive batching)."""
+    """Two daemons' backends send at once; the server runs their requests as one batch (adaptive batching)."""
     settings = TritonSettings(url=server.grpc_url, model_name=f"{MODEL}-batched")
-    engines = [make(*card_folder, settings) for _ in range(2)]
+    backends = [make(*card_folder, settings) for _ in range(2)]
     f = min(frames, key=lambda f: f.pixels.size)
     want = local.segment(f).labels
     start = threading.Barrier(2)
@@ -148,7 +148,7 @@ def test_two_clients_are_batched_together_by_the_server(server, card_folder, fra
     def client(i: int) -> None:
         start.wait()
         for _ in range(3):
-            out[i].append(engines[i].segment(f).labels)
+            out[i].append(backends[i].segment(f).labels)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(2)]
     for t in threads:
@@ -157,22 +157,22 @@ def test_two_clients_are_batched_together_by_the_server(server, card_folder, fra
         t.join(60)
     assert all(len(v) == 3 for v in out.values())
     assert all((labels == want).mean() >= 0.999 for v in out.values() for labels in v)
-    assert sum(e.batched_with_others for e in engines) >= 1
-    assert max(e.largest_server_batch for e in engines) == 2
+    assert sum(e.batched_with_others for e in backends) >= 1
+    assert max(e.largest_server_batch for e in backends) == 2
 
 
 def test_wrong_model_name_is_a_clear_error(server, card_folder):
     with pytest.raises(RemoteModelError, match="no ready model 'nope'.*it serves: .*particles-stem"):
-        TritonEngine(*card_folder, TritonSettings(url=server.grpc_url, model_name="nope"))
+        TritonBackend(*card_folder, TritonSettings(url=server.grpc_url, model_name="nope"))
     card = card_folder[0]
     with pytest.raises(RemoteModelError, match="version '999'"):
-        TritonEngine(*card_folder, TritonSettings(url=server.grpc_url, model_version="999"))
+        TritonBackend(*card_folder, TritonSettings(url=server.grpc_url, model_version="999"))
     assert card.name == MODEL
 
 
 def test_wrong_shape_is_a_clear_error(server, card_folder, frames, make):
     with pytest.raises(RemoteModelError, match=r"input 'image' is FP32 \[-1, 2, -1, -1\]"):
-        TritonEngine(*card_folder, TritonSettings(url=server.grpc_url, model_name="two-channel", model_version="1"))
+        TritonBackend(*card_folder, TritonSettings(url=server.grpc_url, model_name="two-channel", model_version="1"))
     undeclared = make(*card_folder, TritonSettings(url=server.grpc_url, model_name="two-channel-undeclared",
                                                                       model_version=""))
     with pytest.raises(RemoteModelError, match="shape .*the model takes"):
@@ -198,10 +198,10 @@ def own_server(tmp_path):
 
 
 def test_server_killed_mid_stream_frames_wait_and_none_are_lost(own_server, card_folder, frames, make):
-    engine = make(*card_folder, TritonSettings(url=own_server.grpc_url, backoff_s=0.1, backoff_max_s=0.5,
+    backend = make(*card_folder, TritonSettings(url=own_server.grpc_url, backoff_s=0.1, backoff_max_s=0.5,
                                                        max_wait_s=120))
     got: list = []
-    pipe = Pipeline(engine, stream="s", sinks=[got.append]).start()
+    pipe = Pipeline(backend, stream="s", sinks=[got.append]).start()
     stream = _stream(frames, 5)
     for f in stream[:2]:
         pipe.submit(Arrival(origin=f.frame_id, frame=f))
@@ -210,32 +210,32 @@ def test_server_killed_mid_stream_frames_wait_and_none_are_lost(own_server, card
     own_server.kill()
     for f in stream[2:]:
         pipe.submit(Arrival(origin=f.frame_id, frame=f))
-    while engine.status()["state"] != "down":  # the next frame is waiting for the server
+    while backend.status()["state"] != "down":  # the next frame is waiting for the server
         threading.Event().wait(0.05)
     own_server.start()
     pipe.stop()
     assert [r.doc.frame_id for r in got] == [f.frame_id for f in stream]
-    assert pipe.stats.failed == 0 and all(r.doc.model.engine == "triton" for r in got)
-    st = engine.status()
+    assert pipe.stats.failed == 0 and all(r.doc.model.backend == "triton" for r in got)
+    st = backend.status()
     assert st["state"] == "ok" and st["retries"] >= 1
 
 
 def test_server_down_falls_back_to_local_only_when_configured(own_server, card_folder, frames, make):
     s = TritonSettings(url=own_server.grpc_url, fallback="local", retries=1, backoff_s=0.05, recheck_s=0.2)
-    engine = make(*card_folder, s, local=lambda: OrtEngine(*card_folder, threads=1))
+    backend = make(*card_folder, s, local=lambda: OrtBackend(*card_folder, threads=1))
     f = _stream(frames, 1)[0]
-    assert engine.segment(f).engine == "triton"
+    assert backend.segment(f).backend == "triton"
     own_server.kill()
-    seg = engine.segment(f)
-    assert seg.engine == "onnxruntime-cpu (fallback: triton unavailable)"
-    assert engine.status()["state"] == "fallback" and engine.fallbacks == 1
+    seg = backend.segment(f)
+    assert seg.backend == "onnxruntime-cpu (fallback: triton unavailable)"
+    assert backend.status()["state"] == "fallback" and backend.fallbacks == 1
     own_server.start()
     back = None
     for _ in range(100):  # every recheck_s a frame tries the server again; the first answer ends the fallback
         threading.Event().wait(0.2)
-        if (back := engine.segment(f).engine) == "triton":
+        if (back := backend.segment(f).backend) == "triton":
             break
-    assert back == "triton" and engine.status()["state"] == "ok"
+    assert back == "triton" and backend.status()["state"] == "ok"
     # without a fallback, a frame that cannot wait long enough fails with a clear error
     own_server.kill()
     strict = make(*card_folder, TritonSettings(url=own_server.grpc_url, max_wait_s=0.3, backoff_s=0.1))
@@ -245,20 +245,20 @@ def test_server_down_falls_back_to_local_only_when_configured(own_server, card_f
 
 
 def test_select_registers_triton_and_never_falls_back_silently(server, card_folder):
-    from copilot.inference.select import load_engine
+    from copilot.inference.select import load_backend
 
-    engine = load_engine(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, verify=False))
-    assert isinstance(engine, TritonEngine) and engine.selection[-1] == ("triton", "selected")
-    engine.close()
-    with pytest.raises(RuntimeError, match="engine triton unavailable.*nope"):
-        load_engine(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, model_name="nope"))
-    chosen = load_engine(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, model_name="nope",
-                                                                fallback="local"))
+    backend = load_backend(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, verify=False))
+    assert isinstance(backend, TritonBackend) and backend.selection[-1] == ("triton", "selected")
+    backend.close()
+    with pytest.raises(RuntimeError, match="backend triton unavailable.*nope"):
+        load_backend(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, model_name="nope"))
+    chosen = load_backend(MODEL, "triton", triton=TritonSettings(url=server.grpc_url, model_name="nope",
+                                                                 fallback="local"))
     assert chosen.name == "onnxruntime-cpu"
 
 
 def test_daemon_configured_for_triton_reports_its_state(server, tmp_path):
-    """The config path a user takes: [model] engine = "triton" + [triton] (verification: the next test, on fewer
+    """The config path a user takes: [model] backend = "triton" + [triton] (verification: the next test, on fewer
     frames than the card's validation set, which costs half a minute through MLServer on a busy CPU)."""
     from copilot.config import load_settings
     from copilot.daemon import Daemon
@@ -266,23 +266,24 @@ def test_daemon_configured_for_triton_reports_its_state(server, tmp_path):
     (tmp_path / "acq").mkdir()
     cfg = tmp_path / "c.toml"
     cfg.write_text(f'[daemon]\nstate_dir = "{tmp_path / "state"}"\n[source]\nwatch = "{tmp_path / "acq"}"\n'
-                   f'[model]\nname = "{MODEL}"\nengine = "triton"\n[triton]\nurl = "{server.grpc_url}"\nverify = false\n'
+                   f'[model]\nname = "{MODEL}"\nbackend = "triton"\n'
+                   f'[triton]\nurl = "{server.grpc_url}"\nverify = false\n'
                    '[publish]\npub_endpoint = "tcp://127.0.0.1:*"\nsnapshot_endpoint = "tcp://127.0.0.1:*"\n')
     daemon = Daemon(load_settings(cfg))
     try:
-        assert isinstance(daemon.engine, TritonEngine)
-        assert daemon.engine.selection[-1] == ("triton", "selected")
+        assert isinstance(daemon.backend, TritonBackend)
+        assert daemon.backend.selection[-1] == ("triton", "selected")
         st = daemon.status()
-        assert st["engine"] == "triton" and st["engine_status"]["state"] == "ok"
+        assert st["backend"] == "triton" and st["backend_status"]["state"] == "ok"
     finally:
-        daemon.engine.close()
+        daemon.backend.close()
         daemon.exports.close()
         daemon.publisher.close()
         daemon.store.close()
 
 
-def test_verification_of_the_remote_engine_against_onnxruntime_cpu(server, card_folder, frames, local, make):
-    """What select does for engine = "triton" with verify = true, on the small frames."""
+def test_verification_of_the_remote_backend_against_onnxruntime_cpu(server, card_folder, frames, local, make):
+    """What select does for backend = "triton" with verify = true, on the small frames."""
     from copilot.inference.verify import require_agreement
 
     remote = make(*card_folder, TritonSettings(url=server.grpc_url))

@@ -1,4 +1,4 @@
-"""TensorRT engine: a plan built from model.onnx for this GPU, cached, verified, run asynchronously on a CUDA stream.
+"""TensorRT backend: a plan built from model.onnx for this GPU, cached, verified, run asynchronously on a CUDA stream.
 
 ``tensorrt`` is optional (``pip install tensorrt``; not a dependency of the package). CUDA memory and streams come
 from ``torch.cuda`` where torch sees the GPU (then a whole frame's labels, confidence and entropy are computed on the
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from copilot.inference.card import ModelCard, load_card
-from copilot.inference.network import NetworkEngine
+from copilot.inference.network import NetworkBackend
 from copilot.inference.segmentation import Segmentation
 from copilot.inference.trt_plan import (BuildRecipe, PlanKey, Profile, RunPlan, atomic_write, choose_profile,
                                         default_profiles, plan_run, shape_classes)
@@ -48,7 +48,7 @@ def import_tensorrt():
     return trt
 
 
-# -- CUDA: the few calls the engine needs, from cuda-python or torch ----------------------------------------------
+# -- CUDA: the few calls the backend needs, from cuda-python or torch ----------------------------------------------
 def native_handle(obj) -> int:
     """The address behind a cuda-bindings object (a stream). ``int(obj)`` is deprecated since cuda-bindings 12.9.1 /
     13.0 in favour of ``cuda.bindings.utils.get_cuda_native_handle``; older bindings only have ``int``."""
@@ -61,7 +61,7 @@ def native_handle(obj) -> int:
 
 class PerThreadDevice:
     """CUDA's current device is per thread: call ``set_device`` once in every thread that runs inference (the
-    pipeline's engine thread, not only the thread that loaded the engine)."""
+    pipeline's backend thread, not only the thread that loaded the backend)."""
 
     def __init__(self, set_device):
         self._set_device = set_device
@@ -200,7 +200,7 @@ class TorchCuda:
     def reduce(self, ptr: int, shape: tuple, dtype, hw: tuple[int, int], stream) -> tuple[np.ndarray, ...]:
         """Arg-max labels, confidence and entropy of the first image of the probabilities at ``ptr`` (``shape``,
         ``dtype``), cropped to ``hw``, computed on the device; only those maps come back (pinned, reused)."""
-        from copilot.inference.torch_engine import reduce_on_device
+        from copilot.inference.torch_backend import reduce_on_device
 
         torch = self.torch
         nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
@@ -239,7 +239,7 @@ class TorchCuda:
         self._streams = []
 
 
-def cuda_backend(device: int = 0):
+def cuda_binding(device: int = 0):
     """torch.cuda when torch sees a GPU (it can also reduce the output on the device: ``TorchCuda.reduce``), else
     cuda-python; raises with both reasons when neither works."""
     errors = []
@@ -333,7 +333,7 @@ def network_bytes(card: ModelCard, folder: Path, precision: str) -> bytes:
         return fp16_onnx(card.model_path(folder))
     if precision == "fp32":
         return card.model_path(folder).read_bytes()
-    raise NotImplementedError(f"{precision} plans are not built: use precision fp16 or fp32 (see trt_engine)")
+    raise NotImplementedError(f"{precision} plans are not built: use precision fp16 or fp32 (see trt_backend)")
 
 
 class BuildProgress:
@@ -460,13 +460,13 @@ def build_plan(card: ModelCard, folder: Path, key: PlanKey, plan_path: Path, tim
 
 
 # -- run --------------------------------------------------------------------------------------------------------
-def check_io_tensors(engine, card: ModelCard, trt) -> None:
+def check_io_tensors(cuda_engine, card: ModelCard, trt) -> None:
     """The plan's I/O tensors must be exactly the card's input (INPUT) and its two outputs (OUTPUT); otherwise
     buffers would be bound by the wrong names and TensorRT would read or write garbage."""
     found = {}
-    for i in range(engine.num_io_tensors):
-        name = engine.get_tensor_name(i)
-        found[name] = engine.get_tensor_mode(name)
+    for i in range(cuda_engine.num_io_tensors):
+        name = cuda_engine.get_tensor_name(i)
+        found[name] = cuda_engine.get_tensor_mode(name)
     out = card.outputs
     expected = {out.input: trt.TensorIOMode.INPUT, out.probabilities: trt.TensorIOMode.OUTPUT,
                 out.embedding: trt.TensorIOMode.OUTPUT}
@@ -478,13 +478,13 @@ def check_io_tensors(engine, card: ModelCard, trt) -> None:
                          f"({', '.join(problems)})")
 
 
-def _profile_memory(engine, index: int) -> int:
+def _profile_memory(cuda_engine, index: int) -> int:
     """Activation memory one execution context needs for profile ``index`` (TensorRT ≥ 10.1 names, then older)."""
     for name in ("get_device_memory_size_for_profile_v2", "get_device_memory_size_for_profile"):
-        fn = getattr(engine, name, None)
+        fn = getattr(cuda_engine, name, None)
         if fn is not None:
             return int(fn(index))
-    return int(getattr(engine, "device_memory_size_v2", None) or engine.device_memory_size)
+    return int(getattr(cuda_engine, "device_memory_size_v2", None) or cuda_engine.device_memory_size)
 
 
 def _set_device_memory(ctx, ptr: int, size: int) -> None:
@@ -495,19 +495,19 @@ def _set_device_memory(ctx, ptr: int, size: int) -> None:
         ctx.device_memory = ptr
 
 
-class TensorRTEngine(NetworkEngine):
+class TensorRTBackend(NetworkBackend):
     """Runs a serialized plan. Use :func:`load_tensorrt` (cache, build, verification) rather than this directly.
 
     One execution context per profile, all sharing one activation buffer (user-managed memory: they run one at a
     time on one stream) and one set of pinned/device I/O buffers sized for the largest profile. The CUDA device is
     set in whichever thread runs inference. A failure part-way through initialisation frees everything allocated
-    so far. ``trt`` and ``engine`` (a deserialized ``ICudaEngine``) can be given, which tests use.
+    so far. ``trt`` and ``cuda_engine`` (a deserialized ``ICudaEngine``) can be given, which tests use.
     """
 
     name = "tensorrt"
 
     def __init__(self, card: ModelCard, folder: Path, plan_path: Path, profiles: tuple[Profile, ...], *,
-                 device: int = 0, cuda=None, trt=None, engine=None):
+                 device: int = 0, cuda=None, trt=None, cuda_engine=None):
         super().__init__(card, folder, max_whole_px=max(p.tile_px for p in profiles),
                          tile_px=max(p.tile_px for p in profiles), tile_batch=1)
         self.trt = trt or import_tensorrt()
@@ -515,39 +515,39 @@ class TensorRTEngine(NetworkEngine):
         self.plan_path = Path(plan_path)
         self.contexts: list = []
         self.buffers: dict = {}
-        self.engine = None
+        self.cuda_engine = None
         self._lock = threading.Lock()
-        self.cuda = cuda or cuda_backend(device)
+        self.cuda = cuda or cuda_binding(device)
         try:
-            self._init(engine)
+            self._init(cuda_engine)
         except BaseException:
             self.close()
             raise
 
-    def _init(self, engine) -> None:
+    def _init(self, cuda_engine) -> None:
         trt, card = self.trt, self.card
         self._device = PerThreadDevice(self.cuda.set_device)
-        if engine is None:
+        if cuda_engine is None:
             self._logger = trt.Logger(trt.Logger.WARNING)
             self.runtime = trt.Runtime(self._logger)
-            engine = self.runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
-            if engine is None:
+            cuda_engine = self.runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
+            if cuda_engine is None:
                 raise RuntimeError(f"TensorRT could not deserialize {self.plan_path}")
-        self.engine = engine
-        check_io_tensors(engine, card, trt)
-        if engine.num_optimization_profiles != len(self.profiles):
-            raise ValueError(f"{self.plan_path} has {engine.num_optimization_profiles} optimization profiles, "
+        self.cuda_engine = cuda_engine
+        check_io_tensors(cuda_engine, card, trt)
+        if cuda_engine.num_optimization_profiles != len(self.profiles):
+            raise ValueError(f"{self.plan_path} has {cuda_engine.num_optimization_profiles} optimization profiles, "
                              f"expected {len(self.profiles)}")
         self.stream = self.cuda.stream()
         self._h = self.cuda.handle(self.stream)
         out = card.outputs
         self.io = {"input": out.input, "probabilities": out.probabilities, "embedding": out.embedding}
-        self.dtypes = {k: np.dtype(trt.nptype(engine.get_tensor_dtype(v))) for k, v in self.io.items()}
-        scratch = max(_profile_memory(engine, i) for i in range(len(self.profiles)))
+        self.dtypes = {k: np.dtype(trt.nptype(cuda_engine.get_tensor_dtype(v))) for k, v in self.io.items()}
+        scratch = max(_profile_memory(cuda_engine, i) for i in range(len(self.profiles)))
         self._scratch = self.cuda.device_buffer(scratch) if scratch else 0
         user_managed = trt.ExecutionContextAllocationStrategy.USER_MANAGED
         for i in range(len(self.profiles)):
-            ctx = engine.create_execution_context(user_managed)
+            ctx = cuda_engine.create_execution_context(user_managed)
             if ctx is None:
                 raise RuntimeError(f"TensorRT could not create an execution context for profile {i}")
             self.contexts.append(ctx)
@@ -577,19 +577,19 @@ class TensorRTEngine(NetworkEngine):
         return self.run_tiled(img, tile, batch)
 
     def segment(self, frame):
-        """With a CUDA backend that can reduce on the device (torch.cuda), a frame that runs whole gets its labels,
+        """With a CUDA binding that can reduce on the device (torch.cuda), a frame that runs whole gets its labels,
         confidence and entropy computed on the GPU from the output still there; otherwise the shared path."""
         reduce = getattr(self.cuda, "reduce", None)
         if reduce is None:
             return super().segment(frame)
         from copilot.inference.tiling import pad_to_multiple
-        from copilot.inference.torch_engine import device_segmentation
+        from copilot.inference.torch_backend import device_segmentation
 
         img, scale = self.prepare(frame)
         h, w = img.shape
         card = self.card
         common = dict(frame=frame, class_names=tuple(card.class_names), model_name=card.name,
-                      model_version=card.version, engine=self.name, frame_px_per_px=scale, task=card.task)
+                      model_version=card.version, backend=self.name, frame_px_per_px=scale, task=card.task)
         mode, tile, batch = self.run_path(h, w)
         if mode != "whole":
             probs, emb = self.run_tiled(img, tile, batch)
@@ -638,7 +638,7 @@ class TensorRTEngine(NetworkEngine):
 
     def close(self) -> None:
         """Free the contexts, buffers and stream (idempotent; also after a failed initialisation)."""
-        self.contexts, self.buffers, self.engine = [], {}, None
+        self.contexts, self.buffers, self.cuda_engine = [], {}, None
         if self.cuda is not None:
             self.cuda.close()
 
@@ -658,19 +658,19 @@ def plan_key(card: ModelCard, precision: str, profiles: tuple[Profile, ...], cud
 
 def load_tensorrt(card: ModelCard, folder: Path, *, state_dir: Path, precision: str = "fp16",
                   profiles: tuple[Profile, ...] | None = None, rebuild: bool = False, device: int = 0,
-                  tile_batch: int = 1, reference=None, frames=None, console=None) -> TensorRTEngine:
-    """A verified TensorRT engine for ``card``: the cached plan (re-checked on a few frames), or a new build
+                  tile_batch: int = 1, reference=None, frames=None, console=None) -> TensorRTBackend:
+    """A verified TensorRT backend for ``card``: the cached plan (re-checked on a few frames), or a new build
     verified against ORT CPU on every shape class.
 
-    Raises ImportError/RuntimeError when TensorRT or CUDA is missing or keeps failing, and :class:`EngineRefused`
-    when the plan's output disagrees with ONNX Runtime; callers fall back (``select.load_engine``).
+    Raises ImportError/RuntimeError when TensorRT or CUDA is missing or keeps failing, and :class:`BackendRefused`
+    when the plan's output disagrees with ONNX Runtime; callers fall back (``select.load_backend``).
     """
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
     from copilot.inference.verify import load_verified_build, validation_frames
 
     import_tensorrt()  # the clearer error first
     profiles = profiles or default_profiles(card.tiling.tile_px, card.tiling.multiple_of, tile_batch=tile_batch)
-    cuda = cuda_backend(device)
+    cuda = cuda_binding(device)
     key = plan_key(card, precision, profiles, cuda)
     plan = key.plan_path(state_dir, card.name)
     classes = shape_classes(profiles, card.tiling.multiple_of)
@@ -679,22 +679,22 @@ def load_tensorrt(card: ModelCard, folder: Path, *, state_dir: Path, precision: 
     recheck, _ = validation_frames(card, sizes=[card.tiling.tile_px] * 2 + sorted(classes.values())[1:2])
 
     def load(path):
-        return TensorRTEngine(card, folder, path, profiles, device=device, cuda=cuda)
+        return TensorRTBackend(card, folder, path, profiles, device=device, cuda=cuda)
 
-    engine, _ = load_verified_build(
+    backend, _ = load_verified_build(
         artifact=plan,
         record_path=key.record_path(state_dir, card.name),
         key=key.to_dict(),
         build=lambda: build_plan(card, folder, key, plan, key.timing_cache_path(state_dir), console=console),
         load=load,
-        reference=reference or (lambda: OrtEngine(card, folder, threads=2)),
+        reference=reference or (lambda: OrtBackend(card, folder, threads=2)),
         rebuild=rebuild,
         frames=frames,
         recheck_frames=recheck,
     )
-    return engine
+    return backend
 
 
-def from_name(name_or_path: str | Path, **kwargs) -> TensorRTEngine:
+def from_name(name_or_path: str | Path, **kwargs) -> TensorRTBackend:
     card, folder = load_card(name_or_path)
     return load_tensorrt(card, folder, **kwargs)

@@ -1,8 +1,8 @@
-"""ONNX Runtime engines: the embedded default (CPU), and the CUDA / TensorRT execution providers of onnxruntime-gpu.
+"""ONNX Runtime backends: the embedded default (CPU), and the CUDA / TensorRT execution providers of onnxruntime-gpu.
 
 A device session never silently becomes a CPU session. ONNX Runtime's Python ``InferenceSession`` falls back to the
 CPU providers by itself twice over: when creating the session fails, and when ``run`` meets an execution-provider
-error (a CUDA out-of-memory), after which it keeps running on the CPU while the engine still says ``cuda``. Both
+error (a CUDA out-of-memory), after which it keeps running on the CPU while the backend still says ``cuda``. Both
 are switched off (``enable_fallback=0``). Nodes the device provider does not take are placed on the CPU inside a
 device session without a word; the session is first opened strictly (the CPU provider not listed and
 ``session.disable_cpu_ep_fallback=1``, so any such node is an error), and only if that fails is it opened with the
@@ -27,7 +27,7 @@ except ImportError as exc:  # the package's ONNX Runtime comes from an extra (py
                       "(or [gpu] on an NVIDIA machine)") from exc
 
 from copilot.inference.card import ModelCard, load_card
-from copilot.inference.network import NetworkEngine
+from copilot.inference.network import NetworkBackend
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ def open_device_session(model: str, providers: list, make_options, probe: np.nda
     return session, placement
 
 
-class OrtEngine(NetworkEngine):
+class OrtBackend(NetworkBackend):
     """Segments a Frame with the card's ONNX model.
 
     The frame is resampled to the card's working nm/px, normalized, and run whole when it fits in ``max_whole_px``
@@ -128,7 +128,7 @@ class OrtEngine(NetworkEngine):
     ``spin=False`` stops ONNX Runtime's worker threads from busy-waiting between operators, so the stages that
     run beside inference in the daemon get the CPU.
 
-    ``providers`` is handed to ONNX Runtime (names or ``(name, options)`` pairs); the engine's ``name`` follows the
+    ``providers`` is handed to ONNX Runtime (names or ``(name, options)`` pairs); the backend's ``name`` follows the
     first one: ``onnxruntime-cpu``, ``onnxruntime-cuda`` or ``onnxruntime-tensorrt``. A device provider is opened
     by :func:`open_device_session` (no silent fall-back; ``placement`` says which nodes run where), and ``run_batch``
     raises :class:`DeviceFallback` if the session ever stops running on it.
@@ -174,7 +174,7 @@ class OrtEngine(NetworkEngine):
         self._outputs = [card.outputs.probabilities, card.outputs.embedding]
 
     @classmethod
-    def from_name(cls, name_or_path: str | Path, **kwargs) -> "OrtEngine":
+    def from_name(cls, name_or_path: str | Path, **kwargs) -> "OrtBackend":
         card, folder = load_card(name_or_path)
         return cls(card, folder, **kwargs)
 
@@ -195,26 +195,26 @@ def ort_cuda_providers(device_id: int = 0) -> list:
 
 
 def ort_tensorrt_cache(state_dir: Path, card: ModelCard, precision: str) -> Path:
-    """Engine-cache folder of the ORT TensorRT EP for one model file and precision: ORT's engine id hashes the
+    """TensorRT engine-cache folder of the ORT TensorRT EP for one model file and precision: ORT's engine id hashes the
     graph but not ``trt_fp16_enable``, so fp16 and fp32 engines must live apart."""
     return Path(state_dir) / "engines" / card.name / card.model_sha256[:12] / f"ort-trt-{precision}"
 
 
 def ort_tensorrt_providers(cache_dir: Path, card: ModelCard, *, fp16: bool = True, device_id: int = 0,
                            max_batch: int = 8) -> list:
-    """TensorRT execution provider (then CUDA for what TensorRT does not take) with its engine cache under
+    """TensorRT execution provider (then CUDA for what TensorRT does not take) with its TensorRT engine cache under
     ``cache_dir/<precision>`` and prefix ``<model>-<precision>`` and one optimization profile spanning the
     whole-frame and tile shapes (ORT-TRT takes min/opt/max shape strings)."""
     precision = "fp16" if fp16 else "fp32"
-    engines = Path(cache_dir) / precision
-    engines.mkdir(parents=True, exist_ok=True)
+    trt_cache = Path(cache_dir) / precision
+    trt_cache.mkdir(parents=True, exist_ok=True)
     m, t = card.tiling.multiple_of, card.tiling.tile_px
     name = card.outputs.input
     opts = {
         "device_id": device_id,
         "trt_fp16_enable": fp16,
         "trt_engine_cache_enable": True,
-        "trt_engine_cache_path": str(engines),
+        "trt_engine_cache_path": str(trt_cache),
         "trt_engine_cache_prefix": f"{card.name}-{precision}",
         "trt_timing_cache_enable": True,
         "trt_timing_cache_path": str(cache_dir),

@@ -1,4 +1,4 @@
-"""The torch engine: the card's network in PyTorch (CPU or CUDA), weights from safetensors — never a pickle.
+"""The torch backend: the card's network in PyTorch (CPU or CUDA), weights from safetensors — never a pickle.
 
 The network definition is ``copilot.train.unet.TinyUNet`` with its BatchNorms folded into the convolutions (what the
 ONNX export holds); weights come from ``engines/<name>/model.safetensors`` when present and made for this
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from copilot.frame import Frame
 from copilot.inference.card import ModelCard, load_card
-from copilot.inference.network import NetworkEngine
+from copilot.inference.network import NetworkBackend
 from copilot.inference.segmentation import Segmentation
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def reduce_on_device(probs):
     return labels.to(torch.uint8), conf, entropy.float()
 
 
-class TorchEngine(NetworkEngine):
+class TorchBackend(NetworkBackend):
     """``device``: ``cpu``, ``cuda`` or ``cuda:N``."""
 
     def __init__(self, card: ModelCard, folder: Path, *, weights: Path | None = None, state_dir: Path | None = None,
@@ -159,13 +159,13 @@ class TorchEngine(NetworkEngine):
         self._torch = torch
         self._pinned: dict[tuple, object] = {}
         if self.device.type == "cuda":
-            from copilot.inference.trt_engine import PerThreadDevice
+            from copilot.inference.trt_backend import PerThreadDevice
 
             self._thread_device = PerThreadDevice(lambda: torch.cuda.set_device(self.device))
             self._stream = torch.cuda.Stream(self.device)
 
     @classmethod
-    def from_name(cls, name_or_path: str | Path, **kwargs) -> "TorchEngine":
+    def from_name(cls, name_or_path: str | Path, **kwargs) -> "TorchBackend":
         card, folder = load_card(name_or_path)
         return cls(card, folder, **kwargs)
 
@@ -237,5 +237,5 @@ class TorchEngine(NetworkEngine):
         card = self.card
         return device_segmentation(
             frame=frame, probabilities=p, embedding=emb.reshape(-1), class_names=tuple(card.class_names),
-            model_name=card.name, model_version=card.version, engine=self.name, frame_px_per_px=scale,
+            model_name=card.name, model_version=card.version, backend=self.name, frame_px_per_px=scale,
             task=card.task, labels=labels, confidence=conf, entropy=entropy)

@@ -1,13 +1,13 @@
-"""The ``triton`` engine: the network runs on a shared server that speaks the Open Inference Protocol (KServe v2).
+"""The ``triton`` backend: the network runs on a shared server that speaks the Open Inference Protocol (KServe v2).
 
-Everything but the network stays here (``NetworkEngine``: resampling, normalization, padding, tiling and blending),
+Everything but the network stays here (``NetworkBackend``: resampling, normalization, padding, tiling and blending),
 so a frame segmented remotely differs from a local one only by the server's arithmetic. The client is
 ``tritonclient`` (gRPC by default, HTTP as option); the server is Triton in production (``copilot engines
 export-triton`` writes its model repository) or any other V2 server (MLServer with ``adapters/mlserver_onnx``).
 
 When the server is down or slow a request is retried with exponential backoff. Without a fallback the frame waits
 (up to ``max_wait_s``, then it fails with a clear error and the pipeline records it); with ``fallback = "local"``
-it runs on ONNX Runtime CPU after ``retries`` attempts, and the result's ``model.engine`` says
+it runs on ONNX Runtime CPU after ``retries`` attempts, and the result's ``model.backend`` says
 ``onnxruntime-cpu (fallback: triton unavailable)``. ``status()`` says how the server is doing.
 """
 
@@ -26,8 +26,8 @@ import numpy as np
 from copilot.errors import CopilotError
 from copilot.frame import Frame
 from copilot.inference.card import ModelCard
-from copilot.inference.network import NetworkEngine
-from copilot.inference.segmentation import Engine, Segmentation
+from copilot.inference.network import NetworkBackend
+from copilot.inference.segmentation import Backend, Segmentation
 from copilot.inference.triton_repo import triton_version
 from copilot.inference.triton_settings import TritonSettings
 
@@ -60,10 +60,10 @@ def _retryable(exc: Exception) -> bool:
         or ("timeout" in text.lower() or "deadline" in text.lower())
 
 
-class TritonEngine(NetworkEngine):
+class TritonBackend(NetworkBackend):
     """Segments frames with a model served over the Open Inference Protocol.
 
-    ``local``: a factory for the fallback engine (ONNX Runtime CPU), used only when ``settings.fallback ==
+    ``local``: a factory for the fallback backend (ONNX Runtime CPU), used only when ``settings.fallback ==
     "local"``. The model's presence, inputs and outputs are checked against the card on start when the server is
     up (``RemoteModelError`` if they do not fit); a server that is down on start is checked on its first answer.
     """
@@ -71,14 +71,14 @@ class TritonEngine(NetworkEngine):
     name = "triton"
 
     def __init__(self, card: ModelCard, folder: Path | None, settings: TritonSettings | None = None, *,
-                 max_whole_px: int = 2048, local: Callable[[], Engine] | None = None):
+                 max_whole_px: int = 2048, local: Callable[[], Backend] | None = None):
         s = settings or TritonSettings()
         super().__init__(card, folder, max_whole_px=max_whole_px, tile_px=card.tiling.tile_px, tile_batch=s.tile_batch)
         self.settings = s
         self.model_name = s.model_name or card.name
         self.model_version = triton_version(card.version) if s.model_version is None else s.model_version
         self._local_factory = local if s.fallback == "local" else None
-        self._local: Engine | None = None
+        self._local: Backend | None = None
         self._lock = threading.Lock()
         self._checked = False
         self._down_since: float | None = None
@@ -100,7 +100,7 @@ class TritonEngine(NetworkEngine):
         try:
             self.check_model()
         except RemoteModelError:
-            self.close()  # no channel left reconnecting behind a refused engine
+            self.close()  # no channel left reconnecting behind a refused backend
             raise
         except RemoteUnavailable as exc:
             self._mark_down(exc)
@@ -295,7 +295,7 @@ class TritonEngine(NetworkEngine):
                 self._local = self._local_factory()
         self.fallbacks += 1
         seg = self._local.segment(frame)
-        return dataclasses.replace(seg, engine=f"{self._local.name} (fallback: triton unavailable)")
+        return dataclasses.replace(seg, backend=f"{self._local.name} (fallback: triton unavailable)")
 
     # -- state -----------------------------------------------------------------------------------------------
     def _mark_down(self, exc: Exception) -> None:
@@ -314,7 +314,7 @@ class TritonEngine(NetworkEngine):
         """For the daemon's status heartbeat: ``state`` is ``ok``, ``down`` (frames wait) or ``fallback``."""
         down = self._down_since is not None
         return {
-            "engine": self.name, "server": self.where, "state": ("fallback" if self._local_factory else "down")
+            "backend": self.name, "server": self.where, "state": ("fallback" if self._local_factory else "down")
             if down else "ok", "down_for_s": round(time.monotonic() - self._down_since, 1) if down else 0.0,
             "requests": self.requests, "retries": self.retries, "fallbacks": self.fallbacks,
             "batched_with_others": self.batched_with_others, "largest_server_batch": self.largest_server_batch,
@@ -338,7 +338,7 @@ def triton_candidate(card: ModelCard, folder: Path, settings: TritonSettings | N
     """The ``triton`` entry of ``select.candidates``: probe (is tritonclient installed), build, verify, fallback."""
     import importlib.util
 
-    from copilot.inference.ort_engine import OrtEngine
+    from copilot.inference.ort_backend import OrtBackend
     from copilot.inference.select import Candidate
 
     s = settings or TritonSettings()
@@ -348,13 +348,13 @@ def triton_candidate(card: ModelCard, folder: Path, settings: TritonSettings | N
             return "tritonclient is not installed (pip install 'microscope-copilot[triton]')"
         return None
 
-    def build() -> TritonEngine:
-        engine = TritonEngine(card, folder, s, max_whole_px=max_whole_px,
-                              local=lambda: OrtEngine(card, folder, threads=threads, max_whole_px=max_whole_px))
-        if engine.status()["state"] != "ok":  # unreachable at start: nothing to verify against yet
+    def build() -> TritonBackend:
+        backend = TritonBackend(card, folder, s, max_whole_px=max_whole_px,
+                                local=lambda: OrtBackend(card, folder, threads=threads, max_whole_px=max_whole_px))
+        if backend.status()["state"] != "ok":  # unreachable at start: nothing to verify against yet
             log.warning("triton: server unreachable at start; its answers are not verified this session")
             cand.verify = False
-        return engine
+        return backend
 
     cand = Candidate("triton", probe, build, verify=s.verify, fallback=s.fallback == "local")
     return cand
