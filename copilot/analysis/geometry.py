@@ -65,53 +65,82 @@ def _axis(n_frame: int, n_work: int, m: int):
     return i0, i1, f, near, s
 
 
+def box_pixels(r0: np.ndarray, c0: np.ndarray, heights: np.ndarray, widths: np.ndarray):
+    """Every pixel of boxes ``k`` (``heights[k]`` × ``widths[k]`` at (``r0[k]``, ``c0[k]``)), boxes in order, each
+    row by row: the box, row and column of each, and where each box's pixels start.
+
+    >>> k, r, c, start = box_pixels(np.array([0, 5]), np.array([1, 0]), np.array([1, 2]), np.array([2, 1]))
+    >>> k.tolist(), r.tolist(), c.tolist(), start.tolist()
+    ([0, 0, 1, 1], [0, 0, 5, 6], [1, 2, 0, 0], [0, 2])
+    """
+    sizes = heights * widths
+    start = np.cumsum(sizes) - sizes
+    k = np.repeat(np.arange(sizes.size), sizes)
+    t = np.arange(int(sizes.sum())) - start[k]
+    w = widths[k]
+    i = t // w
+    return k, r0[k] + i, c0[k] + t - i * w, start
+
+
+def dilate3(labels: np.ndarray) -> np.ndarray:
+    """``ndimage.grey_dilation(labels, size=3)`` (3 × 3 maximum, the edge repeating itself) in four in-place
+    maxima of shifted views."""
+    rows = labels.copy()
+    np.maximum(rows[1:], labels[:-1], out=rows[1:])
+    np.maximum(rows[:-1], labels[1:], out=rows[:-1])
+    out = rows.copy()
+    np.maximum(out[:, 1:], rows[:, :-1], out=out[:, 1:])
+    np.maximum(out[:, :-1], rows[:, 1:], out=out[:, :-1])
+    return out
+
+
 def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape: tuple[int, int],
-                     m: int, level: float = LEVEL) -> RefinedParticles:
+                     m: int, level: float = LEVEL, slices: list | None = None) -> RefinedParticles:
     """Outlines (the ``level`` iso-line) of labels 1..n of ``instances`` (working grid) on the refined grid of a
-    ``frame_shape`` frame."""
+    ``frame_shape`` frame. All boxes' pixels are interpolated in one pass (``box_pixels``); ``slices``: the
+    labels' ``find_objects``, when the caller has them."""
     h, w = instances.shape
     H, W = frame_shape
     n = int(instances.max(initial=0))
     ry0, ry1, fy, ny, sy = _axis(H, h, m)
     rx0, rx1, fx, nx, sx = _axis(W, w, m)
+    slices = ndi.find_objects(instances, max_label=n) if slices is None else slices
+    present = np.array([sl is not None for sl in slices], bool).reshape(n)
+    ext = np.array([(sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for sl in slices if sl is not None],
+                   np.intp).reshape(-1, 4)
+    # each box grown by one grid pixel (the iso-line may pass just outside the particle), then on the refined grid
+    a, b = np.maximum(ext[:, 0] - 1, 0), np.minimum(ext[:, 1] + 1, h)
+    c, d = np.maximum(ext[:, 2] - 1, 0), np.minimum(ext[:, 3] + 1, w)
+    u0, u1 = np.floor(a * sy * m).astype(np.intp), np.minimum(np.ceil(b * sy * m).astype(np.intp), H * m)
+    v0, v1 = np.floor(c * sx * m).astype(np.intp), np.minimum(np.ceil(d * sx * m).astype(np.intp), W * m)
+    k, u, v, start = box_pixels(u0, v0, u1 - u0, v1 - v0)
+    label = np.flatnonzero(present)[k] + 1
+    fg = foreground.ravel()
+    wy, gy = fy[u], (1 - fy)[u]
+    top, bottom = ry0[u] * w, ry1[u] * w
+    left = fg[top + rx0[v]] * gy + fg[bottom + rx0[v]] * wy  # bilinear, in the order of the row-then-column pass
+    right = fg[top + rx1[v]] * gy + fg[bottom + rx1[v]] * wy
+    own = left * (1 - fx)[v] + right * fx[v]
     # ownership: each working pixel's instance, grown by one pixel so that the iso-line may pass just outside it
-    grown = ndi.grey_dilation(instances, size=3)
-    owner = np.where(instances > 0, instances, grown)
-    slices = ndi.find_objects(instances, max_label=n)
-    # rows of the refined grid that hold particles, interpolated once (working columns): each box then only needs
-    # its columns interpolated
-    used = np.zeros(H * m + 1, np.int32)
-    for sl in slices:
-        if sl is not None:
-            used[int(np.floor(max(sl[0].start - 1, 0) * sy * m))] += 1
-            used[min(int(np.ceil(min(sl[0].stop + 1, h) * sy * m)), H * m)] -= 1
-    rows = np.flatnonzero(np.cumsum(used[:-1]) > 0)
-    at = np.zeros(H * m, np.intp)
-    at[rows] = np.arange(rows.size)
-    wy = fy[rows, None]
-    interp = (foreground[ry0[rows]] * (1 - wy) + foreground[ry1[rows]] * wy).astype(np.float32)
-    own_rows = owner[ny[rows]]
-    gx = (1 - fx).astype(np.float32)
-    tiles, fields, origins = [], [], np.zeros((n, 2), np.intp)
-    for k, sl in enumerate(slices):
-        if sl is None:
-            tiles.append(np.zeros((0, 0), bool))
-            fields.append(np.zeros((0, 0), np.float32))
-            continue
-        a, b = max(sl[0].start - 1, 0), min(sl[0].stop + 1, h)
-        c, d = max(sl[1].start - 1, 0), min(sl[1].stop + 1, w)
-        u0, u1 = int(np.floor(a * sy * m)), min(int(np.ceil(b * sy * m)), H * m)
-        v0, v1 = int(np.floor(c * sx * m)), min(int(np.ceil(d * sx * m)), W * m)
-        r0, r1 = at[u0], at[u1 - 1] + 1
-        box = interp[r0:r1]
-        own = box[:, rx0[v0:v1]] * gx[v0:v1] + box[:, rx1[v0:v1]] * fx[v0:v1]
-        own *= own_rows[r0:r1][:, nx[v0:v1]] == k + 1
-        mask = own >= level
-        if not mask.any():  # an object whose probability never reaches 0.5 between grid points: its grid pixels
-            mask = instances[np.ix_(ny[u0:u1], nx[v0:v1])] == k + 1
-        tiles.append(mask)
-        fields.append(own)
-        origins[k] = (u0, v0)
+    at = ny[u] * w + nx[v]
+    grid = instances.ravel()[at]
+    owner = np.where(grid > 0, grid, dilate3(instances).ravel()[at])
+    own *= owner == label
+    mask = own >= level
+    empty = np.bincount(k, mask, minlength=start.size) == 0
+    if empty.any():  # an object whose probability never reaches 0.5 between grid points: its grid pixels
+        sel = empty[k]
+        mask[sel] = grid[sel] == label[sel]
+    heights, widths = u1 - u0, v1 - v0
+    tiles = [np.zeros((0, 0), bool)] * n
+    fields = [np.zeros((0, 0), np.float32)] * n
+    origins = np.zeros((n, 2), np.intp)
+    bounds = np.r_[start, k.size]
+    for j, lab in enumerate(np.flatnonzero(present)):
+        s = slice(bounds[j], bounds[j + 1])
+        tiles[lab] = mask[s].reshape(heights[j], widths[j])
+        fields[lab] = own[s].reshape(heights[j], widths[j])
+    origins[present] = np.stack([u0, v0], axis=1)
     return RefinedParticles(m, (H, W), tiles, origins, fields)
 
 
@@ -413,12 +442,13 @@ def valley_cut(tile: np.ndarray, origin: tuple[int, int], grid_rows: np.ndarray,
 
 
 def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np.ndarray,
-                particle: np.ndarray | None = None) -> tuple[RefinedParticles, np.ndarray, int]:
+                particle: np.ndarray | None = None, slices: list | None = None
+                ) -> tuple[RefinedParticles, np.ndarray, int]:
     """Split touching particles the network's boundary class left joined, at their neck (``neck_cut``, else
     ``valley_cut`` on the ``particle`` class probability of the working grid), for each candidate (not convex
     enough: solidity below what a convex outline reaches). The grid labels follow: each grid pixel takes the piece
     at its centre, or the nearest piece. Returns the new outlines, the new grid labels and how many particles were
-    split."""
+    split. ``slices``: ``find_objects`` of ``instances``, when the caller has them."""
     H, W = refined.frame_shape
     h, w = instances.shape
     m = refined.m
@@ -427,7 +457,7 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
     fields = list(refined.fields)
     out = instances.copy()
     n_split = 0
-    slices = ndi.find_objects(instances)
+    slices = ndi.find_objects(instances) if slices is None else slices
     for k in np.flatnonzero(candidates):
         tile = tiles[k]
         if tile.sum() < 16:
