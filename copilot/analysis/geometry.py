@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from copilot.analysis.outline import longest_outline, pockets
+from copilot.analysis.refine_kernel import kernel
 from copilot.analysis.shape import ShapeTable
 
 
@@ -65,23 +66,6 @@ def _axis(n_frame: int, n_work: int, m: int):
     return i0, i1, f, near, s
 
 
-def box_pixels(r0: np.ndarray, c0: np.ndarray, heights: np.ndarray, widths: np.ndarray):
-    """Every pixel of boxes ``k`` (``heights[k]`` × ``widths[k]`` at (``r0[k]``, ``c0[k]``)), boxes in order, each
-    row by row: the box, row and column of each, and where each box's pixels start.
-
-    >>> k, r, c, start = box_pixels(np.array([0, 5]), np.array([1, 0]), np.array([1, 2]), np.array([2, 1]))
-    >>> k.tolist(), r.tolist(), c.tolist(), start.tolist()
-    ([0, 0, 1, 1], [0, 0, 5, 6], [1, 2, 0, 0], [0, 2])
-    """
-    sizes = heights * widths
-    start = np.cumsum(sizes) - sizes
-    k = np.repeat(np.arange(sizes.size), sizes)
-    t = np.arange(int(sizes.sum())) - start[k]
-    w = widths[k]
-    i = t // w
-    return k, r0[k] + i, c0[k] + t - i * w, start
-
-
 def dilate3(labels: np.ndarray) -> np.ndarray:
     """``ndimage.grey_dilation(labels, size=3)`` (3 × 3 maximum, the edge repeating itself) in four in-place
     maxima of shifted views."""
@@ -94,53 +78,69 @@ def dilate3(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def _boxes(slices: list, grid: tuple[int, int], scale: tuple[float, float], frame: tuple[int, int], m: int):
+    """Labels present, and each one's box on the refined grid (rows u0..u1, columns v0..v1): its grid box grown by
+    one grid pixel (the iso-line may pass just outside the particle)."""
+    (h, w), (sy, sx), (H, W) = grid, scale, frame
+    ext = np.array([(k + 1, sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for k, sl in enumerate(slices)
+                    if sl is not None], np.intp).reshape(-1, 5)
+    a, b = np.maximum(ext[:, 1] - 1, 0), np.minimum(ext[:, 2] + 1, h)
+    c, d = np.maximum(ext[:, 3] - 1, 0), np.minimum(ext[:, 4] + 1, w)
+    u0, u1 = np.floor(a * sy * m).astype(np.intp), np.minimum(np.ceil(b * sy * m).astype(np.intp), H * m)
+    v0, v1 = np.floor(c * sx * m).astype(np.intp), np.minimum(np.ceil(d * sx * m).astype(np.intp), W * m)
+    return ext[:, 0], u0, u1, v0, v1
+
+
 def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape: tuple[int, int],
                      m: int, level: float = LEVEL, slices: list | None = None) -> RefinedParticles:
     """Outlines (the ``level`` iso-line) of labels 1..n of ``instances`` (working grid) on the refined grid of a
-    ``frame_shape`` frame. All boxes' pixels are interpolated in one pass (``box_pixels``); ``slices``: the
-    labels' ``find_objects``, when the caller has them."""
+    ``frame_shape`` frame; ``slices``: the labels' ``find_objects``, when the caller has them. The boxes go through
+    the compiled kernel (``refine_kernel``) when numba is there, else through the numpy loop; same arrays."""
     h, w = instances.shape
     H, W = frame_shape
     n = int(instances.max(initial=0))
     ry0, ry1, fy, ny, sy = _axis(H, h, m)
     rx0, rx1, fx, nx, sx = _axis(W, w, m)
     slices = ndi.find_objects(instances, max_label=n) if slices is None else slices
-    present = np.array([sl is not None for sl in slices], bool).reshape(n)
-    ext = np.array([(sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for sl in slices if sl is not None],
-                   np.intp).reshape(-1, 4)
-    # each box grown by one grid pixel (the iso-line may pass just outside the particle), then on the refined grid
-    a, b = np.maximum(ext[:, 0] - 1, 0), np.minimum(ext[:, 1] + 1, h)
-    c, d = np.maximum(ext[:, 2] - 1, 0), np.minimum(ext[:, 3] + 1, w)
-    u0, u1 = np.floor(a * sy * m).astype(np.intp), np.minimum(np.ceil(b * sy * m).astype(np.intp), H * m)
-    v0, v1 = np.floor(c * sx * m).astype(np.intp), np.minimum(np.ceil(d * sx * m).astype(np.intp), W * m)
-    k, u, v, start = box_pixels(u0, v0, u1 - u0, v1 - v0)
-    label = np.flatnonzero(present)[k] + 1
-    fg = foreground.ravel()
-    wy, gy = fy[u], (1 - fy)[u]
-    top, bottom = ry0[u] * w, ry1[u] * w
-    left = fg[top + rx0[v]] * gy + fg[bottom + rx0[v]] * wy  # bilinear, in the order of the row-then-column pass
-    right = fg[top + rx1[v]] * gy + fg[bottom + rx1[v]] * wy
-    own = left * (1 - fx)[v] + right * fx[v]
-    # ownership: each working pixel's instance, grown by one pixel so that the iso-line may pass just outside it
-    at = ny[u] * w + nx[v]
-    grid = instances.ravel()[at]
-    owner = np.where(grid > 0, grid, dilate3(instances).ravel()[at])
-    own *= owner == label
-    mask = own >= level
-    empty = np.bincount(k, mask, minlength=start.size) == 0
-    if empty.any():  # an object whose probability never reaches 0.5 between grid points: its grid pixels
-        sel = empty[k]
-        mask[sel] = grid[sel] == label[sel]
-    heights, widths = u1 - u0, v1 - v0
+    labels, u0, u1, v0, v1 = _boxes(slices, (h, w), (sy, sx), (H, W), m)
+    gx = (1 - fx).astype(np.float32)
     tiles = [np.zeros((0, 0), bool)] * n
     fields = [np.zeros((0, 0), np.float32)] * n
     origins = np.zeros((n, 2), np.intp)
-    bounds = np.r_[start, k.size]
-    for j, lab in enumerate(np.flatnonzero(present)):
-        s = slice(bounds[j], bounds[j + 1])
-        tiles[lab] = mask[s].reshape(heights[j], widths[j])
-        fields[lab] = own[s].reshape(heights[j], widths[j])
-    origins[present] = np.stack([u0, v0], axis=1)
+    origins[labels - 1] = np.stack([u0, v0], axis=1)
+    compiled = kernel() if labels.size else None
+    if compiled is not None:
+        sizes = (u1 - u0) * (v1 - v0)
+        starts = np.cumsum(sizes) - sizes
+        own = np.empty(int(sizes.sum()), np.float32)
+        mask = np.empty(own.size, bool)
+        compiled(np.ascontiguousarray(foreground), np.ascontiguousarray(instances), ry0, ry1, fy, (1 - fy).astype(np.float32), ny,
+                 rx0, rx1, fx, gx, nx, labels, u0, u1, v0, v1, starts, np.float32(level), own, mask)
+        for j, k in enumerate(labels - 1):
+            shape, box = (u1[j] - u0[j], v1[j] - v0[j]), slice(starts[j], starts[j] + sizes[j])
+            tiles[k], fields[k] = mask[box].reshape(shape), own[box].reshape(shape)
+        return RefinedParticles(m, (H, W), tiles, origins, fields)
+    # rows of the refined grid that hold particles, interpolated once (working columns): each box then only needs
+    # its columns interpolated
+    used = np.zeros(H * m + 1, np.int32)
+    np.add.at(used, u0, 1)
+    np.add.at(used, u1, -1)
+    rows = np.flatnonzero(np.cumsum(used[:-1]) > 0)
+    at = np.zeros(H * m, np.intp)
+    at[rows] = np.arange(rows.size)
+    wy = fy[rows, None]
+    interp = (foreground[ry0[rows]] * (1 - wy) + foreground[ry1[rows]] * wy).astype(np.float32)
+    # ownership: each working pixel's instance, grown by one pixel so that the iso-line may pass just outside it
+    own_rows = np.where(instances > 0, instances, dilate3(instances))[ny[rows]]
+    for lab, a, b, c, d in zip(labels.tolist(), u0.tolist(), u1.tolist(), v0.tolist(), v1.tolist()):
+        r0, r1 = at[a], at[b - 1] + 1
+        box = interp[r0:r1]
+        own = box[:, rx0[c:d]] * gx[c:d] + box[:, rx1[c:d]] * fx[c:d]
+        own *= own_rows[r0:r1][:, nx[c:d]] == lab
+        mask = own >= level
+        if not mask.any():  # an object whose probability never reaches 0.5 between grid points: its grid pixels
+            mask = instances[np.ix_(ny[a:b], nx[c:d])] == lab
+        tiles[lab - 1], fields[lab - 1] = mask, own
     return RefinedParticles(m, (H, W), tiles, origins, fields)
 
 

@@ -67,11 +67,12 @@ def size_statistics(ecd: np.ndarray) -> dict[str, float | None]:
 
 def label_means(labels: np.ndarray, n: int, *values: np.ndarray) -> list[np.ndarray]:
     """Mean of each of ``values`` (arrays shaped like ``labels``) over labels 1..n, 0 for a label without pixels:
-    what ``ndimage.mean`` gives, with the label count shared and without its checks and copies."""
-    flat = labels.ravel()
-    counts = np.bincount(flat, minlength=n + 1)[1 : n + 1]
+    what ``ndimage.mean`` gives (the same sums, in the same order), read at the labelled pixels only."""
+    at = np.flatnonzero(labels)
+    lab = labels.ravel()[at]
+    counts = np.bincount(lab, minlength=n + 1)[1 : n + 1]
     have = counts > 0
-    return [np.divide(np.bincount(flat, weights=v.ravel(), minlength=n + 1)[1 : n + 1], counts,
+    return [np.divide(np.bincount(lab, weights=v.ravel()[at], minlength=n + 1)[1 : n + 1], counts,
                       out=np.zeros(n), where=have) for v in values]
 
 
