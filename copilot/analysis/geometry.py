@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from copilot.analysis.outline import longest_outline, pockets
-from copilot.analysis.refine_kernel import kernel
+from copilot.analysis.kernels import kernel
 from copilot.analysis.shape import ShapeTable
 
 
@@ -95,7 +95,7 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
                      m: int, level: float = LEVEL, slices: list | None = None) -> RefinedParticles:
     """Outlines (the ``level`` iso-line) of labels 1..n of ``instances`` (working grid) on the refined grid of a
     ``frame_shape`` frame; ``slices``: the labels' ``find_objects``, when the caller has them. The boxes go through
-    the compiled kernel (``refine_kernel``) when numba is there, else through the numpy loop; same arrays."""
+    the compiled kernel (``kernels.refine_boxes``) when numba is there, else through the numpy loop; same arrays."""
     h, w = instances.shape
     H, W = frame_shape
     n = int(instances.max(initial=0))
@@ -108,7 +108,7 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
     fields = [np.zeros((0, 0), np.float32)] * n
     origins = np.zeros((n, 2), np.intp)
     origins[labels - 1] = np.stack([u0, v0], axis=1)
-    compiled = kernel() if labels.size else None
+    compiled = kernel("refine_boxes") if labels.size else None
     if compiled is not None:
         sizes = (u1 - u0) * (v1 - v0)
         starts = np.cumsum(sizes) - sizes
@@ -250,18 +250,34 @@ def support(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray,
     if lab.size == 0:
         return fmax, fmin, hull
     present = lab[starts] - 1
+    compiled = kernel("extents")
+    counts = np.diff(np.r_[starts, lab.size])
 
-    def extent(c: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (k,) for all or (k, points)
-        proj = c * xs + s * ys if c.ndim == 2 else np.outer(c, xs) + np.outer(s, ys)
+    def extent(c: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Largest and smallest projection of each particle's points, (k, directions): ``c``, ``s`` (directions,)
+        for all particles or (directions, k) for each."""
+        if compiled is not None:  # the same products, sums and extremes, per particle (kernels.extents)
+            per = [np.ascontiguousarray(a if a.ndim == 2 else np.repeat(a[:, None], starts.size, axis=1))
+                   for a in (c, s)]
+            # (k, directions) views of (directions, k) arrays, the layout numpy's reduceat(...).T has: the hull's
+            # sums below then add in the same order
+            hi, lo = np.empty((len(c), starts.size)).T, np.empty((len(c), starts.size)).T
+            compiled(xs, ys, starts, np.r_[starts[1:], lab.size], *per, hi, lo)
+            return hi, lo
+        if c.ndim == 2:  # one direction per particle → per point
+            c, s = np.repeat(c, counts, axis=1), np.repeat(s, counts, axis=1)
+            proj = c * xs + s * ys
+        else:
+            proj = np.outer(c, xs) + np.outer(s, ys)
         return np.maximum.reduceat(proj, starts, axis=1).T, np.minimum.reduceat(proj, starts, axis=1).T
 
     step = np.pi / n_dir
     theta = np.arange(n_dir) * step
     hi, lo = extent(np.cos(theta), np.sin(theta))
     coarse = hi - lo
-    best = theta[np.argmin(coarse, axis=1)][np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, lab.size]))]
+    best = theta[np.argmin(coarse, axis=1)]
     off = np.linspace(-step, step, fine)[:, None]  # cos/sin of best + off without a trig call per point
-    cb, sb = np.cos(best), np.sin(best)
+    cb, sb = np.cos(np.repeat(best, counts))[starts], np.sin(np.repeat(best, counts))[starts]
     fhi, flo = extent(cb * np.cos(off) - sb * np.sin(off), sb * np.cos(off) + cb * np.sin(off))
     fmax[present] = np.maximum(coarse.max(axis=1), (fhi - flo).max(axis=1))
     fmin[present] = np.minimum(coarse.min(axis=1), (fhi - flo).min(axis=1))

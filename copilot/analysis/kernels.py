@@ -1,9 +1,10 @@
-"""Optional compiled kernel for ``geometry.refine_particles``: every particle box interpolated, owned and
-thresholded in one pass, without a numpy call per particle.
+"""Optional compiled kernels for the particle geometry (``geometry.refine_particles``, ``geometry.support``):
+loops over every particle's pixels or points in one call, without a numpy call per particle or a
+(directions × points) temporary.
 
-numba (an optional dependency, already in the ``eds`` and ``test`` extras) compiles it on first use (cached on
-disk); without numba, or with ``COPILOT_NUMBA=0`` in the environment, ``kernel()`` is None and the caller runs its
-numpy loop, which gives the same arrays bit for bit (float32 products and sums in the same order; a test holds
+numba (an optional dependency, already in the ``eds`` and ``test`` extras) compiles them on first use (cached on
+disk); without numba, or with ``COPILOT_NUMBA=0`` in the environment, ``kernel(name)`` is None and the caller runs
+its numpy code, which gives the same arrays bit for bit (the same float operations in the same order; tests hold
 the two to equality). numba is imported on first call, never at import time.
 """
 
@@ -13,7 +14,7 @@ import os
 
 import numpy as np
 
-_KERNEL = None
+_COMPILED: dict = {}
 
 
 def refine_boxes(fg, instances, ry0, ry1, fy, gy, ny, rx0, rx1, fx, gx, nx, labels, u0, u1, v0, v1, starts,
@@ -57,16 +58,33 @@ def refine_boxes(fg, instances, ry0, ry1, fy, gy, ny, rx0, rx1, fx, gx, nx, labe
                     mask_out[base + t] = instances[ny[u], nx[v0[j] + t]] == lab
 
 
-def kernel():
-    """The compiled ``refine_boxes``, or None (numba missing, or turned off with ``COPILOT_NUMBA=0``)."""
-    global _KERNEL
+def extents(xs, ys, starts, ends, c, s, hi, lo):  # pragma: no cover - compiled by numba; its output is tested
+    """For each particle j (points ``starts[j]``..``ends[j]``) and direction d (``c[d, j]``, ``s[d, j]``): the
+    largest and smallest projection c·x + s·y of its points, into ``hi[j, d]`` and ``lo[j, d]``."""
+    for j in range(starts.size):
+        for d in range(c.shape[0]):
+            cd, sd = c[d, j], s[d, j]
+            top = cd * xs[starts[j]] + sd * ys[starts[j]]
+            bottom = top
+            for p in range(starts[j] + 1, ends[j]):
+                v = cd * xs[p] + sd * ys[p]
+                if v > top:
+                    top = v
+                if v < bottom:
+                    bottom = v
+            hi[j, d] = top
+            lo[j, d] = bottom
+
+
+def kernel(name: str):
+    """The compiled ``refine_boxes`` or ``extents``, or None (numba missing, or ``COPILOT_NUMBA=0``)."""
     if os.environ.get("COPILOT_NUMBA", "1") == "0":
         return None
-    if _KERNEL is None:
+    if name not in _COMPILED:
         try:
             import numba
         except ImportError:
-            _KERNEL = False
+            _COMPILED[name] = None
         else:
-            _KERNEL = numba.njit(cache=True, nogil=True)(refine_boxes)
-    return _KERNEL or None
+            _COMPILED[name] = numba.njit(cache=True, nogil=True)(globals()[name])
+    return _COMPILED[name]
