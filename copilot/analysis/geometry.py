@@ -146,24 +146,30 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
 
 def pack(tiles: list[np.ndarray], width: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """All tiles side by side (shelves, one empty pixel between tiles) in one label canvas (tile k → label k + 1);
-    returns the canvas and each tile's (row, col) offset in it."""
-    width = max(width, max((t.shape[1] for t in tiles), default=0) + 2)
-    offsets = np.zeros((len(tiles), 2), np.intp)
-    y = x = shelf = 0
-    for k in np.argsort([-t.shape[0] for t in tiles], kind="stable"):  # tallest first: shelves waste little
-        t = tiles[k]
-        th, tw = t.shape
-        if x + tw + 1 > width:
-            y, x, shelf = y + shelf + 1, 0, 0
-        offsets[k] = (y + 1, x + 1)
-        x += tw + 1
-        shelf = max(shelf, th)
-    canvas = np.zeros((y + shelf + 2, width), np.int32)
+    returns the canvas and each tile's (row, col) offset in it. The canvas's first and last rows and first column
+    stay empty."""
+    shape, offsets = shelves([t.shape for t in tiles], width)
+    canvas = np.zeros(shape, np.int32)
     for k, t in enumerate(tiles):
         oy, ox = offsets[k]
         view = canvas[oy:oy + t.shape[0], ox:ox + t.shape[1]]
         view[t] = k + 1
     return canvas, offsets
+
+
+def shelves(shapes: list[tuple[int, int]], width: int = 2048) -> tuple[tuple[int, int], np.ndarray]:
+    """``pack``'s layout: the canvas shape and each tile's (row, col) offset."""
+    width = max(width, max((w for _, w in shapes), default=0) + 2)
+    offsets = np.zeros((len(shapes), 2), np.intp)
+    y = x = shelf = 0
+    for k in np.argsort([-h for h, _ in shapes], kind="stable"):  # tallest first: shelves waste little
+        th, tw = shapes[k]
+        if x + tw + 1 > width:
+            y, x, shelf = y + shelf + 1, 0, 0
+        offsets[k] = (y + 1, x + 1)
+        x += tw + 1
+        shelf = max(shelf, th)
+    return (y + shelf + 2, width), offsets
 
 
 def runs(labels: np.ndarray, field: np.ndarray, level: float = LEVEL
@@ -177,15 +183,33 @@ def runs(labels: np.ndarray, field: np.ndarray, level: float = LEVEL
     right = np.r_[flat[1:], 0]
     first = np.flatnonzero((flat != left) & (flat > 0))
     last = np.flatnonzero((flat != right) & (flat > 0))
-
-    def inset(i: np.ndarray, step: int) -> np.ndarray:
-        inside, outside = f[i], f[i + step] if step < 0 else f[np.minimum(i + step, f.size - 1)]
-        crossed = (inside >= level) & (outside < level)
-        return np.where(crossed, (inside - level) / np.maximum(inside - outside, 1e-6), 0.5)
-
     row, col = np.divmod(first, labels.shape[1])
-    return (flat[first], row.astype(np.float64), col - inset(first, -1),
-            last % labels.shape[1] + inset(last, 1))
+    return (flat[first], row.astype(np.float64), col - _inset(f[first], f[first - 1], level),
+            last % labels.shape[1] + _inset(f[last], f[np.minimum(last + 1, f.size - 1)], level))
+
+
+def column_runs(labels: np.ndarray, field: np.ndarray, level: float = LEVEL
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``runs(labels.T, field.T)`` — the runs down the columns, column by column — without transposing the canvas
+    (for a ``pack`` canvas: its first and last rows are empty, so no run wraps from one column to the next)."""
+    above, below = labels[:-1], labels[1:]
+    change = above != below
+    sr, sc = np.nonzero(change & (below > 0))  # a run starts on row sr + 1
+    er, ec = np.nonzero(change & (above > 0))  # … and ends on row er
+    sr += 1
+    height = labels.shape[0]
+    o = np.argsort(sc * height + sr, kind="stable")
+    e = np.argsort(ec * height + er, kind="stable")
+    sr, sc, er, ec = sr[o], sc[o], er[e], ec[e]
+    return (labels[sr, sc], sc.astype(np.float64), sr - _inset(field[sr, sc], field[sr - 1, sc], level),
+            er + _inset(field[er, ec], field[er + 1, ec], level))
+
+
+def _inset(inside: np.ndarray, outside: np.ndarray, level: float) -> np.ndarray:
+    """How far inside a run's end pixel the iso-line crosses towards its outer neighbour (half a pixel when that
+    neighbour is still above ``level``: another particle's pixel)."""
+    crossed = (inside >= level) & (outside < level)
+    return np.where(crossed, (inside - level) / np.maximum(inside - outside, 1e-6), 0.5)
 
 
 def run_moments(lab: np.ndarray, row: np.ndarray, x0: np.ndarray, x1: np.ndarray, n: int):
@@ -294,14 +318,15 @@ def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray], level: floa
     the row and the column integrals, whose sampling errors partly cancel), Feret
     diameters and convex area of its hull (``support``) and its length (``perimeter``), all from its ``crossings``."""
     n = len(tiles)
-    canvas, offsets = pack(tiles)
-    fcanvas = np.zeros(canvas.shape, np.float32)
-    for f, (oy, ox) in zip(fields, offsets):
+    shape, offsets = shelves([t.shape for t in tiles])
+    canvas, fcanvas = np.zeros(shape, np.int32), np.zeros(shape, np.float32)
+    for k, (t, f, (oy, ox)) in enumerate(zip(tiles, fields, offsets)):
+        box = (slice(oy, oy + t.shape[0]), slice(ox, ox + t.shape[1]))
+        canvas[box][t] = k + 1
         if f.size:
-            view = fcanvas[oy:oy + f.shape[0], ox:ox + f.shape[1]]
-            np.maximum(view, f, out=view)
+            np.maximum(fcanvas[box], f, out=fcanvas[box])
     row_runs = runs(canvas, fcanvas, level)
-    col_runs = runs(np.ascontiguousarray(canvas.T), np.ascontiguousarray(fcanvas.T), level)
+    col_runs = column_runs(canvas, fcanvas, level)
     by_rows = run_moments(*row_runs, n)
     a_c, cc_c, cr_c, major_c, minor_c = run_moments(*col_runs, n)  # the same integrals column by column
     area, cr, cc, major, minor = (np.add(x, y) / 2 for x, y in zip(by_rows, (a_c, cr_c, cc_c, major_c, minor_c)))
