@@ -179,10 +179,13 @@ def runs(labels: np.ndarray, field: np.ndarray, level: float = LEVEL
     neighbour belongs to another particle): label, row, sub-pixel start and end column of each run."""
     flat = labels.ravel()
     f = field.ravel()
-    left = np.r_[0, flat[:-1]]
-    right = np.r_[flat[1:], 0]
-    first = np.flatnonzero((flat != left) & (flat > 0))
-    last = np.flatnonzero((flat != right) & (flat > 0))
+    change = flat[1:] != flat[:-1]
+    first = np.flatnonzero(change & (flat[1:] > 0)) + 1
+    last = np.flatnonzero(change & (flat[:-1] > 0))
+    if flat.size and flat[0] > 0:
+        first = np.r_[0, first]
+    if flat.size and flat[-1] > 0:
+        last = np.r_[last, flat.size - 1]
     row, col = np.divmod(first, labels.shape[1])
     return (flat[first], row.astype(np.float64), col - _inset(f[first], f[first - 1], level),
             last % labels.shape[1] + _inset(f[last], f[np.minimum(last + 1, f.size - 1)], level))
@@ -192,17 +195,19 @@ def column_runs(labels: np.ndarray, field: np.ndarray, level: float = LEVEL
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``runs(labels.T, field.T)`` — the runs down the columns, column by column — without transposing the canvas
     (for a ``pack`` canvas: its first and last rows are empty, so no run wraps from one column to the next)."""
-    above, below = labels[:-1], labels[1:]
+    height, width = labels.shape
+    flat, f = labels.ravel(), field.ravel()
+    above, below = flat[:-width], flat[width:]
     change = above != below
-    sr, sc = np.nonzero(change & (below > 0))  # a run starts on row sr + 1
-    er, ec = np.nonzero(change & (above > 0))  # … and ends on row er
-    sr += 1
-    height = labels.shape[0]
-    o = np.argsort(sc * height + sr, kind="stable")
+    start = np.flatnonzero(change & (below > 0)) + width  # a run starts at this pixel …
+    end = np.flatnonzero(change & (above > 0))  # … and ends at this one
+    sr, sc = np.divmod(start, width)
+    er, ec = np.divmod(end, width)
+    o = np.argsort(sc * height + sr, kind="stable")  # column by column, as in the transposed canvas
     e = np.argsort(ec * height + er, kind="stable")
-    sr, sc, er, ec = sr[o], sc[o], er[e], ec[e]
-    return (labels[sr, sc], sc.astype(np.float64), sr - _inset(field[sr, sc], field[sr - 1, sc], level),
-            er + _inset(field[er, ec], field[er + 1, ec], level))
+    start, sr, sc, end, er = start[o], sr[o], sc[o], end[e], er[e]
+    return (flat[start], sc.astype(np.float64), sr - _inset(f[start], f[start - width], level),
+            er + _inset(f[end], f[end + width], level))
 
 
 def _inset(inside: np.ndarray, outside: np.ndarray, level: float) -> np.ndarray:
@@ -241,7 +246,8 @@ def crossings(row_runs: tuple, col_runs: tuple, centre: np.ndarray):
     la, ya, xa0, xa1 = row_runs
     lb, xb, yb0, yb1 = col_runs
     lab = np.r_[la, la, lb, lb]
-    order = np.argsort(lab, kind="stable")
+    small = lab.size and lab.max() < 2**16  # 16-bit keys: numpy's stable sort is a radix sort (same order)
+    order = np.argsort(lab.astype(np.uint16) if small else lab, kind="stable")
     lab = lab[order]
     ys = np.r_[ya, ya, yb0, yb1][order] - centre[lab - 1, 0]
     xs = np.r_[xa0, xa1, xb, xb][order] - centre[lab - 1, 1]
@@ -254,7 +260,13 @@ def perimeter(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarra
     out = np.zeros(n)
     if lab.size == 0:
         return out
-    o = np.lexsort((np.arctan2(ys, xs), lab))
+    angle = np.arctan2(ys, xs)
+    compiled = kernel("order_within")
+    if compiled is not None:  # each particle's points by angle (stable): what the lexsort gives
+        o = np.empty(lab.size, np.intp)
+        compiled(angle, starts, np.r_[starts[1:], lab.size], o)
+    else:
+        o = np.lexsort((angle, lab))
     y, x = ys[o], xs[o]
     ends = np.r_[starts[1:], lab.size] - 1
     step = np.hypot(np.diff(y), np.diff(x))

@@ -1,4 +1,4 @@
-"""Optional compiled kernels for the particle geometry (``geometry.refine_particles``, ``geometry.support``):
+"""Optional compiled kernels for the particle geometry (``geometry.refine_particles``, ``support``, ``perimeter``):
 loops over every particle's pixels or points in one call, without a numpy call per particle or a
 (directions × points) temporary.
 
@@ -76,8 +76,16 @@ def extents(xs, ys, starts, ends, c, s, hi, lo):  # pragma: no cover - compiled 
             lo[j, d] = bottom
 
 
+def order_within(values, starts, ends, out):  # pragma: no cover - compiled by numba; its output is tested
+    """``out``: the indices that sort ``values`` within each group ``starts[j]``..``ends[j]`` (stable), groups in
+    place — ``np.lexsort((values, group))`` for groups already in order."""
+    for j in range(starts.size):
+        a, b = starts[j], ends[j]
+        out[a:b] = a + np.argsort(values[a:b], kind="mergesort")
+
+
 def kernel(name: str):
-    """The compiled ``refine_boxes`` or ``extents``, or None (numba missing, or ``COPILOT_NUMBA=0``)."""
+    """The compiled ``refine_boxes``, ``extents`` or ``order_within``, or None (numba missing, or ``COPILOT_NUMBA=0``)."""
     if os.environ.get("COPILOT_NUMBA", "1") == "0":
         return None
     if name not in _COMPILED:
