@@ -102,6 +102,8 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
     ry0, ry1, fy, ny, sy = _axis(H, h, m)
     rx0, rx1, fx, nx, sx = _axis(W, w, m)
     slices = ndi.find_objects(instances, max_label=n) if slices is None else slices
+    # ownership: each working pixel's instance, grown by one pixel so that the iso-line may pass just outside it
+    owner = np.where(instances > 0, instances, dilate3(instances))
     labels, u0, u1, v0, v1 = _boxes(slices, (h, w), (sy, sx), (H, W), m)
     gx = (1 - fx).astype(np.float32)
     tiles = [np.zeros((0, 0), bool)] * n
@@ -114,7 +116,7 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
         starts = np.cumsum(sizes) - sizes
         own = np.empty(int(sizes.sum()), np.float32)
         mask = np.empty(own.size, bool)
-        compiled(np.ascontiguousarray(foreground), np.ascontiguousarray(instances), ry0, ry1, fy, (1 - fy).astype(np.float32), ny,
+        compiled(np.ascontiguousarray(foreground), np.ascontiguousarray(instances), owner, ry0, ry1, fy, (1 - fy).astype(np.float32), ny,
                  rx0, rx1, fx, gx, nx, labels, u0, u1, v0, v1, starts, np.float32(level), own, mask)
         for j, k in enumerate(labels - 1):
             shape, box = (u1[j] - u0[j], v1[j] - v0[j]), slice(starts[j], starts[j] + sizes[j])
@@ -130,8 +132,7 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
     at[rows] = np.arange(rows.size)
     wy = fy[rows, None]
     interp = (foreground[ry0[rows]] * (1 - wy) + foreground[ry1[rows]] * wy).astype(np.float32)
-    # ownership: each working pixel's instance, grown by one pixel so that the iso-line may pass just outside it
-    own_rows = np.where(instances > 0, instances, dilate3(instances))[ny[rows]]
+    own_rows = owner[ny[rows]]
     for lab, a, b, c, d in zip(labels.tolist(), u0.tolist(), u1.tolist(), v0.tolist(), v1.tolist()):
         r0, r1 = at[a], at[b - 1] + 1
         box = interp[r0:r1]

@@ -17,14 +17,13 @@ import numpy as np
 _COMPILED: dict = {}
 
 
-def refine_boxes(fg, instances, ry0, ry1, fy, gy, ny, rx0, rx1, fx, gx, nx, labels, u0, u1, v0, v1, starts,
+def refine_boxes(fg, instances, owner, ry0, ry1, fy, gy, ny, rx0, rx1, fx, gx, nx, labels, u0, u1, v0, v1, starts,
                  level, own_out, mask_out):  # pragma: no cover - compiled by numba; its output is tested
     """Box j (label ``labels[j]``, refined rows u0..u1, columns v0..v1) written row by row from ``starts[j]``
-    into ``own_out`` (its field: bilinear foreground, 0 where another instance owns the nearest grid pixel — a
-    background pixel is owned by the largest label among its 3 × 3 neighbours, as ``geometry.dilate3``) and
+    into ``own_out`` (its field: bilinear foreground, 0 where ``owner`` gives the nearest grid pixel to another
+    instance) and
     ``mask_out`` (field ≥ ``level``, or the label's own grid pixels where the field never reaches it)."""
     zero = np.float32(0.0)
-    h, w = instances.shape
     for j in range(labels.size):
         lab = labels[j]
         width = v1[j] - v0[j]
@@ -38,13 +37,7 @@ def refine_boxes(fg, instances, ry0, ry1, fy, gy, ny, rx0, rx1, fx, gx, nx, labe
                 left = np.float32(fg[a0, rx0[v]] * gyu + fg[a1, rx0[v]] * wy)
                 right = np.float32(fg[a0, rx1[v]] * gyu + fg[a1, rx1[v]] * wy)
                 val = left * gx[v] + right * fx[v]
-                col = nx[v]
-                owner = instances[nyu, col]
-                if owner == 0:
-                    for r in range(max(nyu - 1, 0), min(nyu + 2, h)):
-                        for c in range(max(col - 1, 0), min(col + 2, w)):
-                            owner = max(owner, instances[r, c])
-                if owner != lab:
+                if owner[nyu, nx[v]] != lab:
                     val = val * zero
                 own_out[base + t] = val
                 hit = val >= level
