@@ -87,5 +87,8 @@ def kernel(name: str):
         except ImportError:
             _COMPILED[name] = None
         else:
-            _COMPILED[name] = numba.njit(cache=True, nogil=True)(globals()[name])
+            try:
+                _COMPILED[name] = numba.njit(cache=True, nogil=True)(globals()[name])
+            except RuntimeError:  # no writable cache location (a read-only install): compiled on each start
+                _COMPILED[name] = numba.njit(nogil=True)(globals()[name])
     return _COMPILED[name]
