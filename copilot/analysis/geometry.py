@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from copilot.analysis.outline import longest_outline, pockets
+from copilot.analysis.kernels import kernel
 from copilot.analysis.shape import ShapeTable
 
 
@@ -65,76 +66,111 @@ def _axis(n_frame: int, n_work: int, m: int):
     return i0, i1, f, near, s
 
 
+def dilate3(labels: np.ndarray) -> np.ndarray:
+    """``ndimage.grey_dilation(labels, size=3)`` (3 × 3 maximum, the edge repeating itself) in four in-place
+    maxima of shifted views."""
+    rows = labels.copy()
+    np.maximum(rows[1:], labels[:-1], out=rows[1:])
+    np.maximum(rows[:-1], labels[1:], out=rows[:-1])
+    out = rows.copy()
+    np.maximum(out[:, 1:], rows[:, :-1], out=out[:, 1:])
+    np.maximum(out[:, :-1], rows[:, 1:], out=out[:, :-1])
+    return out
+
+
+def _boxes(slices: list, grid: tuple[int, int], scale: tuple[float, float], frame: tuple[int, int], m: int):
+    """Labels present, and each one's box on the refined grid (rows u0..u1, columns v0..v1): its grid box grown by
+    one grid pixel (the iso-line may pass just outside the particle)."""
+    (h, w), (sy, sx), (H, W) = grid, scale, frame
+    ext = np.array([(k + 1, sl[0].start, sl[0].stop, sl[1].start, sl[1].stop) for k, sl in enumerate(slices)
+                    if sl is not None], np.intp).reshape(-1, 5)
+    a, b = np.maximum(ext[:, 1] - 1, 0), np.minimum(ext[:, 2] + 1, h)
+    c, d = np.maximum(ext[:, 3] - 1, 0), np.minimum(ext[:, 4] + 1, w)
+    u0, u1 = np.floor(a * sy * m).astype(np.intp), np.minimum(np.ceil(b * sy * m).astype(np.intp), H * m)
+    v0, v1 = np.floor(c * sx * m).astype(np.intp), np.minimum(np.ceil(d * sx * m).astype(np.intp), W * m)
+    return ext[:, 0], u0, u1, v0, v1
+
+
 def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape: tuple[int, int],
-                     m: int, level: float = LEVEL) -> RefinedParticles:
+                     m: int, level: float = LEVEL, slices: list | None = None) -> RefinedParticles:
     """Outlines (the ``level`` iso-line) of labels 1..n of ``instances`` (working grid) on the refined grid of a
-    ``frame_shape`` frame."""
+    ``frame_shape`` frame; ``slices``: the labels' ``find_objects``, when the caller has them. The boxes go through
+    the compiled kernel (``kernels.refine_boxes``) when numba is there, else through the numpy loop; same arrays."""
     h, w = instances.shape
     H, W = frame_shape
     n = int(instances.max(initial=0))
     ry0, ry1, fy, ny, sy = _axis(H, h, m)
     rx0, rx1, fx, nx, sx = _axis(W, w, m)
+    slices = ndi.find_objects(instances, max_label=n) if slices is None else slices
     # ownership: each working pixel's instance, grown by one pixel so that the iso-line may pass just outside it
-    grown = ndi.grey_dilation(instances, size=3)
-    owner = np.where(instances > 0, instances, grown)
-    slices = ndi.find_objects(instances, max_label=n)
+    owner = np.where(instances > 0, instances, dilate3(instances))
+    labels, u0, u1, v0, v1 = _boxes(slices, (h, w), (sy, sx), (H, W), m)
+    gx = (1 - fx).astype(np.float32)
+    tiles = [np.zeros((0, 0), bool)] * n
+    fields = [np.zeros((0, 0), np.float32)] * n
+    origins = np.zeros((n, 2), np.intp)
+    origins[labels - 1] = np.stack([u0, v0], axis=1)
+    compiled = kernel("refine_boxes") if labels.size else None
+    if compiled is not None:
+        sizes = (u1 - u0) * (v1 - v0)
+        starts = np.cumsum(sizes) - sizes
+        own = np.empty(int(sizes.sum()), np.float32)
+        mask = np.empty(own.size, bool)
+        compiled(np.ascontiguousarray(foreground), np.ascontiguousarray(instances), owner, ry0, ry1, fy, (1 - fy).astype(np.float32), ny,
+                 rx0, rx1, fx, gx, nx, labels, u0, u1, v0, v1, starts, np.float32(level), own, mask)
+        for j, k in enumerate(labels - 1):
+            shape, box = (u1[j] - u0[j], v1[j] - v0[j]), slice(starts[j], starts[j] + sizes[j])
+            tiles[k], fields[k] = mask[box].reshape(shape), own[box].reshape(shape)
+        return RefinedParticles(m, (H, W), tiles, origins, fields)
     # rows of the refined grid that hold particles, interpolated once (working columns): each box then only needs
     # its columns interpolated
     used = np.zeros(H * m + 1, np.int32)
-    for sl in slices:
-        if sl is not None:
-            used[int(np.floor(max(sl[0].start - 1, 0) * sy * m))] += 1
-            used[min(int(np.ceil(min(sl[0].stop + 1, h) * sy * m)), H * m)] -= 1
+    np.add.at(used, u0, 1)
+    np.add.at(used, u1, -1)
     rows = np.flatnonzero(np.cumsum(used[:-1]) > 0)
     at = np.zeros(H * m, np.intp)
     at[rows] = np.arange(rows.size)
     wy = fy[rows, None]
     interp = (foreground[ry0[rows]] * (1 - wy) + foreground[ry1[rows]] * wy).astype(np.float32)
     own_rows = owner[ny[rows]]
-    gx = (1 - fx).astype(np.float32)
-    tiles, fields, origins = [], [], np.zeros((n, 2), np.intp)
-    for k, sl in enumerate(slices):
-        if sl is None:
-            tiles.append(np.zeros((0, 0), bool))
-            fields.append(np.zeros((0, 0), np.float32))
-            continue
-        a, b = max(sl[0].start - 1, 0), min(sl[0].stop + 1, h)
-        c, d = max(sl[1].start - 1, 0), min(sl[1].stop + 1, w)
-        u0, u1 = int(np.floor(a * sy * m)), min(int(np.ceil(b * sy * m)), H * m)
-        v0, v1 = int(np.floor(c * sx * m)), min(int(np.ceil(d * sx * m)), W * m)
-        r0, r1 = at[u0], at[u1 - 1] + 1
+    for lab, a, b, c, d in zip(labels.tolist(), u0.tolist(), u1.tolist(), v0.tolist(), v1.tolist()):
+        r0, r1 = at[a], at[b - 1] + 1
         box = interp[r0:r1]
-        own = box[:, rx0[v0:v1]] * gx[v0:v1] + box[:, rx1[v0:v1]] * fx[v0:v1]
-        own *= own_rows[r0:r1][:, nx[v0:v1]] == k + 1
+        own = box[:, rx0[c:d]] * gx[c:d] + box[:, rx1[c:d]] * fx[c:d]
+        own *= own_rows[r0:r1][:, nx[c:d]] == lab
         mask = own >= level
         if not mask.any():  # an object whose probability never reaches 0.5 between grid points: its grid pixels
-            mask = instances[np.ix_(ny[u0:u1], nx[v0:v1])] == k + 1
-        tiles.append(mask)
-        fields.append(own)
-        origins[k] = (u0, v0)
+            mask = instances[np.ix_(ny[a:b], nx[c:d])] == lab
+        tiles[lab - 1], fields[lab - 1] = mask, own
     return RefinedParticles(m, (H, W), tiles, origins, fields)
 
 
 def pack(tiles: list[np.ndarray], width: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """All tiles side by side (shelves, one empty pixel between tiles) in one label canvas (tile k → label k + 1);
-    returns the canvas and each tile's (row, col) offset in it."""
-    width = max(width, max((t.shape[1] for t in tiles), default=0) + 2)
-    offsets = np.zeros((len(tiles), 2), np.intp)
-    y = x = shelf = 0
-    for k in np.argsort([-t.shape[0] for t in tiles], kind="stable"):  # tallest first: shelves waste little
-        t = tiles[k]
-        th, tw = t.shape
-        if x + tw + 1 > width:
-            y, x, shelf = y + shelf + 1, 0, 0
-        offsets[k] = (y + 1, x + 1)
-        x += tw + 1
-        shelf = max(shelf, th)
-    canvas = np.zeros((y + shelf + 2, width), np.int32)
+    returns the canvas and each tile's (row, col) offset in it. The canvas's first and last rows and first column
+    stay empty."""
+    shape, offsets = shelves([t.shape for t in tiles], width)
+    canvas = np.zeros(shape, np.int32)
     for k, t in enumerate(tiles):
         oy, ox = offsets[k]
         view = canvas[oy:oy + t.shape[0], ox:ox + t.shape[1]]
         view[t] = k + 1
     return canvas, offsets
+
+
+def shelves(shapes: list[tuple[int, int]], width: int = 2048) -> tuple[tuple[int, int], np.ndarray]:
+    """``pack``'s layout: the canvas shape and each tile's (row, col) offset."""
+    width = max(width, max((w for _, w in shapes), default=0) + 2)
+    offsets = np.zeros((len(shapes), 2), np.intp)
+    y = x = shelf = 0
+    for k in np.argsort([-h for h, _ in shapes], kind="stable"):  # tallest first: shelves waste little
+        th, tw = shapes[k]
+        if x + tw + 1 > width:
+            y, x, shelf = y + shelf + 1, 0, 0
+        offsets[k] = (y + 1, x + 1)
+        x += tw + 1
+        shelf = max(shelf, th)
+    return (y + shelf + 2, width), offsets
 
 
 def runs(labels: np.ndarray, field: np.ndarray, level: float = LEVEL
@@ -144,19 +180,42 @@ def runs(labels: np.ndarray, field: np.ndarray, level: float = LEVEL
     neighbour belongs to another particle): label, row, sub-pixel start and end column of each run."""
     flat = labels.ravel()
     f = field.ravel()
-    left = np.r_[0, flat[:-1]]
-    right = np.r_[flat[1:], 0]
-    first = np.flatnonzero((flat != left) & (flat > 0))
-    last = np.flatnonzero((flat != right) & (flat > 0))
-
-    def inset(i: np.ndarray, step: int) -> np.ndarray:
-        inside, outside = f[i], f[i + step] if step < 0 else f[np.minimum(i + step, f.size - 1)]
-        crossed = (inside >= level) & (outside < level)
-        return np.where(crossed, (inside - level) / np.maximum(inside - outside, 1e-6), 0.5)
-
+    change = flat[1:] != flat[:-1]
+    first = np.flatnonzero(change & (flat[1:] > 0)) + 1
+    last = np.flatnonzero(change & (flat[:-1] > 0))
+    if flat.size and flat[0] > 0:
+        first = np.r_[0, first]
+    if flat.size and flat[-1] > 0:
+        last = np.r_[last, flat.size - 1]
     row, col = np.divmod(first, labels.shape[1])
-    return (flat[first], row.astype(np.float64), col - inset(first, -1),
-            last % labels.shape[1] + inset(last, 1))
+    return (flat[first], row.astype(np.float64), col - _inset(f[first], f[first - 1], level),
+            last % labels.shape[1] + _inset(f[last], f[np.minimum(last + 1, f.size - 1)], level))
+
+
+def column_runs(labels: np.ndarray, field: np.ndarray, level: float = LEVEL
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``runs(labels.T, field.T)`` — the runs down the columns, column by column — without transposing the canvas
+    (for a ``pack`` canvas: its first and last rows are empty, so no run wraps from one column to the next)."""
+    height, width = labels.shape
+    flat, f = labels.ravel(), field.ravel()
+    above, below = flat[:-width], flat[width:]
+    change = above != below
+    start = np.flatnonzero(change & (below > 0)) + width  # a run starts at this pixel …
+    end = np.flatnonzero(change & (above > 0))  # … and ends at this one
+    sr, sc = np.divmod(start, width)
+    er, ec = np.divmod(end, width)
+    o = np.argsort(sc * height + sr, kind="stable")  # column by column, as in the transposed canvas
+    e = np.argsort(ec * height + er, kind="stable")
+    start, sr, sc, end, er = start[o], sr[o], sc[o], end[e], er[e]
+    return (flat[start], sc.astype(np.float64), sr - _inset(f[start], f[start - width], level),
+            er + _inset(f[end], f[end + width], level))
+
+
+def _inset(inside: np.ndarray, outside: np.ndarray, level: float) -> np.ndarray:
+    """How far inside a run's end pixel the iso-line crosses towards its outer neighbour (half a pixel when that
+    neighbour is still above ``level``: another particle's pixel)."""
+    crossed = (inside >= level) & (outside < level)
+    return np.where(crossed, (inside - level) / np.maximum(inside - outside, 1e-6), 0.5)
 
 
 def run_moments(lab: np.ndarray, row: np.ndarray, x0: np.ndarray, x1: np.ndarray, n: int):
@@ -188,7 +247,8 @@ def crossings(row_runs: tuple, col_runs: tuple, centre: np.ndarray):
     la, ya, xa0, xa1 = row_runs
     lb, xb, yb0, yb1 = col_runs
     lab = np.r_[la, la, lb, lb]
-    order = np.argsort(lab, kind="stable")
+    small = lab.size and lab.max() < 2**16  # 16-bit keys: numpy's stable sort is a radix sort (same order)
+    order = np.argsort(lab.astype(np.uint16) if small else lab, kind="stable")
     lab = lab[order]
     ys = np.r_[ya, ya, yb0, yb1][order] - centre[lab - 1, 0]
     xs = np.r_[xa0, xa1, xb, xb][order] - centre[lab - 1, 1]
@@ -201,7 +261,13 @@ def perimeter(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarra
     out = np.zeros(n)
     if lab.size == 0:
         return out
-    o = np.lexsort((np.arctan2(ys, xs), lab))
+    angle = np.arctan2(ys, xs)
+    compiled = kernel("order_within")
+    if compiled is not None:  # each particle's points by angle (stable): what the lexsort gives
+        o = np.empty(lab.size, np.intp)
+        compiled(angle, starts, np.r_[starts[1:], lab.size], o)
+    else:
+        o = np.lexsort((angle, lab))
     y, x = ys[o], xs[o]
     ends = np.r_[starts[1:], lab.size] - 1
     step = np.hypot(np.diff(y), np.diff(x))
@@ -221,18 +287,34 @@ def support(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray,
     if lab.size == 0:
         return fmax, fmin, hull
     present = lab[starts] - 1
+    compiled = kernel("extents")
+    counts = np.diff(np.r_[starts, lab.size])
 
-    def extent(c: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # (k,) for all or (k, points)
-        proj = c * xs + s * ys if c.ndim == 2 else np.outer(c, xs) + np.outer(s, ys)
+    def extent(c: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Largest and smallest projection of each particle's points, (k, directions): ``c``, ``s`` (directions,)
+        for all particles or (directions, k) for each."""
+        if compiled is not None:  # the same products, sums and extremes, per particle (kernels.extents)
+            per = [np.ascontiguousarray(a if a.ndim == 2 else np.repeat(a[:, None], starts.size, axis=1))
+                   for a in (c, s)]
+            # (k, directions) views of (directions, k) arrays, the layout numpy's reduceat(...).T has: the hull's
+            # sums below then add in the same order
+            hi, lo = np.empty((len(c), starts.size)).T, np.empty((len(c), starts.size)).T
+            compiled(xs, ys, starts, np.r_[starts[1:], lab.size], *per, hi, lo)
+            return hi, lo
+        if c.ndim == 2:  # one direction per particle → per point
+            c, s = np.repeat(c, counts, axis=1), np.repeat(s, counts, axis=1)
+            proj = c * xs + s * ys
+        else:
+            proj = np.outer(c, xs) + np.outer(s, ys)
         return np.maximum.reduceat(proj, starts, axis=1).T, np.minimum.reduceat(proj, starts, axis=1).T
 
     step = np.pi / n_dir
     theta = np.arange(n_dir) * step
     hi, lo = extent(np.cos(theta), np.sin(theta))
     coarse = hi - lo
-    best = theta[np.argmin(coarse, axis=1)][np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, lab.size]))]
+    best = theta[np.argmin(coarse, axis=1)]
     off = np.linspace(-step, step, fine)[:, None]  # cos/sin of best + off without a trig call per point
-    cb, sb = np.cos(best), np.sin(best)
+    cb, sb = np.cos(np.repeat(best, counts))[starts], np.sin(np.repeat(best, counts))[starts]
     fhi, flo = extent(cb * np.cos(off) - sb * np.sin(off), sb * np.cos(off) + cb * np.sin(off))
     fmax[present] = np.maximum(coarse.max(axis=1), (fhi - flo).max(axis=1))
     fmin[present] = np.minimum(coarse.min(axis=1), (fhi - flo).min(axis=1))
@@ -249,14 +331,15 @@ def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray], level: floa
     the row and the column integrals, whose sampling errors partly cancel), Feret
     diameters and convex area of its hull (``support``) and its length (``perimeter``), all from its ``crossings``."""
     n = len(tiles)
-    canvas, offsets = pack(tiles)
-    fcanvas = np.zeros(canvas.shape, np.float32)
-    for f, (oy, ox) in zip(fields, offsets):
+    shape, offsets = shelves([t.shape for t in tiles])
+    canvas, fcanvas = np.zeros(shape, np.int32), np.zeros(shape, np.float32)
+    for k, (t, f, (oy, ox)) in enumerate(zip(tiles, fields, offsets)):
+        box = (slice(oy, oy + t.shape[0]), slice(ox, ox + t.shape[1]))
+        canvas[box][t] = k + 1
         if f.size:
-            view = fcanvas[oy:oy + f.shape[0], ox:ox + f.shape[1]]
-            np.maximum(view, f, out=view)
+            np.maximum(fcanvas[box], f, out=fcanvas[box])
     row_runs = runs(canvas, fcanvas, level)
-    col_runs = runs(np.ascontiguousarray(canvas.T), np.ascontiguousarray(fcanvas.T), level)
+    col_runs = column_runs(canvas, fcanvas, level)
     by_rows = run_moments(*row_runs, n)
     a_c, cc_c, cr_c, major_c, minor_c = run_moments(*col_runs, n)  # the same integrals column by column
     area, cr, cc, major, minor = (np.add(x, y) / 2 for x, y in zip(by_rows, (a_c, cr_c, cc_c, major_c, minor_c)))
@@ -413,12 +496,13 @@ def valley_cut(tile: np.ndarray, origin: tuple[int, int], grid_rows: np.ndarray,
 
 
 def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np.ndarray,
-                particle: np.ndarray | None = None) -> tuple[RefinedParticles, np.ndarray, int]:
+                particle: np.ndarray | None = None, slices: list | None = None
+                ) -> tuple[RefinedParticles, np.ndarray, int]:
     """Split touching particles the network's boundary class left joined, at their neck (``neck_cut``, else
     ``valley_cut`` on the ``particle`` class probability of the working grid), for each candidate (not convex
     enough: solidity below what a convex outline reaches). The grid labels follow: each grid pixel takes the piece
     at its centre, or the nearest piece. Returns the new outlines, the new grid labels and how many particles were
-    split."""
+    split. ``slices``: ``find_objects`` of ``instances``, when the caller has them."""
     H, W = refined.frame_shape
     h, w = instances.shape
     m = refined.m
@@ -427,7 +511,7 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
     fields = list(refined.fields)
     out = instances.copy()
     n_split = 0
-    slices = ndi.find_objects(instances)
+    slices = ndi.find_objects(instances) if slices is None else slices
     for k in np.flatnonzero(candidates):
         tile = tiles[k]
         if tile.sum() < 16:

@@ -36,23 +36,25 @@ def hull_indices(points: np.ndarray) -> np.ndarray | None:
 
 def pockets(outline: np.ndarray) -> list[tuple[float, int]]:
     """The concavities of a closed outline, deepest first: for each stretch of the outline between consecutive hull
-    vertices, its point farthest inside the hull edge, as (depth, index into ``outline``)."""
+    vertices, its point farthest inside the hull edge, as (depth, index into ``outline``). All stretches at once."""
     v = hull_indices(outline)
     if v is None:
         return []
     v = np.sort(v)
     n = len(outline)
-    out = []
-    for i, j in zip(v, np.roll(v, -1)):
-        idx = np.arange(i + 1, j) if j > i else np.r_[np.arange(i + 1, n), np.arange(0, j)]
-        if idx.size == 0:
-            continue
-        a, t = outline[i], outline[j] - outline[i]
-        length = float(np.hypot(*t))
-        if length < 1e-12:
-            continue
-        rel = outline[idx] - a
-        depth = np.abs(t[0] * rel[:, 1] - t[1] * rel[:, 0]) / length
-        best = int(np.argmax(depth))
-        out.append((float(depth[best]), int(idx[best])))
-    return sorted(out, reverse=True)
+    j = np.roll(v, -1)
+    t = outline[j] - outline[v]  # each hull edge
+    length = np.hypot(t[:, 0], t[:, 1])
+    count = (j - v - 1) % n  # outline points strictly between the edge's ends (wrapping past the end)
+    keep = (count > 0) & (length >= 1e-12)
+    v, t, length, count = v[keep], t[keep], length[keep], count[keep]
+    if not v.size:
+        return []
+    edge = np.repeat(np.arange(v.size), count)
+    first = np.cumsum(count) - count
+    idx = (v[edge] + 1 + np.arange(edge.size) - first[edge]) % n
+    rel = outline[idx] - outline[v][edge]
+    depth = np.abs(t[edge, 0] * rel[:, 1] - t[edge, 1] * rel[:, 0]) / length[edge]
+    deepest = np.maximum.reduceat(depth, first)
+    at = np.minimum.reduceat(np.where(depth == deepest[edge], np.arange(edge.size), edge.size), first)
+    return sorted(zip(depth[at].tolist(), idx[at].tolist()), reverse=True)

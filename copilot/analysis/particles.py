@@ -65,16 +65,29 @@ def size_statistics(ecd: np.ndarray) -> dict[str, float | None]:
     return dict(ecd_mean=float(ecd.mean()), ecd_sd=sd, d10=float(d10), d50=float(d50), d90=float(d90))
 
 
-def frame_intensity_means(seg: Segmentation, instances: np.ndarray, n: int) -> np.ndarray:
-    """Mean raw frame pixel value per instance, from the frame pixel at the centre of each grid pixel (when the
-    grid is coarser than the frame this samples the particle's pixels evenly instead of reading all of them)."""
-    if n == 0:
-        return np.zeros(0)
+def label_means(labels: np.ndarray, n: int, *values: np.ndarray) -> list[np.ndarray]:
+    """Mean of each of ``values`` (arrays shaped like ``labels``) over labels 1..n, 0 for a label without pixels:
+    what ``ndimage.mean`` gives (the same sums, in the same order), read at the labelled pixels only."""
+    at = np.flatnonzero(labels)
+    lab = labels.ravel()[at]
+    counts = np.bincount(lab, minlength=n + 1)[1 : n + 1]
+    have = counts > 0
+    return [np.divide(np.bincount(lab, weights=v.ravel()[at], minlength=n + 1)[1 : n + 1], counts,
+                      out=np.zeros(n), where=have) for v in values]
+
+
+def frame_pixels_on_grid(seg: Segmentation, shape: tuple[int, int]) -> np.ndarray:
+    """The raw frame pixel at the centre of each grid pixel (when the grid is coarser than the frame this samples
+    a particle's pixels evenly instead of reading all of them)."""
     pixels = seg.frame.pixels
-    if instances.shape != pixels.shape:
-        pixels = nearest_resample(pixels, instances.shape)
-    with np.errstate(invalid="ignore"):  # a neck piece may own no grid pixel: 0
-        return np.nan_to_num(np.asarray(ndi.mean(pixels, instances, np.arange(1, n + 1))))
+    return nearest_resample(pixels, shape) if pixels.shape != shape else pixels
+
+
+def border_labels(labels: np.ndarray, n: int) -> np.ndarray:
+    """Whether each of labels 1..n has a pixel on the image's border (its bounding box touches the edge)."""
+    edge = np.zeros(n + 1, bool)
+    edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    return edge[1:]
 
 
 def merge_tables(t: ShapeTable, sub: ShapeTable, rows: np.ndarray, n: int) -> ShapeTable:
@@ -98,7 +111,8 @@ def refined_table(seg: Segmentation, instances: np.ndarray
     frame_shape = seg.frame.pixels.shape[:2]
     m = refinement(seg.frame_px_per_px)
     foreground = 1.0 - seg.probabilities[seg.class_names.index("background")]
-    refined = refine_particles(foreground, instances, frame_shape, m)
+    slices = ndi.find_objects(instances, max_label=n)
+    refined = refine_particles(foreground, instances, frame_shape, m, slices=slices)
     t, offsets = outline_table(refined.tiles, refined.fields)
     tiles_before = refined.tiles
     # a neck makes an outline both less solid and elongated (two discs joined at 70 % of the diameter: solidity
@@ -106,7 +120,7 @@ def refined_table(seg: Segmentation, instances: np.ndarray
     # looked at
     necked = (t.solidity < CONVEX_SOLIDITY) & (t.feret_max > NECK_FERET_RATIO * t.feret_min) & (t.area >= 30)
     particle = seg.probabilities[seg.class_names.index("particle")] if "particle" in seg.class_names else None
-    refined, split, n_split = split_necks(refined, instances, necked, particle)
+    refined, split, n_split = split_necks(refined, instances, necked, particle, slices)
     if n_split:  # touching particles the boundary class left joined: measure the pieces they became
         changed = np.flatnonzero(np.r_[[a is not b for a, b in zip(refined.tiles, tiles_before)],
                                        np.ones(len(refined.tiles) - len(tiles_before), bool)])
@@ -121,18 +135,14 @@ def refined_table(seg: Segmentation, instances: np.ndarray
     shift = refined.origins - offsets  # canvas → refined grid
     cy = (t.centroid_row + shift[:, 0] + 0.5) / m - 0.5
     cx = (t.centroid_col + shift[:, 1] + 0.5) / m - 0.5
-    h, w = instances.shape
-    edge = np.array([sl is not None and (sl[0].start == 0 or sl[1].start == 0 or sl[0].stop == h or sl[1].stop == w)
-                     for sl in ndi.find_objects(instances, max_label=n)], bool).reshape(n)
-    with np.errstate(invalid="ignore"):  # a neck piece may own no grid pixel: 0
-        confidence = np.asarray(ndi.mean(foreground, instances, np.arange(1, n + 1))) if n else np.zeros(0)
-    confidence = np.nan_to_num(confidence)
+    edge = border_labels(instances, n)
+    confidence, intensity = label_means(instances, n, foreground, frame_pixels_on_grid(seg, instances.shape))
     ecd = t.ecd * u
     table = ParticleTable(
         id=np.arange(1, n + 1), centroid_x_px=cx, centroid_y_px=cy, area=t.area * u**2, ecd=ecd,
         feret_max=t.feret_max * u, feret_min=t.feret_min * u, aspect_ratio=t.aspect_ratio,
         circularity=t.circularity, solidity=t.solidity,
-        mean_intensity=frame_intensity_means(seg, instances, n), confidence=confidence, touches_edge=edge,
+        mean_intensity=intensity, confidence=confidence, touches_edge=edge,
         resolved=t.ecd / m >= RESOLVABLE_PX, nm_per_px=frame_nm)
     return table, refined, instances
 

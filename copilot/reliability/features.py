@@ -38,10 +38,12 @@ def output_features(fm: FrameMeasurements, maps: OutputMaps | None = None) -> di
     """The OUTPUT_FEATURES of one frame (``maps``: the segmentation's own unless given)."""
     maps = fm.segmentation.maps if maps is None else maps
     labels, n = object_labels(fm)
-    flat = labels.ravel()
+    at = np.flatnonzero(labels)  # the objects' pixels: sums over them in the same order as over the whole frame
+    flat = labels.ravel()[at]
     area = np.bincount(flat, minlength=n + 1)
+    area[0] = labels.size - at.size
     objects = area[1:] > 0
-    conf = (np.bincount(flat, maps.foreground.ravel(), minlength=n + 1)[1:][objects] / area[1:][objects]
+    conf = (np.bincount(flat, maps.foreground.ravel()[at], minlength=n + 1)[1:][objects] / area[1:][objects]
             if n else np.zeros(0))
     sizes = area[1:][objects] / labels.size if n else np.zeros(0)
     counts, _ = np.histogram(conf, bins=CONFIDENCE_BINS + [1.0 + 1e-9])

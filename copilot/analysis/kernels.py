@@ -1,0 +1,94 @@
+"""Optional compiled kernels for the particle geometry (``geometry.refine_particles``, ``support``, ``perimeter``):
+loops over every particle's pixels or points in one call, without a numpy call per particle or a
+(directions × points) temporary.
+
+numba (an optional dependency, already in the ``eds`` and ``test`` extras) compiles them on first use (cached on
+disk); without numba, or with ``COPILOT_NUMBA=0`` in the environment, ``kernel(name)`` is None and the caller runs
+its numpy code, which gives the same arrays bit for bit (the same float operations in the same order; tests hold
+the two to equality). numba is imported on first call, never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+_COMPILED: dict = {}
+
+
+def refine_boxes(fg, instances, owner, ry0, ry1, fy, gy, ny, rx0, rx1, fx, gx, nx, labels, u0, u1, v0, v1, starts,
+                 level, own_out, mask_out):  # pragma: no cover - compiled by numba; its output is tested
+    """Box j (label ``labels[j]``, refined rows u0..u1, columns v0..v1) written row by row from ``starts[j]``
+    into ``own_out`` (its field: bilinear foreground, 0 where ``owner`` gives the nearest grid pixel to another
+    instance) and
+    ``mask_out`` (field ≥ ``level``, or the label's own grid pixels where the field never reaches it)."""
+    zero = np.float32(0.0)
+    for j in range(labels.size):
+        lab = labels[j]
+        width = v1[j] - v0[j]
+        found = False
+        for i in range(u1[j] - u0[j]):
+            u = u0[j] + i
+            a0, a1, wy, gyu, nyu = ry0[u], ry1[u], fy[u], gy[u], ny[u]
+            base = starts[j] + i * width
+            for t in range(width):
+                v = v0[j] + t
+                left = np.float32(fg[a0, rx0[v]] * gyu + fg[a1, rx0[v]] * wy)
+                right = np.float32(fg[a0, rx1[v]] * gyu + fg[a1, rx1[v]] * wy)
+                val = left * gx[v] + right * fx[v]
+                if owner[nyu, nx[v]] != lab:
+                    val = val * zero
+                own_out[base + t] = val
+                hit = val >= level
+                mask_out[base + t] = hit
+                found = found or hit
+        if not found:
+            for i in range(u1[j] - u0[j]):
+                u = u0[j] + i
+                base = starts[j] + i * width
+                for t in range(width):
+                    mask_out[base + t] = instances[ny[u], nx[v0[j] + t]] == lab
+
+
+def extents(xs, ys, starts, ends, c, s, hi, lo):  # pragma: no cover - compiled by numba; its output is tested
+    """For each particle j (points ``starts[j]``..``ends[j]``) and direction d (``c[d, j]``, ``s[d, j]``): the
+    largest and smallest projection c·x + s·y of its points, into ``hi[j, d]`` and ``lo[j, d]``."""
+    for j in range(starts.size):
+        for d in range(c.shape[0]):
+            cd, sd = c[d, j], s[d, j]
+            top = cd * xs[starts[j]] + sd * ys[starts[j]]
+            bottom = top
+            for p in range(starts[j] + 1, ends[j]):
+                v = cd * xs[p] + sd * ys[p]
+                if v > top:
+                    top = v
+                if v < bottom:
+                    bottom = v
+            hi[j, d] = top
+            lo[j, d] = bottom
+
+
+def order_within(values, starts, ends, out):  # pragma: no cover - compiled by numba; its output is tested
+    """``out``: the indices that sort ``values`` within each group ``starts[j]``..``ends[j]`` (stable), groups in
+    place — ``np.lexsort((values, group))`` for groups already in order."""
+    for j in range(starts.size):
+        a, b = starts[j], ends[j]
+        out[a:b] = a + np.argsort(values[a:b], kind="mergesort")
+
+
+def kernel(name: str):
+    """The compiled ``refine_boxes``, ``extents`` or ``order_within``, or None (numba missing, or ``COPILOT_NUMBA=0``)."""
+    if os.environ.get("COPILOT_NUMBA", "1") == "0":
+        return None
+    if name not in _COMPILED:
+        try:
+            import numba
+        except ImportError:
+            _COMPILED[name] = None
+        else:
+            try:
+                _COMPILED[name] = numba.njit(cache=True, nogil=True)(globals()[name])
+            except RuntimeError:  # no writable cache location (a read-only install): compiled on each start
+                _COMPILED[name] = numba.njit(nogil=True)(globals()[name])
+    return _COMPILED[name]
