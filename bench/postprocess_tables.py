@@ -34,9 +34,9 @@ def frames():
 
 
 def record(path: str) -> None:
-    from copilot.inference.select import load_engine
+    from copilot.inference.select import load_backend
 
-    real = load_engine("particles-stem", "onnxruntime", 2)
+    real = load_backend("particles-stem", "onnxruntime", 2)
     out = {}
     for f in frames():
         s = real.segment(f)
@@ -47,20 +47,20 @@ def record(path: str) -> None:
 
 
 def dump(rec_path: str, path: str) -> None:
-    from bench.postprocess import ReplayEngine, _stages
+    from bench.postprocess import ReplayBackend, _stages
     from copilot.inference.segmentation import Segmentation
-    from copilot.inference.select import load_engine
+    from copilot.inference.select import load_backend
     from copilot.pipeline import Job, Pipeline
     from copilot.sources.base import Arrival
 
     rec = np.load(rec_path)
     meta = json.loads(str(rec["meta"]))
-    real = load_engine("particles-stem", "onnxruntime", 1)
+    real = load_backend("particles-stem", "onnxruntime", 1)
     fr = frames()
     segs = {f.frame_id: Segmentation(f, rec[f"{f.frame_id}/p"], rec[f"{f.frame_id}/e"], tuple(meta["class_names"]),
                                      meta["model"], meta["version"], "recorded", float(rec[f"{f.frame_id}/s"]),
                                      meta["task"], rec[f"{f.frame_id}/n"]) for f in fr}
-    replay = ReplayEngine(real.card, real.folder, segs)
+    replay = ReplayBackend(real.card, real.folder, segs)
     stages = [s for s in _stages(Pipeline(replay, stream="tables")) if s.name != "sink"]
     out = {}
     for k, f in enumerate(fr):
