@@ -28,7 +28,7 @@ from copilot.train.metrics import evaluate
 from copilot.train.recipe import ort_predict
 
 NAME = "particles-stem"
-VERSION = "0.5.0"
+VERSION = "0.4.0"
 WORKING_NM_PER_PX = 0.5
 NM_PER_PX_RANGE = (0.1, 0.8)  # up to 1.6x enlarged: the per-frame scale choice may enlarge small particles 2x
 HELDOUT_NM_PER_PX_RANGE = (0.1, 0.5)  # the patch metrics' frames, as for 0.2.0 (comparable)
