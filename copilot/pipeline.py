@@ -181,7 +181,6 @@ class FollowStage:
 
     def __call__(self, m: Measured, job: Job) -> Outcome:
         fm = m.measurements
-        stream = fm.segmentation.frame.stream
         reliability, verdict = self.assessor.follow(fm, m.reliability)
         series = self.series.update(fm, verdict.level)  # FAIL frames are counted but left out of the series
         return Outcome(fm, reliability, verdict, series)

@@ -70,7 +70,7 @@ REPORTED_TASKS = ("particles", "phases")  # grains and defects have their own be
 def discover_engines(names: list[str] | None = None) -> list[str]:
     import json
 
-    from copilot.inference.card import ENGINES_DIR
+    from copilot.inference.locate import ENGINES_DIR
 
     found = sorted(d.name for d in ENGINES_DIR.iterdir()
                    if (d / "card.json").is_file() and (d / "model.onnx").is_file()
@@ -321,7 +321,7 @@ def evaluate_model(name: str, per_group: int, size_px: int, seed: int, progress:
     backend = OrtBackend.from_name(name, threads=2)
     task = backend.card.task
     groups, how = groups_for_task(task)
-    from copilot.inference.card import ENGINES_DIR
+    from copilot.inference.locate import ENGINES_DIR
 
     name_arg, name = name, backend.card.name
     if Path(backend.folder).resolve().parent != ENGINES_DIR.resolve():  # a candidate outside engines/: say which
@@ -389,7 +389,7 @@ def show_frames(name: str, specs: list[str], per_group: int, size_px: int, seed:
     top-left ``crop`` px as ``diag_<model>_<group>_<index>.png``: the evidence behind diagnosis.md."""
     from copilot.inference.ort_backend import OrtBackend
 
-    from copilot.inference.card import ENGINES_DIR
+    from copilot.inference.locate import ENGINES_DIR
 
     backend = OrtBackend.from_name(name, threads=2)
     task = backend.card.task

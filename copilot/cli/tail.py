@@ -9,7 +9,6 @@ from the daemon's store).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from copilot.errors import ModelError
-from copilot.inference.locate import ENGINES_DIR, find_model  # noqa: F401 (ENGINES_DIR: bench/, tests)
+from copilot.inference.locate import find_model
 
 
 class Normalization(BaseModel):

@@ -17,7 +17,8 @@ import re
 import shutil
 from pathlib import Path
 
-from copilot.inference.card import ENGINES_DIR, ModelCard, load_card
+from copilot.inference.card import ModelCard, load_card
+from copilot.inference.locate import ENGINES_DIR
 
 DEFAULT_MAX_BATCH = 8
 MLSERVER_RUNTIME = "copilot_mlserver_onnx.OnnxRuntimeModel"

@@ -112,7 +112,7 @@ def test_analyze_with_the_grains_preset_writes_grains_csv(tmp_path, grains_model
 
 
 def test_shipped_grains_model_measures_g_on_in_domain_frames():
-    from copilot.inference.card import ENGINES_DIR
+    from copilot.inference.locate import ENGINES_DIR
     from copilot.sim.domains import sample_domain_frame
     from copilot.train.grains_metrics import grain_frame_errors, summarize
 

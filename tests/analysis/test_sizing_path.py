@@ -1,7 +1,6 @@
 """Sizes against a standard, through the whole path: a simulated frame of objects of known size (shot noise) →
 the shipped particles-stem model → measurement at the frame's resolution."""
 
-import numpy as np
 import pytest
 
 from copilot.analysis import measure

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from copilot.frame import Frame
 from copilot.inference.ort_backend import OrtBackend
 from copilot.pipeline import Pipeline

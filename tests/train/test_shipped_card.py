@@ -4,7 +4,8 @@ the card carries held-out metrics per domain group."""
 import numpy as np
 import pytest
 
-from copilot.inference.card import ENGINES_DIR, load_card, sha256_of
+from copilot.inference.card import load_card, sha256_of
+from copilot.inference.locate import ENGINES_DIR
 
 EXPECTED = {
     "particles-stem": ("particles", ["background", "particle", "boundary"]),
