@@ -24,8 +24,8 @@ class AnalysisSettings(BaseModel):
     lamellar_anisotropy: float = Field(2.0, gt=1, description="lamellar when intercepts/length vary this much (max/min)")
     foil_thickness_nm: float | None = Field(None, gt=0, description="defects: foil thickness for swelling "
                                             "(else the frame's metadata foil_thickness_nm)")
-    grain_boundary_high: float = Field(0.4, gt=0, lt=1, description="grains: boundary probability that seeds a boundary")
-    grain_boundary_low: float = Field(0.15, gt=0, lt=1, description="grains: a boundary continues down to this probability")
+    grain_boundary_high: float = Field(0.25, gt=0, lt=1, description="grains: boundary probability that seeds a boundary")
+    grain_boundary_low: float = Field(0.08, gt=0, lt=1, description="grains: a boundary continues down to this probability")
     grain_close_px: int = Field(2, ge=0, le=8, description="grains: bridge boundary gaps up to this many working px")
     grain_fields: int = Field(3, ge=2, le=10, description="grains: fields per side for E112 95 % intervals")
     grain_ala_gap: float = Field(3.0, gt=0, description="grains: ALA when the largest grain is this many G coarser")
