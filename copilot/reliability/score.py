@@ -120,9 +120,10 @@ class Assessor:
             if r.shift_window_mmd2 is not None and cal.shift_mmd2_p99 and r.shift_window_mmd2 > cal.shift_mmd2_p99:
                 found.append(("warn", "recent frames are drifting away from the training data"))
         if cal is not None:
-            # beyond the training range's 1 %/99 % tails always; beyond 5 %/95 % when it explains a low predicted F1
+            # beyond the training range's 1 %/99 % tails always; beyond 5 %/95 % when it explains a lower predicted F1
+            # (a 1 % tail estimated from a few dozen in-domain frames is too unsteady to be the only limit)
             ref = cal.quality_reference
-            unsure = r.predicted_f1 is not None and r.predicted_f1 < t.warn_f1
+            unsure = r.predicted_f1 is not None and r.predicted_f1 < t.explain_f1
             blur_limit = ref["edge_blur_px"].p95 if unsure else ref["edge_blur_px"].p99
             snr_limit = ref["snr"].p05 if unsure else ref["snr"].p01
             if q.get("edge_blur_px", 0) > blur_limit:

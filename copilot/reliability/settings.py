@@ -12,6 +12,8 @@ class VerdictThresholds(BaseModel):
     min_objects: int = Field(5, ge=0, description="fewer sized objects than this: 'too few objects to measure'")
     warn_f1: float = Field(0.8, ge=0, le=1, description="predicted F1 below this: warn")
     fail_f1: float = Field(0.5, ge=0, le=1, description="predicted F1 below this: fail")
+    explain_f1: float = Field(0.9, ge=0, le=1, description="predicted F1 below this: image-quality reasons (focus, "
+                              "dose) are given from the training's 5 %/95 % tails, not only beyond its 1 %/99 %")
     warn_image_confidence: float = Field(0.85, ge=0, le=1)
     fail_image_confidence: float = Field(0.6, ge=0, le=1)
     shift_warn_factor: float = Field(1.0, gt=0, description="shift score above this × training p99: warn")
