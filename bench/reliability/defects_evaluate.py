@@ -78,21 +78,29 @@ def report(res: dict, targets: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main(argv=None) -> int:
-    from copilot.train.defects_reliability import TABLE, TARGETS
-
+def run(argv, name: str, table: Path, targets: list[str], report_fn, extra=None) -> int:
+    """Evaluate ``table`` (``--table``), write ``<name>_results.json`` and ``<name>_report.md`` into ``--out``;
+    ``extra(rows, targets) -> dict`` adds task-specific results before the report."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--table", type=Path, default=TABLE)
+    ap.add_argument("--table", type=Path, default=table)
     ap.add_argument("--out", type=Path, default=HERE)
     a = ap.parse_args(argv)
     rows = list(csv.DictReader(open(a.table)))
-    res = evaluate(rows, TARGETS)
+    res = evaluate(rows, targets)
+    if extra is not None:
+        res.update(extra(rows, targets))
     a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "defects_results.json").write_text(json.dumps(res, indent=2) + "\n")
-    text = report(res, TARGETS)
-    (a.out / "defects_report.md").write_text(text)
+    (a.out / f"{name}_results.json").write_text(json.dumps(res, indent=2) + "\n")
+    text = report_fn(res, targets)
+    (a.out / f"{name}_report.md").write_text(text)
     print(text)
     return 0
+
+
+def main(argv=None) -> int:
+    from copilot.train.defects_reliability import TABLE, TARGETS
+
+    return run(argv, "defects", TABLE, TARGETS, report)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,6 @@ whose true |ΔG| exceeds 0.5 are flagged by a predicted |ΔG| above 0.5 (the ver
 
 from __future__ import annotations
 
-import argparse
-import csv
-import json
 import sys
 from pathlib import Path
 
@@ -21,7 +18,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from defects_evaluate import evaluate  # noqa: E402
+from defects_evaluate import run  # noqa: E402
 from evaluate import cross_validate, flagging  # noqa: E402
 
 
@@ -66,19 +63,7 @@ def report(res: dict, targets: list[str]) -> str:
 def main(argv=None) -> int:
     from copilot.train.grains_reliability import TABLE, TARGETS
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--table", type=Path, default=TABLE)
-    ap.add_argument("--out", type=Path, default=HERE)
-    a = ap.parse_args(argv)
-    rows = list(csv.DictReader(open(a.table)))
-    res = evaluate(rows, TARGETS)
-    res["g_flagging"] = g_flagging(rows, TARGETS)
-    a.out.mkdir(parents=True, exist_ok=True)
-    (a.out / "grains_results.json").write_text(json.dumps(res, indent=2) + "\n")
-    text = report(res, TARGETS)
-    (a.out / "grains_report.md").write_text(text)
-    print(text)
-    return 0
+    return run(argv, "grains", TABLE, TARGETS, report, lambda rows, targets: {"g_flagging": g_flagging(rows, targets)})
 
 
 if __name__ == "__main__":
