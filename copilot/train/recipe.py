@@ -180,8 +180,10 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = correct_class_prior(export_onnx(net, out_dir / "model.onnx"), class_weights)
-    runs = ROOT / "runs"
-    runs.mkdir(exist_ok=True)  # the torch weights stay out of the engine folder (no pickle at run time)
+    # the torch weights stay out of the engine folder (no pickle at run time): runs/ of the checkout for its own
+    # engines, beside the output folder otherwise (a test's temporary folder, a user's --out)
+    runs = ROOT / "runs" if out_dir.resolve().is_relative_to(ROOT) else out_dir.resolve().parent
+    runs.mkdir(exist_ok=True)
     torch.save(net.state_dict(), runs / f"{out_dir.name}.pt")
     sess = ort_session(onnx_path, threads=2)
 
