@@ -55,23 +55,12 @@ def test_grains_are_filled_by_size():
 def test_overlay_renders_a_grains_frame():
     pytest.importorskip("PySide6")
     pytest.importorskip("pyqtgraph")
-    from copilot.publish.publisher import Publisher
-    from copilot.ui import overlay
     from copilot.ui.client import Client
-    from tests.ui.conftest import endpoints
-    from tests.ui.test_overlay import close, open_window, pump
+    from tests.ui.test_overlay import window_showing
 
-    app = overlay.ensure_app(offscreen=True)
-    pub_ep, snap_ep = endpoints()
-    with Publisher(pub_ep, snap_ep) as pub:
-        win = open_window(app, f"{pub_ep},{snap_ep}")
-        try:
-            pub.publish_result(grains_doc(), {"labels": labels()})
-            pump(app, win, lambda: win.displayed("sem-grains")[0])
-            numbers = win.panels["sem-grains"].numbers
-            assert "2" in numbers.count.text() and "grains" in numbers.count.text()
-            assert "fill colour = ECD" in numbers.legend.text() and "µm" in numbers.legend.text()
-            assert win.panels["sem-grains"].frame.outlines.image is not None
-        finally:
-            close(win)
+    with window_showing(grains_doc(), {"labels": labels()}) as win:
+        numbers = win.panels["sem-grains"].numbers
+        assert "2" in numbers.count.text() and "grains" in numbers.count.text()
+        assert "fill colour = ECD" in numbers.legend.text() and "µm" in numbers.legend.text()
+        assert win.panels["sem-grains"].frame.outlines.image is not None
     assert isinstance(Client, type)

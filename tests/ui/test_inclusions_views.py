@@ -96,18 +96,7 @@ def test_exports_write_inclusions_csv_and_frame_columns(tmp_path):
 def test_overlay_shows_the_inclusions_line():
     pytest.importorskip("PySide6")
     pytest.importorskip("pyqtgraph")
-    from copilot.publish.publisher import Publisher
-    from copilot.ui import overlay
-    from tests.ui.conftest import endpoints
-    from tests.ui.test_overlay import close, open_window, pump
+    from tests.ui.test_overlay import window_showing
 
-    app = overlay.ensure_app(offscreen=True)
-    pub_ep, snap_ep = endpoints()
-    with Publisher(pub_ep, snap_ep) as pub:
-        win = open_window(app, f"{pub_ep},{snap_ep}")
-        try:
-            pub.publish_result(inclusions_doc())
-            pump(app, win, lambda: win.displayed("sem-eds")[0])
-            assert "2 inclusions: oxide 1 (400/mm²)" in win.panels["sem-eds"].numbers.stats.text()
-        finally:
-            close(win)
+    with window_showing(inclusions_doc()) as win:
+        assert "2 inclusions: oxide 1 (400/mm²)" in win.panels["sem-eds"].numbers.stats.text()

@@ -7,6 +7,7 @@ import os
 os.environ["QT_QPA_PLATFORM"] = "offscreen"  # before Qt is imported anywhere
 
 import time  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
 from datetime import timedelta  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -52,6 +53,22 @@ def pump(app, win, until, timeout_s=15.0):
 def close(win):
     win.close()
     win.client.close()
+
+
+@contextmanager
+def window_showing(doc, parts=None):
+    """An offscreen overlay window that has received and drawn ``doc`` (with its binary ``parts``) from a real
+    publisher; closed on exit."""
+    app = overlay.ensure_app(offscreen=True)
+    pub_ep, snap_ep = endpoints()
+    with Publisher(pub_ep, snap_ep) as pub:
+        win = open_window(app, f"{pub_ep},{snap_ep}")
+        try:
+            pub.publish_result(doc, parts)
+            pump(app, win, lambda: win.displayed(doc.stream)[0])
+            yield win
+        finally:
+            close(win)
 
 
 def test_window_shows_the_published_count(app, daemon):
