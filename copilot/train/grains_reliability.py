@@ -26,13 +26,16 @@ G_ERROR_CAP = 2.0  # |ΔG| beyond this says only "far off"; it keeps one wild fr
 
 
 def frame_targets(errors: dict[str, float]) -> dict[str, float]:
-    """Boundary F1 / precision / recall and the capped |ΔG| of one frame's ``grain_frame_errors``."""
-    p, r = (errors["tp_pred"] / errors["n_pred"] if errors["n_pred"] else 0.0,
-            errors["tp_true"] / errors["n_true"] if errors["n_true"] else 0.0)
-    if errors["n_pred"] + errors["n_true"] == 0:
+    """Boundary F1 / precision / recall and the capped |ΔG| of one frame's ``grain_frame_errors`` (a frame with no
+    boundary in truth or prediction scores 1)."""
+    from copilot.train.grains_metrics import f1_from
+
+    counts = [errors["tp_pred"], errors["n_pred"], errors["tp_true"], errors["n_true"]]
+    if counts[1] + counts[3] == 0:
         out = prf("", 0.0, 0.0, 0.0)
     else:
-        out = {"f1": 2 * p * r / (p + r) if p + r else 0.0, "precision": p, "recall": r}
+        precision, recall, f1 = f1_from(counts)
+        out = {"f1": f1, "precision": precision, "recall": recall}
     dg = errors["dg_planimetric"]
     out["g_abs_error"] = G_ERROR_CAP if not math.isfinite(dg) else min(abs(dg), G_ERROR_CAP)
     return out
