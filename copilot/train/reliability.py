@@ -165,6 +165,15 @@ def window_mmd_p99(model: str, seed: int = 0, runs: int = 12, window: int = 10, 
     return float(np.percentile(values, 99))
 
 
+def write_table(rows: list[dict], path: Path = TABLE) -> None:
+    """The per-frame table (group, features, targets) as CSV, for the refit and bench/reliability."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+
+
 def read_table(path: Path = TABLE) -> list[dict]:
     with open(path) as fh:
         return [{k: (v if k == "group" else float(v)) for k, v in r.items()} for r in csv.DictReader(fh)]
@@ -220,11 +229,7 @@ def main(argv: list[str] | None = None) -> int:
                                args.seed)
     else:
         rows, embeddings = collect(args.model, args.per_group, args.seed, args.size)
-        TABLE.parent.mkdir(parents=True, exist_ok=True)
-        with open(TABLE, "w", newline="") as fh:
-            w = csv.DictWriter(fh, list(rows[0]))
-            w.writeheader()
-            w.writerows(rows)
+        write_table(rows)
         folder = fit_and_write(args.model, rows, window_mmd_p99(args.model, args.seed), command, args.seed)
     console.print(f"wrote {folder}/reliability.onnx (+ .json) from {len(rows)} frames; table: {TABLE}")
     return 0

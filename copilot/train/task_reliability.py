@@ -9,7 +9,6 @@ A task recipe supplies its targets and a ``score(fm, sim) -> dict`` of them; see
 from __future__ import annotations
 
 import argparse
-import csv
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +61,8 @@ class TaskRecipe:
         return write(model, rows, None, command, seed, targets=self.targets)
 
     def main(self, argv: list[str] | None = None, doc: str | None = None) -> int:
+        from copilot.train.reliability import read_table, write_table
+
         ap = argparse.ArgumentParser(prog=f"python -m {self.module}", description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
         ap.add_argument("model", nargs="?", default=self.default_model, help="model name or folder")
@@ -89,16 +90,3 @@ def prf(prefix: str, tp: float, n_p: float, n_t: float) -> dict[str, float]:
         return {f"{prefix}f1": 1.0, f"{prefix}precision": 1.0, f"{prefix}recall": 1.0}
     return {f"{prefix}f1": 2 * tp / (n_p + n_t), f"{prefix}precision": tp / n_p if n_p else 0.0,
             f"{prefix}recall": tp / n_t if n_t else 0.0}
-
-
-def write_table(rows: list[dict], path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as fh:
-        w = csv.DictWriter(fh, list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-
-
-def read_table(path: Path) -> list[dict]:
-    with open(path) as fh:
-        return [{k: (v if k == "group" else float(v)) for k, v in r.items()} for r in csv.DictReader(fh)]
