@@ -146,7 +146,7 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
                  trained_nm_per_px_range: tuple[float, float], description: str, command: str,
                  patch_metrics: Callable[[object], dict[str, float]], heldout_per_group: int, log,
                  t_start: float, data_s: float, init_onnx: Path | None = None, lr: float = 3e-3,
-                 trained_particle_px: tuple[float, float] | None = None) -> dict:
+                 trained_particle_px: tuple[float, float] | None = None, space_to_depth: int = 1) -> dict:
     """Train a TinyUNet on (xs, ys), export model.onnx into ``out_dir``, measure, write card.json.
 
     ``init_onnx``: fine-tune from that model's weights (its fused form: convolutions with biases, no BatchNorm;
@@ -166,7 +166,7 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
         net, lineage = _fused_from_onnx(Path(init_onnx), channels, len(class_names), class_weights)
         log(f"fine-tuning from {lineage['parent']}")
     else:
-        net = TinyUNet(n_classes=len(class_names), channels=channels)
+        net = TinyUNet(n_classes=len(class_names), channels=channels, space_to_depth=space_to_depth)
     bf16 = cpu_has_bf16()
     log(f"TinyUNet {sum(p.numel() for p in net.parameters())} parameters; {steps} steps (cap {max_minutes} min); "
         f"{'bf16 autocast, channels-last' if bf16 else 'float32'}")
@@ -213,7 +213,7 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
         trained_nm_per_px_range=trained_nm_per_px_range,
         trained_particle_px=trained_particle_px,
         lineage=lineage,
-        tiling={"tile_px": 512, "overlap_px": 32, "multiple_of": 2 ** (len(channels) - 1)},
+        tiling={"tile_px": 512, "overlap_px": 32, "multiple_of": net.multiple_of},
         outputs={"input": "image", "probabilities": "probabilities", "embedding": "embedding",
                  "embedding_dim": net.embedding_dim},
         embedding_reference={"mean": emb.mean(0).tolist(), "std": emb.std(0).tolist(), "samples": samples.tolist()},

@@ -22,14 +22,24 @@ class TinyUNet(nn.Module):
 
     The full-resolution level uses a single convolution on the way down and on the way up: that level dominates the
     cost on CPU and one 3×3 layer there is enough to place edges.
+
+    ``space_to_depth`` = r > 1: the image's r × r pixel blocks become r² input channels (``PixelUnshuffle``) and the
+    head's n_classes · r² outputs go back to full resolution (``PixelShuffle``): the whole U-Net runs on 1/r² of the
+    pixels, with a receptive field r times wider in image pixels. Input edges must then be multiples of
+    ``r · 2 ** (len(channels) - 1)``.
     """
 
-    def __init__(self, n_classes: int = 3, channels: tuple[int, ...] = (8, 16, 32, 64), in_channels: int = 1) -> None:
+    def __init__(self, n_classes: int = 3, channels: tuple[int, ...] = (8, 16, 32, 64), in_channels: int = 1,
+                 space_to_depth: int = 1) -> None:
         super().__init__()
         self.channels = tuple(channels)
         self.n_classes = n_classes
+        self.space_to_depth = int(space_to_depth)
+        r2 = self.space_to_depth ** 2
+        self.unshuffle = nn.PixelUnshuffle(self.space_to_depth) if self.space_to_depth > 1 else nn.Identity()
+        self.shuffle = nn.PixelShuffle(self.space_to_depth) if self.space_to_depth > 1 else nn.Identity()
         self.downs = nn.ModuleList()
-        cin = in_channels
+        cin = in_channels * r2
         for i, c in enumerate(channels):
             self.downs.append(_block(cin, c, 1 if i == 0 else 2))
             cin = c
@@ -42,7 +52,7 @@ class TinyUNet(nn.Module):
             # blocked NCHWc layout and costs a quarter of the multiply-adds of a concat + conv)
             self.lateral.append(nn.Conv2d(channels[i], channels[i - 1], 1))
             self.ups.append(_block(channels[i - 1], channels[i - 1], 1 if i == 1 else 2))
-        self.head = nn.Conv2d(channels[0], n_classes, 1)
+        self.head = nn.Conv2d(channels[0], n_classes * r2, 1)
 
     @property
     def embedding_dim(self) -> int:
@@ -50,9 +60,10 @@ class TinyUNet(nn.Module):
 
     @property
     def multiple_of(self) -> int:
-        return 2 ** (len(self.channels) - 1)
+        return self.space_to_depth * 2 ** (len(self.channels) - 1)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.unshuffle(x)
         skips = []
         for i, down in enumerate(self.downs):
             if i > 0:
@@ -62,7 +73,7 @@ class TinyUNet(nn.Module):
         emb = x.mean(dim=(2, 3))
         for lat, up, skip in zip(self.lateral, self.ups, reversed(skips[:-1])):
             x = up(self.up(lat(x)) + skip)
-        return self.head(x), emb
+        return self.shuffle(self.head(x)), emb
 
 
 class ExportWrapper(nn.Module):
