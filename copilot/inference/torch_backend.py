@@ -35,13 +35,14 @@ log = logging.getLogger(__name__)
 DTYPES = ("float32", "float16", "bfloat16")
 
 
-def build_fused_unet(channels: tuple[int, ...], n_classes: int, in_channels: int = 1):
+def build_fused_unet(channels: tuple[int, ...], n_classes: int, in_channels: int = 1, space_to_depth: int = 1):
     """A TinyUNet whose block convolutions carry a bias and whose BatchNorms are identities (the exported form)."""
     from torch import nn
 
     from copilot.train.unet import TinyUNet
 
-    net = TinyUNet(n_classes=n_classes, channels=tuple(channels), in_channels=in_channels)
+    net = TinyUNet(n_classes=n_classes, channels=tuple(channels), in_channels=in_channels,
+                   space_to_depth=space_to_depth)
     for seq in [*net.downs, *net.ups]:
         for i, layer in enumerate(seq):
             if isinstance(layer, nn.Conv2d) and layer.bias is None:
@@ -150,7 +151,8 @@ class TorchBackend(NetworkBackend):
         if meta.get("onnx_sha256") not in (None, card.model_sha256):
             raise ValueError(f"{self.weights} holds weights of another model.onnx ({meta.get('onnx_sha256')})")
         channels = tuple(int(c) for c in meta["channels"].split(","))
-        net = build_fused_unet(channels, int(meta["n_classes"]), int(meta.get("in_channels", 1)))
+        net = build_fused_unet(channels, int(meta["n_classes"]), int(meta.get("in_channels", 1)),
+                               int(meta.get("space_to_depth", 1)))
         net.load_state_dict(state, strict=True)
         net = net.to(self.device, self.dtype)
         if channels_last:

@@ -107,15 +107,26 @@ def onnx_to_tensors(onnx_path: str | Path) -> tuple[dict[str, np.ndarray], dict[
     for name, w, b in convs:
         tensors[f"{name}.weight"] = np.ascontiguousarray(w)
         tensors[f"{name}.bias"] = np.ascontiguousarray(b)
-    head = tensors["head.weight"]
+    r2 = space_to_depth(g) ** 2  # a space-to-depth network's first and last convolutions work on r² channels each
     meta = {
         "format": FORMAT,
         "channels": ",".join(str(c) for c in channels),
-        "n_classes": str(head.shape[0]),
-        "in_channels": str(tensors["downs.0.0.weight"].shape[1]),
+        "n_classes": str(tensors["head.weight"].shape[0] // r2),
+        "in_channels": str(tensors["downs.0.0.weight"].shape[1] // r2),
+        "space_to_depth": str(space_to_depth(g)),
         "onnx_sha256": sha256_of(Path(onnx_path)),
     }
     return tensors, meta
+
+
+def space_to_depth(graph) -> int:
+    """The block size of the head's DepthToSpace (``TinyUNet(space_to_depth=r)``), 1 for a full-grid network."""
+    from onnx import helper
+
+    for node in graph.node:
+        if node.op_type == "DepthToSpace":
+            return int(next(helper.get_attribute_value(a) for a in node.attribute if a.name == "blocksize"))
+    return 1
 
 
 def _channels_by_order(weights: list[np.ndarray]) -> tuple[int, ...]:

@@ -69,15 +69,16 @@ def correct_class_prior(path: str | Path, class_weights, bias: str = "net.head.b
     import onnx
     from onnx import numpy_helper
 
+    from copilot.inference.weights import space_to_depth
+
     path = Path(path)
     model = onnx.load(str(path))
     init = {t.name: t for t in model.graph.initializer}
     if bias not in init:
         raise ValueError(f"{path}: no initializer {bias!r} (the output head's bias) to correct")
     b = numpy_helper.to_array(init[bias]).astype(np.float32)
-    w = np.asarray(class_weights, np.float32)
-    if w.size and b.size % w.size == 0:  # a space-to-depth head: class c's outputs are c·r² … (c + 1)·r² − 1
-        w = np.repeat(w, b.size // w.size)
+    # a space-to-depth head (TinyUNet(space_to_depth=r)) holds class c's outputs at c·r² … (c + 1)·r² − 1
+    w = np.repeat(np.asarray(class_weights, np.float32), space_to_depth(model.graph) ** 2)
     if w.shape != b.shape or not np.all(w > 0):
         raise ValueError(f"{path}: class weights {tuple(w)} do not match the head's {b.size} classes")
     init[bias].CopyFrom(numpy_helper.from_array(b - np.log(w), bias))

@@ -249,16 +249,17 @@ def _fused_from_onnx(onnx_path: Path, channels: tuple[int, ...], n_classes: int,
     from copilot.inference.weights import onnx_to_tensors
     from copilot.train.export import PRIOR_NOTE
 
-    tensors, _ = onnx_to_tensors(onnx_path)
+    tensors, meta = onnx_to_tensors(onnx_path)
+    r = int(meta.get("space_to_depth", 1))
     card = json.loads((onnx_path.parent / "card.json").read_text())
     method = "fine-tuned (fused weights, no BatchNorm) on soft area-coverage targets"
     if PRIOR_NOTE in card.get("description", "") and class_weights is not None:
         head = [k for k in tensors if k.endswith("head.bias")]
-        if len(head) != 1 or tensors[head[0]].shape != (len(class_weights),):
+        if len(head) != 1 or tensors[head[0]].shape != (len(class_weights) * r * r,):
             raise ValueError(f"{onnx_path}: cannot find the output head's bias to undo its class-prior correction")
-        tensors[head[0]] = tensors[head[0]] + np.log(np.asarray(class_weights, np.float32))
+        tensors[head[0]] = tensors[head[0]] + np.repeat(np.log(np.asarray(class_weights, np.float32)), r * r)
         method += "; the parent's class-prior correction undone before training (applied again at export)"
-    net = build_fused_unet(channels, n_classes)
+    net = build_fused_unet(channels, n_classes, space_to_depth=r)
     net.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, strict=True)
     parent = f"{card['name']} {card['version']} (sha256 {sha256_of(onnx_path)[:12]})"
     return net, {"parent": parent, "method": method}

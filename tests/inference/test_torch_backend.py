@@ -53,6 +53,21 @@ def test_loading_weights_never_unpickles(unet_model_dir, weights, monkeypatch):
     TorchBackend(card, folder, weights=weights)
 
 
+def test_space_to_depth_network_converts_and_matches_onnxruntime(s2d_model_dir, tmp_path):
+    """A network on 2 × 2 pixel blocks: the converter reads the block size off the graph, and the per-class counts
+    off the r²-wide first and last convolutions; torch then segments like ONNX Runtime."""
+    tensors, meta = onnx_to_tensors(s2d_model_dir / "model.onnx")
+    assert meta["space_to_depth"] == "2" and meta["n_classes"] == "3" and meta["in_channels"] == "1"
+    assert tensors["head.weight"].shape[0] == 12 and tensors["downs.0.0.weight"].shape[1] == 4
+    card, folder = load_card(s2d_model_dir)
+    x = np.random.default_rng(2).standard_normal((1, 1, 48, 80)).astype(np.float32)
+    p_ref, e_ref = OrtBackend(card, folder).run_batch(x)
+    p, e = TorchBackend(card, folder, state_dir=tmp_path).run_batch(x)
+    assert p.shape == (1, 3, 48, 80)
+    np.testing.assert_allclose(p, p_ref, atol=1e-4)
+    np.testing.assert_allclose(e, e_ref, atol=1e-4)
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_torch_matches_onnxruntime_on_a_small_input(unet_model_dir, weights, channels_last):
     card, folder = load_card(unet_model_dir)

@@ -33,6 +33,23 @@ def test_forward_shapes():
     assert net.multiple_of == 8 and net.embedding_dim == 32
 
 
+def test_space_to_depth_runs_the_unet_on_pixel_blocks(tmp_path):
+    """r = 2: the U-Net sees 2 × 2 blocks as 4 channels, the head's 3·4 outputs go back to full resolution; the
+    export (SpaceToDepth by reshapes, DepthToSpace) gives torch's probabilities."""
+    from copilot.train.export import export_onnx, ort_session
+
+    torch.manual_seed(0)
+    net = TinyUNet(channels=(4, 8, 16), space_to_depth=2).eval()
+    assert net.multiple_of == 8 and net.head.out_channels == 12 and net.downs[0][0].in_channels == 4
+    x = np.random.default_rng(3).standard_normal((1, 1, 40, 56)).astype(np.float32)
+    with torch.no_grad():
+        logits, emb = net(torch.from_numpy(x))
+        blocks = net.downs[0](torch.nn.functional.pixel_unshuffle(torch.from_numpy(x), 2))
+    assert logits.shape == (1, 3, 40, 56) and emb.shape == (1, 16) and blocks.shape[-2:] == (20, 28)
+    probs, _ = ort_session(export_onnx(net, tmp_path / "model.onnx"), threads=1).run(None, {"image": x})
+    assert np.allclose(probs, torch.softmax(logits, dim=1).numpy(), atol=1e-4)
+
+
 def test_onnx_export_dynamic_hw(tmp_path):
     import onnx
 
@@ -75,6 +92,21 @@ def test_class_prior_correction_divides_out_the_training_weights(tmp_path):
         correct_class_prior(fixed, (1.0, 2.0))
 
 
+def test_class_prior_correction_of_a_space_to_depth_head(tmp_path):
+    """Each class's weight comes off all r² of its head outputs: the same posterior correction per pixel."""
+    from copilot.train.export import correct_class_prior, export_onnx, ort_session
+
+    torch.manual_seed(1)
+    net = TinyUNet(channels=(4, 8, 16), space_to_depth=2).eval()
+    raw = export_onnx(net, tmp_path / "raw" / "model.onnx")
+    fixed = correct_class_prior(export_onnx(net, tmp_path / "fixed" / "model.onnx"), (1.0, 1.0, 2.5))
+    x = np.random.default_rng(1).standard_normal((1, 1, 32, 32)).astype(np.float32)
+    p_raw = ort_session(raw, threads=1).run(None, {"image": x})[0]
+    p_fix = ort_session(fixed, threads=1).run(None, {"image": x})[0]
+    expect = p_raw / np.array([1.0, 1.0, 2.5], np.float32)[None, :, None, None]
+    assert np.allclose(p_fix, expect / expect.sum(axis=1, keepdims=True), atol=1e-5)
+
+
 def test_fine_tuning_a_calibrated_parent_undoes_its_correction_once(tmp_path):
     """A parent shipped with −log w on its head starts training at the weighted loss's optimum (+log w back), so
     the export's correction is not applied twice; an uncalibrated parent is loaded as it is."""
@@ -96,3 +128,19 @@ def test_fine_tuning_a_calibrated_parent_undoes_its_correction_once(tmp_path):
     cal, lineage_cal = _fused_from_onnx(tmp_path / "calibrated" / "model.onnx", (4, 8, 16, 32), 3, w)
     assert torch.allclose(cal.state_dict()["head.bias"], raw.state_dict()["head.bias"], atol=1e-6)
     assert "undone" in lineage_cal["method"] and "undone" not in lineage_raw["method"]
+
+
+def test_fine_tuning_a_space_to_depth_parent_keeps_its_blocks(tmp_path):
+    """The parent's block size comes from its graph; its calibrated head gets +log w back on every r² output."""
+    import json
+
+    from copilot.train.export import PRIOR_NOTE, correct_class_prior, export_onnx
+    from copilot.train.recipe import _fused_from_onnx
+
+    w = (1.0, 1.0, 2.5)
+    net = TinyUNet(channels=(4, 8, 16), space_to_depth=2).eval()
+    path = correct_class_prior(export_onnx(net, tmp_path / "model.onnx"), w)
+    (tmp_path / "card.json").write_text(json.dumps({"name": "m", "version": "1", "description": PRIOR_NOTE}))
+    tuned, _ = _fused_from_onnx(path, (4, 8, 16), 3, w)
+    assert tuned.space_to_depth == 2
+    assert torch.allclose(tuned.state_dict()["head.bias"], net.state_dict()["head.bias"], atol=1e-5)
