@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from copilot.analysis.grains import GrainsResult, g_planimetric, measure_grains
+from copilot.analysis.kernels import kernel
 from copilot.analysis.measurements import FrameMeasurements, GrainStats, GrainTable, Histogram, Interval, Measures
 from copilot.analysis.settings import AnalysisSettings
 from copilot.inference.segmentation import Segmentation
@@ -33,6 +34,11 @@ def boundary_map(probabilities: np.ndarray, class_names: tuple[str, ...], low: f
     if BOUNDARY_CLASS not in class_names:
         raise ValueError(f"a grains model needs a {BOUNDARY_CLASS!r} class; it has {', '.join(class_names)}")
     pb = probabilities[class_names.index(BOUNDARY_CLASS)]
+    flood = kernel("hysteresis")
+    if flood is not None:
+        out = np.zeros(pb.shape, bool)
+        flood(np.ascontiguousarray(pb), pb.dtype.type(low), pb.dtype.type(high), out)  # thresholds as numpy casts them
+        return out
     weak = pb > low
     lab, n = ndi.label(weak)
     seeded = np.zeros(n + 1, bool)
@@ -54,9 +60,16 @@ def grain_table(r: GrainsResult, frame_px_per_px: float) -> GrainTable:
     h, w = r.grains.shape
     flat = r.grains.ravel()
     n = int(flat.max(initial=0)) + 1
-    area = np.maximum(np.bincount(flat, minlength=n)[ids], 1).astype(np.float64)
-    cy = np.bincount(flat, np.repeat(np.arange(h, dtype=np.float64), w), minlength=n)[ids] / area
-    cx = np.bincount(flat, np.tile(np.arange(w, dtype=np.float64), h), minlength=n)[ids] / area
+    moments = kernel("label_moments")
+    if moments is not None:
+        count, sum_y, sum_x = np.zeros(n, np.int64), np.zeros(n), np.zeros(n)
+        moments(np.ascontiguousarray(r.grains), n, count, sum_y, sum_x)
+    else:
+        count = np.bincount(flat, minlength=n)
+        sum_y = np.bincount(flat, np.repeat(np.arange(h, dtype=np.float64), w), minlength=n)
+        sum_x = np.bincount(flat, np.tile(np.arange(w, dtype=np.float64), h), minlength=n)
+    area = np.maximum(count[ids], 1).astype(np.float64)
+    cy, cx = sum_y[ids] / area, sum_x[ids] / area
     to_frame = lambda c: (c + 0.5) * frame_px_per_px - 0.5  # noqa: E731
     return GrainTable(ids, to_frame(cx), to_frame(cy), np.asarray(r.areas_um2, float), np.asarray(r.ecd_um, float),
                       grain_g_each(r.areas_um2))

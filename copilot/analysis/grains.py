@@ -21,6 +21,8 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy import stats
 
+from copilot.analysis.kernels import kernel
+
 INTERCEPT_OFFSET = 3.288
 MIN_GAP_SAMPLES = 2  # ½-px samples: gaps under 1 px along a test circle do not separate two crossings
 
@@ -110,8 +112,12 @@ def fill_boundaries(grains: np.ndarray) -> np.ndarray:
     padded = np.pad(grains, 1)
     ys, xs = np.nonzero(padded[1:-1, 1:-1] == 0)
     ys, xs = ys + 1, xs + 1
-    for _ in range(GROW_STEPS):  # each empty pixel takes the largest id among its 8 neighbours (gathers only)
-        if not ys.size:
+    grow = kernel("grow_rings")
+    if grow is not None:
+        left = grow(padded, ys, xs, GROW_STEPS)
+        ys, xs = ys[:left], xs[:left]
+    for _ in range(0 if grow is not None else GROW_STEPS):  # each empty pixel takes the largest id among its 8
+        if not ys.size:  # neighbours (gathers only)
             break
         best = np.zeros(ys.size, padded.dtype)
         for dy in (-1, 0, 1):
@@ -129,6 +135,10 @@ def fill_boundaries(grains: np.ndarray) -> np.ndarray:
 
 
 def _count_labels(labels: np.ndarray) -> int:
+    """How many different labels ``labels`` holds."""
+    distinct = kernel("distinct_labels") if labels.ndim == 2 else None
+    if distinct is not None:
+        return int(distinct(labels, int(labels.max(initial=0)) + 1))
     return int(np.count_nonzero(np.bincount(labels.ravel())))
 
 

@@ -1,6 +1,8 @@
 """Optional compiled kernels for the particle geometry (``geometry.refine_particles``, ``support``, ``perimeter``):
 loops over every particle's pixels or points in one call, without a numpy call per particle or a
-(directions × points) temporary.
+(directions × points) temporary; and for the grains of a boundary map (``grain_frame.boundary_map``,
+``grains.fill_boundaries``, ``grains.measure_grains``, ``grain_frame.grain_table``): one pass over the pixels
+where numpy needs a full-frame labelling, gathers or weighted counts.
 
 numba (an optional dependency, already in the ``eds`` and ``test`` extras) compiles them on first use (cached on
 disk); without numba, or with ``COPILOT_NUMBA=0`` in the environment, ``kernel(name)`` is None and the caller runs
@@ -77,8 +79,82 @@ def order_within(values, starts, ends, out):  # pragma: no cover - compiled by n
         out[a:b] = a + np.argsort(values[a:b], kind="mergesort")
 
 
+def hysteresis(p, low, high, out):  # pragma: no cover - compiled by numba; its output is tested
+    """``out``: the pixels above ``low`` 4-connected through pixels above ``low`` to a pixel above ``high``
+    (flood fill from every strong pixel; the same set as labelling the weak pixels and keeping seeded labels)."""
+    h, w = p.shape
+    stack = np.empty(h * w, np.int64)
+    top = 0
+    for y in range(h):
+        for x in range(w):
+            if p[y, x] > high and not out[y, x]:
+                out[y, x] = True
+                stack[top] = y * w + x
+                top += 1
+                while top:
+                    top -= 1
+                    cy, cx = stack[top] // w, stack[top] % w
+                    for ny, nx in ((cy - 1, cx), (cy + 1, cx), (cy, cx - 1), (cy, cx + 1)):
+                        if 0 <= ny < h and 0 <= nx < w and not out[ny, nx] and p[ny, nx] > low:
+                            out[ny, nx] = True
+                            stack[top] = ny * w + nx
+                            top += 1
+
+
+def grow_rings(padded, ys, xs, steps):  # pragma: no cover - compiled by numba; its output is tested
+    """Up to ``steps`` rings: every listed empty pixel of ``padded`` takes the largest id among its 8 neighbours
+    as they were before the ring; pixels still empty stay listed. Returns how many are left (first in ys, xs)."""
+    n = ys.size
+    best = np.empty(n, padded.dtype)
+    for _ in range(steps):
+        if n == 0:
+            break
+        for i in range(n):
+            y, x = ys[i], xs[i]
+            m = padded[y - 1, x - 1]
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    v = padded[y + dy, x + dx]
+                    if v > m:
+                        m = v
+            best[i] = m
+        k = 0
+        for i in range(n):
+            padded[ys[i], xs[i]] = best[i]
+            if best[i] == 0:
+                ys[k], xs[k] = ys[i], xs[i]
+                k += 1
+        n = k
+    return n
+
+
+def label_moments(labels, n, area, sum_y, sum_x):  # pragma: no cover - compiled by numba; its output is tested
+    """Pixel count and row / column sums per label (labels < ``n``), accumulated in pixel order like ``bincount``."""
+    h, w = labels.shape
+    for y in range(h):
+        for x in range(w):
+            k = labels[y, x]
+            area[k] += 1
+            sum_y[k] += y
+            sum_x[k] += x
+
+
+def distinct_labels(labels, n):  # pragma: no cover - compiled by numba; its output is tested
+    """How many different values (< ``n``) a 2-d label array holds."""
+    seen = np.zeros(n, np.bool_)
+    count = 0
+    for y in range(labels.shape[0]):
+        for x in range(labels.shape[1]):
+            k = labels[y, x]
+            if not seen[k]:
+                seen[k] = True
+                count += 1
+    return count
+
+
 def kernel(name: str):
-    """The compiled ``refine_boxes``, ``extents`` or ``order_within``, or None (numba missing, or ``COPILOT_NUMBA=0``)."""
+    """The compiled ``refine_boxes``, ``extents``, ``order_within``, ``hysteresis``, ``grow_rings``,
+    ``label_moments`` or ``distinct_labels``, or None (numba missing, or ``COPILOT_NUMBA=0``)."""
     if os.environ.get("COPILOT_NUMBA", "1") == "0":
         return None
     if name not in _COMPILED:
