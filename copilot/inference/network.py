@@ -108,11 +108,12 @@ class NetworkBackend:
         factor, _ = policy.first_guess(frame)
         img, scale = self.prepare(frame, factor)
         probs, emb = self.infer(img)
-        better, _ = policy.review(frame, scale, probs)
+        better, med = policy.review(frame, scale, probs)
         if better is not None:
             img, scale = self.prepare(frame, better)
             probs, emb = self.infer(img)
-            policy.review(frame, scale, probs)
+            _, med = policy.review(frame, scale, probs)
+        measured = policy.active and frame.nm_per_px is not None  # review measured the particles on ``probs``
         return Segmentation(
             frame=frame,
             probabilities=probs,
@@ -124,6 +125,7 @@ class NetworkBackend:
             frame_px_per_px=scale,
             task=self.card.task,
             network_input=img,
+            particle_px=(float("nan") if med is None else med) if measured else None,
         )
 
     def run_tiled(self, img: np.ndarray, tile_px: int, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:

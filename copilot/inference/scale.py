@@ -133,7 +133,11 @@ def outside_trained_scale(seg, card: ModelCard) -> str | None:
     f_lo, f_hi = card.working_nm_per_px / hi, card.working_nm_per_px / lo
     f = seg.frame_px_per_px
     if card.trained_particle_px is not None and "background" in seg.class_names:
-        med, _ = median_particle_px(seg.probabilities, tuple(seg.class_names))
+        med = getattr(seg, "particle_px", None)  # measured by the scale choice on these probabilities
+        if med is None:
+            med, _ = median_particle_px(seg.probabilities, tuple(seg.class_names))
+        elif not np.isfinite(med):
+            med = None
         p_lo, p_hi = card.trained_particle_px
         if med is not None and not p_lo <= med <= p_hi:
             return (f"magnification outside the trained range (particles {med:.1f} px on the working grid; trained "

@@ -68,7 +68,9 @@ class Segmentation:
     and ``nm_per_px`` nanometres (``None`` for an uncalibrated frame, which is segmented at its own scale).
     ``network_input`` is the normalized image the network saw (working grid); reliability measures image quality on
     it. ``maps`` (labels, confidence, entropy) is computed once, on first use; a backend that reduces the
-    probabilities on its device passes it in ready-made.
+    probabilities on its device passes it in ready-made. ``particle_px``: the particles' median ECD on the working
+    grid as the scale choice measured it on these probabilities (``copilot.inference.scale``; NaN: too few to tell),
+    None where it was not measured.
     """
 
     frame: Frame
@@ -82,6 +84,7 @@ class Segmentation:
     task: str = "particles"
     network_input: np.ndarray | None = None
     precomputed_maps: OutputMaps | None = field(default=None, repr=False)
+    particle_px: float | None = None
 
     @property
     def nm_per_px(self) -> float | None:

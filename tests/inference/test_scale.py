@@ -67,6 +67,33 @@ def test_verdict_reason_judges_the_working_grid(card):
     assert "particles" in outside_trained_scale(seg(0.5, 1.0, 2), card)  # 4-px particles: too small for it
 
 
+def test_verdict_reads_the_particle_size_the_scale_choice_measured(card):
+    """A backend's segmentation carries the median particle size its scale review measured on the same
+    probabilities; the verdict uses it instead of labelling them again (NaN: measured, too few particles)."""
+    from dataclasses import replace
+
+    from copilot.inference.ort_backend import OrtBackend
+
+    backend = OrtBackend(card, load_card("particles-stem")[1], threads=1)
+    yy, xx = np.mgrid[:256, :256]
+    pixels = np.full((256, 256), 200.0)
+    for cy, cx in [(60, 60), (60, 190), (190, 60), (190, 190), (128, 128)]:
+        pixels[(yy - cy) ** 2 + (xx - cx) ** 2 < 12 ** 2] = 1200.0  # 4.8 nm particles at 0.2 nm/px
+    noisy = np.random.default_rng(0).poisson(pixels).astype(np.uint16)
+    s = backend.segment(Frame(noisy, 0.2, stream="s", frame_id="0", origin="m"))
+    measured, _ = median_particle_px(s.probabilities, CLASSES)
+    assert s.particle_px is not None and s.particle_px == measured
+    assert outside_trained_scale(s, card) == outside_trained_scale(replace(s, particle_px=None), card)
+    tiny = replace(s, particle_px=float(card.trained_particle_px[0]) / 2)  # what the verdict reads
+    assert "particles" in outside_trained_scale(tiny, card)
+    assert outside_trained_scale(replace(s, particle_px=float("nan")), card) is None
+    blank = backend.segment(Frame(np.random.default_rng(1).poisson(np.full((256, 256), 200.0)).astype(np.uint16),
+                                  0.2, stream="b", frame_id="0", origin="m"))
+    assert blank.particle_px is not None and np.isnan(blank.particle_px)
+    uncalibrated = backend.segment(Frame(noisy, None, stream="u", frame_id="0", origin="m"))
+    assert uncalibrated.particle_px is None
+
+
 def test_small_particles_ask_for_a_finer_scale_within_twice_upsampled(card):
     """6-px particles at the card's scale (3 nm at 0.5 nm/px) are too few pixels to size to a few %: the frame runs
     again finer (here capped at 2× upsampling); 8-px ones (in the trained range) stay at the card's scale."""
