@@ -80,6 +80,12 @@ class Staged:
     def stem(self) -> str:
         return self.final.stem
 
+    def publish(self) -> None:
+        """Into place, as a writer that has just closed it: the daemon times ``end_to_end`` from the file's last
+        write, so a copy staged seconds earlier gets its modification time set to now first."""
+        os.utime(self.hidden)
+        os.replace(self.hidden, self.final)
+
 
 def stage(sources: list[Path], folder: Path, n: int, prefix: str) -> list[Staged]:
     """``n`` copies written as ``.<prefix>_<k>.tif.partial`` in the watched ``folder`` (hidden names are excluded),
@@ -174,7 +180,7 @@ def measure_latency(files: list[Staged], acq: Path, listener: Listener, gap_s: f
     lat, timings = [], []
     for f in files:
         t0 = time.time()
-        os.replace(f.hidden, f.final)
+        f.publish()
         if not listener.wait([f.stem], timeout):
             raise TimeoutError(f"no result for {f.final.name} within {timeout} s")
         r = listener.got[f.stem]
@@ -200,7 +206,7 @@ def measure_throughput(files: list[Staged], acq: Path, listener: Listener, timeo
     cpu0 = process_cpu_s(pid) if pid else None
     t0 = time.time()
     for f in files:
-        os.replace(f.hidden, f.final)
+        f.publish()
     if not listener.wait([f.stem for f in files], timeout):
         raise TimeoutError("throughput run did not finish")
     ts = sorted(listener.got[f.stem].t for f in files)
@@ -280,7 +286,7 @@ def warm_up(listener: Listener, staged: list[Staged], acq: Path, what: str, time
     """Feed frames until the first result arrives (the process is up and the subscription has propagated)."""
     end = time.time() + timeout
     for f in staged:
-        os.replace(f.hidden, f.final)
+        f.publish()
         if listener.wait([f.stem], min(30.0, max(1.0, end - time.time()))):
             return
         if time.time() > end:
