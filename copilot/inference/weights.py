@@ -107,13 +107,13 @@ def onnx_to_tensors(onnx_path: str | Path) -> tuple[dict[str, np.ndarray], dict[
     for name, w, b in convs:
         tensors[f"{name}.weight"] = np.ascontiguousarray(w)
         tensors[f"{name}.bias"] = np.ascontiguousarray(b)
-    r2 = space_to_depth(g) ** 2  # a space-to-depth network's first and last convolutions work on r² channels each
+    r = space_to_depth(g)  # a space-to-depth network's first and last convolutions work on r² channels each
     meta = {
         "format": FORMAT,
         "channels": ",".join(str(c) for c in channels),
-        "n_classes": str(tensors["head.weight"].shape[0] // r2),
-        "in_channels": str(tensors["downs.0.0.weight"].shape[1] // r2),
-        "space_to_depth": str(space_to_depth(g)),
+        "n_classes": str(tensors["head.weight"].shape[0] // (r * r)),
+        "in_channels": str(tensors["downs.0.0.weight"].shape[1] // (r * r)),
+        "space_to_depth": str(r),
         "onnx_sha256": sha256_of(Path(onnx_path)),
     }
     return tensors, meta

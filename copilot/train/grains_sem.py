@@ -8,7 +8,8 @@ the band being the simulator's exact grain-id changes widened to the etched groo
 px (so the 0.5 iso-line closes every grain, also where the groove is narrower than a working pixel).
 
 Robustness drawn into the training data (``AUGMENT``): 50 % of patches at a dose below the nominal range
-(1.5-6 counts/px; 20 % until 0.2.0, 35 % for 0.3.0, which 0.4.0 is fine-tuned from) and 20 % with a beam blur beyond it (400-800 nm): the ``dose`` and ``defocus`` groups of
+(1.5-6 counts/px; 20 % until 0.2.0, 35 % for 0.3.0, which 0.4.0 is fine-tuned from) and 20 % with a beam blur
+beyond it (400-800 nm): the ``dose`` and ``defocus`` groups of
 ``copilot.sim.domains.groups_for("grains")`` are covered by training; ``magnification``, ``drift``, ``charging``,
 ``detector`` (BSE) and ``etching`` (shallow etch with gaps, or over-etched with pits) are never seen in training.
 
@@ -35,7 +36,8 @@ NAME = "grains-sem"
 VERSION = "0.4.0"
 CLASS_NAMES = ("grain", "boundary")
 CHANNELS = (16, 32, 64, 128)
-SPACE_TO_DEPTH = 2  # 0.3.0: the U-Net on 2 × 2 pixel blocks: 2048² in ~0.5 s on 2 cores (0.8 s for 0.2.0's full-grid (8, 16, 32, 64))
+SPACE_TO_DEPTH = 2  # from 0.3.0 the U-Net runs on 2 × 2 pixel blocks: a 2048² frame in ~0.5 s on 2 cores (0.2.0's
+# full-grid (8, 16, 32, 64): 0.8 s; fewer channels on the full grid were no faster)
 PATCH_PX = 128
 HELDOUT_PX = 384
 CLASS_WEIGHTS = (1.0, 1.5)
@@ -121,7 +123,8 @@ def main(minutes: float = 13.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
 
     log, command, t_start = start_recipe(NAME, command)
     log(f"recipe {NAME}: working {WORKING_NM_PER_PX} nm/px, frames {NM_PER_PX_RANGE} nm/px, seed {seed}, "
-        f"{n_train} patches of {PATCH_PX}², {steps} steps, channels {CHANNELS} on {SPACE_TO_DEPTH}² pixel blocks, {AUGMENT}")
+        f"{n_train} patches of {PATCH_PX}², {steps} steps, channels {CHANNELS} on {SPACE_TO_DEPTH}² pixel blocks, "
+        f"{AUGMENT}")
     xs, ys, _ = make_grain_dataset(n_train, seed, augment=AUGMENT)
     hx, hy, _ = make_grain_dataset(n_heldout, seed + 1_000_003, HELDOUT_PX, soft=False)
     data_s = time.perf_counter() - t_start
@@ -132,7 +135,8 @@ def main(minutes: float = 13.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
         return grain_patch_metrics(probs, list(hy))
 
     description = (
-        "Compact U-Net (channels %s on %d × %d pixel blocks, 3 poolings, additive skips) trained on simulated SEM micrographs of etched "
+        "Compact U-Net (channels %s on %d × %d pixel blocks, 3 poolings, additive skips) trained on simulated SEM "
+        "micrographs of etched "
         "polycrystals (copilot.sim.grain_frames: Poisson-Voronoi and log-normally sized grains with curved "
         "boundaries, per-grain channelling contrast, twins, scratches, etched grooves of varying depth and width "
         "with an SE rim, shading; the shared instrument model for blur, scan and noise). Classes: 0 'grain', "
@@ -143,8 +147,9 @@ def main(minutes: float = 13.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
         "'heldout:<group>' come from copilot.train.heldout (daemon path: OrtBackend + analysis.measure, 512² "
         "frames, seed %d): boundary F1 at 2 working px tolerance and ASTM E112 G errors (planimetric vs the "
         "realized seed density, intercept vs the true mean intercept); the unprefixed ones from %d held-out %d² "
-        "patches." % (CHANNELS, SPACE_TO_DEPTH, SPACE_TO_DEPTH, MIN_BAND_WORKING_PX, *AUGMENT.low_dose, round(100 * AUGMENT.p_low_dose),
-                      *AUGMENT.blur_nm, round(100 * AUGMENT.p_blur), ", ".join(COVERED_GROUPS), ", ".join(HELD_OUT_GROUPS),
+        "patches." % (CHANNELS, SPACE_TO_DEPTH, SPACE_TO_DEPTH, MIN_BAND_WORKING_PX, *AUGMENT.low_dose,
+                      round(100 * AUGMENT.p_low_dose), *AUGMENT.blur_nm, round(100 * AUGMENT.p_blur),
+                      ", ".join(COVERED_GROUPS), ", ".join(HELD_OUT_GROUPS),
                       20_261_125, n_heldout, HELDOUT_PX))
     return fit_and_ship(
         name=NAME, version=VERSION, task="grains", class_names=CLASS_NAMES, channels=CHANNELS, xs=xs, ys=ys,
