@@ -113,7 +113,6 @@ class NetworkBackend:
             img, scale = self.prepare(frame, better)
             probs, emb = self.infer(img)
             _, med = policy.review(frame, scale, probs)
-        measured = policy.active and frame.nm_per_px is not None  # review measured the particles on ``probs``
         return Segmentation(
             frame=frame,
             probabilities=probs,
@@ -125,7 +124,7 @@ class NetworkBackend:
             frame_px_per_px=scale,
             task=self.card.task,
             network_input=img,
-            particle_px=(float("nan") if med is None else med) if measured else None,
+            particle_px=(float("nan") if med is None else med) if policy.measures(frame) else None,
         )
 
     def run_tiled(self, img: np.ndarray, tile_px: int, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:

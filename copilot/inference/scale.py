@@ -90,6 +90,11 @@ class ScalePolicy:
     def active(self) -> bool:
         return self.card.trained_particle_px is not None and "background" in self.card.class_names
 
+    def measures(self, frame: Frame) -> bool:
+        """Whether the scale follows this frame's particles (``review`` measures them): a particle model and a
+        calibrated frame."""
+        return self.active and frame.nm_per_px is not None
+
     def working_nm_per_px(self, d_nm: float) -> float:
         """Working nm/px for particles of median ECD ``d_nm`` (module docstring)."""
         card_nm = self.card.working_nm_per_px
@@ -102,7 +107,7 @@ class ScalePolicy:
     def first_guess(self, frame: Frame) -> tuple[float, str]:
         """Frame pixels per working pixel for the first pass."""
         default = frame_px_per_px(frame, self.card.working_nm_per_px)
-        if not self.active or frame.nm_per_px is None:
+        if not self.measures(frame):
             return default, "card scale"
         prior = self.last.get(frame.stream) if self.remember else None
         if prior is not None and abs(prior[0] - frame.nm_per_px) <= 1e-3 * frame.nm_per_px:
@@ -112,7 +117,7 @@ class ScalePolicy:
     def review(self, frame: Frame, factor: float, probabilities: np.ndarray) -> tuple[float | None, float | None]:
         """After a pass at ``factor``: a better factor if the particles ask for another scale (else None), and the
         median particle ECD in working px."""
-        if not self.active or frame.nm_per_px is None:
+        if not self.measures(frame):
             return None, None
         med, _ = median_particle_px(probabilities, tuple(self.card.class_names))
         if med is None:
@@ -133,7 +138,7 @@ def outside_trained_scale(seg, card: ModelCard) -> str | None:
     f_lo, f_hi = card.working_nm_per_px / hi, card.working_nm_per_px / lo
     f = seg.frame_px_per_px
     if card.trained_particle_px is not None and "background" in seg.class_names:
-        med = getattr(seg, "particle_px", None)  # measured by the scale choice on these probabilities
+        med = seg.particle_px  # measured by the scale choice on these probabilities
         if med is None:
             med, _ = median_particle_px(seg.probabilities, tuple(seg.class_names))
         elif not np.isfinite(med):
