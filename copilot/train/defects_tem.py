@@ -72,8 +72,9 @@ def draw_params(rng: np.random.Generator, nm_per_px_range: tuple[float, float] =
         p = replace(p, dose=_log_uniform(rng, 12.0, 80.0))
     if rng.random() < 0.20:
         p = replace(p, loop_density_per_um2=_log_uniform(rng, 1500.0, 6500.0))
-    if rng.random() < 0.25:
-        p = replace(p, nm_per_px=_log_uniform(rng, 0.15, 0.3) if rng.random() < 0.5 else _log_uniform(rng, 0.8, 1.1))
+    if rng.random() < 0.25:  # beyond the in-domain scale, up to the trained range the card records
+        (lo, hi), (in_lo, in_hi) = NM_PER_PX_RANGE, IN_DOMAIN_NM_PER_PX
+        p = replace(p, nm_per_px=_log_uniform(rng, lo, in_lo) if rng.random() < 0.5 else _log_uniform(rng, in_hi, hi))
     return p
 
 
