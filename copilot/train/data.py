@@ -129,7 +129,10 @@ class Augment:
     ``p_blur``: probability of a probe blur / defocus beyond the nominal range (uniform in ``blur_nm``);
     ``p_invert``: probability of an inverted grey scale (the raw frame, before resampling);
     ``touching``: if set, the fraction of particles placed touching a neighbour is drawn uniformly from this range
-    instead of the simulator's (oversampling the hard case of touching pairs; particles only).
+    instead of the simulator's (oversampling the hard case of touching pairs; particles only);
+    ``max_aspect``: if set, each frame's largest ellipse aspect a/b is drawn uniformly from this range instead of the
+    simulator's 1-1.5 (elongated particles, whose Feret min a network trained on near-round ones overestimates;
+    particles only).
     """
 
     p_low_dose: float = 0.0
@@ -138,11 +141,14 @@ class Augment:
     blur_nm: tuple[float, float] = (0.6, 2.0)
     p_invert: float = 0.0
     touching: tuple[float, float] | None = None
+    max_aspect: tuple[float, float] | None = None
 
     def params(self, params, rng: np.random.Generator):
         """Apply the parameter-level augmentations (draws from ``rng`` only for those that are on)."""
         if self.touching is not None and hasattr(params, "touching_fraction"):
             params = replace(params, touching_fraction=float(rng.uniform(*self.touching)))
+        if self.max_aspect is not None and hasattr(params, "max_aspect"):
+            params = replace(params, max_aspect=float(rng.uniform(*self.max_aspect)))
         if self.p_low_dose > 0 and rng.random() < self.p_low_dose:
             lo, hi = self.low_dose
             params = replace(params, dose=float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))

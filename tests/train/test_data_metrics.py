@@ -72,10 +72,11 @@ def test_working_scale_resampling_and_patch():
 def test_particle_dataset_mixes_modalities_and_augments():
     xs, ys, inst, truths = make_dataset(10, seed=1, patch_px=48, modality="any",
                                         augment=Augment(p_low_dose=1.0, p_blur=1.0, low_dose=(2.0, 3.0),
-                                                        blur_nm=(1.0, 1.1)))
+                                                        blur_nm=(1.0, 1.1), max_aspect=(2.0, 2.2)))
     assert xs.shape == (10, 1, 48, 48) and ys.shape == inst.shape == (10, 48, 48)
     assert {t["modality"] for t in truths} == {"haadf", "bf-tem"}
     assert all(2.0 <= t["params"]["dose"] <= 3.0 and 1.0 <= t["params"]["probe_blur_nm"] <= 1.1 for t in truths)
+    assert all(2.0 <= t["params"]["max_aspect"] <= 2.2 for t in truths)
     inv = Augment(p_invert=1.0).image(np.array([[0, 10], [20, 30]], np.uint16), np.random.default_rng(0))
     assert inv.tolist() == [[30, 20], [10, 0]]
 
