@@ -132,7 +132,11 @@ class Augment:
     instead of the simulator's (oversampling the hard case of touching pairs; particles only);
     ``max_aspect``: if set, each frame's largest ellipse aspect a/b is drawn uniformly from this range instead of the
     simulator's 1-1.5 (elongated particles, whose Feret min a network trained on near-round ones overestimates;
-    particles only).
+    particles only);
+    ``p_small``: probability of a frame of small particles (median ECD log-uniform in ``small_d50_nm``, none clipped
+    below ``small_min_nm`` instead of 2.5 nm), drawn only where the frame's own pixel resolves the smallest by
+    ``small_frame_px`` pixels, so the network learns the 2.5-5 working px particles a mixed frame holds (particles
+    only).
     """
 
     p_low_dose: float = 0.0
@@ -142,6 +146,10 @@ class Augment:
     p_invert: float = 0.0
     touching: tuple[float, float] | None = None
     max_aspect: tuple[float, float] | None = None
+    p_small: float = 0.0
+    small_d50_nm: tuple[float, float] = (2.0, 5.0)
+    small_min_nm: float = 1.2
+    small_frame_px: float = 3.0
 
     def params(self, params, rng: np.random.Generator):
         """Apply the parameter-level augmentations (draws from ``rng`` only for those that are on)."""
@@ -149,6 +157,10 @@ class Augment:
             params = replace(params, touching_fraction=float(rng.uniform(*self.touching)))
         if self.max_aspect is not None and hasattr(params, "max_aspect"):
             params = replace(params, max_aspect=float(rng.uniform(*self.max_aspect)))
+        if (self.p_small > 0 and hasattr(params, "min_diameter_nm") and rng.random() < self.p_small
+                and params.nm_per_px * self.small_frame_px <= self.small_min_nm):
+            lo, hi = np.log(self.small_d50_nm)
+            params = replace(params, d50_nm=float(np.exp(rng.uniform(lo, hi))), min_diameter_nm=self.small_min_nm)
         if self.p_low_dose > 0 and rng.random() < self.p_low_dose:
             lo, hi = self.low_dose
             params = replace(params, dose=float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))

@@ -6,6 +6,7 @@ import pytest
 from copilot.inference.card import Normalization
 from copilot.inference.preprocess import normalize as daemon_normalize
 from copilot.inference.preprocess import resample
+from copilot.sim.stem import random_params
 from copilot.train.data import (Augment, class_targets, make_dataset, make_phase_dataset, normalize, sample_patch,
                                 sample_phase_patch, to_working_scale)
 from copilot.train.metrics import evaluate, instances_from_probabilities, match_instances
@@ -77,6 +78,11 @@ def test_particle_dataset_mixes_modalities_and_augments():
     assert {t["modality"] for t in truths} == {"haadf", "bf-tem"}
     assert all(2.0 <= t["params"]["dose"] <= 3.0 and 1.0 <= t["params"]["probe_blur_nm"] <= 1.1 for t in truths)
     assert all(2.0 <= t["params"]["max_aspect"] <= 2.2 for t in truths)
+    small = Augment(p_small=1.0, small_d50_nm=(2.0, 2.5), small_min_nm=1.2)
+    fine, coarse = (random_params(np.random.default_rng(0), 48, (nm, nm)) for nm in (0.2, 0.8))
+    drawn = small.params(fine, np.random.default_rng(1))
+    assert 2.0 <= drawn.d50_nm <= 2.5 and drawn.min_diameter_nm == 1.2
+    assert small.params(coarse, np.random.default_rng(1)) == coarse  # 1.2 nm is 1.5 px of a 0.8 nm/px frame
     inv = Augment(p_invert=1.0).image(np.array([[0, 10], [20, 30]], np.uint16), np.random.default_rng(0))
     assert inv.tolist() == [[30, 20], [10, 0]]
 
