@@ -3,8 +3,8 @@
 Boundaries are the pixels of the working grid whose boundary probability passes a hysteresis threshold (above
 ``grain_boundary_low``, 4-connected to a pixel above ``grain_boundary_high``): faint stretches of a boundary stay
 joined to its confident parts, so a shallow etch does not merge grains (a missed boundary stretch merges two grains
-and lowers G; the defaults 0.15 / 0.4 and 2 px closing were chosen on 20 tuning frames per group, apart from the
-card's held-out ones: in-domain mean |ΔG| 0.22 → 0.13 at boundary F1 0.93, vs 0.3 / 0.5 and 1 px). Gaps up to ``grain_close_px`` are bridged.
+and lowers G). The defaults (0.08 / 0.25, 2 px closing) are chosen per boundary model on tuning frames apart from the
+card's held-out ones (``bench/accuracy/grains_thresholds.py``). Gaps up to ``grain_close_px`` are bridged.
 Grain counts do not depend on the grid's resolution (a grain is a closed region); sizes are in µm from the working
 grid's own calibration. An uncalibrated frame gets counts only (G needs a scale; the note says so).
 """
