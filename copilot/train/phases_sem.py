@@ -28,19 +28,17 @@ from copilot.train.data import Augment, make_phase_dataset
 from copilot.train.recipe import ort_predict
 
 NAME = "phases-sem"
-VERSION = "0.3.0"
+VERSION = "0.2.0"
 WORKING_NM_PER_PX = 2.0
 NM_PER_PX_RANGE = (0.5, 4.0)
-CHANNELS = (16, 32, 64, 128)
-SPACE_TO_DEPTH = 2  # from 0.3.0 the U-Net runs on 2 × 2 pixel blocks (as grains-sem): twice the receptive field in
-# working pixels and less memory traffic than a full-grid net on two CPU cores
+CHANNELS = (8, 16, 32, 64)
 PATCH_PX = 256
 HELDOUT_PX = 384
 CLASS_WEIGHTS = (1.0, 2.0, 1.0)
 DETECTOR = "se"
 AUGMENT = Augment(p_low_dose=0.2, low_dose=(1.5, 6.0), p_blur=0.2, blur_nm=(3.0, 7.0))
 STEPS = 5000
-N_TRAIN = 2400
+N_TRAIN = 2000
 COVERED_GROUPS = ("in-domain", "dose", "defocus")
 HELD_OUT_GROUPS = ("magnification", "drift", "charging", "detector", "etching")
 FINETUNE_LR = 1e-3  # with --init (fine-tuning a shipped model; no BatchNorm in its fused form)
@@ -76,8 +74,7 @@ def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
 
     log, command, t_start = start_recipe(NAME, command)
     log(f"recipe {NAME}: working {WORKING_NM_PER_PX} nm/px, frames {NM_PER_PX_RANGE} nm/px, detector {DETECTOR}, "
-        f"seed {seed}, {n_train} patches, {steps} steps, channels {CHANNELS} on {SPACE_TO_DEPTH}² pixel blocks, "
-        f"{AUGMENT}")
+        f"seed {seed}, {n_train} patches, {steps} steps, channels {CHANNELS}, {AUGMENT}")
     xs, ys, _ = make_phase_dataset(n_train, seed, PATCH_PX, WORKING_NM_PER_PX, NM_PER_PX_RANGE, detector=DETECTOR,
                                    augment=AUGMENT, soft=True, n_classes=len(CLASS_NAMES))
     hx, hy, _ = make_phase_dataset(n_heldout, seed + 1_000_003, HELDOUT_PX, WORKING_NM_PER_PX, NM_PER_PX_RANGE,
@@ -91,7 +88,7 @@ def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
         return phase_patch_metrics(probs, list(hy), len(CLASS_NAMES))
 
     description = (
-        "Compact U-Net (channels %s on %d × %d pixel blocks, 3 poolings, additive skips) trained on simulated SEM micrographs "
+        "Compact U-Net (channels %s, 3 poolings, additive skips) trained on simulated SEM micrographs "
         "(copilot.sim.sem, SE detector), soft targets (each class's area coverage of every working pixel, exact "
         "native class maps area-averaged): two-phase microstructures (lath packets + granular second phase in a "
         "Voronoi grain matrix, occasional round pores) and nanoporous-gold-like ligament/pore structures, with "
@@ -102,14 +99,13 @@ def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
         "%s are genuinely held out (never in training; 'detector' = BSE). Metrics 'heldout:<group>' come from "
         "copilot.train.heldout (daemon path: OrtBackend + analysis.measure, 512² frames, seed %d): area-fraction "
         "error per class in percentage points; the unprefixed ones from %d held-out %d² patches."
-        % (CHANNELS, SPACE_TO_DEPTH, SPACE_TO_DEPTH, ", ".join(COVERED_GROUPS), ", ".join(HELD_OUT_GROUPS), 20_261_125, n_heldout, HELDOUT_PX))
+        % (CHANNELS, ", ".join(COVERED_GROUPS), ", ".join(HELD_OUT_GROUPS), 20_261_125, n_heldout, HELDOUT_PX))
     return fit_and_ship(
         name=NAME, version=VERSION, task="phases", class_names=CLASS_NAMES, channels=CHANNELS, xs=xs, ys=ys,
         steps=steps, max_minutes=minutes, seed=seed, out_dir=Path(out_dir), class_weights=CLASS_WEIGHTS,
         working_nm_per_px=WORKING_NM_PER_PX, trained_nm_per_px_range=NM_PER_PX_RANGE, description=description,
         command=command, patch_metrics=patch_metrics, heldout_per_group=heldout_per_group, log=log,
-        t_start=t_start, data_s=data_s, init_onnx=init_onnx, lr=FINETUNE_LR if init_onnx else 3e-3,
-        space_to_depth=SPACE_TO_DEPTH)
+        t_start=t_start, data_s=data_s, init_onnx=init_onnx, lr=FINETUNE_LR if init_onnx else 3e-3)
 
 
 if __name__ == "__main__":
