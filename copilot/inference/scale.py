@@ -33,10 +33,8 @@ from copilot.inference.card import ModelCard
 
 MAX_UPSAMPLING = 2.0
 TARGET_PX = 14.0  # median ECD a finer grid aims at (the trained medians span 7-28 working px)
-MIN_PX = 8.0  # median ECDs below this (working px, at the card's scale: 4 nm for particles-stem) ask for a finer grid.
-# Chosen on tuning frames apart from the cards' (seed 777, 24 per group, particles-stem 0.4.0): in-domain object F1
-# 0.971 at 6.5 → 0.981 at 8, no group losing more than 0.001; 10 cost defocus 0.023. Dense frames of 3.5-4 nm
-# particles (the bottom of the trained medians) merge neighbours at 7-8 px.
+MIN_PX = 6.5  # median ECDs below this (working px, at the card's scale) ask for a finer grid: below the trained
+# medians (7-28 px), so in-domain frames keep one pass
 COARSE_PX = 28.0  # median ECDs above this ask for a coarser grid, one where they are this size
 RERUN_CHANGE = 0.25  # a first pass is rerun when the scale its particles ask for differs by more than this
 MIN_GRID_PX = 96

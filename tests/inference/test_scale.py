@@ -96,10 +96,10 @@ def test_verdict_reads_the_particle_size_the_scale_choice_measured(card):
 
 def test_small_particles_ask_for_a_finer_scale_within_twice_upsampled(card):
     """6-px particles at the card's scale (3 nm at 0.5 nm/px) are too few pixels to size to a few %: the frame runs
-    again finer (here capped at 2× upsampling); 10-px ones (in the trained range) stay at the card's scale."""
+    again finer (here capped at 2× upsampling); 8-px ones (in the trained range) stay at the card's scale."""
     policy = ScalePolicy(card)
     frame = Frame(np.zeros((512, 512), np.uint16), 0.5, stream="s", frame_id="0", origin="m")
     better, med = policy.review(frame, 1.0, probs_with_discs((512, 512), 3))
     assert med == pytest.approx(6, rel=0.1) and better == pytest.approx(1 / MAX_UPSAMPLING)
     assert 6 / TARGET_PX < better  # capped: the target alone would upsample more
-    assert ScalePolicy(card).review(frame, 1.0, probs_with_discs((512, 512), 5))[0] is None
+    assert ScalePolicy(card).review(frame, 1.0, probs_with_discs((512, 512), 4))[0] is None
