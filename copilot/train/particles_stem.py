@@ -44,7 +44,7 @@ AUGMENT = Augment(p_low_dose=0.15, low_dose=(1.5, 8.0), p_blur=0.15, blur_nm=(0.
 # from 0.5.0: elongated particles up to a/b 2.2; a quarter of the frames finer than 0.4 nm/px hold small particles
 # (median 2-5 nm, down to 1.2 nm = 2.4 working px) so the few small ones of a mixed frame are found
 STEPS = 7000
-# equivalent diameters the network sees (working px): drawn ECDs 2.5-25 nm at 0.5 nm/px (copilot.sim.stem.random_params).
+# equivalent diameters the network sees (working px): drawn ECDs 2.5-25 nm at 0.5 nm/px (sim.stem.random_params).
 # The verdict compares a frame's median with this range; the small-particle frames (AUGMENT.p_small) add single
 # particles down to 2.4 px so they are found in a mixed frame, not frames whose median is that small.
 TRAINED_PARTICLE_PX = (5.0, 50.0)
