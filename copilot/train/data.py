@@ -135,7 +135,7 @@ class Augment:
     particles only);
     ``p_small``: probability of a frame of small particles (median ECD log-uniform in ``small_d50_nm``, none clipped
     below ``small_min_nm`` instead of 2.5 nm), drawn only where the frame's own pixel resolves the smallest by
-    ``small_frame_px`` pixels, so the network learns the 2.5-5 working px particles a mixed frame holds (particles
+    ``small_frame_px`` pixels, so the network learns the 2.4-5 working px particles a mixed frame holds (particles
     only).
     """
 

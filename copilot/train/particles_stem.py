@@ -40,9 +40,7 @@ HELDOUT_PX = 384
 CLASS_WEIGHTS = (1.0, 1.0, 2.5)
 MODALITY = "any"  # HAADF-STEM and BF-TEM with equal odds
 AUGMENT = Augment(p_low_dose=0.15, low_dose=(1.5, 8.0), p_blur=0.15, blur_nm=(0.6, 2.0), p_invert=0.1,
-                  touching=(0.1, 0.5), max_aspect=(1.0, 2.2), p_small=0.25)
-# from 0.5.0: elongated particles up to a/b 2.2; a quarter of the frames finer than 0.4 nm/px hold small particles
-# (median 2-5 nm, down to 1.2 nm = 2.4 working px) so the few small ones of a mixed frame are found
+                  touching=(0.1, 0.5), max_aspect=(1.0, 2.2), p_small=0.25)  # the last two from 0.5.0 (docstring)
 STEPS = 7000
 # equivalent diameters the network sees (working px): drawn ECDs 2.5-25 nm at 0.5 nm/px (sim.stem.random_params).
 # The verdict compares a frame's median with this range; the small-particle frames (AUGMENT.p_small) add single
