@@ -80,6 +80,10 @@ class ModelCard(BaseModel):
     trained_particle_px: tuple[float, float] | None = Field(
         None, description="particles: equivalent diameters (working px) the network was trained on; the per-frame "
                           "scale choice puts a frame's particles inside this range")
+    average_native_scale: bool = Field(
+        False, description="a frame coarser than the working scale (so upsampled to it) but inside the trained range "
+                           "is segmented a second time at its own pixel size, and the two probability maps are "
+                           "averaged: on a noisy frame the upsampled grid alone draws boundaries through the noise")
     lineage: Lineage | None = None
     normalization: Normalization = Normalization()
     tiling: Tiling = Tiling()

@@ -12,6 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from skimage.transform import resize
 
 from copilot.frame import Frame
 from copilot.inference.card import ModelCard
@@ -20,6 +21,13 @@ from copilot.readers.limits import DEFAULT_LIMITS
 from copilot.inference.scale import ScalePolicy
 from copilot.inference.segmentation import Segmentation
 from copilot.inference.tiling import blend_window, pad_to_multiple, tile_grid
+
+
+def wants_native_pass(card: ModelCard, frame: Frame, frame_px_per_px: float) -> bool:
+    """Whether a frame gets the second, native-size pass: the card asks for it, and the frame is coarser than the
+    working scale (upsampled by more than 2 %) but inside the trained range."""
+    return (card.average_native_scale and frame.nm_per_px is not None and frame_px_per_px < 0.98
+            and frame.nm_per_px <= card.trained_nm_per_px_range[1])
 
 
 def balanced_tile_px(h: int, w: int, max_px: int, overlap: int, multiple: int) -> int:
@@ -113,6 +121,8 @@ class NetworkBackend:
             img, scale = self.prepare(frame, better)
             probs, emb = self.infer(img)
             _, med = policy.review(frame, scale, probs)
+        if wants_native_pass(self.card, frame, scale):
+            probs = self.average_native(frame, probs)
         return Segmentation(
             frame=frame,
             probabilities=probs,
@@ -126,6 +136,15 @@ class NetworkBackend:
             network_input=img,
             particle_px=(float("nan") if med is None else med) if policy.measures(frame) else None,
         )
+
+    def average_native(self, frame: Frame, probs: np.ndarray) -> np.ndarray:
+        """The mean of ``probs`` (an upsampled working grid) and the network's probabilities at the frame's own
+        pixel size, interpolated onto that grid (``ModelCard.average_native_scale``)."""
+        img, _ = self.prepare(frame, 1.0)
+        native, _ = self.infer(img)
+        h, w = probs.shape[1:]
+        up = np.stack([resize(c, (h, w), order=1, mode="edge", anti_aliasing=False) for c in native])
+        return ((probs + up) * 0.5).astype(np.float32)
 
     def run_tiled(self, img: np.ndarray, tile_px: int, batch: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Overlapping tiles (``batch`` per network call), blended with linear ramps; embedding = area-weighted mean."""

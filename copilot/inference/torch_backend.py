@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from copilot.frame import Frame
 from copilot.inference.card import ModelCard, load_card
-from copilot.inference.network import NetworkBackend
+from copilot.inference.network import NetworkBackend, wants_native_pass
 from copilot.inference.segmentation import Segmentation
 
 log = logging.getLogger(__name__)
@@ -221,7 +221,7 @@ class TorchBackend(NetworkBackend):
         if self.device.type != "cuda":
             return super().segment(frame)
         img, scale = self.prepare(frame)
-        if max(img.shape) > self.max_whole_px:
+        if max(img.shape) > self.max_whole_px or wants_native_pass(self.card, frame, scale):
             return super().segment(frame)
         from copilot.inference.tiling import pad_to_multiple
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from copilot.inference.card import ModelCard, load_card
-from copilot.inference.network import NetworkBackend
+from copilot.inference.network import NetworkBackend, wants_native_pass
 from copilot.inference.segmentation import Segmentation
 from copilot.inference.trt_plan import (BuildRecipe, PlanKey, Profile, RunPlan, atomic_write, choose_profile,
                                         default_profiles, plan_run, shape_classes)
@@ -586,6 +586,8 @@ class TensorRTBackend(NetworkBackend):
         from copilot.inference.torch_backend import device_segmentation
 
         img, scale = self.prepare(frame)
+        if wants_native_pass(self.card, frame, scale):
+            return super().segment(frame)
         h, w = img.shape
         card = self.card
         common = dict(frame=frame, class_names=tuple(card.class_names), model_name=card.name,

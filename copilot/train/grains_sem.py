@@ -157,7 +157,7 @@ def main(minutes: float = 13.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
         working_nm_per_px=WORKING_NM_PER_PX, trained_nm_per_px_range=NM_PER_PX_RANGE, description=description,
         command=command, patch_metrics=patch_metrics, heldout_per_group=heldout_per_group, log=log,
         t_start=t_start, data_s=data_s, init_onnx=init_onnx, lr=1e-3 if init_onnx else 3e-3,
-        space_to_depth=SPACE_TO_DEPTH)
+        space_to_depth=SPACE_TO_DEPTH, average_native_scale=True)
 
 
 if __name__ == "__main__":

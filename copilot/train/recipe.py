@@ -146,7 +146,8 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
                  trained_nm_per_px_range: tuple[float, float], description: str, command: str,
                  patch_metrics: Callable[[object], dict[str, float]], heldout_per_group: int, log,
                  t_start: float, data_s: float, init_onnx: Path | None = None, lr: float = 3e-3,
-                 trained_particle_px: tuple[float, float] | None = None, space_to_depth: int = 1) -> dict:
+                 trained_particle_px: tuple[float, float] | None = None, space_to_depth: int = 1,
+                 average_native_scale: bool = False) -> dict:
     """Train a TinyUNet on (xs, ys), export model.onnx into ``out_dir``, measure, write card.json.
 
     ``init_onnx``: fine-tune from that model's weights (its fused form: convolutions with biases, no BatchNorm;
@@ -212,6 +213,7 @@ def fit_and_ship(*, name: str, version: str, task: str, class_names: tuple[str, 
         working_nm_per_px=working_nm_per_px,
         trained_nm_per_px_range=trained_nm_per_px_range,
         trained_particle_px=trained_particle_px,
+        average_native_scale=average_native_scale,
         lineage=lineage,
         tiling={"tile_px": 512, "overlap_px": 32, "multiple_of": net.multiple_of},
         outputs={"input": "image", "probabilities": "probabilities", "embedding": "embedding",
