@@ -4,7 +4,8 @@
 
 Boundary maps from ``copilot.sim.polycrystal`` (truth: realized seed density → planimetric G; Crofton boundary
 length → intercept G) go through ``copilot.analysis.grains.measure_grains``. This measures the analysis from a
-boundary map only; no grains-sem boundary model exists yet, so boundary F1 is not measured here.
+boundary map only; the grains-sem boundary model's F1 and G errors are in ``grains_model.md``
+(``grains_model_bench.py``).
 """
 
 from __future__ import annotations

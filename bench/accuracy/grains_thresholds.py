@@ -3,6 +3,9 @@ boundary model on tuning frames apart from the card's held-out ones: every domai
 then measured with each candidate pair; the table gives mean |ΔG| (planimetric) and boundary F1 per group.
 
     python bench/accuracy/grains_thresholds.py [ENGINE] [--per-group 12] [--seed 777] [--pairs 0.25/0.08,0.4/0.15]
+                                               [--native on|off]
+
+``--native`` overrides the card's ``average_native_scale`` (the second, native-size pass of coarse frames).
 """
 
 from __future__ import annotations
@@ -27,8 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--per-group", type=int, default=12)
     ap.add_argument("--seed", type=int, default=777, help="tuning frames (the cards' held-out seed is 20261125)")
     ap.add_argument("--pairs", default="0.25/0.08,0.3/0.1,0.4/0.15,0.2/0.06,0.35/0.08")
+    ap.add_argument("--native", choices=("card", "on", "off"), default="card",
+                    help="the native-size pass of coarse frames: as the card says, or forced on / off")
     a = ap.parse_args(argv)
     card, folder = load_card(a.engine)
+    if a.native != "card":
+        card = card.model_copy(update={"average_native_scale": a.native == "on"})
     backend = OrtBackend(card, folder, threads=2)
     pairs = [tuple(float(v) for v in p.split("/")) for p in a.pairs.split(",")]
     rows: dict[tuple, dict[str, dict]] = {p: {} for p in pairs}
@@ -47,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr, flush=True)
     groups = list(groups_for("grains"))
     print(f"# {card.name} {card.version}: hysteresis pairs on tuning frames (seed {a.seed}, {a.per_group} × 512² per "
-          "group)\n")
+          f"group; native-size pass of coarse frames {'on' if card.average_native_scale else 'off'})\n")
     print("| high / low | " + " | ".join(groups) + " | worst shifted |")
     print("|---" * (len(groups) + 2) + "|")
     for (high, low), by_group in rows.items():
