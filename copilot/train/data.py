@@ -133,10 +133,11 @@ class Augment:
     ``max_aspect``: if set, each frame's largest ellipse aspect a/b is drawn uniformly from this range instead of the
     simulator's 1-1.5 (elongated particles, whose Feret min a network trained on near-round ones overestimates;
     particles only);
-    ``p_small``: probability of a frame of small particles (median ECD log-uniform in ``small_d50_nm``, none clipped
-    below ``small_min_nm`` instead of 2.5 nm), drawn only where the frame's own pixel resolves the smallest by
-    ``small_frame_px`` pixels, so the network learns the 2.4-5 working px particles a mixed frame holds (particles
-    only).
+    ``p_small``: probability of a frame of small particles (median ECD log-uniform in ``small_d50_nm``, at least
+    1.25× the smallest), where none is clipped below what the frame's own pixel resolves by ``small_frame_px``
+    pixels (and not below ``small_min_nm``) instead of the simulator's 2.5 nm; frames too coarse to resolve less
+    than that are left as drawn. So the network learns the 2.4-5 working px particles a mixed frame holds
+    (particles only).
     """
 
     p_low_dose: float = 0.0
@@ -157,10 +158,12 @@ class Augment:
             params = replace(params, touching_fraction=float(rng.uniform(*self.touching)))
         if self.max_aspect is not None and hasattr(params, "max_aspect"):
             params = replace(params, max_aspect=float(rng.uniform(*self.max_aspect)))
+        smallest = max(self.small_min_nm, params.nm_per_px * self.small_frame_px)  # what the frame resolves
         if (self.p_small > 0 and hasattr(params, "min_diameter_nm") and rng.random() < self.p_small
-                and params.nm_per_px * self.small_frame_px <= self.small_min_nm):
+                and smallest < params.min_diameter_nm):
             lo, hi = np.log(self.small_d50_nm)
-            params = replace(params, d50_nm=float(np.exp(rng.uniform(lo, hi))), min_diameter_nm=self.small_min_nm)
+            d50 = max(float(np.exp(rng.uniform(lo, hi))), 1.25 * smallest)
+            params = replace(params, d50_nm=d50, min_diameter_nm=smallest)
         if self.p_low_dose > 0 and rng.random() < self.p_low_dose:
             lo, hi = self.low_dose
             params = replace(params, dose=float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))

@@ -9,8 +9,9 @@ downsampled 1-5x before the network sees them (a 2048² frame at 0.2 nm/px becom
 Robustness drawn into the training data (``AUGMENT``): 15 % of frames at a dose below the nominal range
 (1.5-8 counts/px), 15 % with a probe blur / defocus beyond it (0.6-2.0 nm), 10 % with the grey scale inverted; touching
 pairs are oversampled (10-50 % of particles placed touching instead of 0-35 %); from 0.5.0 particles are elongated up
-to a/b 2.2 (the simulator draws at most 1.5), so Feret min is not biased towards round outlines, and a quarter of the
-frames finer than 0.4 nm/px hold small particles (median 2-5 nm, none clipped below 1.2 nm instead of 2.5 nm). So the
+to a/b 2.2 (the simulator draws at most 1.5), so Feret min is not biased towards round outlines, and some frames hold
+small particles (median 2-5 nm, none clipped below 1.2 nm instead of 2.5 nm): a quarter of those finer than 0.4 nm/px
+for 0.5.0; from 0.6.0, 30 % of every frame that resolves less than 2.5 nm by 3 px, clipped at 3 of its pixels. So the
 ``dose``, ``defocus`` and ``contrast-inversion`` groups of ``copilot.sim.domains`` are covered by training;
 ``magnification``, ``drift`` and ``charging`` are never seen in training (genuinely held out).
 
@@ -30,7 +31,7 @@ from copilot.train.metrics import evaluate
 from copilot.train.recipe import ort_predict
 
 NAME = "particles-stem"
-VERSION = "0.5.0"
+VERSION = "0.6.0"
 WORKING_NM_PER_PX = 0.5
 NM_PER_PX_RANGE = (0.1, 0.8)  # up to 1.6x enlarged: the per-frame scale choice may enlarge small particles 2x
 HELDOUT_NM_PER_PX_RANGE = (0.1, 0.5)  # the patch metrics' frames, as for 0.2.0 (comparable)
@@ -40,7 +41,7 @@ HELDOUT_PX = 384
 CLASS_WEIGHTS = (1.0, 1.0, 2.5)
 MODALITY = "any"  # HAADF-STEM and BF-TEM with equal odds
 AUGMENT = Augment(p_low_dose=0.15, low_dose=(1.5, 8.0), p_blur=0.15, blur_nm=(0.6, 2.0), p_invert=0.1,
-                  touching=(0.1, 0.5), max_aspect=(1.0, 2.2), p_small=0.25)  # the last two from 0.5.0 (docstring)
+                  touching=(0.1, 0.5), max_aspect=(1.0, 2.2), p_small=0.3)  # the last two: docstring
 STEPS = 7000
 # equivalent diameters the network sees (working px): drawn ECDs 2.5-25 nm at 0.5 nm/px (sim.stem.random_params).
 # The verdict compares a frame's median with this range; the small-particle frames (AUGMENT.p_small) add single
@@ -85,8 +86,9 @@ def main(minutes: float = 30.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout
         "(copilot.inference.preprocess). Robustness trained in (augmentation): low dose 1.5-8 counts/px (15 %%), "
         "extra probe blur/defocus 0.6-2.0 nm (15 %%), inverted grey scale (10 %%); touching pairs oversampled "
         "(10-50 %% of particles instead of 0-35 %%); elongated particles (each frame's largest aspect a/b drawn from "
-        "1-2.2 instead of 1-1.5); small particles (25 %% of the frames finer than 0.4 nm/px: median ECD 2-5 nm, "
-        "down to 1.2 nm = 2.4 working px instead of 2.5 nm): domain groups %s are covered by "
+        "1-2.2 instead of 1-1.5); small particles (30 %% of the frames that resolve less than 2.5 nm by 3 px: "
+        "median ECD 2-5 nm, down to 3 frame px and at least 1.2 nm = 2.4 working px instead of 2.5 nm): domain "
+        "groups %s are covered by "
         "training; groups %s are held out (never in training, except 'magnification' frames at 0.7-0.8 nm/px). "
         "Metrics 'heldout:<group>' come from "
         "copilot.train.heldout (daemon path: OrtBackend + analysis.measure, 512² frames, seed %d); the unprefixed "

@@ -79,10 +79,12 @@ def test_particle_dataset_mixes_modalities_and_augments():
     assert all(2.0 <= t["params"]["dose"] <= 3.0 and 1.0 <= t["params"]["probe_blur_nm"] <= 1.1 for t in truths)
     assert all(2.0 <= t["params"]["max_aspect"] <= 2.2 for t in truths)
     small = Augment(p_small=1.0, small_d50_nm=(2.0, 2.5), small_min_nm=1.2)
-    fine, coarse = (random_params(np.random.default_rng(0), 48, (nm, nm)) for nm in (0.2, 0.8))
+    fine, mid, coarse = (random_params(np.random.default_rng(0), 48, (nm, nm)) for nm in (0.2, 0.6, 0.9))
     drawn = small.params(fine, np.random.default_rng(1))
     assert 2.0 <= drawn.d50_nm <= 2.5 and drawn.min_diameter_nm == 1.2
-    assert small.params(coarse, np.random.default_rng(1)) == coarse  # 1.2 nm is 1.5 px of a 0.8 nm/px frame
+    drawn = small.params(mid, np.random.default_rng(1))  # 3 px of a 0.6 nm/px frame: 1.8 nm
+    assert drawn.min_diameter_nm == pytest.approx(1.8) and drawn.d50_nm >= 1.25 * 1.8
+    assert small.params(coarse, np.random.default_rng(1)) == coarse  # 3 px of 0.9 nm/px: 2.7 nm, above the 2.5 nm clip
     inv = Augment(p_invert=1.0).image(np.array([[0, 10], [20, 30]], np.uint16), np.random.default_rng(0))
     assert inv.tolist() == [[30, 20], [10, 0]]
 
