@@ -118,11 +118,17 @@ def resample(pixels: np.ndarray, frame_px_per_px: float) -> tuple[np.ndarray, fl
     return img, h / img.shape[0]
 
 
-def normalize(img: np.ndarray, norm: Normalization) -> np.ndarray:
-    """Percentile stretch to [0, 1] (percentiles from a strided subsample), then (x - mean) / std."""
+def stretch_limits(img: np.ndarray, norm: Normalization) -> tuple[float, float]:
+    """The grey values ``normalize`` maps to 0 and 1: the card's percentiles of a strided subsample."""
     step = max(1, int(np.sqrt(img.size / 65536)))
-    sample = img[::step, ::step]
-    lo, hi = np.percentile(sample, [norm.low_percentile, norm.high_percentile])
+    lo, hi = np.percentile(img[::step, ::step], [norm.low_percentile, norm.high_percentile])
+    return float(lo), float(hi)
+
+
+def normalize(img: np.ndarray, norm: Normalization, limits: tuple[float, float] | None = None) -> np.ndarray:
+    """Percentile stretch to [0, 1] (``stretch_limits``, or ``limits`` taken from a larger image), then
+    (x - mean) / std."""
+    lo, hi = stretch_limits(img, norm) if limits is None else limits
     scale = 1.0 / max(float(hi - lo), 1e-6)
     out = (img - np.float32(lo)) * np.float32(scale)
     np.clip(out, 0.0, 1.0, out=out)

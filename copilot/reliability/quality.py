@@ -1,7 +1,8 @@
 """Image quality from the pixels alone: focus, noise (dose), saturation, dynamic range, data bar.
 
 Focus and noise are measured once, on the image the network saw (resampled to the model's working scale and
-stretched to its percentile range), so they are comparable across magnifications and detectors; a central
+stretched to its percentile range; a frame enlarged onto the working grid at its own pixels instead,
+``native_crop``), so they are comparable across magnifications and detectors; a central
 ``QUALITY_CROP_PX``² window of it is enough and keeps the cost independent of the frame size. Saturation and
 dynamic range come from a strided sample of the raw pixels (at most about ``RAW_SAMPLE_PX``² of them).
 """
@@ -84,6 +85,17 @@ def edge_blur_px(img: np.ndarray, s1: float = 1.0, s2: float = 2.5, g1: np.ndarr
     if r <= 1.0 + 1e-3:
         return 10.0
     return float(np.sqrt(max((e2**2 - r**2 * e1**2) / (r**2 - 1), 0.0)))
+
+
+def native_crop(frame: Frame, norm) -> np.ndarray:
+    """The central ``QUALITY_CROP_PX``² of the frame's own pixels, normalized as the network input was (``norm``:
+    the card's ``Normalization``, limits from the whole frame): what focus and noise are measured on when the frame
+    was enlarged onto the working grid, whose interpolated pixels would hide its noise (a noise frame enlarged 1.6×
+    read a signal-to-noise of 3.3 instead of 0.5)."""
+    from copilot.inference.preprocess import normalize, stretch_limits
+
+    raw = frame.pixels
+    return normalize(_crop(raw).astype(np.float32), norm, stretch_limits(raw, norm))
 
 
 def image_quality(frame: Frame, network_input: np.ndarray | None) -> dict[str, float]:

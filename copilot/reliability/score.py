@@ -23,7 +23,7 @@ from copilot.inference.card import ModelCard
 from copilot.reliability.calibration import ReliabilityCalibration
 from copilot.reliability.defect_features import defect_features
 from copilot.reliability.features import output_features
-from copilot.reliability.quality import image_quality
+from copilot.reliability.quality import image_quality, native_crop
 from copilot.reliability.shift import ShiftReference, ShiftWindow
 from copilot.reliability.types import FrameReliability, Verdict
 from copilot.reliability.settings import VerdictThresholds
@@ -68,7 +68,9 @@ class Assessor:
         seg = fm.segmentation
         features = output_features(fm)
         features.update(defect_features(fm))
-        quality = image_quality(seg.frame, seg.network_input)
+        enlarged = self.card is not None and seg.network_input is not None and seg.frame_px_per_px < 0.98
+        quality = image_quality(seg.frame, native_crop(seg.frame, self.card.normalization) if enlarged
+                                else seg.network_input)
         distance = self.reference.distance(seg.embedding) if self.reference is not None else None
         features.update(quality)
         features["shift_distance"] = distance if distance is not None else 0.0

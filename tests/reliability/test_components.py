@@ -44,6 +44,21 @@ def test_quality_sees_blur_noise_saturation_and_blank():
     assert blank["dynamic_range"] == 0
 
 
+def test_noise_is_measured_at_the_frames_own_pixels_when_it_was_enlarged():
+    from copilot.inference.card import Normalization
+    from copilot.inference.preprocess import normalize, resample
+    from copilot.reliability.quality import native_crop
+
+    frame = Frame(np.random.default_rng(4).poisson(300, (512, 512)).astype(np.uint16), 1.0, "s", "f", "m")  # noise only
+    norm = Normalization()
+    enlarged, _ = resample(frame.pixels.astype(np.float32), 0.5)  # 2× onto a finer working grid
+    own = image_quality(frame, native_crop(frame, norm))
+    interpolated = image_quality(frame, normalize(enlarged, norm))
+    assert own["snr"] < 1.0 < interpolated["snr"]  # interpolation smooths away the noise the Laplacian sees
+    assert own["noise_sigma"] > 2 * interpolated["noise_sigma"]
+    assert native_crop(frame, norm).shape == (256, 256)
+
+
 def test_shift_distance_and_window_mmd():
     rng = np.random.default_rng(1)
     train = rng.normal(0, 1, (300, 8))
