@@ -375,6 +375,8 @@ NECK_DEPTH_PX = 0.6  # both concavities at least this deep (working px): the iso
 NECK_DEPTH = 0.05  # … and this deep relative to the cut between them (a 70 % neck of equal discs: ~0.2, rounded
 # by the network ~0.08-0.15; a convex particle's largest pockets: < 0.04)
 SMOOTH_PX = 2.0  # the outline is smoothed over this arc (working px) before its pockets are measured
+PAIR_STANDS_OUT = 0.8  # a neck's two pockets stand out: the next is shallower than this × the shallower of them
+# (the pixel staircase of a rasterized ellipse has many pockets of one depth, 0.66 px, which passed the depths)
 VALLEY = 0.03  # a filled neck: P(particle) dips this much below both sides (4 nm discs at 70 %: 0.04-0.10;
 # ellipses and discs of the standards: < 0.02)
 VALLEY_SPAN = 0.4  # … within the middle 40 % of the particle's length
@@ -401,7 +403,8 @@ def neck_cut(tile: np.ndarray, field: np.ndarray, px_per_work: float) -> np.ndar
     whose field values the pieces share), or None when it has none.
 
     The neck is where the two deepest pockets of the smoothed sub-pixel outline face each other: both at least
-    ``NECK_DEPTH_PX`` working px and ``NECK_DEPTH`` × their distance deep. The tile is cut along the line through
+    ``NECK_DEPTH_PX`` working px and ``NECK_DEPTH`` × their distance deep, and deeper than any other pocket by
+    ``PAIR_STANDS_OUT``. The tile is cut along the line through
     them; the cut must be at most ``MAX_NECK`` × the smaller piece's ECD, that piece at least ``MIN_PIECE`` of the
     larger, and no piece elongated beyond ``MAX_PIECE_ELONGATION`` (a convex particle has no such pockets at all)."""
     outline = smooth_closed(longest_outline(field), int(round(SMOOTH_PX * px_per_work)))
@@ -409,6 +412,8 @@ def neck_cut(tile: np.ndarray, field: np.ndarray, px_per_work: float) -> np.ndar
     if len(found) < 2:
         return None
     (_, i), (depth, j) = found[:2]
+    if len(found) > 2 and found[2][0] >= PAIR_STANDS_OUT * depth:
+        return None
     p, q = outline[i], outline[j]
     cut = float(np.hypot(*(q - p)))
     if depth < max(NECK_DEPTH_PX * px_per_work, NECK_DEPTH * cut):
