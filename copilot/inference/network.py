@@ -16,7 +16,7 @@ from skimage.transform import resize
 
 from copilot.frame import Frame
 from copilot.inference.card import ModelCard
-from copilot.inference.preprocess import bounded_scale, normalize, resample, working_scale
+from copilot.inference.preprocess import bounded_scale, enlarged, normalize, resample, working_scale
 from copilot.readers.limits import DEFAULT_LIMITS
 from copilot.inference.scale import ScalePolicy
 from copilot.inference.segmentation import Segmentation
@@ -25,8 +25,8 @@ from copilot.inference.tiling import blend_window, pad_to_multiple, tile_grid
 
 def wants_native_pass(card: ModelCard, frame: Frame, frame_px_per_px: float) -> bool:
     """Whether a frame gets the second, native-size pass: the card asks for it, and the frame is coarser than the
-    working scale (upsampled by more than 2 %) but inside the trained range."""
-    return (card.average_native_scale and frame.nm_per_px is not None and frame_px_per_px < 0.98
+    working scale (``enlarged`` onto it) but inside the trained range."""
+    return (card.average_native_scale and frame.nm_per_px is not None and enlarged(frame_px_per_px)
             and frame.nm_per_px <= card.trained_nm_per_px_range[1])
 
 

@@ -92,6 +92,15 @@ def _downsample_operator(n_in: int, n_out: int) -> sp.csr_matrix:
     return sp.hstack(blocks, format="csr")
 
 
+#: frame pixels per working pixel this close to 1 leave the frame as it is
+SAME_SCALE = 0.02
+
+
+def enlarged(frame_px_per_px: float) -> bool:
+    """Whether ``resample`` enlarges a frame at this scale (its working grid is finer than its own pixels)."""
+    return frame_px_per_px < 1.0 - SAME_SCALE
+
+
 def resample(pixels: np.ndarray, frame_px_per_px: float) -> tuple[np.ndarray, float]:
     """Resample to the working grid; returns the image and the exact scale achieved (after rounding the shape).
 
@@ -105,7 +114,7 @@ def resample(pixels: np.ndarray, frame_px_per_px: float) -> tuple[np.ndarray, fl
     ((50, 30), 2.0)
     """
     img = pixels.astype(np.float32, copy=False)
-    if abs(frame_px_per_px - 1.0) < 0.02:
+    if abs(frame_px_per_px - 1.0) < SAME_SCALE:
         return img, 1.0
     h, w = img.shape
     out_h, out_w = max(1, round(h / frame_px_per_px)), max(1, round(w / frame_px_per_px))

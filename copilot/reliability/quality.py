@@ -13,6 +13,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from copilot.frame import Frame
+from copilot.inference.preprocess import normalize, stretch_limits
 
 QUALITY_FEATURES = ["noise_sigma", "snr", "sharpness", "edge_blur_px", "saturated_fraction", "clipped_low_fraction",
                     "dynamic_range", "data_bar"]
@@ -92,8 +93,6 @@ def native_crop(frame: Frame, norm) -> np.ndarray:
     the card's ``Normalization``, limits from the whole frame): what focus and noise are measured on when the frame
     was enlarged onto the working grid, whose interpolated pixels would hide its noise (a noise frame enlarged 1.6×
     read a signal-to-noise of 3.3 instead of 0.5)."""
-    from copilot.inference.preprocess import normalize, stretch_limits
-
     raw = frame.pixels
     return normalize(_crop(raw).astype(np.float32), norm, stretch_limits(raw, norm))
 

@@ -20,6 +20,7 @@ import onnxruntime as ort
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.inference.scale import outside_trained_scale
 from copilot.inference.card import ModelCard
+from copilot.inference.preprocess import enlarged
 from copilot.reliability.calibration import ReliabilityCalibration
 from copilot.reliability.defect_features import defect_features
 from copilot.reliability.features import output_features
@@ -68,8 +69,8 @@ class Assessor:
         seg = fm.segmentation
         features = output_features(fm)
         features.update(defect_features(fm))
-        enlarged = self.card is not None and seg.network_input is not None and seg.frame_px_per_px < 0.98
-        quality = image_quality(seg.frame, native_crop(seg.frame, self.card.normalization) if enlarged
+        own_pixels = self.card is not None and seg.network_input is not None and enlarged(seg.frame_px_per_px)
+        quality = image_quality(seg.frame, native_crop(seg.frame, self.card.normalization) if own_pixels
                                 else seg.network_input)
         distance = self.reference.distance(seg.embedding) if self.reference is not None else None
         features.update(quality)
