@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ def start_recipe(name: str, command: str | None) -> tuple[Callable[..., None], s
     import torch
     from rich.console import Console
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("COPILOT_TRAIN_THREADS", "2")))  # two recipes side by side: 1 each
     command = command or "python -m copilot.train " + " ".join(sys.argv[1:] or [name])
     return Console(log_path=False).log, command, time.perf_counter()
 
