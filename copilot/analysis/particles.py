@@ -27,7 +27,7 @@ from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.shape import ShapeTable
 from copilot.analysis.stats import lognormal_fit, mean_interval, median_interval, psd_histogram, sufficiency
 from copilot.analysis.instances import drop_small, watershed_touching
-from copilot.inference.preprocess import nearest_resample
+from copilot.inference.preprocess import nearest_indices
 from copilot.inference.segmentation import Segmentation
 
 RESOLVABLE_PX = 3.0  # smallest ECD (frame pixels) that is sized: below it a disc is a handful of pixels
@@ -65,22 +65,27 @@ def size_statistics(ecd: np.ndarray) -> dict[str, float | None]:
     return dict(ecd_mean=float(ecd.mean()), ecd_sd=sd, d10=float(d10), d50=float(d50), d90=float(d90))
 
 
-def label_means(labels: np.ndarray, n: int, *values: np.ndarray) -> list[np.ndarray]:
-    """Mean of each of ``values`` (arrays shaped like ``labels``) over labels 1..n, 0 for a label without pixels:
-    what ``ndimage.mean`` gives (the same sums, in the same order), read at the labelled pixels only."""
+def label_means(labels: np.ndarray, n: int, *values) -> list[np.ndarray]:
+    """Mean of each of ``values`` over labels 1..n, 0 for a label without pixels: what ``ndimage.mean`` gives (the
+    same sums, in the same order), read at the labelled pixels only. A value is an array shaped like ``labels``, or
+    a function giving the values at flat pixel indices (``frame_pixels_on_grid``)."""
     at = np.flatnonzero(labels)
     lab = labels.ravel()[at]
     counts = np.bincount(lab, minlength=n + 1)[1 : n + 1]
     have = counts > 0
-    return [np.divide(np.bincount(lab, weights=v.ravel()[at], minlength=n + 1)[1 : n + 1], counts,
-                      out=np.zeros(n), where=have) for v in values]
+    return [np.divide(np.bincount(lab, weights=v(at) if callable(v) else v.ravel()[at], minlength=n + 1)[1 : n + 1],
+                      counts, out=np.zeros(n), where=have) for v in values]
 
 
-def frame_pixels_on_grid(seg: Segmentation, shape: tuple[int, int]) -> np.ndarray:
-    """The raw frame pixel at the centre of each grid pixel (when the grid is coarser than the frame this samples
-    a particle's pixels evenly instead of reading all of them)."""
+def frame_pixels_on_grid(seg: Segmentation, shape: tuple[int, int]):
+    """The raw frame pixels on the grid: the frame itself at the grid's size, else a function giving the frame pixel
+    at the centre of each of some grid pixels (flat indices; ``nearest_resample``'s pixels, read where asked only —
+    when the grid is coarser than the frame this samples a particle's pixels evenly instead of reading all)."""
     pixels = seg.frame.pixels
-    return nearest_resample(pixels, shape) if pixels.shape != shape else pixels
+    if pixels.shape == shape:
+        return pixels
+    rows, cols = nearest_indices(pixels.shape, shape)
+    return lambda at: pixels[rows[at // shape[1]], cols[at % shape[1]]]
 
 
 def border_labels(labels: np.ndarray, n: int) -> np.ndarray:

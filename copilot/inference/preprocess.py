@@ -152,6 +152,13 @@ def nearest_resample(labels: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     >>> nearest_resample(np.array([[1, 2], [3, 4]]), (4, 4))[0].tolist()
     [1, 1, 2, 2]
     """
-    rows = np.minimum(((np.arange(shape[0]) + 0.5) * labels.shape[0] / shape[0]).astype(int), labels.shape[0] - 1)
-    cols = np.minimum(((np.arange(shape[1]) + 0.5) * labels.shape[1] / shape[1]).astype(int), labels.shape[1] - 1)
+    rows, cols = nearest_indices(labels.shape, shape)
     return labels[np.ix_(rows, cols)]
+
+
+def nearest_indices(source: tuple[int, ...], shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The ``source`` row and column at the centre of each row and column of a ``shape`` grid covering the same
+    field (``nearest_resample``'s lookup)."""
+    rows = np.minimum(((np.arange(shape[0]) + 0.5) * source[0] / shape[0]).astype(int), source[0] - 1)
+    cols = np.minimum(((np.arange(shape[1]) + 0.5) * source[1] / shape[1]).astype(int), source[1] - 1)
+    return rows, cols
