@@ -34,3 +34,5 @@ class VerdictThresholds(BaseModel):
     eds_min_confidence: float = Field(0.7, ge=0, le=1, description="EDS: mean inclusion class confidence below: warn")
     eds_max_unclassified: float = Field(0.2, ge=0, le=1, description="EDS: more inclusions matching no rule: warn")
     min_width_samples: int = Field(50, ge=0, description="phases: fewer medial-axis samples of a phase: warn")
+    phase_predicted_fraction_error: float = Field(5.0, gt=0, description="phases: the reliability regressor's "
+                                                  "predicted largest phase-fraction error above this (pp): warn")

@@ -15,8 +15,9 @@ Each check returns ``(level, reason)`` pairs for ``copilot.reliability.score.Ass
   EDS pixel → warn (class accuracy falls to about 0.92 at 10 counts/px on simulated cubes, bench/accuracy/eds.md);
   mean class confidence under ``eds_min_confidence`` or more than ``eds_max_unclassified`` of the inclusions
   unclassified → warn.
-* phases: a phase covering at least 1 % of the frame with fewer than ``min_width_samples`` medial-axis samples →
-  warn (its width distribution is not measurable here).
+* phases: the reliability regressor's predicted largest phase-fraction error above
+  ``phase_predicted_fraction_error`` pp → warn; a phase covering at least 1 % of the frame with fewer than
+  ``min_width_samples`` medial-axis samples → warn (its width distribution is not measurable here).
 """
 
 from __future__ import annotations
@@ -58,13 +59,21 @@ def grain_reasons(fm: FrameMeasurements, t: VerdictThresholds,
     return found
 
 
-def morphology_reasons(fm: FrameMeasurements, t: VerdictThresholds) -> list[tuple[str, str]]:
-    m, ph = fm.morphology, fm.summary.phases
-    if m is None or ph is None:
+def phase_reasons(fm: FrameMeasurements, t: VerdictThresholds,
+                  predicted: dict[str, float] | None = None) -> list[tuple[str, str]]:
+    ph = fm.summary.phases
+    if ph is None:
         return []
-    fraction = {p.name: p.area_fraction for p in ph.phases}
-    return [("warn", f"{p.name}: too little of it to measure widths ({p.width_samples} medial-axis samples)")
-            for p in m.phases[1:] if fraction.get(p.name, 0.0) >= 0.01 and p.width_samples < t.min_width_samples]
+    found: list[tuple[str, str]] = []
+    err = (predicted or {}).get("fraction_error")
+    if err is not None and err > t.phase_predicted_fraction_error:
+        found.append(("warn", f"predicted phase-fraction error ±{err:.0f} pp on this frame"))
+    m = fm.morphology
+    if m is not None:
+        fraction = {p.name: p.area_fraction for p in ph.phases}
+        found += [("warn", f"{p.name}: too little of it to measure widths ({p.width_samples} medial-axis samples)")
+                  for p in m.phases[1:] if fraction.get(p.name, 0.0) >= 0.01 and p.width_samples < t.min_width_samples]
+    return found
 
 
 def inclusion_reasons(fm: FrameMeasurements, t: VerdictThresholds) -> list[tuple[str, str]]:
@@ -89,5 +98,5 @@ def inclusion_reasons(fm: FrameMeasurements, t: VerdictThresholds) -> list[tuple
 
 def task_reasons(fm: FrameMeasurements, t: VerdictThresholds,
                  predicted: dict[str, float] | None = None) -> list[tuple[str, str]]:
-    """All task-specific reasons of one frame (``predicted``: the regressor's task targets, e.g. g_abs_error)."""
-    return grain_reasons(fm, t, predicted) + morphology_reasons(fm, t) + inclusion_reasons(fm, t)
+    """All task-specific reasons of one frame (``predicted``: the regressor's task targets, e.g. g_abs_error, fraction_error)."""
+    return grain_reasons(fm, t, predicted) + phase_reasons(fm, t, predicted) + inclusion_reasons(fm, t)
