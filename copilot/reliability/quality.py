@@ -88,6 +88,24 @@ def edge_blur_px(img: np.ndarray, s1: float = 1.0, s2: float = 2.5, g1: np.ndarr
     return float(np.sqrt(max((e2**2 - r**2 * e1**2) / (r**2 - 1), 0.0)))
 
 
+def percentiles(values: np.ndarray, q: list[float]) -> np.ndarray:
+    """``np.percentile(values, q)`` (linear), bit for bit; for 8- and 16-bit unsigned pixels from their counts
+    (one pass, no partition of the sample).
+
+    >>> v = np.random.default_rng(0).integers(0, 4096, (256, 256)).astype(np.uint16)
+    >>> bool(np.all(percentiles(v, [0.5, 99.5]) == np.percentile(v, [0.5, 99.5])))
+    True
+    """
+    if values.dtype not in (np.uint8, np.uint16) or values.size == 0:
+        return np.percentile(values, q)
+    cum = np.cumsum(np.bincount(values.ravel()))
+    index = np.asarray(q, np.float64) / 100 * (values.size - 1)  # numpy's virtual index and weight, as it has them
+    below = np.floor(index)
+    order = np.searchsorted(cum, np.stack([below, np.minimum(below + 1, values.size - 1)]), side="right")
+    pairs = order.astype(values.dtype)  # the order statistics at the two sides of each index
+    return np.array([np.quantile(pairs[:, i], index[i] - below[i]) for i in range(len(q))])
+
+
 def native_crop(frame: Frame, norm) -> np.ndarray:
     """The central ``QUALITY_CROP_PX``² of the frame's own pixels, normalized as the network input was (``norm``:
     the card's ``Normalization``, limits from the whole frame): what focus and noise are measured on when the frame
@@ -107,7 +125,7 @@ def image_quality(frame: Frame, network_input: np.ndarray | None) -> dict[str, f
     else:
         lo_val, hi_val, span = None, None, None
     sample = raw[:: max(1, raw.shape[0] // RAW_SAMPLE_PX), :: max(1, raw.shape[1] // RAW_SAMPLE_PX)]
-    p_lo, p_hi = np.percentile(sample, [0.5, 99.5])
+    p_lo, p_hi = percentiles(sample, [0.5, 99.5])
     q = {
         "saturated_fraction": float((sample == hi_val).mean()) if hi_val is not None else 0.0,
         "clipped_low_fraction": float((sample == lo_val).mean()) if lo_val is not None else 0.0,
