@@ -84,3 +84,24 @@ def test_size_statistics_empty_and_known():
     assert size_statistics(np.array([]))["d50"] is None
     s = size_statistics(np.arange(1, 102, dtype=float))
     assert s["d50"] == 51 and s["d10"] == 11 and s["d90"] == 91
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.5])
+def test_mean_intensity_reads_the_frame_pixel_at_each_grid_pixel(scale):
+    """A particle's mean intensity: the mean of the raw frame pixel at the centre of each of its grid pixels (the
+    frame's own pixel when the grid is the frame), whatever the frame's size against the grid."""
+    from dataclasses import replace
+
+    from copilot.analysis.particles import label_means
+    from copilot.inference.preprocess import nearest_resample
+
+    inst = discs((80, 90), [(25, 30), (50, 60)], 8)
+    seg = segmentation_from_instances(inst, 0.5, scale)
+    pixels = np.random.default_rng(3).integers(0, 4000, seg.frame.pixels.shape).astype(np.uint16)
+    seg = replace(seg, frame=Frame(pixels, nm_per_px=0.5, stream="t", frame_id="f", origin="mem"))
+    fm = measure_particles(seg, AnalysisSettings(min_area_nm2=0))
+    n = int(fm.instances.max())
+    want = label_means(fm.instances, n, nearest_resample(pixels, fm.instances.shape).astype(np.float64))[0]
+    got = fm.summary.particles.table.mean_intensity
+    assert n == 2 and np.all(got > 0)
+    np.testing.assert_array_equal(got, want)
