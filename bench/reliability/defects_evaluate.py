@@ -32,7 +32,7 @@ def evaluate(rows: list[dict], targets: list[str]) -> dict:
     x = np.array([[float(r[n]) for n in names] for r in rows], np.float32)
     y = np.array([[float(r[t]) for t in targets] for r in rows], np.float32)
     groups = np.array([r["group"] for r in rows])
-    cv = cross_validate(x, y, groups)
+    cv = cross_validate(x, y, groups, targets=targets)
     out = {"frames": len(rows), "features": len(names), "groups": sorted(set(groups)), "cv": {}, "flagging": {},
            "mean_true": {t: float(y[:, i].mean()) for i, t in enumerate(targets)}}
     for name, res in cv.items():

@@ -41,18 +41,21 @@ def flagging(y_f1: np.ndarray, p_f1: np.ndarray, threshold: float = 0.5) -> dict
             "bad_frames": int(truth.sum()), "flagged": int(flag.sum())}
 
 
-def cross_validate(x, y, groups, seed=0):
+def cross_validate(x, y, groups, seed=0, targets=None):
+    """Random 5-fold and leave-one-group-out predictions of every column of ``y``, clipped as the assessor clips
+    them (``Assessor.predict``): scores to [0, 1], errors (``targets`` named ``*_error``) to ≥ 0 only."""
     from sklearn.model_selection import KFold, LeaveOneGroupOut
 
     from copilot.train.reliability import fit_regressor
 
+    upper = np.array([np.inf if t.endswith("_error") else 1.0 for t in targets]) if targets else 1.0
     out = {}
     for name, splitter, split_groups in (("random 5-fold", KFold(5, shuffle=True, random_state=seed), None),
                                           ("grouped (leave one domain out)", LeaveOneGroupOut(), groups)):
         pred = np.zeros_like(y)
         per_split = {}
         for train, test in splitter.split(x, y, split_groups):
-            pred[test] = np.clip(fit_regressor(x[train], y[train], seed).predict(x[test]), 0, 1)
+            pred[test] = np.clip(fit_regressor(x[train], y[train], seed).predict(x[test]), 0, upper)
             if split_groups is not None:
                 per_split[str(groups[test][0])] = metrics(y[test, 0], pred[test, 0])
         out[name] = {"pred": pred, "per_split": per_split}

@@ -29,7 +29,7 @@ def error_flagging(rows: list[dict], targets: list[str], target: str, limit: flo
     x = np.array([[float(r[n]) for n in names] for r in rows], np.float32)
     y = np.array([[float(r[t]) for t in targets] for r in rows], np.float32)
     i = targets.index(target)
-    cv = cross_validate(x, y, np.array([r["group"] for r in rows]))
+    cv = cross_validate(x, y, np.array([r["group"] for r in rows]), targets=targets)
     return {split: flagging(-y[:, i], -res["pred"][:, i], -limit) for split, res in cv.items()}
 
 

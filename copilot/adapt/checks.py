@@ -3,8 +3,11 @@
 Both models see the same target frames through the daemon's own path (backend, analysis, reliability). The adapted
 model is promoted only if every check passes:
 
-* ``predicted_f1``: the reliability regressor's mean predicted F1 is up; a model whose card has no regressor is
-  never promoted automatically (nothing label-free says it got better);
+* ``predicted_f1``: the reliability regressor's mean predicted F1 is up; a model whose card has no regressor, or
+  one whose regressor predicts F1 on domains it never saw only to more than ``max_regressor_mae`` (its
+  leave-one-domain-out MAE, ``reliability.json``), is never promoted automatically (nothing label-free says it got
+  better: phases-sem's regressor, MAE 0.11, rated a self-trained model up whose phase-fraction error rose
+  19.8 → 30.9 pp);
 * ``shift``: the frames' mean shift score against each model's own reference, in units of that reference's own
   typical score (median over its samples), is not up (the adapted reference is what it learnt from);
 * ``view_agreement``: its labels agree with those of a rotated and mirrored copy of the frame (mean IoU over the
@@ -26,6 +29,7 @@ from copilot.frame import Frame
 @dataclass(frozen=True)
 class CheckLimits:
     min_f1_gain: float = 0.0
+    max_regressor_mae: float = 0.1
     view_tolerance: float = 0.02
     min_confident_agreement: float = 0.85
     count_ratio: tuple[float, float] = (0.67, 1.5)
@@ -139,7 +143,12 @@ def decide(parent_backend, adapted_backend, frames: list[Frame], limits: CheckLi
     a, amaps = survey(adapted_backend, aa, frames, limits)
     checks: dict[str, bool] = {}
     reasons: list[str] = []
-    if p.predicted_f1 is not None and a.predicted_f1 is not None:
+    mae = (pa.calibration.metrics.get("f1_mae_grouped") if pa.calibration is not None else None)
+    judge = mae is None or mae <= limits.max_regressor_mae
+    if p.predicted_f1 is not None and a.predicted_f1 is not None and not judge:
+        reasons.append(f"the reliability regressor predicts F1 on unseen domains only to ±{mae:.2f} "
+                       f"(leave-one-domain-out MAE, > {limits.max_regressor_mae:g}): too loose to judge an adapted model")
+    elif p.predicted_f1 is not None and a.predicted_f1 is not None:
         checks["predicted_f1"] = a.predicted_f1 > p.predicted_f1 + limits.min_f1_gain
         if not checks["predicted_f1"]:
             reasons.append(f"predicted F1 not up ({p.predicted_f1:.3f} → {a.predicted_f1:.3f})")
@@ -174,8 +183,9 @@ def decide(parent_backend, adapted_backend, frames: list[Frame], limits: CheckLi
     # that predicts its F1 nothing says it got better (phases: self-training promoted twice, worse on true labels)
     evidence = "predicted_f1" in checks
     if not evidence:
-        reasons.append("no reliability regressor to predict its quality: kept aside for a person to check "
-                       "(copilot engines install FOLDER promotes it by hand)")
+        reasons.append(("no reliability regressor to predict its quality" if judge else "no trusted prediction of "
+                        "its quality") + ": kept aside for a person to check (copilot engines install FOLDER "
+                        "promotes it by hand)")
     promote = evidence and all(checks.values())
 
     def summary(r: ModelReport) -> dict:

@@ -179,6 +179,21 @@ def read_table(path: Path = TABLE) -> list[dict]:
         return [{k: (v if k == "group" else float(v)) for k, v in r.items()} for r in csv.DictReader(fh)]
 
 
+def grouped_f1_mae(x: np.ndarray, y: np.ndarray, groups: list[str], seed: int = 0) -> float:
+    """Mean absolute error of the first target (F1), each domain group predicted by a regressor fitted on the
+    others (leave one group out): how well the regressor judges frames unlike any it learnt from — what
+    ``copilot.adapt.checks`` asks before it lets a predicted F1 promote an adapted model."""
+    g = np.asarray(groups)
+    errors = []
+    for group in np.unique(g):
+        if group == NEGATIVE_GROUP:  # not-particles frames: taught, not judged (as bench/reliability evaluates)
+            continue
+        test = g == group
+        errors.append(np.abs(np.clip(fit_regressor(x[~test], y[~test, :1], seed).predict(x[test])[:, 0], 0, 1)
+                             - y[test, 0]))
+    return float(np.concatenate(errors).mean())
+
+
 def fit_and_write(model: str, rows: list[dict], mmd2_p99: float | None, command: str, seed: int = 0,
                   targets: list[str] = TARGETS) -> Path:
     """Fit the regressor on ``rows``, write reliability.onnx + reliability.json beside the model, name it in the card.
@@ -202,7 +217,8 @@ def fit_and_write(model: str, rows: list[dict], mmd2_p99: float | None, command:
         quality_reference={q: stats([r[q] for r in in_domain]) for q in QUALITY_FEATURES},
         shift_distance_p99=float(np.percentile([r["shift_distance"] for r in in_domain], 99)),
         shift_mmd2_p99=mmd2_p99,
-        metrics={"frames": float(len(rows)), "groups": float(len(set(r["group"] for r in rows)))},
+        metrics={"frames": float(len(rows)), "groups": float(len(set(r["group"] for r in rows))),
+                 "f1_mae_grouped": grouped_f1_mae(x, y, [r["group"] for r in rows], seed)},
         training_command=command,
     )
     (folder / "reliability.json").write_text(calibration.model_dump_json(indent=2) + "\n")

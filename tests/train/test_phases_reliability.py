@@ -1,5 +1,6 @@
 """The phases-sem reliability regressor: per-frame targets, the recipe on the shipped model, the verdict's reason."""
 
+import json
 import shutil
 from pathlib import Path
 
@@ -48,6 +49,8 @@ def test_phases_regressor_recipe_and_the_verdict_on_a_predicted_fraction_error(t
     rel.fit_and_write(str(folder), rows * 3, "test")
     card, _ = load_card(folder)
     assert card.reliability_regressor == "reliability.onnx"
+    calibration = json.loads((folder / "reliability.json").read_text())
+    assert 0.0 <= calibration["metrics"]["f1_mae_grouped"] <= 1.0  # what the adaptation gate reads
     sim = sample_domain_frame("in-domain", np.random.default_rng(5), 192, task="phases")
     fm = measure(OrtBackend(card, folder, threads=1).segment(Frame(sim.image, sim.nm_per_px, "s", "1", "sim")))
     r = Assessor(card, folder).frame(fm)
