@@ -98,5 +98,6 @@ def inclusion_reasons(fm: FrameMeasurements, t: VerdictThresholds) -> list[tuple
 
 def task_reasons(fm: FrameMeasurements, t: VerdictThresholds,
                  predicted: dict[str, float] | None = None) -> list[tuple[str, str]]:
-    """All task-specific reasons of one frame (``predicted``: the regressor's task targets, e.g. g_abs_error, fraction_error)."""
+    """All task-specific reasons of one frame (``predicted``: the regressor's task targets, e.g. g_abs_error or
+    fraction_error)."""
     return grain_reasons(fm, t, predicted) + phase_reasons(fm, t, predicted) + inclusion_reasons(fm, t)

@@ -181,13 +181,15 @@ def read_table(path: Path = TABLE) -> list[dict]:
 
 def grouped_f1_mae(x: np.ndarray, y: np.ndarray, groups: list[str], seed: int = 0) -> float:
     """Mean absolute error of the first target (F1), each domain group predicted by a regressor fitted on the
-    others (leave one group out): how well the regressor judges frames unlike any it learnt from — what
-    ``copilot.adapt.checks`` asks before it lets a predicted F1 promote an adapted model."""
+    others (leave one group out; the not-particles frames are trained on, never held out, as bench/reliability
+    evaluates): how well the regressor judges frames unlike any it learnt from — what ``copilot.adapt.checks`` asks
+    before it lets a predicted F1 promote an adapted model. NaN with fewer than two groups to hold out."""
     g = np.asarray(groups)
+    judged = [group for group in np.unique(g) if group != NEGATIVE_GROUP]  # not-particles frames: taught, not judged
+    if len(judged) < 2:
+        return float("nan")
     errors = []
-    for group in np.unique(g):
-        if group == NEGATIVE_GROUP:  # not-particles frames: taught, not judged (as bench/reliability evaluates)
-            continue
+    for group in judged:
         test = g == group
         errors.append(np.abs(np.clip(fit_regressor(x[~test], y[~test, :1], seed).predict(x[test])[:, 0], 0, 1)
                              - y[test, 0]))
@@ -211,14 +213,16 @@ def fit_and_write(model: str, rows: list[dict], mmd2_p99: float | None, command:
         p01, p05, p95, p99 = np.percentile(v, [1, 5, 95, 99])
         return FeatureStats(mean=v.mean(), std=v.std(), p01=p01, p05=p05, p95=p95, p99=p99)
 
+    metrics = {"frames": float(len(rows)), "groups": float(len(set(r["group"] for r in rows)))}
+    mae = grouped_f1_mae(x, y, [r["group"] for r in rows], seed)
+    metrics["f1_mae_grouped"] = mae if np.isfinite(mae) else 1.0  # unknown: the worst, which the gate does not trust
     calibration = ReliabilityCalibration(
         features=names,
         targets=list(targets),
         quality_reference={q: stats([r[q] for r in in_domain]) for q in QUALITY_FEATURES},
         shift_distance_p99=float(np.percentile([r["shift_distance"] for r in in_domain], 99)),
         shift_mmd2_p99=mmd2_p99,
-        metrics={"frames": float(len(rows)), "groups": float(len(set(r["group"] for r in rows))),
-                 "f1_mae_grouped": grouped_f1_mae(x, y, [r["group"] for r in rows], seed)},
+        metrics=metrics,
         training_command=command,
     )
     (folder / "reliability.json").write_text(calibration.model_dump_json(indent=2) + "\n")
