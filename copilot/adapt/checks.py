@@ -145,13 +145,14 @@ def decide(parent_backend, adapted_backend, frames: list[Frame], limits: CheckLi
     reasons: list[str] = []
     mae = (pa.calibration.metrics.get("f1_mae_grouped") if pa.calibration is not None else None)
     judge = mae is None or mae <= limits.max_regressor_mae
-    if p.predicted_f1 is not None and a.predicted_f1 is not None and not judge:
-        reasons.append(f"the reliability regressor predicts F1 on unseen domains only to ±{mae:.2f} (leave-one-"
-                       f"domain-out MAE, > {limits.max_regressor_mae:g}): too loose to judge an adapted model")
-    elif p.predicted_f1 is not None and a.predicted_f1 is not None:
-        checks["predicted_f1"] = a.predicted_f1 > p.predicted_f1 + limits.min_f1_gain
-        if not checks["predicted_f1"]:
-            reasons.append(f"predicted F1 not up ({p.predicted_f1:.3f} → {a.predicted_f1:.3f})")
+    if p.predicted_f1 is not None and a.predicted_f1 is not None:
+        if not judge:
+            reasons.append(f"the reliability regressor predicts F1 on unseen domains only to ±{mae:.2f} (leave-one-"
+                           f"domain-out MAE, > {limits.max_regressor_mae:g}): too loose to judge an adapted model")
+        else:
+            checks["predicted_f1"] = a.predicted_f1 > p.predicted_f1 + limits.min_f1_gain
+            if not checks["predicted_f1"]:
+                reasons.append(f"predicted F1 not up ({p.predicted_f1:.3f} → {a.predicted_f1:.3f})")
     if p.shift is not None and a.shift is not None:
         checks["shift"] = a.shift <= p.shift
         if not checks["shift"]:

@@ -70,6 +70,17 @@ def particle_group_metrics(backend, group: str, n: int, seed: int, size_px: int 
     }
 
 
+def phase_truth(fm, sim) -> tuple[np.ndarray, np.ndarray]:
+    """A measured phase frame against its simulated truth: the true class map on the analysis grid (the model's
+    class order, nearest at grid pixel centres) and the true area fraction of each class (the exact native map's)."""
+    names = list(fm.segmentation.class_names)
+    lut = np.array([names.index(c) for c in sim.truth["class_names"]], np.int32)
+    truth_native = lut[sim.instances]
+    k = len(names)
+    return (labels_to_grid(truth_native, fm.instances.shape),
+            np.bincount(truth_native.ravel(), minlength=k)[:k] / truth_native.size)
+
+
 def phase_group_metrics(backend, group: str, n: int, seed: int, size_px: int = 512) -> dict[str, float]:
     from copilot.analysis import measure
     from copilot.frame import Frame
@@ -83,14 +94,11 @@ def phase_group_metrics(backend, group: str, n: int, seed: int, size_px: int = 5
     for i in range(n):
         sim = sample_domain_frame(group, rng, size_px, task="phases")
         fm = measure(backend.segment(Frame(sim.image, sim.nm_per_px, stream=group, frame_id=str(i), origin="sim")))
-        lut = np.array([names.index(c) for c in sim.truth["class_names"]], np.int32)
-        truth_native = lut[sim.instances]
-        truth = labels_to_grid(truth_native, fm.instances.shape)
+        truth, true_frac = phase_truth(fm, sim)
         pred = fm.instances
         for c in range(k):
             inter[c] += np.sum((pred == c) & (truth == c))
             union[c] += np.sum((pred == c) | (truth == c))
-        true_frac = np.bincount(truth_native.ravel(), minlength=k)[:k] / truth_native.size
         pred_frac = np.array([ph.area_fraction for ph in fm.summary.phases.phases])
         errs.append(100 * np.abs(pred_frac - true_frac))
     e = np.mean(errs, axis=0)

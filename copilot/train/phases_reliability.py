@@ -5,7 +5,7 @@
 Simulates SEM micrographs in every phases domain group (``copilot.sim.domains``: in-domain, dose, defocus and the
 held-out shifts, the BSE ``detector`` among them), runs the model and the daemon's analysis, and records the
 reliability features beside the true scores per frame, on the analysis grid against the simulator's exact class map
-taken to it (as ``copilot.train.heldout`` scores phases):
+taken to it (``copilot.train.heldout.phase_truth``, as the held-out metrics score phases):
 
 * ``f1``, ``precision``, ``recall``: per-class pixel F1 (Dice), precision and recall, averaged over the classes that
   cover at least ``MIN_SHARE`` of the frame in the truth or the prediction (precision over those predicted, recall
@@ -56,13 +56,10 @@ def pixel_scores(pred: np.ndarray, truth: np.ndarray, n_classes: int) -> dict[st
 
 def frame_targets(fm, sim) -> dict[str, float]:
     """The TARGETS of one measured frame against its simulated truth."""
-    from copilot.train.data import labels_to_grid
+    from copilot.train.heldout import phase_truth
 
-    names = list(fm.segmentation.class_names)
-    lut = np.array([names.index(c) for c in sim.truth["class_names"]], np.int32)
-    truth_native = lut[sim.instances]
-    out = pixel_scores(fm.instances, labels_to_grid(truth_native, fm.instances.shape), len(names))
-    true_frac = np.bincount(truth_native.ravel(), minlength=len(names))[:len(names)] / truth_native.size
+    truth, true_frac = phase_truth(fm, sim)
+    out = pixel_scores(fm.instances, truth, len(true_frac))
     pred_frac = np.array([ph.area_fraction for ph in fm.summary.phases.phases])
     out["fraction_error"] = float(min(100 * np.max(np.abs(pred_frac - true_frac)), FRACTION_ERROR_CAP))
     return out
