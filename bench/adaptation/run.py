@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("COPILOT_TRAIN_THREADS", "2")))
     model = a.model or ("particles-stem" if a.task == "particles" else "phases-sem")
     default = ("dose,defocus,magnification,othersim,in-domain" if a.task == "particles"
                else "detector,dose,etching,defocus,magnification")
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     meta = {"task": a.task, "model": model, "frames_per_group": a.frames, "size_px": a.size, "seed": SEED,
             "steps": steps, "render_pairs": a.render_pairs,
-            "machine": platform.processor() or platform.machine(), "torch_threads": 2}
+            "machine": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
     for g in groups:
         rows.append(run_group(model, a.task, g, a.methods.split(","), a.frames, a.size, steps, log, a.render_pairs))
         bad = sum(m["bad_promotion"] for r in rows for m in r["methods"].values())
