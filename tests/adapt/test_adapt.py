@@ -76,6 +76,37 @@ def test_a_model_no_better_than_its_parent_is_not_promoted():
     assert loose.checks["predicted_f1"] and not d.checks["predicted_f1"]
 
 
+class GrownParticles:
+    """A backend whose particles come out a working pixel wider all round than its parent's (background
+    probability eroded by a 3 × 3 minimum, renormalized): a self-trained model drifted outwards, exaggerated."""
+
+    def __init__(self, parent):
+        self.parent, self.card, self.folder, self.name = parent, parent.card, parent.folder, parent.name
+
+    def segment(self, frame):
+        from dataclasses import replace
+
+        from scipy import ndimage as ndi
+
+        seg = self.parent.segment(frame)
+        p = seg.probabilities.copy()
+        p[0] = ndi.grey_erosion(p[0], size=3)
+        p /= p.sum(axis=0, keepdims=True)
+        return replace(seg, probabilities=p, precomputed_maps=None)
+
+
+def test_a_model_that_changes_the_sizes_the_parent_was_sure_of_is_not_promoted():
+    card, folder = load_card("particles-stem")
+    rng = np.random.default_rng(5)
+    frames = [Frame(s.image, s.nm_per_px, stream="t", frame_id=str(i), origin="sim")
+              for i, s in enumerate(sample_domain_frame("in-domain", rng, 256) for _ in range(2))]
+    same = decide(OrtBackend(card, folder), OrtBackend(card, folder), frames)
+    assert same.checks["sizes_kept"] and same.adapted["d50_ratio"] == 1.0
+    grown = decide(OrtBackend(card, folder), GrownParticles(OrtBackend(card, folder)), frames)
+    assert grown.adapted["d50_ratio"] > 1.03 and not grown.checks["sizes_kept"] and not grown.promote
+    assert any("changes the sizes the parent measured with confidence" in r for r in grown.reasons)
+
+
 @pytest.mark.parametrize("regressor", [True, False])
 def test_without_a_regressor_that_can_judge_it_a_model_is_never_promoted_automatically(regressor):
     """phases-sem's regressor predicts F1 on unseen domains only to ±0.11 (leave one domain out), and without one
