@@ -35,7 +35,7 @@ from copilot.sim.irradiation import CLASS_NAMES, class_map, random_foil_params, 
 from copilot.train.data import NO_AUGMENT, _patch, soft_class_targets, to_uint8, working_shape
 
 NAME = "defects-tem"
-VERSION = "0.3.0"
+VERSION = "0.4.0"
 WORKING_NM_PER_PX = 0.5
 NM_PER_PX_RANGE = (0.15, 1.1)  # trained (``draw_params``); in-domain frames 0.3-0.8
 IN_DOMAIN_NM_PER_PX = (0.3, 0.8)
