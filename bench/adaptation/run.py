@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import tempfile
 import time
@@ -183,9 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--render-pairs", type=int, default=80)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
-    import torch
+    from copilot.train.recipe import set_train_threads
 
-    torch.set_num_threads(int(os.environ.get("COPILOT_TRAIN_THREADS", "2")))
+    threads = set_train_threads()
     model = a.model or ("particles-stem" if a.task == "particles" else "phases-sem")
     default = ("dose,defocus,magnification,othersim,in-domain" if a.task == "particles"
                else "detector,dose,etching,defocus,magnification")
@@ -197,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     meta = {"task": a.task, "model": model, "frames_per_group": a.frames, "size_px": a.size, "seed": SEED,
             "steps": steps, "render_pairs": a.render_pairs,
-            "machine": platform.processor() or platform.machine(), "torch_threads": torch.get_num_threads()}
+            "machine": platform.processor() or platform.machine(), "torch_threads": threads}
     for g in groups:
         rows.append(run_group(model, a.task, g, a.methods.split(","), a.frames, a.size, steps, log, a.render_pairs))
         bad = sum(m["bad_promotion"] for r in rows for m in r["methods"].values())

@@ -21,14 +21,21 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def set_train_threads() -> int:
+    """torch's threads for training: ``COPILOT_TRAIN_THREADS`` (two recipes side by side: 1 each), else 2."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("COPILOT_TRAIN_THREADS", "2")))
+    return torch.get_num_threads()
+
+
 def start_recipe(name: str, command: str | None) -> tuple[Callable[..., None], str, float]:
     """A recipe's console log, the command line its card records, and its start time; torch on two threads
     (``python -m copilot.train`` sets OMP_WAIT_POLICY=PASSIVE before torch loads, so a thread that loses its core to
     another process sleeps instead of spinning and stalling the other)."""
-    import torch
     from rich.console import Console
 
-    torch.set_num_threads(int(os.environ.get("COPILOT_TRAIN_THREADS", "2")))  # two recipes side by side: 1 each
+    set_train_threads()
     command = command or "python -m copilot.train " + " ".join(sys.argv[1:] or [name])
     return Console(log_path=False).log, command, time.perf_counter()
 
