@@ -110,9 +110,9 @@ def survey(backend, assessor, frames: list[Frame], limits: CheckLimits) -> tuple
             shift.append(r.shift_score)
         labels = fm.segmentation.maps.labels
         maps.append((labels, fm.segmentation.maps.confidence))
-        rep.counts.append(float(fm.instances.max(initial=0)) if fm.summary.particles is not None else 0.0)
-        rep.areas.append(float(np.count_nonzero(labels > 0) / labels.size))
         ps = fm.summary.particles
+        rep.counts.append(float(fm.instances.max(initial=0)) if ps is not None else 0.0)
+        rep.areas.append(float(np.count_nonzero(labels > 0) / labels.size))
         rep.d50s.append(float(ps.d50) if ps is not None and ps.d50 is not None else float("nan"))
         rep.image_confidence.append(float(r.image_confidence or 0.0))
         if i < limits.view_frames:
