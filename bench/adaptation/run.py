@@ -38,7 +38,9 @@ class Target:
     class_names: tuple[str, ...] = ()
 
 
-def targets(task: str, group: str, n: int, size: int, seed: int) -> list[Target]:
+def targets(task: str, group: str, n: int, size: int, seed: int, params=None) -> list[Target]:
+    """``n`` frames of ``group``; ``params``: one set of imaging parameters for all of them (a stream), else each
+    frame draws its own."""
     rng = np.random.default_rng(seed)
     if group == "othersim":
         from bench.adaptation.othersim import other_frame
@@ -49,7 +51,7 @@ def targets(task: str, group: str, n: int, size: int, seed: int) -> list[Target]
 
     out = []
     for _ in range(n):
-        s = sample_domain_frame(group, rng, size, task=task)
+        s = sample_domain_frame(group, rng, size, task=task, params=params)
         if task == "particles":
             inner = sum(1 for q in s.truth["particles"] if not q["touches_edge"])
             out.append(Target(s.image, s.nm_per_px, s.instances, s.truth.get("d50_nm", float("nan")), inner))
@@ -115,18 +117,45 @@ def worse(task: str, before: dict, after: dict) -> bool:
     return after["fraction_error_pp"] > before["fraction_error_pp"] + 0.5
 
 
+def stream_targets(task: str, group: str, stream: int, n: int, n_eval: int, size: int):
+    """Stream ``stream`` of ``group``: one set of imaging parameters (as one microscope session keeps them), ``n``
+    frames to adapt on and ``n_eval`` other frames of the same stream to score on; and the conditions in words."""
+    from copilot.sim.domains import domain_params
+
+    seed = SEED + sum(map(ord, group)) + 1000 * (stream + 1)
+    params = domain_params(group, np.random.default_rng(seed), size, task)
+    frames = targets(task, group, n + n_eval, size, seed + 1, params=params)
+    return frames[:n], frames[n:], conditions(params)
+
+
+def conditions(params) -> str:
+    """The imaging parameters a stream's frames share, in words."""
+    parts = [getattr(params, "modality", None) or getattr(params, "detector", None),
+             f"{params.nm_per_px:.3g} nm/px", f"dose {params.dose:.3g}", f"blur {params.probe_blur_nm:.2f} nm"]
+    return ", ".join(str(p) for p in parts if p)
+
+
 def run_group(model: str, task: str, group: str, methods: list[str], n: int, size: int, steps: dict, log,
-              render_pairs: int = 96) -> dict:
+              render_pairs: int = 96, stream: int | None = None, n_eval: int = 0) -> dict:
+    """Adapt to ``n`` frames of ``group`` and score parent and adapted models. ``stream``: the frames come from one
+    stream (``stream_targets``) and are scored on ``n_eval`` other frames of it; else on the same frames."""
     from copilot.adapt.run import AdaptOptions, adapt_engine
     from copilot.inference.card import load_card
     from copilot.inference.ort_backend import OrtBackend
 
-    seed = SEED + sum(map(ord, group))
-    ts = targets(task, group, n, size, seed)
+    label = group
+    if stream is None:
+        ts = evals = targets(task, group, n, size, SEED + sum(map(ord, group)))
+        cond = "each frame its own"
+    else:
+        ts, evals, cond = stream_targets(task, group, stream, n, n_eval, size)
+        label = f"{group}#{stream}"
     card, folder = load_card(model)
-    before = score(OrtBackend(card, folder, threads=2), ts, group)
-    log(f"{group}: parent {card.version} " + _fmt(before))
-    row = {"group": group, "parent_version": card.version, "before": before, "methods": {}}
+    before = score(OrtBackend(card, folder, threads=2), evals, group)
+    log(f"{label} ({cond}): parent {card.version} " + _fmt(before))
+    row = {"group": group, "stream": stream, "conditions": cond, "scored_on": "held-out frames of the stream"
+           if stream is not None else "the adaptation frames", "parent_version": card.version, "before": before,
+           "methods": {}}
     for method in methods:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
@@ -136,7 +165,7 @@ def run_group(model: str, task: str, group: str, methods: list[str], n: int, siz
                                command=f"bench.adaptation {group} {method}", log=lambda *_: None)
             took = time.perf_counter() - t0
             ncard, nfolder = load_card(out.folder)
-            after = score(OrtBackend(ncard, nfolder, threads=2), ts, group)
+            after = score(OrtBackend(ncard, nfolder, threads=2), evals, group)
         d = out.decision
         promote = d["promote"]
         row["methods"][method] = {"after": after, "promote": promote, "reasons": d["reasons"], "checks": d["checks"],
@@ -144,9 +173,28 @@ def run_group(model: str, task: str, group: str, methods: list[str], n: int, siz
                                   "info": d["info"], "seconds": round(took, 1),
                                   "bad_promotion": bool(promote and worse(task, before, after)),
                                   "effective": after if promote else before}
-        log(f"{group}: {method} " + _fmt(after) + f" | {'PROMOTE' if promote else 'keep aside'} "
+        log(f"{label}: {method} " + _fmt(after) + f" | {'PROMOTE' if promote else 'keep aside'} "
             f"{'; '.join(d['reasons'])} ({took:.0f} s)")
     return row
+
+
+def stream_summary(task: str, rows: list[dict]) -> str:
+    """Per group, the mean over its streams: parent, each method's adapted model, and what the gate leaves running
+    (the adapted model where promoted, else the parent)."""
+    key = "object_f1" if task == "particles" else "fraction_error_pp"
+    lines = [f"| group | streams | parent {key} | " + " | ".join(f"{m} adapted / after the gate" for m in
+                                                                 rows[0]["methods"]) + " |",
+             "|" + " --- |" * (3 + len(rows[0]["methods"]))]
+    for g in dict.fromkeys(r["group"] for r in rows):
+        rs = [r for r in rows if r["group"] == g]
+        cells = []
+        for m in rs[0]["methods"]:
+            adapted = np.mean([r["methods"][m]["after"][key] for r in rs])
+            kept = np.mean([r["methods"][m]["effective"][key] for r in rs])
+            cells.append(f"{adapted:.3f} / {kept:.3f}")
+        lines.append(f"| {g} | {len(rs)} | {np.mean([r['before'][key] for r in rs]):.3f} | " + " | ".join(cells)
+                     + " |")
+    return "\n".join(lines)
 
 
 def _fmt(m: dict) -> str:
@@ -164,7 +212,8 @@ def table(task: str, rows: list[dict]) -> str:
                  for m in r["methods"].values()]
         best = max(r["methods"].values(), key=lambda m: m["after"][key] * (1 if task == "particles" else -1))
         ex = [f"{r['before'][k]:.3f} → {best['after'][k]:.3f}" for k in extra]
-        lines.append(f"| {r['group']} | {r['before'][key]:.3f} | " + " | ".join(cells) + " | " + " | ".join(ex) + " |")
+        name = r["group"] if r.get("stream") is None else f"{r['group']} #{r['stream']} ({r['conditions']})"
+        lines.append(f"| {name} | {r['before'][key]:.3f} | " + " | ".join(cells) + " | " + " | ".join(ex) + " |")
     return "\n".join(lines)
 
 
@@ -180,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps-selftrain", type=int, default=100)
     ap.add_argument("--steps-appearance", type=int, default=120)
     ap.add_argument("--render-pairs", type=int, default=80)
+    ap.add_argument("--streams", type=int, default=0,
+                    help="K > 0: per group, K streams that each keep one set of imaging parameters; adapt to "
+                         "--frames of a stream, score on --eval-frames others of it")
+    ap.add_argument("--eval-frames", type=int, default=8)
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     from copilot.train.recipe import set_train_threads
@@ -197,12 +250,19 @@ def main(argv: list[str] | None = None) -> int:
     meta = {"task": a.task, "model": model, "frames_per_group": a.frames, "size_px": a.size, "seed": SEED,
             "steps": steps, "render_pairs": a.render_pairs,
             "machine": platform.processor() or platform.machine(), "torch_threads": threads}
-    for g in groups:
-        rows.append(run_group(model, a.task, g, a.methods.split(","), a.frames, a.size, steps, log, a.render_pairs))
+    if a.streams:
+        meta.update(streams_per_group=a.streams, eval_frames_per_stream=a.eval_frames)
+    runs = [(g, k) for g in groups for k in (range(a.streams) if a.streams else [None])]
+    for g, k in runs:
+        rows.append(run_group(model, a.task, g, a.methods.split(","), a.frames, a.size, steps, log, a.render_pairs,
+                              stream=k, n_eval=a.eval_frames))
         bad = sum(m["bad_promotion"] for r in rows for m in r["methods"].values())
         out.write_text(json.dumps({**meta, "groups": rows, "bad_promotions": bad,
                                    "minutes": round((time.perf_counter() - t0) / 60, 1)}, indent=2) + "\n")
-        out.with_suffix(".md").write_text(table(a.task, rows) + f"\n\nbad promotions: {bad}\n")
+        md = table(a.task, rows) + f"\n\nbad promotions: {bad}\n"
+        if a.streams:
+            md += "\nMean over each group's streams:\n\n" + stream_summary(a.task, rows) + "\n"
+        out.with_suffix(".md").write_text(md)
     log(f"done: {out}")
     return 0
 

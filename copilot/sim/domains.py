@@ -151,12 +151,14 @@ def domain_params(group: str, rng: np.random.Generator, size_px: int = 512, task
 
 
 def sample_domain_frame(group: str, rng: np.random.Generator, size_px: int = 512, task: str = "particles",
-                        modality: str | None = None) -> SimFrame:
+                        modality: str | None = None, params: Any = None) -> SimFrame:
     """One simulated frame of ``group`` for ``task`` with exact ground truth; ``truth["domain"]`` names the group.
 
     particles: ``instances`` = particle instance labels; phases: ``instances`` = class map (see the module doc).
+    ``params``: the imaging parameters to use (``domain_params``), e.g. one set for every frame of a stream — the
+    specimen (particles, microstructure, noise) is new on every call; default: drawn for this frame.
     """
-    params = domain_params(group, rng, size_px, task, modality)
+    params = domain_params(group, rng, size_px, task, modality) if params is None else params
     if task == "defects":
         from copilot.sim.irradiation import simulate_foil
 
