@@ -95,16 +95,49 @@ class GrownParticles:
         return replace(seg, probabilities=p, precomputed_maps=None)
 
 
+class DropsSmallParticles(GrownParticles):
+    """A backend that finds the parent's particles with the parent's outlines, except that the smaller half of them
+    (connected foreground components below the frame's median area) are background: the frames' D50 goes up, no
+    outline changes — as when a model stops finding noise specks."""
+
+    def segment(self, frame):
+        from dataclasses import replace
+
+        from scipy import ndimage as ndi
+
+        seg = self.parent.segment(frame)
+        p = seg.probabilities.copy()
+        lab, n = ndi.label(p[0] < 0.5)
+        if n:
+            area = np.bincount(lab.ravel())[1:]
+            small = np.r_[False, area < np.median(area)][lab]
+            p[:, small] = 0.0
+            p[0, small] = 1.0
+        return replace(seg, probabilities=p, precomputed_maps=None)
+
+
+def in_domain_frames(n: int = 2, size: int = 256) -> list[Frame]:
+    rng = np.random.default_rng(5)
+    return [Frame(s.image, s.nm_per_px, stream="t", frame_id=str(i), origin="sim")
+            for i, s in enumerate(sample_domain_frame("in-domain", rng, size) for _ in range(n))]
+
+
 def test_a_model_that_changes_the_sizes_the_parent_was_sure_of_is_not_promoted():
     card, folder = load_card("particles-stem")
-    rng = np.random.default_rng(5)
-    frames = [Frame(s.image, s.nm_per_px, stream="t", frame_id=str(i), origin="sim")
-              for i, s in enumerate(sample_domain_frame("in-domain", rng, 256) for _ in range(2))]
+    frames = in_domain_frames()
     same = decide(OrtBackend(card, folder), OrtBackend(card, folder), frames)
-    assert same.checks["sizes_kept"] and same.adapted["d50_ratio"] == 1.0
+    assert same.checks["sizes_kept"] and same.adapted["matched_ecd_ratio"] == 1.0 and same.adapted["matched_particles"]
     grown = decide(OrtBackend(card, folder), GrownParticles(OrtBackend(card, folder)), frames)
-    assert grown.adapted["d50_ratio"] > 1.03 and not grown.checks["sizes_kept"] and not grown.promote
+    assert grown.adapted["matched_ecd_ratio"] > 1.03 and not grown.checks["sizes_kept"] and not grown.promote
     assert any("changes the sizes the parent measured with confidence" in r for r in grown.reasons)
+
+
+def test_finding_fewer_particles_is_not_a_change_of_size():
+    """The size check follows the particles both models find: dropping the small half moves the D50, not a size."""
+    card, folder = load_card("particles-stem")
+    d = decide(OrtBackend(card, folder), DropsSmallParticles(OrtBackend(card, folder)), in_domain_frames())
+    assert d.adapted["d50_ratio"] > 1.03 and abs(d.adapted["matched_ecd_ratio"] - 1) < 0.01
+    assert d.checks["sizes_kept"]
 
 
 @pytest.mark.parametrize("regressor", [True, False])
