@@ -231,6 +231,30 @@ def test_appearance_fit_and_render_few_steps():
     assert appearance_descriptor(blurred)[-1] < appearance_descriptor(sharp)[-1]
 
 
+def test_the_appearance_fit_tells_a_defocused_stream_from_a_sharp_one():
+    """Frames of one stream (one set of imaging parameters, new particles in each) rendered with 2 nm of probe blur
+    and with 0.3 nm: the fitted blur follows (ABC, two rounds; the true values are never given to it)."""
+    from dataclasses import replace
+
+    from copilot.adapt.appearance import fit_appearance
+    from copilot.sim.domains import domain_params
+
+    card, folder = load_card("particles-stem")
+    backend = OrtBackend(card, folder)
+    fitted = {}
+    for blur in (0.3, 2.0):
+        params = replace(domain_params("in-domain", np.random.default_rng(1), 384, modality="bf-tem"),
+                         nm_per_px=0.25, dose=200.0, probe_blur_nm=blur)
+        rng = np.random.default_rng(2)
+        frames = [Frame(s.image, s.nm_per_px, stream="t", frame_id=str(i), origin="sim")
+                  for i, s in enumerate(sample_domain_frame("in-domain", rng, 384, params=params) for _ in range(3))]
+        kept = fit_appearance("particles", [backend.prepare(f)[0] for f in frames], [0.25] * 3, card,
+                              candidates=96, seed=0)
+        assert {k["modality"] for k in kept} == {"bf-tem"}
+        fitted[blur] = float(np.median([k["probe_blur_nm"] for k in kept]))
+    assert fitted[0.3] < 1.0 and 1.3 < fitted[2.0] < 3.0, fitted
+
+
 def test_adapted_version_sorts_after_its_parent_and_names_the_method():
     from datetime import datetime, timezone
 
