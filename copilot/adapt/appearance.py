@@ -7,7 +7,9 @@ imaging parameters (particles: HAADF or BF-TEM, dose, probe blur; phases: SE or 
 scale is the frames' own calibration) are fitted by approximate Bayesian computation: candidates drawn from a broad
 prior are rendered, and those whose statistics lie nearest to the target frames' are kept. Fresh simulator frames
 rendered with the kept parameters (new particles or microstructures, exact masks) are the labelled training set;
-the parent is fine-tuned on it with a quarter of generic frames mixed in, so it does not forget.
+the parent is fine-tuned on it with a quarter of generic frames mixed in, so it does not forget. For particles the
+content is drawn with the target's morphology as the parent measures it (median size, spread, covered area:
+``frames.particle_morphology``), the way seed 003's generator learns morphology as well as contrast.
 """
 
 from __future__ import annotations
@@ -93,13 +95,16 @@ def _like(task: str, rng: np.random.Generator, nm_per_px: float, look: dict, jit
 
 
 def fit_appearance(task: str, images: list[np.ndarray], scales_nm: list[float], card, *, candidates: int = 400,
-                   keep_per_frame: int = 3, patch_px: int = 128, seed: int = 0, log=None) -> list[dict]:
+                   keep_per_frame: int = 3, patch_px: int = 128, seed: int = 0, morphology: dict | None = None,
+                   log=None) -> list[dict]:
     """The imaging parameters of the candidates nearest the target frames (one entry per kept draw).
 
     Two rounds: ``candidates`` draws from the broad prior, then half as many around the first round's nearest
     (same modality or detector; dose and blur jittered); the nearest of all are kept. On streams of one setting
     each (bench/adaptation), 48 broad draws put the blur of defocused BF-TEM frames at 0.6-1.2 nm where it was
-    1.0-2.0; 400 draws within 0.2 nm on two of three."""
+    1.0-2.0; 400 draws within 0.2 nm on two of three. ``morphology``: simulator parameters of the specimen
+    (``frames.particle_morphology``) every candidate is drawn with, so that the statistics compared differ by the
+    imaging, not by the particles."""
     rng = np.random.default_rng(seed)
     prior = _prior_particles if task == "particles" else _prior_phases
     n_classes = len(card.class_names)
@@ -118,10 +123,11 @@ def fit_appearance(task: str, images: list[np.ndarray], scales_nm: list[float], 
         desc.append(appearance_descriptor(x))
 
     for _ in range(candidates):
-        add(prior(rng, float(rng.choice(scales_nm))))
+        add(replace(prior(rng, float(rng.choice(scales_nm))), **(morphology or {})))
     first = nearest()
     for _ in range(candidates // 2):
-        add(_like(task, rng, float(rng.choice(scales_nm)), first[int(rng.integers(len(first)))], (0.35, 0.25)))
+        add(_like(task, rng, float(rng.choice(scales_nm)), first[int(rng.integers(len(first)))] | (morphology or {}),
+                  (0.35, 0.25)))
     kept = nearest()
     if log is not None:
         log("appearance fitted: " + _summarise(kept))
@@ -146,9 +152,9 @@ def _summarise(kept: list[dict]) -> str:
 
 
 def render_training_set(task: str, kept: list[dict], scales_nm: list[float], card, n: int, patch_px: int,
-                        generic_fraction: float = 0.25, seed: int = 1):
-    """n (patch, soft target) pairs: fresh content in the kept imaging parameters (jittered), and a share of
-    generic frames from the parent's own range."""
+                        generic_fraction: float = 0.25, seed: int = 1, morphology: dict | None = None):
+    """n (patch, soft target) pairs: fresh content (drawn with ``morphology`` where given) in the kept imaging
+    parameters (jittered), and a share of generic frames from the parent's own range."""
     rng = np.random.default_rng(seed)
     n_classes = len(card.class_names)
     xs = np.empty((n, 1, patch_px, patch_px), np.float32)
@@ -166,7 +172,8 @@ def render_training_set(task: str, kept: list[dict], scales_nm: list[float], car
 
                 p = random_sem_params(rng, size_px=8, nm_per_px_range=(nm, nm))
         else:
-            p = _like(task, rng, float(rng.choice(scales_nm)), kept[int(rng.integers(len(kept)))], (0.2, 0.15))
+            look = kept[int(rng.integers(len(kept)))] | (morphology or {})
+            p = _like(task, rng, float(rng.choice(scales_nm)), look, (0.2, 0.15))
         xs[i, 0], ys[i] = render(task, p, rng, patch_px, card, n_classes)
     return xs, ys
 
@@ -208,14 +215,16 @@ def fine_tune(net, xs: np.ndarray, ys: np.ndarray, class_weights: tuple[float, .
 
 def appearance_adapt(net, task: str, images: list[np.ndarray], scales_nm: list[float], card,
                      class_weights: tuple[float, ...], *, steps: int = 150, n_render: int = 96, patch_px: int = 192,
-                     candidates: int = 400, seed: int = 0, device: str = "cpu", progress=None,
-                     log=None) -> MethodResult:
-    """Fit the appearance, render ``n_render`` pairs, fine-tune ``net`` (in place) for ``steps``."""
+                     candidates: int = 400, seed: int = 0, device: str = "cpu", morphology: dict | None = None,
+                     progress=None, log=None) -> MethodResult:
+    """Fit the appearance, render ``n_render`` pairs (with the target's ``morphology`` where known), fine-tune
+    ``net`` (in place) for ``steps``."""
     patch_px = max(card.tiling.multiple_of, patch_px // card.tiling.multiple_of * card.tiling.multiple_of)
     t0 = time.perf_counter()
     kept = fit_appearance(task, images, scales_nm, card, candidates=candidates, patch_px=128,
-                          seed=seed, log=log)
-    xs, ys = render_training_set(task, kept, scales_nm, card, n_render, patch_px, seed=seed + 1)
+                          seed=seed, morphology=morphology, log=log)
+    xs, ys = render_training_set(task, kept, scales_nm, card, n_render, patch_px, seed=seed + 1,
+                                 morphology=morphology)
     render_s = time.perf_counter() - t0
     if log is not None:
         log(f"rendered {n_render} pairs of {patch_px}² in the target's appearance ({render_s:.0f} s)")
@@ -229,4 +238,5 @@ def appearance_adapt(net, task: str, images: list[np.ndarray], scales_nm: list[f
                 info[f"fitted_{k}_{v}_share"] = vals.count(v) / len(vals)
         else:
             info[f"fitted_{k}_median"] = float(np.median(vals))
+    info.update({f"morphology_{k}": float(v) for k, v in (morphology or {}).items()})
     return MethodResult(net, xs, info)

@@ -73,10 +73,12 @@ def adapt_engine(model: str | Path, frames: list[Frame], out_dir: Path | None, s
                          progress=step_cb, log=log)
     else:
         from copilot.adapt.appearance import appearance_adapt
+        from copilot.adapt.frames import particle_morphology
 
+        morphology = particle_morphology(parent, frames) if card.task == "particles" else None
         res = appearance_adapt(net, card.task, images, scales, card, weights, steps=opts.steps or 150,
                                n_render=opts.render_pairs, patch_px=opts.patch_px, seed=opts.seed, device=device,
-                               progress=step_cb, log=log)
+                               morphology=morphology, progress=step_cb, log=log)
     when = datetime.now(timezone.utc)
     version = adapted_version(card.version, opts.method, when)
     out_dir = Path(out_dir) if out_dir else adapted_root() / card.name / version

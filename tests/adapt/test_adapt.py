@@ -216,7 +216,9 @@ def test_appearance_fit_and_render_few_steps():
     net = trainable_from_onnx(folder / "model.onnx")
     before = [p.detach().clone() for p in net.parameters()]
     res = appearance_adapt(net, "particles", images, [f.nm_per_px for f in frames], card, (1.0, 1.0, 2.5), steps=1,
-                           n_render=4, patch_px=64, candidates=4)
+                           n_render=4, patch_px=64, candidates=4,
+                           morphology={"d50_nm": 8.0, "sigma_log": 0.2, "area_fraction": 0.1})
+    assert res.info["morphology_d50_nm"] == 8.0
     assert res.inputs.shape == (4, 1, 64, 64) and np.isfinite(res.inputs).all()
     assert any(not np.array_equal(a.numpy(), b.detach().numpy()) for a, b in zip(before, net.parameters()))
     shares = [v for k, v in res.info.items() if k.startswith("fitted_modality_")]
@@ -253,6 +255,26 @@ def test_the_appearance_fit_tells_a_defocused_stream_from_a_sharp_one():
         assert {k["modality"] for k in kept} == {"bf-tem"}
         fitted[blur] = float(np.median([k["probe_blur_nm"] for k in kept]))
     assert fitted[0.3] < 1.0 and 1.3 < fitted[2.0] < 3.0, fitted
+
+
+def test_the_parent_measures_the_morphology_the_appearance_method_renders():
+    from dataclasses import replace
+
+    from copilot.adapt.frames import particle_morphology
+    from copilot.sim.domains import domain_params
+
+    card, folder = load_card("particles-stem")
+    params = replace(domain_params("in-domain", np.random.default_rng(3), 384, modality="haadf"), nm_per_px=0.25,
+                     d50_nm=6.0, sigma_log=0.2, area_fraction=0.12)
+    rng = np.random.default_rng(4)
+    sims = [sample_domain_frame("in-domain", rng, 384, params=params) for _ in range(3)]
+    frames = [Frame(s.image, s.nm_per_px, stream="t", frame_id=str(i), origin="sim") for i, s in enumerate(sims)]
+    m = particle_morphology(OrtBackend(card, folder), frames)
+    truth = np.median([q["ecd_nm"] for s in sims for q in s.truth["particles"] if not q["touches_edge"]])
+    assert abs(m["d50_nm"] / truth - 1) < 0.15 and 0.1 <= m["sigma_log"] <= 0.35
+    assert 0.06 < m["area_fraction"] < 0.2
+    uncalibrated = [replace(f, nm_per_px=None) for f in frames]
+    assert particle_morphology(OrtBackend(card, folder), uncalibrated) is None
 
 
 def test_adapted_version_sorts_after_its_parent_and_names_the_method():
