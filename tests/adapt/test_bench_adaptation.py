@@ -28,3 +28,20 @@ def test_score_and_table_on_a_few_frames():
                                                                         "bad_promotion": True}}}
     md = table("particles", [row])
     assert "| othersim |" in md and "(yes, BAD)" in md
+
+
+def test_a_stream_keeps_its_imaging_and_is_scored_on_frames_it_did_not_adapt_to():
+    from bench.adaptation.run import stream_summary, stream_targets
+
+    adapt, held_out, cond = stream_targets("particles", "dose", 1, 2, 2, 192)
+    assert len(adapt) == len(held_out) == 2 and "dose" in cond
+    frames = adapt + held_out
+    assert len({t.nm_per_px for t in frames}) == 1  # one microscope setting ...
+    assert not any(np.array_equal(a.image, b.image) for a in adapt for b in held_out)  # ... new specimen each frame
+    other, _, cond2 = stream_targets("particles", "dose", 2, 1, 0, 192)
+    assert cond2 != cond
+    m = {"object_f1": 0.5}
+    rows = [{"group": "dose", "stream": k, "conditions": cond, "before": m,
+             "methods": {"selftrain": {"after": {"object_f1": 0.7}, "effective": m, "promote": False,
+                                       "bad_promotion": False}}} for k in range(2)]
+    assert "| dose | 2 | 0.500 | 0.700 / 0.500 |" in stream_summary("particles", rows)
