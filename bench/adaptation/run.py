@@ -233,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="K > 0: per group, K streams that each keep one set of imaging parameters; adapt to "
                          "--frames of a stream, score on --eval-frames others of it")
     ap.add_argument("--eval-frames", type=int, default=8)
+    ap.add_argument("--first-stream", type=int, default=0, help="streams --first-stream … + K - 1 (more of a group)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
     from copilot.train.recipe import set_train_threads
@@ -252,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             "machine": platform.processor() or platform.machine(), "torch_threads": threads}
     if a.streams:
         meta.update(streams_per_group=a.streams, eval_frames_per_stream=a.eval_frames)
-    runs = [(g, k) for g in groups for k in (range(a.streams) if a.streams else [None])]
+    streams = range(a.first_stream, a.first_stream + a.streams) if a.streams else [None]
+    runs = [(g, k) for g in groups for k in streams]
     for g, k in runs:
         rows.append(run_group(model, a.task, g, a.methods.split(","), a.frames, a.size, steps, log, a.render_pairs,
                               stream=k, n_eval=a.eval_frames))
