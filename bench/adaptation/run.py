@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             "steps": steps, "render_pairs": a.render_pairs,
             "machine": platform.processor() or platform.machine(), "torch_threads": threads}
     if a.streams:
-        meta.update(streams_per_group=a.streams, eval_frames_per_stream=a.eval_frames)
+        meta.update(streams_per_group=a.streams, first_stream=a.first_stream, eval_frames_per_stream=a.eval_frames)
     streams = range(a.first_stream, a.first_stream + a.streams) if a.streams else [None]
     runs = [(g, k) for g in groups for k in streams]
     for g, k in runs:
