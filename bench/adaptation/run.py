@@ -8,6 +8,10 @@ labels (F1 down by more than 0.005, or fraction error up by more than 0.5 pp).
 
     python -m bench.adaptation.run --task particles [--groups dose,defocus] [--methods selftrain,appearance]
            [--frames 12] [--size 512] [--json bench/adaptation/particles.json]
+           [--streams K --eval-frames 8 [--first-stream 0]]
+
+``--streams K``: per group, K streams that each keep one setting (as one microscope session does; new specimen in
+every frame): adapt to ``--frames`` of a stream, score on ``--eval-frames`` other frames of it.
 
 Run it through the training lock (minutes of CPU): ``flock /work/runs/train.lock nice -n 2 python -m ...``.
 """
@@ -236,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--first-stream", type=int, default=0, help="streams --first-stream … + K - 1 (more of a group)")
     ap.add_argument("--json", type=Path, default=None)
     a = ap.parse_args(argv)
+    if a.streams and "othersim" in (a.groups or ""):
+        ap.error("--streams: othersim frames each draw their own parameters; leave othersim out of --groups")
     from copilot.train.recipe import set_train_threads
 
     threads = set_train_threads()
