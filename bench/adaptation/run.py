@@ -249,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     default = ("dose,defocus,magnification,othersim,in-domain" if a.task == "particles"
                else "detector,dose,etching,defocus,magnification")
     groups = (a.groups or default).split(",")
+    if a.streams:  # the default list's othersim has no stream of its own
+        groups = [g for g in groups if g != "othersim"]
     out = a.json or HERE / f"{a.task}.json"
     steps = {"selftrain": a.steps_selftrain, "appearance": a.steps_appearance}
     t0 = time.perf_counter()
