@@ -118,7 +118,7 @@ def fit_appearance(task: str, images: list[np.ndarray], scales_nm: list[float], 
         return [drawn[j] for row in d for j in np.argsort(row)[:keep_per_frame]]
 
     def add(p) -> None:
-        x, _ = render(task, p, rng, patch_px, card, n_classes)
+        x, _ = render(task, p, rng, fit_patch_px(patch_px, p.nm_per_px, card.working_nm_per_px), card, n_classes)
         drawn.append(imaging(task, p))
         desc.append(appearance_descriptor(x))
 
@@ -132,6 +132,17 @@ def fit_appearance(task: str, images: list[np.ndarray], scales_nm: list[float], 
     if log is not None:
         log("appearance fitted: " + _summarise(kept))
     return kept
+
+
+def fit_patch_px(patch_px: int, nm_per_px: float, working_nm_per_px: float, max_native_px: int = 640) -> int:
+    """The working-grid patch a fit candidate is rendered on: ``patch_px``, smaller where the frames are so fine that
+    the native frame behind it would exceed ``max_native_px`` (600 candidates at 0.03 nm/px would each simulate
+    2133² pixels for a 128² patch).
+
+    >>> fit_patch_px(128, 0.2, 0.5), fit_patch_px(128, 0.03, 0.5)
+    (128, 32)
+    """
+    return int(min(patch_px, max(32, int(max_native_px * nm_per_px / working_nm_per_px) // 8 * 8)))
 
 
 def _center(im: np.ndarray, s: int) -> np.ndarray:
