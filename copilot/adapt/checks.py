@@ -56,8 +56,9 @@ class ModelReport:
     counts: list[float] = field(default_factory=list)
     areas: list[float] = field(default_factory=list)
     d50s: list[float] = field(default_factory=list)  # particles: each frame's D50 (NaN where none was measured)
-    # particles: each frame's instance labels and the ECD of label k at [k - 1] (NaN where cut by the edge)
-    outlines: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    # per frame: its instance labels and the ECD of label k at [k - 1] (NaN where cut by the edge); None without a
+    # particle summary (phases)
+    outlines: list[tuple[np.ndarray, np.ndarray] | None] = field(default_factory=list)
     image_confidence: list[float] = field(default_factory=list)
 
 
@@ -118,8 +119,8 @@ def survey(backend, assessor, frames: list[Frame], limits: CheckLimits) -> tuple
         rep.counts.append(float(fm.instances.max(initial=0)) if ps is not None else 0.0)
         rep.areas.append(float(np.count_nonzero(labels > 0) / labels.size))
         rep.d50s.append(float(ps.d50) if ps is not None and ps.d50 is not None else float("nan"))
-        if ps is not None:
-            rep.outlines.append((fm.instances, np.where(ps.table.touches_edge, np.nan, ps.table.ecd)))
+        rep.outlines.append(None if ps is None else (fm.instances, np.where(ps.table.touches_edge, np.nan,
+                                                                             ps.table.ecd)))
         rep.image_confidence.append(float(r.image_confidence or 0.0))
         if i < limits.view_frames:
             views.append(_view_agreement(backend, frame, labels, n_classes))
@@ -144,16 +145,15 @@ def _d50_ratio(adapted: np.ndarray, parent: np.ndarray) -> float | None:
     return float(adapted[both].mean() / parent[both].mean()) if both.any() else None
 
 
-def matched_size_ratio(parent: list[tuple[np.ndarray, np.ndarray]], adapted: list[tuple[np.ndarray, np.ndarray]]
-                       ) -> tuple[float | None, int]:
+def matched_size_ratio(parent: list, adapted: list) -> tuple[float | None, int]:
     """Median of adapted ECD / parent ECD over the particles both models found in the same frames (IoU ≥ 0.5 on the
-    parent's grid, neither cut by the edge), and how many there were; None without any."""
+    parent's grid, neither cut by the edge), and how many there were; None without any. Frames are
+    ``ModelReport.outlines`` entries; a frame either model has none for is skipped."""
     from copilot.train.metrics import matched_pairs
 
     ratios = []
-    for (pl, pe), (al, ae) in zip(parent, adapted):
-        pairs = matched_pairs(pl, _to_shape(al, pl.shape)) if pl.max(initial=0) and al.max(initial=0) else []
-        for q, r in pairs:
+    for (pl, pe), (al, ae) in (pair for pair in zip(parent, adapted) if None not in pair):
+        for q, r in matched_pairs(pl, _to_shape(al, pl.shape)):
             if q <= pe.size and r <= ae.size and pe[q - 1] > 0 and ae[r - 1] > 0:  # NaN (edge) compares False
                 ratios.append(ae[r - 1] / pe[q - 1])
     return (float(np.median(ratios)) if ratios else None), len(ratios)
@@ -219,10 +219,7 @@ def decide(parent_backend, adapted_backend, frames: list[Frame], limits: CheckLi
         reasons.append(f"drifts from the parent on its confident frames (objects ×{count_ratio:.2f}, "
                        f"area ×{area_ratio:.2f})")
     d50_ratio = _d50_ratio(np.asarray(a.d50s)[sure_frames], np.asarray(p.d50s)[sure_frames])
-    size_ratio, matched = None, 0
-    if p.outlines and len(p.outlines) == len(a.outlines) == len(frames):
-        size_ratio, matched = matched_size_ratio([p.outlines[i] for i in sure_frames],
-                                                 [a.outlines[i] for i in sure_frames])
+    size_ratio, matched = matched_size_ratio([p.outlines[i] for i in sure_frames], [a.outlines[i] for i in sure_frames])
     if size_ratio is not None:
         checks["sizes_kept"] = abs(size_ratio - 1) <= limits.d50_drift
         if not checks["sizes_kept"]:
