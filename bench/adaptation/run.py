@@ -30,6 +30,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 SEED = 20_261_129
+HEADLINE = {"particles": "object_f1", "phases": "fraction_error_pp"}  # the figure each task's tables lead with
 
 
 @dataclass
@@ -121,12 +122,17 @@ def worse(task: str, before: dict, after: dict) -> bool:
     return after["fraction_error_pp"] > before["fraction_error_pp"] + 0.5
 
 
+def group_seed(group: str) -> int:
+    """Each group's own seed: its frames do not depend on which other groups run, or in what order."""
+    return SEED + sum(map(ord, group))
+
+
 def stream_targets(task: str, group: str, stream: int, n: int, n_eval: int, size: int):
     """Stream ``stream`` of ``group``: one set of imaging parameters (as one microscope session keeps them), ``n``
     frames to adapt on and ``n_eval`` other frames of the same stream to score on; and the conditions in words."""
     from copilot.sim.domains import domain_params
 
-    seed = SEED + sum(map(ord, group)) + 1000 * (stream + 1)
+    seed = group_seed(group) + 1000 * (stream + 1)
     params = domain_params(group, np.random.default_rng(seed), size, task)
     frames = targets(task, group, n + n_eval, size, seed + 1, params=params)
     return frames[:n], frames[n:], conditions(params)
@@ -149,7 +155,7 @@ def run_group(model: str, task: str, group: str, methods: list[str], n: int, siz
 
     label = group
     if stream is None:
-        ts = evals = targets(task, group, n, size, SEED + sum(map(ord, group)))
+        ts = evals = targets(task, group, n, size, group_seed(group))
         cond = "each frame its own"
     else:
         ts, evals, cond = stream_targets(task, group, stream, n, n_eval, size)
@@ -185,7 +191,7 @@ def run_group(model: str, task: str, group: str, methods: list[str], n: int, siz
 def stream_summary(task: str, rows: list[dict]) -> str:
     """Per group, the mean over its streams: parent, each method's adapted model, and what the gate leaves running
     (the adapted model where promoted, else the parent)."""
-    key = "object_f1" if task == "particles" else "fraction_error_pp"
+    key = HEADLINE[task]
     lines = [f"| group | streams | parent {key} | " + " | ".join(f"{m} adapted / after the gate" for m in
                                                                  rows[0]["methods"]) + " |",
              "|" + " --- |" * (3 + len(rows[0]["methods"]))]
@@ -206,7 +212,7 @@ def _fmt(m: dict) -> str:
 
 
 def table(task: str, rows: list[dict]) -> str:
-    key = "object_f1" if task == "particles" else "fraction_error_pp"
+    key = HEADLINE[task]
     extra = ["d50_rel_error", "predicted_f1_abs_error"] if task == "particles" else ["miou"]
     lines = [f"| group | parent {key} | " + " | ".join(f"{m} {key} (promoted?)" for m in rows[0]["methods"])
              + " | " + " | ".join(f"{k} before → after (best)" for k in extra) + " |",
