@@ -191,8 +191,10 @@ class DefectClass(_Doc):
 
     name: str
     count: int = Field(..., description="all defects of the class, edge-cut ones included")
-    count_edge: int = Field(..., description="cut by the frame edge: counted, not sized; the estimates weight the "
-                                             "inner ones instead (Miles-Lantuejoul)")
+    count_edge: int = Field(..., description="cut by the frame edge: counted, not in the size distribution; "
+                                             "densities weight the inner ones instead (Miles-Lantuejoul); the "
+                                             "cavity volume takes a cut cavity whose centre is in the frame at the "
+                                             "size of the disc its visible part shows (associated point)")
     density_per_um2: float | None = Field(None, description="edge-corrected areal density, per µm²")
     density_ci: Interval | None = None
     diameter_mean: float | None = Field(None, description="in length_unit: ECD (cavity) or ellipse major axis (loop)")

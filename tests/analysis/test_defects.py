@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from copilot.analysis import measure
-from copilot.analysis.defects import edge_weights, poisson_interval, swelling, volume_nm3
+from copilot.analysis.defects import cut_disc_diameters, edge_weights, poisson_interval, swelling, volume_nm3
 from copilot.analysis.settings import AnalysisSettings
 from copilot.frame import Frame
 from copilot.inference.segmentation import Segmentation
@@ -62,6 +62,33 @@ def test_swelling_and_density_match_the_truth_over_frames():
         assert d.by_name("cavity").density_ci.low < d.by_name("cavity").density_per_um2
     assert sum(est) / sum(true) == pytest.approx(1.0, abs=0.1)
     assert sum(dens) / sum(dtrue) == pytest.approx(1.0, abs=0.1)
+
+
+def test_each_frame_swelling_counts_the_cavities_whose_centre_is_inside():
+    """With exact masks every frame's swelling is the truth's (cavities with their centre in the frame), large
+    cavities cut by the edge included: no weights that make one frame swing."""
+    errors = []
+    for seed in range(6):
+        for d50, density in ((6.0, 1500), (20.0, 300)):
+            sim = foil(seed, cavity_d50_nm=d50, cavity_density_per_um2=density)
+            fm = measure(exact_segmentation(sim, {"foil_thickness_nm": sim.truth["foil_thickness_nm"]}))
+            errors.append(abs(fm.summary.defects.swelling / sim.truth["swelling"] - 1))
+    assert np.median(errors) < 0.02 and np.mean(np.array(errors) < 0.05) >= 0.8
+
+
+def test_cut_disc_diameter_from_visible_area_and_chord():
+    yy, xx = np.mgrid[0:200, 0:200] + 0.5
+    got, want = [], []
+    for r in (6.0, 15.0, 40.0):
+        for inside in (-0.4, -0.05, 0.1, 0.5, 0.9):  # centre's distance inside the edge, in radii
+            disc = (xx - 100) ** 2 + (yy - inside * r) ** 2 <= r * r
+            d = cut_disc_diameters(np.array([float(disc.sum())]), np.array([float(disc[0].sum())]))[0]
+            if inside < 0:
+                assert np.isnan(d)
+            else:
+                got.append(d)
+                want.append(2 * r)
+    assert np.allclose(got, want, rtol=0.08) and np.median(np.abs(np.array(got) / want - 1)) < 0.03
 
 
 def test_thickness_from_config_wins_and_missing_thickness_says_so():
