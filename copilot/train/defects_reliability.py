@@ -45,7 +45,7 @@ def _score(fm, sim) -> dict[str, float]:
 RECIPE = TaskRecipe(task="defects", default_model="defects-tem", targets=TARGETS, score=_score, table=TABLE,
                     frame_meta=lambda sim: {"foil_thickness_nm": sim.truth["foil_thickness_nm"]},
                     module="copilot.train.defects_reliability",
-                    default_per_group=450)  # 3,150 frames: grouped-CV F1 MAE 0.092 at 350 frames, 0.086-0.089 from 3,000
+                    default_per_group=450)  # grouped-CV F1 MAE 0.092 at 350 frames, 0.082-0.089 over draws of 3,150
 collect, fit_and_write = RECIPE.collect, RECIPE.fit_and_write
 
 
