@@ -64,9 +64,9 @@ def main(argv=None) -> int:
              f"`python bench/reliability/defects_noise_floor.py --pairs {a.pairs} --seed {a.seed}`.", "",
              "| group | mean abs(F1a − F1b) |", "|---|---|"]
     lines += [f"| {g} | {v:.3f} |" for g, v in per_group.items()]
-    lines += ["", f"All groups: {np.mean(diffs):.3f}, so a predictor that knew each frame's simulator parameters exactly "
-              f"(and nothing else) would have an F1 MAE of about **{floor:.3f}**. The regressor reads the model's output "
-              "and the image instead; its MAE is in defects_report.md (published method: 0.094).",
+    lines += ["", f"All groups: {np.mean(diffs):.3f}, so a predictor that knew each frame's simulator parameters "
+              f"exactly (and nothing else) would have an F1 MAE of about **{floor:.3f}**. The regressor reads the "
+              "model's output and the image instead; its MAE is in defects_report.md (published method: 0.094).",
               ""]
     (HERE / "defects_noise_floor.md").write_text("\n".join(lines))
     print("\n".join(lines))
