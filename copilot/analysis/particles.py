@@ -34,6 +34,33 @@ RESOLVABLE_PX = 3.0  # smallest ECD (frame pixels) that is sized: below it a dis
 CONVEX_SOLIDITY = 0.985  # refined outlines less solid than this are checked for a neck (geometry.split_necks)…
 NECK_FERET_RATIO = 1.4  # …when also this elongated (two unequal discs, 2:1, joined at 70 %: 1.4)
 
+TIP_FRAGMENT_PX = 2  # a core piece this small touching a larger one only at a corner is that one's tip
+
+
+def core_markers(core: np.ndarray) -> np.ndarray:
+    """One watershed marker per particle core: the core's 4-connected pieces, except that a piece of at most
+    ``TIP_FRAGMENT_PX`` pixels joined to a larger piece at a corner is part of it (the pointed tip of a thin
+    particle, whose boundary ring cuts its core diagonally, would otherwise be split off as a particle)."""
+    markers, n = ndi.label(core)
+    size = np.bincount(markers.ravel(), minlength=n + 1)
+    small = np.flatnonzero(size[1:] <= TIP_FRAGMENT_PX) + 1
+    if not small.size:
+        return markers
+    groups, g = ndi.label(core, structure=np.ones((3, 3), bool))
+    group_of = np.zeros(n + 1, np.intp)
+    group_of[markers.ravel()] = groups.ravel()
+    largest = np.zeros(g + 1, np.intp)  # per corner-connected group, its largest 4-connected piece
+    order = np.argsort(size[1:], kind="stable") + 1
+    largest[group_of[order]] = order  # ascending sizes: the largest piece is written last
+    lut = np.arange(n + 1)
+    home = largest[group_of[small]]
+    joins = size[home] > TIP_FRAGMENT_PX
+    lut[small[joins]] = home[joins]
+    kept = np.zeros(n + 1, bool)
+    kept[lut[1:]] = True
+    return (np.cumsum(kept) * kept)[lut][markers]  # numbered 1..k again
+
+
 def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min_area_px: float = 4,
                     labels: np.ndarray | None = None) -> np.ndarray:
     """Instance labels (int32, 0 = background) from class probabilities (C, h, w); ``labels``: their arg-max, when
@@ -43,7 +70,7 @@ def split_instances(probabilities: np.ndarray, class_names: tuple[str, ...], min
     core = labels == pid
     if "boundary" in class_names:
         foreground = core | (labels == class_names.index("boundary"))
-        markers, _ = ndi.label(core)
+        markers = core_markers(core)
         instances = watershed_touching(-probabilities[pid], markers, foreground)  # = watershed(…, mask=…)
     else:
         foreground = core

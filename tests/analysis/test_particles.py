@@ -105,3 +105,16 @@ def test_mean_intensity_reads_the_frame_pixel_at_each_grid_pixel(scale):
     got = fm.summary.particles.table.mean_intensity
     assert n == 2 and np.all(got > 0)
     np.testing.assert_array_equal(got, want)
+
+
+def test_core_markers_keep_a_thin_tip_with_its_particle():
+    from copilot.analysis.particles import core_markers
+
+    core = np.zeros((8, 10), bool)
+    core[1:4, 1:4] = True  # a particle's core …
+    core[4, 4] = True  # … and its tip, joined at a corner only (a thin particle's ring cuts its core diagonally)
+    core[1:3, 7:9] = True  # another particle
+    core[6, 0] = True  # a tiny particle whose core is one pixel, on its own
+    m = core_markers(core)
+    assert m[4, 4] == m[2, 2] and m[1, 7] not in (0, m[2, 2]) and m[6, 0] not in (0, m[2, 2], m[1, 7])
+    assert sorted(np.unique(m)) == [0, 1, 2, 3]
