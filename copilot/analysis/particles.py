@@ -34,12 +34,12 @@ RESOLVABLE_PX = 3.0  # smallest ECD (frame pixels) that is sized: below it a dis
 CONVEX_SOLIDITY = 0.985  # refined outlines less solid than this are checked for a neck (geometry.split_necks)…
 NECK_FERET_RATIO = 1.4  # …when also this elongated (two unequal discs, 2:1, joined at 70 %: 1.4)
 
-TIP_FRAGMENT_PX = 2  # a core piece this small touching a larger one only at a corner is that one's tip
+TIP_FRAGMENT_PX = 2  # a core piece this small touching another only at a corner belongs to it (a thin tip)
 
 
 def core_markers(core: np.ndarray) -> np.ndarray:
     """One watershed marker per particle core: the core's 4-connected pieces, except that a piece of at most
-    ``TIP_FRAGMENT_PX`` pixels joined to a larger piece at a corner is part of it (the pointed tip of a thin
+    ``TIP_FRAGMENT_PX`` pixels is part of the largest piece corner-connected to it (the pointed tip of a thin
     particle, whose boundary ring cuts its core diagonally, would otherwise be split off as a particle)."""
     markers, n = ndi.label(core)
     size = np.bincount(markers.ravel(), minlength=n + 1)
@@ -50,12 +50,11 @@ def core_markers(core: np.ndarray) -> np.ndarray:
     group_of = np.zeros(n + 1, np.intp)
     group_of[markers.ravel()] = groups.ravel()
     largest = np.zeros(g + 1, np.intp)  # per corner-connected group, its largest 4-connected piece
-    order = np.argsort(size[1:], kind="stable") + 1
-    largest[group_of[order]] = order  # ascending sizes: the largest piece is written last
+    order = np.lexsort((size[1:], group_of[1:]))  # by group, then by size
+    last = np.r_[group_of[1:][order][1:] != group_of[1:][order][:-1], True]
+    largest[group_of[1:][order][last]] = order[last] + 1
     lut = np.arange(n + 1)
-    home = largest[group_of[small]]
-    joins = size[home] > TIP_FRAGMENT_PX
-    lut[small[joins]] = home[joins]
+    lut[small] = largest[group_of[small]]
     kept = np.zeros(n + 1, bool)
     kept[lut[1:]] = True
     return (np.cumsum(kept) * kept)[lut][markers]  # numbered 1..k again
