@@ -46,6 +46,7 @@ def test_disc_ecd_within_one_pixel(r, nm, dy, dx):
 @example(a=6.0, b=13.0, angle=0.0625, nm=0.1)  # once cut in two at a wobble of its probability along the long axis
 @example(a=6.0, b=14.0, angle=0.0625, nm=0.1)  # once cut a third of the way along, between two staircase pockets
 @example(a=20.25, b=4.0, angle=2.24609375, nm=0.1)  # once lost a tip: a core pixel joined to the rest at a corner
+@example(a=11.0, b=4.8125, angle=1.421875, nm=0.1)  # once cut across its middle at two staircase pockets
 def test_ellipse_ecd_and_aspect_ratio(a, b, angle, nm):
     inst = np.zeros((90, 90), np.int32)
     rr, cc = ellipse(45, 45, a, b, rotation=angle, shape=inst.shape)
