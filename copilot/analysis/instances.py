@@ -54,7 +54,7 @@ def drop_small(instances: np.ndarray, min_area_px: float) -> np.ndarray:
     """Labels smaller than ``min_area_px`` pixels removed and the rest renumbered 1..k in their order (what zeroing
     them and ``relabel_sequential`` give), int32, in one lookup."""
     sizes = np.bincount(instances.ravel())
-    keep = sizes >= min_area_px
+    keep = (sizes >= min_area_px) & (sizes > 0)  # a label without pixels (a marker joined to another) goes too
     keep[0] = False
     lut = np.where(keep, np.cumsum(keep), 0).astype(np.int32)
     return lut[instances]
