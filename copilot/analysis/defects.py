@@ -199,12 +199,6 @@ def edge_chords(instances: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return sides[1:], chord[1:]
 
 
-def touches_edge(instances: np.ndarray, n: int) -> np.ndarray:
-    edge = np.zeros(n + 1, bool)
-    edge[np.unique(np.concatenate([instances[0], instances[-1], instances[:, 0], instances[:, -1]]))] = True
-    return edge[1:]
-
-
 def _bootstrap_volume(d: np.ndarray, w: np.ndarray, resamples: int) -> np.ndarray:
     """Cavity volumes of a compound bootstrap: Poisson(n) cavities drawn with replacement, per resample."""
     rng = np.random.default_rng(BOOTSTRAP_SEED)
@@ -240,7 +234,8 @@ def measure_defects(seg: Segmentation, settings: AnalysisSettings | None = None)
     instances, classes = defect_instances(seg.probabilities, names, labels=seg.labels)
     loop_c = names.index("loop") if "loop" in names else None
     d_px = diameters_px(seg.probabilities, instances, classes, loop_c)
-    edge = touches_edge(instances, classes.size)
+    sides, chord = edge_chords(instances, classes.size)
+    edge = sides > 0
     nmpp = seg.nm_per_px
     unit = "nm" if nmpp else "px"
     scale = nmpp or seg.frame_px_per_px
@@ -267,7 +262,6 @@ def measure_defects(seg: Segmentation, settings: AnalysisSettings | None = None)
     if cavity is not None and area_um2 and thickness:
         A = H * W
         c = names.index("cavity")
-        sides, chord = edge_chords(instances, classes.size)
         cut = (classes == c) & (sides == 1)
         d_cut = cut_disc_diameters(np.pi * d_px[cut] ** 2 / 4, chord[cut]) * scale  # d_px: ECD of the visible part
         dv = np.concatenate([cavity[0], d_cut[np.isfinite(d_cut)]])  # centres in the frame: each once

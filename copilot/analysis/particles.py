@@ -46,7 +46,7 @@ def core_markers(core: np.ndarray) -> np.ndarray:
     markers, n = ndi.label(core)
     if n < 2:
         return markers
-    h, w = core.shape
+    w = core.shape[1]
     pad = np.pad(core, 1)
     ends = core & (pad[:-2, 1:-1].astype(np.uint8) + pad[2:, 1:-1] + pad[1:-1, :-2] + pad[1:-1, 2:] <= 1)
 
