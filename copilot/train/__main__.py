@@ -30,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--minutes", type=float, default=32.0,
                     help="cap on the training loop for a slow machine (default 32); the schedule is --steps long")
     ap.add_argument("--n-train", type=int, default=None, help="simulated training patches (default: the preset's)")
-    ap.add_argument("--heldout-per-group", type=int, default=24, help="frames per domain group for the card")
+    ap.add_argument("--heldout-per-group", type=int, default=None,
+                    help="frames per domain group for the card (default: the preset's)")
     ap.add_argument("--out", type=Path, default=None, help="engine folder (default engines/<recipe>)")
     ap.add_argument("--init", type=Path, default=None,
                     help="fine-tune from this model.onnx (its card.json beside it) instead of training from scratch")
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd = "python -m copilot.train " + " ".join(sys.argv[1:] if argv is None else argv)
     recipe.main(minutes=args.minutes, seed=args.seed, n_train=args.n_train or recipe.N_TRAIN,
                 out_dir=args.out or recipe.ENGINE_DIR, command=cmd, steps=args.steps or recipe.STEPS,
-                heldout_per_group=args.heldout_per_group, init_onnx=args.init)
+                init_onnx=args.init,
+                **({} if args.heldout_per_group is None else {"heldout_per_group": args.heldout_per_group}))
     return 0
 
 

@@ -111,7 +111,7 @@ def patch_pixel_metrics(probs: list[np.ndarray], cls: np.ndarray) -> dict[str, f
 
 def main(minutes: float = 9.0, seed: int = 0, n_train: int = N_TRAIN, n_heldout: int = 32,
          out_dir: Path = ENGINE_DIR, command: str | None = None, steps: int = STEPS,
-         heldout_per_group: int = 12, init_onnx: Path | None = None) -> dict:
+         heldout_per_group: int = 40, init_onnx: Path | None = None) -> dict:
     """Simulate, train, export, measure, write ``out_dir``/model.onnx + card.json."""
     from copilot.train.recipe import fit_and_ship, ort_predict, start_recipe
 
