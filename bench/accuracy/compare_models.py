@@ -26,8 +26,9 @@ LOWER_IS_BETTER = ("error", "mae")
 
 
 def better(key: str, before: float, after: float) -> int:
-    """+1 if ``after`` is better on ``key``, −1 if worse, 0 if equal."""
+    """+1 if ``after`` is better on ``key``, −1 if worse, 0 if equal to the three decimals the table shows."""
     sign = -1 if any(s in key for s in LOWER_IS_BETTER) else 1
+    before, after = round(before, 3), round(after, 3)
     return 0 if after == before else (sign if after > before else -sign)
 
 
@@ -101,7 +102,7 @@ def table(results: dict, keys: list[str], args: argparse.Namespace) -> list[str]
                     tally[better(key, b, a)] += 1
                 cells.append(cell(key, b, a))
             lines.append(f"| {group} | {key} | " + " | ".join(cells) + " |")
-    lines += ["", f"After better in {tally[1]}, equal in {tally[0]}, worse in {tally[-1]} of "
+    lines += ["", f"After better in {tally[1]}, equal (to 3 decimals) in {tally[0]}, worse in {tally[-1]} of "
                   f"{sum(tally.values())} comparisons."]
     return lines
 

@@ -60,6 +60,10 @@ class SimParams(ScanInstrument):
     particle_signal: float = 1.0  # HAADF signal of a thick particle
     thickness_scale_nm: float = 4.0  # t0 in 1 - exp(-t / t0)
     particle_contrast_spread: float = 0.0  # relative std of per-particle contrast (diffraction contrast in BF-TEM)
+    # projected thickness ∝ (1 − ρ²)^p, p drawn per particle in this range: 0.5 an ellipsoid (a sphere's rounded
+    # edge, thin near the rim), towards 0 a flat-topped particle (faceted, a raft, a prism: full thickness up to the
+    # rim). Where the image's half-height sits relative to the true outline depends on it.
+    profile_powers: tuple[float, float] = (0.5, 0.5)
     # bf-tem only
     bf_fringe: float = 0.0  # Fresnel fringe strength (signed: > 0 under-focus, bright fringe outside the edge)
     fringe_nm: float = 0.6  # fringe width (grows with defocus)
@@ -274,13 +278,13 @@ def _support_radius(a: float, b: float, angle: float, phi: float) -> float:
 
 
 def render_particles(parts: list[Particle], shape: tuple[int, int], nm_per_px: float, params: SimParams,
-                     offset_nm: tuple[float, float] = (0.0, 0.0),
-                     strengths: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                     offset_nm: tuple[float, float] = (0.0, 0.0), strengths: np.ndarray | None = None,
+                     powers: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Rasterize particles: returns (signal float32, instances int32). Pixel (i, j) samples the point
     ((j + 0.5) px, (i + 0.5) px) shifted by the drift shear; a pixel belongs to the particle whose normalized elliptic
     radius is smallest there (touching pairs split along the natural contact line). The signal is
     ``particle_signal * (1 - exp(-t / t0))`` of the projected thickness ``t`` (each particle's thickness scaled by
-    ``strengths[k]`` if given: per-particle contrast)."""
+    ``strengths[k]`` if given: per-particle contrast; ``powers[k]``: the exponent of its thickness profile, else 0.5)."""
     H, W = shape
     thick = np.zeros(shape, np.float32)
     inst = np.zeros(shape, np.int32)
@@ -312,7 +316,9 @@ def render_particles(parts: list[Particle], shape: tuple[int, int], nm_per_px: f
         if not inside.any():
             continue
         # projected thickness of an ellipsoid with third semi-axis sqrt(a b)
-        t = 2.0 * np.sqrt(p.a_nm * p.b_nm) * np.sqrt(np.clip(1.0 - rho2, 0.0, None))
+        rim = np.clip(1.0 - rho2, 0.0, None)
+        profile = np.sqrt(rim) if powers is None else np.where(inside, rim ** np.float32(powers[k]), 0.0)
+        t = 2.0 * np.sqrt(p.a_nm * p.b_nm) * profile
         if strengths is not None:
             t = t * np.float32(strengths[k])
         thick[y0c:y1c, x0c:x1c] += t
@@ -374,6 +380,15 @@ def particle_strengths(n: int, params: SimParams, rng: np.random.Generator) -> n
     if params.particle_contrast_spread <= 0 or n == 0:
         return None
     return np.exp(params.particle_contrast_spread * rng.standard_normal(n)).astype(np.float32)
+
+
+def particle_profiles(n: int, params: SimParams, rng: np.random.Generator) -> np.ndarray | None:
+    """Per-particle thickness-profile exponents (uniform in ``params.profile_powers``), or None when every particle
+    is an ellipsoid (no draw: the frames of a fixed seed stay as they were)."""
+    lo, hi = params.profile_powers
+    if (lo, hi) == (0.5, 0.5) or n == 0:
+        return None
+    return rng.uniform(lo, hi, n).astype(np.float32)
 
 
 def acquire(signal: np.ndarray, instances: np.ndarray, params: SimParams, rng: np.random.Generator,
@@ -439,7 +454,8 @@ def simulate_frame(params: SimParams, rng: np.random.Generator | int | None = No
     shape = params.shape
     parts = place_particles(params, rng) if particles is None else particles
     signal, inst = render_particles(parts, shape, params.nm_per_px, params,
-                                    strengths=particle_strengths(len(parts), params, rng))
+                                    strengths=particle_strengths(len(parts), params, rng),
+                                    powers=particle_profiles(len(parts), params, rng))
     signal = form_image(signal, support_texture(shape, params.nm_per_px, params, rng), params)
     image, inst = acquire(signal, inst, params, rng)
     return SimFrame(image=image, instances=inst, nm_per_px=params.nm_per_px, truth=_truth(parts, inst, params))

@@ -137,7 +137,10 @@ class Augment:
     1.25× the smallest), where none is clipped below what the frame's own pixel resolves by ``small_frame_px``
     pixels (and not below ``small_min_nm``) instead of the simulator's 2.5 nm; frames too coarse to resolve less
     than that are left as drawn. So the network learns the 2.4-5 working px particles a mixed frame holds
-    (particles only).
+    (particles only);
+    ``p_flat``: probability of a frame whose particles' thickness profiles are drawn per particle in ``flat_powers``
+    (``SimParams.profile_powers``: 0.5 an ellipsoid, towards 0 flat-topped, faceted) instead of all ellipsoids, so
+    the outline is read from the edge itself and not from where a sphere's thin rim would put it (particles only).
     """
 
     p_low_dose: float = 0.0
@@ -151,6 +154,8 @@ class Augment:
     small_d50_nm: tuple[float, float] = (2.0, 5.0)
     small_min_nm: float = 1.2
     small_frame_px: float = 3.0
+    p_flat: float = 0.0
+    flat_powers: tuple[float, float] = (0.0, 0.5)
 
     def params(self, params, rng: np.random.Generator):
         """Apply the parameter-level augmentations (draws from ``rng`` only for those that are on)."""
@@ -169,6 +174,8 @@ class Augment:
             params = replace(params, dose=float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
         if self.p_blur > 0 and rng.random() < self.p_blur:
             params = replace(params, probe_blur_nm=float(rng.uniform(*self.blur_nm)))
+        if self.p_flat > 0 and hasattr(params, "profile_powers") and rng.random() < self.p_flat:
+            params = replace(params, profile_powers=self.flat_powers)
         return params
 
     def image(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -72,3 +72,29 @@ def test_render_probe_blur_is_smooth_signal():
     sig, inst = render_particles([Particle(6.4, 6.4, 3.0, 3.0, 0.0)], (64, 64), 0.2, p)
     assert inst[32, 32] == 1 and inst[0, 0] == 0
     assert sig[32, 32] > sig[32, 45] > 0
+
+
+def test_flat_topped_particles_keep_their_contrast_to_the_rim():
+    """profile_powers: an ellipsoid's contrast thins towards its rim, a flat-topped particle's does not; the outline
+    (instances) is the same ellipse either way and nothing is drawn outside it (0⁰ must not fill the box)."""
+    from copilot.sim.stem import Particle
+
+    p = SimParams(size_px=96, nm_per_px=0.1, thickness_scale_nm=4.0)
+    part = [Particle(4.8, 4.8, 3.0, 3.0, 0.0)]
+    sphere, inst_s = render_particles(part, (96, 96), 0.1, p)
+    flat, inst_f = render_particles(part, (96, 96), 0.1, p, powers=np.array([0.0], np.float32))
+    np.testing.assert_array_equal(inst_s, inst_f)
+    rim = inst_s[47, 47 + 28]  # 2.8 nm from the centre of a 3 nm radius: ρ = 0.93
+    assert rim == 1
+    assert flat[47, 75] == pytest.approx(flat[47, 47]) and sphere[47, 75] < 0.75 * sphere[47, 47]
+    assert np.all(flat[inst_f == 0] == 0) and np.all(sphere[inst_s == 0] == 0)
+
+
+def test_profile_powers_are_drawn_per_particle_and_default_frames_unchanged():
+    base = SimParams(size_px=128, nm_per_px=0.25, area_fraction=0.2, line_jitter_px=0.0, scan_wobble_px=0.0)
+    a, b = simulate_frame(base, 5), simulate_frame(replace(base, profile_powers=(0.5, 0.5)), 5)
+    np.testing.assert_array_equal(a.image, b.image)
+    flat = simulate_frame(replace(base, profile_powers=(0.0, 0.1)), 5)
+    np.testing.assert_array_equal(flat.instances, a.instances)  # same particles, other contrast profile
+    inside = a.instances > 0
+    assert flat.image[inside].astype(float).mean() > a.image[inside].astype(float).mean()

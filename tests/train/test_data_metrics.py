@@ -85,6 +85,9 @@ def test_particle_dataset_mixes_modalities_and_augments():
     drawn = small.params(mid, np.random.default_rng(1))  # 3 px of a 0.6 nm/px frame: 1.8 nm
     assert drawn.min_diameter_nm == pytest.approx(1.8) and drawn.d50_nm >= 1.25 * 1.8
     assert small.params(coarse, np.random.default_rng(1)) == coarse  # 3 px of 0.9 nm/px: 2.7 nm, above the 2.5 nm clip
+    flat = Augment(p_flat=1.0, flat_powers=(0.0, 0.2))
+    assert flat.params(fine, np.random.default_rng(1)).profile_powers == (0.0, 0.2)
+    assert Augment().params(fine, np.random.default_rng(1)).profile_powers == (0.5, 0.5)
     inv = Augment(p_invert=1.0).image(np.array([[0, 10], [20, 30]], np.uint16), np.random.default_rng(0))
     assert inv.tolist() == [[30, 20], [10, 0]]
 
