@@ -25,6 +25,7 @@ import numpy as np
 from common import MIN_D50_PARTICLES, OUT, console  # (common puts the repository on sys.path)
 
 from copilot.analysis import measure
+from copilot.analysis.settings import AnalysisSettings
 from copilot.frame import Frame
 from copilot.inference.card import load_card
 from copilot.inference.ort_backend import OrtBackend
@@ -57,11 +58,11 @@ def shape_frames(name: str, n: int, size_px: int):
             yield f.image, f.nm_per_px, f.instances, exact, f.truth["d50_nm"]
 
 
-def score_set(backend, name: str, n: int, size_px: int) -> dict:
+def score_set(backend, name: str, n: int, size_px: int, settings: AnalysisSettings | None = None) -> dict:
     tp = n_pred = n_truth = 0
     errors, d50_errors = [], []
     for i, (image, nmpp, instances, exact, truth_d50) in enumerate(shape_frames(name, n, size_px)):
-        fm = measure(backend.segment(Frame(image, nmpp, stream=name, frame_id=str(i), origin="sim")))
+        fm = measure(backend.segment(Frame(image, nmpp, stream=name, frame_id=str(i), origin="sim")), settings)
         pred, table = fm.instances, fm.summary.particles.table
         truth = nearest_resample(instances, pred.shape)
         s = object_scores(pred, truth)
@@ -100,16 +101,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("models", type=Path, nargs="+", help="model folders (card.json + model.onnx)")
     ap.add_argument("--frames", type=int, default=24, help="frames per set")
     ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--outline-level", type=float, default=None, help="[analysis] outline_level (default 0.5)")
     ap.add_argument("--out", type=Path, default=OUT / "particle_shapes.md")
     args = ap.parse_args(argv)
     results: dict = {"frames_per_set": args.frames, "size_px": args.size, "seed": SEED, "models": {}}
+    settings = AnalysisSettings() if args.outline_level is None else AnalysisSettings(outline_level=args.outline_level)
     for folder in args.models:
         card, path = load_card(folder)
         backend = OrtBackend(card, path, threads=2)
-        label = f"{card.name} {card.version}"
+        label = f"{card.name} {card.version}, outline_level {settings.outline_level:g}"
         results["models"][label] = {}
         for name in SETS:
-            results["models"][label][name] = r = score_set(backend, name, args.frames, args.size)
+            results["models"][label][name] = r = score_set(backend, name, args.frames, args.size, settings)
             console.print(f"{label} · {name}: F1 {r['object_f1']:.3f}, ECD {_pct(r['ecd_signed_median'], True)}, "
                           f"D50 |err| {_pct(r['d50_abs_mean'])}")
     lines = ["# Particle sizes against the particles' 3-D shape", "",

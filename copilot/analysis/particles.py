@@ -21,7 +21,8 @@ from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
 from skimage.segmentation import watershed
 
-from copilot.analysis.geometry import RefinedParticles, outline_table, refine_particles, refinement, split_necks
+from copilot.analysis.geometry import (LEVEL, RefinedParticles, outline_table, refine_particles, refinement,
+                                       split_necks)
 from copilot.analysis.measurements import FrameMeasurements, Measures, ParticleStats, ParticleTable
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.shape import ShapeTable
@@ -150,17 +151,18 @@ def merge_tables(t: ShapeTable, sub: ShapeTable, rows: np.ndarray, n: int) -> Sh
     return ShapeTable(**cols)
 
 
-def refined_table(seg: Segmentation, instances: np.ndarray
+def refined_table(seg: Segmentation, instances: np.ndarray, level: float = LEVEL
                   ) -> tuple[ParticleTable, RefinedParticles, np.ndarray]:
-    """Per-particle geometry from the refined outlines (lengths in nm when calibrated, else frame px), the outlines,
-    and the grid labels (touching particles joined on the grid split at their neck)."""
+    """Per-particle geometry from the refined outlines, drawn at the foreground probability ``level`` (lengths in nm
+    when calibrated, else frame px), the outlines, and the grid labels (touching particles joined on the grid split
+    at their neck)."""
     n = int(instances.max(initial=0))
     frame_shape = seg.frame.pixels.shape[:2]
     m = refinement(seg.frame_px_per_px)
     foreground = 1.0 - seg.probabilities[seg.class_names.index("background")]
     slices = ndi.find_objects(instances, max_label=n)
-    refined = refine_particles(foreground, instances, frame_shape, m, slices=slices)
-    t, offsets = outline_table(refined.tiles, refined.fields)
+    refined = refine_particles(foreground, instances, frame_shape, m, level=level, slices=slices)
+    t, offsets = outline_table(refined.tiles, refined.fields, level)
     tiles_before = refined.tiles
     # a neck makes an outline both less solid and elongated (two discs joined at 70 % of the diameter: solidity
     # 0.92-0.98 as the network draws them, Feret ratio 1.6-1.8); small round particles, most of a frame, are not
@@ -171,7 +173,8 @@ def refined_table(seg: Segmentation, instances: np.ndarray
     if n_split:  # touching particles the boundary class left joined: measure the pieces they became
         changed = np.flatnonzero(np.r_[[a is not b for a, b in zip(refined.tiles, tiles_before)],
                                        np.ones(len(refined.tiles) - len(tiles_before), bool)])
-        sub, sub_offsets = outline_table([refined.tiles[k] for k in changed], [refined.fields[k] for k in changed])
+        sub, sub_offsets = outline_table([refined.tiles[k] for k in changed], [refined.fields[k] for k in changed],
+                                         level)
         t = merge_tables(t, sub, changed, len(refined.tiles))
         offsets = np.concatenate([offsets, np.zeros((len(refined.tiles) - len(offsets), 2), np.intp)])
         offsets[changed] = sub_offsets
@@ -200,7 +203,7 @@ def measure_particles(seg: Segmentation, settings: AnalysisSettings | None = Non
     nm = seg.nm_per_px
     min_px = max(cfg.min_area_px, cfg.min_area_nm2 / nm**2) if nm is not None else cfg.min_area_px
     instances = split_instances(seg.probabilities, seg.class_names, min_px, seg.labels)
-    table, refined, instances = refined_table(seg, instances)
+    table, refined, instances = refined_table(seg, instances, cfg.outline_level)
     frame_nm = seg.frame.nm_per_px
     H, W = seg.frame.pixels.shape[:2]
     sized = table.ecd[table.sized]

@@ -177,3 +177,19 @@ def test_a_filled_neck_splits_only_where_the_particle_probability_dips(dip):
     probs = np.stack([1 - cover, particle, cover - particle]).astype(np.float32)
     seg = Segmentation(seg.frame, probs, seg.embedding, CLASSES, "m", "1", "t", frame_px_per_px=seg.frame_px_per_px)
     assert measure_particles(seg, NO_MIN).summary.particles.count == (2 if dip else 1)
+
+
+def test_outline_level_moves_every_size_measure_together():
+    """[analysis] outline_level: the outline is drawn at that probability; a higher level draws it further in, and
+    area, ECD, Feret and the saved masks all follow (0.5, the default, is the coverage field's true edge)."""
+    seg = coverage_segmentation([4.0], [(10.3, 9.8)], 20.0, 0.5, 0.2)
+    at = {}
+    for level in (0.5, 0.8):
+        fm = measure_particles(seg, AnalysisSettings(min_area_nm2=0, min_area_px=0, outline_level=level))
+        (p,) = fm.summary.particles.particles
+        at[level] = (p.ecd, p.feret_max, int(np.count_nonzero(paint(fm.refined))))
+    assert at[0.5][0] == pytest.approx(8.0, rel=0.02)
+    assert measure_particles(seg, NO_MIN).summary.particles.particles[0].ecd == at[0.5][0]
+    assert at[0.8][0] < at[0.5][0] - 0.2 and at[0.8][1] < at[0.5][1] and at[0.8][2] < at[0.5][2]
+    with pytest.raises(ValueError, match="outline_level"):
+        AnalysisSettings(outline_level=1.2)
