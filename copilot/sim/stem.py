@@ -315,7 +315,7 @@ def render_particles(parts: list[Particle], shape: tuple[int, int], nm_per_px: f
         inside = rho2 < 1.0
         if not inside.any():
             continue
-        # projected thickness of an ellipsoid with third semi-axis sqrt(a b)
+        # projected thickness of an ellipsoid with third semi-axis sqrt(a b) (flatter towards the rim: powers)
         rim = np.clip(1.0 - rho2, 0.0, None)
         profile = np.sqrt(rim) if powers is None else np.where(inside, rim ** np.float32(powers[k]), 0.0)
         t = 2.0 * np.sqrt(p.a_nm * p.b_nm) * profile
@@ -386,7 +386,7 @@ def particle_profiles(n: int, params: SimParams, rng: np.random.Generator) -> np
     """Per-particle thickness-profile exponents (uniform in ``params.profile_powers``), or None when every particle
     is an ellipsoid (no draw: the frames of a fixed seed stay as they were)."""
     lo, hi = params.profile_powers
-    if (lo, hi) == (0.5, 0.5) or n == 0:
+    if lo == hi == 0.5 or n == 0:
         return None
     return rng.uniform(lo, hi, n).astype(np.float32)
 
