@@ -46,11 +46,7 @@ def shape_frames(name: str, n: int, size_px: int):
             from bench.adaptation.othersim import other_frame
 
             f = other_frame(rng, size_px)
-            areas = np.bincount(f.instances.ravel())
-            cut = set(np.unique(np.concatenate([f.instances[[0, -1], :].ravel(), f.instances[:, [0, -1]].ravel()])))
-            exact = {int(i): 2 * float(np.sqrt(areas[i] / np.pi)) * f.nm_per_px
-                     for i in range(1, len(areas)) if areas[i] and i not in cut}
-            yield f.image, f.nm_per_px, f.instances, exact, f.d50_nm
+            yield f.image, f.nm_per_px, f.instances, f.inner_ecd_nm, f.d50_nm
         else:
             p = replace(random_params(rng, size_px, NM_PER_PX, modality="any"), profile_powers=SETS[name])
             f = simulate_frame(p, rng)

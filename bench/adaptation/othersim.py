@@ -25,6 +25,7 @@ class OtherFrame:
     instances: np.ndarray  # int32, 0 = support
     d50_nm: float  # median ECD of the particles not cut by the frame edge
     inner: int  # how many of those
+    inner_ecd_nm: dict[int, float]  # their ECDs (nm) by instance label
 
 
 def _shape(rng: np.random.Generator, r_px: float) -> np.ndarray:
@@ -81,5 +82,5 @@ def other_frame(rng: np.random.Generator, size_px: int = 512, nm_per_px: float |
     inner = [i for i in range(1, n + 1) if i in set(np.unique(inst[1:-1, 1:-1]))
              and not np.any(inst[[0, -1], :] == i) and not np.any(inst[:, [0, -1]] == i)]
     areas = np.bincount(inst.ravel(), minlength=n + 1)
-    ecd = [2 * np.sqrt(areas[i] / np.pi) * nm for i in inner]
-    return OtherFrame(image, nm, inst, float(np.median(ecd)) if ecd else float("nan"), len(inner))
+    ecd = {i: 2 * float(np.sqrt(areas[i] / np.pi)) * nm for i in inner}
+    return OtherFrame(image, nm, inst, float(np.median(list(ecd.values()))) if ecd else float("nan"), len(inner), ecd)
