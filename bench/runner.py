@@ -128,6 +128,13 @@ class Listener:
                 self.got[fid] = Received(time.time(), timings)
                 self._cv.notify_all()
 
+    def forget(self, fids) -> None:
+        """Drop what was received for ``fids`` so far: a daemon restarted on an old state folder (``--workdir``)
+        replays earlier results under the same frame ids in its snapshot, and those must not count as this run's."""
+        with self._cv:
+            for f in fids:
+                self.got.pop(f, None)
+
     def wait(self, fids, timeout: float) -> bool:
         end = time.time() + timeout
         with self._cv:
@@ -178,6 +185,7 @@ def naive_listener(pub: str) -> tuple[Listener, object]:
 def measure_latency(files: list[Staged], acq: Path, listener: Listener, gap_s: float = 0.3,
                     timeout: float = 120) -> tuple[list[float], list[dict]]:
     lat, timings = [], []
+    listener.forget([f.stem for f in files])
     for f in files:
         t0 = time.time()
         f.publish()
@@ -203,6 +211,7 @@ def measure_throughput(files: list[Staged], acq: Path, listener: Listener, timeo
                        pid: int | None = None) -> dict:
     """All files renamed in at once; frames/s, and the process's CPU ms per frame when ``pid`` is given (on a
     shared machine CPU per frame is the steadier figure: other jobs stretch wall-clock time, not CPU time)."""
+    listener.forget([f.stem for f in files])
     cpu0 = process_cpu_s(pid) if pid else None
     t0 = time.time()
     for f in files:
@@ -285,6 +294,7 @@ def stop(proc: subprocess.Popen) -> None:
 def warm_up(listener: Listener, staged: list[Staged], acq: Path, what: str, timeout: float = 180) -> None:
     """Feed frames until the first result arrives (the process is up and the subscription has propagated)."""
     end = time.time() + timeout
+    listener.forget([f.stem for f in staged])
     for f in staged:
         f.publish()
         if listener.wait([f.stem], min(30.0, max(1.0, end - time.time()))):

@@ -28,3 +28,46 @@ def test_bench_rejects_bad_sizes_in_one_line():
     out = subprocess.run([sys.executable, "-m", "copilot.cli", "bench", "--sizes", "big"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "--sizes" in out.stderr and "Traceback" not in out.stderr
+
+
+
+def test_a_result_replayed_from_an_earlier_run_is_not_counted(tmp_path):
+    """A daemon restarted on an old state folder (``--workdir``) replays earlier documents with the same frame ids
+    in its snapshot; latency and throughput must wait for this run's results, not take those (a throughput run once
+    read 0.75 frames/s for a daemon doing 7)."""
+    import queue
+    import threading
+    import time
+
+    import numpy as np
+    import tifffile
+
+    runner = _load_runner()
+    src, acq = tmp_path / "src.tif", tmp_path / "acq"
+    tifffile.imwrite(src, np.zeros((8, 8), np.uint16))
+    inbox: queue.Queue = queue.Queue()
+    listener = runner.Listener(lambda timeout: inbox.get(timeout=timeout) if not inbox.empty() else None)
+    stop = threading.Event()
+
+    def daemon():  # answers each file 0.2 s after it appears in the folder
+        seen = set()
+        while not stop.is_set():
+            for f in acq.glob("*.tif"):
+                if f.stem not in seen:
+                    seen.add(f.stem)
+                    time.sleep(0.2)
+                    inbox.put((f.stem, {"run": "this"}))
+            time.sleep(0.01)
+
+    try:
+        staged = runner.stage([src], acq, 2, "t")
+        for f in staged:  # what the restarted daemon's snapshot replays at connect
+            inbox.put((f.stem, {"run": "earlier"}))
+        assert listener.wait([f.stem for f in staged], 5)
+        worker = threading.Thread(target=daemon)
+        worker.start()
+        lat, timings = runner.measure_latency(staged, acq, listener, gap_s=0.0, timeout=10)
+        assert timings == [{"run": "this"}] * 2 and min(lat) >= 0.2
+    finally:
+        stop.set()
+        listener.close()
