@@ -3,7 +3,12 @@ the volume fraction and swelling, each with a 95 % interval.
 
 Sizes (nm, on the model's working grid, sub-pixel from the probability mass, ``defect_instances.soft_areas_px``):
 a cavity's diameter is its equivalent circular diameter; a loop's is the major axis of the ellipse with the same
-second moments (``4 √λ₁``, scaled so the ellipse has the soft area).
+second moments (``4 √λ₁``, scaled so the ellipse has the soft area). A cavity is convex (a sphere or a faceted
+polyhedron), so where the model left a bite out of one (a precipitate or a loop over it, a bend contour across it:
+solidity between ``FILL_SOLIDITY`` and ``BITTEN_SOLIDITY``, and about as wide as long) the pixels between it and
+its convex hull are counted too; less solid or elongated regions (``FILL_MAX_ELONGATION``: two touching discs are
+0.88 solid and twice as long as wide) are two cavities run together and are left as painted. On the card's
+in-domain held-out frames this took the median per-frame swelling error from 13.7 to 8.4 % (bench/accuracy/defects.md).
 
 Edge correction. Densities (per µm²) and size distributions (Miles–Lantuéjoul): a defect cut by the frame edge is
 counted in ``count_edge`` but its size is unknown, so they use the defects inside the frame only, each weighted by
@@ -37,12 +42,18 @@ from scipy import stats
 from copilot.analysis.defect_instances import DEFECT_CLASSES, defect_instances, soft_areas_px
 from copilot.analysis.measurements import FrameMeasurements, Histogram, Interval, Measures
 from copilot.analysis.settings import AnalysisSettings
+from copilot.analysis.shape import shape_table
 from copilot.analysis.stats import mean_interval, psd_histogram
 from copilot.inference.segmentation import Segmentation
 
 BOOTSTRAP_SEED = 17
 THICKNESS_KEYS = ("foil_thickness_nm", "thickness_nm")
 DOSE_KEYS = ("dose_dpa", "dpa", "fluence", "dose")
+BITTEN_SOLIDITY = 0.93  # a cavity painted whole is this solid or more (digitised discs: 0.93-0.98)…
+FILL_SOLIDITY = 0.75  # …and one less solid than this is two run together
+FILL_MIN_PX = 20  # smaller regions are too few pixels for their solidity to say anything
+FILL_MAX_ELONGATION = 1.6  # Feret max / min: a disc with a bite of up to a third stays below it; two equal
+# discs run together (2.0) do not
 
 
 @dataclass
@@ -139,12 +150,13 @@ def frame_dose(meta: dict) -> float | None:
 
 def diameters_px(probabilities: np.ndarray, instances: np.ndarray, classes: np.ndarray,
                  loop_class: int | None) -> np.ndarray:
-    """Per instance: ECD (grid px) for cavities, fitted-ellipse major axis for loops (see the module doc)."""
+    """Per instance: ECD (grid px) for cavities (bites filled), fitted-ellipse major axis for loops (see the module
+    doc)."""
     n = classes.size
     if n == 0:
         return np.zeros(0)
     area = np.maximum(soft_areas_px(probabilities, instances, classes), 0.0)
-    d = 2.0 * np.sqrt(area / np.pi)
+    d = 2.0 * np.sqrt((area + cavity_bites_px(instances, classes, loop_class)) / np.pi)
     if loop_class is None or not np.any(classes == loop_class):
         return d
     ys, xs = np.nonzero(instances)
@@ -159,6 +171,15 @@ def diameters_px(probabilities: np.ndarray, instances: np.ndarray, classes: np.n
     lam1 = (sxx + syy) / 2 + np.sqrt(((sxx - syy) / 2) ** 2 + sxy**2)
     major = 4.0 * np.sqrt(lam1) * np.sqrt(area / np.maximum(cnt, 1))
     return np.where(classes == loop_class, major, d)
+
+
+def cavity_bites_px(instances: np.ndarray, classes: np.ndarray, loop_class: int | None) -> np.ndarray:
+    """Per instance: the pixels between a bitten cavity and its convex hull (0 for loops, whole cavities and
+    cavities run together; see the module doc)."""
+    t = shape_table(instances)
+    bitten = ((classes != loop_class) & (t.area >= FILL_MIN_PX) & (t.solidity >= FILL_SOLIDITY)
+              & (t.solidity < BITTEN_SOLIDITY) & (t.feret_max <= FILL_MAX_ELONGATION * t.feret_min))
+    return np.where(bitten, t.area_convex - t.area, 0.0)
 
 
 def cut_disc_diameters(area_px: np.ndarray, chord_px: np.ndarray, iterations: int = 40) -> np.ndarray:
@@ -231,7 +252,8 @@ def measure_defects(seg: Segmentation, settings: AnalysisSettings | None = None)
     """Defect instances, per-class stats and swelling of one frame (see the module doc)."""
     settings = settings or AnalysisSettings()
     names = tuple(seg.class_names)
-    instances, classes = defect_instances(seg.probabilities, names, labels=seg.labels)
+    instances, classes = defect_instances(seg.probabilities, names, labels=seg.labels,
+                                          min_confidence=settings.defect_min_confidence)
     loop_c = names.index("loop") if "loop" in names else None
     d_px = diameters_px(seg.probabilities, instances, classes, loop_c)
     sides, chord = edge_chords(instances, classes.size)

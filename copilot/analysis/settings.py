@@ -29,6 +29,8 @@ class AnalysisSettings(BaseModel):
     lamellar_anisotropy: float = Field(2.0, gt=1, description="lamellar when intercepts/length vary this much (max/min)")
     foil_thickness_nm: float | None = Field(None, gt=0, description="defects: foil thickness for swelling "
                                             "(else the frame's metadata foil_thickness_nm)")
+    defect_min_confidence: float = Field(0.7, ge=0, lt=1, description="defects: a region whose mean class probability "
+                                         "is below this is not a defect (noise and bend-contour blobs)")
     grain_boundary_high: float = Field(0.25, gt=0, lt=1, description="grains: boundary probability that seeds a boundary")
     grain_boundary_low: float = Field(0.08, gt=0, lt=1, description="grains: a boundary continues down to this probability")
     grain_close_px: int = Field(2, ge=0, le=8, description="grains: bridge boundary gaps up to this many working px")

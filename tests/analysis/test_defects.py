@@ -133,3 +133,48 @@ def test_document_and_series_carry_the_defects():
     trends = {t.quantity: t for t in back.series.trends}
     assert {"swelling", "density:cavity", "swelling vs dose"} <= set(trends)
     assert trends["swelling vs dose"].slope > 0 and trends["swelling vs dose"].unit == "%/dose unit"
+
+
+def _disc_probabilities(shape, discs, cls=1, value=1.0):
+    """Class probabilities (background, cavity, loop) with the given discs painted in class ``cls``."""
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    p = np.zeros((3,) + shape, np.float32)
+    p[0] = 1.0
+    for cy, cx, r in discs:
+        inside = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+        p[:, inside] = 0.0
+        p[cls, inside] = value
+        p[0, inside] = 1.0 - value
+    return p
+
+
+def test_a_region_the_model_is_unsure_of_is_not_a_defect():
+    from copilot.analysis.defect_instances import defect_instances
+
+    sure = _disc_probabilities((64, 64), [(16, 16, 6)])
+    unsure = _disc_probabilities((64, 64), [(44, 44, 6)], value=0.6)  # arg-max still cavity
+    p = np.where(unsure[0] < 1, unsure, sure)
+    lab, cls = defect_instances(p, CLASS_NAMES)
+    assert lab.max() == 1 and lab[16, 16] == 1 and lab[44, 44] == 0 and cls.tolist() == [1]
+    lab, _ = defect_instances(p, CLASS_NAMES, min_confidence=0.5)
+    assert lab.max() == 2
+
+
+def test_a_bitten_cavity_is_sized_whole_and_two_run_together_are_not_filled():
+    from copilot.analysis.defects import diameters_px
+
+    r = 15.0
+    whole = _disc_probabilities((80, 80), [(40, 40, r)])
+    bitten = whole.copy()
+    bitten[:, 28:40, 36:44] = np.array([1.0, 0, 0], np.float32)[:, None, None]  # a notch from the top edge inwards
+    pair = _disc_probabilities((80, 120), [(40, 40, r), (40, 40 + 2 * r + 1, r)])  # touching: 0.88 solid
+    from copilot.analysis.defect_instances import defect_instances
+
+    def ecd(p):
+        lab, cls = defect_instances(p, CLASS_NAMES)
+        return diameters_px(p, lab, cls, CLASS_NAMES.index("loop"))
+
+    assert ecd(whole)[0] == pytest.approx(2 * r, rel=0.02)
+    assert ecd(bitten)[0] == pytest.approx(2 * r, rel=0.03)  # painted area alone: 2r·0.93
+    two = ecd(pair)
+    assert len(two) == 1 and two[0] == pytest.approx(2 * np.sqrt(2) * r, rel=0.03)  # the painted area, no hull
