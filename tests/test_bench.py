@@ -71,3 +71,27 @@ def test_a_result_replayed_from_an_earlier_run_is_not_counted(tmp_path):
     finally:
         stop.set()
         listener.close()
+
+
+def test_cavity_detectability_grows_with_the_square_root_of_the_dose():
+    """bench/accuracy/defects_visibility: the ideal observer's d' of the same cavities at 4× the dose is 2× (shot
+    noise), and larger cavities stand out more."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    sys.path.insert(0, str(REPO / "bench" / "accuracy"))
+    from defects_visibility import cavity_dprimes
+
+    from copilot.sim.irradiation import FoilParams, simulate_foil
+
+    base = FoilParams(size_px=256, nm_per_px=0.5, cavity_density_per_um2=800, cavity_d50_nm=6.0, cavity_min_nm=3.0,
+                      loop_density_per_um2=0, read_noise=0.0, dose=100.0)
+    low = cavity_dprimes(simulate_foil(base, 3))
+    high = cavity_dprimes(simulate_foil(replace(base, dose=400.0), 3))
+    assert len(low) == len(high) >= 5
+    ratio = np.median([h[2] / lo[2] for lo, h in zip(low, high)])
+    assert 1.8 < ratio < 2.2
+    d = np.array([r[1] for r in low])
+    dp = np.array([r[2] for r in low])
+    assert np.corrcoef(d, dp)[0, 1] > 0.5
