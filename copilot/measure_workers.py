@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from copilot.analysis.geometry import PackedOutlines
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.analysis.settings import AnalysisSettings
 from copilot.errors import UnreadableFrame
@@ -145,7 +146,10 @@ class MeasureInProcesses:
                 raise UnreadableFrame(job.arrival.origin, answer["error"])
             raise RuntimeError(f"in the measure worker: {answer['error']}")
         job.timings_ms.update(answer["timings_ms"])
-        fm = FrameMeasurements(segmentation=seg, **body["measurements"])  # seg.maps: computed here only if needed
+        measured = body["measurements"]
+        if isinstance(measured.get("refined"), PackedOutlines):
+            measured["refined"] = measured["refined"].unpacked()
+        fm = FrameMeasurements(segmentation=seg, **measured)  # seg.maps: computed here only if needed
         return Measured(fm, body["reliability"])
 
     def _retire(self, proc: MeasureProcess) -> None:
@@ -192,8 +196,10 @@ def serve(inbox, outbox) -> None:
                 t1 = time.perf_counter()
                 reliability = assess(fm, None).reliability
                 t2 = time.perf_counter()
-                # everything measured but the segmentation, which the pipeline has already
+                # everything measured but the segmentation, which the pipeline has already; the outlines packed
                 measured = {f.name: getattr(fm, f.name) for f in fields(fm) if f.name != "segmentation"}
+                if fm.refined is not None:
+                    measured["refined"] = PackedOutlines.of(fm.refined)
                 header = answers.pack({"measurements": measured, "reliability": reliability})
             except UnreadableFrame as exc:
                 send({"error": exc.reason, "unreadable": True})

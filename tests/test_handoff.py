@@ -54,3 +54,22 @@ def test_refuses_what_it_cannot_rebuild_safely():
     header = {"tree": {"$c": "os:system", "f": {}}, "block": None, "layout": []}
     with pytest.raises(HandoffError, match="not a copilot type"):
         Reader().unpack(header)
+
+
+def test_outlines_cross_as_one_flat_array_and_paint_the_same():
+    from copilot.analysis.geometry import PackedOutlines, RefinedParticles, paint
+
+    rng = np.random.default_rng(1)
+    tiles = [rng.random((r, c)) > 0.4 for r, c in ((5, 7), (1, 1), (12, 3), (4, 4))]
+    origins = np.array([[0, 0], [10, 10], [2, 20], [14, 2]])
+    refined = RefinedParticles(2, (10, 12), tiles, origins, [t.astype(np.float32) for t in tiles])
+    channel, reader = Channel(), Reader()
+    try:
+        header = channel.pack({"refined": PackedOutlines.of(refined)})
+        assert len(header["layout"]) == 3  # origins, shapes, masks: not one array per particle
+        back = reader.unpack(header)["refined"].unpacked()
+        assert [t.tolist() for t in back.tiles] == [t.tolist() for t in tiles] and back.fields == []
+        np.testing.assert_array_equal(paint(back), paint(refined))
+    finally:
+        channel.close()
+        reader.close()

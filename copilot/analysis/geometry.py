@@ -53,6 +53,31 @@ class RefinedParticles:
     fields: list[np.ndarray] = field(default_factory=list)
 
 
+@dataclass
+class PackedOutlines:
+    """A RefinedParticles' masks in one flat array, for handing to another process: hundreds of small arrays cost
+    more to describe and rebuild than to copy. The fields stay behind (after the analysis only ``paint`` reads the
+    outlines, and it needs the masks alone)."""
+
+    m: int
+    frame_shape: tuple[int, int]
+    origins: np.ndarray
+    shapes: np.ndarray  # (n, 2): each mask's rows and columns
+    masks: np.ndarray  # bool: the masks raveled one after another
+
+    @classmethod
+    def of(cls, refined: RefinedParticles) -> "PackedOutlines":
+        shapes = np.array([t.shape for t in refined.tiles], np.intp).reshape(-1, 2)
+        masks = np.concatenate([t.ravel() for t in refined.tiles]) if refined.tiles else np.zeros(0, bool)
+        return cls(refined.m, tuple(refined.frame_shape), np.asarray(refined.origins), shapes, masks)
+
+    def unpacked(self) -> RefinedParticles:
+        """The RefinedParticles (its masks: views into ``masks``; no fields)."""
+        ends = np.cumsum(self.shapes.prod(axis=1))
+        tiles = [self.masks[e - r * c:e].reshape(r, c) for (r, c), e in zip(self.shapes.tolist(), ends.tolist())]
+        return RefinedParticles(self.m, tuple(self.frame_shape), tiles, self.origins)
+
+
 def _axis(n_frame: int, n_work: int, m: int):
     """For each refined pixel along one axis: the two working pixels to interpolate between, the weight of the
     second, and the nearest working pixel."""
