@@ -8,7 +8,8 @@ polyhedron), so where the model left a bite out of one (a precipitate or a loop 
 solidity between ``FILL_SOLIDITY`` and ``BITTEN_SOLIDITY``, and about as wide as long) the pixels between it and
 its convex hull are counted too; less solid or elongated regions (``FILL_MAX_ELONGATION``: two touching discs are
 0.88 solid and twice as long as wide) are two cavities run together and are left as painted. On the card's
-in-domain held-out frames this took the median per-frame swelling error from 13.7 to 8.4 % (bench/accuracy/defects.md).
+in-domain held-out frames this took the median per-frame swelling error from 13.7 to 8.4 % (16.4 % before the
+confidence cut of ``defect_instances``; bench/accuracy/defects.md).
 
 Edge correction. Densities (per µm²) and size distributions (Miles–Lantuéjoul): a defect cut by the frame edge is
 counted in ``count_edge`` but its size is unknown, so they use the defects inside the frame only, each weighted by
