@@ -43,7 +43,7 @@ from scipy import stats
 from copilot.analysis.defect_instances import DEFECT_CLASSES, defect_instances, soft_areas_px
 from copilot.analysis.measurements import FrameMeasurements, Histogram, Interval, Measures
 from copilot.analysis.settings import AnalysisSettings
-from copilot.analysis.shape import shape_table
+from copilot.analysis.shape import Runs, hull_measures, row_extents
 from copilot.analysis.stats import mean_interval, psd_histogram
 from copilot.inference.segmentation import Segmentation
 
@@ -177,10 +177,15 @@ def diameters_px(probabilities: np.ndarray, instances: np.ndarray, classes: np.n
 def cavity_bites_px(instances: np.ndarray, classes: np.ndarray, loop_class: int | None) -> np.ndarray:
     """Per instance: the pixels between a bitten cavity and its convex hull (0 for loops, whole cavities and
     cavities run together; see the module doc)."""
-    t = shape_table(instances)
-    bitten = ((classes != loop_class) & (t.area >= FILL_MIN_PX) & (t.solidity >= FILL_SOLIDITY)
-              & (t.solidity < BITTEN_SOLIDITY) & (t.feret_max <= FILL_MAX_ELONGATION * t.feret_min))
-    return np.where(bitten, t.area_convex - t.area, 0.0)
+    n = classes.size
+    area = np.bincount(instances.ravel(), minlength=n + 1)[1:]
+    if not np.any((classes != loop_class) & (area >= FILL_MIN_PX)):
+        return np.zeros(n)
+    fmax, fmin, convex = hull_measures(row_extents(Runs.of(instances)), n, instances.shape[0])  # no perimeters
+    solidity = area / np.maximum(convex, area)
+    bitten = ((classes != loop_class) & (area >= FILL_MIN_PX) & (solidity >= FILL_SOLIDITY)
+              & (solidity < BITTEN_SOLIDITY) & (fmax <= FILL_MAX_ELONGATION * fmin))
+    return np.where(bitten, convex - area, 0.0)
 
 
 def cut_disc_diameters(area_px: np.ndarray, chord_px: np.ndarray, iterations: int = 40) -> np.ndarray:
