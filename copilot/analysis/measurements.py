@@ -99,8 +99,8 @@ class ParticleTable:
     def row(self, i: int) -> ParticleRow:
         cols = {f.name: getattr(self, f.name)[i] for f in fields(self) if f.name != "nm_per_px"}
         vals = {k: (bool(v) if isinstance(v, np.bool_) else int(v) if k == "id" else float(v)) for k, v in cols.items()}
-        x = vals["centroid_x_px"] * self.nm_per_px if self.nm_per_px else None
-        y = vals["centroid_y_px"] * self.nm_per_px if self.nm_per_px else None
+        x = (vals["centroid_x_px"] + 0.5) * self.nm_per_px if self.nm_per_px else None  # from the frame's corner
+        y = (vals["centroid_y_px"] + 0.5) * self.nm_per_px if self.nm_per_px else None
         return ParticleRow(centroid_x_nm=x, centroid_y_nm=y, **vals)
 
     def rows(self) -> list[ParticleRow]:
@@ -109,7 +109,8 @@ class ParticleTable:
         cols = [getattr(self, name).tolist() for name in names]
         nm = self.nm_per_px
         i_x, i_y = names.index("centroid_x_px"), names.index("centroid_y_px")
-        return [ParticleRow(centroid_x_nm=v[i_x] * nm if nm else None, centroid_y_nm=v[i_y] * nm if nm else None,
+        return [ParticleRow(centroid_x_nm=(v[i_x] + 0.5) * nm if nm else None,
+                            centroid_y_nm=(v[i_y] + 0.5) * nm if nm else None,
                             **dict(zip(names, v))) for v in zip(*cols)]
 
     @property

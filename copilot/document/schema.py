@@ -74,10 +74,12 @@ class ModelRef(_Doc):
 
 class Particle(_Doc):
     id: int
-    centroid_x_px: float = Field(..., description="in frame pixels")
-    centroid_y_px: float = Field(..., description="in frame pixels")
-    centroid_x_nm: float | None = Field(None, description="None when uncalibrated")
-    centroid_y_nm: float | None = None
+    centroid_x_px: float = Field(..., description="in frame pixels, pixel centres at whole numbers (scikit-image)")
+    centroid_y_px: float = Field(..., description="in frame pixels, pixel centres at whole numbers (scikit-image)")
+    centroid_x_nm: float | None = Field(None, description="nm from the frame's top-left corner: (centroid_x_px + 0.5) "
+                                        "× nm/px, as Fiji's calibrated centroid; None when uncalibrated")
+    centroid_y_nm: float | None = Field(None, description="nm from the frame's top-left corner: (centroid_y_px + 0.5) "
+                                        "× nm/px; None when uncalibrated")
     area: float = Field(..., description="in length_unit²")
     ecd: float = Field(..., description="equivalent circular diameter, in length_unit")
     feret_max: float = Field(..., description="maximum caliper diameter, in length_unit")
