@@ -4,8 +4,9 @@ A :class:`ReplayBackend` returns network outputs recorded once from the real bac
 the normalized input the network saw) instantly, so what is timed is the daemon's own code after the network:
 the pipeline's stage objects (analyze, assess, follow, sink) called one after another on in-memory frames
 (``single``), then the whole pipeline with its measure lane on 1 thread, N threads and N worker processes
-(``throughput``: frames per second from the first submit to the last result, and the CPU it took, workers included). A cProfile of the single-worker pass (timed in the thread's
-CPU time) gives the top entries by own time, per size.
+(``throughput``: frames per second from the first submit to the last result, and the CPU it took, workers included;
+``paired_throughput``: the three in turn, three rounds, medians and paired speed-ups). A cProfile of the
+single-worker pass (timed in the thread's CPU time) gives the top entries by own time, per size.
 """
 
 from __future__ import annotations
@@ -162,14 +163,31 @@ def _profile_top(prof: cProfile.Profile, frames: int, n: int = 15) -> list[dict]
             for (f, line, fn), (_, nc, tt, ct, _c) in rows]
 
 
+def paired_throughput(replay, frames, n: int, workers: int, rounds: int = 3) -> list[dict]:
+    """``throughput`` of one thread, ``workers`` threads and ``workers`` processes, run one after another ``rounds``
+    times; per configuration the median frames/s and CPU per frame, and its speed-up as the median of each round's
+    ratio to that round's one thread (paired: a machine slowing down for a while slows both sides of a ratio)."""
+    configs = ((1, "threads"), (workers, "threads"), (workers, "processes"))
+    runs = [[throughput(replay, frames, n, w, mode) for w, mode in configs] for _ in range(max(1, rounds))]
+    out = []
+    for k, (w, mode) in enumerate(configs):
+        mine = [run[k] for run in runs]
+        out.append({"workers": w, "mode": mode, "frames": n, "rounds": len(runs),
+                    "fps": float(np.median([t["fps"] for t in mine])),
+                    "cpu_ms_per_frame": float(np.median([t["cpu_ms_per_frame"] for t in mine])),
+                    "speedup": float(np.median([t["fps"] / run[0]["fps"] for t, run in zip(mine, runs)])),
+                    "fps_per_round": [t["fps"] for t in mine]})
+    return out
+
+
 def run_postprocess(sizes, frames: int, *, model: str = "particles-stem", backend: str = "onnxruntime",
                     threads: int = 2, nm_per_px: float = 0.2, workers: int = 2, distinct: int = 4,
-                    log=print) -> dict:
+                    rounds: int = 3, log=print) -> dict:
     from copilot.inference.select import load_backend
 
     real = load_backend(model, backend, threads)
     results = {"settings": {"model": model, "card_version": real.card.version, "recorded_with": real.name,
-                            "nm_per_px": nm_per_px, "frames": frames, "workers": workers,
+                            "nm_per_px": nm_per_px, "frames": frames, "workers": workers, "rounds": rounds,
                             "working_nm_per_px": real.card.working_nm_per_px}, "sizes": {}}
     for size in sizes:
         fr = simulated_frames(size, min(distinct, frames), nm_per_px)
@@ -177,12 +195,7 @@ def run_postprocess(sizes, frames: int, *, model: str = "particles-stem", backen
         grid = replay.segment(fr[0]).probabilities.shape[1:]
         r = {"grid_px": list(grid), "single": single(replay, fr, frames, profile=False)}
         r["profile_top"] = single(replay, fr, max(2, frames // 2), profile=True)["profile_top"]
-        n = max(frames, 2 * workers)
-        r["throughput"] = [throughput(replay, fr, n, w, mode) for w, mode in
-                           ((1, "threads"), (workers, "threads"), (workers, "processes"))]
-        base = r["throughput"][0]["fps"]
-        for t in r["throughput"]:
-            t["speedup"] = t["fps"] / base
+        r["throughput"] = paired_throughput(replay, fr, max(frames, 2 * workers), workers, rounds)
         results["sizes"][str(size)] = r
         s = r["single"]
         log(f"{size}² (grid {grid[0]}×{grid[1]}, {s['particles_per_frame']:.0f} particles): post-processing p50 "
@@ -200,7 +213,8 @@ def markdown(results: dict) -> list[str]:
              f"objects one after another on one thread, {s['frames']} frames: wall-clock ms, and the thread's CPU ms "
              "(what the stage itself costs, less inflated by other jobs on the machine); *fps*: the whole pipeline, measure "
              "lane on 1 thread, N threads and N worker processes (`[pipeline] measure_mode`), first submit → last "
-             "result, after one warm-up frame per worker.", "",
+             f"result, after one warm-up frame per worker; the three run in turn {s.get('rounds', 1)} times: median "
+             "frames/s, and each speed-up the median of the rounds' ratios to their own one-thread run.", "",
              "| frame | grid | particles | analyze p50 | assess p50 | follow p50 | sink p50 | **total p50** | total p95 | "
              "**total CPU p50** | fps, 1 worker | fps, N threads | fps, N processes | speed-up threads / processes |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
