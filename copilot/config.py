@@ -124,8 +124,9 @@ class PipelineSettings(_Section):
     measure_workers: int = Field(1, ge=1, le=64, description="threads measuring frames side by side (analysis + "
                                                               "reliability); results still leave in frame order")
     measure_mode: Literal["threads", "processes"] = Field(
-        "threads", description="'processes': each measure worker is a process (arrays in shared memory), so "
-                               "analysis runs on as many cores as workers; 'threads': in this process")
+        "threads", description="'processes': each measure worker is a process (arrays in shared memory; two "
+                               "frames in flight each, the next one waiting), so analysis runs on as many cores as "
+                               "workers; 'threads': in this process")
 
 
 class Settings(_Section):

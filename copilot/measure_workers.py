@@ -1,12 +1,14 @@
 """The measure lane in worker processes (``[pipeline] measure_mode = "processes"``).
 
 Analysis and the frame's own reliability are numpy/scipy/scikit-image code that holds the GIL for a good part of
-its time, so threads share one core for it; processes do not. Each measure-lane thread owns one worker process
-(``python -m copilot.measure_workers``), started on first use and again after a crash: it sends the Segmentation
-(arrays in shared memory, the rest as JSON: ``copilot.handoff``) over the worker's stdin, the worker runs
-``measure`` and ``Assessor.frame`` exactly as the threads would, and answers with the measurements and reliability
-the same way. Frames still leave the lane in arrival order (the pipeline's reorder buffer), and per-stream state
-stays in the follow lane of the main process. A frame that cannot be handed over is measured on the thread.
+its time, so threads share one core for it; processes do not. Each worker process (``python -m
+copilot.measure_workers``, started on first use and again after a crash) has ``SLOTS`` request slots, each served by
+a measure-lane thread: the thread sends the Segmentation (arrays in its slot's shared memory, the rest as JSON:
+``copilot.handoff``) over the worker's stdin, the worker runs ``measure`` and ``Assessor.frame`` exactly as the
+threads would, and answers with the measurements and reliability the same way. With two slots a worker always has
+its next frame waiting when it finishes one, instead of idling while the main process hands it over. Frames still
+leave the lane in arrival order (the pipeline's reorder buffer), and per-stream state stays in the follow lane of
+the main process. A frame that cannot be handed over is measured on the thread.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import queue
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -31,18 +34,29 @@ log = logging.getLogger(__name__)
 
 
 class WorkerDied(RuntimeError):
-    """The worker process ended or answered nonsense; the frame fails, the next one gets a fresh worker."""
+    """The worker process ended or answered nonsense; the frames it held fail, the next one gets a fresh worker."""
+
+
+SLOTS = 2  # requests in flight per worker process: one measured, the next one waiting
 
 
 class MeasureProcess:
-    """One worker process and its pipes."""
+    """One worker process, its pipes and its ``SLOTS`` request slots (a shared-memory block each way per slot).
+
+    Requests are answered in the order they were sent; a thread reads its answer when its turn comes."""
 
     def __init__(self, setup: dict):
         self.proc = subprocess.Popen([sys.executable, "-m", "copilot.measure_workers"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=_child_env())
         self.setup = setup
-        self.requests = Channel()  # segmentations to the worker (its block reused frame after frame)
-        self.answers = Reader()  # the worker's answers, from its own block
+        self.requests = [Channel() for _ in range(SLOTS)]  # segmentations to the worker (each block reused)
+        self.answers = [Reader() for _ in range(SLOTS)]  # the worker's answers, from its own blocks
+        self.retired = False
+        self._users = 0  # slots whose thread holds this process
+        self._send_lock = threading.Lock()
+        self._turn = threading.Condition()
+        self._sent = self._received = 0
+        self.most_in_flight = 0  # requests sent and not yet answered, at most (up to SLOTS)
         self._send(setup)
         answer = self._receive()
         if not answer.get("ready"):
@@ -57,7 +71,10 @@ class MeasureProcess:
             raise WorkerDied(f"measure worker gone ({exc})") from None
 
     def _receive(self) -> dict:
-        line = self.proc.stdout.readline()
+        try:
+            line = self.proc.stdout.readline()
+        except (OSError, ValueError) as exc:  # closed under us: retired after a crash
+            raise WorkerDied(f"measure worker gone ({exc})") from None
         if not line:
             code = self.proc.poll()
             raise WorkerDied(f"measure worker ended (exit code {code})")
@@ -66,11 +83,49 @@ class MeasureProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def measure(self, seg: Segmentation) -> tuple[dict, object]:
-        """The worker's answer for ``seg`` and the body it describes (None for an error)."""
-        self._send({"segmentation": self.requests.pack(seg)})
-        answer = self._receive()
-        return answer, (self.answers.unpack(answer["result"]) if "result" in answer else None)
+    def measure(self, seg: Segmentation, slot: int) -> tuple[dict, object]:
+        """The worker's answer for ``seg`` sent through ``slot`` and the body it describes (None for an error)."""
+        with self._send_lock:
+            header = self.requests[slot].pack(seg)
+            ticket = self._sent
+            self._send({"segmentation": header, "slot": slot})
+            self._sent += 1
+            self.most_in_flight = max(self.most_in_flight, self._sent - self._received)
+        with self._turn:
+            self._turn.wait_for(lambda: self._received == ticket)
+            try:
+                answer = self._receive()
+            finally:
+                self._received += 1
+                self._turn.notify_all()
+        return answer, (self.answers[slot].unpack(answer["result"]) if "result" in answer else None)
+
+    def hold(self) -> None:
+        with self._turn:
+            self._users += 1
+
+    def release(self) -> None:
+        """A slot's thread is done with this process; the last one out closes a retired process."""
+        with self._turn:
+            self._users -= 1
+            last = self.retired and self._users == 0
+        if last:
+            self.close()
+
+    def retire(self) -> None:
+        """No new requests; closed once no slot's thread holds it (now, when none does)."""
+        with self._turn:
+            self.retired = True
+            idle = self._users == 0
+        if idle:
+            self.close()
+
+    def _close_pipes(self) -> None:
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except Exception:
+                pass
 
     def close(self) -> None:
         if self.proc.poll() is None:
@@ -80,13 +135,9 @@ class MeasureProcess:
             except Exception:
                 self.proc.kill()
                 self.proc.wait()
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            try:
-                pipe.close()
-            except Exception:
-                pass
-        self.answers.close()
-        self.requests.close()
+        self._close_pipes()
+        for block in (*self.answers, *self.requests):
+            block.close()
 
 
 def _child_env() -> dict[str, str]:
@@ -97,7 +148,8 @@ def _child_env() -> dict[str, str]:
 
 
 class MeasureInProcesses:
-    """Segmentation → Measured (analysis + the frame's own reliability) in a worker process."""
+    """Segmentation → Measured (analysis + the frame's own reliability) in a worker process. Runs on
+    ``workers × SLOTS`` threads of the measure lane (``threads``)."""
 
     name, input, output = "measure", Segmentation, "Measured"
 
@@ -105,11 +157,19 @@ class MeasureInProcesses:
         """``local``: (analyze, assess) stages to fall back on for a frame that cannot be handed over."""
         self.analysis, self.thresholds = analysis, thresholds
         self.local = local
+        self.threads = workers * SLOTS
+        self._seats: list[MeasureProcess | None] = [None] * workers  # started on first use
+        self._seat_lock = threading.Lock()
         self._idle: queue.Queue = queue.Queue()
-        self._all: list[MeasureProcess] = []
         self.use_backend(backend)
-        for _ in range(workers):
-            self._idle.put(None)  # started on first use
+        for slot in range(SLOTS):
+            for seat in range(workers):
+                self._idle.put((seat, slot))
+
+    @property
+    def _all(self) -> list[MeasureProcess]:
+        """The worker processes now serving requests."""
+        return [p for p in self._seats if p is not None]
 
     def use_backend(self, backend) -> None:
         """Measure with ``backend``'s card (its regressor and shift reference) from the next frame on: workers
@@ -118,29 +178,38 @@ class MeasureInProcesses:
                       "analysis": self.analysis.model_dump(mode="json"),
                       "thresholds": self.thresholds.model_dump(mode="json")}
 
+    def _process(self, seat: int) -> MeasureProcess:
+        """The seat's process, held for one request: (re)started when missing, dead or set up for another card."""
+        with self._seat_lock:
+            proc = self._seats[seat]
+            if proc is not None and (proc.setup is not self.setup or not proc.alive()):
+                self._seats[seat] = None
+                proc.retire()
+                proc = None
+            if proc is None:
+                proc = self._seats[seat] = MeasureProcess(self.setup)
+            proc.hold()
+            return proc
+
     def __call__(self, seg: Segmentation, job):
         from copilot.pipeline import Measured
 
-        proc = self._idle.get()
+        seat, slot = self._idle.get()
         try:
-            if proc is not None and (proc.setup is not self.setup or not proc.alive()):
-                self._retire(proc)
-                proc = None
-            if proc is None:
-                proc = MeasureProcess(self.setup)
-                self._all.append(proc)
-            answer, body = proc.measure(seg)
+            proc = self._process(seat)
+            try:
+                answer, body = proc.measure(seg, slot)
+            except WorkerDied:
+                self._drop(seat, proc)
+                raise
+            finally:
+                proc.release()
         except HandoffError as exc:
             log.warning("measuring %s on the thread: %s", job.arrival.origin, exc)
             analyze, assess = self.local
             return assess(analyze(seg, job), job)
-        except WorkerDied:
-            if proc is not None:
-                self._retire(proc)
-            proc = None
-            raise
         finally:
-            self._idle.put(proc)
+            self._idle.put((seat, slot))
         if "error" in answer:
             if answer.get("unreadable"):
                 raise UnreadableFrame(job.arrival.origin, answer["error"])
@@ -152,19 +221,22 @@ class MeasureInProcesses:
         fm = FrameMeasurements(segmentation=seg, **measured)  # seg.maps: computed here only if needed
         return Measured(fm, body["reliability"])
 
-    def _retire(self, proc: MeasureProcess) -> None:
-        proc.close()
-        if proc in self._all:
-            self._all.remove(proc)
+    def _drop(self, seat: int, proc: MeasureProcess) -> None:
+        with self._seat_lock:
+            if self._seats[seat] is proc:
+                self._seats[seat] = None
+        proc.retire()
 
     def close(self) -> None:
-        for proc in list(self._all):
+        with self._seat_lock:
+            procs, self._seats = self._all, [None] * len(self._seats)
+        for proc in procs:
             proc.close()
-        self._all.clear()
 
 
 def serve(inbox, outbox) -> None:
-    """The worker's loop: a setup message, then one answer per segmentation, until end of input."""
+    """The worker's loop: a setup message, then one answer per segmentation (in the order they came, each through
+    the blocks of the slot it came in), until end of input."""
     from dataclasses import fields
 
     from copilot.inference.card import ModelCard
@@ -186,10 +258,12 @@ def serve(inbox, outbox) -> None:
         send({"error": f"{type(exc).__name__}: {exc}"})
         return
     send({"ready": True})
-    requests, answers = Reader(), Channel()
+    requests, answers = [Reader() for _ in range(SLOTS)], [Channel() for _ in range(SLOTS)]
     try:
         for line in inbox:
-            seg = requests.unpack(loads(line)["segmentation"], copy=False)  # views, until the next request
+            message = loads(line)
+            slot = message["slot"]
+            seg = requests[slot].unpack(message["segmentation"], copy=False)  # views, until the slot's next request
             try:
                 t0 = time.perf_counter()
                 fm = analyze(seg, None)
@@ -200,7 +274,7 @@ def serve(inbox, outbox) -> None:
                 measured = {f.name: getattr(fm, f.name) for f in fields(fm) if f.name != "segmentation"}
                 if fm.refined is not None:
                     measured["refined"] = PackedOutlines.of(fm.refined)
-                header = answers.pack({"measurements": measured, "reliability": reliability})
+                header = answers[slot].pack({"measurements": measured, "reliability": reliability})
             except UnreadableFrame as exc:
                 send({"error": exc.reason, "unreadable": True})
                 continue
@@ -211,8 +285,8 @@ def serve(inbox, outbox) -> None:
                 seg = fm = reliability = None
             send({"result": header, "timings_ms": {"analyze": (t1 - t0) * 1e3, "assess": (t2 - t1) * 1e3}})
     finally:
-        answers.close()
-        requests.close()
+        for block in (*answers, *requests):
+            block.close()
 
 
 def main() -> int:

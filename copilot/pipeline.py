@@ -9,8 +9,8 @@ Each stage is a small class (``name``, ``input``, ``output``, ``__call__``); ``S
 import so every arrow carries one type. Lanes are joined by bounded queues, so reading, inference and measurement
 of successive frames overlap and a slow lane pushes back on the source instead of growing memory. The measure
 lane runs on ``workers`` threads (``measure_mode="threads"``: numpy/scipy/scikit-image and ONNX Runtime release the
-GIL for part of the time), or hands each frame to one of ``workers`` processes from its threads
-(``"processes"``: copilot.measure_workers, arrays in shared memory); frames leave it in arrival order (sequence numbers + a reorder buffer), so the per-stream state
+GIL for part of the time), or hands each frame to one of ``workers`` processes from its threads, two per process
+so that each has its next frame waiting (``"processes"``: copilot.measure_workers, arrays in shared memory); frames leave it in arrival order (sequence numbers + a reorder buffer), so the per-stream state
 in the follow lane (series, shift window: copilot.accumulator) sees every stream's frames in order. Every stage's
 time lands in the result's ``timings_ms`` under the stage's name. ``stop()`` (SIGINT/SIGTERM) stops the source,
 lets every frame already accepted pass through all lanes, then returns.
@@ -309,10 +309,11 @@ class Pipeline:
         self._abandoned = threading.Event()
         self._busy: dict[str, tuple[float, str, str]] = {}  # thread -> (monotonic start, origin, stage) while busy
         self.stats = PipelineStats()
+        measure = self._measure_stages(measure_mode, workers, thresholds)
         self.lanes = (
             Lane("read", (ReadStage(self),)),
             Lane("infer", (InferStage(backend, model_watch, self._swapped),)),
-            Lane("measure", self._measure_stages(measure_mode, workers, thresholds), workers),
+            Lane("measure", measure, getattr(measure[0], "threads", workers)),
             Lane("follow", (FollowStage(self.series, self.assessor),)),
             Lane("sink", (SinkStage(self),)),
         )

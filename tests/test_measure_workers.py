@@ -1,5 +1,8 @@
 """The measure lane in worker processes: the same documents as on threads, and a dead worker is replaced."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -16,9 +19,9 @@ def frames(n=4, size=256):
                   meta={"odd": {1, 2}} if i == 1 else {"detector": "HAADF", "tilt_deg": 0.5}) for i in range(n)]
 
 
-def run(backend, mode, fr, between=None):
+def run(backend, mode, fr, between=None, workers=2):
     results = []
-    p = Pipeline(backend, sinks=[results.append], workers=2, measure_mode=mode).start()
+    p = Pipeline(backend, sinks=[results.append], workers=workers, measure_mode=mode).start()
     for i, f in enumerate(fr):
         p.submit(Arrival(origin=f.frame_id, frame=f))
         if between is not None:
@@ -52,6 +55,39 @@ def test_processes_give_the_documents_threads_give(backend, caplog):
     assert np.array_equal(in_processes[0].frame_labels(), on_threads[0].frame_labels())  # the refined outlines
 
 
+def test_one_worker_process_on_two_threads_gives_the_documents_threads_give(backend):
+    fr = [f for i, f in enumerate(frames(7)) if i != 1]  # all handed over (f1 is measured on the thread)
+    _, on_threads = run(backend, "threads", fr, workers=1)
+    p, in_process = run(OrtBackend.from_name("particles-stem"), "processes", fr, workers=1)
+    assert p.lanes[2].workers == 2 and p.lanes[2].stages[0].threads == 2  # two slots of one process
+    assert p.stats.failed == 0 and [comparable(r) for r in in_process] == [comparable(r) for r in on_threads]
+
+
+def test_a_worker_holding_two_frames_answers_each_its_own(backend):
+    from copilot.analysis import measure
+    from copilot.measure_workers import MeasureProcess
+
+    segs = [backend.segment(f) for i, f in enumerate(frames(3)) if i != 1]
+    counts = [measure(s).summary.particles.count for s in segs]
+    assert counts[0] != counts[1]  # a mix-up would show
+    proc = MeasureProcess(Pipeline(backend, measure_mode="processes").lanes[2].stages[0].setup)
+    answers = {}
+    try:
+        with proc._turn:  # no answer is read before both frames are in the worker's pipe
+            threads = [threading.Thread(target=lambda k=k: answers.__setitem__(k, proc.measure(segs[k], k)))
+                       for k in (0, 1)]
+            for t in threads:
+                t.start()
+            while proc._sent < 2:
+                time.sleep(0.01)
+        for t in threads:
+            t.join()
+    finally:
+        proc.close()
+    assert proc.most_in_flight == 2
+    assert [answers[k][1]["measurements"]["summary"].particles.count for k in (0, 1)] == counts
+
+
 def test_a_killed_worker_is_replaced_and_processing_goes_on(backend):
     fr = frames(3, 128)
 
@@ -67,6 +103,23 @@ def test_a_killed_worker_is_replaced_and_processing_goes_on(backend):
 
     p, results = run(backend, "processes", fr, kill_after_first)
     assert [r.doc.frame_id for r in results] == ["f0", "f1", "f2"] and p.stats.failed == 0
+
+
+def test_a_worker_killed_mid_frame_fails_only_the_frames_it_held(backend):
+    fr = frames(6, 128)
+
+    def kill_while_busy(pipeline, i, results):
+        if i == 2:
+            stage = pipeline.lanes[2].stages[0]
+            while not any(w._sent > w._received for w in stage._all):  # a frame is in the worker's hands
+                time.sleep(0.001)
+            for w in stage._all:
+                w.proc.kill()
+
+    p, results = run(backend, "processes", fr, kill_while_busy, workers=1)
+    done = [r.doc.frame_id for r in results]
+    assert 1 <= p.stats.failed <= 2 and p.stats.processed + p.stats.failed == len(fr)  # at most its two slots
+    assert done == sorted(done) and done[-1] == "f5"  # the rest measured, in order, by a fresh worker
 
 
 def test_processes_mode_is_checked():
