@@ -81,7 +81,9 @@ def group_rows(backend, group: str, n: int, seed: int) -> list[dict]:
     return rows
 
 
-def summary(rows: list[dict]) -> dict:
+def summary(rows: list[dict], noun: str = "cavities") -> dict:
+    """The rows' d' bins (share, and recall in each), recall, and the misses below d' 5 (Rose) and 8; the count
+    under ``noun``."""
     dp = np.array([r["dprime"] for r in rows])
     found = np.array([r["found"] for r in rows], bool)
     bins = []
@@ -89,13 +91,25 @@ def summary(rows: list[dict]) -> dict:
         s = (dp >= lo) & (dp < hi)
         bins.append({"lo": lo, "hi": hi, "n": int(s.sum()), "share": float(s.mean()) if dp.size else 0.0,
                      "recall": float(found[s].mean()) if s.any() else None})
-    return {"cavities": int(dp.size), "recall": float(found.mean()) if dp.size else None,
+    return {noun: int(dp.size), "recall": float(found.mean()) if dp.size else None,
             "below_rose": float(np.mean(dp < ROSE)) if dp.size else None,
-            "recall_above_rose": float(found[dp >= ROSE].mean()) if np.any(dp >= ROSE) else None, "bins": bins}
+            "recall_above_rose": float(found[dp >= ROSE].mean()) if np.any(dp >= ROSE) else None,
+            "missed": int((~found).sum()), "missed_below_rose": int(np.sum(~found & (dp < ROSE))),
+            "missed_below_8": int(np.sum(~found & (dp < 8.0))), "bins": bins}
+
+
+def bin_header() -> str:
+    return " | ".join(f"d' {lo:g}–{hi:g}" if np.isfinite(hi) else f"d' ≥ {lo:g}" for lo, hi in zip(BINS[:-1], BINS[1:]))
+
+
+def bin_cells(s: dict) -> str:
+    """A summary's bins as table cells: share · recall."""
+    return " | ".join(f"{b['share']:.0%} · {b['recall']:.2f}" if b["recall"] is not None else f"{b['share']:.0%} · –"
+                      for b in s["bins"])
 
 
 def report(groups: dict[str, dict], source: str) -> str:
-    head = " | ".join(f"d' {lo:g}–{hi:g}" if np.isfinite(hi) else f"d' ≥ {lo:g}" for lo, hi in zip(BINS[:-1], BINS[1:]))
+    head = bin_header()
     lines = ["# Which cavities can be seen at all: detectability of the cavities defects-tem misses", "",
              f"{source}. Per cell: share of the group's interior cavities ≥ 3 nm in that d' bin, and the shipped "
              "model's recall there (IoU ≥ 0.5). d' is the ideal observer's (exact signal, known position; see the "
@@ -104,10 +118,8 @@ def report(groups: dict[str, dict], source: str) -> str:
              f"| group | cavities | recall | share below d' 5 | recall at d' ≥ 5 | {head} |",
              "|---|---|---|---|---|" + "---|" * (len(BINS) - 1)]
     for g, s in groups.items():
-        cells = [f"{b['share']:.0%} · {b['recall']:.2f}" if b["recall"] is not None else f"{b['share']:.0%} · –"
-                 for b in s["bins"]]
         lines.append(f"| {g} | {s['cavities']} | {s['recall']:.3f} | {s['below_rose']:.0%} | "
-                     f"{s['recall_above_rose']:.3f} | " + " | ".join(cells) + " |")
+                     f"{s['recall_above_rose']:.3f} | {bin_cells(s)} |")
     return "\n".join(lines) + "\n"
 
 

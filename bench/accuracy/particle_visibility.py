@@ -24,8 +24,7 @@ from scipy import ndimage as ndi
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-BINS = (0.0, 3.0, 5.0, 8.0, 15.0, np.inf)
-ROSE = 5.0
+from defects_visibility import BINS, bin_cells, bin_header, summary  # noqa: E402 (the same bins and Rose criterion)
 
 
 def particle_dprimes(params, rng: np.random.Generator) -> dict[int, float]:
@@ -87,23 +86,8 @@ def frame_rows(backend, group: str, i: int, rng: np.random.Generator) -> list[di
             for q in sim.truth["particles"] if not q["touches_edge"]]
 
 
-def summary(rows: list[dict]) -> dict:
-    dp = np.array([r["dprime"] for r in rows])
-    found = np.array([r["found"] for r in rows], bool)
-    bins = []
-    for lo, hi in zip(BINS[:-1], BINS[1:]):
-        s = (dp >= lo) & (dp < hi)
-        bins.append({"lo": lo, "hi": hi, "n": int(s.sum()), "share": float(s.mean()) if dp.size else 0.0,
-                     "recall": float(found[s].mean()) if s.any() else None})
-    return {"particles": int(dp.size), "recall": float(found.mean()) if dp.size else None,
-            "below_rose": float(np.mean(dp < ROSE)) if dp.size else None,
-            "recall_above_rose": float(found[dp >= ROSE].mean()) if np.any(dp >= ROSE) else None,
-            "missed": int((~found).sum()), "missed_below_rose": int(np.sum(~found & (dp < ROSE))),
-            "missed_below_8": int(np.sum(~found & (dp < 8.0))), "bins": bins}
-
-
 def report(groups: dict[str, dict], source: str) -> str:
-    head = " | ".join(f"d' {lo:g}–{hi:g}" if np.isfinite(hi) else f"d' ≥ {lo:g}" for lo, hi in zip(BINS[:-1], BINS[1:]))
+    head = bin_header()
     lines = ["# Which particles can be seen at all: detectability of the particles particles-stem misses", "",
              f"{source}. Interior particles only. Per d' cell: share of the group's particles, and the model's "
              "recall there (IoU ≥ 0.5 on the analysis grid, as `report.md` scores). d' is the ideal observer's (exact "
@@ -112,11 +96,8 @@ def report(groups: dict[str, dict], source: str) -> str:
              f"| group | particles | recall | missed (below d' 5 / below 8) | share below d' 5 | recall at d' ≥ 5 | "
              f"{head} |", "|---|---|---|---|---|---|" + "---|" * (len(BINS) - 1)]
     for g, s in groups.items():
-        cells = [f"{b['share']:.0%} · {b['recall']:.2f}" if b["recall"] is not None else f"{b['share']:.0%} · –"
-                 for b in s["bins"]]
         lines.append(f"| {g} | {s['particles']} | {s['recall']:.3f} | {s['missed']} ({s['missed_below_rose']} / "
-                     f"{s['missed_below_8']}) | {s['below_rose']:.1%} | {s['recall_above_rose']:.3f} | "
-                     + " | ".join(cells) + " |")
+                     f"{s['missed_below_8']}) | {s['below_rose']:.1%} | {s['recall_above_rose']:.3f} | {bin_cells(s)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -136,7 +117,7 @@ def main(argv=None) -> int:
     for g in (a.groups.split(",") if a.groups else list(groups_for("particles"))):
         rng = np.random.default_rng([a.seed, sum(map(ord, g)), len(g)])  # evaluation.evaluate_model's
         rows = [r for i in range(a.per_group) for r in frame_rows(backend, g, i, rng)]
-        groups[g] = summary(rows)
+        groups[g] = summary(rows, "particles")
         s = groups[g]
         print(f"{g}: {s['particles']} particles, recall {s['recall']:.3f}, below d' 5: {s['below_rose']:.1%}, "
               f"missed {s['missed']} ({s['missed_below_rose']} below d' 5)")
