@@ -93,9 +93,10 @@ class MeasureProcess:
             self.most_in_flight = max(self.most_in_flight, self._sent - self._received)
         with self._turn:
             self._turn.wait_for(lambda: self._received == ticket)
-            try:
-                answer = self._receive()
-            finally:
+        try:  # read without the lock (the worker may take a while): the next ticket waits for the count anyway
+            answer = self._receive()
+        finally:
+            with self._turn:
                 self._received += 1
                 self._turn.notify_all()
         return answer, (self.answers[slot].unpack(answer["result"]) if "result" in answer else None)
