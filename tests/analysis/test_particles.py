@@ -121,3 +121,19 @@ def test_core_markers_keep_a_thin_tip_with_its_particle():
     bridge = np.zeros((5, 7), bool)
     bridge[0:2, 0:3] = bridge[3:5, 4:7] = bridge[2, 3] = True  # one pixel between two cores: joins neither
     assert np.unique(core_markers(bridge)[bridge]).size == 3
+
+
+@pytest.mark.parametrize("nm_per_px", [0.25, None])
+def test_the_document_rows_are_the_table_row_by_row(nm_per_px):
+    """ParticleTable.rows (built column-wise, positionally) gives what row(i) gives field by field, positions in nm
+    only when calibrated."""
+    inst = discs((64, 64), [(16, 16), (40, 44), (50, 12)], 6)
+    table = measure_particles(segmentation_from_instances(inst, nm_per_px), AnalysisSettings()).summary.particles.table
+    rows = table.rows()
+    assert len(rows) == len(table) == 3
+    assert rows == [table.row(i) for i in range(len(table))]
+    assert all(isinstance(r.id, int) and isinstance(r.touches_edge, bool) for r in rows)
+    if nm_per_px:
+        assert rows[1].centroid_x_nm == pytest.approx((table.centroid_x_px[1] + 0.5) * nm_per_px)
+    else:
+        assert rows[1].centroid_x_nm is None and rows[1].centroid_y_nm is None
