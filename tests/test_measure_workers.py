@@ -106,7 +106,8 @@ def test_a_killed_worker_is_replaced_and_processing_goes_on(backend):
 
 
 def test_a_worker_killed_mid_frame_fails_only_the_frames_it_held(backend):
-    fr = frames(6, 128)
+    fr = frames(6, 256)
+    killed = []
 
     def kill_while_busy(pipeline, i, results):
         if i == 2:
@@ -115,11 +116,14 @@ def test_a_worker_killed_mid_frame_fails_only_the_frames_it_held(backend):
                 time.sleep(0.001)
             for w in stage._all:
                 w.proc.kill()
+                killed.append(w)
 
     p, results = run(backend, "processes", fr, kill_while_busy, workers=1)
     done = [r.doc.frame_id for r in results]
-    assert 1 <= p.stats.failed <= 2 and p.stats.processed + p.stats.failed == len(fr)  # at most its two slots
+    # at most its two slots fail (none when the worker had just answered: the answer was already in the pipe)
+    assert p.stats.failed <= 2 and p.stats.processed + p.stats.failed == len(fr)
     assert done == sorted(done) and done[-1] == "f5"  # the rest measured, in order, by a fresh worker
+    assert len(killed) == 1 and not killed[0].alive() and killed[0].proc.stdin.closed  # retired, pipes closed
 
 
 def test_processes_mode_is_checked():
