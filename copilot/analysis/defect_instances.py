@@ -1,7 +1,7 @@
 """Defect instances from a defects model's class probabilities: each connected region of one defect class is one
-defect, when the model is sure enough of it on average (``MIN_CONFIDENCE``: the irregular blobs it paints on noise and
-bend contours have a mean probability of 0.57-0.86, real defects 0.88-0.98: 10th-90th percentiles, in-domain); its size comes from the probability mass
-around it (sub-pixel), not from its pixel count.
+defect, when the model is sure enough of it on average (``MIN_CONFIDENCE``: the irregular blobs it paints on noise
+and bend contours have a mean probability of 0.57-0.86, real defects 0.88-0.98: 10th-90th percentiles, in-domain);
+its size comes from the probability mass around it (sub-pixel), not from its pixel count.
 
 Shared by the measurements (``copilot.analysis.defects``), the held-out metrics and the reliability recipe.
 
