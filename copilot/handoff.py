@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import os
 from datetime import datetime
 from multiprocessing import resource_tracker, shared_memory
 from pathlib import Path, PurePath
@@ -108,6 +109,31 @@ def _untrack(shm: shared_memory.SharedMemory) -> None:
         pass
 
 
+def reserved_block(need: int) -> shared_memory.SharedMemory:
+    """A new block of at least ``need`` bytes (a quarter more when there is room, so that slightly larger messages
+    reuse it) whose pages are reserved at once. Shared memory lives in /dev/shm, 64 MiB in a default Docker container:
+    writing into a block the filesystem cannot back kills the writer with SIGBUS, while reserving fails cleanly, and
+    the caller then hands the message over some other way (``HandoffError``)."""
+    error = None
+    for size in dict.fromkeys((max(int(need * 1.25), 1 << 20), need)):  # the roomy size first, then the exact one
+        try:
+            shm = shared_memory.SharedMemory(create=True, size=size)
+        except OSError as exc:
+            error = exc
+            continue
+        fd = getattr(shm, "_fd", -1)  # POSIX: the block's descriptor
+        try:
+            if fd >= 0 and hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, size)
+            return shm
+        except OSError as exc:
+            error = exc
+            shm.close()
+            shm.unlink()
+    raise HandoffError(f"no room for {need / 2**20:.1f} MiB of shared memory ({error}); a container needs a larger "
+                       "/dev/shm (docker run --shm-size)")
+
+
 class Channel:
     """The writing side: one shared-memory block, reused for every message (grown when one does not fit)."""
 
@@ -127,7 +153,7 @@ class Channel:
             return {"tree": tree, "block": None, "layout": []}
         if self.shm is None or self.shm.size < offset:
             self.close()
-            self.shm = shared_memory.SharedMemory(create=True, size=max(int(offset * 1.25), 1 << 20))
+            self.shm = reserved_block(offset)
         for a, (start, _, _) in zip(arrays, layout):
             np.ndarray(a.shape, a.dtype, buffer=self.shm.buf, offset=start)[...] = a
         return {"tree": tree, "block": self.shm.name, "layout": layout}

@@ -205,6 +205,8 @@ class MeasureInProcesses:
                 raise
             finally:
                 proc.release()
+            if answer.get("handoff"):
+                raise HandoffError(answer["error"])
         except HandoffError as exc:
             log.warning("measuring %s on the thread: %s", job.arrival.origin, exc)
             analyze, assess = self.local
@@ -278,6 +280,9 @@ def serve(inbox, outbox) -> None:
                 header = answers[slot].pack({"measurements": measured, "reliability": reliability})
             except UnreadableFrame as exc:
                 send({"error": exc.reason, "unreadable": True})
+                continue
+            except HandoffError as exc:  # the answer cannot cross (no room in /dev/shm): the thread measures it
+                send({"error": str(exc), "handoff": True})
                 continue
             except Exception as exc:  # the frame fails, the worker goes on
                 send({"error": f"{type(exc).__name__}: {exc}"})

@@ -80,3 +80,21 @@ def disc_image(shape, centres, radius_px, background=100, signal=1000) -> np.nda
 def disc_frame() -> Frame:
     centres = [(40 + 60 * i, 40 + 60 * j) for i in range(4) for j in range(4)]
     return Frame(disc_image((256, 256), centres, 12), nm_per_px=0.5, stream="test", frame_id="discs", origin="memory")
+
+
+@pytest.fixture
+def full_dev_shm(monkeypatch):
+    """Call it to make reserving shared memory fail in this process as on a full /dev/shm (ENOSPC from
+    posix_fallocate, which copilot.handoff calls before writing into a new block)."""
+    import errno
+    import os
+
+    import copilot.handoff as handoff
+
+    if not hasattr(os, "posix_fallocate"):
+        pytest.skip("no posix_fallocate here")
+
+    def no_room(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    return lambda: monkeypatch.setattr(handoff.os, "posix_fallocate", no_room)

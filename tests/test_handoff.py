@@ -73,3 +73,25 @@ def test_outlines_cross_as_one_flat_array_and_paint_the_same():
     finally:
         channel.close()
         reader.close()
+
+
+def test_a_full_dev_shm_is_an_error_to_hand_over_not_a_crash(full_dev_shm, monkeypatch):
+    """Writing into a block /dev/shm cannot back kills the writer (SIGBUS); the block's pages are reserved first,
+    so a full /dev/shm (a container's 64 MiB) is a HandoffError, and no block is left behind."""
+    import os
+
+    shm_dir = Path("/dev/shm")
+    before = set(os.listdir(shm_dir)) if shm_dir.is_dir() else set()
+    channel = Channel()
+    try:
+        full_dev_shm()
+        with pytest.raises(HandoffError, match="shm-size"):
+            channel.pack({"a": np.zeros((256, 256), np.float32)})
+        assert channel.shm is None
+        if shm_dir.is_dir():
+            assert set(os.listdir(shm_dir)) == before
+        monkeypatch.undo()
+        header = channel.pack({"a": np.ones((256, 256), np.float32)})  # room again: handed over as before
+        assert channel.shm.size >= 256 * 256 * 4 and header["block"] == channel.shm.name
+    finally:
+        channel.close()

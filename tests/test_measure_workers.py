@@ -126,6 +126,42 @@ def test_a_worker_killed_mid_frame_fails_only_the_frames_it_held(backend):
     assert len(killed) == 1 and not killed[0].alive() and killed[0].proc.stdin.closed  # retired, pipes closed
 
 
+def test_frames_that_find_no_room_in_shared_memory_are_measured_on_the_thread(backend, full_dev_shm, caplog):
+    """A full /dev/shm (a container's 64 MiB and big frames): the main process cannot hand the frame over, so the
+    lane measures it on its own thread; nothing is lost and the documents are the threads' ones."""
+    fr = [f for i, f in enumerate(frames(3)) if i != 1]
+    _, on_threads = run(backend, "threads", fr)
+    full_dev_shm()  # this process's blocks only: the requests
+    p, results = run(OrtBackend.from_name("particles-stem"), "processes", fr)
+    assert p.stats.failed == 0 and [comparable(r) for r in results] == [comparable(r) for r in on_threads]
+    assert sum("on the thread: no room" in r.message for r in caplog.records) == len(fr)
+
+
+def test_a_worker_whose_answer_finds_no_room_says_so_and_goes_on(backend, full_dev_shm):
+    """The worker's side of a full /dev/shm: it answers with a hand-over error (the lane then measures the frame on
+    its thread) instead of dying, and reads the next request."""
+    import io
+
+    from copilot.handoff import Channel, dumps, loads
+    from copilot.measure_workers import serve
+
+    seg = backend.segment(frames(1)[0])
+    setup = Pipeline(backend, measure_mode="processes").lanes[2].stages[0].setup
+    request = Channel()
+    try:
+        header = request.pack(seg)  # with room: the request crosses
+        inbox = io.BytesIO(b"".join(dumps(m) + b"\n" for m in (setup, {"segmentation": header, "slot": 0},
+                                                                  {"segmentation": header, "slot": 1})))
+        outbox = io.BytesIO()
+        full_dev_shm()  # …the answers do not
+        serve(inbox, outbox)
+    finally:
+        request.close()
+    answers = [loads(line) for line in outbox.getvalue().splitlines()]
+    assert answers[0] == {"ready": True} and len(answers) == 3
+    assert all(a.get("handoff") and "shm-size" in a["error"] for a in answers[1:])
+
+
 def test_processes_mode_is_checked():
     with pytest.raises(ValueError, match="measure_mode"):
         Pipeline(OrtBackend.from_name("particles-stem"), measure_mode="fork")
