@@ -8,7 +8,8 @@ a measure-lane thread: the thread sends the Segmentation (arrays in its slot's s
 threads would, and answers with the measurements and reliability the same way. With two slots a worker always has
 its next frame waiting when it finishes one, instead of idling while the main process hands it over. Frames still
 leave the lane in arrival order (the pipeline's reorder buffer), and per-stream state stays in the follow lane of
-the main process. A frame that cannot be handed over is measured on the thread.
+the main process. A frame that cannot be handed over is measured on the thread. When a worker dies, the frame it
+was measuring fails with the reason; a frame still waiting in its pipe is measured again by a fresh worker.
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ log = logging.getLogger(__name__)
 
 
 class WorkerDied(RuntimeError):
-    """The worker process ended or answered nonsense; the frames it held fail, the next one gets a fresh worker."""
+    """The worker process ended or answered nonsense while it measured the frame: the frame fails (with this reason),
+    the next one gets a fresh worker."""
+
+
+class NotMeasured(WorkerDied):
+    """The worker died before it began this frame (the frame was still waiting in its pipe, or could not be sent):
+    the frame is innocent and is measured again by a fresh worker."""
 
 
 SLOTS = 2  # requests in flight per worker process: one measured, the next one waiting
@@ -57,6 +64,7 @@ class MeasureProcess:
         self._turn = threading.Condition()
         self._sent = self._received = 0
         self.most_in_flight = 0  # requests sent and not yet answered, at most (up to SLOTS)
+        self._died_on: int | None = None  # the request the worker was measuring when it died
         self._send(setup)
         answer = self._receive()
         if not answer.get("ready"):
@@ -88,17 +96,28 @@ class MeasureProcess:
         with self._send_lock:
             header = self.requests[slot].pack(seg)
             ticket = self._sent
-            self._send({"segmentation": header, "slot": slot})
+            try:
+                self._send({"segmentation": header, "slot": slot})
+            except WorkerDied as exc:
+                raise NotMeasured(str(exc)) from None
             self._sent += 1
             self.most_in_flight = max(self.most_in_flight, self._sent - self._received)
         with self._turn:
             self._turn.wait_for(lambda: self._received == ticket)
+        died = None
         try:  # read without the lock (the worker may take a while): the next ticket waits for the count anyway
             answer = self._receive()
+        except WorkerDied as exc:
+            died = exc
         finally:
             with self._turn:
                 self._received += 1
+                culprit = died is not None and self._died_on is None  # the first request left unanswered
+                if culprit:
+                    self._died_on = ticket
                 self._turn.notify_all()
+        if died is not None:
+            raise died if culprit else NotMeasured(f"{died}, before it began this frame")
         return answer, (self.answers[slot].unpack(answer["result"]) if "result" in answer else None)
 
     def hold(self) -> None:
@@ -195,24 +214,18 @@ class MeasureInProcesses:
     def __call__(self, seg: Segmentation, job):
         from copilot.pipeline import Measured
 
-        seat, slot = self._idle.get()
         try:
-            proc = self._process(seat)
             try:
-                answer, body = proc.measure(seg, slot)
-            except WorkerDied:
-                self._drop(seat, proc)
-                raise
-            finally:
-                proc.release()
+                answer, body = self._in_worker(seg)
+            except NotMeasured as exc:
+                log.warning("measuring %s on a fresh worker: %s", job.arrival.origin, exc)
+                answer, body = self._in_worker(seg)
             if answer.get("handoff"):
                 raise HandoffError(answer["error"])
         except HandoffError as exc:
             log.warning("measuring %s on the thread: %s", job.arrival.origin, exc)
             analyze, assess = self.local
             return assess(analyze(seg, job), job)
-        finally:
-            self._idle.put((seat, slot))
         if "error" in answer:
             if answer.get("unreadable"):
                 raise UnreadableFrame(job.arrival.origin, answer["error"])
@@ -223,6 +236,21 @@ class MeasureInProcesses:
             measured["refined"] = measured["refined"].unpacked()
         fm = FrameMeasurements(segmentation=seg, **measured)  # seg.maps: computed here only if needed
         return Measured(fm, body["reliability"])
+
+    def _in_worker(self, seg: Segmentation) -> tuple[dict, object]:
+        """The answer for ``seg`` from the process of a free slot (``MeasureProcess.measure``)."""
+        seat, slot = self._idle.get()
+        try:
+            proc = self._process(seat)
+            try:
+                return proc.measure(seg, slot)
+            except WorkerDied:
+                self._drop(seat, proc)
+                raise
+            finally:
+                proc.release()
+        finally:
+            self._idle.put((seat, slot))
 
     def _drop(self, seat: int, proc: MeasureProcess) -> None:
         with self._seat_lock:
