@@ -64,7 +64,7 @@ class MeasureProcess:
         self._turn = threading.Condition()
         self._sent = self._received = 0
         self.most_in_flight = 0  # requests sent and not yet answered, at most (up to SLOTS)
-        self._died_on: int | None = None  # the request the worker was measuring when it died
+        self._blamed = False  # whether the request it was measuring when it died has been told so
         self._send(setup)
         answer = self._receive()
         if not answer.get("ready"):
@@ -79,10 +79,7 @@ class MeasureProcess:
             raise WorkerDied(f"measure worker gone ({exc})") from None
 
     def _receive(self) -> dict:
-        try:
-            line = self.proc.stdout.readline()
-        except (OSError, ValueError) as exc:  # closed under us: retired after a crash
-            raise WorkerDied(f"measure worker gone ({exc})") from None
+        line = self.proc.stdout.readline()
         if not line:
             code = self.proc.poll()
             raise WorkerDied(f"measure worker ended (exit code {code})")
@@ -112,9 +109,8 @@ class MeasureProcess:
         finally:
             with self._turn:
                 self._received += 1
-                culprit = died is not None and self._died_on is None  # the first request left unanswered
-                if culprit:
-                    self._died_on = ticket
+                culprit = died is not None and not self._blamed  # the first request left unanswered
+                self._blamed = self._blamed or culprit
                 self._turn.notify_all()
         if died is not None:
             raise died if culprit else NotMeasured(f"{died}, before it began this frame")
@@ -140,13 +136,6 @@ class MeasureProcess:
         if idle:
             self.close()
 
-    def _close_pipes(self) -> None:
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            try:
-                pipe.close()
-            except Exception:
-                pass
-
     def close(self) -> None:
         if self.proc.poll() is None:
             try:
@@ -155,7 +144,11 @@ class MeasureProcess:
             except Exception:
                 self.proc.kill()
                 self.proc.wait()
-        self._close_pipes()
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            try:
+                pipe.close()
+            except Exception:
+                pass
         for block in (*self.answers, *self.requests):
             block.close()
 

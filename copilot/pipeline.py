@@ -10,10 +10,11 @@ import so every arrow carries one type. Lanes are joined by bounded queues, so r
 of successive frames overlap and a slow lane pushes back on the source instead of growing memory. The measure
 lane runs on ``workers`` threads (``measure_mode="threads"``: numpy/scipy/scikit-image and ONNX Runtime release the
 GIL for part of the time), or hands each frame to one of ``workers`` processes from its threads, two per process
-so that each has its next frame waiting (``"processes"``: copilot.measure_workers, arrays in shared memory); frames leave it in arrival order (sequence numbers + a reorder buffer), so the per-stream state
-in the follow lane (series, shift window: copilot.accumulator) sees every stream's frames in order. Every stage's
-time lands in the result's ``timings_ms`` under the stage's name. ``stop()`` (SIGINT/SIGTERM) stops the source,
-lets every frame already accepted pass through all lanes, then returns.
+so that each has its next frame waiting (``"processes"``: copilot.measure_workers, arrays in shared memory); frames
+leave it in arrival order (sequence numbers + a reorder buffer), so the per-stream state in the follow lane
+(series, shift window: copilot.accumulator) sees every stream's frames in order. Every stage's time lands in the
+result's ``timings_ms`` under the stage's name. ``stop()`` (SIGINT/SIGTERM) stops the source, lets every frame
+already accepted pass through all lanes, then returns.
 """
 
 from __future__ import annotations

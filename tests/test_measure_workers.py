@@ -63,6 +63,24 @@ def test_one_worker_process_on_two_threads_gives_the_documents_threads_give(back
     assert p.stats.failed == 0 and [comparable(r) for r in in_process] == [comparable(r) for r in on_threads]
 
 
+def both_sent(proc, work, then=None):
+    """``work(0)`` and ``work(1)`` on two threads, no answer read before both frames are in ``proc``'s pipe (and
+    ``then`` has run); ``proc`` is closed after."""
+    try:
+        with proc._turn:  # the threads wait for their turn to read under this lock
+            threads = [threading.Thread(target=work, args=(k,)) for k in (0, 1)]
+            for t in threads:
+                t.start()
+            while proc._sent < 2:
+                time.sleep(0.001)
+            if then is not None:
+                then()
+        for t in threads:
+            t.join()
+    finally:
+        proc.close()
+
+
 def test_a_worker_holding_two_frames_answers_each_its_own(backend):
     from copilot.analysis import measure
     from copilot.measure_workers import MeasureProcess
@@ -72,18 +90,7 @@ def test_a_worker_holding_two_frames_answers_each_its_own(backend):
     assert counts[0] != counts[1]  # a mix-up would show
     proc = MeasureProcess(Pipeline(backend, measure_mode="processes").lanes[2].stages[0].setup)
     answers = {}
-    try:
-        with proc._turn:  # no answer is read before both frames are in the worker's pipe
-            threads = [threading.Thread(target=lambda k=k: answers.__setitem__(k, proc.measure(segs[k], k)))
-                       for k in (0, 1)]
-            for t in threads:
-                t.start()
-            while proc._sent < 2:
-                time.sleep(0.01)
-        for t in threads:
-            t.join()
-    finally:
-        proc.close()
+    both_sent(proc, lambda k: answers.__setitem__(k, proc.measure(segs[k], k)))
     assert proc.most_in_flight == 2
     assert [answers[k][1]["measurements"]["summary"].particles.count for k in (0, 1)] == counts
 
@@ -140,19 +147,11 @@ def test_of_two_frames_in_a_dead_worker_only_the_one_it_was_measuring_is_its_fau
         except WorkerDied as exc:
             errors[k] = exc
 
-    try:
-        with proc._turn:  # both frames are sent before the worker is killed and before any answer is read
-            threads = [threading.Thread(target=measure, args=(k,)) for k in (0, 1)]
-            for t in threads:
-                t.start()
-            while proc._sent < 2:
-                time.sleep(0.001)
-            proc.proc.kill()
-            proc.proc.wait()
-        for t in threads:
-            t.join()
-    finally:
-        proc.close()
+    def kill():
+        proc.proc.kill()
+        proc.proc.wait()
+
+    both_sent(proc, measure, then=kill)  # killed after both frames are sent, before any answer is read
     assert type(errors[0]) is WorkerDied and "exit code" in str(errors[0])  # the one it was measuring: its fault
     assert isinstance(errors[1], NotMeasured) and "before it began this frame" in str(errors[1])
 
