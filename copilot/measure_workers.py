@@ -224,9 +224,7 @@ class MeasureInProcesses:
                 raise UnreadableFrame(job.arrival.origin, answer["error"])
             raise RuntimeError(f"in the measure worker: {answer['error']}")
         job.timings_ms.update(answer["timings_ms"])
-        measured = body["measurements"]
-        if isinstance(measured.get("refined"), PackedOutlines):
-            measured["refined"] = measured["refined"].unpacked()
+        measured = body["measurements"]  # the outlines stay packed: only painting masks unpacks them
         fm = FrameMeasurements(segmentation=seg, **measured)  # seg.maps: computed here only if needed
         return Measured(fm, body["reliability"])
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from copilot.analysis.morphology import Morphology
-from copilot.analysis.geometry import RefinedParticles, paint
+from copilot.analysis.geometry import PackedOutlines, RefinedParticles, paint
 from copilot.inference.preprocess import nearest_resample
 from copilot.inference.segmentation import Segmentation
 
@@ -257,12 +257,13 @@ class Measures:
 @dataclass(frozen=True)
 class FrameMeasurements:
     """What analysis found in one frame: instance labels on the segmentation grid (``instances``), the measurements,
-    and (particles) the outlines at the frame's resolution they were measured on (``refined``)."""
+    and (particles) the outlines at the frame's resolution they were measured on (``refined``; as they came from a
+    measure worker process, still packed, until something paints them)."""
 
     segmentation: Segmentation
     instances: np.ndarray
     summary: Measures
-    refined: RefinedParticles | None = None
+    refined: RefinedParticles | PackedOutlines | None = None
     morphology: Morphology | None = None  # phases: widths and intercepts (copilot.result documents it)
     boundaries: np.ndarray | None = None  # grains: the boundary map on the segmentation grid
     inclusions: "FrameInclusions | None" = None  # EDS of the frame's file (.bcf/.emd) when the config has [eds]
@@ -270,6 +271,8 @@ class FrameMeasurements:
     def frame_labels(self) -> np.ndarray:
         """Labels on the frame's own pixels (what --save-masks writes): the measured outlines for particles, the
         grid labels taken to the frame (nearest) otherwise."""
+        if isinstance(self.refined, PackedOutlines):
+            return paint(self.refined.unpacked())
         if self.refined is not None:
             return paint(self.refined)
         return nearest_resample(self.instances, self.segmentation.frame.pixels.shape[:2])
