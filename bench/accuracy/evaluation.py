@@ -34,6 +34,11 @@ def groups_for_task(task: str) -> tuple[list[str], str]:
     return list(groups_for(task)), f"copilot.sim.domains.groups_for({task!r})"
 
 
+def group_rng(seed: int, group: str) -> np.random.Generator:
+    """The generator of a group's frames: the same seed gives every model (and every script) the same frames."""
+    return np.random.default_rng([seed, sum(map(ord, group)), len(group)])
+
+
 def sample_frame(group: str, rng: np.random.Generator, size_px: int, task: str):
     return sample_domain_frame(group, rng, size_px=size_px, task=task)
 
@@ -339,7 +344,7 @@ def evaluate_model(name: str, per_group: int, size_px: int, seed: int, progress:
     bar = progress.add_task(f"{name}", total=per_group * len(groups))
     evaluate_frame = eval_particle_frame if task == "particles" else eval_phase_frame
     for group in groups:
-        rng = np.random.default_rng([seed, sum(map(ord, group)), len(group)])
+        rng = group_rng(seed, group)
         rows, kept = [], []
         for i in range(per_group):
             sim = sample_frame(group, rng, size_px, task)
@@ -399,7 +404,7 @@ def show_frames(name: str, specs: list[str], per_group: int, size_px: int, seed:
     evaluate_frame = eval_particle_frame if task == "particles" else eval_phase_frame
     for spec in specs:
         group, idx = spec.rsplit(":", 1)
-        rng = np.random.default_rng([seed, sum(map(ord, group)), len(group)])
+        rng = group_rng(seed, group)
         for i in range(int(idx) + 1):
             sim = sample_frame(group, rng, size_px, task)
         row, kept = evaluate_frame(backend, sim, group, int(idx))

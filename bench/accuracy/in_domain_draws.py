@@ -13,21 +13,24 @@ import json
 import sys
 from pathlib import Path
 
-import numpy as np
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from evaluation import eval_particle_frame, pool_particles, sample_frame  # noqa: E402
+from evaluation import eval_particle_frame, group_rng, pool_particles, sample_frame  # noqa: E402
 
 KEYS = ("object_f1", "object_f1_ci95", "object_precision", "object_recall", "d50_rel_error_mean",
         "d50_rel_error_median", "d50_frames", "ecd_rel_error_median")
 
 
 def draw(backend, group: str, seed: int, per_draw: int) -> list[dict]:
-    rng = np.random.default_rng([seed, sum(map(ord, group)), len(group)])
+    rng = group_rng(seed, group)
     return [eval_particle_frame(backend, sample_frame(group, rng, 512, "particles"), group, i)[0]
             for i in range(per_draw)]
+
+
+def scores(rows: list[dict]) -> dict:
+    pooled = pool_particles(rows, "model")  # once: it resamples frames for the F1 interval
+    return {k: pooled[k] for k in KEYS}
 
 
 def main() -> int:
@@ -43,10 +46,10 @@ def main() -> int:
     draws, rows = {}, []
     for seed in (int(s) for s in args.seeds.split(",")):
         got = draw(backend, args.group, seed, args.per_draw)
-        draws[str(seed)] = {k: pool_particles(got, "model")[k] for k in KEYS}
+        draws[str(seed)] = scores(got)
         rows += got
         print(seed, json.dumps(draws[str(seed)]), flush=True)
-    pooled = {k: pool_particles(rows, "model")[k] for k in KEYS}
+    pooled = scores(rows)
     out = {"model": f"{backend.card.name} {backend.card.version}", "group": args.group, "per_draw": args.per_draw,
            "draws": draws, "pooled": pooled}
     (HERE / "in_domain_draws.json").write_text(json.dumps(out, indent=1))
