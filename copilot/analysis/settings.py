@@ -18,8 +18,8 @@ class AnalysisSettings(BaseModel):
     outline_level: float = Field(0.5, gt=0, lt=1, description="particles: the foreground probability a particle's "
                                  "outline is drawn at. 0.5 is the edge of the rounded (spherical) particles the shipped "
                                  "model was trained on; flat-topped, faceted particles (full contrast up to the rim) "
-                                 "come out oversized there by ~9 % in ECD with particles-stem 0.6.0, and 0.8 measures "
-                                 "them within 2 % (bench/accuracy/particle_shapes.md)")
+                                 "come out oversized there by ~9 % in ECD with particles-stem 0.6.0 and 0.7.0, and "
+                                 "0.8 measures them within 2 % (bench/accuracy/particle_shapes.md)")
     bootstrap_resamples: int = Field(1000, ge=100, le=100000)
     phase_block_px: int = Field(64, ge=8, description="block edge for the block bootstrap of phase fractions")
     point_grid_spacing_px: int = Field(16, ge=2, description="spacing of the ASTM E562 point-count grid")
