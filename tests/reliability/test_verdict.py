@@ -47,7 +47,9 @@ def test_sharp_in_domain_frame_is_ok(backend):
 
 def test_blurred_frame_predicts_lower_f1_and_says_out_of_focus(backend):
     sharp, _, _ = judge(backend, SHARP)
-    blurred, v, _ = judge(backend, replace(SHARP, probe_blur_nm=1.8))
+    # 2.6 nm: well past what the model sizes (true F1 0.73 with particles-stem 0.7.0). At 1.8 nm, the blur this test
+    # used up to 0.6.0, 0.7.0 still finds 0.94 of the particles and the regressor says so (0.935): an 'ok' there
+    blurred, v, _ = judge(backend, replace(SHARP, probe_blur_nm=2.6))
     assert blurred.predicted_f1 < sharp.predicted_f1 - 0.1
     assert v.level != "ok" and any("out of focus" in r for r in v.reasons), v.reasons
 
@@ -70,7 +72,9 @@ def test_frames_the_model_was_never_meant_for_fail(backend, kind):
         img = np.random.default_rng(0).poisson(50, (512, 512)).astype(np.uint16)
     else:
         img = (transform.resize(data.camera(), (512, 512)) * 60000).astype(np.uint16)
-    frame = Frame(img, 0.25, stream="t", frame_id=kind, origin="test")
+    # each the first frame of its own stream: after a noise frame in the same stream the scale choice starts from the
+    # noise specks' size, 2x upsampled, and there the photograph can pass for particles
+    frame = Frame(img, 0.25, stream=kind, frame_id=kind, origin="test")
     _, v, _ = Assessor(backend.card, backend.folder).assess(measure(backend.segment(frame)))
     if kind == "photograph":  # 8 of 10 photographs fail (bench/reliability/report.md); this one is never trusted
         assert v.level != "ok", v.reasons
