@@ -15,7 +15,7 @@ for 0.5.0; from 0.6.0, 30 % of every frame that resolves less than 2.5 nm by 3 p
 ``dose``, ``defocus`` and ``contrast-inversion`` groups of ``copilot.sim.domains`` are covered by training;
 ``magnification``, ``drift`` and ``charging`` are never seen in training (genuinely held out). 0.7.0 is 0.6.0
 fine-tuned on twice the patches (4,800, seed 12) for 16,000 steps, same recipe: where the CPU has native bfloat16
-(``recipe.cpu_has_bf16``) that is 35 minutes on two cores (``bench/accuracy/particles_0.7.0.md``).
+(``recipe.cpu_has_bf16``) that is 33 minutes on two cores (``bench/accuracy/particles_0.7.0.md``).
 
     python -m copilot.train particles-stem            # = copilot train particles-stem
 """
