@@ -28,7 +28,7 @@ from copilot.train.data import Augment, make_phase_dataset
 from copilot.train.recipe import ort_predict
 
 NAME = "phases-sem"
-VERSION = "0.5.0"
+VERSION = "0.4.0"
 WORKING_NM_PER_PX = 2.0
 NM_PER_PX_RANGE = (0.5, 4.0)
 CHANNELS = (8, 16, 32, 64)
