@@ -48,7 +48,7 @@ def test_sharp_in_domain_frame_is_ok(backend):
 def test_blurred_frame_predicts_lower_f1_and_says_out_of_focus(backend):
     sharp, _, _ = judge(backend, SHARP)
     # 2.6 nm: well past what the model sizes (true F1 0.73 with particles-stem 0.7.0). At 1.8 nm, the blur this test
-    # used up to 0.6.0, 0.7.0 still finds 0.94 of the particles and the regressor says so (0.935): an 'ok' there
+    # used up to 0.6.0, 0.7.0 still scores object F1 0.94 and the regressor says so (0.935): an 'ok' there
     blurred, v, _ = judge(backend, replace(SHARP, probe_blur_nm=2.6))
     assert blurred.predicted_f1 < sharp.predicted_f1 - 0.1
     assert v.level != "ok" and any("out of focus" in r for r in v.reasons), v.reasons
