@@ -176,13 +176,17 @@ class FollowStage:
 
     name, input, output = "follow", Measured, Outcome
 
-    def __init__(self, series: SeriesTracker, assessor: Assessor):
+    def __init__(self, series: SeriesTracker, assessor: Assessor,
+                 on_fail: Callable[[Frame], None] | None = None):
         self.series = series
         self.assessor = assessor
+        self.on_fail = on_fail  # a failed frame must not set its stream's next scale choice
 
     def __call__(self, m: Measured, job: Job) -> Outcome:
         fm = m.measurements
         reliability, verdict = self.assessor.follow(fm, m.reliability)
+        if verdict.level == "fail" and self.on_fail is not None:
+            self.on_fail(fm.segmentation.frame)
         series = self.series.update(fm, verdict.level)  # FAIL frames are counted but left out of the series
         return Outcome(fm, reliability, verdict, series)
 
@@ -315,7 +319,7 @@ class Pipeline:
             Lane("read", (ReadStage(self),)),
             Lane("infer", (InferStage(backend, model_watch, self._swapped),)),
             Lane("measure", measure, getattr(measure[0], "threads", workers)),
-            Lane("follow", (FollowStage(self.series, self.assessor),)),
+            Lane("follow", (FollowStage(self.series, self.assessor, self._verdict_failed),)),
             Lane("sink", (SinkStage(self),)),
         )
         self._lock = threading.Lock()  # stats
@@ -356,6 +360,13 @@ class Pipeline:
             self._source = source
             source.start(self.submit)
         return self
+
+    def _verdict_failed(self, frame: Frame) -> None:
+        """The stream's next frame does not start its scale choice from this one's particles. A backlog's next
+        frame may already be segmented; the one after it is not."""
+        forget = getattr(self.backend, "forget_scale", None)
+        if forget is not None:
+            forget(frame.stream, frame.frame_id)
 
     def _swapped(self, backend: Backend) -> None:
         """A hot swap (between frames): the new model's reliability (regressor, shift reference, windows)."""

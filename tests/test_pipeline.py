@@ -302,3 +302,25 @@ def test_restart_rebuilds_the_shift_window_from_the_store(tmp_path, threshold_mo
                                                                          rel=1e-3)
     assert results[-1].doc.reliability.shift_window_mmd2 is not None
     store.close()
+
+
+def test_a_failed_frame_does_not_set_its_streams_next_scale():
+    """Poisson noise (specks of ~1 nm) then a photograph in one stream: had the noise frame set the photograph's
+    scale (2x finer), the photograph would pass for particles there (predicted F1 0.94 with particles-stem 0.7.0)."""
+    from skimage import data, transform
+
+    from copilot.frame import Frame
+
+    noise = np.random.default_rng(0).poisson(50, (512, 512)).astype(np.uint16)
+    photo = (transform.resize(data.camera(), (512, 512)) * 60000).astype(np.uint16)
+    results = []
+    p = Pipeline(OrtBackend.from_name("particles-stem"), sinks=[results.append]).start()
+    for i, img in enumerate((noise, photo)):
+        p.submit(Arrival(origin=f"f{i}", frame=Frame(img, 0.25, stream="s", frame_id=f"f{i}", origin=f"f{i}")))
+        deadline = time.monotonic() + 120
+        while len(results) <= i and time.monotonic() < deadline:  # the verdict before the next frame arrives
+            time.sleep(0.05)
+    p.stop()
+    assert [r.doc.verdict.level for r in results] == ["fail", "fail"], [r.doc.verdict for r in results]
+    first_pass = p.backend.scale_policy.first_guess(Frame(photo, 0.25, stream="s", frame_id="next", origin="t"))
+    assert first_pass[1] == "card scale (coarse pass)"  # the photograph failed too: the stream remembers nothing

@@ -137,6 +137,13 @@ class NetworkBackend:
             particle_px=(float("nan") if med is None else med) if policy.measures(frame) else None,
         )
 
+    def forget_scale(self, stream: str, frame_id: str) -> None:
+        """A frame whose verdict failed: the stream's scale choice does not start from its particles
+        (:meth:`copilot.inference.scale.ScalePolicy.forget`)."""
+        policy = self.__dict__.get("scale_policy")
+        if policy is not None:
+            policy.forget(stream, frame_id)
+
     def average_native(self, frame: Frame, probs: np.ndarray) -> np.ndarray:
         """The mean of ``probs`` (an upsampled working grid) and the network's probabilities at the frame's own
         pixel size, interpolated onto that grid (``ModelCard.average_native_scale``)."""

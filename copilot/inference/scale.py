@@ -10,7 +10,8 @@ Choice per frame, per stream, from a median particle ECD of D nm (``working_nm_p
   working pixels to be sized to a few %);
 * otherwise the card's nm/px (no extra cost).
 
-D comes from the previous frame of the same stream at the same nm/px, else from the network's first pass at the card's
+D comes from the previous frame of the same stream at the same nm/px (unless that frame's verdict failed: the daemon
+calls :meth:`ScalePolicy.forget`, so a noise frame's specks do not set the next frame's scale), else from the network's first pass at the card's
 scale (the median ECD of connected foreground components of at least ``MIN_AREA_PX``, read off the probabilities in a
 few ms); when that pass's particles ask for another scale (by more than ``RERUN_CHANGE``) the frame runs once more.
 Never finer than half the frame's pixel, never coarser than a working grid of ``MIN_GRID_PX`` pixels across. Cost:
@@ -83,7 +84,8 @@ class ScalePolicy:
     """Per-stream memory of the particles' size, and the choice described in the module docstring."""
 
     card: ModelCard
-    last: dict[str, tuple[float, float]] = field(default_factory=dict)  # stream → (frame nm/px, median ECD nm)
+    # stream → (frame nm/px, median ECD nm, the frame it was measured on)
+    last: dict[str, tuple[float, float, str]] = field(default_factory=dict)
     remember: bool = True  # False: every frame starts at the card's scale (same result whatever the frame order)
 
     @property
@@ -114,6 +116,12 @@ class ScalePolicy:
             return frame_px_per_px(frame, self.working_nm_per_px(prior[1])), "previous frame of the stream"
         return default, "card scale (coarse pass)"
 
+    def forget(self, stream: str, frame_id: str) -> None:
+        """The stream's next frame does not start from ``frame_id``'s particles (its verdict failed: noise specks,
+        a blank frame, a photograph); a later frame's memory stays."""
+        if stream in self.last and self.last[stream][2] == frame_id:
+            del self.last[stream]
+
     def review(self, frame: Frame, factor: float, probabilities: np.ndarray) -> tuple[float | None, float | None]:
         """After a pass at ``factor``: a better factor if the particles ask for another scale (else None), and the
         median particle ECD in working px."""
@@ -123,7 +131,7 @@ class ScalePolicy:
         if med is None:
             return None, None
         d_nm = med * factor * frame.nm_per_px
-        self.last[frame.stream] = (frame.nm_per_px, d_nm)
+        self.last[frame.stream] = (frame.nm_per_px, d_nm, frame.frame_id)
         better = frame_px_per_px(frame, self.working_nm_per_px(d_nm))
         if abs(better - factor) <= RERUN_CHANGE * factor:  # close enough, or clamped to the limits already
             return None, med

@@ -304,6 +304,11 @@ class RuntimeFallback:
         except Exception as close_exc:  # noqa: BLE001 — a broken device may not close cleanly
             log.warning("closing %s failed: %s", self.primary.name, close_exc)
 
+    def forget_scale(self, stream: str, frame_id: str) -> None:
+        for backend in (self.primary, self.fallback):
+            if backend is not None:
+                backend.forget_scale(stream, frame_id)
+
     def close(self) -> None:
         for backend in (self.primary, self.fallback):
             if backend is not None:

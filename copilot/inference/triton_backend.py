@@ -297,6 +297,11 @@ class TritonBackend(NetworkBackend):
         seg = self._local.segment(frame)
         return dataclasses.replace(seg, backend=f"{self._local.name} (fallback: triton unavailable)")
 
+    def forget_scale(self, stream: str, frame_id: str) -> None:
+        super().forget_scale(stream, frame_id)
+        if self._local is not None:
+            self._local.forget_scale(stream, frame_id)
+
     # -- state -----------------------------------------------------------------------------------------------
     def _mark_down(self, exc: Exception) -> None:
         self.last_error = str(exc)

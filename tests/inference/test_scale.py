@@ -51,6 +51,19 @@ def test_large_particles_ask_for_a_coarser_scale_and_the_stream_remembers(card):
     assert policy.first_guess(other)[0] == pytest.approx(1.0)
 
 
+def test_a_failed_frame_is_forgotten_and_a_later_one_is_not(card):
+    policy = ScalePolicy(card)
+    first = Frame(np.zeros((1024, 1024), np.uint16), 0.5, stream="s", frame_id="0", origin="m")
+    second = Frame(first.pixels, 0.5, stream="s", frame_id="1", origin="m")
+    policy.review(first, 1.0, probs_with_discs((1024, 1024), 40))
+    policy.forget("s", "0")  # its verdict failed
+    assert "card" in policy.first_guess(second)[1]
+    policy.review(first, 1.0, probs_with_discs((1024, 1024), 40))
+    policy.review(second, 1.0, probs_with_discs((1024, 1024), 40))
+    policy.forget("s", "0")  # a backlog: frame 1 has already set the stream's memory, which stays
+    assert "previous" in policy.first_guess(second)[1]
+
+
 def test_particles_in_range_are_left_alone(card):
     policy = ScalePolicy(card)
     frame = Frame(np.zeros((512, 512), np.uint16), 0.25, stream="s", frame_id="0", origin="m")
