@@ -72,15 +72,26 @@ class TaskRecipe:
         ap.add_argument("--size", type=int, default=512, help="frame edge in pixels")
         ap.add_argument("--table", type=Path, default=self.table, help="per-frame table (CSV)")
         ap.add_argument("--refit", action="store_true", help="refit from --table without simulating again")
+        ap.add_argument("--no-fit", action="store_true", help="simulate and write --table only")
+        ap.add_argument("--add-table", type=Path, action="append", default=[],
+                        help="a further table (e.g. of another frame size) fitted on with --table")
         a = ap.parse_args(argv)
         command = f"python -m {self.module} {a.model} --per-group {a.per_group} --seed {a.seed}"
         if a.refit:
             rows = read_table(a.table)
+            command = f"python -m {self.module} {a.model} --refit --table {a.table}"
         else:
             rows, _ = self.collect(a.model, a.per_group, a.seed, a.size)
             write_table(rows, a.table)
+            if a.no_fit:
+                print(f"wrote {len(rows)} frames of {a.size}² to {a.table}")
+                return 0
+        for extra in a.add_table:
+            rows += read_table(extra)
+            command += f" --add-table {extra}"
         folder = self.fit_and_write(a.model, rows, command, a.seed)
-        print(f"wrote {folder}/reliability.onnx (+ .json) from {len(rows)} frames; table {a.table}")
+        print(f"wrote {folder}/reliability.onnx (+ .json) from {len(rows)} frames; table {a.table}"
+              + "".join(f" + {t}" for t in a.add_table))
         return 0
 
 

@@ -59,3 +59,24 @@ def test_phases_regressor_recipe_and_the_verdict_on_a_predicted_fraction_error(t
     t = VerdictThresholds()
     assert any("predicted phase-fraction error ±9 pp" in why for _, why in phase_reasons(fm, t, {"fraction_error": 9}))
     assert not any("predicted phase-fraction" in why for _, why in phase_reasons(fm, t, {"fraction_error": 2.0}))
+
+
+def test_recipe_writes_a_table_alone_then_fits_on_two_tables(tmp_path):
+    """``--no-fit`` simulates and writes the table only; ``--refit --add-table`` fits on both tables (frames of two
+    sizes), and the calibration says how it was made."""
+    pytest.importorskip("skl2onnx")
+    from copilot.train import phases_reliability as rel
+    from copilot.train.reliability import read_table
+
+    shipped = Path(__file__).resolve().parents[2] / "engines" / "phases-sem"
+    folder = tmp_path / "phases-sem"
+    shutil.copytree(shipped, folder, ignore=shutil.ignore_patterns("reliability.*"))
+    small, large = tmp_path / "small.csv", tmp_path / "large.csv"
+    for table, size in ((small, 128), (large, 192)):
+        assert rel.main([str(folder), "--per-group", "1", "--size", str(size), "--table", str(table), "--no-fit"]) == 0
+    assert small.exists() and large.exists() and not (folder / "reliability.onnx").exists()
+    assert rel.main([str(folder), "--refit", "--table", str(small), "--add-table", str(large)]) == 0
+    calibration = json.loads((folder / "reliability.json").read_text())
+    n = len(read_table(small)) + len(read_table(large))
+    assert calibration["metrics"]["frames"] == n > 0
+    assert "--add-table" in calibration["training_command"] and load_card(folder)[0].reliability_regressor
