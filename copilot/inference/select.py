@@ -306,8 +306,7 @@ class RuntimeFallback:
 
     def forget_scale(self, stream: str, frame_id: str) -> None:
         for backend in (self.primary, self.fallback):
-            if backend is not None:
-                backend.forget_scale(stream, frame_id)
+            getattr(backend, "forget_scale", lambda *_: None)(stream, frame_id)
 
     def close(self) -> None:
         for backend in (self.primary, self.fallback):

@@ -299,8 +299,7 @@ class TritonBackend(NetworkBackend):
 
     def forget_scale(self, stream: str, frame_id: str) -> None:
         super().forget_scale(stream, frame_id)
-        if self._local is not None:
-            self._local.forget_scale(stream, frame_id)
+        getattr(self._local, "forget_scale", lambda *_: None)(stream, frame_id)
 
     # -- state -----------------------------------------------------------------------------------------------
     def _mark_down(self, exc: Exception) -> None:

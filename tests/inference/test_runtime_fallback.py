@@ -88,3 +88,20 @@ def test_a_remote_backend_keeps_its_own_fallback_policy(card_folder):
     table["triton"] = Candidate("triton", lambda: None, lambda: FlakyDevice(card, folder), verify=False)
     backend = select_backend(card, folder, "triton", table=table)
     assert isinstance(backend, FlakyDevice)  # not wrapped: the triton settings decide about local fall-back
+
+
+def test_a_failed_frame_is_forgotten_by_the_device_and_the_cpu_backend():
+    """The follow stage's ``forget_scale`` reaches the scale memory of whichever backend segmented the frame."""
+    from copilot.sim.stem import SimParams, simulate_frame
+
+    card, folder = load_card("particles-stem")
+    image = simulate_frame(SimParams(size_px=256, nm_per_px=0.25), 0).image
+    frames = [Frame(image, 0.25, stream="s", frame_id=f"f{i}", origin="t") for i in range(2)]
+    device = FlakyDevice(card, folder, bad={2})
+    backend = RuntimeFallback(device, lambda: OrtBackend(card, folder), max_errors=3)
+    assert [backend.segment(f).backend for f in frames] == ["fake-cuda", "onnxruntime-cpu"]
+    policies = (device.scale_policy, backend.fallback.scale_policy)
+    assert [p.last["s"][2] for p in policies] == ["f0", "f1"]  # each remembers the frame it segmented
+    backend.forget_scale("s", "f0")
+    backend.forget_scale("s", "f1")
+    assert all("s" not in p.last for p in policies)
