@@ -2,11 +2,13 @@
 
     python bench/accuracy/defects_bench.py                    # from the card's held-out metrics (no simulation)
     python bench/accuracy/defects_bench.py --per-group 40     # measure again through the daemon's path first
+    python bench/accuracy/defects_bench.py --per-group 40 --size 1024 --name defects_1024   # frames of 1024²
 
 The held-out frames (``copilot.train.defect_scores.defect_group_metrics``: simulator → OrtBackend.segment →
 analysis.measure with the foil thickness in the frame metadata) are scored per class at IoU ≥ 0.5: cavities ≥ 3 nm,
 loops ≥ 5 nm, and swelling against the simulator's exact ΔV/V. The predicted-F1 rows come from
-bench/reliability/defects_results.json (``bench/reliability/defects_evaluate.py``). Writes defects.md (+ .json).
+bench/reliability/defects_results.json (``bench/reliability/defects_evaluate.py``). Writes defects.md (+ .json),
+or ``--name``.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
 RELIABILITY = ROOT / "bench" / "reliability" / "defects_results.json"
+SIZES = ROOT / "bench" / "reliability" / "defects_sizes.json"  # the regressor on frames of other sizes
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -55,7 +58,7 @@ def report(card: dict, groups: dict[str, dict], rel: dict | None, source: str) -
     lines = [f"# Radiation damage: {card['name']} {card['version']} against the targets", "",
              f"Held-out frames: {source}. Object F1 at IoU ≥ 0.5 per class, pooled over each group's frames; "
              "sizes and swelling from the daemon's own analysis (copilot.analysis.defects, edge-corrected).",
-             "Regenerate: `python bench/accuracy/defects_bench.py [--per-group 40]`.", "",
+             "Regenerate: `python bench/accuracy/defects_bench.py [--per-group 40 [--size 1024 --name defects_1024]]`.", "",
              "| target | measured | required | met |", "|---|---|---|---|"]
     for name, val, req, met in target_rows(groups, rel):
         lines.append(f"| {name} | {val} | {req} | {'–' if met is None else 'yes' if met else 'NO'} |")
@@ -78,6 +81,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="defects-tem")
     ap.add_argument("--per-group", type=int, default=0, help="measure again with this many frames per group")
     ap.add_argument("--out", type=Path, default=HERE)
+    ap.add_argument("--size", type=int, default=512, help="frame edge in pixels (with --per-group)")
+    ap.add_argument("--name", default="defects", help="file stem of the report (.md, .json)")
     a = ap.parse_args(argv)
     from copilot.inference.card import load_card
 
@@ -86,16 +91,23 @@ def main(argv=None) -> int:
         from copilot.inference.ort_backend import OrtBackend
         from copilot.train.heldout import evaluate_backend
 
-        groups = evaluate_backend(OrtBackend(card, folder, threads=2), "defects", per_group=a.per_group)
-        source = f"{a.per_group} frames of 512² per group, measured by this script"
+        groups = evaluate_backend(OrtBackend(card, folder, threads=2), "defects", per_group=a.per_group,
+                                  size_px=a.size)
+        source = f"{a.per_group} frames of {a.size}² per group, measured by this script"
+        if a.size != 512:
+            source += " (predicted-F1 rows: the shipped regressor on such frames, bench/reliability/defects_sizes.md)"
     else:
         groups = {k.split(":", 1)[1]: v for k, v in card.metrics.items() if k.startswith("heldout:")}
         frames = next(iter(groups.values()), {}).get("frames", 0)
         source = f"the card's held-out metrics ({frames:.0f} frames of 512² per group, seed 20261125)"
     rel = json.loads(RELIABILITY.read_text()) if RELIABILITY.exists() else None
+    if a.size != 512:  # the shipped regressor on frames of this size (bench/reliability/defects_sizes.py), if measured
+        sized = json.loads(SIZES.read_text()).get("fitted on 512² only", {}) if SIZES.exists() else {}
+        cells = {split: by_size[str(a.size)] for split, by_size in sized.items() if str(a.size) in by_size}
+        rel = {"cv": {split: {"f1": m} for split, m in cells.items()}} if len(cells) == 2 else None
     text = report(card.model_dump(), groups, rel, source)
-    (a.out / "defects.md").write_text(text)
-    (a.out / "defects.json").write_text(json.dumps({"groups": groups, "source": source}, indent=2) + "\n")
+    (a.out / f"{a.name}.md").write_text(text)
+    (a.out / f"{a.name}.json").write_text(json.dumps({"groups": groups, "source": source}, indent=2) + "\n")
     print(text)
     return 0
 
