@@ -58,7 +58,8 @@ def report(card: dict, groups: dict[str, dict], rel: dict | None, source: str) -
     lines = [f"# Radiation damage: {card['name']} {card['version']} against the targets", "",
              f"Held-out frames: {source}. Object F1 at IoU ≥ 0.5 per class, pooled over each group's frames; "
              "sizes and swelling from the daemon's own analysis (copilot.analysis.defects, edge-corrected).",
-             "Regenerate: `python bench/accuracy/defects_bench.py [--per-group 40 [--size 1024 --name defects_1024]]`.", "",
+             "Regenerate: `python bench/accuracy/defects_bench.py "
+             "[--per-group 40 [--size 1024 --name defects_1024]]`.", "",
              "| target | measured | required | met |", "|---|---|---|---|"]
     for name, val, req, met in target_rows(groups, rel):
         lines.append(f"| {name} | {val} | {req} | {'–' if met is None else 'yes' if met else 'NO'} |")

@@ -80,7 +80,8 @@ def evaluate(tables: dict[int, list[dict]], targets: list[str]) -> dict:
 def report(res: dict) -> str:
     sizes = list(res["frames"])
     lines = ["# defects-tem reliability regressor against the frame's size", "",
-             "Pooled predicted-F1 error (cavities ≥ 3 nm and loops ≥ 5 nm, object F1 at IoU ≥ 0.5) per frame size; "
+             "Pooled predicted-F1 error (cavities ≥ 3 nm and loops ≥ 5 nm, object F1 at IoU ≥ 0.5) per frame "
+             "size; "
              f"frames: {', '.join(f'{n} of {s}²' for s, n in res['frames'].items())}; {res['features']} features, "
              "gradient-boosted trees as shipped (`copilot.train.reliability.fit_regressor`). Rows of the 512²-only "
              "regressor at 1024²: fitted on every 512² frame, every 1024² frame unseen (the same figure in both "

@@ -11,15 +11,15 @@ Choice per frame, per stream, from a median particle ECD of D nm (``working_nm_p
 * otherwise the card's nm/px (no extra cost).
 
 D comes from the previous frame of the same stream at the same nm/px (unless that frame's verdict failed: the daemon
-calls :meth:`ScalePolicy.forget`, so a noise frame's specks do not set the next frame's scale), else from the network's first pass at the card's
-scale (the median ECD of connected foreground components of at least ``MIN_AREA_PX``, read off the probabilities in a
-few ms); when that pass's particles ask for another scale (by more than ``RERUN_CHANGE``) the frame runs once more.
-Never finer than half the frame's pixel, never coarser than a working grid of ``MIN_GRID_PX`` pixels across. Cost:
-nothing for a frame at the card's scale; one more network pass for the first frame of a stream whose particles are out
-of range, and for a frame where they jumped out of it; a finer grid (small particles) costs up to 4× the network's
-time, a coarser one less. Measured with particles-stem 0.2.0 on a sintering run (0.5 nm/px, bench/accuracy): D50 of
-60 nm particles within 5.6 % at 18 working px, 2.3 % at 35; of 3 nm particles 6.2 % at 6 px, 0.1 % at 12. Models
-without a declared particle range (phases) keep the card's scale.
+calls :meth:`ScalePolicy.forget`, so a noise frame's specks do not set the next frame's scale), else from the
+network's first pass at the card's scale (the median ECD of connected foreground components of at least
+``MIN_AREA_PX``, read off the probabilities in a few ms); when that pass's particles ask for another scale (by more
+than ``RERUN_CHANGE``) the frame runs once more. Never finer than half the frame's pixel, never coarser than a working
+grid of ``MIN_GRID_PX`` pixels across. Cost: nothing for a frame at the card's scale; one more network pass for the
+first frame of a stream whose particles are out of range, and for a frame where they jumped out of it; a finer grid
+(small particles) costs up to 4× the network's time, a coarser one less. Measured with particles-stem 0.2.0 on a
+sintering run (0.5 nm/px, bench/accuracy): D50 of 60 nm particles within 5.6 % at 18 working px, 2.3 % at 35; of 3 nm
+particles 6.2 % at 6 px, 0.1 % at 12. Models without a declared particle range (phases) keep the card's scale.
 """
 
 from __future__ import annotations

@@ -77,9 +77,11 @@ class TaskRecipe:
                         help="a further table (e.g. of another frame size) fitted on with --table")
         a = ap.parse_args(argv)
         command = f"python -m {self.module} {a.model} --per-group {a.per_group} --seed {a.seed}"
+        if a.size != 512:
+            command += f" --size {a.size}"
         if a.refit:
             rows = read_table(a.table)
-            command = f"python -m {self.module} {a.model} --refit --table {a.table}"
+            command = f"python -m {self.module} {a.model} --refit --table {a.table} --seed {a.seed}"
         else:
             rows, _ = self.collect(a.model, a.per_group, a.seed, a.size)
             write_table(rows, a.table)
