@@ -72,8 +72,9 @@ def test_frames_the_model_was_never_meant_for_fail(backend, kind):
         img = np.random.default_rng(0).poisson(50, (512, 512)).astype(np.uint16)
     else:
         img = (transform.resize(data.camera(), (512, 512)) * 60000).astype(np.uint16)
-    # each the first frame of its own stream: the daemon forgets a failed frame's particle size (tests/test_pipeline.py);
-    # this direct path does not, and after the noise frame the photograph would start 2x upsampled
+    # each the first frame of its own stream: the daemon forgets a failed frame's particle size
+    # (tests/test_pipeline.py); this direct path does not, and after the noise frame the photograph would start 2x
+    # upsampled
     frame = Frame(img, 0.25, stream=kind, frame_id=kind, origin="test")
     _, v, _ = Assessor(backend.card, backend.folder).assess(measure(backend.segment(frame)))
     if kind == "photograph":  # 8 of 10 photographs fail (bench/reliability/report.md); this one is never trusted
