@@ -95,14 +95,13 @@ def main(argv=None) -> int:
         groups = evaluate_backend(OrtBackend(card, folder, threads=2), "defects", per_group=a.per_group,
                                   size_px=a.size)
         source = f"{a.per_group} frames of {a.size}² per group, measured by this script"
-        if a.size != 512:
-            source += " (predicted-F1 rows: the shipped regressor on such frames, bench/reliability/defects_sizes.md)"
     else:
         groups = {k.split(":", 1)[1]: v for k, v in card.metrics.items() if k.startswith("heldout:")}
         frames = next(iter(groups.values()), {}).get("frames", 0)
         source = f"the card's held-out metrics ({frames:.0f} frames of 512² per group, seed 20261125)"
     rel = json.loads(RELIABILITY.read_text()) if RELIABILITY.exists() else None
-    if a.size != 512:  # the shipped regressor on frames of this size (bench/reliability/defects_sizes.py), if measured
+    if a.per_group and a.size != 512:  # the shipped regressor on frames of this size (defects_sizes.py), if measured
+        source += " (predicted-F1 rows: the shipped regressor on such frames, bench/reliability/defects_sizes.md)"
         sized = json.loads(SIZES.read_text()).get("fitted on 512² only", {}) if SIZES.exists() else {}
         cells = {split: by_size[str(a.size)] for split, by_size in sized.items() if str(a.size) in by_size}
         rel = {"cv": {split: {"f1": m} for split, m in cells.items()}} if len(cells) == 2 else None

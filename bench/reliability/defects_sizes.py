@@ -24,31 +24,15 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from evaluate import metrics  # noqa: E402
+from evaluate import cross_validate, metrics  # noqa: E402
 
-SPLITS = ("random 5-fold", "grouped (leave one domain out)")
+SPLITS = ("random 5-fold", "grouped (leave one domain out)")  # cross_validate's split names
 
 
 def _xy(rows: list[dict], names: list[str], targets: list[str]) -> tuple[np.ndarray, np.ndarray]:
     x = np.array([[float(r[n]) for n in names] for r in rows], np.float32)
     y = np.array([[float(r[t]) for t in targets] for r in rows], np.float32)
     return x, y
-
-
-def cross_validated(x, y, groups, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random 5-fold and leave-one-group-out predictions (clipped to [0, 1]), as bench/reliability/evaluate.py."""
-    from sklearn.model_selection import KFold, LeaveOneGroupOut
-
-    from copilot.train.reliability import fit_regressor
-
-    out = {}
-    for name, splitter, split_groups in ((SPLITS[0], KFold(5, shuffle=True, random_state=seed), None),
-                                          (SPLITS[1], LeaveOneGroupOut(), groups)):
-        pred = np.zeros_like(y)
-        for train, test in splitter.split(x, y, split_groups):
-            pred[test] = np.clip(fit_regressor(x[train], y[train], seed).predict(x[test]), 0, 1)
-        out[name] = pred
-    return out
 
 
 def evaluate(tables: dict[int, list[dict]], targets: list[str]) -> dict:
@@ -60,11 +44,12 @@ def evaluate(tables: dict[int, list[dict]], targets: list[str]) -> dict:
     x, y = _xy(rows, names, targets)
     groups = np.array([r["group"] for r in rows])
     res: dict = {"frames": {str(s): len(t) for s, t in tables.items()}, "features": len(names), "targets": targets}
-    both = cross_validated(x, y, groups)
+    both = {split: cv["pred"] for split, cv in cross_validate(x, y, groups).items()}
     res["fitted on both sizes"] = {split: {str(s): metrics(y[sizes == s, 0], both[split][sizes == s, 0])
                                            for s in tables} for split in SPLITS}
     small = min(tables)
-    only = cross_validated(x[sizes == small], y[sizes == small], groups[sizes == small])
+    only = {split: cv["pred"]
+            for split, cv in cross_validate(x[sizes == small], y[sizes == small], groups[sizes == small]).items()}
     fitted = fit_regressor(x[sizes == small], y[sizes == small], 0)
     res[f"fitted on {small}² only"] = {split: {str(small): metrics(y[sizes == small, 0], only[split][:, 0])}
                                        for split in SPLITS}
