@@ -152,19 +152,22 @@ def distinct_labels(labels, n):  # pragma: no cover - compiled by numba; its out
     return count
 
 
-def kernel(name: str):
+def kernel(name: str, namespace: dict | None = None):
     """The compiled ``refine_boxes``, ``extents``, ``order_within``, ``hysteresis``, ``grow_rings``,
-    ``label_moments`` or ``distinct_labels``, or None (numba missing, or ``COPILOT_NUMBA=0``)."""
+    ``label_moments`` or ``distinct_labels`` — or the function ``name`` of another module's ``namespace`` (its
+    ``globals()``: ``copilot.reliability.filters``) — or None (numba missing, or ``COPILOT_NUMBA=0``)."""
     if os.environ.get("COPILOT_NUMBA", "1") == "0":
         return None
-    if name not in _COMPILED:
+    space = globals() if namespace is None else namespace
+    key = (space["__name__"], name)
+    if key not in _COMPILED:
         try:
             import numba
         except ImportError:
-            _COMPILED[name] = None
+            _COMPILED[key] = None
         else:
             try:
-                _COMPILED[name] = numba.njit(cache=True, nogil=True)(globals()[name])
+                _COMPILED[key] = numba.njit(cache=True, nogil=True)(space[name])
             except RuntimeError:  # no writable cache location (a read-only install): compiled on each start
-                _COMPILED[name] = numba.njit(nogil=True)(globals()[name])
-    return _COMPILED[name]
+                _COMPILED[key] = numba.njit(nogil=True)(space[name])
+    return _COMPILED[key]

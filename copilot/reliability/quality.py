@@ -3,17 +3,18 @@
 Focus and noise are measured once, on the image the network saw (resampled to the model's working scale and
 stretched to its percentile range; a frame enlarged onto the working grid at its own pixels instead,
 ``native_crop``), so they are comparable across magnifications and detectors; a central
-``QUALITY_CROP_PX``² window of it is enough and keeps the cost independent of the frame size. Saturation and
+``QUALITY_CROP_PX``² window of it is enough and keeps the cost independent of the frame size. Its filters are
+``copilot.reliability.filters`` (scipy's and numpy's values, compiled). Saturation and
 dynamic range come from a strided sample of the raw pixels (at most about ``RAW_SAMPLE_PX``² of them).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from copilot.frame import Frame
 from copilot.inference.preprocess import normalize, stretch_limits
+from copilot.reliability import filters
 
 QUALITY_FEATURES = ["noise_sigma", "snr", "sharpness", "edge_blur_px", "saturated_fraction", "clipped_low_fraction",
                     "dynamic_range", "data_bar"]
@@ -30,16 +31,14 @@ def _crop(img: np.ndarray, size: int = QUALITY_CROP_PX) -> np.ndarray:
 
 def noise_sigma(img: np.ndarray) -> float:
     """Robust white-noise SD from the median absolute Laplacian (Immerkær-like), in the image's units."""
-    lap = ndi.laplace(img.astype(np.float32, copy=False))
-    return float(np.median(np.abs(lap)) / 0.6745 / _LAPLACE_NORM)
+    return float(median(filters.abs_laplacian(img)) / 0.6745 / _LAPLACE_NORM)
 
 
 def gradient_magnitude(img: np.ndarray, sigma_px: float) -> np.ndarray:
     """|∇(G_σ ∗ img)|: Gaussian smoothing (two 1-D passes) then central differences — half the filter passes of
     ``ndimage.gaussian_gradient_magnitude``. Central differences add a two-pixel box, so this is a Gaussian
     derivative at σ_eff = √(σ² + 1/3) (``effective_sigma``)."""
-    gy, gx = np.gradient(ndi.gaussian_filter(img.astype(np.float32, copy=False), sigma_px))
-    return np.hypot(gx, gy)
+    return filters.gradient_magnitude(filters.gaussian(img, sigma_px))
 
 
 def effective_sigma(sigma_px: float) -> float:
@@ -61,8 +60,8 @@ def snr(img: np.ndarray, noise: float | None = None, smooth: np.ndarray | None =
 
     Falls with dose (shot noise) whatever the contrast stretch, because both terms are in the same units.
     """
-    smooth = ndi.gaussian_filter(img.astype(np.float32, copy=False), 2.5) if smooth is None else smooth
-    lo, hi = np.percentile(smooth, [1, 99])
+    smooth = filters.gaussian(img, 2.5) if smooth is None else smooth
+    lo, hi = percentiles(smooth, [1, 99])
     return float((hi - lo) / max(noise_sigma(img) if noise is None else noise, 1e-6))
 
 
@@ -81,29 +80,45 @@ def edge_blur_px(img: np.ndarray, s1: float = 1.0, s2: float = 2.5, g1: np.ndarr
     g2 = (gradient_magnitude(img, s2) if g2 is None else g2) * e2
     flat = g2.ravel()
     k = min(int(0.97 * (flat.size - 1)), flat.size - 1)
-    strong = g2 >= np.partition(flat, k)[k]  # the 97th percentile, without a full sort
-    r = float(np.median(g1[strong] / np.maximum(g2[strong], 1e-9))) * e2 / e1
+    kth = filters.order_statistics(flat, [k])
+    strong = g2 >= (np.partition(flat, k)[k] if kth is None else kth[0])  # the 97th percentile, no full sort
+    r = float(median(g1[strong] / np.maximum(g2[strong], 1e-9))) * e2 / e1
     if r <= 1.0 + 1e-3:
         return 10.0
     return float(np.sqrt(max((e2**2 - r**2 * e1**2) / (r**2 - 1), 0.0)))
 
 
 def percentiles(values: np.ndarray, q: list[float]) -> np.ndarray:
-    """``np.percentile(values, q)`` (linear), bit for bit; for 8- and 16-bit unsigned pixels from their counts
-    (one pass, no partition of the sample).
+    """``np.percentile(values, q)`` (linear), bit for bit, from the order statistics at the two sides of each
+    index: for 8- and 16-bit unsigned pixels from their counts (one pass, no partition of the sample), for float32
+    from ``filters.order_statistics``.
 
     >>> v = np.random.default_rng(0).integers(0, 4096, (256, 256)).astype(np.uint16)
     >>> bool(np.all(percentiles(v, [0.5, 99.5]) == np.percentile(v, [0.5, 99.5])))
     True
     """
-    if values.dtype not in (np.uint8, np.uint16) or values.size == 0:
+    if values.dtype not in (np.uint8, np.uint16, np.float32) or values.size == 0:
         return np.percentile(values, q)
-    cum = np.cumsum(np.bincount(values.ravel()))
     index = np.asarray(q, np.float64) / 100 * (values.size - 1)  # numpy's virtual index and weight, as it has them
     below = np.floor(index)
-    order = np.searchsorted(cum, np.stack([below, np.minimum(below + 1, values.size - 1)]), side="right")
-    pairs = order.astype(values.dtype)  # the order statistics at the two sides of each index
+    sides = np.stack([below, np.minimum(below + 1, values.size - 1)]).astype(np.int64)
+    if values.dtype == np.float32:
+        pairs = filters.order_statistics(values, sides.ravel())
+        if pairs is None:
+            return np.percentile(values, q)
+        pairs = pairs.reshape(sides.shape)
+    else:
+        cum = np.cumsum(np.bincount(values.ravel()))
+        pairs = np.searchsorted(cum, sides, side="right").astype(values.dtype)
     return np.array([np.quantile(pairs[:, i], index[i] - below[i]) for i in range(len(q))])
+
+
+def median(values: np.ndarray) -> np.floating:
+    """``np.median(values)``, bit for bit and of its type; of float32 values (the mean of the two middle ones, in
+    float32) from their order statistics."""
+    n = values.size
+    middle = filters.order_statistics(values, [(n - 1) // 2, n // 2]) if values.dtype == np.float32 else None
+    return np.median(values) if middle is None else np.mean(middle)
 
 
 def native_crop(frame: Frame, norm) -> np.ndarray:
@@ -133,11 +148,9 @@ def image_quality(frame: Frame, network_input: np.ndarray | None) -> dict[str, f
         "data_bar": float(frame.meta.get("data_bar_rows", 0) > 0),
     }
     img = network_input if network_input is not None else (sample - p_lo) / max(p_hi - p_lo, 1e-9)
-    crop = _crop(img)
-    crop = crop.astype(np.float32, copy=False)
-    smooth = ndi.gaussian_filter(crop, 2.5)  # shared by the SNR and the coarse edge scale
-    gy, gx = np.gradient(smooth)
-    g_coarse = np.hypot(gx, gy)
+    crop = np.ascontiguousarray(_crop(img), dtype=np.float32)
+    smooth = filters.gaussian(crop, 2.5)  # shared by the SNR and the coarse edge scale
+    g_coarse = filters.gradient_magnitude(smooth)
     g_fine = gradient_magnitude(crop, 1.0)  # shared by sharpness and edge blur
     q["noise_sigma"] = noise_sigma(crop)
     q["snr"] = snr(crop, q["noise_sigma"], smooth)
