@@ -14,6 +14,7 @@ from scipy import ndimage as ndi
 from skimage.segmentation import watershed
 
 from copilot.analysis.geometry import pack
+from copilot.analysis.kernels import kernel
 
 
 def watershed_touching(elevation: np.ndarray, markers: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -52,7 +53,12 @@ def watershed_touching(elevation: np.ndarray, markers: np.ndarray, mask: np.ndar
 
 def drop_small(instances: np.ndarray, min_area_px: float) -> np.ndarray:
     """Labels smaller than ``min_area_px`` pixels removed and the rest renumbered 1..k in their order (what zeroing
-    them and ``relabel_sequential`` give), int32, in one lookup."""
+    them and ``relabel_sequential`` give), int32, in one lookup (or one compiled pass, ``kernels.relabel_large``)."""
+    compiled = kernel("relabel_large") if instances.ndim == 2 and instances.size else None
+    if compiled is not None and instances.min() >= 0:
+        out = np.empty(instances.shape, np.int32)
+        compiled(np.ascontiguousarray(instances), float(min_area_px), out)
+        return out
     sizes = np.bincount(instances.ravel())
     keep = (sizes >= min_area_px) & (sizes > 0)  # a label without pixels (a marker joined to another) goes too
     keep[0] = False

@@ -152,9 +152,29 @@ def distinct_labels(labels, n):  # pragma: no cover - compiled by numba; its out
     return count
 
 
+def relabel_large(labels, min_area, out):  # pragma: no cover - compiled by numba; its output is tested
+    """``out``: labels with at least ``min_area`` pixels numbered 1..k in their order, the others 0 (``drop_small``)."""
+    flat, dest = labels.ravel(), out.ravel()
+    top = 0
+    for i in range(flat.size):
+        if flat[i] > top:
+            top = flat[i]
+    count = np.zeros(top + 1, np.int64)
+    for i in range(flat.size):
+        count[flat[i]] += 1
+    lut = np.zeros(top + 1, np.int32)
+    k = 0
+    for lab in range(1, top + 1):
+        if count[lab] > 0 and count[lab] >= min_area:
+            k += 1
+            lut[lab] = k
+    for i in range(flat.size):
+        dest[i] = lut[flat[i]]
+
+
 def kernel(name: str, namespace: dict | None = None):
     """The compiled ``refine_boxes``, ``extents``, ``order_within``, ``hysteresis``, ``grow_rings``,
-    ``label_moments`` or ``distinct_labels`` — or the function ``name`` of another module's ``namespace`` (its
+    ``label_moments``, ``distinct_labels`` or ``relabel_large`` — or the function ``name`` of another module's ``namespace`` (its
     ``globals()``: ``copilot.reliability.filters``) — or None (numba missing, or ``COPILOT_NUMBA=0``)."""
     if os.environ.get("COPILOT_NUMBA", "1") == "0":
         return None

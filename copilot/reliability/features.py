@@ -12,6 +12,7 @@ from scipy import ndimage as ndi
 
 from copilot.analysis.measurements import FrameMeasurements
 from copilot.inference.segmentation import OutputMaps, output_maps
+from copilot.reliability.quality import percentiles
 
 CONFIDENCE_BINS = [round(0.1 * i, 1) for i in range(1, 10)]  # counts_0.1 … counts_0.9: [b, b + 0.1)
 OUTPUT_FEATURES = (
@@ -59,7 +60,7 @@ def output_features(fm: FrameMeasurements, maps: OutputMaps | None = None) -> di
         area_ratio=float(1.0 - area[0] / labels.size),
         image_confidence=float(maps.confidence.mean(dtype=np.float64)),
         mean_entropy=float(ent.mean(dtype=np.float64)),
-        p95_entropy=float(np.percentile(ent[::step_r, ::step_c], 95)),
+        p95_entropy=float(percentiles(ent[::step_r, ::step_c], 95)),
         uncertain_fraction=float(np.count_nonzero(ent > 0.5) / ent.size),
     )
     return f

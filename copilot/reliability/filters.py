@@ -79,21 +79,20 @@ def hypot_gradient(s, out):  # pragma: no cover - compiled by numba; its output 
     """|∇s| by central differences (one-sided on the border), as ``np.hypot(*np.gradient(s))`` in float32."""
     h, w = s.shape
     two = np.float32(2.0)
+    gx = np.empty(w, np.float32)
     for y in range(h):
-        for x in range(w):
-            if y == 0:
-                gy = s[1, x] - s[0, x]
-            elif y == h - 1:
-                gy = s[h - 1, x] - s[h - 2, x]
-            else:
-                gy = (s[y + 1, x] - s[y - 1, x]) / two
-            if x == 0:
-                gx = s[y, 1] - s[y, 0]
-            elif x == w - 1:
-                gx = s[y, w - 1] - s[y, w - 2]
-            else:
-                gx = (s[y, x + 1] - s[y, x - 1]) / two
-            out[y, x] = np.hypot(gx, gy)
+        row = s[y]
+        up, down = (s[y], s[y + 1]) if y == 0 else ((s[y - 1], s[y]) if y == h - 1 else (s[y - 1], s[y + 1]))
+        gx[0], gx[w - 1] = row[1] - row[0], row[w - 1] - row[w - 2]
+        for x in range(1, w - 1):
+            gx[x] = (row[x + 1] - row[x - 1]) / two
+        o = out[y]
+        if y == 0 or y == h - 1:
+            for x in range(w):
+                o[x] = np.hypot(gx[x], down[x] - up[x])
+        else:
+            for x in range(w):
+                o[x] = np.hypot(gx[x], (down[x] - up[x]) / two)
 
 
 def laplacian_magnitude(img, rows, cols, out):  # pragma: no cover - compiled by numba; its output is tested
@@ -115,14 +114,17 @@ def select_keys(bits, ks, out):  # pragma: no cover - compiled by numba; its out
     finds each one's bin; the few values in those bins are sorted. False (nothing written) if a value is NaN."""
     n = bits.size
     m = ks.size
-    sign, full = np.int64(0x80000000), np.int64(0xFFFFFFFF)  # int64 throughout: numba unifies uint32 with floats
+    keys = np.empty(n, np.int64)  # int64 throughout: numba unifies uint32 with floats
     high = np.zeros(65536, np.int32)
+    magnitude = np.int64(0)
     for i in range(n):
         b = np.int64(bits[i])
-        if b & 0x7FFFFFFF > 0x7F800000:
-            return False
-        key = full - b if b >= sign else b + sign
+        magnitude = max(magnitude, b & 0x7FFFFFFF)
+        key = b ^ ((b >> 31) * 0x7FFFFFFF | 0x80000000)
+        keys[i] = key
         high[key >> 16] += 1
+    if magnitude > 0x7F800000:
+        return False
     bins = np.empty(m, np.int64)
     before = np.empty(m, np.int64)  # values below the bin
     seen, j = 0, 0
@@ -139,23 +141,21 @@ def select_keys(bits, ks, out):  # pragma: no cover - compiled by numba; its out
         start[q] = total
         if first[q] == q:
             total += high[bins[q]]
-    keys = np.empty(total, np.int64)
+    chosen = np.empty(total, np.int64)
     fill = start.copy()
     for i in range(n):
-        b = np.int64(bits[i])
-        key = full - b if b >= sign else b + sign
-        top = key >> 16
+        top = keys[i] >> 16
         for q in range(m):
             if first[q] == q and top == bins[q]:
-                keys[fill[q]] = key
+                chosen[fill[q]] = keys[i]
                 fill[q] += 1
                 break
     for q in range(m):
         if first[q] == q:
-            keys[start[q] : fill[q]].sort()
+            chosen[start[q] : fill[q]].sort()
     for q in range(m):
-        key = keys[start[first[q]] + ks[q] - before[q]]
-        out[q] = np.uint32(key - sign if key >= sign else full - key)
+        key = chosen[start[first[q]] + ks[q] - before[q]]
+        out[q] = np.uint32(key ^ ((1 - (key >> 31)) * 0x7FFFFFFF | 0x80000000))
     return True
 
 

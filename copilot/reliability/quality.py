@@ -88,10 +88,11 @@ def edge_blur_px(img: np.ndarray, s1: float = 1.0, s2: float = 2.5, g1: np.ndarr
     return float(np.sqrt(max((e2**2 - r**2 * e1**2) / (r**2 - 1), 0.0)))
 
 
-def percentiles(values: np.ndarray, q: list[float]) -> np.ndarray:
-    """``np.percentile(values, q)`` (linear), bit for bit, from the order statistics at the two sides of each
-    index: for 8- and 16-bit unsigned pixels from their counts (one pass, no partition of the sample), for float32
-    from ``filters.order_statistics``.
+def percentiles(values: np.ndarray, q) -> np.ndarray:
+    """``np.percentile(values, q)`` (linear), bit for bit and of its type (a Python number ``q``: numpy's weak
+    promotion, one value of the input's float type), from the order statistics at the two sides of each index: for
+    8- and 16-bit unsigned pixels from their counts (one pass, no partition of the sample), for float32 from
+    ``filters.order_statistics``.
 
     >>> v = np.random.default_rng(0).integers(0, 4096, (256, 256)).astype(np.uint16)
     >>> bool(np.all(percentiles(v, [0.5, 99.5]) == np.percentile(v, [0.5, 99.5])))
@@ -99,7 +100,8 @@ def percentiles(values: np.ndarray, q: list[float]) -> np.ndarray:
     """
     if values.dtype not in (np.uint8, np.uint16, np.float32) or values.size == 0:
         return np.percentile(values, q)
-    index = np.asarray(q, np.float64) / 100 * (values.size - 1)  # numpy's virtual index and weight, as it has them
+    weak = type(q) in (int, float)
+    index = np.atleast_1d(np.asarray(q, np.float64)) / 100 * (values.size - 1)  # numpy's virtual index and weight
     below = np.floor(index)
     sides = np.stack([below, np.minimum(below + 1, values.size - 1)]).astype(np.int64)
     if values.dtype == np.float32:
@@ -110,7 +112,9 @@ def percentiles(values: np.ndarray, q: list[float]) -> np.ndarray:
     else:
         cum = np.cumsum(np.bincount(values.ravel()))
         pairs = np.searchsorted(cum, sides, side="right").astype(values.dtype)
-    return np.array([np.quantile(pairs[:, i], index[i] - below[i]) for i in range(len(q))])
+    gamma = [float(g) if weak else g for g in index - below]
+    out = [np.quantile(pairs[:, i], g) for i, g in enumerate(gamma)]
+    return out[0] if weak else np.array(out)
 
 
 def median(values: np.ndarray) -> np.floating:

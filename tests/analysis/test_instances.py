@@ -37,8 +37,11 @@ def test_regions_without_markers_stay_background():
     assert (out[2:6, 2:6] == 1).all() and not out[10:15, 10:15].any()
 
 
-def test_drop_small_is_zeroing_then_relabel_sequential():
+@pytest.mark.parametrize("numba", ["1", "0"])  # the compiled pass (kernels.relabel_large) and numpy's lookup
+def test_drop_small_is_zeroing_then_relabel_sequential(monkeypatch, numba):
     from skimage.segmentation import relabel_sequential
+
+    monkeypatch.setenv("COPILOT_NUMBA", numba)
 
     from copilot.analysis.instances import drop_small
 

@@ -74,5 +74,8 @@ def test_quality_statistics_are_numpys(compiled):
         m = median(v)
         assert m == np.median(v) and type(m) is type(np.median(v))
         np.testing.assert_array_equal(percentiles(v, [1, 50, 99]), np.percentile(v, [1, 50, 99]))
+        for q in (95, 2.5):  # a Python number: numpy's weak promotion, a float32 value
+            p = percentiles(v, q)
+            assert p == np.percentile(v, q) and p.dtype == np.percentile(v, q).dtype
     v[3] = np.nan
     assert np.isnan(median(v)) and np.isnan(percentiles(v, [1, 99])).all()
