@@ -271,13 +271,18 @@ def crossings(row_runs: tuple, col_runs: tuple, centre: np.ndarray):
     ((n, 2), a point inside each particle), and where each label's points start."""
     la, ya, xa0, xa1 = row_runs
     lb, xb, yb0, yb1 = col_runs
-    lab = np.r_[la, la, lb, lb]
+    lab = np.concatenate([la, la, lb, lb])
     small = lab.size and lab.max() < 2**16  # 16-bit keys: numpy's stable sort is a radix sort (same order)
     order = np.argsort(lab.astype(np.uint16) if small else lab, kind="stable")
     lab = lab[order]
-    ys = np.r_[ya, ya, yb0, yb1][order] - centre[lab - 1, 0]
-    xs = np.r_[xa0, xa1, xb, xb][order] - centre[lab - 1, 1]
-    return lab, ys, xs, np.flatnonzero(np.r_[lab.size > 0, lab[1:] != lab[:-1]])
+    ys = np.concatenate([ya, ya, yb0, yb1])[order] - centre[lab - 1, 0]
+    xs = np.concatenate([xa0, xa1, xb, xb])[order] - centre[lab - 1, 1]
+    return lab, ys, xs, np.flatnonzero(np.concatenate([[lab.size > 0], lab[1:] != lab[:-1]]))
+
+
+def _ends(starts: np.ndarray, size: int) -> np.ndarray:
+    """Where each group ending at the next group's start (the last at ``size``) ends."""
+    return np.append(starts[1:], size)
 
 
 def perimeter(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray, n: int) -> np.ndarray:
@@ -290,15 +295,15 @@ def perimeter(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarra
     compiled = kernel("order_within")
     if compiled is not None:  # each particle's points by angle (stable): what the lexsort gives
         o = np.empty(lab.size, np.intp)
-        compiled(angle, starts, np.r_[starts[1:], lab.size], o)
+        compiled(angle, starts, _ends(starts, lab.size), o)
     else:
         o = np.lexsort((angle, lab))
     y, x = ys[o], xs[o]
-    ends = np.r_[starts[1:], lab.size] - 1
+    ends = _ends(starts, lab.size) - 1
     step = np.hypot(np.diff(y), np.diff(x))
     step[ends[:-1]] = 0.0  # no segment from one particle to the next …
     closing = np.hypot(y[ends] - y[starts], x[ends] - x[starts])  # … but each closes on its first point
-    out[lab[starts] - 1] = np.add.reduceat(np.r_[step, 0.0], starts) + closing
+    out[lab[starts] - 1] = np.add.reduceat(np.append(step, 0.0), starts) + closing
     return out
 
 
@@ -313,7 +318,7 @@ def support(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray,
         return fmax, fmin, hull
     present = lab[starts] - 1
     compiled = kernel("extents")
-    counts = np.diff(np.r_[starts, lab.size])
+    counts = np.diff(np.append(starts, lab.size))
 
     def extent(c: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Largest and smallest projection of each particle's points, (k, directions): ``c``, ``s`` (directions,)
@@ -324,7 +329,7 @@ def support(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray,
             # (k, directions) views of (directions, k) arrays, the layout numpy's reduceat(...).T has: the hull's
             # sums below then add in the same order
             hi, lo = np.empty((len(c), starts.size)).T, np.empty((len(c), starts.size)).T
-            compiled(xs, ys, starts, np.r_[starts[1:], lab.size], *per, hi, lo)
+            compiled(xs, ys, starts, _ends(starts, lab.size), *per, hi, lo)
             return hi, lo
         if c.ndim == 2:  # one direction per particle → per point
             c, s = np.repeat(c, counts, axis=1), np.repeat(s, counts, axis=1)
@@ -339,7 +344,7 @@ def support(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray,
     coarse = hi - lo
     best = theta[np.argmin(coarse, axis=1)]
     off = np.linspace(-step, step, fine)[:, None]  # cos/sin of best + off without a trig call per point
-    cb, sb = np.cos(np.repeat(best, counts))[starts], np.sin(np.repeat(best, counts))[starts]
+    cb, sb = np.cos(best), np.sin(best)
     fhi, flo = extent(cb * np.cos(off) - sb * np.sin(off), sb * np.cos(off) + cb * np.sin(off))
     fmax[present] = np.maximum(coarse.max(axis=1), (fhi - flo).max(axis=1))
     fmin[present] = np.minimum(coarse.min(axis=1), (fhi - flo).min(axis=1))
@@ -347,6 +352,23 @@ def support(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray,
     side = (np.roll(h, 1, axis=1) + np.roll(h, -1, axis=1) - 2 * h * np.cos(step)) / np.sin(step)
     hull[present] = 0.5 * (h * side).sum(axis=1)
     return fmax, fmin, hull
+
+
+def _tile_runs(compiled, tiles: list[np.ndarray], fields: list[np.ndarray], offsets: np.ndarray, level: float):
+    """``runs`` and ``column_runs`` of the tiles' ``pack`` canvas from the compiled ``kernels.tile_runs``."""
+    heights = np.array([t.shape[0] for t in tiles], np.intp)
+    widths = np.array([t.shape[1] for t in tiles], np.intp)
+    sizes = heights * widths
+    starts = (np.cumsum(sizes) - sizes).astype(np.intp)
+    mask = np.concatenate([t.ravel() for t in tiles]).astype(bool, copy=False)
+    field = np.concatenate([f.ravel() if f.size else np.zeros(t.size, np.float32) for t, f in zip(tiles, fields)],
+                           dtype=np.float32)  # the canvas's values (a field is ≥ 0: the canvas's maximum with 0)
+    total = int(sizes.sum())
+    out_row, out_col = np.empty((4, total)), np.empty((4, total))
+    nr, nc = compiled(mask, field, starts, heights, widths, offsets[:, 0].astype(np.intp),
+                      offsets[:, 1].astype(np.intp), float(level), out_row, out_col)
+    return ((out_row[0, :nr].astype(np.int32), *out_row[1:, :nr]),
+            (out_col[0, :nc].astype(np.int32), *out_col[1:, :nc]))
 
 
 def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray], level: float = LEVEL
@@ -357,14 +379,18 @@ def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray], level: floa
     diameters and convex area of its hull (``support``) and its length (``perimeter``), all from its ``crossings``."""
     n = len(tiles)
     shape, offsets = shelves([t.shape for t in tiles])
-    canvas, fcanvas = np.zeros(shape, np.int32), np.zeros(shape, np.float32)
-    for k, (t, f, (oy, ox)) in enumerate(zip(tiles, fields, offsets)):
-        box = (slice(oy, oy + t.shape[0]), slice(ox, ox + t.shape[1]))
-        canvas[box][t] = k + 1
-        if f.size:
-            np.maximum(fcanvas[box], f, out=fcanvas[box])
-    row_runs = runs(canvas, fcanvas, level)
-    col_runs = column_runs(canvas, fcanvas, level)
+    compiled = kernel("tile_runs") if n else None
+    if compiled is not None:  # the same runs, tile by tile, without drawing the canvas
+        row_runs, col_runs = _tile_runs(compiled, tiles, fields, offsets, level)
+    else:
+        canvas, fcanvas = np.zeros(shape, np.int32), np.zeros(shape, np.float32)
+        for k, (t, f, (oy, ox)) in enumerate(zip(tiles, fields, offsets)):
+            box = (slice(oy, oy + t.shape[0]), slice(ox, ox + t.shape[1]))
+            canvas[box][t] = k + 1
+            if f.size:
+                np.maximum(fcanvas[box], f, out=fcanvas[box])
+        row_runs = runs(canvas, fcanvas, level)
+        col_runs = column_runs(canvas, fcanvas, level)
     by_rows = run_moments(*row_runs, n)
     a_c, cc_c, cr_c, major_c, minor_c = run_moments(*col_runs, n)  # the same integrals column by column
     area, cr, cc, major, minor = (np.add(x, y) / 2 for x, y in zip(by_rows, (a_c, cr_c, cc_c, major_c, minor_c)))

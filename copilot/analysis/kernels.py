@@ -55,20 +55,83 @@ def refine_boxes(fg, instances, owner, ry0, ry1, fy, gy, ny, rx0, rx1, fx, gx, n
 
 def extents(xs, ys, starts, ends, c, s, hi, lo):  # pragma: no cover - compiled by numba; its output is tested
     """For each particle j (points ``starts[j]``..``ends[j]``) and direction d (``c[d, j]``, ``s[d, j]``): the
-    largest and smallest projection c·x + s·y of its points, into ``hi[j, d]`` and ``lo[j, d]``."""
+    largest and smallest projection c·x + s·y of its points, into ``hi[j, d]`` and ``lo[j, d]`` (point by point, all
+    directions at once: the inner loop runs over directions, without a reduction to order)."""
+    nd = c.shape[0]
+    top, bottom = np.empty(nd), np.empty(nd)
+    cj, sj = np.empty(nd), np.empty(nd)
     for j in range(starts.size):
-        for d in range(c.shape[0]):
-            cd, sd = c[d, j], s[d, j]
-            top = cd * xs[starts[j]] + sd * ys[starts[j]]
-            bottom = top
-            for p in range(starts[j] + 1, ends[j]):
-                v = cd * xs[p] + sd * ys[p]
-                if v > top:
-                    top = v
-                if v < bottom:
-                    bottom = v
-            hi[j, d] = top
-            lo[j, d] = bottom
+        for d in range(nd):
+            cj[d], sj[d] = c[d, j], s[d, j]
+        x, y = xs[starts[j]], ys[starts[j]]
+        for d in range(nd):
+            v = cj[d] * x + sj[d] * y
+            top[d], bottom[d] = v, v
+        for p in range(starts[j] + 1, ends[j]):
+            x, y = xs[p], ys[p]
+            for d in range(nd):
+                v = cj[d] * x + sj[d] * y
+                top[d] = max(top[d], v)
+                bottom[d] = min(bottom[d], v)
+        for d in range(nd):
+            hi[j, d], lo[j, d] = top[d], bottom[d]
+
+
+def tile_runs(mask, field, starts, heights, widths, rows0, cols0, level, out_row, out_col):
+    # pragma: no cover - compiled by numba; its output is tested
+    """The runs of every tile (``geometry.runs`` / ``column_runs`` of their ``pack`` canvas, without the canvas):
+    tile k is ``mask`` / ``field`` from ``starts[k]``, ``heights[k]`` × ``widths[k]``, at (``rows0[k]``,
+    ``cols0[k]``) of the canvas, whose pixels around it are empty. Row runs into ``out_row`` (label, row, sub-pixel
+    start and end column), column runs into ``out_col`` (label, column, start and end row), tile by tile — each
+    label's runs in the canvas's order — with the same float32 insets. Returns how many of each."""
+    lv, tiny, half, zero = np.float32(level), np.float32(1e-6), np.float32(0.5), np.float32(0.0)
+    nr = 0
+    nc = 0
+    for k in range(starts.size):
+        h, w, base = heights[k], widths[k], starts[k]
+        for y in range(h):
+            x = 0
+            while x < w:
+                if not mask[base + y * w + x]:
+                    x += 1
+                    continue
+                first = x
+                while x < w and mask[base + y * w + x]:
+                    x += 1
+                last = x - 1
+                inside = field[base + y * w + first]
+                outside = field[base + y * w + first - 1] if first > 0 else zero
+                inset0 = (inside - lv) / max(inside - outside, tiny) if inside >= lv and outside < lv else half
+                inside = field[base + y * w + last]
+                outside = field[base + y * w + last + 1] if last < w - 1 else zero
+                inset1 = (inside - lv) / max(inside - outside, tiny) if inside >= lv and outside < lv else half
+                out_row[0, nr] = k + 1
+                out_row[1, nr] = rows0[k] + y
+                out_row[2, nr] = np.float64(cols0[k] + first) - np.float64(inset0)
+                out_row[3, nr] = np.float64(cols0[k] + last) + np.float64(inset1)
+                nr += 1
+        for x in range(w):
+            y = 0
+            while y < h:
+                if not mask[base + y * w + x]:
+                    y += 1
+                    continue
+                first = y
+                while y < h and mask[base + y * w + x]:
+                    y += 1
+                last = y - 1
+                inside = field[base + first * w + x]
+                outside = field[base + (first - 1) * w + x] if first > 0 else zero
+                inset0 = (inside - lv) / max(inside - outside, tiny) if inside >= lv and outside < lv else half
+                inside = field[base + last * w + x]
+                outside = field[base + (last + 1) * w + x] if last < h - 1 else zero
+                inset1 = (inside - lv) / max(inside - outside, tiny) if inside >= lv and outside < lv else half
+                out_col[0, nc] = k + 1
+                out_col[1, nc] = cols0[k] + x
+                out_col[2, nc] = np.float64(rows0[k] + first) - np.float64(inset0)
+                out_col[3, nc] = np.float64(rows0[k] + last) + np.float64(inset1)
+                nc += 1
+    return nr, nc
 
 
 def order_within(values, starts, ends, out):  # pragma: no cover - compiled by numba; its output is tested
@@ -173,7 +236,7 @@ def relabel_large(labels, min_area, out):  # pragma: no cover - compiled by numb
 
 
 def kernel(name: str, namespace: dict | None = None):
-    """The compiled ``refine_boxes``, ``extents``, ``order_within``, ``hysteresis``, ``grow_rings``,
+    """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``hysteresis``, ``grow_rings``,
     ``label_moments``, ``distinct_labels`` or ``relabel_large`` — or the function ``name`` of another module's ``namespace`` (its
     ``globals()``: ``copilot.reliability.filters``) — or None (numba missing, or ``COPILOT_NUMBA=0``)."""
     if os.environ.get("COPILOT_NUMBA", "1") == "0":
