@@ -22,22 +22,27 @@ def watershed_touching(elevation: np.ndarray, markers: np.ndarray, mask: np.ndar
     or more markers. ``markers``: labels 1..k inside ``mask``, 0 elsewhere."""
     regions, n = ndi.label(mask)
     k = int(markers.max(initial=0))
-    at = np.flatnonzero(markers)
     region_of = np.zeros(k + 1, np.intp)  # every marker lies in one region (it is inside the mask)
-    region_of[markers.ravel()[at]] = regions.ravel()[at]
+    compiled = kernel("marker_regions") if markers.ndim == 2 else None
+    if compiled is not None:
+        compiled(np.ascontiguousarray(markers), np.ascontiguousarray(regions), region_of)
+    else:
+        at = np.flatnonzero(markers)
+        region_of[markers.ravel()[at]] = regions.ravel()[at]
     count = np.bincount(region_of[1:], minlength=n + 1)
     lut = np.zeros(n + 1, markers.dtype)
     ones = np.flatnonzero(count[region_of] == 1)
     lut[region_of[ones]] = ones
     lut[0] = 0
-    out = lut[regions]
+    out = np.take(lut, regions)
     busy = np.flatnonzero(count[1:] > 1) + 1
     if not busy.size:
         return out
     slices = ndi.find_objects(regions)
     boxes = [slices[r - 1] for r in busy]
     tiles = [regions[box] == r for box, r in zip(boxes, busy)]
-    canvas, offsets = pack(tiles)
+    # a canvas about square (the watershed's cost follows the canvas; each tile floods alone, whatever the layout)
+    canvas, offsets = pack(tiles, width=int(2 * np.sqrt(sum(t.size for t in tiles))) + 2)
     height, width = canvas.shape
     elev = np.zeros((height, width), elevation.dtype)
     seeds = np.zeros((height, width), markers.dtype)

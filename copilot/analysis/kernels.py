@@ -235,9 +235,18 @@ def relabel_large(labels, min_area, out):  # pragma: no cover - compiled by numb
         dest[i] = lut[flat[i]]
 
 
+def marker_regions(markers, regions, region_of):  # pragma: no cover - compiled by numba; its output is tested
+    """``region_of[m]``: the region (``regions``' label) under marker ``m``'s pixels (the last one's, in pixel order,
+    as the numpy assignment gives)."""
+    flat_m, flat_r = markers.ravel(), regions.ravel()
+    for i in range(flat_m.size):
+        if flat_m[i]:
+            region_of[flat_m[i]] = flat_r[i]
+
+
 def kernel(name: str, namespace: dict | None = None):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``hysteresis``, ``grow_rings``,
-    ``label_moments``, ``distinct_labels`` or ``relabel_large`` — or the function ``name`` of another module's ``namespace`` (its
+    ``label_moments``, ``distinct_labels``, ``relabel_large`` or ``marker_regions`` — or the function ``name`` of another module's ``namespace`` (its
     ``globals()``: ``copilot.reliability.filters``) — or None (numba missing, or ``COPILOT_NUMBA=0``)."""
     if os.environ.get("COPILOT_NUMBA", "1") == "0":
         return None

@@ -9,8 +9,10 @@ from skimage.segmentation import watershed
 from copilot.analysis.instances import watershed_touching
 
 
+@pytest.mark.parametrize("numba", ["1", "0"])  # with and without the compiled kernels.marker_regions
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_same_labels_as_a_whole_image_watershed(seed):
+def test_same_labels_as_a_whole_image_watershed(monkeypatch, seed, numba):
+    monkeypatch.setenv("COPILOT_NUMBA", numba)
     rng = np.random.default_rng(seed)
     prob = np.zeros((300, 300))
     for _ in range(80):  # discs, many of them touching or overlapping (one region, several cores)
