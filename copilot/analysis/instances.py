@@ -34,11 +34,11 @@ def watershed_touching(elevation: np.ndarray, markers: np.ndarray, mask: np.ndar
     ones = np.flatnonzero(count[region_of] == 1)
     lut[region_of[ones]] = ones
     lut[0] = 0
-    out = np.take(lut, regions)
+    out = take(lut, regions)
     busy = np.flatnonzero(count[1:] > 1) + 1
     if not busy.size:
         return out
-    slices = ndi.find_objects(regions)
+    slices = find_objects(regions, n)
     boxes = [slices[r - 1] for r in busy]
     tiles = [regions[box] == r for box, r in zip(boxes, busy)]
     # a canvas about square (the watershed's cost follows the canvas; each tile floods alone, whatever the layout)
@@ -53,6 +53,28 @@ def watershed_touching(elevation: np.ndarray, markers: np.ndarray, mask: np.ndar
     flooded = watershed(elev, seeds, mask=canvas > 0)
     for tile, box, (oy, ox) in zip(tiles, boxes, offsets):
         out[box][tile] = flooded[oy:oy + tile.shape[0], ox:ox + tile.shape[1]][tile]
+    return out
+
+
+def find_objects(labels: np.ndarray, max_label: int | None = None) -> list[tuple[slice, slice] | None]:
+    """``ndi.find_objects(labels, max_label)`` of a 2-d label image, from one compiled pass (``kernels.label_boxes``)
+    when numba is there."""
+    compiled = kernel("label_boxes") if labels.ndim == 2 else None
+    n = int(labels.max(initial=0)) if max_label is None else int(max_label)
+    if compiled is None or n <= 0:
+        return ndi.find_objects(labels, max_label=n)
+    boxes = np.zeros((n, 4), np.int64)
+    compiled(np.ascontiguousarray(labels), boxes)
+    return [(slice(a, b), slice(c, d)) if b else None for a, b, c, d in boxes.tolist()]
+
+
+def take(lut: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``lut[labels]`` (one compiled pass when numba is there)."""
+    compiled = kernel("take_labels") if labels.ndim == 2 else None
+    if compiled is None:
+        return np.take(lut, labels)
+    out = np.empty(labels.shape, lut.dtype)
+    compiled(lut, np.ascontiguousarray(labels), out)
     return out
 
 

@@ -244,9 +244,48 @@ def marker_regions(markers, regions, region_of):  # pragma: no cover - compiled 
             region_of[flat_m[i]] = flat_r[i]
 
 
+def label_boxes(labels, boxes):  # pragma: no cover - compiled by numba; its output is tested
+    """``boxes[k]``: (first row, last row + 1, first column, last column + 1) of label k + 1's pixels (labels up to
+    ``len(boxes)``; larger ones are ignored), rows 0 for a label without pixels."""
+    h, w = labels.shape
+    for y in range(h):
+        for x in range(w):
+            k = labels[y, x]
+            if 0 < k <= boxes.shape[0]:
+                b = boxes[k - 1]
+                if b[1] == 0:
+                    b[0], b[1], b[2], b[3] = y, y + 1, x, x + 1
+                else:
+                    b[1] = y + 1
+                    b[2] = min(b[2], x)
+                    b[3] = max(b[3], x + 1)
+
+
+def take_labels(lut, labels, out):  # pragma: no cover - compiled by numba; its output is tested
+    """``out = lut[labels]``."""
+    flat, dest = labels.ravel(), out.ravel()
+    for i in range(flat.size):
+        dest[i] = lut[flat[i]]
+
+
+def label_sums(labels, values, pixels, rows, cols, count, sum_values, sum_pixels):
+    # pragma: no cover - compiled by numba; its output is tested
+    """Per label: pixel count, sum of ``values`` (shaped like ``labels``) and of ``pixels[rows[y], cols[x]]``, in
+    float64, accumulated in pixel order (``bincount``'s sums)."""
+    h, w = labels.shape
+    for y in range(h):
+        r = rows[y]
+        for x in range(w):
+            k = labels[y, x]
+            if k > 0:
+                count[k] += 1
+                sum_values[k] += np.float64(values[y, x])
+                sum_pixels[k] += np.float64(pixels[r, cols[x]])
+
+
 def kernel(name: str, namespace: dict | None = None):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``hysteresis``, ``grow_rings``,
-    ``label_moments``, ``distinct_labels``, ``relabel_large`` or ``marker_regions`` — or the function ``name`` of another module's ``namespace`` (its
+    ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels`` or ``label_sums`` — or the function ``name`` of another module's ``namespace`` (its
     ``globals()``: ``copilot.reliability.filters``) — or None (numba missing, or ``COPILOT_NUMBA=0``)."""
     if os.environ.get("COPILOT_NUMBA", "1") == "0":
         return None

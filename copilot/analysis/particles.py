@@ -27,7 +27,8 @@ from copilot.analysis.measurements import FrameMeasurements, Measures, ParticleS
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.shape import ShapeTable
 from copilot.analysis.stats import lognormal_fit, mean_interval, median_interval, psd_histogram, sufficiency
-from copilot.analysis.instances import drop_small, watershed_touching
+from copilot.analysis.instances import drop_small, find_objects, watershed_touching
+from copilot.analysis.kernels import kernel
 from copilot.inference.preprocess import nearest_indices
 from copilot.inference.segmentation import Segmentation
 
@@ -131,6 +132,26 @@ def frame_pixels_on_grid(seg: Segmentation, shape: tuple[int, int]):
     return lambda at: pixels[rows[at // shape[1]], cols[at % shape[1]]]
 
 
+def confidence_and_intensity(seg: Segmentation, instances: np.ndarray, n: int, foreground: np.ndarray
+                             ) -> tuple[np.ndarray, np.ndarray]:
+    """Each particle's mean foreground probability and mean raw frame pixel (on the grid, ``frame_pixels_on_grid``):
+    ``label_means`` of the two, from one compiled pass (``kernels.label_sums``, the same sums) when numba is there."""
+    pixels = seg.frame.pixels
+    compiled = kernel("label_sums") if pixels.ndim == instances.ndim == 2 and pixels.dtype != np.float16 else None
+    if compiled is None:
+        confidence, intensity = label_means(instances, n, foreground, frame_pixels_on_grid(seg, instances.shape))
+        return confidence, intensity
+    h, w = instances.shape
+    rows, cols = ((np.arange(h), np.arange(w)) if pixels.shape == instances.shape
+                  else nearest_indices(pixels.shape, instances.shape))
+    count, sums = np.zeros(n + 1, np.int64), np.zeros((2, n + 1))
+    compiled(np.ascontiguousarray(instances), np.ascontiguousarray(foreground), pixels, rows, cols, count, sums[0],
+             sums[1])
+    have = count[1:] > 0
+    return (np.divide(sums[0, 1:], count[1:], out=np.zeros(n), where=have),
+            np.divide(sums[1, 1:], count[1:], out=np.zeros(n), where=have))
+
+
 def border_labels(labels: np.ndarray, n: int) -> np.ndarray:
     """Whether each of labels 1..n has a pixel on the image's border (its bounding box touches the edge)."""
     edge = np.zeros(n + 1, bool)
@@ -160,7 +181,7 @@ def refined_table(seg: Segmentation, instances: np.ndarray, level: float = LEVEL
     frame_shape = seg.frame.pixels.shape[:2]
     m = refinement(seg.frame_px_per_px)
     foreground = 1.0 - seg.probabilities[seg.class_names.index("background")]
-    slices = ndi.find_objects(instances, max_label=n)
+    slices = find_objects(instances, n)
     refined = refine_particles(foreground, instances, frame_shape, m, level=level, slices=slices)
     t, offsets = outline_table(refined.tiles, refined.fields, level)
     tiles_before = refined.tiles
@@ -186,7 +207,7 @@ def refined_table(seg: Segmentation, instances: np.ndarray, level: float = LEVEL
     cy = (t.centroid_row + shift[:, 0] + 0.5) / m - 0.5
     cx = (t.centroid_col + shift[:, 1] + 0.5) / m - 0.5
     edge = border_labels(instances, n)
-    confidence, intensity = label_means(instances, n, foreground, frame_pixels_on_grid(seg, instances.shape))
+    confidence, intensity = confidence_and_intensity(seg, instances, n, foreground)
     ecd = t.ecd * u
     table = ParticleTable(
         id=np.arange(1, n + 1), centroid_x_px=cx, centroid_y_px=cy, area=t.area * u**2, ecd=ecd,

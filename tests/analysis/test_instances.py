@@ -56,3 +56,22 @@ def test_drop_small_is_zeroing_then_relabel_sequential(monkeypatch, numba):
     got = drop_small(inst, 45)
     assert got.dtype == np.int32
     np.testing.assert_array_equal(got, relabel_sequential(expected)[0])
+
+
+@pytest.mark.parametrize("numba", ["1", "0"])
+def test_find_objects_and_take_are_scipys_and_numpys(monkeypatch, numba):
+    from copilot.analysis.instances import find_objects, take
+
+    monkeypatch.setenv("COPILOT_NUMBA", numba)
+    rng = np.random.default_rng(9)
+    labels = ndi.label(ndi.gaussian_filter(rng.random((90, 70)), 2) > 0.52)[0].astype(np.int32)
+    labels[labels == 3] = 0  # a label without pixels: None
+    labels[0, :4] = labels.max()  # a label on the border, in two pieces
+    n = int(labels.max())
+    assert n > 10
+    for max_label in (None, n, n - 4, n + 2):
+        assert find_objects(labels, max_label) == ndi.find_objects(labels, max_label=max_label or 0)
+    lut = rng.integers(0, 50, n + 1).astype(np.int32)
+    got = take(lut, labels)
+    assert got.dtype == lut.dtype
+    np.testing.assert_array_equal(got, lut[labels])

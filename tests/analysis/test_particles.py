@@ -137,3 +137,28 @@ def test_the_document_rows_are_the_table_row_by_row(nm_per_px):
         assert rows[1].centroid_x_nm == pytest.approx((table.centroid_x_px[1] + 0.5) * nm_per_px)
     else:
         assert rows[1].centroid_x_nm is None and rows[1].centroid_y_nm is None
+
+
+@pytest.mark.parametrize("scale, dtype", [(1.0, np.uint16), (2.5, np.float32), (0.5, np.uint8)])
+def test_confidence_and_intensity_compiled_equal_label_means(monkeypatch, scale, dtype):
+    """One compiled pass (kernels.label_sums) gives label_means' values bit for bit, the frame at the grid's size,
+    larger (sampled at grid-pixel centres) or smaller; a label without pixels reads 0."""
+    from copilot.analysis.kernels import kernel
+    from copilot.analysis.particles import confidence_and_intensity
+
+    if kernel("label_sums") is None:
+        pytest.skip("numba not installed: only numpy runs")
+    inst = discs((60, 80), [(15, 15), (30, 50), (45, 20)], 7)
+    inst[inst == 2] = 0  # label 2 has no pixels
+    seg = segmentation_from_instances(inst, 0.5, scale)
+    rng = np.random.default_rng(3)
+    pixels = (rng.random(seg.frame.pixels.shape) * 200).astype(dtype)
+    seg = Segmentation(Frame(pixels, 0.5, stream="t", frame_id="f", origin="mem"), seg.probabilities, seg.embedding,
+                       CLASSES, "m", "1", "test", frame_px_per_px=scale)
+    foreground = 1.0 - seg.probabilities[0]
+    fast = confidence_and_intensity(seg, inst, 3, foreground)
+    monkeypatch.setenv("COPILOT_NUMBA", "0")
+    slow = confidence_and_intensity(seg, inst, 3, foreground)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+    assert fast[0][1] == 0 and fast[0][0] > 0.9 and fast[1][0] > 0
