@@ -16,6 +16,7 @@ from scipy import ndimage as ndi
 from copilot.analysis.kernels import kernel
 
 TRUNCATE = 4.0  # scipy's default: the kernel reaches int(4 σ + 0.5) pixels
+SELECT_BINS = 4096  # order statistics: histogram bins over the values' range (an L1-sized count)
 
 
 def gaussian_weights(sigma: float) -> np.ndarray:
@@ -109,47 +110,55 @@ def laplacian_magnitude(img, rows, cols, out):  # pragma: no cover - compiled by
 
 
 def select_keys(bits, ks, out):  # pragma: no cover - compiled by numba; its output is tested
-    """The ``ks``-th smallest (ascending ``ks``) of float32 values given as their bits, into ``out`` (bits): a
-    histogram of the high 16 bits of order-preserving keys (sign bit flipped for positives, all bits for negatives)
-    finds each one's bin; the few values in those bins are sorted. False (nothing written) if a value is NaN."""
+    """The ``ks``-th smallest (ascending ``ks``) of float32 values given as their bits, into ``out`` (bits): the
+    values become order-preserving integer keys (sign bit flipped for positives, all bits for negatives); a
+    ``SELECT_BINS`` histogram over the keys' range finds each one's bin, and the few values in those bins are
+    sorted. False (nothing written) if a value is NaN."""
     n = bits.size
     m = ks.size
     keys = np.empty(n, np.int64)  # int64 throughout: numba unifies uint32 with floats
-    high = np.zeros(65536, np.int32)
     magnitude = np.int64(0)
+    lowest, highest = np.int64(0xFFFFFFFF), np.int64(0)
     for i in range(n):
         b = np.int64(bits[i])
         magnitude = max(magnitude, b & 0x7FFFFFFF)
         key = b ^ ((b >> 31) * 0x7FFFFFFF | 0x80000000)
         keys[i] = key
-        high[key >> 16] += 1
+        lowest = min(lowest, key)
+        highest = max(highest, key)
     if magnitude > 0x7F800000:
         return False
+    shift = 0
+    while (highest - lowest) >> shift >= SELECT_BINS:
+        shift += 1
+    high = np.zeros(SELECT_BINS, np.int64)
+    for i in range(n):
+        high[(keys[i] - lowest) >> shift] += 1
     bins = np.empty(m, np.int64)
     before = np.empty(m, np.int64)  # values below the bin
     seen, j = 0, 0
-    for h in range(65536):
+    for h in range(SELECT_BINS):
         while j < m and ks[j] < seen + high[h]:
             bins[j], before[j] = h, seen
             j += 1
         seen += high[h]
     first = np.empty(m, np.int64)  # the first q of each distinct bin collects that bin's keys
     start = np.empty(m, np.int64)
+    slot = np.zeros(SELECT_BINS, np.int64)  # bin → 1 + the q collecting it
     total = 0
     for q in range(m):
         first[q] = q if q == 0 or bins[q] != bins[q - 1] else first[q - 1]
         start[q] = total
         if first[q] == q:
+            slot[bins[q]] = q + 1
             total += high[bins[q]]
     chosen = np.empty(total, np.int64)
     fill = start.copy()
     for i in range(n):
-        top = keys[i] >> 16
-        for q in range(m):
-            if first[q] == q and top == bins[q]:
-                chosen[fill[q]] = keys[i]
-                fill[q] += 1
-                break
+        q = slot[(keys[i] - lowest) >> shift] - 1
+        if q >= 0:
+            chosen[fill[q]] = keys[i]
+            fill[q] += 1
     for q in range(m):
         if first[q] == q:
             chosen[start[q] : fill[q]].sort()
