@@ -4,19 +4,16 @@ loops over every particle's pixels or points in one call, without a numpy call p
 ``grains.fill_boundaries``, ``grains.measure_grains``, ``grain_frame.grain_table``): one pass over the pixels
 where numpy needs a full-frame labelling, gathers or weighted counts.
 
-numba (an optional dependency, already in the ``eds`` and ``test`` extras) compiles them on first use (cached on
-disk); without numba, or with ``COPILOT_NUMBA=0`` in the environment, ``kernel(name)`` is None and the caller runs
-its numpy code, which gives the same arrays bit for bit (the same float operations in the same order; tests hold
-the two to equality). numba is imported on first call, never at import time.
+numba compiles them on first use (``copilot.compiled``); without numba, or with ``COPILOT_NUMBA=0`` in the
+environment, ``kernel(name)`` is None and the caller runs its numpy code, which gives the same arrays bit for bit
+(the same float operations in the same order; tests hold the two to equality).
 """
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
-_COMPILED: dict = {}
+from copilot.compiled import compiled
 
 
 def refine_boxes(fg, instances, owner, ry0, ry1, fy, gy, ny, rx0, rx1, fx, gx, nx, labels, u0, u1, v0, v1, starts,
@@ -283,22 +280,8 @@ def label_sums(labels, values, pixels, rows, cols, count, sum_values, sum_pixels
                 sum_pixels[k] += np.float64(pixels[r, cols[x]])
 
 
-def kernel(name: str, namespace: dict | None = None):
+def kernel(name: str):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``hysteresis``, ``grow_rings``,
-    ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels`` or ``label_sums`` — or the function ``name`` of another module's ``namespace`` (its
-    ``globals()``: ``copilot.reliability.filters``) — or None (numba missing, or ``COPILOT_NUMBA=0``)."""
-    if os.environ.get("COPILOT_NUMBA", "1") == "0":
-        return None
-    space = globals() if namespace is None else namespace
-    key = (space["__name__"], name)
-    if key not in _COMPILED:
-        try:
-            import numba
-        except ImportError:
-            _COMPILED[key] = None
-        else:
-            try:
-                _COMPILED[key] = numba.njit(cache=True, nogil=True)(space[name])
-            except RuntimeError:  # no writable cache location (a read-only install): compiled on each start
-                _COMPILED[key] = numba.njit(nogil=True)(space[name])
-    return _COMPILED[key]
+    ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``
+    or ``label_sums``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
+    return compiled(name, globals())

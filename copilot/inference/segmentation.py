@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
+from copilot.compiled import compiled
 from copilot.frame import Frame
 
 if TYPE_CHECKING:
@@ -32,7 +33,8 @@ class OutputMaps:
 
 
 def output_maps(probabilities: np.ndarray) -> OutputMaps:
-    """Arg-max, max, normalized entropy and foreground of (C, h, w) probabilities, one class plane at a time.
+    """Arg-max, max, normalized entropy and foreground of (C, h, w) probabilities, one class plane at a time (or,
+    with numba, numpy's logarithms of all planes then one compiled pass, ``reduce_classes``: the same values).
 
     >>> m = output_maps(np.array([[[0.9]], [[0.1]]], np.float32))
     >>> int(m.labels[0, 0]), round(float(m.confidence[0, 0]), 2), round(float(m.entropy[0, 0]), 3)
@@ -40,6 +42,16 @@ def output_maps(probabilities: np.ndarray) -> OutputMaps:
     """
     probs = np.asarray(probabilities, np.float32)
     c = probs.shape[0]
+    scale = np.float32(1.0 / np.log(c)) if c > 1 else np.float32(0.0)
+    fast = compiled("reduce_classes", globals()) if probs.ndim == 3 and c < 256 else None
+    if fast is not None:
+        probs = np.ascontiguousarray(probs)
+        logs = np.maximum(probs, _EPS)
+        np.log(logs, out=logs)
+        labels = np.empty(probs.shape[1:], np.uint8)
+        confidence, entropy = np.empty(probs.shape[1:], np.float32), np.empty(probs.shape[1:], np.float32)
+        fast(probs, logs, scale, labels, confidence, entropy)
+        return OutputMaps(labels, confidence, entropy, 1.0 - probs[0])
     labels = np.zeros(probs.shape[1:], np.uint8)
     confidence = probs[0].copy()
     entropy = np.zeros(probs.shape[1:], np.float32)
@@ -54,9 +66,35 @@ def output_maps(probabilities: np.ndarray) -> OutputMaps:
         np.log(tmp, out=tmp)
         tmp *= p
         entropy -= tmp
-    entropy *= np.float32(1.0 / np.log(c)) if c > 1 else np.float32(0.0)
+    entropy *= scale
     np.clip(entropy, 0.0, 1.0, out=entropy)
     return OutputMaps(labels, confidence, entropy, 1.0 - probs[0])
+
+
+def reduce_classes(probs, logs, scale, labels, confidence, entropy):
+    # pragma: no cover - compiled by numba; its output is tested
+    """Per pixel, over the classes in order: the first arg-max, the max, and −Σ p·log p (float32, subtracted class
+    by class from 0, then × ``scale`` and clipped to [0, 1]) — ``output_maps``' numpy passes, fused row by row."""
+    c, h, w = probs.shape
+    zero, one = np.float32(0.0), np.float32(1.0)
+    for y in range(h):
+        best, label, e = confidence[y], labels[y], entropy[y]
+        p0, l0 = probs[0, y], logs[0, y]
+        for x in range(w):
+            best[x] = p0[x]
+            label[x] = 0
+            e[x] = zero - p0[x] * l0[x]
+        for k in range(1, c):
+            pk, lk = probs[k, y], logs[k, y]
+            kk = np.uint8(k)
+            for x in range(w):
+                better = pk[x] > best[x]
+                label[x] = kk if better else label[x]
+                best[x] = pk[x] if better else best[x]
+                e[x] = e[x] - pk[x] * lk[x]
+        for x in range(w):
+            v = e[x] * scale
+            e[x] = min(max(v, zero), one)
 
 
 @dataclass(frozen=True)

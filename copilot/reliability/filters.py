@@ -4,7 +4,7 @@
 ``np.hypot(*np.gradient(img))`` and ``abs_laplacian`` is ``np.abs(scipy.ndimage.laplace(img))``, for float32
 images: the same float operations in the same order (float64 sums of symmetric pairs, outermost first, rounded to
 float32 after each axis, as scipy's ``correlate1d`` does them), so the same float32 values bit for bit — tests hold
-them equal. The compiled kernels (``copilot.analysis.kernels.kernel``, numba) take a third of scipy's time; without
+them equal. The compiled kernels (``copilot.compiled``, numba) take a third of scipy's time; without
 numba, or with ``COPILOT_NUMBA=0``, scipy and numpy run.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from copilot.analysis.kernels import kernel
+from copilot.compiled import compiled
 
 TRUNCATE = 4.0  # scipy's default: the kernel reaches int(4 σ + 0.5) pixels
 SELECT_BINS = 4096  # order statistics: histogram bins over the values' range (an L1-sized count)
@@ -172,13 +172,13 @@ def order_statistics(values: np.ndarray, ks) -> np.ndarray | None:
     """The ``ks``-th smallest of float32 ``values`` (0-based), as ``np.partition(values.ravel(), ks)[ks]`` gives
     them; None when a value is NaN (numpy's statistics are NaN then) or there is no compiled kernel."""
     flat = values.ravel()
-    compiled = kernel("select_keys", globals()) if flat.dtype == np.float32 and flat.size else None
-    if compiled is None:
+    fast = compiled("select_keys", globals()) if flat.dtype == np.float32 and flat.size else None
+    if fast is None:
         return None
     ks = np.asarray(ks, np.int64)
     order = np.argsort(ks, kind="stable")
     picked = np.empty(ks.size, np.uint32)
-    if not compiled(np.ascontiguousarray(flat).view(np.uint32), ks[order], picked):
+    if not fast(np.ascontiguousarray(flat).view(np.uint32), ks[order], picked):
         return None
     out = np.empty(ks.size, np.float32)
     out[order] = picked.view(np.float32)
@@ -192,7 +192,7 @@ def _float32(img: np.ndarray) -> np.ndarray:
 def gaussian(img: np.ndarray, sigma: float) -> np.ndarray:
     """``ndi.gaussian_filter(img as float32, sigma)``."""
     img = _float32(img)
-    cols_k, rows_k = kernel("smooth_columns", globals()), kernel("smooth_rows", globals())
+    cols_k, rows_k = compiled("smooth_columns", globals()), compiled("smooth_rows", globals())
     if cols_k is None or rows_k is None or img.ndim != 2:
         return ndi.gaussian_filter(img, sigma)
     weights = gaussian_weights(sigma)
@@ -206,21 +206,21 @@ def gaussian(img: np.ndarray, sigma: float) -> np.ndarray:
 def gradient_magnitude(img: np.ndarray) -> np.ndarray:
     """``np.hypot(*np.gradient(img))`` of a float32 image (at least 2 × 2, as ``np.gradient`` needs)."""
     img = _float32(img)
-    compiled = kernel("hypot_gradient", globals())
-    if compiled is None or img.ndim != 2 or min(img.shape) < 2:
+    fast = compiled("hypot_gradient", globals())
+    if fast is None or img.ndim != 2 or min(img.shape) < 2:
         gy, gx = np.gradient(img)
         return np.hypot(gx, gy)
     out = np.empty_like(img)
-    compiled(img, out)
+    fast(img, out)
     return out
 
 
 def abs_laplacian(img: np.ndarray) -> np.ndarray:
     """``np.abs(ndi.laplace(img as float32))``."""
     img = _float32(img)
-    compiled = kernel("laplacian_magnitude", globals())
-    if compiled is None or img.ndim != 2:
+    fast = compiled("laplacian_magnitude", globals())
+    if fast is None or img.ndim != 2:
         return np.abs(ndi.laplace(img))
     out = np.empty_like(img)
-    compiled(img, reflected(img.shape[0], 1), reflected(img.shape[1], 1), out)
+    fast(img, reflected(img.shape[0], 1), reflected(img.shape[1], 1), out)
     return out

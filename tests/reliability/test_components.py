@@ -116,6 +116,29 @@ def test_output_maps_match_the_plain_numpy_definitions():
     assert entropy_map(p).dtype == np.float32
 
 
+def test_output_maps_compiled_equal_the_numpy_passes(monkeypatch):
+    """The fused pass (segmentation.reduce_classes) gives the class-by-class numpy passes' arrays bit for bit: ties
+    go to the first class, zero probabilities, four classes."""
+    from copilot.compiled import compiled
+    from copilot.inference import segmentation
+
+    if compiled("reduce_classes", vars(segmentation)) is None:
+        pytest.skip("numba not installed: only numpy runs")
+    rng = np.random.default_rng(6)
+    p = rng.random((4, 37, 53)).astype(np.float32)
+    p /= p.sum(0)
+    p[:, 3, 4] = 0.25
+    p[:, 5, 5] = [0, 1, 0, 0]
+    fast = segmentation.output_maps(p)
+    monkeypatch.setenv("COPILOT_NUMBA", "0")
+    slow = segmentation.output_maps(p)
+    for name in ("labels", "confidence", "entropy", "foreground"):
+        a, b = getattr(fast, name), getattr(slow, name)
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert fast.labels[3, 4] == 0 and fast.labels[5, 5] == 1
+
+
 def test_shift_window_merges_and_rebuilds_from_documents():
     rng = np.random.default_rng(5)
     train = rng.normal(0, 1, (200, 6))

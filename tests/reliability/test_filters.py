@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from copilot.analysis.kernels import kernel
+from copilot.compiled import compiled
 from copilot.reliability import filters
 
 
@@ -16,14 +16,14 @@ def _image(shape, seed):
 
 
 @pytest.fixture
-def compiled():
-    if kernel("smooth_columns", vars(filters)) is None:
+def with_numba():
+    if compiled("smooth_columns", vars(filters)) is None:
         pytest.skip("numba not installed: scipy runs")
 
 
 @pytest.mark.parametrize("shape", [(256, 256), (205, 187), (9, 40), (6, 5), (2, 3)])
 @pytest.mark.parametrize("sigma", [1.0, 2.5])
-def test_gaussian_is_scipys(compiled, shape, sigma):
+def test_gaussian_is_scipys(with_numba, shape, sigma):
     img = _image(shape, sum(shape))
     out = filters.gaussian(img, sigma)
     assert out.dtype == np.float32
@@ -31,14 +31,14 @@ def test_gaussian_is_scipys(compiled, shape, sigma):
 
 
 @pytest.mark.parametrize("shape", [(256, 256), (77, 130), (2, 2), (3, 9)])
-def test_gradient_and_laplacian_are_numpys(compiled, shape):
+def test_gradient_and_laplacian_are_numpys(with_numba, shape):
     img = _image(shape, 3)
     gy, gx = np.gradient(img)
     np.testing.assert_array_equal(filters.gradient_magnitude(img), np.hypot(gx, gy))
     np.testing.assert_array_equal(filters.abs_laplacian(img), np.abs(ndi.laplace(img)))
 
 
-def test_a_strided_crop_and_other_dtypes_are_filtered_as_float32(compiled):
+def test_a_strided_crop_and_other_dtypes_are_filtered_as_float32(with_numba):
     big = _image((300, 300), 5).astype(np.float64)
     crop = big[20:276:1, 10:266]  # a view, float64: filtered as its float32 copy
     ref = ndi.gaussian_filter(crop.astype(np.float32), 2.5)
@@ -47,13 +47,13 @@ def test_a_strided_crop_and_other_dtypes_are_filtered_as_float32(compiled):
 
 def test_without_numba_scipy_runs(monkeypatch):
     monkeypatch.setenv("COPILOT_NUMBA", "0")
-    assert kernel("smooth_columns", vars(filters)) is None
+    assert compiled("smooth_columns", vars(filters)) is None
     img = _image((40, 50), 1)
     np.testing.assert_array_equal(filters.gaussian(img, 2.5), ndi.gaussian_filter(img, 2.5))
     np.testing.assert_array_equal(filters.abs_laplacian(img), np.abs(ndi.laplace(img)))
 
 
-def test_order_statistics_are_partitions(compiled):
+def test_order_statistics_are_partitions(with_numba):
     rng = np.random.default_rng(4)
     for trial in range(60):
         n = int(rng.integers(1, 3000))
@@ -65,7 +65,7 @@ def test_order_statistics_are_partitions(compiled):
     assert filters.order_statistics(np.array([1.0, np.nan, 0.5], np.float32), [0]) is None
 
 
-def test_quality_statistics_are_numpys(compiled):
+def test_quality_statistics_are_numpys(with_numba):
     from copilot.reliability.quality import median, percentiles
 
     rng = np.random.default_rng(5)
