@@ -128,7 +128,12 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
     rx0, rx1, fx, nx, sx = _axis(W, w, m)
     slices = ndi.find_objects(instances, max_label=n) if slices is None else slices
     # ownership: each working pixel's instance, grown by one pixel so that the iso-line may pass just outside it
-    owner = np.where(instances > 0, instances, dilate3(instances))
+    grow = kernel("owners")
+    if grow is not None:
+        owner = np.empty_like(instances)
+        grow(np.ascontiguousarray(instances), owner)
+    else:
+        owner = np.where(instances > 0, instances, dilate3(instances))
     labels, u0, u1, v0, v1 = _boxes(slices, (h, w), (sy, sx), (H, W), m)
     gx = (1 - fx).astype(np.float32)
     tiles = [np.zeros((0, 0), bool)] * n

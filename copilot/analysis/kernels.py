@@ -23,19 +23,21 @@ def refine_boxes(fg, instances, owner, ry0, ry1, fy, gy, ny, rx0, rx1, fx, gx, n
     instance) and
     ``mask_out`` (field ≥ ``level``, or the label's own grid pixels where the field never reaches it)."""
     zero = np.float32(0.0)
+    vert = np.empty(fg.shape[1], np.float32)  # a refined row's vertical interpolation, per grid column of the box
     for j in range(labels.size):
         lab = labels[j]
         width = v1[j] - v0[j]
+        c0, c1 = rx0[v0[j]], rx1[v1[j] - 1] + 1  # the grid columns the box reads (rx0, rx1 never decrease)
         found = False
         for i in range(u1[j] - u0[j]):
             u = u0[j] + i
             a0, a1, wy, gyu, nyu = ry0[u], ry1[u], fy[u], gy[u], ny[u]
             base = starts[j] + i * width
+            for c in range(c0, c1):
+                vert[c] = np.float32(fg[a0, c] * gyu + fg[a1, c] * wy)
             for t in range(width):
                 v = v0[j] + t
-                left = np.float32(fg[a0, rx0[v]] * gyu + fg[a1, rx0[v]] * wy)
-                right = np.float32(fg[a0, rx1[v]] * gyu + fg[a1, rx1[v]] * wy)
-                val = left * gx[v] + right * fx[v]
+                val = vert[rx0[v]] * gx[v] + vert[rx1[v]] * fx[v]
                 if owner[nyu, nx[v]] != lab:
                     val = val * zero
                 own_out[base + t] = val
@@ -212,6 +214,23 @@ def distinct_labels(labels, n):  # pragma: no cover - compiled by numba; its out
     return count
 
 
+def owners(labels, out):  # pragma: no cover - compiled by numba; its output is tested
+    """``out``: each pixel's label, or where it has none the largest in its 3 × 3 neighbourhood (the edge repeating
+    itself) — ``np.where(labels > 0, labels, geometry.dilate3(labels))``: the maximum over the three rows first,
+    then over three columns of it."""
+    h, w = labels.shape
+    column = np.empty(w + 2, labels.dtype)
+    for y in range(h):
+        up, mid, down = labels[max(y - 1, 0)], labels[y], labels[min(y + 1, h - 1)]
+        for x in range(w):
+            column[x + 1] = max(max(up[x], mid[x]), down[x])
+        column[0], column[w + 1] = column[1], column[w]
+        row = out[y]
+        for x in range(w):
+            grown = max(max(column[x], column[x + 1]), column[x + 2])
+            row[x] = mid[x] if mid[x] > 0 else grown
+
+
 def relabel_large(labels, min_area, out):  # pragma: no cover - compiled by numba; its output is tested
     """``out``: labels with at least ``min_area`` pixels numbered 1..k in their order, the others 0 (``drop_small``)."""
     flat, dest = labels.ravel(), out.ravel()
@@ -282,6 +301,6 @@ def label_sums(labels, values, pixels, rows, cols, count, sum_values, sum_pixels
 
 def kernel(name: str):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``hysteresis``, ``grow_rings``,
-    ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``
-    or ``label_sums``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
+    ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``,
+    ``label_sums`` or ``owners``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
     return compiled(name, globals())
