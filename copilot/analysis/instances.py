@@ -20,7 +20,7 @@ from copilot.analysis.kernels import kernel
 def watershed_touching(elevation: np.ndarray, markers: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``watershed(elevation, markers, mask=mask)`` (4-connected), flooding only the regions of ``mask`` with two
     or more markers. ``markers``: labels 1..k inside ``mask``, 0 elsewhere."""
-    regions, n = ndi.label(mask)
+    regions, n = label(mask)
     k = int(markers.max(initial=0))
     region_of = np.zeros(k + 1, np.intp)  # every marker lies in one region (it is inside the mask)
     compiled = kernel("marker_regions") if markers.ndim == 2 else None
@@ -54,6 +54,17 @@ def watershed_touching(elevation: np.ndarray, markers: np.ndarray, mask: np.ndar
     for tile, box, (oy, ox) in zip(tiles, boxes, offsets):
         out[box][tile] = flooded[oy:oy + tile.shape[0], ox:ox + tile.shape[1]][tile]
     return out
+
+
+def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndi.label(mask)`` of a 2-d mask (4-connected, int32, numbered in the raster order of each component's
+    first pixel), from its runs in one compiled pass (``kernels.label_runs``) when numba is there."""
+    fast = kernel("label_runs") if mask.ndim == 2 and mask.size else None
+    if fast is None:
+        return ndi.label(mask)
+    out = np.zeros(mask.shape, np.int32)
+    n = fast(np.ascontiguousarray(mask, dtype=bool), out)
+    return out, int(n)
 
 
 def find_objects(labels: np.ndarray, max_label: int | None = None) -> list[tuple[slice, slice] | None]:

@@ -299,8 +299,66 @@ def label_sums(labels, values, pixels, rows, cols, count, sum_values, sum_pixels
                 sum_pixels[k] += np.float64(pixels[r, cols[x]])
 
 
+def label_runs(mask, out):  # pragma: no cover - compiled by numba; its output is tested
+    """``out`` (zeros on entry): the 4-connected components of ``mask`` numbered 1..n in the raster order of their
+    first pixel, as ``ndimage.label`` numbers them; returns n. Each row's runs are joined (union-find) to the runs
+    of the row above that share a column with them, then written with their component's number."""
+    h, w = mask.shape
+    bound = h * ((w + 1) // 2) + 1
+    row, start, end = np.empty(bound, np.int64), np.empty(bound, np.int64), np.empty(bound, np.int64)
+    parent = np.empty(bound, np.int64)
+    nr = 0
+    above0 = above1 = 0
+    for y in range(h):
+        first = nr
+        x = 0
+        while x < w:
+            if not mask[y, x]:
+                x += 1
+                continue
+            row[nr], start[nr] = y, x
+            while x < w and mask[y, x]:
+                x += 1
+            end[nr], parent[nr] = x, nr
+            nr += 1
+        i, j = above0, first
+        while i < above1 and j < nr:
+            if start[i] < end[j] and start[j] < end[i]:
+                a, b = i, j
+                while parent[a] != a:
+                    a = parent[a]
+                while parent[b] != b:
+                    b = parent[b]
+                if a < b:
+                    parent[b] = a
+                elif b < a:
+                    parent[a] = b
+            if end[i] < end[j]:
+                i += 1
+            elif end[j] < end[i]:
+                j += 1
+            else:
+                i += 1
+                j += 1
+        above0, above1 = first, nr
+    number = np.zeros(nr, np.int64)
+    n = 0
+    for r in range(nr):
+        a = r
+        while parent[a] != a:
+            a = parent[a]
+        parent[r] = a
+        if number[a] == 0:
+            n += 1
+            number[a] = n
+        k = number[a]
+        for x in range(start[r], end[r]):
+            out[row[r], x] = k
+    return n
+
+
 def kernel(name: str):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``hysteresis``, ``grow_rings``,
     ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``,
-    ``label_sums`` or ``owners``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
+    ``label_sums``, ``owners`` or ``label_runs``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
     return compiled(name, globals())

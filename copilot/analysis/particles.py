@@ -27,7 +27,7 @@ from copilot.analysis.measurements import FrameMeasurements, Measures, ParticleS
 from copilot.analysis.settings import AnalysisSettings
 from copilot.analysis.shape import ShapeTable
 from copilot.analysis.stats import lognormal_fit, mean_interval, median_interval, psd_histogram, sufficiency
-from copilot.analysis.instances import drop_small, find_objects, watershed_touching
+from copilot.analysis.instances import drop_small, find_objects, label, watershed_touching
 from copilot.analysis.kernels import kernel
 from copilot.inference.preprocess import nearest_indices
 from copilot.inference.segmentation import Segmentation
@@ -45,7 +45,7 @@ def core_markers(core: np.ndarray) -> np.ndarray:
     a thin particle, whose boundary ring cuts its core diagonally, would otherwise be split off as a particle). Labels
     joined away are left unused (``drop_small`` numbers the instances 1..k). Only the core's end pixels (at most one
     4-neighbour in the core) are looked at closely, so the cost stays about that of the labelling."""
-    markers, n = ndi.label(core)
+    markers, n = label(core)
     if n < 2:
         return markers
     w = core.shape[1]
