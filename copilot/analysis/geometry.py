@@ -368,8 +368,8 @@ def _tile_runs(compiled, tiles: list[np.ndarray], fields: list[np.ndarray], offs
     mask = np.concatenate([t.ravel() for t in tiles]).astype(bool, copy=False)
     field = np.concatenate([f.ravel() if f.size else np.zeros(t.size, np.float32) for t, f in zip(tiles, fields)],
                            dtype=np.float32)  # the canvas's values (a field is ≥ 0: the canvas's maximum with 0)
-    total = int(sizes.sum())
-    out_row, out_col = np.empty((4, total)), np.empty((4, total))
+    runs_at_most = int(np.count_nonzero(mask))  # a run has a pixel at least
+    out_row, out_col = np.empty((4, runs_at_most)), np.empty((4, runs_at_most))
     nr, nc = compiled(mask, field, starts, heights, widths, offsets[:, 0].astype(np.intp),
                       offsets[:, 1].astype(np.intp), float(level), out_row, out_col)
     return ((out_row[0, :nr].astype(np.int32), *out_row[1:, :nr]),

@@ -62,8 +62,9 @@ def label(mask: np.ndarray) -> tuple[np.ndarray, int]:
     fast = kernel("label_runs") if mask.ndim == 2 and mask.size else None
     if fast is None:
         return ndi.label(mask)
+    mask = np.ascontiguousarray(mask, dtype=bool)
     out = np.zeros(mask.shape, np.int32)
-    n = fast(np.ascontiguousarray(mask, dtype=bool), out)
+    n = fast(mask, np.count_nonzero(mask), out)
     return out, int(n)
 
 

@@ -299,12 +299,13 @@ def label_sums(labels, values, pixels, rows, cols, count, sum_values, sum_pixels
                 sum_pixels[k] += np.float64(pixels[r, cols[x]])
 
 
-def label_runs(mask, out):  # pragma: no cover - compiled by numba; its output is tested
-    """``out`` (zeros on entry): the 4-connected components of ``mask`` numbered 1..n in the raster order of their
-    first pixel, as ``ndimage.label`` numbers them; returns n. Each row's runs are joined (union-find) to the runs
-    of the row above that share a column with them, then written with their component's number."""
+def label_runs(mask, pixels, out):  # pragma: no cover - compiled by numba; its output is tested
+    """``out`` (zeros on entry): the 4-connected components of ``mask`` (``pixels`` of it set) numbered 1..n in the
+    raster order of their first pixel, as ``ndimage.label`` numbers them; returns n. Each row's runs are joined
+    (union-find) to the runs of the row above that share a column with them, then written with their component's
+    number."""
     h, w = mask.shape
-    bound = h * ((w + 1) // 2) + 1
+    bound = pixels + 1  # a run has a pixel at least
     row, start, end = np.empty(bound, np.int64), np.empty(bound, np.int64), np.empty(bound, np.int64)
     parent = np.empty(bound, np.int64)
     nr = 0

@@ -137,7 +137,8 @@ def confidence_and_intensity(seg: Segmentation, instances: np.ndarray, n: int, f
     """Each particle's mean foreground probability and mean raw frame pixel (on the grid, ``frame_pixels_on_grid``):
     ``label_means`` of the two, from one compiled pass (``kernels.label_sums``, the same sums) when numba is there."""
     pixels = seg.frame.pixels
-    compiled = kernel("label_sums") if pixels.ndim == instances.ndim == 2 and pixels.dtype != np.float16 else None
+    plain = pixels.dtype.kind in "uif" and pixels.dtype.isnative and pixels.dtype != np.float16  # what numba reads
+    compiled = kernel("label_sums") if pixels.ndim == instances.ndim == 2 and plain else None
     if compiled is None:
         confidence, intensity = label_means(instances, n, foreground, frame_pixels_on_grid(seg, instances.shape))
         return confidence, intensity

@@ -139,10 +139,12 @@ def test_the_document_rows_are_the_table_row_by_row(nm_per_px):
         assert rows[1].centroid_x_nm is None and rows[1].centroid_y_nm is None
 
 
-@pytest.mark.parametrize("scale, dtype", [(1.0, np.uint16), (2.5, np.float32), (0.5, np.uint8)])
+@pytest.mark.parametrize("scale, dtype", [(1.0, np.uint16), (2.5, np.float32), (0.5, np.uint8), (1.0, ">u2"),
+                                          (2.5, np.float16)])
 def test_confidence_and_intensity_compiled_equal_label_means(monkeypatch, scale, dtype):
     """One compiled pass (kernels.label_sums) gives label_means' values bit for bit, the frame at the grid's size,
-    larger (sampled at grid-pixel centres) or smaller; a label without pixels reads 0."""
+    larger (sampled at grid-pixel centres) or smaller; a label without pixels reads 0. Pixels numba cannot read
+    (big-endian, float16) take the numpy path."""
     from copilot.analysis.kernels import kernel
     from copilot.analysis.particles import confidence_and_intensity
 
