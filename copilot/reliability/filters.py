@@ -112,8 +112,8 @@ def laplacian_magnitude(img, rows, cols, out):  # pragma: no cover - compiled by
 def select_keys(bits, ks, out):  # pragma: no cover - compiled by numba; its output is tested
     """The ``ks``-th smallest (ascending ``ks``) of float32 values given as their bits, into ``out`` (bits): the
     values become order-preserving integer keys (sign bit flipped for positives, all bits for negatives); a
-    ``SELECT_BINS`` histogram over the keys' range finds each one's bin, and the few values in those bins are
-    sorted. False (nothing written) if a value is NaN."""
+    ``SELECT_BINS`` histogram over the keys' range finds each one's bin, and narrower histograms of the few values
+    in that bin find the key. False (nothing written) if a value is NaN."""
     n = bits.size
     m = ks.size
     keys = np.empty(n, np.int64)  # int64 throughout: numba unifies uint32 with floats
@@ -159,12 +159,29 @@ def select_keys(bits, ks, out):  # pragma: no cover - compiled by numba; its out
         if q >= 0:
             chosen[fill[q]] = keys[i]
             fill[q] += 1
-    for q in range(m):
-        if first[q] == q:
-            chosen[start[q] : fill[q]].sort()
-    for q in range(m):
-        key = chosen[start[first[q]] + ks[q] - before[q]]
-        out[q] = np.uint32(key ^ ((1 - (key >> 31)) * 0x7FFFFFFF | 0x80000000))
+    counts = np.empty(SELECT_BINS, np.int64)
+    pool = np.empty(total, np.int64)
+    for q in range(m):  # within the bin, narrower histograms until one key is left (no sort to compile)
+        size = fill[first[q]] - start[first[q]]
+        pool[:size] = chosen[start[first[q]] : fill[first[q]]]
+        rank, base, width = ks[q] - before[q], lowest + (bins[q] << shift), shift
+        while width > 0:
+            sub = max(width - 12, 0)  # 2 ** 12 = SELECT_BINS sub-bins
+            counts[:] = 0
+            for i in range(size):
+                counts[(pool[i] - base) >> sub] += 1
+            b = 0
+            while rank >= counts[b]:
+                rank -= counts[b]
+                b += 1
+            base += b << sub
+            kept = 0
+            for i in range(size):
+                if (pool[i] - base) >> sub == 0 and pool[i] >= base:
+                    pool[kept] = pool[i]
+                    kept += 1
+            size, width = kept, sub
+        out[q] = np.uint32(base ^ ((1 - (base >> 31)) * 0x7FFFFFFF | 0x80000000))
     return True
 
 
