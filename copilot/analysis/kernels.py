@@ -84,53 +84,40 @@ def tile_runs(mask, field, starts, heights, widths, rows0, cols0, level, out_row
     start and end column), column runs into ``out_col`` (label, column, start and end row), tile by tile — each
     label's runs in the canvas's order — with the same float32 insets. Returns how many of each."""
     lv, tiny, half, zero = np.float32(level), np.float32(1e-6), np.float32(0.5), np.float32(0.0)
-    nr = 0
-    nc = 0
+    count = np.zeros(2, np.int64)  # row runs, column runs
     for k in range(starts.size):
         h, w, base = heights[k], widths[k], starts[k]
-        for y in range(h):
-            x = 0
-            while x < w:
-                if not mask[base + y * w + x]:
-                    x += 1
-                    continue
-                first = x
-                while x < w and mask[base + y * w + x]:
-                    x += 1
-                last = x - 1
-                inside = field[base + y * w + first]
-                outside = field[base + y * w + first - 1] if first > 0 else zero
-                inset0 = (inside - lv) / max(inside - outside, tiny) if inside >= lv and outside < lv else half
-                inside = field[base + y * w + last]
-                outside = field[base + y * w + last + 1] if last < w - 1 else zero
-                inset1 = (inside - lv) / max(inside - outside, tiny) if inside >= lv and outside < lv else half
-                out_row[0, nr] = k + 1
-                out_row[1, nr] = rows0[k] + y
-                out_row[2, nr] = np.float64(cols0[k] + first) - np.float64(inset0)
-                out_row[3, nr] = np.float64(cols0[k] + last) + np.float64(inset1)
-                nr += 1
-        for x in range(w):
-            y = 0
-            while y < h:
-                if not mask[base + y * w + x]:
-                    y += 1
-                    continue
-                first = y
-                while y < h and mask[base + y * w + x]:
-                    y += 1
-                last = y - 1
-                inside = field[base + first * w + x]
-                outside = field[base + (first - 1) * w + x] if first > 0 else zero
-                inset0 = (inside - lv) / max(inside - outside, tiny) if inside >= lv and outside < lv else half
-                inside = field[base + last * w + x]
-                outside = field[base + (last + 1) * w + x] if last < h - 1 else zero
-                inset1 = (inside - lv) / max(inside - outside, tiny) if inside >= lv and outside < lv else half
-                out_col[0, nc] = k + 1
-                out_col[1, nc] = cols0[k] + x
-                out_col[2, nc] = np.float64(rows0[k] + first) - np.float64(inset0)
-                out_col[3, nc] = np.float64(rows0[k] + last) + np.float64(inset1)
-                nc += 1
-    return nr, nc
+        for axis in range(2):  # along the rows (lines = rows), then down the columns (lines = columns)
+            if axis == 0:
+                lines, length, line_step, step, out = h, w, w, 1, out_row
+                line0, along0 = rows0[k], cols0[k]
+            else:
+                lines, length, line_step, step, out = w, h, 1, w, out_col
+                line0, along0 = cols0[k], rows0[k]
+            for line in range(lines):
+                at = base + line * line_step
+                t = 0
+                while t < length:
+                    if not mask[at + t * step]:
+                        t += 1
+                        continue
+                    first = t
+                    while t < length and mask[at + t * step]:
+                        t += 1
+                    last = t - 1
+                    inside = field[at + first * step]
+                    outside = field[at + (first - 1) * step] if first > 0 else zero
+                    inset0 = (inside - lv) / max(inside - outside, tiny) if inside >= lv and outside < lv else half
+                    inside = field[at + last * step]
+                    outside = field[at + (last + 1) * step] if last < length - 1 else zero
+                    inset1 = (inside - lv) / max(inside - outside, tiny) if inside >= lv and outside < lv else half
+                    r = count[axis]
+                    out[0, r] = k + 1
+                    out[1, r] = line0 + line
+                    out[2, r] = np.float64(along0 + first) - np.float64(inset0)
+                    out[3, r] = np.float64(along0 + last) + np.float64(inset1)
+                    count[axis] = r + 1
+    return count[0], count[1]
 
 
 def order_within(values, starts, ends, out):  # pragma: no cover - compiled by numba; its output is tested
