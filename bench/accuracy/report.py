@@ -186,9 +186,10 @@ def sizing_section(after: dict[str, Any] | None, before: dict[str, Any] | None) 
             L.append(f"| {r['truth_d50_nm']:.2f} | {fmt(b) if b else '–'} | {fmt(r)} | {r['grid_frame_px']:.2f} |")
     ca, cb = after.get("cost"), before.get("cost", {})
     if ca:
-        L += ["", "Analysis cost (`measure` alone, p50 s per frame on the same stored segmentations of simulated "
-              "HAADF frames at 0.2 nm/px, before and after runs alternated on a loaded 2-core machine (load ~3); "
-              "`copilot bench` has the full-daemon numbers):\n",
+        L += ["", "Analysis cost (`measure` alone, p50 s per frame of simulated HAADF frames at 0.2 nm/px on 2 cores; "
+              f"before: the analysis of {before.get('code', 'the code before')} (runs alternated with that day's "
+              f"after on a loaded machine, load ~3); after: `sizing.py` on {after.get('code', 'this tree')}; "
+              "`copilot bench` has the full-daemon numbers, `bench/results/postprocess-*.md` the stages):\n",
               "| frame | before | after | backend `segment` (after) |", "| --- | ---: | ---: | ---: |"]
         for size, a in ca.items():
             b = cb.get(size, {})
