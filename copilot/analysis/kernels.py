@@ -334,9 +334,11 @@ def label_runs(mask, pixels, out):  # pragma: no cover - compiled by numba; its 
         while i < above1 and j < nr:
             if start[i] < end[j] and start[j] < end[i]:
                 a, b = i, j
-                while parent[a] != a:
+                while parent[a] != a:  # path halving: no long chains, whatever the mask's shape
+                    parent[a] = parent[parent[a]]
                     a = parent[a]
                 while parent[b] != b:
+                    parent[b] = parent[parent[b]]
                     b = parent[b]
                 if a < b:
                     parent[b] = a
@@ -355,6 +357,7 @@ def label_runs(mask, pixels, out):  # pragma: no cover - compiled by numba; its 
     for r in range(nr):
         a = r
         while parent[a] != a:
+            parent[a] = parent[parent[a]]
             a = parent[a]
         parent[r] = a
         if number[a] == 0:
