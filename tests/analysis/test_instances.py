@@ -80,14 +80,19 @@ def test_find_objects_and_take_are_scipys_and_numpys(monkeypatch, numba):
 @pytest.mark.parametrize("numba", ["1", "0"])
 def test_label_is_scipys(monkeypatch, numba):
     """Components numbered as ndimage.label numbers them (raster order of their first pixel), on masks of every
-    kind: noise, blobs, a U whose arms join below, empty, full, one row, one column."""
+    kind: noise, blobs, a U whose arms join below, a serpentine, a comb, empty, full, one row, one column."""
     from copilot.analysis.instances import label
 
     monkeypatch.setenv("COPILOT_NUMBA", numba)
     rng = np.random.default_rng(11)
     u = np.zeros((9, 9), bool)
     u[1:8, 1] = u[1:8, 7] = u[7, 1:8] = True
-    masks = [rng.random((40, 60)) < 0.5, ndi.gaussian_filter(rng.random((80, 70)), 2) > 0.52, u,
+    serpentine = np.zeros((41, 40), bool)  # one component winding through the image
+    serpentine[::2] = True
+    serpentine[1::4, -1] = serpentine[3::4, 0] = True
+    comb = np.zeros((30, 40), bool)  # teeth joined at the bottom: many runs, one component
+    comb[:, ::2] = comb[-1] = True
+    masks = [rng.random((40, 60)) < 0.5, ndi.gaussian_filter(rng.random((80, 70)), 2) > 0.52, u, serpentine, comb,
              np.zeros((5, 7), bool), np.ones((6, 4), bool), rng.random((1, 30)) < 0.5, rng.random((30, 1)) < 0.5]
     for m in masks:
         got, n = label(m)
