@@ -176,7 +176,9 @@ def build_result(outcome: Outcome, timings_ms: dict[str, float], *, send_labels:
     uncertainty = outcome.reliability.uncertainty
     if send_uncertainty and uncertainty is not None:
         # normalized entropy, 0 (certain) … 255 (uniform over the classes), on the analysis grid
-        parts["uncertainty"] = np.round(np.clip(uncertainty, 0, 1) * 255).astype(np.uint8)
+        scaled = np.clip(uncertainty, 0, 1)  # × 255, rounded half to even: np.round's values, in one buffer
+        np.multiply(scaled, 255, out=scaled)
+        parts["uncertainty"] = np.rint(scaled, out=scaled).astype(np.uint8)
     return Result(doc=doc, parts=parts, frame=frame, frame_labels=fm.frame_labels)
 
 

@@ -51,6 +51,9 @@ class RefinedParticles:
     tiles: list[np.ndarray]
     origins: np.ndarray
     fields: list[np.ndarray] = field(default_factory=list)
+    # the buffers the tiles and fields are views of, when they were made in one piece (the compiled refinement):
+    # masks, fields, and where tile k starts in them (tile after tile, in label order); None once any was replaced
+    flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -68,7 +71,10 @@ class PackedOutlines:
     @classmethod
     def of(cls, refined: RefinedParticles) -> "PackedOutlines":
         shapes = np.array([t.shape for t in refined.tiles], np.intp).reshape(-1, 2)
-        masks = np.concatenate([t.ravel() for t in refined.tiles]) if refined.tiles else np.zeros(0, bool)
+        if refined.flat is not None:  # the tiles one after another already
+            masks = refined.flat[0]
+        else:
+            masks = np.concatenate([t.ravel() for t in refined.tiles]) if refined.tiles else np.zeros(0, bool)
         return cls(refined.m, tuple(refined.frame_shape), np.asarray(refined.origins), shapes, masks)
 
     def unpacked(self) -> RefinedParticles:
@@ -151,7 +157,9 @@ def refine_particles(foreground: np.ndarray, instances: np.ndarray, frame_shape:
         for j, k in enumerate(labels - 1):
             shape, box = (u1[j] - u0[j], v1[j] - v0[j]), slice(starts[j], starts[j] + sizes[j])
             tiles[k], fields[k] = mask[box].reshape(shape), own[box].reshape(shape)
-        return RefinedParticles(m, (H, W), tiles, origins, fields)
+        at = np.zeros(n, np.intp)  # labels ascend, so the buffers hold tile after tile (absent labels: empty)
+        at[labels - 1] = starts
+        return RefinedParticles(m, (H, W), tiles, origins, fields, flat=(mask, own, at))
     # rows of the refined grid that hold particles, interpolated once (working columns): each box then only needs
     # its columns interpolated
     used = np.zeros(H * m + 1, np.int32)
@@ -276,6 +284,14 @@ def crossings(row_runs: tuple, col_runs: tuple, centre: np.ndarray):
     ((n, 2), a point inside each particle), and where each label's points start."""
     la, ya, xa0, xa1 = row_runs
     lb, xb, yb0, yb1 = col_runs
+    compiled = kernel("group_points") if la.size + lb.size else None
+    if compiled is not None:  # grouped by a counting sort (the same order as the stable sort below)
+        count = 2 * (np.bincount(la, minlength=len(centre) + 1) + np.bincount(lb, minlength=len(centre) + 1))
+        at = np.cumsum(count) - count
+        lab = np.empty(2 * (la.size + lb.size), np.int32)
+        ys, xs = np.empty(lab.size), np.empty(lab.size)
+        compiled(la, ya, xa0, xa1, lb, xb, yb0, yb1, np.ascontiguousarray(centre, np.float64), at, lab, ys, xs)
+        return lab, ys, xs, (np.cumsum(count) - count)[count > 0]
     lab = np.concatenate([la, la, lb, lb])
     small = lab.size and lab.max() < 2**16  # 16-bit keys: numpy's stable sort is a radix sort (same order)
     order = np.argsort(lab.astype(np.uint16) if small else lab, kind="stable")
@@ -303,6 +319,12 @@ def perimeter(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarra
         compiled(angle, starts, _ends(starts, lab.size), o)
     else:
         o = np.lexsort((angle, lab))
+    lengths = kernel("polygon_lengths")
+    if lengths is not None:  # the same steps and sums, particle by particle
+        total = np.empty(starts.size)
+        lengths(ys, xs, o, starts, _ends(starts, lab.size), total)
+        out[lab[starts] - 1] = total
+        return out
     y, x = ys[o], xs[o]
     ends = _ends(starts, lab.size) - 1
     step = np.hypot(np.diff(y), np.diff(x))
@@ -359,15 +381,21 @@ def support(lab: np.ndarray, ys: np.ndarray, xs: np.ndarray, starts: np.ndarray,
     return fmax, fmin, hull
 
 
-def _tile_runs(compiled, tiles: list[np.ndarray], fields: list[np.ndarray], offsets: np.ndarray, level: float):
-    """``runs`` and ``column_runs`` of the tiles' ``pack`` canvas from the compiled ``kernels.tile_runs``."""
+def _tile_runs(compiled, tiles: list[np.ndarray], fields: list[np.ndarray], offsets: np.ndarray, level: float,
+               flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None):
+    """``runs`` and ``column_runs`` of the tiles' ``pack`` canvas from the compiled ``kernels.tile_runs``; ``flat``:
+    the buffers the tiles and fields are views of (``RefinedParticles.flat``), read in place."""
     heights = np.array([t.shape[0] for t in tiles], np.intp)
     widths = np.array([t.shape[1] for t in tiles], np.intp)
-    sizes = heights * widths
-    starts = (np.cumsum(sizes) - sizes).astype(np.intp)
-    mask = np.concatenate([t.ravel() for t in tiles]).astype(bool, copy=False)
-    field = np.concatenate([f.ravel() if f.size else np.zeros(t.size, np.float32) for t, f in zip(tiles, fields)],
-                           dtype=np.float32)  # the canvas's values (a field is ≥ 0: the canvas's maximum with 0)
+    if flat is not None:
+        mask, field, starts = flat
+    else:
+        sizes = heights * widths
+        starts = (np.cumsum(sizes) - sizes).astype(np.intp)
+        mask = np.concatenate([t.ravel() for t in tiles]).astype(bool, copy=False)
+        field = np.concatenate([f.ravel() if f.size else np.zeros(t.size, np.float32)
+                                for t, f in zip(tiles, fields)], dtype=np.float32)  # the canvas's values (a field
+        # is ≥ 0: the canvas's maximum with 0)
     runs_at_most = int(np.count_nonzero(mask))  # a run has a pixel at least
     out_row, out_col = np.empty((4, runs_at_most)), np.empty((4, runs_at_most))
     nr, nc = compiled(mask, field, starts, heights, widths, offsets[:, 0].astype(np.intp),
@@ -376,17 +404,18 @@ def _tile_runs(compiled, tiles: list[np.ndarray], fields: list[np.ndarray], offs
             (out_col[0, :nc].astype(np.int32), *out_col[1:, :nc]))
 
 
-def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray], level: float = LEVEL
-                  ) -> tuple[ShapeTable, np.ndarray]:
+def outline_table(tiles: list[np.ndarray], fields: list[np.ndarray], level: float = LEVEL,
+                  flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> tuple[ShapeTable, np.ndarray]:
     """Shape of every tile at once (refined px), packed on one canvas (``pack``; returns each tile's offset in it):
     area, centroid and ellipse axes of the sub-pixel iso-line integrated run by run (``run_moments``; the mean of
     the row and the column integrals, whose sampling errors partly cancel), Feret
-    diameters and convex area of its hull (``support``) and its length (``perimeter``), all from its ``crossings``."""
+    diameters and convex area of its hull (``support``) and its length (``perimeter``), all from its ``crossings``.
+    ``flat``: the buffers the tiles and fields are views of (``RefinedParticles.flat``), read in place."""
     n = len(tiles)
     shape, offsets = shelves([t.shape for t in tiles])
     compiled = kernel("tile_runs") if n else None
     if compiled is not None:  # the same runs, tile by tile, without drawing the canvas
-        row_runs, col_runs = _tile_runs(compiled, tiles, fields, offsets, level)
+        row_runs, col_runs = _tile_runs(compiled, tiles, fields, offsets, level, flat)
     else:
         canvas, fcanvas = np.zeros(shape, np.int32), np.zeros(shape, np.float32)
         for k, (t, f, (oy, ox)) in enumerate(zip(tiles, fields, offsets)):

@@ -122,31 +122,150 @@ def tile_runs(mask, field, starts, heights, widths, rows0, cols0, level, out_row
 
 def order_within(values, starts, ends, out):  # pragma: no cover - compiled by numba; its output is tested
     """``out``: the indices that sort ``values`` within each group ``starts[j]``..``ends[j]`` (stable), groups in
-    place — ``np.lexsort((values, group))`` for groups already in order. A bottom-up merge sort of the indices
-    (stable, so the same order as numpy's; written out, it compiles in a fraction of numba's ``argsort``)."""
-    spare = np.empty(out.size, out.dtype)
+    place — ``np.lexsort((values, group))`` for groups already in order. A natural merge sort (stable, so the same
+    order as numpy's): the group's non-decreasing runs and its strictly decreasing ones reversed (an outline's
+    crossings by angle come in a few such runs), then merged pairwise, values moved with their indices."""
+    longest = 1
     for j in range(starts.size):
-        a, b = starts[j], ends[j]
-        for i in range(a, b):
-            out[i] = i
-        src, dst = out, spare
-        width = 1
-        while width < b - a:
-            for lo in range(a, b, 2 * width):
-                mid, hi = min(lo + width, b), min(lo + 2 * width, b)
-                i, k = lo, mid
+        longest = max(longest, ends[j] - starts[j])
+    val, idx = np.empty(longest, values.dtype), np.empty(longest, np.int64)
+    val2, idx2 = np.empty(longest, values.dtype), np.empty(longest, np.int64)
+    bounds, bounds2 = np.empty(longest + 1, np.int64), np.empty(longest + 1, np.int64)
+    for j in range(starts.size):
+        a, m = starts[j], ends[j] - starts[j]
+        if m <= 0:
+            continue
+        for i in range(m):
+            val[i], idx[i] = values[a + i], a + i
+        runs, i = 0, 0
+        while i < m:  # runs: [bounds[r], bounds[r + 1])
+            bounds[runs] = i
+            runs += 1
+            k = i + 1
+            if k < m and val[k] < val[i]:  # strictly decreasing: reversed, it is a stable ascending run
+                while k + 1 < m and val[k + 1] < val[k]:
+                    k += 1
+                lo, hi = i, k
+                while lo < hi:
+                    val[lo], val[hi] = val[hi], val[lo]
+                    idx[lo], idx[hi] = idx[hi], idx[lo]
+                    lo += 1
+                    hi -= 1
+                i = k + 1
+            else:
+                while k < m and not val[k] < val[k - 1]:
+                    k += 1
+                i = k
+        bounds[runs] = m
+        src_v, src_i, dst_v, dst_i = val, idx, val2, idx2
+        src_b, dst_b = bounds, bounds2
+        while runs > 1:
+            merged = 0
+            for r in range(0, runs, 2):
+                lo, mid = src_b[r], src_b[r + 1]
+                hi = src_b[r + 2] if r + 2 <= runs else mid
+                dst_b[merged] = lo
+                merged += 1
+                p, q = lo, mid
                 for t in range(lo, hi):
-                    if k < hi and (i >= mid or values[src[k]] < values[src[i]]):
-                        dst[t] = src[k]
-                        k += 1
+                    if q < hi and (p >= mid or src_v[q] < src_v[p]):
+                        dst_v[t], dst_i[t] = src_v[q], src_i[q]
+                        q += 1
                     else:
-                        dst[t] = src[i]
+                        dst_v[t], dst_i[t] = src_v[p], src_i[p]
+                        p += 1
+            dst_b[merged] = m
+            runs = merged
+            src_v, dst_v, src_i, dst_i, src_b, dst_b = dst_v, src_v, dst_i, src_i, dst_b, src_b
+        for i in range(m):
+            out[a + i] = src_i[i]
+
+
+def group_points(la, ya, xa0, xa1, lb, xb, yb0, yb1, centre, at, lab, ys, xs):
+    # pragma: no cover - compiled by numba; its output is tested
+    """``geometry.crossings``' points without its sort: the row runs' starts, the row runs' ends, the column runs'
+    starts, the column runs' ends, each label's in that order from ``at[label]`` on (a counting sort by label: the
+    order numpy's stable sort of the four concatenated parts gives), relative to the label's ``centre``."""
+    for part in range(4):
+        labels = la if part < 2 else lb
+        for i in range(labels.size):
+            k = labels[i]
+            p = at[k]
+            at[k] = p + 1
+            lab[p] = k
+            if part == 0:
+                y, x = ya[i], xa0[i]
+            elif part == 1:
+                y, x = ya[i], xa1[i]
+            elif part == 2:
+                y, x = yb0[i], xb[i]
+            else:
+                y, x = yb1[i], xb[i]
+            ys[p] = y - centre[k - 1, 0]
+            xs[p] = x - centre[k - 1, 1]
+
+
+def polygon_lengths(ys, xs, order, starts, ends, out):  # pragma: no cover - compiled by numba; its output is tested
+    """``out[j]``: the length of the closed polygon through points ``order[starts[j]:ends[j]]`` of (``ys``,
+    ``xs``) — ``geometry.perimeter``'s numpy, bit for bit: its steps summed as ``np.add.reduceat`` sums them (the
+    first, then numpy's pairwise sum of the rest and a trailing zero: 8 accumulators in blocks of at most 128,
+    halves above that), then the closing step added."""
+    longest = 1
+    for j in range(starts.size):
+        longest = max(longest, ends[j] - starts[j])
+    step = np.empty(longest)
+    node_lo, node_n, node_stage = np.empty(64, np.int64), np.empty(64, np.int64), np.empty(64, np.int64)
+    partial = np.empty(64)
+    acc = np.empty(8)
+    for j in range(starts.size):
+        s, e = starts[j], ends[j]
+        count = e - s  # points; steps between them, then a zero where the next particle's first step would be
+        for i in range(count - 1):
+            a, b = order[s + i], order[s + i + 1]
+            step[i] = np.hypot(ys[b] - ys[a], xs[b] - xs[a])
+        step[count - 1] = 0.0
+        # step[0] + pairwise(step[1:count]), numpy's reduction of one reduceat segment
+        top, vals = 0, 0
+        node_lo[0], node_n[0], node_stage[0] = 1, count - 1, 0
+        while top >= 0:
+            lo, n, stage = node_lo[top], node_n[top], node_stage[top]
+            if n <= 128:
+                if n < 8:
+                    res = 0.0
+                    for i in range(n):
+                        res += step[lo + i]
+                else:
+                    for t in range(8):
+                        acc[t] = step[lo + t]
+                    i = 8
+                    while i < n - (n % 8):
+                        for t in range(8):
+                            acc[t] += step[lo + i + t]
+                        i += 8
+                    res = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+                    while i < n:
+                        res += step[lo + i]
                         i += 1
-            src, dst = dst, src
-            width *= 2
-        if src is not out:
-            for i in range(a, b):
-                out[i] = src[i]
+                partial[vals] = res
+                vals += 1
+                top -= 1
+                continue
+            half = n // 2
+            half -= half % 8
+            if stage == 0:
+                node_stage[top] = 1
+                top += 1
+                node_lo[top], node_n[top], node_stage[top] = lo, half, 0
+            elif stage == 1:
+                node_stage[top] = 2
+                top += 1
+                node_lo[top], node_n[top], node_stage[top] = lo + half, n - half, 0
+            else:
+                partial[vals - 2] = partial[vals - 2] + partial[vals - 1]
+                vals -= 1
+                top -= 1
+        first, last = order[s], order[e - 1]
+        out[j] = (step[0] + partial[0]) + np.hypot(ys[last] - ys[first], xs[last] - xs[first])
 
 
 def hysteresis(p, low, high, out):  # pragma: no cover - compiled by numba; its output is tested
@@ -370,7 +489,8 @@ def label_runs(mask, pixels, out):  # pragma: no cover - compiled by numba; its 
 
 
 def kernel(name: str):
-    """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``hysteresis``, ``grow_rings``,
+    """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``group_points``,
+    ``polygon_lengths``, ``hysteresis``, ``grow_rings``,
     ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``,
     ``label_sums``, ``owners`` or ``label_runs``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
     return compiled(name, globals())

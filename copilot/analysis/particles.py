@@ -184,7 +184,7 @@ def refined_table(seg: Segmentation, instances: np.ndarray, level: float = LEVEL
     foreground = 1.0 - seg.probabilities[seg.class_names.index("background")]
     slices = find_objects(instances, n)
     refined = refine_particles(foreground, instances, frame_shape, m, level=level, slices=slices)
-    t, offsets = outline_table(refined.tiles, refined.fields, level)
+    t, offsets = outline_table(refined.tiles, refined.fields, level, refined.flat)
     tiles_before = refined.tiles
     # a neck makes an outline both less solid and elongated (two discs joined at 70 % of the diameter: solidity
     # 0.92-0.98 as the network draws them, Feret ratio 1.6-1.8); small round particles, most of a frame, are not

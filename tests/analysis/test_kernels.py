@@ -39,6 +39,13 @@ def test_compiled_kernel_equals_numpy_loop(monkeypatch, grid, frame, m, level):
         assert a.dtype == b.dtype and fa.dtype == fb.dtype == np.float32
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(fa, fb)
+    # the compiled refinement's buffers, read in place by the outline table: the same table as from the tiles
+    assert fast.flat is not None and slow.flat is None
+    monkeypatch.delenv("COPILOT_NUMBA")
+    in_place, _ = outline_table(fast.tiles, fast.fields, level, fast.flat)
+    copied, _ = outline_table(slow.tiles, slow.fields, level)
+    for c in ("area", "centroid_row", "centroid_col", "axis_minor", "perimeter", "feret_min", "area_convex"):
+        np.testing.assert_array_equal(getattr(in_place, c), getattr(copied, c))
 
 
 def test_dilate3_is_grey_dilation():
@@ -66,6 +73,69 @@ def test_compiled_outline_table_equals_numpy(monkeypatch):
     np.testing.assert_array_equal(fast_at, slow_at)
     for c in columns(slow):
         np.testing.assert_array_equal(getattr(fast, c.name), getattr(slow, c.name))
+
+
+def _runs(rng, per_label: np.ndarray):
+    """Run tuples as ``geometry._tile_runs`` gives them: int32 labels in tile order (``per_label[k]`` runs of label
+    k + 1; some none), a line and two sub-pixel ends."""
+    lab = np.repeat(np.arange(1, per_label.size + 1), per_label).astype(np.int32)
+    line = rng.integers(0, 300, lab.size).astype(np.float64)
+    a = rng.random(lab.size) * 50
+    return lab, line, a, a + rng.random(lab.size) * 20
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_compiled_crossings_and_perimeter_equal_numpy(monkeypatch, seed):
+    """``crossings`` (counting sort, kernels.group_points) and ``perimeter`` (kernels.polygon_lengths: numpy's
+    pairwise sums written out) give numpy's arrays bit for bit, for particles of 2 to ~2,000 points (sums under
+    8, up to 128 and split in halves above)."""
+    from copilot.analysis.geometry import crossings, perimeter
+
+    if kernels.kernel("polygon_lengths") is None:
+        pytest.skip("numba not installed: only numpy runs")
+    rng = np.random.default_rng(seed)
+    n = 80
+    sizes = np.array([0, 1, 2, 3, 4, 7, 15, 30, 32, 33, 60, 64, 65, 200, 500])
+    per_row, per_col = rng.choice(sizes, n), rng.choice(sizes, n)
+    per_row[-1] = 0  # a label without any run
+    per_col[-1] = 0
+    rows, cols = _runs(rng, per_row), _runs(rng, per_col)
+    centre = rng.random((n, 2)) * 100
+    fast = crossings(rows, cols, centre)
+    fast_p = perimeter(*fast, n)
+    monkeypatch.setenv("COPILOT_NUMBA", "0")
+    slow = crossings(rows, cols, centre)
+    slow_p = perimeter(*slow, n)
+    counts = np.diff(np.append(slow[3], slow[0].size))
+    assert counts.min() < 8 and counts.max() > 1000
+    assert ((counts > 8) & (counts <= 129)).any() and ((counts > 129) & (counts < 400)).any()
+    for a, b in zip(fast, slow):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(fast_p, slow_p)
+    assert (slow_p > 0).sum() == slow[3].size < n
+
+
+def test_order_within_is_a_stable_lexsort():
+    """kernels.order_within == np.lexsort((values, group)) for groups of 0 to 700 values: random, with many ties,
+    ascending and descending stretches (ties inside them too), and an outline's crossings by angle."""
+    order_within = kernels.kernel("order_within")
+    if order_within is None:
+        pytest.skip("numba not installed: only numpy runs")
+    rng = np.random.default_rng(3)
+    theta = np.linspace(-np.pi, np.pi, 240, endpoint=False)
+    groups = [rng.random(50), rng.integers(0, 4, 300).astype(float), np.sort(rng.integers(0, 9, 100)).astype(float),
+              -np.sort(rng.integers(0, 9, 100)).astype(float), np.r_[np.arange(30.0), np.arange(30.0)[::-1], 5.0],
+              np.array([]), np.array([1.0]), np.array([2.0, 1.0]), np.array([1.0, 1.0, 0.0, 0.0]),
+              np.concatenate([np.roll(theta, 17), theta[::-1], np.roll(theta[::-1], 90)]),
+              rng.integers(0, 50, 700).astype(float)]
+    values = np.concatenate(groups)
+    sizes = np.array([g.size for g in groups])
+    starts = np.cumsum(sizes) - sizes
+    out = np.empty(values.size, np.intp)
+    order_within(values, starts, starts + sizes, out)
+    group = np.repeat(np.arange(sizes.size), sizes)
+    np.testing.assert_array_equal(out, np.lexsort((values, group)))
 
 
 def _boundary_probabilities(size: int, seed: int) -> np.ndarray:

@@ -164,3 +164,41 @@ def test_confidence_and_intensity_compiled_equal_label_means(monkeypatch, scale,
     for a, b in zip(fast, slow):
         np.testing.assert_array_equal(a, b)
     assert fast[0][1] == 0 and fast[0][0] > 0.9 and fast[1][0] > 0
+
+
+@pytest.mark.parametrize("scale", [2.5, 0.5])
+def test_measurement_with_kernels_equals_numpy(monkeypatch, scale):
+    """The whole particle measurement (labels, the outlines' tables, the packed outlines handed between processes)
+    is the same bit for bit with the compiled kernels and with numpy alone, on soft probabilities with touching
+    pairs, on a frame larger and smaller than the grid."""
+    from dataclasses import fields as columns
+
+    from scipy import ndimage as ndi
+
+    from copilot.analysis.geometry import PackedOutlines
+    from copilot.analysis.kernels import kernel
+
+    if kernel("tile_runs") is None:
+        pytest.skip("numba not installed: only numpy runs")
+    rng = np.random.default_rng(5)
+    centres = rng.uniform(10, 150, (40, 2))
+    inst = np.zeros((160, 160), np.int32)
+    yy, xx = np.mgrid[:160, :160]
+    for i, ((cy, cx), r) in enumerate(zip(centres, rng.uniform(2.5, 9, 40)), 1):
+        inst[((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r) & (inst == 0)] = i
+    seg = segmentation_from_instances(inst, 0.4, scale)
+    probs = np.stack([ndi.gaussian_filter(p, 1.2) for p in seg.probabilities]).astype(np.float32)
+    seg = Segmentation(seg.frame, probs / probs.sum(axis=0), seg.embedding, CLASSES, "m", "1", "test",
+                       frame_px_per_px=scale)
+    fast = measure_particles(seg, AnalysisSettings(min_area_nm2=0))
+    monkeypatch.setenv("COPILOT_NUMBA", "0")
+    slow = measure_particles(seg, AnalysisSettings(min_area_nm2=0))
+    assert slow.refined.flat is None
+    np.testing.assert_array_equal(fast.instances, slow.instances)
+    a, b = fast.summary.particles.table, slow.summary.particles.table
+    assert len(a) > 25
+    for c in columns(a):
+        np.testing.assert_array_equal(getattr(a, c.name), getattr(b, c.name))
+    pa, pb = PackedOutlines.of(fast.refined), PackedOutlines.of(slow.refined)
+    np.testing.assert_array_equal(pa.masks, pb.masks)
+    np.testing.assert_array_equal(pa.shapes, pb.shapes)
