@@ -200,8 +200,13 @@ def shelves(shapes: list[tuple[int, int]], width: int = 2048) -> tuple[tuple[int
     """``pack``'s layout: the canvas shape and each tile's (row, col) offset."""
     width = max(width, max((w for _, w in shapes), default=0) + 2)
     offsets = np.zeros((len(shapes), 2), np.intp)
+    order = np.argsort([-h for h, _ in shapes], kind="stable")  # tallest first: shelves waste little
+    compiled = kernel("shelf_offsets") if len(shapes) else None
+    if compiled is not None:  # the same loop, compiled
+        sizes = np.array(shapes, np.intp).reshape(-1, 2)
+        return (int(compiled(sizes, order, width, offsets)), width), offsets
     y = x = shelf = 0
-    for k in np.argsort([-h for h, _ in shapes], kind="stable"):  # tallest first: shelves waste little
+    for k in order:
         th, tw = shapes[k]
         if x + tw + 1 > width:
             y, x, shelf = y + shelf + 1, 0, 0

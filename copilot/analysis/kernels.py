@@ -120,6 +120,21 @@ def tile_runs(mask, field, starts, heights, widths, rows0, cols0, level, out_row
     return count[0], count[1]
 
 
+def shelf_offsets(sizes, order, width, offsets):  # pragma: no cover - compiled by numba; its output is tested
+    """``geometry.shelves``' loop: tiles (``sizes``: rows, columns) in ``order`` on shelves of ``width``, one empty
+    pixel around each; their (row, col) offsets into ``offsets``; returns the canvas's height."""
+    y = x = shelf = 0
+    for i in range(order.size):
+        k = order[i]
+        th, tw = sizes[k, 0], sizes[k, 1]
+        if x + tw + 1 > width:
+            y, x, shelf = y + shelf + 1, 0, 0
+        offsets[k, 0], offsets[k, 1] = y + 1, x + 1
+        x += tw + 1
+        shelf = max(shelf, th)
+    return y + shelf + 2
+
+
 def order_within(values, starts, ends, out):  # pragma: no cover - compiled by numba; its output is tested
     """``out``: the indices that sort ``values`` within each group ``starts[j]``..``ends[j]`` (stable), groups in
     place — ``np.lexsort((values, group))`` for groups already in order. A natural merge sort (stable, so the same
@@ -490,7 +505,7 @@ def label_runs(mask, pixels, out):  # pragma: no cover - compiled by numba; its 
 
 def kernel(name: str):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``group_points``,
-    ``polygon_lengths``, ``hysteresis``, ``grow_rings``,
+    ``polygon_lengths``, ``shelf_offsets``, ``hysteresis``, ``grow_rings``,
     ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``,
     ``label_sums``, ``owners`` or ``label_runs``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
     return compiled(name, globals())

@@ -362,11 +362,16 @@ class SeriesTracker:
         t, y = (np.array(v, float) for v in zip(*pts))
         return t, y
 
-    def _fit(self, st: _Stream, q: str) -> TrendFit:
-        t, y = self._series(st, q)
+    def _fit(self, st: _Stream, q: str, known: tuple | None = None) -> TrendFit:
+        """The trend of ``q`` as reported; ``known``: its series (t, y) and ``fit_slope`` of it, when the caller has
+        them already."""
+        if known is None:
+            t, y = self._series(st, q)
+            fit = fit_slope(t, y)
+        else:
+            t, y, fit = known
         latch = st.latches.get(q, _Latch())
         last = float(y[-1]) if y.size else None
-        fit = fit_slope(t, y)
         name, unit = quantity_name(q), slope_unit(q, st.length_unit)
         if fit is None:
             return TrendFit(q, name, unit, None, n_frames=int(y.size), last_value=last)
@@ -380,6 +385,7 @@ class SeriesTracker:
         if fit is None:
             latch.pending, latch.held = latch.direction, 0
             return self._fit(st, q), None
+        known = (t, y, fit)  # what _fit would compute again: the latch's window (``since``) does not move here
         slope, low, high, se, _ = fit
         half_stop = t_quantile(0.5 + STOP_LEVEL / 2, y.size - 2) * se
         if low > 0 or high < 0:
@@ -390,16 +396,16 @@ class SeriesTracker:
             argued = latch.direction  # between the two intervals: hysteresis keeps what was declared
         if argued == latch.direction:
             latch.pending, latch.held = argued, 0
-            return self._fit(st, q), None
+            return self._fit(st, q, known), None
         latch.held = latch.held + 1 if argued == latch.pending else 1
         latch.pending = argued
         if latch.held < self.settings.dwell_frames:
-            return self._fit(st, q), None
+            return self._fit(st, q, known), None
         was, latch.direction, latch.held = latch.direction, argued, 0
         alert = None
         if q in ALERTING or q.startswith("fraction:"):
             alert = self._trend_alert(st, q, slope, low, high, was, argued, point)
-        return self._fit(st, q), alert
+        return self._fit(st, q, known), alert
 
     def _trend_alert(self, st: _Stream, q: str, slope: float, low: float, high: float, was: int, now: int,
                      point: FramePoint) -> SeriesAlert:

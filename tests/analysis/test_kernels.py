@@ -138,6 +138,30 @@ def test_order_within_is_a_stable_lexsort():
     np.testing.assert_array_equal(out, np.lexsort((values, group)))
 
 
+def test_shelves_compiled_equal_numpy_and_tiles_never_touch(monkeypatch):
+    """``shelves`` (kernels.shelf_offsets) gives numpy's layout; on ``pack``'s canvas every tile keeps its own
+    pixels, with an empty pixel between any two tiles and around the canvas's edge."""
+    from copilot.analysis.geometry import pack, shelves
+
+    if kernels.kernel("shelf_offsets") is None:
+        pytest.skip("numba not installed: only numpy runs")
+    rng = np.random.default_rng(4)
+    shapes = [tuple(int(v) for v in s) for s in rng.integers(0, 40, (300, 2))] + [(5, 90), (0, 0), (3, 0)]
+    fast = shelves(shapes, width=120)
+    monkeypatch.setenv("COPILOT_NUMBA", "0")
+    slow = shelves(shapes, width=120)
+    assert fast[0] == slow[0] and fast[0][1] == 120
+    np.testing.assert_array_equal(fast[1], slow[1])
+    monkeypatch.delenv("COPILOT_NUMBA")
+    tiles = [rng.random(s) < 0.8 for s in shapes[:60]]
+    canvas, offsets = pack(tiles, width=100)
+    for k, (t, (oy, ox)) in enumerate(zip(tiles, offsets)):
+        np.testing.assert_array_equal(canvas[oy:oy + t.shape[0], ox:ox + t.shape[1]] == k + 1, t)
+    assert canvas[0].max() == canvas[-1].max() == canvas[:, 0].max() == 0
+    grown = ndi.grey_dilation(canvas, size=3)
+    assert np.all((canvas == 0) | (grown == canvas))  # no two labels 8-adjacent
+
+
 def _boundary_probabilities(size: int, seed: int) -> np.ndarray:
     """(2, size, size) float32 grain / boundary probabilities: noisy, blurred Voronoi edges with gaps, faint
     stretches, and one wide boundary block (more than ``GROW_STEPS`` rings to fill: the exact-transform fallback)."""
