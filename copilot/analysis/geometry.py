@@ -604,26 +604,24 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
     h, w = instances.shape
     m = refined.m
     sy, sx = H * m / h, W * m / w  # refined pixels per grid pixel
-    tiles, origins = list(refined.tiles), [tuple(o) for o in refined.origins]
-    fields = list(refined.fields)
-    out = instances.copy()
+    tiles = fields = origins = out = None  # copies, made at the first split (most frames have none)
     n_split = 0
-    slices = ndi.find_objects(instances) if slices is None else slices
-    for k in np.flatnonzero(candidates):
-        tile = tiles[k]
+    todo = np.flatnonzero(candidates)
+    slices = ndi.find_objects(instances) if slices is None and todo.size else slices
+    for k in todo:
+        tile, origin = refined.tiles[k], tuple(refined.origins[k])  # as they were: a split changes only its own
         if tile.sum() < 16:
             continue
-        sides = neck_cut(tile, fields[k], min(sy, sx))
+        sides = neck_cut(tile, refined.fields[k], min(sy, sx))
         sl = slices[k]
         if sides is None and particle is not None:
             r, c = np.nonzero(instances[sl] == k + 1)
-            sides = valley_cut(tile, origins[k], r + sl[0].start, c + sl[1].start, particle, (sy, sx))
+            sides = valley_cut(tile, origin, r + sl[0].start, c + sl[1].start, particle, (sy, sx))
         if sides is None:
             continue
         pieces = np.where(tile, sides, 0)
-        u0, v0 = origins[k]
+        u0, v0 = origin
         # grid pixels of this particle take the piece at (or nearest to) their centre
-        sl = slices[k]
         rows, cols = np.nonzero(instances[sl] == k + 1)
         rows, cols = rows + sl[0].start, cols + sl[1].start
         ru = np.clip(np.floor((rows + 0.5) * sy).astype(int) - u0, 0, tile.shape[0] - 1)
@@ -632,6 +630,9 @@ def split_necks(refined: RefinedParticles, instances: np.ndarray, candidates: np
         piece = pieces[iy[ru, rv], ix[ru, rv]]
         if np.unique(piece).size < 2:  # a piece too small to own a grid pixel: keep the particle whole
             continue
+        if out is None:
+            tiles, fields = list(refined.tiles), list(refined.fields)
+            origins, out = [tuple(o) for o in refined.origins], instances.copy()
         n_split += 1
         field = fields[k]
         tiles[k], fields[k] = pieces == 1, np.where(sides == 1, field, 0)
