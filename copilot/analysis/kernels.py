@@ -381,8 +381,9 @@ def relabel_large(labels, min_area, out):  # pragma: no cover - compiled by numb
         if flat[i] > top:
             top = flat[i]
     count = np.zeros(top + 1, np.int64)
-    for i in range(flat.size):
-        count[flat[i]] += 1
+    for i in range(flat.size):  # background pixels (most) skipped: no chain of increments of one counter
+        if flat[i]:
+            count[flat[i]] += 1
     lut = np.zeros(top + 1, np.int32)
     k = 0
     for lab in range(1, top + 1):
@@ -390,7 +391,7 @@ def relabel_large(labels, min_area, out):  # pragma: no cover - compiled by numb
             k += 1
             lut[lab] = k
     for i in range(flat.size):
-        dest[i] = lut[flat[i]]
+        dest[i] = lut[flat[i]] if flat[i] else 0
 
 
 def marker_regions(markers, regions, region_of):  # pragma: no cover - compiled by numba; its output is tested
