@@ -117,3 +117,26 @@ def test_particle_detectability_grows_with_the_square_root_of_the_dose():
     high = particle_dprimes(replace(base, dose=80.0), np.random.default_rng(4))
     assert low.keys() == high.keys() and len(low) >= 5
     assert 1.9 < np.median([high[k] / low[k] for k in low]) < 2.1
+
+
+def test_paired_bench_imports_the_other_tree_beside_this_one(tmp_path):
+    """bench/postprocess_paired.py's copy of another tree: its package renamed copilot_before, every import of itself
+    (and module names in strings) pointing at the copy, never at this tree's copilot."""
+    sys.path.insert(0, str(REPO / "bench"))
+    try:
+        from postprocess_paired import renamed_copy
+    finally:
+        sys.path.remove(str(REPO / "bench"))
+    pkg = tmp_path / "tree" / "copilot"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    (pkg / "sub" / "b.py").write_text("X = 'old'\n")
+    (pkg / "a.py").write_text("from copilot.sub.b import X\nimport copilot.sub.b\nfrom copilot import sub\n"
+                              "OWN = 'copilot.sub.b'\nY = copilot.sub.b.X\n")
+    renamed_copy(tmp_path / "tree", tmp_path / "scratch")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import copilot_before.a as a; "
+            "print(a.X, a.Y, a.OWN, a.sub.__name__, 'copilot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "scratch")], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["old", "old", "copilot_before.sub.b", "copilot_before.sub", "False"]
