@@ -34,12 +34,21 @@ def watershed_touching(elevation: np.ndarray, markers: np.ndarray, mask: np.ndar
     ones = np.flatnonzero(count[region_of] == 1)
     lut[region_of[ones]] = ones
     lut[0] = 0
-    out = take(lut, regions)
     busy = np.flatnonzero(count[1:] > 1) + 1
-    if not busy.size:
-        return out
-    slices = find_objects(regions, n)
-    boxes = [slices[r - 1] for r in busy]
+    fused = kernel("take_and_boxes") if busy.size and regions.ndim == 2 else None
+    if fused is not None:  # the lookup and the busy regions' boxes (find_objects') in one pass
+        out = np.empty(regions.shape, lut.dtype)
+        wanted = np.zeros(n + 1, bool)
+        wanted[busy] = True
+        found = np.zeros((n, 4), np.int64)
+        fused(lut, np.ascontiguousarray(regions), out, wanted, found)
+        boxes = [(slice(a, b), slice(c, d)) for a, b, c, d in found[busy - 1].tolist()]
+    else:
+        out = take(lut, regions)
+        if not busy.size:
+            return out
+        slices = find_objects(regions, n)
+        boxes = [slices[r - 1] for r in busy]
     tiles = [regions[box] == r for box, r in zip(boxes, busy)]
     # a canvas about square (the watershed's cost follows the canvas; each tile floods alone, whatever the layout)
     canvas, offsets = pack(tiles, width=int(2 * np.sqrt(sum(t.size for t in tiles))) + 2)

@@ -427,6 +427,70 @@ def take_labels(lut, labels, out):  # pragma: no cover - compiled by numba; its 
         dest[i] = lut[flat[i]]
 
 
+def take_and_boxes(lut, labels, out, wanted, boxes):  # pragma: no cover - compiled by numba; its output is tested
+    """``out = lut[labels]``, and in the same pass ``label_boxes``' box of each label ``k`` with ``wanted[k]`` into
+    ``boxes[k - 1]`` (the others stay zero)."""
+    h, w = labels.shape
+    for y in range(h):
+        for x in range(w):
+            k = labels[y, x]
+            out[y, x] = lut[k]
+            if wanted[k]:
+                if boxes[k - 1, 1] == 0:
+                    boxes[k - 1, 0], boxes[k - 1, 1], boxes[k - 1, 2], boxes[k - 1, 3] = y, y + 1, x, x + 1
+                else:
+                    boxes[k - 1, 1] = y + 1
+                    boxes[k - 1, 2] = min(boxes[k - 1, 2], x)
+                    boxes[k - 1, 3] = max(boxes[k - 1, 3], x + 1)
+
+
+def join_tips(markers, ends, n, tip_px):  # pragma: no cover - compiled by numba; its output is tested
+    """``particles.core_markers``' loop over the core's end pixels (``ends``, in raster order), in place on
+    ``markers``: a piece of at most ``tip_px`` pixels (counted within 2 px of its end) whose pixels' 8-neighbours
+    belong to exactly one other, larger piece is relabelled as that piece; each piece is looked at once."""
+    h, w = markers.shape
+    done = np.zeros(n + 1, np.bool_)
+    rows, cols = np.empty(9, np.int64), np.empty(9, np.int64)
+    for p in range(ends.size):
+        r, c = ends[p] // w, ends[p] % w
+        own = markers[r, c]
+        if done[own]:
+            continue
+        count = 0  # small(r, c): pixels of its own label within 2 px
+        for y in range(max(r - 2, 0), min(r + 3, h)):
+            for x in range(max(c - 2, 0), min(c + 3, w)):
+                count += markers[y, x] == own
+        if count > tip_px:
+            continue
+        done[own] = True
+        k = 0  # the piece: its pixels within 1 px of the end, in raster order
+        for y in range(max(r - 1, 0), min(r + 2, h)):
+            for x in range(max(c - 1, 0), min(c + 2, w)):
+                if markers[y, x] == own:
+                    rows[k], cols[k] = y, x
+                    k += 1
+        first, other = 0, False  # the larger pieces next to it: none, one (first), or more (other)
+        for i in range(k):
+            for yy in range(max(rows[i] - 1, 0), min(rows[i] + 2, h)):
+                for xx in range(max(cols[i] - 1, 0), min(cols[i] + 2, w)):
+                    lab = markers[yy, xx]
+                    if lab == 0 or lab == own:
+                        continue
+                    near = 0
+                    for y in range(max(yy - 2, 0), min(yy + 3, h)):
+                        for x in range(max(xx - 2, 0), min(xx + 3, w)):
+                            near += markers[y, x] == lab
+                    if near <= tip_px:
+                        continue
+                    if first == 0:
+                        first = lab
+                    elif lab != first:
+                        other = True
+        if first != 0 and not other:
+            for i in range(k):
+                markers[rows[i], cols[i]] = first
+
+
 def label_sums(labels, values, pixels, rows, cols, count, sum_values, sum_pixels):
     # pragma: no cover - compiled by numba; its output is tested
     """Per label: pixel count, sum of ``values`` (shaped like ``labels``) and of ``pixels[rows[y], cols[x]]``, in
@@ -508,5 +572,5 @@ def kernel(name: str):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``group_points``,
     ``polygon_lengths``, ``shelf_offsets``, ``hysteresis``, ``grow_rings``,
     ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``,
-    ``label_sums``, ``owners`` or ``label_runs``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
+    ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners`` or ``label_runs``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
     return compiled(name, globals())

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 from skimage.segmentation import find_boundaries
 
 from copilot.analysis.particles import measure_particles, size_statistics
@@ -123,6 +124,25 @@ def test_core_markers_keep_a_thin_tip_with_its_particle():
     assert np.unique(core_markers(bridge)[bridge]).size == 3
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_core_markers_compiled_equal_numpy(monkeypatch, seed):
+    """kernels.join_tips gives core_markers' numpy loop bit for bit on cores full of tips, single pixels, bridges
+    and pieces touching several others at corners (tips joined one after another, in raster order)."""
+    from copilot.analysis.kernels import kernel
+    from copilot.analysis.particles import core_markers
+
+    if kernel("join_tips") is None:
+        pytest.skip("numba not installed: only numpy runs")
+    rng = np.random.default_rng(seed)
+    core = (rng.random((120, 140)) < 0.3) | (ndi.gaussian_filter(rng.random((120, 140)), 2) > 0.53)
+    core[0, :] |= rng.random(140) < 0.5  # pieces on the border: windows clipped there
+    fast = core_markers(core)
+    monkeypatch.setenv("COPILOT_NUMBA", "0")
+    slow = core_markers(core)
+    assert (fast != ndi.label(core)[0]).any()  # some tips were joined
+    np.testing.assert_array_equal(fast, slow)
+
+
 @pytest.mark.parametrize("nm_per_px", [0.25, None])
 def test_the_document_rows_are_the_table_row_by_row(nm_per_px):
     """ParticleTable.rows (built column-wise, positionally) gives what row(i) gives field by field, positions in nm
@@ -172,8 +192,6 @@ def test_measurement_with_kernels_equals_numpy(monkeypatch, scale):
     is the same bit for bit with the compiled kernels and with numpy alone, on soft probabilities with touching
     pairs, on a frame larger and smaller than the grid."""
     from dataclasses import fields as columns
-
-    from scipy import ndimage as ndi
 
     from copilot.analysis.geometry import PackedOutlines
     from copilot.analysis.kernels import kernel
