@@ -292,11 +292,12 @@ def crossings(row_runs: tuple, col_runs: tuple, centre: np.ndarray):
     compiled = kernel("group_points") if la.size + lb.size else None
     if compiled is not None:  # grouped by a counting sort (the same order as the stable sort below)
         count = 2 * (np.bincount(la, minlength=len(centre) + 1) + np.bincount(lb, minlength=len(centre) + 1))
-        at = np.cumsum(count) - count
+        first = np.cumsum(count) - count  # where each label's points start
         lab = np.empty(2 * (la.size + lb.size), np.int32)
         ys, xs = np.empty(lab.size), np.empty(lab.size)
-        compiled(la, ya, xa0, xa1, lb, xb, yb0, yb1, np.ascontiguousarray(centre, np.float64), at, lab, ys, xs)
-        return lab, ys, xs, (np.cumsum(count) - count)[count > 0]
+        compiled(la, ya, xa0, xa1, lb, xb, yb0, yb1, np.ascontiguousarray(centre, np.float64), first.copy(), lab,
+                 ys, xs)  # the kernel advances its copy of ``first`` as it places the points
+        return lab, ys, xs, first[count > 0]
     lab = np.concatenate([la, la, lb, lb])
     small = lab.size and lab.max() < 2**16  # 16-bit keys: numpy's stable sort is a radix sort (same order)
     order = np.argsort(lab.astype(np.uint16) if small else lab, kind="stable")
