@@ -87,9 +87,11 @@ def block_bootstrap(fractions: np.ndarray, sizes: np.ndarray, resamples: int, le
 
 
 def point_count(labels: np.ndarray, n_classes: int, spacing_px: int, block_px: int):
-    """ASTM E562: fraction of grid points on each class, and a t-interval over blocks as fields."""
-    off = spacing_px // 2
-    grid = labels[off::spacing_px, off::spacing_px]
+    """ASTM E562: fraction of grid points on each class, and a t-interval over blocks as fields. The grid starts
+    half a spacing in, or in the middle of a side shorter than that (a strip narrower than the spacing still gets
+    its line of points)."""
+    oy, ox = (min(spacing_px // 2, (n - 1) // 2) for n in labels.shape)
+    grid = labels[oy::spacing_px, ox::spacing_px]
     estimate = np.bincount(grid.ravel(), minlength=n_classes)[:n_classes] / grid.size
     step = max(1, block_px // spacing_px)
     fields = [grid[y : y + step, x : x + step] for y in range(0, grid.shape[0], step) for x in range(0, grid.shape[1], step)]

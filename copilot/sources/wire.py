@@ -99,6 +99,17 @@ class FrameHeader(BaseModel):
             raise ValueError(f"nm_per_px must be positive and finite, got {v!r}")
         return float(v)
 
+    @field_validator("meta")
+    @classmethod
+    def _own_keys(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """The keys the daemon reads itself carry their types (free keys pass as they are)."""
+        rows = v.get("data_bar_rows")
+        if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
+            raise ValueError(f"meta.data_bar_rows must be a whole number ≥ 0 (rows of burned-in bar removed), got {rows!r}")
+        if v.get("signal") is not None and not isinstance(v["signal"], str):
+            raise ValueError(f"meta.signal must be text (the signal's title), got {v['signal']!r}")
+        return v
+
     @field_validator("acquired_at")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:

@@ -50,3 +50,19 @@ def test_sufficiency_for_headline_phase():
     m = measure_phases(seg_from_classes(labels)).summary
     (s,) = m.sufficiency
     assert s.quantity == "fraction:lath" and s.estimate == pytest.approx(0.5)
+
+
+
+@pytest.mark.parametrize("shape", [(4000, 8), (8, 4000), (5, 300)])
+def test_point_count_on_a_strip_narrower_than_the_grid_spacing(shape):
+    """A frame narrower than the point grid's spacing still gets a line of points (it had none: 0 / 0, and the
+    frame failed in its document)."""
+    labels = np.zeros(shape, np.uint8)
+    if shape[0] > shape[1]:
+        labels[: shape[0] // 2] = 1
+    else:
+        labels[:, : shape[1] // 2] = 1
+    ph = measure_phases(seg_from_classes(labels), AnalysisSettings(point_grid_spacing_px=16)).summary.phases
+    lath = ph.phases[1]
+    assert ph.grid_points > 0
+    assert lath.point_count == pytest.approx(0.5, abs=0.06) and lath.area_fraction == pytest.approx(0.5, abs=0.01)

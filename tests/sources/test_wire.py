@@ -44,3 +44,18 @@ def test_header_size_limit():
     raw = json.dumps({"shape": [1, 1], "dtype": "uint8", "meta": {"x": "y" * 70000}}).encode()
     with pytest.raises(InvalidMessage, match="header is"):
         decode_message([raw, b"\x00"], max_bytes=10)
+
+
+@pytest.mark.parametrize("meta, field", [({"signal": 5}, "meta.signal"), ({"signal": ["HAADF"]}, "meta.signal"),
+                                         ({"data_bar_rows": "40"}, "meta.data_bar_rows"),
+                                         ({"data_bar_rows": -1}, "meta.data_bar_rows"),
+                                         ({"data_bar_rows": 1.5}, "meta.data_bar_rows")])
+def test_meta_keys_the_daemon_reads_are_typed(meta, field):
+    """A sender's meta may hold anything, but the keys the daemon reads itself must have their type: the message is
+    refused with the key named, instead of the frame failing later inside the document."""
+    raw = json.dumps({"shape": [1, 1], "dtype": "uint8", "meta": meta}).encode()
+    with pytest.raises(InvalidMessage, match=field.replace(".", r"\.")):
+        decode_message([raw, b"\x00"], max_bytes=10)
+    ok = json.dumps({"shape": [1, 1], "dtype": "uint8",
+                     "meta": {"signal": "HAADF", "data_bar_rows": 0, "detector": ["free", 1]}}).encode()
+    assert decode_message([ok, b"\x00"], max_bytes=10)[0].meta["signal"] == "HAADF"
