@@ -14,6 +14,7 @@ from typing import Iterable
 import numpy as np
 import tifffile
 
+from copilot.errors import UserError
 from copilot.inference.preprocess import nearest_resample
 from copilot.document.schema import ResultDocument, SeriesSummary
 from copilot.grain_exports import GRAIN_COLUMNS, GRAIN_FRAME_COLUMNS, grain_frame_columns, grain_rows
@@ -337,7 +338,11 @@ class ResultWriter:
 
     def __init__(self, out_dir: Path, save_masks: bool = False, *, resume: dict[str, int] | None = None):
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create the output folder {self.out_dir} ({exc.strerror or exc}): choose a "
+                            "folder you can write to") from exc
         self.save_masks = save_masks
         self._lock = threading.Lock()
         self.aggregate = SessionAggregate()

@@ -51,6 +51,13 @@ def test_missing_file(tmp_path, capsys):
     assert f"{tmp_path / 'gone.tif'}: no such file or folder" in line
 
 
+def test_output_folder_that_cannot_be_made(tmp_path, capsys):
+    (tmp_path / "a.tif").write_bytes(b"")
+    (tmp_path / "plain-file").write_text("x")
+    line = one_line_error(capsys, "analyze", str(tmp_path / "a.tif"), "--out", str(tmp_path / "plain-file" / "out"))
+    assert f"cannot create the output folder {tmp_path / 'plain-file' / 'out'}" in line
+
+
 def test_bad_config_value_and_missing_config(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
     cfg.write_text("[pipeline]\nqueue_size = 0\n")
