@@ -49,13 +49,26 @@ class ReplayBackend:
         self._recorded.clear()
 
 
-def simulated_frames(size: int, n: int, nm_per_px: float, stream: str = "bench", seed: int = 0):
+def simulated_frames(size: int, n: int, nm_per_px: float, stream: str = "bench", seed: int = 0,
+                     task: str = "particles"):
+    """``n`` frames of ``size``² at ``nm_per_px``: supported nanoparticles (STEM), or for ``task="phases"`` SEM
+    micrographs of two-phase and porous microstructures (``copilot.sim.sem``, varied structures)."""
     from copilot.frame import Frame
-    from copilot.sim import SimParams, simulate_frame
 
-    params = SimParams(size_px=size, nm_per_px=nm_per_px, area_fraction=0.12, touching_fraction=0.1)
-    return [Frame(simulate_frame(params, seed + i).image, nm_per_px, stream=stream, frame_id=f"{size}-{i}",
-                  origin="sim") for i in range(n)]
+    if task == "phases":
+        from copilot.sim.sem import random_sem_params, simulate_sem
+
+        rng = np.random.default_rng(seed)
+        images = [simulate_sem(random_sem_params(rng, size, (nm_per_px, nm_per_px)), seed + i).image
+                  for i in range(n)]
+    elif task == "particles":
+        from copilot.sim import SimParams, simulate_frame
+
+        params = SimParams(size_px=size, nm_per_px=nm_per_px, area_fraction=0.12, touching_fraction=0.1)
+        images = [simulate_frame(params, seed + i).image for i in range(n)]
+    else:
+        raise ValueError(f"post-processing bench frames for task {task!r}: particles or phases")
+    return [Frame(img, nm_per_px, stream=stream, frame_id=f"{size}-{i}", origin="sim") for i, img in enumerate(images)]
 
 
 def _stages(pipeline):
@@ -92,7 +105,8 @@ def single(replay, frames, repeats: int, profile: bool = False) -> dict:
         if k:
             totals.append((time.perf_counter() - t_all) * 1e3)
             cpu_totals.append((time.thread_time() - c_all) * 1e3)
-            particles.append(job.payload.doc.measurements.particles.count)
+            found = job.payload.doc.measurements.particles  # None for a phases model
+            particles.append(found.count if found is not None else 0)
     out = {name: _pct(v) for name, v in times.items()}
     out["total"] = _pct(totals)
     out["cpu_ms"] = {name: _pct(v) for name, v in cpu.items()} | {"total": _pct(cpu_totals)}
@@ -190,7 +204,7 @@ def run_postprocess(sizes, frames: int, *, model: str = "particles-stem", backen
                             "nm_per_px": nm_per_px, "frames": frames, "workers": workers, "rounds": rounds,
                             "working_nm_per_px": real.card.working_nm_per_px}, "sizes": {}}
     for size in sizes:
-        fr = simulated_frames(size, min(distinct, frames), nm_per_px)
+        fr = simulated_frames(size, min(distinct, frames), nm_per_px, task=real.card.task)
         replay = ReplayBackend.record(real, fr)
         grid = replay.segment(fr[0]).probabilities.shape[1:]
         r = {"grid_px": list(grid), "single": single(replay, fr, frames, profile=False)}

@@ -64,8 +64,8 @@ def _run(pkg, stages, seg, k: int):
     return ms, job.payload
 
 
-def measure(size: int, rounds: int, real, new: dict, old: dict) -> dict:
-    frames = simulated_frames(size, 3, 0.2)
+def measure(size: int, rounds: int, real, new: dict, old: dict, nm_per_px: float = 0.2) -> dict:
+    frames = simulated_frames(size, 3, nm_per_px, task=real.card.task)
     replay = ReplayBackend.record(real, frames)
     segs_new = [replay.segment(f) for f in frames]
     segs_old = [_convert(s, old["segmentation"].Segmentation, frame=_convert(s.frame, old["frame"].Frame))
@@ -100,6 +100,9 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", default="512,1024,2048")
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--json", type=Path, default=None, help="write results here (a .md table beside it)")
+    ap.add_argument("--model", default="particles-stem", help="model whose recorded outputs both trees measure")
+    ap.add_argument("--nm-per-px", type=float, default=None,
+                    help="calibration of the simulated frames (default 0.2, or 1.0 for a phases model)")
     args = ap.parse_args(argv)
     import os
 
@@ -116,8 +119,9 @@ def main(argv=None) -> int:
         keys = ("pipeline", "base", "segmentation", "frame")
         new = {k: importlib.import_module(f"copilot.{m}") for k, m in zip(keys, mods)}
         old = {k: importlib.import_module(f"copilot_before.{m}") for k, m in zip(keys, mods)}
-        real = load_backend("particles-stem", "onnxruntime", 2)
-        results = {str(s): measure(s, args.rounds, real, new, old) for s in (int(v) for v in args.sizes.split(","))}
+        real = load_backend(args.model, "onnxruntime", 2)
+        nm = args.nm_per_px or (1.0 if real.card.task == "phases" else 0.2)
+        results = {str(s): measure(s, args.rounds, real, new, old, nm) for s in (int(v) for v in args.sizes.split(","))}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     lines = ["| frame | grid | documents identical | stage | before CPU ms (p50 / p10) | after CPU ms (p50 / p10) |",

@@ -568,9 +568,53 @@ def label_runs(mask, pixels, out):  # pragma: no cover - compiled by numba; its 
     return n
 
 
+def subpixel_counts(p, labels, k, counts):  # pragma: no cover - compiled by numba; its output is tested
+    """``phases.subpixel_fractions`` in one pass: every pixel whose 4-neighbours share its class adds 1 to its
+    class in ``counts`` (float64, per class); a boundary pixel adds 1 / k² for each of its k × k points, by the
+    arg-max of the bilinearly interpolated float32 probabilities ``p`` (classes, h, w) there (edges clamped, as the
+    numpy code's edge padding). Returns the number of boundary pixels."""
+    n_classes, h, w = p.shape
+    one = np.float32(1.0)
+    fl = np.empty(k, np.int64)
+    fr = np.empty(k, np.float32)
+    for i in range(k):
+        d = (i + 0.5) / k - 0.5
+        f = np.floor(d)
+        fl[i] = np.int64(f)
+        fr[i] = np.float32(d - f)
+    sub = np.zeros(n_classes)
+    band = 0
+    for y in range(h):
+        for x in range(w):
+            c = labels[y, x]
+            if ((y > 0 and labels[y - 1, x] != c) or (y + 1 < h and labels[y + 1, x] != c)
+                    or (x > 0 and labels[y, x - 1] != c) or (x + 1 < w and labels[y, x + 1] != c)):
+                band += 1
+                for i in range(k):
+                    ya = min(max(y + fl[i], 0), h - 1)
+                    yb = min(max(y + fl[i] + 1, 0), h - 1)
+                    fy = fr[i]
+                    for j in range(k):
+                        xa = min(max(x + fl[j], 0), w - 1)
+                        xb = min(max(x + fl[j] + 1, 0), w - 1)
+                        fx = fr[j]
+                        best, arg = np.float32(0.0), 0
+                        for q in range(n_classes):
+                            v = ((one - fy) * ((one - fx) * p[q, ya, xa] + fx * p[q, ya, xb])
+                                 + fy * ((one - fx) * p[q, yb, xa] + fx * p[q, yb, xb]))
+                            if q == 0 or v > best or (v != v and best == best):  # numpy's arg-max: first max,
+                                best, arg = v, q  # a NaN wins at once
+                        sub[arg] += 1.0
+            else:
+                counts[c] += 1.0
+    for q in range(n_classes):
+        counts[q] += sub[q] / (k * k)
+    return band
+
+
 def kernel(name: str):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``group_points``,
     ``polygon_lengths``, ``shelf_offsets``, ``hysteresis``, ``grow_rings``,
     ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``,
-    ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners`` or ``label_runs``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
+    ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners``, ``label_runs`` or ``subpixel_counts``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
     return compiled(name, globals())

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from copilot.analysis.kernels import kernel
 from copilot.analysis.measurements import FrameMeasurements, Interval, Measures, PhaseFraction, PhaseStats
 from copilot.analysis.morphology import measure_morphology
 from copilot.analysis.settings import AnalysisSettings
@@ -41,6 +42,11 @@ def subpixel_fractions(probabilities: np.ndarray, labels: np.ndarray, k: int = S
     """Area fraction per class with boundary pixels split into k × k points (bilinear probabilities, arg-max);
     returns the fractions and the number of boundary pixels."""
     n_classes = probabilities.shape[0]
+    compiled = kernel("subpixel_counts")
+    if compiled is not None and probabilities.dtype == np.float32:  # one pass, the same counts (kernels.py)
+        counts = np.zeros(n_classes)
+        n_band = compiled(probabilities, np.ascontiguousarray(labels), k, counts)
+        return counts / labels.size, int(n_band)
     band = boundary_pixels(labels)
     counts = np.bincount(labels[~band].ravel(), minlength=n_classes)[:n_classes].astype(np.float64)
     ys, xs = np.nonzero(band)
