@@ -612,9 +612,57 @@ def subpixel_counts(p, labels, k, counts):  # pragma: no cover - compiled by num
     return band
 
 
+def squared_distances(mask, out):  # pragma: no cover - compiled by numba; its output is tested
+    """``out`` (int64): each pixel's squared Euclidean distance to the nearest pixel where ``mask`` is False (0 there),
+    exact: nearest False pixel of each column, then the lower envelope of the columns' parabolas along each row
+    (Felzenszwalb & Huttenlocher). Needs at least one False pixel."""
+    h, w = mask.shape
+    big = np.int64(1) << 60
+    col = np.empty(h, np.int64)
+    for x in range(w):
+        last = -1
+        for y in range(h):
+            if not mask[y, x]:
+                last = y
+            col[y] = big if last < 0 else (y - last) * (y - last)
+        last = -1
+        for y in range(h - 1, -1, -1):
+            if not mask[y, x]:
+                last = y
+            if last >= 0 and (last - y) * (last - y) < col[y]:
+                col[y] = (last - y) * (last - y)
+        for y in range(h):
+            out[y, x] = col[y]
+    f = np.empty(w, np.int64)
+    v = np.empty(w, np.int64)
+    z = np.empty(w + 1)
+    for y in range(h):
+        for x in range(w):
+            f[x] = out[y, x]
+        k = -1
+        for q in range(w):
+            if f[q] >= big:
+                continue
+            while k >= 0:
+                s = ((f[q] + q * q) - (f[v[k]] + v[k] * v[k])) / (2.0 * (q - v[k]))
+                if s <= z[k]:
+                    k -= 1
+                else:
+                    break
+            k += 1
+            v[k] = q
+            z[k] = -np.inf if k == 0 else ((f[q] + q * q) - (f[v[k - 1]] + v[k - 1] * v[k - 1])) / (2.0 * (q - v[k - 1]))
+            z[k + 1] = np.inf
+        j = 0
+        for x in range(w):
+            while z[j + 1] < x:
+                j += 1
+            out[y, x] = (x - v[j]) * (x - v[j]) + f[v[j]]
+
+
 def kernel(name: str):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``group_points``,
     ``polygon_lengths``, ``shelf_offsets``, ``hysteresis``, ``grow_rings``,
     ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``,
-    ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners``, ``label_runs`` or ``subpixel_counts``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
+    ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners``, ``label_runs``, ``subpixel_counts`` or ``squared_distances``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
     return compiled(name, globals())

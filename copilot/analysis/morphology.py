@@ -25,6 +25,8 @@ from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
+from copilot.analysis.kernels import kernel
+
 WIDTH_BIN_PX = 0.05  # histogram resolution of the width bootstrap
 JUNCTION_REACH = 1.5  # medial-axis pixels nearer a junction than this × its inscribed radius are left out
 PROFILE_SAMPLES = 65  # samples across the ridge, odd so that the middle one is the medial-axis pixel
@@ -64,6 +66,28 @@ class Morphology:
     n_angles: int
 
 
+def distances_to_outside(mask: np.ndarray) -> np.ndarray:
+    """``scipy.ndimage.distance_transform_edt(mask)``, the same values, from the compiled exact transform
+    (``kernels.squared_distances``) when there is one and ``mask`` has an outside pixel."""
+    compiled = kernel("squared_distances")
+    if compiled is None or mask.all():
+        return ndi.distance_transform_edt(mask)
+    d2 = np.empty(mask.shape, np.int64)
+    compiled(np.ascontiguousarray(mask, bool), d2)
+    return np.sqrt(d2.astype(np.float64))
+
+
+def skeleton_neighbours(skel: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """How many of the 8 neighbours of each skeleton pixel (``ys``, ``xs``) are skeleton pixels too."""
+    padded = np.pad(skel, 1).view(np.uint8)
+    count = np.zeros(ys.size, np.int64)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            if dy != 1 or dx != 1:
+                count += padded[ys + dy, xs + dx]
+    return count
+
+
 def local_widths(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Inscribed-circle diameters (px) on the medial axis of ``mask``, with their row and column.
 
@@ -74,14 +98,15 @@ def local_widths(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     mask = np.asarray(mask, bool)
     if not mask.any():
         return np.zeros(0), np.zeros(0, int), np.zeros(0, int)
-    edt = ndi.distance_transform_edt(mask)  # to the nearest outside pixel centre
+    edt = distances_to_outside(mask)  # to the nearest outside pixel centre
     skel = skeletonize(mask)
-    neighbours = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - 1
-    ys, xs = np.nonzero(skel & (neighbours == 2))  # plain ridge: no branch points, no end points
+    sy, sx = np.nonzero(skel)
+    neighbours = skeleton_neighbours(skel, sy, sx)
+    plain = neighbours == 2  # plain ridge: no branch points, no end points
+    ys, xs = sy[plain], sx[plain]
     m = edt[ys, xs]
-    branches = skel & (neighbours > 2)
-    if branches.any():  # junctions widen the inscribed circle for about a junction's own radius around them
-        by, bx = np.nonzero(branches)
+    if (neighbours > 2).any():  # junctions widen the inscribed circle for about a junction's own radius around them
+        by, bx = sy[neighbours > 2], sx[neighbours > 2]
         dist, nearest = cKDTree(np.column_stack([by, bx])).query(np.column_stack([ys, xs]))
         far = dist >= JUNCTION_REACH * edt[by[nearest], bx[nearest]]  # the nearest junction's own radius
         ys, xs, m = ys[far], xs[far], m[far]
@@ -133,11 +158,11 @@ def _block_median(widths: np.ndarray, ys: np.ndarray, xs: np.ndarray, block_px: 
         return None
     bins = np.floor(widths / WIDTH_BIN_PX).astype(np.int64)
     bins -= bins.min()
-    hist = np.zeros((n_blocks, int(bins.max()) + 1))
-    np.add.at(hist, (blk, bins), 1)
+    n_bins = int(bins.max()) + 1
+    hist = np.bincount(blk * n_bins + bins, minlength=n_blocks * n_bins).astype(np.float64).reshape(n_blocks, n_bins)
     picks = np.random.default_rng(seed).integers(0, n_blocks, size=(resamples, n_blocks))
-    weights = np.zeros((resamples, n_blocks))
-    np.add.at(weights, (np.arange(resamples)[:, None], picks), 1)
+    weights = np.bincount((np.arange(resamples)[:, None] * n_blocks + picks).ravel(),
+                          minlength=resamples * n_blocks).astype(np.float64).reshape(resamples, n_blocks)
     med = _hist_median(weights @ hist)
     med += float(np.median(widths)) - _hist_median(hist.sum(axis=0, keepdims=True))[0]  # remove the binning bias
     return float(np.quantile(med, 0.025)), float(np.quantile(med, 0.975))

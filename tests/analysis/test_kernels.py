@@ -227,3 +227,36 @@ def test_subpixel_counts_equal_numpy(monkeypatch, shape, n_classes, seed):
     slow = subpixel_fractions(p, labels)
     assert fast[1] == slow[1] and (slow[1] > 0 or shape[0] == 1)
     np.testing.assert_array_equal(fast[0], slow[0])
+
+
+@pytest.mark.parametrize("shape, inside", [((50, 70), 0.5), ((1, 9), 0.6), ((9, 1), 0.6), ((120, 90), 0.97),
+                                           ((64, 64), 0.9995)])
+def test_distances_to_outside_equal_scipy(monkeypatch, shape, inside):
+    """The compiled exact distance transform gives scipy's distance_transform_edt bit for bit; so do the phase
+    widths built on it (with the skeleton's neighbour counts taken at its own pixels)."""
+    from copilot.analysis.morphology import distances_to_outside, local_widths
+
+    if kernels.kernel("squared_distances") is None:
+        pytest.skip("numba not installed: only scipy runs")
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(4):
+        field = ndi.gaussian_filter(rng.random(shape), 2.0) if min(shape) > 4 else rng.random(shape)
+        mask = field < np.quantile(field, inside)
+        mask.flat[rng.integers(mask.size)] = False  # at least one outside pixel
+        np.testing.assert_array_equal(distances_to_outside(mask), ndi.distance_transform_edt(mask))
+    bands = np.zeros((90, 120), bool)
+    bands[10:19] = bands[40:60, 5:100] = bands[:, 70:75] = True  # crossing bands: plain ridges and junctions
+    from skimage.morphology import skeletonize
+
+    from copilot.analysis.morphology import skeleton_neighbours
+
+    skel = skeletonize(bands)
+    ys, xs = np.nonzero(skel)
+    by_convolution = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - 1
+    np.testing.assert_array_equal(skeleton_neighbours(skel, ys, xs), by_convolution[ys, xs])
+    fast = local_widths(bands)
+    monkeypatch.setenv("COPILOT_NUMBA", "0")
+    slow = local_widths(bands)
+    assert fast[0].size > 50
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
