@@ -660,9 +660,41 @@ def squared_distances(mask, out):  # pragma: no cover - compiled by numba; its o
             out[y, x] = (x - v[j]) * (x - v[j]) + f[v[j]]
 
 
+def intercepts(labels, dy, dx, off, t, length, in_class, cross):  # pragma: no cover - compiled by numba; tested
+    """``morphology.intercept_counts`` without the (lines × steps) profiles: for each angle k (direction ``dy[k]``,
+    ``dx[k]``) and test line at offset ``off[i]``, the class at each step ``t[j]`` (the pixel nearest to it, the
+    same float operations as ``line_profiles``): steps inside the frame in ``length``, per class in ``in_class``,
+    and each change of class between two consecutive steps inside the frame as a crossing of both classes in
+    ``cross``. Lines that never enter the frame are skipped, so each angle's lines are numbered from 0 as the
+    numpy code's are."""
+    h, w = labels.shape
+    cy, cx = (h - 1) / 2, (w - 1) / 2
+    for k in range(dy.size):
+        line = 0
+        for i in range(off.size):
+            seen = False
+            prev = -1
+            for j in range(t.size):
+                yy = np.int64(np.rint(cy + off[i] * dx[k] + t[j] * dy[k]))
+                xx = np.int64(np.rint(cx - off[i] * dy[k] + t[j] * dx[k]))
+                if 0 <= yy < h and 0 <= xx < w:
+                    c = labels[yy, xx]
+                    seen = True
+                    length[k, line] += 1.0
+                    in_class[k, line, c] += 1.0
+                    if prev >= 0 and prev != c:
+                        cross[k, line, prev] += 1.0
+                        cross[k, line, c] += 1.0
+                    prev = c
+                else:
+                    prev = -1
+            if seen:
+                line += 1
+
+
 def kernel(name: str):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``group_points``,
     ``polygon_lengths``, ``shelf_offsets``, ``hysteresis``, ``grow_rings``,
     ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``,
-    ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners``, ``label_runs``, ``subpixel_counts`` or ``squared_distances``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
+    ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners``, ``label_runs``, ``subpixel_counts``, ``squared_distances`` or ``intercepts``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
     return compiled(name, globals())

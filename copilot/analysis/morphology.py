@@ -200,6 +200,18 @@ def intercept_counts(labels: np.ndarray, n_classes: int, spacing_px: float, n_an
 
     Returns three arrays, shapes (A, L), (A, L, C), (A, L, C), lines padded with zeros to a common L.
     """
+    compiled = kernel("intercepts")
+    if compiled is not None and labels.size:  # one pass, the same counts (kernels.intercepts)
+        h, w = labels.shape
+        r = np.hypot(h, w) / 2
+        angles = [np.pi * k / n_angles for k in range(n_angles)]  # sin and cos as line_profiles takes them
+        dy, dx = np.array([np.sin(a) for a in angles]), np.array([np.cos(a) for a in angles])
+        off, t = np.arange(-r, r + 1e-9, spacing_px), np.arange(-r, r + 1e-9, 1.0)
+        shape = (n_angles, off.size)
+        length, in_class, cross = np.zeros(shape), np.zeros((*shape, n_classes)), np.zeros((*shape, n_classes))
+        compiled(np.ascontiguousarray(labels), dy, dx, off, t, length, in_class, cross)
+        used = int(np.count_nonzero(length.any(axis=0)))  # lines that enter the frame at some angle
+        return length[:, :used], in_class[:, :used], cross[:, :used]
     per_angle = []
     for k in range(n_angles):
         prof = line_profiles(labels, np.pi * k / n_angles, spacing_px).astype(np.int64)

@@ -260,3 +260,23 @@ def test_distances_to_outside_equal_scipy(monkeypatch, shape, inside):
     assert fast[0].size > 50
     for a, b in zip(fast, slow):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape, n_classes, spacing, n_angles", [((97, 130), 3, 8, 18), ((40, 41), 2, 3.5, 7),
+                                                                 ((5, 300), 4, 8, 18)])
+def test_intercepts_equal_numpy(monkeypatch, shape, n_classes, spacing, n_angles):
+    """Test-line intercept counts in one compiled pass equal the numpy profiles' counts exactly (lines that miss
+    the frame at some angles included)."""
+    from copilot.analysis.morphology import intercept_counts
+
+    if kernels.kernel("intercepts") is None:
+        pytest.skip("numba not installed: only numpy runs")
+    rng = np.random.default_rng(shape[0])
+    labels = np.argmax(np.stack([ndi.gaussian_filter(rng.normal(size=shape), 3.0) for _ in range(n_classes)]), axis=0)
+    fast = intercept_counts(labels, n_classes, spacing, n_angles)
+    monkeypatch.setenv("COPILOT_NUMBA", "0")
+    slow = intercept_counts(labels, n_classes, spacing, n_angles)
+    assert slow[2].sum() > 0
+    for a, b in zip(fast, slow):
+        assert a.shape == b.shape
+        np.testing.assert_array_equal(a, b)
