@@ -692,9 +692,44 @@ def intercepts(labels, dy, dx, off, t, length, in_class, cross):  # pragma: no c
                 line += 1
 
 
+def smooth_separable(src, weights, out):  # pragma: no cover - compiled by numba; its output is tested
+    """``scipy.ndimage.gaussian_filter`` (mode "reflect") for a symmetric 1-D kernel ``weights`` of odd length:
+    along axis 0, then axis 1, each sum in float64 as scipy forms it (the centre tap, then the taps pairwise from
+    the outside in) and stored in ``out``'s dtype between the passes, so the values are scipy's bit for bit."""
+    h, w = src.shape
+    r = weights.size // 2
+    between = np.empty((h, w), out.dtype)
+    acc = np.empty(w)
+    for y in range(h):
+        for x in range(w):
+            acc[x] = np.float64(src[y, x]) * weights[r]
+        for jj in range(-r, 0):
+            ya, yb = (y + jj) % (2 * h), (y - jj) % (2 * h)  # mirrored into the frame: d c b a | a b c d
+            ya = ya if ya < h else 2 * h - 1 - ya
+            yb = yb if yb < h else 2 * h - 1 - yb
+            f = weights[r + jj]
+            for x in range(w):
+                acc[x] += (np.float64(src[ya, x]) + np.float64(src[yb, x])) * f
+        for x in range(w):
+            between[y, x] = acc[x]
+    line = np.empty(w + 2 * r)
+    for y in range(h):
+        for x in range(w):
+            line[r + x] = between[y, x]
+        for j in range(1, r + 1):
+            lo, hi = (-j) % (2 * w), (w - 1 + j) % (2 * w)
+            line[r - j] = between[y, lo if lo < w else 2 * w - 1 - lo]
+            line[r + w - 1 + j] = between[y, hi if hi < w else 2 * w - 1 - hi]
+        for x in range(w):
+            a = line[r + x] * weights[r]
+            for jj in range(-r, 0):
+                a += (line[r + x + jj] + line[r + x - jj]) * weights[r + jj]
+            out[y, x] = a
+
+
 def kernel(name: str):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``group_points``,
     ``polygon_lengths``, ``shelf_offsets``, ``hysteresis``, ``grow_rings``,
     ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``,
-    ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners``, ``label_runs``, ``subpixel_counts``, ``squared_distances`` or ``intercepts``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
+    ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners``, ``label_runs``, ``subpixel_counts``, ``squared_distances``, ``intercepts`` or ``smooth_separable``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
     return compiled(name, globals())
