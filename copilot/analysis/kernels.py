@@ -618,21 +618,19 @@ def squared_distances(mask, out):  # pragma: no cover - compiled by numba; its o
     (Felzenszwalb & Huttenlocher). Needs at least one False pixel."""
     h, w = mask.shape
     big = np.int64(1) << 60
-    col = np.empty(h, np.int64)
-    for x in range(w):
-        last = -1
-        for y in range(h):
+    last = np.full(w, -1, np.int64)  # each column's nearest False pixel above, then below (rows in memory order)
+    for y in range(h):
+        for x in range(w):
             if not mask[y, x]:
-                last = y
-            col[y] = big if last < 0 else (y - last) * (y - last)
-        last = -1
-        for y in range(h - 1, -1, -1):
+                last[x] = y
+            out[y, x] = big if last[x] < 0 else (y - last[x]) * (y - last[x])
+    last[:] = -1
+    for y in range(h - 1, -1, -1):
+        for x in range(w):
             if not mask[y, x]:
-                last = y
-            if last >= 0 and (last - y) * (last - y) < col[y]:
-                col[y] = (last - y) * (last - y)
-        for y in range(h):
-            out[y, x] = col[y]
+                last[x] = y
+            if last[x] >= 0 and (last[x] - y) * (last[x] - y) < out[y, x]:
+                out[y, x] = (last[x] - y) * (last[x] - y)
     f = np.empty(w, np.int64)
     v = np.empty(w, np.int64)
     z = np.empty(w + 1)
