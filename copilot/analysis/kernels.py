@@ -2,7 +2,9 @@
 loops over every particle's pixels or points in one call, without a numpy call per particle or a
 (directions × points) temporary; and for the grains of a boundary map (``grain_frame.boundary_map``,
 ``grains.fill_boundaries``, ``grains.measure_grains``, ``grain_frame.grain_table``): one pass over the pixels
-where numpy needs a full-frame labelling, gathers or weighted counts.
+where numpy needs a full-frame labelling, gathers or weighted counts; and for phases (``phases.subpixel_fractions``,
+``morphology``): the boundary pixels' sub-point fractions, the exact distance transform, the σ = 1 Gaussian and the
+test-line intercepts, each in one pass without full-frame temporaries.
 
 numba compiles them on first use (``copilot.compiled``); without numba, or with ``COPILOT_NUMBA=0`` in the
 environment, ``kernel(name)`` is None and the caller runs its numpy code, which gives the same arrays bit for bit

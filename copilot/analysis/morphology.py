@@ -177,9 +177,30 @@ def _block_median(widths: np.ndarray, ys: np.ndarray, xs: np.ndarray, block_px: 
     picks = np.random.default_rng(seed).integers(0, n_blocks, size=(resamples, n_blocks))
     weights = np.bincount((np.arange(resamples)[:, None] * n_blocks + picks).ravel(),
                           minlength=resamples * n_blocks).astype(np.float64).reshape(resamples, n_blocks)
-    med = _hist_median(weights @ hist)
+    med = _resampled_medians(weights, np.cumsum(hist, axis=1))
     med += float(np.median(widths)) - _hist_median(hist.sum(axis=0, keepdims=True))[0]  # remove the binning bias
     return float(np.quantile(med, 0.025)), float(np.quantile(med, 0.975))
+
+
+def _resampled_medians(weights: np.ndarray, block_cdf: np.ndarray) -> np.ndarray:
+    """``_hist_median(weights @ hist)`` without the (resamples × bins) table: each resample's cumulative counts
+    are read only where a binary search for its median bin looks (``block_cdf``: each block's cumulative
+    histogram). All counts are whole numbers, exact in float64 whatever the order of the sums, so the values are
+    the same."""
+    half = weights @ block_cdf[:, -1] / 2
+
+    def cdf_at(j: np.ndarray) -> np.ndarray:
+        return np.einsum("rb,br->r", weights, block_cdf[:, j])
+
+    lo, hi = np.zeros(len(weights), np.int64), np.full(len(weights), block_cdf.shape[1] - 1, np.int64)
+    while np.any(lo < hi):  # k: the first bin whose cumulative count reaches half (cdf < half before it)
+        mid = (lo + hi) // 2
+        reached = cdf_at(mid) >= half
+        hi, lo = np.where(reached, mid, hi), np.where(reached, lo, mid + 1)
+    k = lo
+    below = np.where(k > 0, cdf_at(np.maximum(k - 1, 0)), 0.0)
+    inside = cdf_at(k) - below
+    return (k + (half - below) / np.where(inside > 0, inside, 1.0)) * WIDTH_BIN_PX
 
 
 def _hist_median(hists: np.ndarray) -> np.ndarray:

@@ -73,3 +73,17 @@ def test_intercept_intervals_hold_their_estimates():
     for ph in measure_morphology(lab, ("pore", "ligament"), resamples=200).phases:
         for est in (ph.mean_intercept, ph.mean_free_path):
             assert est.low <= est.value <= est.high
+
+
+def test_resampled_medians_equal_the_full_table():
+    """The block bootstrap's medians read by binary search equal those of the full (resamples × bins) table."""
+    from copilot.analysis.morphology import _hist_median, _resampled_medians
+
+    rng = np.random.default_rng(4)
+    hist = rng.poisson(0.3, size=(23, 700)).astype(np.float64)
+    hist[5] = 0.0
+    hist[:, 0] += 1  # every block has a sample
+    picks = rng.integers(0, 23, size=(500, 23))
+    weights = np.zeros((500, 23))
+    np.add.at(weights, (np.arange(500)[:, None], picks), 1)
+    np.testing.assert_array_equal(_resampled_medians(weights, np.cumsum(hist, axis=1)), _hist_median(weights @ hist))
