@@ -154,9 +154,11 @@ class MeasureProcess:
 
 
 def _child_env() -> dict[str, str]:
-    """The worker imports this same copilot (a source checkout on sys.path included)."""
+    """The worker imports this same copilot (a source checkout on sys.path included), with one BLAS thread: each
+    worker is one core's worth of work (see ``copilot.cli``), unless the operator set OPENBLAS_NUM_THREADS."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     return env
 
 

@@ -131,3 +131,20 @@ def test_engine_is_a_hidden_alias_of_backend(threshold_model_dir, tmp_path, caps
     assert "│ backend " in capsys.readouterr().out
     verify = dict(all_parsers(build_parser()))["copilot engines verify"]
     assert "--backend" in verify.format_help() and "--engine" not in verify.format_help()
+
+
+@pytest.mark.parametrize("given, expected", [(None, "1"), ("3", "3")])
+def test_the_command_keeps_numpy_to_one_blas_thread_unless_told(given, expected):
+    """`copilot` sets OPENBLAS_NUM_THREADS=1 before numpy loads (spinning BLAS threads took the measure workers'
+    cores), and keeps an operator's own value; its measure worker processes inherit the same."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if given is not None:
+        env["OPENBLAS_NUM_THREADS"] = given
+    code = ("import copilot.cli, os, numpy; from copilot.measure_workers import _child_env; "
+            "print(os.environ['OPENBLAS_NUM_THREADS'], _child_env()['OPENBLAS_NUM_THREADS'])")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [expected, expected]
