@@ -651,7 +651,11 @@ def squared_distances(mask, out):  # pragma: no cover - compiled by numba; its o
                     break
             k += 1
             v[k] = q
-            z[k] = -np.inf if k == 0 else ((f[q] + q * q) - (f[v[k - 1]] + v[k - 1] * v[k - 1])) / (2.0 * (q - v[k - 1]))
+            if k == 0:
+                z[k] = -np.inf
+            else:
+                p = v[k - 1]
+                z[k] = ((f[q] + q * q) - (f[p] + p * p)) / (2.0 * (q - p))
             z[k + 1] = np.inf
         j = 0
         for x in range(w):
@@ -731,5 +735,7 @@ def kernel(name: str):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``group_points``,
     ``polygon_lengths``, ``shelf_offsets``, ``hysteresis``, ``grow_rings``,
     ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``,
-    ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners``, ``label_runs``, ``subpixel_counts``, ``squared_distances``, ``intercepts`` or ``smooth_separable``, or None (``copilot.compiled``: numba missing, or ``COPILOT_NUMBA=0``)."""
+    ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners``, ``label_runs``, ``subpixel_counts``,
+    ``squared_distances``, ``intercepts`` or ``smooth_separable``, or None (``copilot.compiled``: numba missing,
+    or ``COPILOT_NUMBA=0``)."""
     return compiled(name, globals())

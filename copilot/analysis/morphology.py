@@ -13,7 +13,8 @@
   lines across the lamellae (the orientation with the most intercepts, refined to 1°), from each line's first to
   last boundary crossing so that the line ends do not bias it.
 
-Everything here is plain numpy; :mod:`copilot.result` turns it into the document.
+Everything here is plain numpy (a few full-frame passes compiled in :mod:`copilot.analysis.kernels`, with the same
+values); :mod:`copilot.result` turns it into the document.
 """
 
 from __future__ import annotations

@@ -105,7 +105,8 @@ class FrameHeader(BaseModel):
         """The keys the daemon reads itself carry their types (free keys pass as they are)."""
         rows = v.get("data_bar_rows")
         if rows is not None and (isinstance(rows, bool) or not isinstance(rows, int) or rows < 0):
-            raise ValueError(f"meta.data_bar_rows must be a whole number ≥ 0 (rows of burned-in bar removed), got {rows!r}")
+            raise ValueError(f"meta.data_bar_rows must be a whole number ≥ 0 (rows of burned-in bar removed), "
+                             f"got {rows!r}")
         if v.get("signal") is not None and not isinstance(v["signal"], str):
             raise ValueError(f"meta.signal must be text (the signal's title), got {v['signal']!r}")
         return v

@@ -208,7 +208,8 @@ def test_compiled_grain_kernels_equal_numpy(monkeypatch, seed):
         np.testing.assert_array_equal(getattr(fast[2], name), getattr(slow[2], name))
 
 
-@pytest.mark.parametrize("shape, n_classes, seed", [((97, 83), 3, 0), ((40, 200), 4, 1), ((1, 9), 2, 2), ((64, 64), 3, 3)])
+@pytest.mark.parametrize("shape, n_classes, seed",
+                         [((97, 83), 3, 0), ((40, 200), 4, 1), ((1, 9), 2, 2), ((64, 64), 3, 3)])
 def test_subpixel_counts_equal_numpy(monkeypatch, shape, n_classes, seed):
     """Phase area fractions with boundary pixels split into sub-points: the one-pass kernel gives numpy's fractions
     and boundary count exactly (ties between classes and a frame edge included)."""
