@@ -49,26 +49,34 @@ class ReplayBackend:
         self._recorded.clear()
 
 
-def simulated_frames(size: int, n: int, nm_per_px: float, stream: str = "bench", seed: int = 0,
-                     task: str = "particles"):
-    """``n`` frames of ``size``² at ``nm_per_px``: supported nanoparticles (STEM), or for ``task="phases"`` SEM
-    micrographs of two-phase and porous microstructures (``copilot.sim.sem``, varied structures)."""
-    from copilot.frame import Frame
-
+def simulated_images(size: int, n: int, nm_per_px: float, seed: int = 0, task: str = "particles") -> list:
+    """``n`` simulated frames (``copilot.sim`` SimFrames) of ``size``² at ``nm_per_px``: supported nanoparticles
+    (STEM), or for ``task="phases"`` SEM micrographs of varied two-phase and porous microstructures."""
     if task == "phases":
         from copilot.sim.sem import random_sem_params, simulate_sem
 
         rng = np.random.default_rng(seed)
-        images = [simulate_sem(random_sem_params(rng, size, (nm_per_px, nm_per_px)), seed + i).image
-                  for i in range(n)]
-    elif task == "particles":
+        return [simulate_sem(random_sem_params(rng, size, (nm_per_px, nm_per_px)), seed + i) for i in range(n)]
+    if task == "particles":
         from copilot.sim import SimParams, simulate_frame
 
         params = SimParams(size_px=size, nm_per_px=nm_per_px, area_fraction=0.12, touching_fraction=0.1)
-        images = [simulate_frame(params, seed + i).image for i in range(n)]
-    else:
-        raise ValueError(f"post-processing bench frames for task {task!r}: particles or phases")
-    return [Frame(img, nm_per_px, stream=stream, frame_id=f"{size}-{i}", origin="sim") for i, img in enumerate(images)]
+        return [simulate_frame(params, seed + i) for i in range(n)]
+    raise ValueError(f"the benches simulate particles or phases frames, not {task!r} (model's task)")
+
+
+def default_nm_per_px(task: str) -> float:
+    """The benches' frames: 0.2 nm/px for particles (0.5 nm/px models), 1.0 for phases (2 nm/px models)."""
+    return 1.0 if task == "phases" else 0.2
+
+
+def simulated_frames(size: int, n: int, nm_per_px: float, stream: str = "bench", seed: int = 0,
+                     task: str = "particles"):
+    """``simulated_images`` as in-memory Frames."""
+    from copilot.frame import Frame
+
+    return [Frame(sim.image, nm_per_px, stream=stream, frame_id=f"{size}-{i}", origin="sim")
+            for i, sim in enumerate(simulated_images(size, n, nm_per_px, seed, task))]
 
 
 def _stages(pipeline):
@@ -195,11 +203,12 @@ def paired_throughput(replay, frames, n: int, workers: int, rounds: int = 3) -> 
 
 
 def run_postprocess(sizes, frames: int, *, model: str = "particles-stem", backend: str = "onnxruntime",
-                    threads: int = 2, nm_per_px: float = 0.2, workers: int = 2, distinct: int = 4,
+                    threads: int = 2, nm_per_px: float | None = None, workers: int = 2, distinct: int = 4,
                     rounds: int = 3, log=print) -> dict:
     from copilot.inference.select import load_backend
 
     real = load_backend(model, backend, threads)
+    nm_per_px = nm_per_px or default_nm_per_px(real.card.task)
     results = {"settings": {"model": model, "card_version": real.card.version, "recorded_with": real.name,
                             "nm_per_px": nm_per_px, "frames": frames, "workers": workers, "rounds": rounds,
                             "working_nm_per_px": real.card.working_nm_per_px}, "sizes": {}}

@@ -31,7 +31,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bench.postprocess import ReplayBackend, _stages, simulated_frames  # noqa: E402
+from bench.postprocess import ReplayBackend, _stages, default_nm_per_px, simulated_frames  # noqa: E402
 
 STAGES = ("analyze", "assess", "follow", "sink")
 _PACKAGE = re.compile(r"\bcopilot\b")  # imports, attribute access and module names in strings alike
@@ -120,7 +120,7 @@ def main(argv=None) -> int:
         new = {k: importlib.import_module(f"copilot.{m}") for k, m in zip(keys, mods)}
         old = {k: importlib.import_module(f"copilot_before.{m}") for k, m in zip(keys, mods)}
         real = load_backend(args.model, "onnxruntime", 2)
-        nm = args.nm_per_px or (1.0 if real.card.task == "phases" else 0.2)
+        nm = args.nm_per_px or default_nm_per_px(real.card.task)
         results = {str(s): measure(s, args.rounds, real, new, old, nm) for s in (int(v) for v in args.sizes.split(","))}
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

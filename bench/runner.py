@@ -54,18 +54,27 @@ def pct(values, qs=(50, 95, 99)) -> dict[str, float]:
 
 
 # -- frames -----------------------------------------------------------------------------------------------------
-def simulated_tiffs(size: int, n_distinct: int, folder: Path, nm_per_px: float, seed: int = 0) -> list[Path]:
-    """``n_distinct`` simulated frames of ``size``² at ``nm_per_px`` (cached in ``folder``)."""
-    from copilot.sim import SimParams, simulate_frame, write_tiff
+def _postprocess_module():
+    """bench/postprocess.py, loaded as the CLI loads this file (there is no top-level ``bench`` package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("copilot_bench_postprocess", REPO / "bench" / "postprocess.py")
+    post = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(post)
+    return post
+
+
+def simulated_tiffs(size: int, n_distinct: int, folder: Path, nm_per_px: float, seed: int = 0,
+                    task: str = "particles") -> list[Path]:
+    """``n_distinct`` simulated frames of ``size``² at ``nm_per_px`` for the model's ``task`` (cached in
+    ``folder``)."""
+    from copilot.sim import write_tiff
 
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for i in range(n_distinct):
-        p = folder / f"sim_{size}_{nm_per_px:g}_{seed + i}.tif"
-        if not p.exists():
-            params = SimParams(size_px=size, nm_per_px=nm_per_px, area_fraction=0.12, touching_fraction=0.1)
-            write_tiff(p, simulate_frame(params, seed + i))
-        paths.append(p)
+    paths = [folder / f"sim_{task}_{size}_{nm_per_px:g}_{seed + i}.tif" for i in range(n_distinct)]
+    if not all(p.exists() for p in paths):
+        for p, sim in zip(paths, _postprocess_module().simulated_images(size, n_distinct, nm_per_px, seed, task)):
+            write_tiff(p, sim)
     return paths
 
 
@@ -372,7 +381,7 @@ def torch_missing() -> str | None:
 
 
 def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "particles-stem",
-              backend: str = "auto", threads: int = 2, nm_per_px: float = 0.2, naive: bool = True,
+              backend: str = "auto", threads: int = 2, nm_per_px: float | None = None, naive: bool = True,
               workdir: Path | None = None, distinct: int = 4, log=print,
               naive_variants: tuple[str, ...] = ("native", "working-scale"), extra_toml: str = "") -> dict:
     from copilot.inference.select import load_backend
@@ -382,6 +391,8 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
     work.mkdir(parents=True, exist_ok=True)
     frames_dir = work / "frames"
     eng = load_backend(model, backend, threads, state_dir=work / "state")
+    task = eng.card.task
+    nm_per_px = nm_per_px or _postprocess_module().default_nm_per_px(task)
     log(f"backend: {eng.name} ({'; '.join(f'{n}: {o}' for n, o in getattr(eng, 'selection', []))})")
     results: dict = {"created_at": datetime.now(timezone.utc).isoformat(), "machine": machine_info(eng.name),
                      "settings": {"model": model, "card_version": eng.card.version, "backend": backend,
@@ -391,7 +402,7 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
     tiffs = {}
     for size in sizes:
         t = time.perf_counter()
-        tiffs[size] = simulated_tiffs(size, min(distinct, frames), frames_dir, nm_per_px)
+        tiffs[size] = simulated_tiffs(size, min(distinct, frames), frames_dir, nm_per_px, task=task)
         log(f"{size}²: {len(tiffs[size])} simulated frames ready ({time.perf_counter() - t:.1f} s)")
         results["sizes"][str(size)] = {"backend_only": backend_only(eng, tiffs[size], frames)}
         log(f"{size}² backend only: {results['sizes'][str(size)]['backend_only']}")
@@ -421,7 +432,8 @@ def run_bench(sizes=(512, 1024, 2048, 4096), frames: int = 20, *, model: str = "
         sub.close()
         stop(proc)
 
-    why_not = torch_missing() if naive else None
+    why_not = (torch_missing() or (None if task == "particles" else
+                                    f"it measures particles, and {model} is a {task} model")) if naive else None
     if why_not:
         log(f"naive baseline skipped: {why_not}")
         results["settings"]["naive_skipped"] = why_not
@@ -545,13 +557,10 @@ def markdown(results: dict) -> str:
 
 
 def run_postprocess_bench(sizes, frames, *, workers: int = 2, model: str = "particles-stem",
-                          backend: str = "onnxruntime", threads: int = 2, nm_per_px: float = 0.2, log=print) -> dict:
+                          backend: str = "onnxruntime", threads: int = 2, nm_per_px: float | None = None,
+                          log=print) -> dict:
     """``copilot bench --postprocess``: bench/postprocess.py with the machine, load and versions recorded."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("copilot_bench_postprocess", REPO / "bench" / "postprocess.py")
-    post = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(post)
+    post = _postprocess_module()
     sampler = LoadSampler()
     results = {"created_at": datetime.now(timezone.utc).isoformat(), "machine": machine_info(backend),
                "postprocess": post.run_postprocess(sizes, frames, model=model, backend=backend, threads=threads,

@@ -17,6 +17,24 @@ def test_postprocess_bench_runs_on_the_replay_backend(threshold_model_dir):
     assert "## Post-processing" in results["markdown"]
 
 
+def test_bench_frames_follow_the_models_task(tmp_path):
+    """A phases model is benchmarked on SEM micrographs, a particles model on STEM frames, at the calibration the
+    files say; a task the benches cannot simulate is named."""
+    import pytest
+
+    from copilot.readers import read_frame
+
+    runner = _load_runner()
+    phases = runner.simulated_tiffs(96, 2, tmp_path, 1.0, task="phases")
+    particles = runner.simulated_tiffs(96, 1, tmp_path, 0.2, task="particles")
+    assert len({p.name for p in phases + particles}) == 3
+    frames = [read_frame(p) for p in phases + particles]
+    assert [f.nm_per_px for f in frames] == pytest.approx([1.0, 1.0, 0.2])
+    assert not (frames[0].pixels == frames[1].pixels).all()
+    with pytest.raises(ValueError, match="'grains'"):
+        runner._postprocess_module().simulated_images(96, 1, 1.0, task="grains")
+
+
 def test_naive_baseline_is_skipped_in_one_line_without_torch():
     code = ("import sys; sys.modules['torch'] = None; sys.path.insert(0, 'bench'); import runner; "
             "print(runner.torch_missing())")

@@ -74,7 +74,8 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     b.add_argument("--model", default="particles-stem", help="model name or folder")
     add_backend_option(b, default="auto", help="backend (`copilot engines list`; default auto)")
     b.add_argument("--threads", type=int, default=2, help="inference threads")
-    b.add_argument("--nm-per-px", type=float, default=0.2, help="calibration of the simulated frames")
+    b.add_argument("--nm-per-px", type=float, default=None,
+                   help="calibration of the simulated frames (default 0.2 for a particles model, 1.0 for phases)")
     b.add_argument("--no-naive", action="store_true", help="skip the naive-script baselines")
     b.add_argument("--naive", default="native,working-scale",
                    help="naive-script variants: native (frame as acquired), working-scale (rescaled per the card)")
