@@ -87,3 +87,14 @@ def test_resampled_medians_equal_the_full_table():
     weights = np.zeros((500, 23))
     np.add.at(weights, (np.arange(500)[:, None], picks), 1)
     np.testing.assert_array_equal(_resampled_medians(weights, np.cumsum(hist, axis=1)), _hist_median(weights @ hist))
+
+
+def test_a_frame_all_of_one_class_has_no_widths():
+    """A blank frame (one class everywhere) has no inscribed circle inside the frame: no widths, and no thinning of
+    the whole frame to find that out; a band inside the frame keeps its width."""
+    full = np.ones((300, 200), bool)
+    w, ys, xs = local_widths(full)
+    assert w.size == ys.size == xs.size == 0
+    band = np.zeros((300, 200), bool)
+    band[100:131, 5:195] = True  # 31 px wide
+    assert np.median(local_widths(band)[0]) == pytest.approx(31, abs=0.5)
