@@ -3,8 +3,8 @@ loops over every particle's pixels or points in one call, without a numpy call p
 (directions × points) temporary; and for the grains of a boundary map (``grain_frame.boundary_map``,
 ``grains.fill_boundaries``, ``grains.measure_grains``, ``grain_frame.grain_table``): one pass over the pixels
 where numpy needs a full-frame labelling, gathers or weighted counts; and for phases (``phases.subpixel_fractions``,
-``morphology``): the boundary pixels' sub-point fractions, the exact distance transform, the σ = 1 Gaussian and the
-test-line intercepts, each in one pass without full-frame temporaries.
+``morphology``): the boundary pixels' sub-point fractions, the exact distance transform and the test-line intercepts,
+each in one pass without full-frame temporaries.
 
 numba compiles them on first use (``copilot.compiled``); without numba, or with ``COPILOT_NUMBA=0`` in the
 environment, ``kernel(name)`` is None and the caller runs its numpy code, which gives the same arrays bit for bit
@@ -696,46 +696,11 @@ def intercepts(labels, dy, dx, off, t, length, in_class, cross):  # pragma: no c
                 line += 1
 
 
-def smooth_separable(src, weights, out):  # pragma: no cover - compiled by numba; its output is tested
-    """``scipy.ndimage.gaussian_filter`` (mode "reflect") for a symmetric 1-D kernel ``weights`` of odd length:
-    along axis 0, then axis 1, each sum in float64 as scipy forms it (the centre tap, then the taps pairwise from
-    the outside in) and stored in ``out``'s dtype between the passes, so the values are scipy's bit for bit."""
-    h, w = src.shape
-    r = weights.size // 2
-    between = np.empty((h, w), out.dtype)
-    acc = np.empty(w)
-    for y in range(h):
-        for x in range(w):
-            acc[x] = np.float64(src[y, x]) * weights[r]
-        for jj in range(-r, 0):
-            ya, yb = (y + jj) % (2 * h), (y - jj) % (2 * h)  # mirrored into the frame: d c b a | a b c d
-            ya = ya if ya < h else 2 * h - 1 - ya
-            yb = yb if yb < h else 2 * h - 1 - yb
-            f = weights[r + jj]
-            for x in range(w):
-                acc[x] += (np.float64(src[ya, x]) + np.float64(src[yb, x])) * f
-        for x in range(w):
-            between[y, x] = acc[x]
-    line = np.empty(w + 2 * r)
-    for y in range(h):
-        for x in range(w):
-            line[r + x] = between[y, x]
-        for j in range(1, r + 1):
-            lo, hi = (-j) % (2 * w), (w - 1 + j) % (2 * w)
-            line[r - j] = between[y, lo if lo < w else 2 * w - 1 - lo]
-            line[r + w - 1 + j] = between[y, hi if hi < w else 2 * w - 1 - hi]
-        for x in range(w):
-            a = line[r + x] * weights[r]
-            for jj in range(-r, 0):
-                a += (line[r + x + jj] + line[r + x - jj]) * weights[r + jj]
-            out[y, x] = a
-
-
 def kernel(name: str):
     """The compiled ``refine_boxes``, ``extents``, ``tile_runs``, ``order_within``, ``group_points``,
     ``polygon_lengths``, ``shelf_offsets``, ``hysteresis``, ``grow_rings``,
     ``label_moments``, ``distinct_labels``, ``relabel_large``, ``marker_regions``, ``label_boxes``, ``take_labels``,
     ``take_and_boxes``, ``join_tips``, ``label_sums``, ``owners``, ``label_runs``, ``subpixel_counts``,
-    ``squared_distances``, ``intercepts`` or ``smooth_separable``, or None (``copilot.compiled``: numba missing,
+    ``squared_distances`` or ``intercepts``, or None (``copilot.compiled``: numba missing,
     or ``COPILOT_NUMBA=0``)."""
     return compiled(name, globals())

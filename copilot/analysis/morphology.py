@@ -13,8 +13,8 @@
   lines across the lamellae (the orientation with the most intercepts, refined to 1°), from each line's first to
   last boundary crossing so that the line ends do not bias it.
 
-Everything here is plain numpy (a few full-frame passes compiled in :mod:`copilot.analysis.kernels`, with the same
-values); :mod:`copilot.result` turns it into the document.
+Everything here is plain numpy (a few full-frame passes compiled in :mod:`copilot.analysis.kernels` and
+:mod:`copilot.analysis.smoothing`, with the same values); :mod:`copilot.result` turns it into the document.
 """
 
 from __future__ import annotations
@@ -27,11 +27,10 @@ from scipy.spatial import cKDTree
 from skimage.morphology import skeletonize
 
 from copilot.analysis.kernels import kernel
+from copilot.analysis.smoothing import gaussian
 
 WIDTH_BIN_PX = 0.05  # histogram resolution of the width bootstrap
 JUNCTION_REACH = 1.5  # medial-axis pixels nearer a junction than this × its inscribed radius are left out
-_TAPS = np.exp(-0.5 * np.arange(-4, 5, dtype=np.float64) ** 2)
-GAUSS_WEIGHTS = _TAPS / _TAPS.sum()  # σ = 1 px, scipy's default reach of 4 σ
 PROFILE_SAMPLES = 65  # samples across the ridge, odd so that the middle one is the medial-axis pixel
 
 
@@ -80,18 +79,6 @@ def distances_to_outside(mask: np.ndarray) -> np.ndarray:
     return np.sqrt(d2.astype(np.float64))
 
 
-def smooth(image: np.ndarray, dtype=None) -> np.ndarray:
-    """``scipy.ndimage.gaussian_filter(image.astype(dtype), 1.0)``, the same values, from the compiled separable
-    filter (``kernels.smooth_separable``) when there is one."""
-    compiled = kernel("smooth_separable")
-    dtype = np.dtype(dtype or image.dtype)
-    if compiled is None or image.ndim != 2 or dtype not in (np.float32, np.float64):
-        return ndi.gaussian_filter(image.astype(dtype, copy=False), 1.0)
-    out = np.empty(image.shape, dtype)
-    compiled(np.ascontiguousarray(image), GAUSS_WEIGHTS, out)
-    return out
-
-
 def skeleton_neighbours(skel: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     """How many of the 8 neighbours of each skeleton pixel (``ys``, ``xs``) are skeleton pixels too."""
     padded = np.pad(skel, 1).view(np.uint8)
@@ -131,7 +118,7 @@ def local_widths(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if not len(m):
         return np.zeros(0), ys, xs
     # across-ridge direction: eigenvector of the most negative Hessian eigenvalue of the smoothed distance map
-    sm = np.pad(smooth(edt), 1, mode="edge")
+    sm = np.pad(gaussian(edt, 1.0, np.float64), 1, mode="edge")
     y1, x1 = ys + 1, xs + 1
     dyy = sm[y1 + 1, x1] - 2 * sm[y1, x1] + sm[y1 - 1, x1]
     dxx = sm[y1, x1 + 1] - 2 * sm[y1, x1] + sm[y1, x1 - 1]
@@ -139,7 +126,7 @@ def local_widths(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     theta = 0.5 * np.arctan2(2 * dxy, dxx - dyy)  # direction of the largest eigenvalue (along the ridge)
     ny, nx = np.cos(theta), -np.sin(theta)  # perpendicular to it: across the ridge
     # sub-pixel edges: where the mask blurred by σ = 1 px crosses 0.5, on a profile across the ridge
-    soft = smooth(mask, np.float32)
+    soft = gaussian(mask, 1.0)
     t = np.linspace(-1.0, 1.0, PROFILE_SAMPLES)[None, :] * (m[:, None] + 3)
     prof = ndi.map_coordinates(soft, [ys[:, None] + t * ny[:, None], xs[:, None] + t * nx[:, None]], order=1,
                                mode="constant", cval=0.0)

@@ -1,6 +1,7 @@
 """The image filters of the quality features (``quality.image_quality``), each one compiled pass over the crop.
 
-``gaussian`` is ``scipy.ndimage.gaussian_filter`` (mode ``reflect``, truncate 4), ``gradient_magnitude`` is
+``gaussian`` (``copilot.analysis.smoothing``, shared with the phase morphology) is ``scipy.ndimage.gaussian_filter``
+(mode ``reflect``, truncate 4), ``gradient_magnitude`` is
 ``np.hypot(*np.gradient(img))`` and ``abs_laplacian`` is ``np.abs(scipy.ndimage.laplace(img))``, for float32
 images: the same float operations in the same order (float64 sums of symmetric pairs, outermost first, rounded to
 float32 after each axis, as scipy's ``correlate1d`` does them), so the same float32 values bit for bit — tests hold
@@ -15,67 +16,10 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from copilot.analysis.smoothing import gaussian, reflected, smooth_columns  # noqa: F401 (the filters' Gaussian)
 from copilot.compiled import compiled
 
-TRUNCATE = 4.0  # scipy's default: the kernel reaches int(4 σ + 0.5) pixels
 SELECT_BINS = 4096  # order statistics: histogram bins over the values' range (an L1-sized count)
-
-
-def gaussian_weights(sigma: float) -> np.ndarray:
-    """scipy's normalized Gaussian kernel (float64, 2r + 1 taps)."""
-    r = int(TRUNCATE * float(sigma) + 0.5)
-    x = np.arange(-r, r + 1)
-    phi = np.exp(-0.5 / (sigma * sigma) * x**2)
-    return phi / phi.sum()
-
-
-def reflected(n: int, r: int) -> np.ndarray:
-    """Indices of a line of ``n`` extended by ``r`` on each side in scipy's ``reflect`` mode (d c b a | a b c d |
-    d c b a, repeated as far as needed)."""
-    i = np.arange(-r, n + r) % (2 * n)
-    return np.where(i < n, i, 2 * n - 1 - i).astype(np.intp)
-
-
-def smooth_columns(img, weights, rows, out):  # pragma: no cover - compiled by numba; its output is tested
-    """The Gaussian along axis 0: each output row from the input rows ``rows`` (the reflected extension)."""
-    h, w = img.shape
-    r = weights.size // 2
-    acc = np.empty(w, np.float64)
-    for y in range(h):
-        centre = img[y]
-        w0 = weights[r]
-        for x in range(w):
-            acc[x] = np.float64(centre[x]) * w0
-        for j in range(r, 0, -1):
-            a, b = img[rows[y + r - j]], img[rows[y + r + j]]
-            wj = weights[r - j]
-            for x in range(w):
-                acc[x] += (np.float64(a[x]) + np.float64(b[x])) * wj
-        o = out[y]
-        for x in range(w):
-            o[x] = np.float32(acc[x])
-
-
-def smooth_rows(img, weights, cols, out):  # pragma: no cover - compiled by numba; its output is tested
-    """The Gaussian along axis 1: each row extended through ``cols`` (the reflected extension), then filtered."""
-    h, w = img.shape
-    r = weights.size // 2
-    acc = np.empty(w, np.float64)
-    line = np.empty(w + 2 * r, np.float64)
-    for y in range(h):
-        for x in range(w + 2 * r):
-            line[x] = img[y, cols[x]]
-        w0 = weights[r]
-        for x in range(w):
-            acc[x] = line[x + r] * w0
-        for j in range(r, 0, -1):
-            wj = weights[r - j]
-            lo, hi = line[r - j : r - j + w], line[r + j : r + j + w]
-            for x in range(w):
-                acc[x] += (lo[x] + hi[x]) * wj
-        o = out[y]
-        for x in range(w):
-            o[x] = np.float32(acc[x])
 
 
 def hypot_gradient(s, out):  # pragma: no cover - compiled by numba; its output is tested
@@ -206,20 +150,6 @@ def order_statistics(values: np.ndarray, ks) -> np.ndarray | None:
 
 def _float32(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(img, dtype=np.float32)
-
-
-def gaussian(img: np.ndarray, sigma: float) -> np.ndarray:
-    """``ndi.gaussian_filter(img as float32, sigma)``."""
-    img = _float32(img)
-    cols_k, rows_k = compiled("smooth_columns", globals()), compiled("smooth_rows", globals())
-    if cols_k is None or rows_k is None or img.ndim != 2:
-        return ndi.gaussian_filter(img, sigma)
-    weights = gaussian_weights(sigma)
-    r = weights.size // 2
-    tmp, out = np.empty_like(img), np.empty_like(img)
-    cols_k(img, weights, reflected(img.shape[0], r), tmp)
-    rows_k(tmp, weights, reflected(img.shape[1], r), out)
-    return out
 
 
 def gradient_magnitude(img: np.ndarray) -> np.ndarray:

@@ -284,20 +284,21 @@ def test_intercepts_equal_numpy(monkeypatch, shape, n_classes, spacing, n_angles
 
 
 @pytest.mark.parametrize("shape", [(50, 61), (9, 9), (20, 3), (1, 5), (5, 1)])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, bool])
-def test_smooth_equals_scipy_gaussian(shape, dtype):
-    """The compiled separable Gaussian (σ = 1) gives scipy.ndimage.gaussian_filter's values bit for bit, frames
-    narrower than the kernel (mirrored several times) included."""
+@pytest.mark.parametrize("dtype, source", [(np.float64, np.float64), (np.float32, np.float32), (np.float32, bool)])
+def test_gaussian_equals_scipy_in_float64_too(shape, dtype, source):
+    """The shared compiled Gaussian (σ = 1, as the phase widths take it: the distance map in float64, the mask in
+    float32) gives scipy.ndimage.gaussian_filter's values bit for bit, frames narrower than the kernel (mirrored
+    several times) included."""
     from scipy.ndimage import gaussian_filter
 
-    from copilot.analysis.morphology import smooth
+    from copilot.analysis import smoothing
+    from copilot.compiled import compiled
 
-    if kernels.kernel("smooth_separable") is None:
+    if compiled("smooth_columns", vars(smoothing)) is None:
         pytest.skip("numba not installed: only scipy runs")
     rng = np.random.default_rng(shape[0] * 100 + shape[1])
-    image = rng.random(shape) < 0.4 if dtype is bool else (rng.random(shape) * 30).astype(dtype)
-    want = np.float32 if dtype is bool else dtype
-    expected = gaussian_filter(image.astype(want), 1.0)
-    got = smooth(image, want)
+    image = rng.random(shape) < 0.4 if source is bool else (rng.random(shape) * 30).astype(source)
+    expected = gaussian_filter(image.astype(dtype), 1.0)
+    got = smoothing.gaussian(image, 1.0, dtype)
     assert got.dtype == expected.dtype
     np.testing.assert_array_equal(got, expected)
