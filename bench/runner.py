@@ -18,6 +18,7 @@ Without torch the naive baseline is skipped with one line and the rest is measur
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -54,8 +55,9 @@ def pct(values, qs=(50, 95, 99)) -> dict[str, float]:
 
 
 # -- frames -----------------------------------------------------------------------------------------------------
+@functools.cache
 def _postprocess_module():
-    """bench/postprocess.py, loaded as the CLI loads this file (there is no top-level ``bench`` package)."""
+    """bench/postprocess.py, loaded once, as the CLI loads this file (there is no top-level ``bench`` package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("copilot_bench_postprocess", REPO / "bench" / "postprocess.py")
