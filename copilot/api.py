@@ -23,9 +23,11 @@ import pandas as pd
 
 from copilot.config import Settings, load_settings
 from copilot.document.schema import ResultDocument
+from copilot.defect_exports import DEFECT_COLUMNS, defect_rows
 from copilot.errors import UserError
 from copilot.exports import FRAME_COLUMNS, PARTICLE_COLUMNS, frame_row, particle_rows
 from copilot.frame import Frame
+from copilot.grain_exports import GRAIN_COLUMNS, grain_rows
 from copilot.inference.preprocess import nearest_resample
 from copilot.readers.rsciio_formats import axis_nm
 
@@ -37,7 +39,7 @@ class ImageAnalysis:
     """What :func:`analyze_image` returns; unpacks as ``doc, table = ...``."""
 
     document: ResultDocument
-    table: pd.DataFrame  # one row per particle (particles models) or per phase (phases models)
+    table: pd.DataFrame  # one row per particle, phase, grain or defect (the model's task: ``task_table``)
     labels: np.ndarray = field(repr=False)  # instance (or class) labels at the image's own size
 
     def __iter__(self):
@@ -84,8 +86,7 @@ def analyze_image(image: Any, nm_per_px: float | None = None, model: str | Path 
     doc = result.doc
     labels = result.parts.get("labels")
     labels = nearest_resample(np.asarray(labels), frame.shape) if labels is not None else np.zeros(frame.shape, int)
-    return ImageAnalysis(doc, phase_table([doc]) if doc.measurements.task == "phases" else particle_table([doc]),
-                         labels)
+    return ImageAnalysis(doc, task_table([doc]), labels)
 
 
 def read_results(folder_or_store: str | Path) -> Results:
@@ -130,6 +131,22 @@ def phase_table(docs: list[ResultDocument]) -> pd.DataFrame:
              "point_count": ph.point_count}
             for d in docs if d.measurements.phases for ph in d.measurements.phases.phases]
     return pd.DataFrame(rows, columns=PHASE_COLUMNS)
+
+
+def defect_table(docs: list[ResultDocument]) -> pd.DataFrame:
+    """One row per sized radiation defect (the columns of defects.csv: class, diameter in nm and frame pixels)."""
+    return pd.DataFrame([row for d in docs for row in defect_rows(d)], columns=DEFECT_COLUMNS)
+
+
+def grain_table(docs: list[ResultDocument]) -> pd.DataFrame:
+    """One row per grain inside the frame (the columns of grains.csv)."""
+    return pd.DataFrame([row for d in docs for row in grain_rows(d)], columns=GRAIN_COLUMNS)
+
+
+def task_table(docs: list[ResultDocument]) -> pd.DataFrame:
+    """The object table of the documents' task (that of the first): phases, grains, defects, else particles."""
+    task = docs[0].measurements.task if docs else "particles"
+    return {"phases": phase_table, "grains": grain_table, "defects": defect_table}.get(task, particle_table)(docs)
 
 
 def _pixels_and_scale(image: Any) -> tuple[np.ndarray, float | None, str]:

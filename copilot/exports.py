@@ -1,6 +1,5 @@
-"""Write results where people open them: results.jsonl, frames.csv, particles.csv, grains.csv, inclusions.csv, Fiji-ready
-label TIFFs, and at
-the end a session summary (JSON) with a PSD plot and a trend plot (PNG)."""
+"""Write results where people open them: results.jsonl, frames.csv, particles.csv, grains.csv, inclusions.csv,
+defects.csv, Fiji-ready label TIFFs, and at the end a session summary (JSON) with a PSD plot and a trend plot (PNG)."""
 
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ from typing import Iterable
 import numpy as np
 import tifffile
 
+from copilot.defect_exports import DEFECT_COLUMNS, DEFECT_FRAME_COLUMNS, defect_frame_columns, defect_rows
 from copilot.errors import UserError
 from copilot.inference.preprocess import nearest_resample
 from copilot.document.schema import ResultDocument, SeriesSummary
@@ -27,7 +27,7 @@ FRAME_COLUMNS = [
     "density_per_um2", "ecd_mean", "ecd_sd", "d10", "d50", "d90", "d50_ci_low", "d50_ci_high", "geometric_mean", "sigma_g",
     "phase_fractions", "enough", "image_confidence", "predicted_f1", "verdict", "reasons", "end_to_end_ms",
     "seq", "queue_wait_ms",
-] + GRAIN_FRAME_COLUMNS + INCLUSION_FRAME_COLUMNS
+] + GRAIN_FRAME_COLUMNS + INCLUSION_FRAME_COLUMNS + DEFECT_FRAME_COLUMNS
 PARTICLE_COLUMNS = [
     "frame_id", "particle_id", "centroid_x_px", "centroid_y_px", "area_nm2", "ecd_nm", "feret_max_nm", "feret_min_nm",
     "aspect_ratio", "circularity", "solidity", "mean_intensity", "confidence", "touches_edge",
@@ -58,6 +58,7 @@ def frame_row(d: ResultDocument) -> dict:
         row["phase_fractions"] = json.dumps({ph.name: round(ph.area_fraction, 6) for ph in d.measurements.phases.phases})
     row.update(grain_frame_columns(d))
     row.update(inclusion_frame_columns(d))
+    row.update(defect_frame_columns(d))
     return row
 
 
@@ -83,6 +84,26 @@ def particle_rows(d: ResultDocument):
 
 _LATENCY_EDGES_MS = np.geomspace(1e-2, 1e7, 541)  # ~4 % wide bins: percentiles within ±2 %, constant memory
 _PLOT_POINTS = 4096  # trend points kept per stream; beyond, every other one is dropped (the whole session's shape)
+
+
+def trend_point(d: ResultDocument) -> tuple[str, float, float, float] | None:
+    """(quantity, value, 95 % low, high) that trend.png follows for a document: the D50 (particles), the second
+    phase's area fraction (phases), the swelling ΔV/V in % (defects, where the frame has a thickness); NaN where the
+    frame has none; None for other tasks."""
+    m = d.measurements
+    p, phases, defects = m.particles, m.phases, m.defects
+    if p is not None:
+        ci = p.d50_ci if p.d50 else None
+        return f"D50 ({m.length_unit})", p.d50 or np.nan, ci.low if ci else np.nan, ci.high if ci else np.nan
+    if phases is not None and len(phases.phases) > 1:
+        ph = phases.phases[1]
+        low, high = (ph.ci.low, ph.ci.high) if ph.ci else (np.nan, np.nan)
+        return f"area fraction of {ph.name}", ph.area_fraction, low, high
+    if defects is not None and defects.swelling is not None:
+        ci = defects.swelling_ci
+        return ("swelling ΔV/V (%)", 100 * defects.swelling, 100 * ci.low if ci else np.nan,
+                100 * ci.high if ci else np.nan)
+    return None
 
 
 class _StreamAggregate:
@@ -123,21 +144,20 @@ class _StreamAggregate:
                 self.latency[stage][np.searchsorted(_LATENCY_EDGES_MS, d.timings_ms[stage])] += 1
         if d.series is not None:
             self.alerts.extend(a.model_dump() | {"frame_id": d.frame_id} for a in d.series.alerts)
-        p, phases = d.measurements.particles, d.measurements.phases
+        p = d.measurements.particles
+        point = trend_point(d)
         if d.verdict.level == "fail":
             self.fail_frames += 1
-            v = p.d50 if p is not None and p.d50 else (phases.phases[1].area_fraction
-                                                       if phases is not None and len(phases.phases) > 1 else None)
-            if v is not None and len(self.fail_points) < _PLOT_POINTS:
-                self.fail_points.append((d.acquired_at.timestamp(), float(v)))
+            if point is not None and np.isfinite(point[1]) and len(self.fail_points) < _PLOT_POINTS:
+                self.fail_points.append((d.acquired_at.timestamp(), float(point[1])))
             return
         value = low = high = np.nan
+        if point is not None:
+            self.quantity, value, low, high = point
         if p is not None:
             if p.d50:
                 self.d50_first = p.d50 if self.d50_first is None else self.d50_first
                 self.d50_last = p.d50
-                value = p.d50
-                low, high = (p.d50_ci.low, p.d50_ci.high) if p.d50_ci else (np.nan, np.nan)
             if p.psd is not None:
                 self.first_psd = self.first_psd or list(p.psd.counts)
                 self.last_psd = list(p.psd.counts)
@@ -147,12 +167,6 @@ class _StreamAggregate:
                 self.log_n += logs.size
                 self.log_sum += float(logs.sum())
                 self.log_sum2 += float((logs**2).sum())
-            self.quantity = f"D50 ({d.measurements.length_unit})"
-        elif phases is not None and len(phases.phases) > 1:
-            ph = phases.phases[1]
-            value = ph.area_fraction
-            low, high = (ph.ci.low, ph.ci.high) if ph.ci else (np.nan, np.nan)
-            self.quantity = f"area fraction of {ph.name}"
         self._skip += 1
         if self._skip >= self.stride:
             self._skip = 0
@@ -332,9 +346,9 @@ class ResultWriter:
     """
 
     name = "exports"
-    FILES = ("results.jsonl", "frames.csv", "particles.csv", "grains.csv", "inclusions.csv")
+    FILES = ("results.jsonl", "frames.csv", "particles.csv", "grains.csv", "inclusions.csv", "defects.csv")
     CSV_COLUMNS = {"frames.csv": FRAME_COLUMNS, "particles.csv": PARTICLE_COLUMNS, "grains.csv": GRAIN_COLUMNS,
-                   "inclusions.csv": INCLUSION_COLUMNS}
+                   "inclusions.csv": INCLUSION_COLUMNS, "defects.csv": DEFECT_COLUMNS}
 
     def __init__(self, out_dir: Path, save_masks: bool = False, *, resume: dict[str, int] | None = None):
         self.out_dir = Path(out_dir)
@@ -409,6 +423,7 @@ class ResultWriter:
             self._csv["particles.csv"].writerows(particle_rows(d))
             self._csv["grains.csv"].writerows(grain_rows(d))
             self._csv["inclusions.csv"].writerows(inclusion_rows(d))
+            self._csv["defects.csv"].writerows(defect_rows(d))
             for fh in self._handles:
                 fh.flush()
             if self.save_masks and result.frame_labels is not None:  # the measured outlines, frame pixels

@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched for source.include")
     a.add_argument("--model", default=None, help="model name (`copilot engines list`) or folder (default: the "
                    "config's model.name)")
-    a.add_argument("--out", required=True, help="folder for results.jsonl, frames.csv, particles.csv, summary")
+    a.add_argument("--out", required=True, help="folder for results.jsonl, frames.csv, the task's object table "
+                   "(particles.csv, grains.csv, defects.csv), summary.json, plots")
     a.add_argument("--save-masks", action="store_true", help="write <name>.labels.tif uint16 instance masks")
     a.add_argument("--threads", type=int, default=None, help="inference threads (overrides model.threads)")
     a.add_argument("--config", help="TOML config (configs/*.toml)")

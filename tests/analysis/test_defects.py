@@ -178,3 +178,54 @@ def test_a_bitten_cavity_is_sized_whole_and_two_run_together_are_not_filled():
     assert ecd(bitten)[0] == pytest.approx(2 * r, rel=0.03)  # painted area alone: 2r·0.93
     two = ecd(pair)
     assert len(two) == 1 and two[0] == pytest.approx(2 * np.sqrt(2) * r, rel=0.03)  # the painted area, no hull
+
+
+def test_the_irradiation_preset_writes_defects_csv_and_frame_columns(tmp_path):
+    """`copilot analyze --config configs/tem-irradiation-defects.toml` (the README's preset, the shipped defects-tem):
+    every sized defect in defects.csv, and each frame's counts, densities, swelling and intervals in frames.csv, as in
+    its document; an uncalibrated frame lists sizes in pixels only."""
+    import csv
+    import json
+    from pathlib import Path
+
+    import tifffile
+
+    from copilot.cli import main
+    from copilot.sim.tiff import write_tiff
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for i in range(2):
+        write_tiff(acq / f"foil_{i}.tif", foil(40 + i, cavity_d50_nm=8.0))
+    tifffile.imwrite(acq / "plain.tif", foil(42, cavity_d50_nm=8.0).image)  # no calibration at all
+    out = tmp_path / "out"
+    preset = Path(__file__).resolve().parents[2] / "configs" / "tem-irradiation-defects.toml"
+    assert main(["analyze", str(acq), "--config", str(preset), "--out", str(out)]) == 0
+    docs = {d["frame_id"]: d for d in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    rows = list(csv.DictReader(open(out / "defects.csv")))
+    frames = {f["frame_id"]: f for f in csv.DictReader(open(out / "frames.csv"))}
+    assert set(docs) == set(frames) == {"foil_0", "foil_1", "plain"}
+    assert (out / "trend.png").exists()  # the swelling over the session
+    for fid, d in docs.items():
+        s = d["measurements"]["defects"]
+        sized = {c["name"]: c["diameters"] for c in s["classes"]}
+        mine = [r for r in rows if r["frame_id"] == fid]
+        for name in ("cavity", "loop"):
+            listed = [r for r in mine if r["defect_class"] == name]
+            assert len(listed) == len(sized[name])
+            unit = "diameter_nm" if d["calibration"]["nm_per_px"] else "diameter_px"
+            assert [float(r[unit]) for r in listed] == pytest.approx(sized[name], rel=1e-5)
+        f, cavity = frames[fid], s["classes"][0]
+        assert int(f["cavity_count"]) == cavity["count"] > 0 and int(f["loop_count"]) == s["classes"][1]["count"]
+        if fid == "plain":
+            assert d["measurements"]["length_unit"] == "px" and f["swelling"] == ""
+            assert f["cavity_density_per_um2"] == ""
+            assert all(r["diameter_nm"] == "" and float(r["diameter_px"]) > 0 for r in mine)
+            continue
+        nm = d["calibration"]["nm_per_px"]
+        assert all(float(r["diameter_px"]) == pytest.approx(float(r["diameter_nm"]) / nm, rel=1e-5) for r in mine)
+        assert float(f["swelling"]) == pytest.approx(s["swelling"]) and float(f["foil_thickness_nm"]) == 80.0
+        assert float(f["swelling_ci_low"]) <= float(f["swelling"]) <= float(f["swelling_ci_high"])
+        density = float(f["cavity_density_per_um2"])
+        assert float(f["cavity_density_ci_low"]) < density < float(f["cavity_density_ci_high"])
+        assert float(f["cavity_predicted_f1"]) == pytest.approx(d["reliability"]["predicted_per_class"]["cavity_f1"])
