@@ -27,6 +27,7 @@ from copilot.readers.base import Decoded, jsonable, path_text
 from copilot.readers.databar import detect_data_bar
 from copilot.readers.limits import InputLimits, checked_pixels, limits_in_force
 from copilot.readers.registry import FORMATS, Format, register
+from copilot.readers.sidecar import merge_sidecar
 
 __all__ = ["read_frame", "decode", "FORMATS", "Format", "register", "detect_data_bar", "UnreadableFrame",
            "RefusedFrame", "InputLimits", "path_text"]
@@ -42,12 +43,14 @@ def read_frame(path: Path, stream: str = "default", frame_id: str | None = None,
 
     ``frame_id`` defaults to the file stem; ``origin`` is ``str(path)``; ``acquired_at`` comes from the file's
     metadata when it has a time stamp (instrument wall-clock is taken in the host's zone), else from its mtime.
+    A JSON sidecar beside the file (``copilot.readers.sidecar``) adds the keys the file's metadata lacks.
     """
     path = Path(path)
     origin = path_text(path)
     decoded = decode(path, limits)
     pixels = decoded.pixels
     meta = dict(decoded.meta)
+    merge_sidecar(path, meta)
     meta["source_shape"] = list(pixels.shape)
 
     rows, source = _data_bar(decoded)

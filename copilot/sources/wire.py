@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from copilot.errors import InvalidMessage
 from copilot.frame import Frame
+from copilot.readers.base import json_nesting_depth
 
 WIRE_VERSION = 1
 MAX_HEADER_BYTES = 64 * 1024
@@ -147,7 +148,7 @@ def decode_header(raw: bytes | bytearray | memoryview) -> FrameHeader:
     raw = bytes(raw)
     if len(raw) > MAX_HEADER_BYTES:
         raise InvalidMessage(f"header is {len(raw)} bytes, more than {MAX_HEADER_BYTES}")
-    depth = _nesting_depth(raw)
+    depth = json_nesting_depth(raw)
     if depth > MAX_HEADER_DEPTH:
         raise InvalidMessage(f"header nests {depth} levels deep, more than {MAX_HEADER_DEPTH}")
     try:
@@ -160,32 +161,6 @@ def decode_header(raw: bytes | bytearray | memoryview) -> FrameHeader:
         return FrameHeader.model_validate(obj)
     except ValidationError as exc:
         raise InvalidMessage(_pydantic_reason(exc)) from None
-
-
-def _nesting_depth(raw: bytes) -> int:
-    """Deepest bracket nesting outside JSON strings (an upper bound for invalid JSON), without parsing.
-
-    >>> _nesting_depth(b'{"a": [1, {"b": "[[["}]}')
-    3
-    """
-    depth = deepest = 0
-    in_string = escaped = False
-    for byte in raw:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif byte == 0x5C:  # backslash
-                escaped = True
-            elif byte == 0x22:  # quote
-                in_string = False
-        elif byte == 0x22:
-            in_string = True
-        elif byte in (0x5B, 0x7B):  # [ {
-            depth += 1
-            deepest = max(deepest, depth)
-        elif byte in (0x5D, 0x7D):
-            depth -= 1
-    return deepest
 
 
 def decode_message(parts: Sequence[Any], *, max_bytes: int) -> tuple[FrameHeader, np.ndarray]:
