@@ -87,9 +87,9 @@ _PLOT_POINTS = 4096  # trend points kept per stream; beyond, every other one is 
 
 
 def trend_point(d: ResultDocument) -> tuple[str, float, float, float] | None:
-    """(quantity, value, 95 % low, high) that trend.png follows for a document: the D50 (particles), the second
-    phase's area fraction (phases), the swelling ΔV/V in % (defects, where the frame has a thickness); NaN where the
-    frame has none; None for other tasks."""
+    """(quantity, value, 95 % low, high) that trend.png follows for a document: the D50 (particles; NaN for a frame
+    without one), the second phase's area fraction (phases), the swelling ΔV/V in % (defects, where the frame has a
+    thickness); None where the document has none of them."""
     m = d.measurements
     p, phases, defects = m.particles, m.phases, m.defects
     if p is not None:
