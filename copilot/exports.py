@@ -13,6 +13,7 @@ from typing import Iterable
 import numpy as np
 import tifffile
 
+from copilot.analysis.defect_series import DOSE_SUFFIX
 from copilot.defect_exports import DEFECT_COLUMNS, DEFECT_FRAME_COLUMNS, defect_frame_columns, defect_rows
 from copilot.errors import UserError
 from copilot.inference.preprocess import nearest_resample
@@ -123,7 +124,7 @@ class _StreamAggregate:
         self.first_psd: list[int] | None = None
         self.last_psd: list[int] | None = None
         self.log_n, self.log_sum, self.log_sum2 = 0, 0.0, 0.0  # ln ECD of sized particles: log-normal fit
-        self.points: list[tuple[float, float, float, float]] = []  # (t unix s, value, low, high)
+        self.points: list[tuple[float, ...]] = []  # (t unix s, value, low, high, dose or NaN)
         self.stride, self._skip = 1, 0
         self.quantity: str | None = None
         self.fail_frames = 0  # FAIL frames: counted, left out of sizes, PSDs, trends (the model was wrong there)
@@ -170,7 +171,9 @@ class _StreamAggregate:
         self._skip += 1
         if self._skip >= self.stride:
             self._skip = 0
-            self.points.append((d.acquired_at.timestamp(), value, low, high))
+            defects = d.measurements.defects
+            dose = defects.dose if defects is not None and defects.dose is not None else np.nan
+            self.points.append((d.acquired_at.timestamp(), value, low, high, dose))
             if len(self.points) >= _PLOT_POINTS:
                 self.points, self.stride = self.points[::2], self.stride * 2
 
@@ -266,8 +269,9 @@ def session_summary(docs: Iterable[ResultDocument]) -> dict:
 
 
 def plot_session(agg: SessionAggregate, out_dir: Path) -> list[Path]:
-    """psd.png (cumulative PSD with its log-normal fit, first vs last frame) and trend.png (D50 or fraction vs time),
-    for the session's first stream that has them."""
+    """psd.png (cumulative PSD with its log-normal fit, first vs last frame), trend.png (D50, fraction or swelling vs
+    time) and, where frames carry a dose, dose.png (the same against dose), for the session's first stream that has
+    them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -316,15 +320,10 @@ def plot_session(agg: SessionAggregate, out_dir: Path) -> list[Path]:
             fp = np.array(a.fail_points)
             ax.plot((fp[:, 0] - pts[0, 0]) / 60, fp[:, 1], "x", color="#e5383b", ms=6,
                     label=f"FAIL frames ({a.fail_frames}, left out)")
-        trend = next((tr for tr in (a.last_series.trends if a.last_series else []) if tr.slope is not None), None)
+        trends = a.last_series.trends if a.last_series else []
+        trend = next((tr for tr in trends if tr.slope is not None), None)
         if trend is not None:
-            ci = trend.slope_ci
-            if ci is not None and (ci.low > 0 or ci.high < 0):
-                ax.set_title(f"{trend.name or trend.quantity}: {trend.slope:+.3g} {trend.unit} (95 % CI {ci.low:+.3g} "
-                             f"to {ci.high:+.3g}) over the last {trend.n_frames} frames", fontsize=9)
-            else:
-                ax.set_title(f"{trend.name or trend.quantity}: no clear trend over the last {trend.n_frames} frames",
-                             fontsize=9)
+            ax.set_title(_trend_title(trend), fontsize=9)
         ax.set_xlabel("acquisition time (min)")
         ax.set_ylabel(a.quantity)
         ax.legend(fontsize=8)
@@ -332,12 +331,37 @@ def plot_session(agg: SessionAggregate, out_dir: Path) -> list[Path]:
         fig.savefig(out_dir / "trend.png")
         plt.close(fig)
         written.append(out_dir / "trend.png")
+        dosed = pts[np.isfinite(pts[:, 4]) & np.isfinite(pts[:, 1])]
+        if len(dosed) >= 2:  # frames that carry a dose (defects): the same quantity against it
+            dosed = dosed[np.argsort(dosed[:, 4], kind="stable")]
+            fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+            ax.fill_between(dosed[:, 4], dosed[:, 2], dosed[:, 3], alpha=0.25, label="95 % interval")
+            ax.plot(dosed[:, 4], dosed[:, 1], "o-", ms=3, label=a.quantity)
+            trend = next((tr for tr in trends if tr.quantity == "swelling" + DOSE_SUFFIX and tr.slope is not None), None)
+            if trend is not None:
+                ax.set_title(_trend_title(trend), fontsize=9)
+            ax.set_xlabel("dose (the frames' metadata: dose_dpa, dpa, fluence or dose)")
+            ax.set_ylabel(a.quantity)
+            ax.legend(fontsize=8)
+            fig.tight_layout()
+            fig.savefig(out_dir / "dose.png")
+            plt.close(fig)
+            written.append(out_dir / "dose.png")
     return written
+
+
+def _trend_title(trend) -> str:
+    """A trend's slope with its 95 % interval, or that it has no clear one."""
+    ci = trend.slope_ci
+    if ci is not None and (ci.low > 0 or ci.high < 0):
+        return (f"{trend.name or trend.quantity}: {trend.slope:+.3g} {trend.unit} (95 % CI {ci.low:+.3g} "
+                f"to {ci.high:+.3g}) over the last {trend.n_frames} frames")
+    return f"{trend.name or trend.quantity}: no clear trend over the last {trend.n_frames} frames"
 
 
 class ResultWriter:
     """A pipeline sink: appends each result to the exports in ``out_dir`` (thread-safe, flushed per frame);
-    ``close()`` adds summary.json, psd.png and trend.png.
+    ``close()`` adds summary.json, psd.png, trend.png and dose.png.
 
     Memory stays flat: nothing per frame is kept beyond the running :class:`SessionAggregate`. A session continues
     across daemon restarts: ``resume`` (the file offsets :meth:`deliver` returned for the last frame the store

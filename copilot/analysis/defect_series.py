@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 
 DOSE_QUANTITIES = ("swelling", "density:cavity", "density:loop")
+DOSE_SUFFIX = " vs dose"  # a dose trend's quantity: "swelling vs dose"
 
 
 def dose_trends(window: Sequence) -> list:
@@ -38,6 +39,6 @@ def dose_trends(window: Sequence) -> list:
         if fit is None:
             continue
         slope, low, high, _, _ = fit
-        out.append(TrendFit(f"{q} vs dose", name, unit, _shown(q, slope), _shown(q, low), _shown(q, high), 0.95,
+        out.append(TrendFit(q + DOSE_SUFFIX, name, unit, _shown(q, slope), _shown(q, low), _shown(q, high), 0.95,
                             int(y.size), _shown(q, float(y[-1])), bool(low > 0 or high < 0)))
     return out

@@ -205,7 +205,7 @@ def test_the_irradiation_preset_writes_defects_csv_and_frame_columns(tmp_path):
     rows = list(csv.DictReader(open(out / "defects.csv")))
     frames = {f["frame_id"]: f for f in csv.DictReader(open(out / "frames.csv"))}
     assert set(docs) == set(frames) == {"foil_0", "foil_1", "plain"}
-    assert (out / "trend.png").exists()  # the swelling over the session
+    assert (out / "trend.png").exists() and not (out / "dose.png").exists()  # swelling over time; no dose here
     for fid, d in docs.items():
         s = d["measurements"]["defects"]
         sized = {c["name"]: c["diameters"] for c in s["classes"]}

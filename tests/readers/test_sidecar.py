@@ -104,5 +104,6 @@ def test_swelling_against_the_sidecars_dose_through_copilot_analyze(tmp_path):
     assert sorted(d["measurements"]["defects"]["dose"] for d in docs) == [0.5, 1.0, 1.5, 2.0]
     last = max(docs, key=lambda d: d["measurements"]["defects"]["dose"])
     assert "swelling vs dose" in {t["quantity"] for t in last["series"]["trends"]}
+    assert (out / "dose.png").exists() and (out / "trend.png").exists()  # swelling against dose, and over time
     rows = list(csv.DictReader(open(out / "frames.csv")))
     assert sorted(float(r["dose"]) for r in rows) == [0.5, 1.0, 1.5, 2.0]
