@@ -312,42 +312,41 @@ def plot_session(agg: SessionAggregate, out_dir: Path) -> list[Path]:
     if with_points:
         a = with_points[0]
         pts = np.array(sorted(a.points))
-        t = (pts[:, 0] - pts[0, 0]) / 60
-        fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
-        ax.fill_between(t, pts[:, 2], pts[:, 3], alpha=0.25, label="95 % interval")
-        ax.plot(t, pts[:, 1], "o-", ms=3, label=a.quantity)
+        trends = a.last_series.trends if a.last_series else []
+        fail = None
         if a.fail_points:
             fp = np.array(a.fail_points)
-            ax.plot((fp[:, 0] - pts[0, 0]) / 60, fp[:, 1], "x", color="#e5383b", ms=6,
-                    label=f"FAIL frames ({a.fail_frames}, left out)")
-        trends = a.last_series.trends if a.last_series else []
-        trend = next((tr for tr in trends if tr.slope is not None), None)
-        if trend is not None:
-            ax.set_title(_trend_title(trend), fontsize=9)
-        ax.set_xlabel("acquisition time (min)")
-        ax.set_ylabel(a.quantity)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / "trend.png")
-        plt.close(fig)
-        written.append(out_dir / "trend.png")
+            fail = ((fp[:, 0] - pts[0, 0]) / 60, fp[:, 1], f"FAIL frames ({a.fail_frames}, left out)")
+        written.append(_band_plot(plt, (pts[:, 0] - pts[0, 0]) / 60, pts, a.quantity, "acquisition time (min)",
+                                  next((tr for tr in trends if tr.slope is not None), None), out_dir / "trend.png",
+                                  fail))
         dosed = pts[np.isfinite(pts[:, 4]) & np.isfinite(pts[:, 1])]
         if len(dosed) >= 2:  # frames that carry a dose (defects): the same quantity against it
             dosed = dosed[np.argsort(dosed[:, 4], kind="stable")]
-            fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
-            ax.fill_between(dosed[:, 4], dosed[:, 2], dosed[:, 3], alpha=0.25, label="95 % interval")
-            ax.plot(dosed[:, 4], dosed[:, 1], "o-", ms=3, label=a.quantity)
             trend = next((tr for tr in trends if tr.quantity == "swelling" + DOSE_SUFFIX and tr.slope is not None), None)
-            if trend is not None:
-                ax.set_title(_trend_title(trend), fontsize=9)
-            ax.set_xlabel("dose (the frames' metadata: dose_dpa, dpa, fluence or dose)")
-            ax.set_ylabel(a.quantity)
-            ax.legend(fontsize=8)
-            fig.tight_layout()
-            fig.savefig(out_dir / "dose.png")
-            plt.close(fig)
-            written.append(out_dir / "dose.png")
+            written.append(_band_plot(plt, dosed[:, 4], dosed, a.quantity,
+                                      "dose (the frames' metadata: dose_dpa, dpa, fluence or dose)", trend,
+                                      out_dir / "dose.png"))
     return written
+
+
+def _band_plot(plt, x, pts, quantity: str, xlabel: str, trend, path: Path, fail=None) -> Path:
+    """``quantity`` (``pts[:, 1]``) against ``x`` with its 95 % band (``pts[:, 2:4]``), the trend's slope as title,
+    ``fail``: (x, y, label) of frames left out, marked."""
+    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=110)
+    ax.fill_between(x, pts[:, 2], pts[:, 3], alpha=0.25, label="95 % interval")
+    ax.plot(x, pts[:, 1], "o-", ms=3, label=quantity)
+    if fail is not None:
+        ax.plot(fail[0], fail[1], "x", color="#e5383b", ms=6, label=fail[2])
+    if trend is not None:
+        ax.set_title(_trend_title(trend), fontsize=9)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(quantity)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def _trend_title(trend) -> str:
