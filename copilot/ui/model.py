@@ -22,7 +22,7 @@ import numpy as np
 
 from copilot.document.schema import ResultDocument
 from copilot.ui.text import (
-    clock, count_text, density_text, e2e_ms, edge_text, fmt_num, headline, inclusion_text, latency_text,
+    clock, count_text, density_text, dose_text, e2e_ms, edge_text, fmt_num, headline, inclusion_text, latency_text,
     sufficiency_text, trend_of, trend_text, withheld,
 )
 
@@ -320,6 +320,7 @@ class ViewModel:
             "value": "withheld" if why else h.value_text(),
             "interval": "" if why else h.interval_text(),
             "density": "withheld" if why else density_text(doc),
+            "dose": "" if why else dose_text(doc),
             "sufficiency": sufficiency_text(doc),
             "trend": f"{h.label} trend {trend_text(trend)}"
                      + (f" · {excluded} FAIL frame{'s' if excluded != 1 else ''} left out" if excluded else ""),

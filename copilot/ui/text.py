@@ -252,6 +252,16 @@ def trend_text(trend: Trend | None) -> str:
     return f"{fmt_signed(trend.slope)} {trend.unit}{arrow} (95 % CI {fmt_signed(lo)} to {fmt_signed(hi)})"
 
 
+def dose_text(doc: ResultDocument) -> str:
+    """``1.5 · swelling +2.41 %/dose unit ▲ (95 % CI …)`` for a defects frame that carries a dose (the slope once the
+    stream has frames at three doses); "" otherwise."""
+    d = doc.measurements.defects
+    if d is None or d.dose is None:
+        return ""
+    trend = trend_of(doc, "swelling vs dose")  # copilot.analysis.defect_series names it so
+    return fmt_num(d.dose) + (f" · swelling {trend_text(trend)}" if trend is not None else "")
+
+
 def verdict_colour(level: str | None) -> str:
     return VERDICT_COLOURS.get(level or "", UNKNOWN_COLOUR)
 

@@ -110,6 +110,8 @@ class TopModel:
             g.add_row(h.label, value)
         if p is not None or d.measurements.defects is not None or d.measurements.grains is not None:
             g.add_row("density", lines["density"])
+        if lines["dose"]:
+            g.add_row("dose", lines["dose"])
         if lines["inclusions"]:
             g.add_row("inclusions", lines["inclusions"])
         predicted = d.reliability.predicted_per_class
