@@ -323,7 +323,8 @@ def plot_session(agg: SessionAggregate, out_dir: Path) -> list[Path]:
         dosed = pts[np.isfinite(pts[:, 4]) & np.isfinite(pts[:, 1])]
         if len(dosed) >= 2:  # frames that carry a dose (defects): the same quantity against it
             dosed = dosed[np.argsort(dosed[:, 4], kind="stable")]
-            trend = next((tr for tr in trends if tr.quantity == "swelling" + DOSE_SUFFIX and tr.slope is not None), None)
+            dose_trend = "swelling" + DOSE_SUFFIX
+            trend = next((tr for tr in trends if tr.quantity == dose_trend and tr.slope is not None), None)
             written.append(_band_plot(plt, dosed[:, 4], dosed, a.quantity,
                                       "dose (the frames' metadata: dose_dpa, dpa, fluence or dose)", trend,
                                       out_dir / "dose.png"))

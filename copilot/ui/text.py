@@ -253,8 +253,8 @@ def trend_text(trend: Trend | None) -> str:
 
 
 def dose_text(doc: ResultDocument) -> str:
-    """``1.5 · swelling +2.41 %/dose unit ▲ (95 % CI …)`` for a defects frame that carries a dose (the slope once the
-    stream has frames at three doses); "" otherwise."""
+    """``1.5 · swelling +2.41 %/dose unit ▲ (95 % CI …)`` for a defects frame that carries a dose (the slope once
+    the stream has frames at three doses); "" otherwise."""
     d = doc.measurements.defects
     if d is None or d.dose is None:
         return ""
