@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
-from copilot.analysis.smoothing import gaussian, reflected, smooth_columns  # noqa: F401 (the filters' Gaussian)
+from copilot.analysis.smoothing import gaussian, reflected  # noqa: F401 (gaussian: the filters' Gaussian, re-exported)
 from copilot.compiled import compiled
 
 SELECT_BINS = 4096  # order statistics: histogram bins over the values' range (an L1-sized count)

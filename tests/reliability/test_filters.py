@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from copilot.analysis import smoothing
 from copilot.compiled import compiled
 from copilot.reliability import filters
 
@@ -17,7 +18,7 @@ def _image(shape, seed):
 
 @pytest.fixture
 def with_numba():
-    if compiled("smooth_columns", vars(filters)) is None:
+    if compiled("smooth_columns", vars(smoothing)) is None:
         pytest.skip("numba not installed: scipy runs")
 
 
@@ -47,7 +48,7 @@ def test_a_strided_crop_and_other_dtypes_are_filtered_as_float32(with_numba):
 
 def test_without_numba_scipy_runs(monkeypatch):
     monkeypatch.setenv("COPILOT_NUMBA", "0")
-    assert compiled("smooth_columns", vars(filters)) is None
+    assert compiled("smooth_columns", vars(smoothing)) is None
     img = _image((40, 50), 1)
     np.testing.assert_array_equal(filters.gaussian(img, 2.5), ndi.gaussian_filter(img, 2.5))
     np.testing.assert_array_equal(filters.abs_laplacian(img), np.abs(ndi.laplace(img)))
