@@ -202,14 +202,20 @@ def _hist_median(hists: np.ndarray) -> np.ndarray:
     return (k + (half - below) / np.where(inside > 0, inside, 1.0)) * WIDTH_BIN_PX
 
 
+def line_steps(shape: tuple[int, int], spacing_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """The test lines' offsets from the frame centre (``spacing_px`` apart) and the 1-px steps along each, both
+    reaching half the frame's diagonal: every line at any angle covers the frame."""
+    r = np.hypot(*shape) / 2
+    return np.arange(-r, r + 1e-9, spacing_px), np.arange(-r, r + 1e-9, 1.0)
+
+
 def line_profiles(labels: np.ndarray, angle_rad: float, spacing_px: float) -> np.ndarray:
     """Class along parallel test lines at ``angle_rad`` (1-px steps), −1 outside the frame: (n_lines, n_steps)."""
     h, w = labels.shape
-    r = np.hypot(h, w) / 2
     cy, cx = (h - 1) / 2, (w - 1) / 2
     dy, dx = np.sin(angle_rad), np.cos(angle_rad)
-    off = np.arange(-r, r + 1e-9, spacing_px)[:, None]
-    t = np.arange(-r, r + 1e-9, 1.0)[None, :]
+    off, t = line_steps(labels.shape, spacing_px)
+    off, t = off[:, None], t[None, :]
     yy = np.rint(cy + off * dx + t * dy).astype(np.int64)
     xx = np.rint(cx - off * dy + t * dx).astype(np.int64)
     ok = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
@@ -225,11 +231,9 @@ def intercept_counts(labels: np.ndarray, n_classes: int, spacing_px: float, n_an
     """
     compiled = kernel("intercepts")
     if compiled is not None and labels.size:  # one pass, the same counts (kernels.intercepts)
-        h, w = labels.shape
-        r = np.hypot(h, w) / 2
         angles = [np.pi * k / n_angles for k in range(n_angles)]  # sin and cos as line_profiles takes them
         dy, dx = np.array([np.sin(a) for a in angles]), np.array([np.cos(a) for a in angles])
-        off, t = np.arange(-r, r + 1e-9, spacing_px), np.arange(-r, r + 1e-9, 1.0)
+        off, t = line_steps(labels.shape, spacing_px)
         shape = (n_angles, off.size)
         length, in_class, cross = np.zeros(shape), np.zeros((*shape, n_classes)), np.zeros((*shape, n_classes))
         compiled(np.ascontiguousarray(labels), dy, dx, off, t, length, in_class, cross)
